@@ -1,0 +1,42 @@
+# Customer Portal. `make run` serves the demo; `make test` runs the whole suite.
+# Each target bootstraps its own .venv.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+
+.PHONY: run test lint chromium clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e ".[test]"
+	touch $(VENV)/.installed $@
+
+run: $(VENV)/.installed
+	$(BIN)/portal migrate --quiet
+	$(BIN)/portal demo --if-empty
+	$(BIN)/portal serve
+
+# Playwright cannot download its browsers here: use the system Chromium.
+chromium: $(VENV)/.installed-test
+	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get install -y chromium; \
+	else $(BIN)/python -m playwright install chromium; fi
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests e2e bench
+	$(BIN)/ruff format --check src tests e2e bench
+
+test: lint chromium
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

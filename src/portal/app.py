@@ -1,0 +1,113 @@
+"""`create_app(settings)`: the one place that wires the portal together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.config.compression import CompressionConfig
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from portal.config import Settings
+from portal.db import engine as db_engine
+from portal.handlers import customer, public
+from portal.tenancy import BareDomain, resolve_tenant
+from portal.web import HTML, VARY, Renderer, csrf_token
+
+log = logging.getLogger("portal")
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the Litestar app for `settings` (binds the tables to its database)."""
+    engine = db_engine.use_database(settings.database_url)
+    renderer = Renderer(settings.static_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await db_engine.start(engine)
+        try:
+            yield
+        finally:
+            await db_engine.stop(engine)
+
+    return Litestar(
+        route_handlers=[*public.ROUTES, *customer.ROUTES],
+        dependencies={"tenant": Provide(resolve_tenant)},
+        lifespan=[lifespan],
+        state=State(
+            {
+                "settings": settings,
+                "renderer": renderer,
+                "template_globals": {"base_domain": settings.base_domain},
+            }
+        ),
+        exception_handlers={
+            BareDomain: _bare_domain,
+            NotFoundException: _not_found,
+            PermissionDeniedException: _forbidden,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
+        csrf_config=CSRFConfig(
+            secret=settings.secret_key,
+            cookie_name="portal_csrf",
+            cookie_secure=settings.cookies_secure,
+            cookie_httponly=True,
+            cookie_samesite="lax",
+            header_name="x-csrftoken",
+        ),
+        compression_config=CompressionConfig(
+            backend="brotli", brotli_gzip_fallback=True, minimum_size=256
+        ),
+        debug=False,
+    )
+
+
+def _page(
+    request: Request, template: str, status: int, context: dict[str, Any] | None = None
+) -> Response:
+    """An error page: always a whole document (htmx swaps it too, so it must make sense alone)."""
+    renderer: Renderer = request.app.state.renderer
+    body = renderer.render_string(
+        template,
+        {"request": request, "csrf_token": csrf_token(request), **(context or {})},
+    )
+    return Response(body, status_code=status, media_type=HTML, headers={"Vary": VARY})
+
+
+def _bare_domain(request: Request, exc: BareDomain) -> Response:
+    if request.url.path == "/":
+        return _page(request, "public/bare_domain.html", 200)
+    return _page(request, "errors/404.html", 404)
+
+
+def _not_found(request: Request, exc: NotFoundException) -> Response:
+    return _page(request, "errors/404.html", 404)
+
+
+def _forbidden(request: Request, exc: PermissionDeniedException) -> Response:
+    csrf = "CSRF" in str(exc.detail)
+    return _page(request, "errors/403.html", 403, {"csrf": csrf})
+
+
+def _http_error(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code >= 500:
+        return _server_error(request, exc)
+    return _page(
+        request,
+        "errors/4xx.html",
+        exc.status_code,
+        {"status": exc.status_code, "detail": exc.detail},
+    )
+
+
+def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _page(request, "errors/500.html", HTTP_500_INTERNAL_SERVER_ERROR)

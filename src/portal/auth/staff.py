@@ -1,0 +1,40 @@
+"""Office staff accounts."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+
+from portal.auth.passwords import hash_password
+from portal.db.tables import StaffUser, Tenant
+
+
+async def create_staff(host: str, email: str, name: str, role: str, password: str) -> str | None:
+    """Add a staff member to the business at `host`; returns a problem, or None when created."""
+    if role not in ("admin", "office"):
+        return "role must be admin or office"
+    try:
+        email = validate_email(email, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        return f"{email!r} is not a valid email address ({exc})"
+    if not 8 <= len(password) <= 128:
+        return "the password must be 8 to 128 characters long"
+    tenant = await Tenant.select(Tenant.id).where(Tenant.host == host).first().run()
+    if tenant is None:
+        return f"no business has the host name {host!r}"
+    exists = (
+        await StaffUser.exists()
+        .where((StaffUser.tenant == tenant["id"]) & (StaffUser.email == email))
+        .run()
+    )
+    if exists:
+        return f"{email} is already a staff member of {host}"
+    await StaffUser.insert(
+        StaffUser(
+            tenant=tenant["id"],
+            email=email,
+            name=name,
+            role=role,
+            password_hash=await hash_password(password),
+        )
+    ).run()
+    return None

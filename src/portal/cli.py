@@ -1,0 +1,170 @@
+"""`portal serve|migrate|demo|import|create-staff|worker`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from portal.config import Settings
+
+
+async def _with_database(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
+    from portal.db import engine as db_engine
+
+    engine = db_engine.use_database(settings.database_url)
+    await db_engine.start(engine)
+    try:
+        return await work()
+    finally:
+        await db_engine.stop(engine)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from portal.db.migrate import migrate
+
+    asyncio.run(_with_database(settings, lambda: migrate(quiet=args.quiet)))
+    print("Database is up to date.")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from portal.db.tables import Tenant
+    from portal.demo import DEMO_HOST, load_demo
+
+    async def work() -> str:
+        if args.if_empty and await Tenant.count().run() > 0:
+            return "The database already has businesses; demo not loaded."
+        if await Tenant.exists().where(Tenant.host == DEMO_HOST).run():
+            return f"The demo business ({DEMO_HOST}) is already loaded."
+        await load_demo()
+        return f"Loaded the demo business ({DEMO_HOST})."
+
+    print(asyncio.run(_with_database(settings, work)))
+    return 0
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from portal.db.importer import ImportProblem, import_file
+
+    path = Path(args.file)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        print(f"Cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        tenant_id = asyncio.run(_with_database(settings, lambda: import_file(raw)))
+    except ImportProblem as exc:
+        print(f"Import failed, nothing was imported.\n{path}: {exc}", file=sys.stderr)
+        return 1
+    print(f"Imported {path} (business id {tenant_id}).")
+    return 0
+
+
+def cmd_create_staff(settings: Settings, args: argparse.Namespace) -> int:
+    from portal.auth import staff
+
+    password = args.password or getpass.getpass("Password for the new staff member: ")
+
+    async def work() -> str | None:
+        return await staff.create_staff(args.host, args.email, args.name or "", args.role, password)
+
+    problem = asyncio.run(_with_database(settings, work))
+    if problem:
+        print(f"Not created: {problem}", file=sys.stderr)
+        return 1
+    print(f"Created {args.role} {args.email} for {args.host}.")
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from portal.mail.worker import run_forever
+
+    asyncio.run(_with_database(settings, lambda: run_forever(settings)))
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from portal.app import create_app
+
+    port = args.port or settings.port
+    settings = settings.with_(port=port, public_port=settings.public_port and port)
+    _print_welcome(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=args.bind or settings.host,
+        port=port,
+        log_level="info",
+        access_log=args.access_log,
+        server_header=False,
+    )
+    return 0
+
+
+def _print_welcome(settings: Settings) -> None:
+    from portal import demo
+
+    port = f":{settings.port}" if settings.port not in (80, 443) else ""
+    base = f"{settings.public_scheme}://{demo.DEMO_HOST}.{settings.base_domain}{port}"
+    print(
+        "\n  Customer Portal is starting.\n"
+        f"  Demo customer portal: {base}/\n"
+        f"      sign in as {demo.JANE_EMAIL} / {demo.JANE_PASSWORD}\n"
+        f"  Demo office:          {base}/office/\n"
+        f"      admin  {demo.ADMIN_EMAIL} / {demo.ADMIN_PASSWORD}\n"
+        f"      office {demo.OFFICE_EMAIL} / {demo.OFFICE_PASSWORD}\n"
+        f"  Emails (no SMTP set): {settings.mail_dir}/\n",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `portal` command."""
+    parser = argparse.ArgumentParser(prog="portal", description="Customer Portal")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve the portal over HTTP")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--bind", default=None, help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--access-log", action="store_true")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("demo", help="load the demo business (XYZ Services)")
+    p.add_argument("--if-empty", action="store_true", help="only when there is no business yet")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("import", help="import a business from a JSON file (docs/import-format.md)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("create-staff", help="add an office staff member")
+    p.add_argument("--host", required=True, help="the business's portal host name")
+    p.add_argument("--email", required=True)
+    p.add_argument("--name", default="")
+    p.add_argument("--role", choices=["admin", "office"], default="office")
+    p.add_argument("--password", default=None, help="prompted for when omitted")
+    p.set_defaults(func=cmd_create_staff)
+
+    p = sub.add_parser("worker", help="deliver queued emails (also runs inside `serve`)")
+    p.set_defaults(func=cmd_worker)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("piccolo").setLevel(logging.WARNING)
+    return args.func(Settings.from_env(), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Settings: one dataclass, built from environment variables.
+
+Tests build their own `Settings` and pass it to `create_app`; nothing else in the
+app reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app needs to know about its environment."""
+
+    database_url: str
+    secret_key: str
+    base_domain: str = "localhost"
+    smtp_url: str | None = None
+    port: int = 8000
+    host: str = "127.0.0.1"
+    var_dir: Path = DEFAULT_VAR_DIR
+    static_dir: Path = PROJECT_ROOT / "static"
+    # Public scheme of customer links in emails; "https" in production behind TLS.
+    public_scheme: str = "http"
+    # Port shown in links built for emails; None when the public URL has no port.
+    public_port: int | None = 8000
+    confirm_token_hours: int = 24
+    reset_token_hours: int = 1
+    session_idle_minutes: int = 120
+    session_absolute_days: int = 7
+    booking_max_days_ahead: int = 60
+    run_mail_worker: bool = True
+    mail_poll_seconds: float = 2.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the dev mail backend writes `.eml` files."""
+        return self.var_dir / "mail"
+
+    @property
+    def cookies_secure(self) -> bool:
+        return self.public_scheme == "https"
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed (tests use this)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: the process environment)."""
+        env = dict(os.environ if env is None else env)
+        var_dir = Path(env.get("PORTAL_VAR_DIR", str(DEFAULT_VAR_DIR)))
+        database_url = database_url_from_env(env)
+        port = int(env.get("PORT", "8000"))
+        public_port_raw = env.get("PORTAL_PUBLIC_PORT")
+        if public_port_raw is None:
+            public_port: int | None = port
+        else:
+            public_port = int(public_port_raw) if public_port_raw else None
+        return cls(
+            database_url=database_url,
+            secret_key=env.get("PORTAL_SECRET_KEY") or _dev_secret_key(var_dir),
+            base_domain=env.get("PORTAL_BASE_DOMAIN", "localhost").lower(),
+            smtp_url=env.get("PORTAL_SMTP_URL") or None,
+            port=port,
+            host=env.get("PORTAL_BIND", "127.0.0.1"),
+            var_dir=var_dir,
+            public_scheme=env.get("PORTAL_PUBLIC_SCHEME", "http"),
+            public_port=public_port,
+            run_mail_worker=env.get("PORTAL_MAIL_WORKER", "1") != "0",
+        )
+
+
+def database_url_from_env(env: dict[str, str] | None = None) -> str:
+    """`DATABASE_URL`, or the default SQLite file under `var/`."""
+    env = dict(os.environ if env is None else env)
+    var_dir = Path(env.get("PORTAL_VAR_DIR", str(DEFAULT_VAR_DIR)))
+    return env.get("DATABASE_URL") or f"sqlite:///{var_dir / 'portal.sqlite3'}"
+
+
+def _dev_secret_key(var_dir: Path) -> str:
+    """A development secret, generated once and kept in `var/` (never committed)."""
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # Create with owner-only permissions; a racing process may have won, so re-read.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key

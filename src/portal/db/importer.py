@@ -1,0 +1,633 @@
+"""`portal import FILE.json`: bring one business's records in, all or nothing.
+
+The format is documented in docs/import-format.md. Checking happens in two
+steps before anything is written: msgspec checks shapes and types (its error
+names the JSON path), then `_check_references` checks ids, references and
+rules. Writing happens in one transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from email_validator import EmailNotValidError, validate_email
+
+from portal.auth.passwords import hash_password
+from portal.db import engine as db_engine
+from portal.db import tables as t
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Cents = Annotated[int, msgspec.Meta(ge=0, le=100_000_000_00)]
+UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]
+HostName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$")]
+Clock = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+HiddenStatus = Literal["canceled", "expired", "suspended"]
+
+
+class Struct(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base for import records: unknown fields are an error, not silently dropped."""
+
+
+class PortalSettings(Struct, kw_only=True):
+    enabled: bool = False
+    legal_accepted_by: str = ""
+    legal_accepted_at: UtcTime | None = None
+    scheduler_enabled: bool = False
+    service_types: list[Annotated[str, msgspec.Meta(min_length=1, max_length=80)]] = []
+    memberships_enabled: bool = False
+    membership_statuses: list[HiddenStatus] = []
+    recurring_service_message: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+    payment_account: Annotated[str, msgspec.Meta(max_length=80)] = ""
+    payments_enabled: bool = False
+
+
+class Business(Struct, kw_only=True):
+    host: HostName
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+    email: str = ""
+    phone: Annotated[str, msgspec.Meta(max_length=40)] = ""
+    time_zone: str = "America/Chicago"
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "USD"
+    logo_png_base64: str | None = None
+    portal: PortalSettings = msgspec.field(default_factory=PortalSettings)
+
+
+class BusinessUnitIn(Struct, kw_only=True):
+    id: Id
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+    invoices_downloadable: bool = True
+
+
+class StaffIn(Struct, kw_only=True):
+    email: str
+    name: Annotated[str, msgspec.Meta(max_length=120)] = ""
+    role: Literal["admin", "office"] = "office"
+    password: Annotated[str, msgspec.Meta(min_length=8, max_length=128)] | None = None
+    password_hash: str | None = None
+
+
+class LocationIn(Struct, kw_only=True):
+    id: Id
+    name: Annotated[str, msgspec.Meta(max_length=120)] = ""
+    street: Text
+    city: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    state: Annotated[str, msgspec.Meta(max_length=40)] = ""
+    zip: Annotated[str, msgspec.Meta(max_length=20)] = ""
+
+
+class PortalAccountIn(Struct, kw_only=True):
+    email: str
+    password: Annotated[str, msgspec.Meta(min_length=8, max_length=128)] | None = None
+    password_hash: str | None = None
+
+
+class CustomerIn(Struct, kw_only=True):
+    id: Id
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    kind: Literal["residential", "commercial"] = "residential"
+    phone: Annotated[str, msgspec.Meta(max_length=40)] = ""
+    emails: list[str] = []
+    locations: list[LocationIn] = []
+    portal_account: PortalAccountIn | None = None
+
+
+class JobIn(Struct, kw_only=True):
+    number: Id
+    customer: Id
+    location: Id
+    business_unit: Id
+    summary: Annotated[str, msgspec.Meta(max_length=300)] = ""
+    status: Literal["scheduled", "in_progress", "completed", "canceled"] = "completed"
+    scheduled_start: UtcTime | None = None
+    scheduled_end: UtcTime | None = None
+    completed_at: UtcTime | None = None
+
+
+class LineIn(Struct, kw_only=True):
+    description: Text
+    quantity: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 1.0
+    unit_price_cents: Cents
+
+
+class InvoiceIn(Struct, kw_only=True):
+    number: Id
+    job: Id
+    date: date
+    due_date: date | None = None
+    summary: Annotated[str, msgspec.Meta(max_length=300)] = ""
+    lines: list[LineIn] = []
+
+
+class AllocationIn(Struct, kw_only=True):
+    invoice: Id
+    amount_cents: Annotated[int, msgspec.Meta(gt=0)]
+
+
+class PaymentIn(Struct, kw_only=True):
+    reference: Id
+    customer: Id
+    paid_at: UtcTime
+    card_brand: Annotated[str, msgspec.Meta(max_length=20)] = ""
+    card_last4: Annotated[str, msgspec.Meta(pattern=r"^([0-9]{4})?$")] = ""
+    allocations: list[AllocationIn]
+
+
+class VisitIn(Struct, kw_only=True):
+    date: date
+    window_start: Clock = "08:00"
+    window_end: Clock = "12:00"
+    description: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    status: Literal["upcoming", "completed", "canceled"] = "upcoming"
+
+
+class CardIn(Struct, kw_only=True):
+    brand: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    last4: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}$")]
+
+
+class MembershipIn(Struct, kw_only=True):
+    id: Id
+    customer: Id
+    location: Id
+    type: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+    status: Literal["active", "canceled", "expired", "suspended"] = "active"
+    start_date: date
+    end_date: date | None = None
+    card: CardIn | None = None
+    visits: list[VisitIn] = []
+
+
+class ImportFile(Struct, kw_only=True):
+    format: Literal["portal-import/1"]
+    business: Business
+    business_units: list[BusinessUnitIn] = []
+    staff: list[StaffIn] = []
+    customers: list[CustomerIn] = []
+    jobs: list[JobIn] = []
+    invoices: list[InvoiceIn] = []
+    payments: list[PaymentIn] = []
+    memberships: list[MembershipIn] = []
+
+
+class ImportProblem(Exception):
+    """A problem in the import file; the message names the record and the field."""
+
+
+def _email(value: str, where: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ImportProblem(f"{where}: {value!r} is not a valid email address ({exc})") from None
+
+
+def parse(raw: bytes | str) -> ImportFile:
+    """Decode and type-check an import file (no database access)."""
+    try:
+        data = msgspec.json.decode(raw, type=ImportFile)
+    except msgspec.ValidationError as exc:
+        raise ImportProblem(_friendly_path(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise ImportProblem(f"the file is not valid JSON: {exc}") from None
+    _check_references(data)
+    return data
+
+
+def _friendly_path(message: str) -> str:
+    """Turn msgspec's "... - at `$.customers[0].kind`" into "customers[0].kind: ..."."""
+    match = re.search(r"^(.*) - at `\$\.?(.*)`$", message)
+    if not match:
+        return message
+    problem, path = match.groups()
+    problem = problem.replace("Object missing required field", "missing required field")
+    return f"{path or 'top level'}: {problem}"
+
+
+def _unique(items: list[Any], key: str, section: str) -> dict[str, int]:
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        value = getattr(item, key)
+        if value in seen:
+            raise ImportProblem(
+                f"{section}[{i}].{key}: {value!r} is used twice (also {section}[{seen[value]}])"
+            )
+        seen[value] = i
+    return seen
+
+
+def _check_references(data: ImportFile) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    b = data.business
+    try:
+        ZoneInfo(b.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ImportProblem(f"business.time_zone: unknown time zone {b.time_zone!r}") from None
+    if b.email:
+        _email(b.email, "business.email")
+    if b.logo_png_base64 is not None:
+        try:
+            base64.b64decode(b.logo_png_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise ImportProblem("business.logo_png_base64: not valid base64") from None
+    if b.portal.legal_accepted_at and not b.portal.legal_accepted_by:
+        raise ImportProblem(
+            "business.portal.legal_accepted_by: required when legal_accepted_at is set"
+        )
+    if b.portal.enabled and not b.portal.legal_accepted_at:
+        raise ImportProblem("business.portal.enabled: the legal agreement must be accepted first")
+    if b.portal.payments_enabled and not b.portal.payment_account:
+        raise ImportProblem("business.portal.payments_enabled: needs a payment_account")
+
+    units = _unique(data.business_units, "id", "business_units")
+    _unique(data.business_units, "name", "business_units")
+    staff_emails: dict[str, int] = {}
+    for i, s in enumerate(data.staff):
+        email = _email(s.email, f"staff[{i}].email")
+        if email in staff_emails:
+            raise ImportProblem(f"staff[{i}].email: {email!r} is used twice")
+        staff_emails[email] = i
+        if not (s.password or s.password_hash):
+            raise ImportProblem(f"staff[{i}] ({email}): needs password or password_hash")
+    customers = _unique(data.customers, "id", "customers")
+    location_owner: dict[str, str] = {}
+    for i, c in enumerate(data.customers):
+        where = f"customers[{i}] ({c.id})"
+        for j, e in enumerate(c.emails):
+            _email(e, f"{where}.emails[{j}]")
+        for j, loc in enumerate(c.locations):
+            if loc.id in location_owner:
+                raise ImportProblem(f"{where}.locations[{j}].id: {loc.id!r} is used twice")
+            location_owner[loc.id] = c.id
+        if c.portal_account is not None:
+            acct = _email(c.portal_account.email, f"{where}.portal_account.email")
+            if acct not in {e.lower() for e in c.emails}:
+                raise ImportProblem(
+                    f"{where}.portal_account.email: {acct!r} is not one of the customer's emails"
+                )
+            if not (c.portal_account.password or c.portal_account.password_hash):
+                raise ImportProblem(f"{where}.portal_account: needs password or password_hash")
+
+    jobs = _unique(data.jobs, "number", "jobs")
+    job_customer: dict[str, str] = {}
+    for i, j in enumerate(data.jobs):
+        where = f"jobs[{i}] ({j.number})"
+        if j.customer not in customers:
+            raise ImportProblem(f"{where}.customer: unknown customer {j.customer!r}")
+        if j.location not in location_owner:
+            raise ImportProblem(f"{where}.location: unknown location {j.location!r}")
+        if location_owner[j.location] != j.customer:
+            raise ImportProblem(f"{where}.location: {j.location!r} belongs to another customer")
+        if j.business_unit not in units:
+            raise ImportProblem(f"{where}.business_unit: unknown business unit {j.business_unit!r}")
+        if j.status == "completed" and j.completed_at is None:
+            raise ImportProblem(f"{where}.completed_at: required when status is completed")
+        job_customer[j.number] = j.customer
+
+    invoices = _unique(data.invoices, "number", "invoices")
+    for i, inv in enumerate(data.invoices):
+        if inv.job not in jobs:
+            raise ImportProblem(f"invoices[{i}] ({inv.number}).job: unknown job {inv.job!r}")
+    _unique(data.payments, "reference", "payments")
+    paid: dict[str, int] = {}
+    for i, p in enumerate(data.payments):
+        where = f"payments[{i}] ({p.reference})"
+        if p.customer not in customers:
+            raise ImportProblem(f"{where}.customer: unknown customer {p.customer!r}")
+        if not p.allocations:
+            raise ImportProblem(f"{where}.allocations: at least one allocation is needed")
+        for k, a in enumerate(p.allocations):
+            if a.invoice not in invoices:
+                raise ImportProblem(
+                    f"{where}.allocations[{k}].invoice: unknown invoice {a.invoice!r}"
+                )
+            inv = data.invoices[invoices[a.invoice]]
+            if job_customer[inv.job] != p.customer:
+                raise ImportProblem(
+                    f"{where}.allocations[{k}].invoice: {a.invoice!r} belongs to another customer"
+                )
+            paid[a.invoice] = paid.get(a.invoice, 0) + a.amount_cents
+    for i, inv in enumerate(data.invoices):
+        total = invoice_total(inv)
+        if paid.get(inv.number, 0) > total:
+            raise ImportProblem(
+                f"invoices[{i}] ({inv.number}): payments ({paid[inv.number]} cents) exceed the total "
+                f"({total} cents)"
+            )
+    _unique(data.memberships, "id", "memberships")
+    for i, m in enumerate(data.memberships):
+        where = f"memberships[{i}] ({m.id})"
+        if m.customer not in customers:
+            raise ImportProblem(f"{where}.customer: unknown customer {m.customer!r}")
+        if location_owner.get(m.location) != m.customer:
+            raise ImportProblem(
+                f"{where}.location: unknown location {m.location!r} for this customer"
+            )
+        if m.end_date and m.end_date < m.start_date:
+            raise ImportProblem(f"{where}.end_date: before start_date")
+        for k, v in enumerate(m.visits):
+            if v.window_end <= v.window_start:
+                raise ImportProblem(f"{where}.visits[{k}].window_end: must be after window_start")
+
+
+def invoice_total(inv: InvoiceIn) -> int:
+    """Total of an invoice's lines in cents (quantity × unit price, rounded half up)."""
+    return sum(line_amount(line) for line in inv.lines)
+
+
+def line_amount(line: LineIn) -> int:
+    return int(round(line.quantity * line.unit_price_cents + 1e-9))
+
+
+CHUNK = 400
+
+
+async def _insert(table: type[t.Table], rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        await table.insert(*[table(**row) for row in chunk]).run()
+
+
+async def _ids(table: type[t.Table], tenant_id: int, key: str) -> dict[str, int]:
+    rows = await table.select(table.id, getattr(table, key)).where(table.tenant == tenant_id).run()
+    return {r[key]: r["id"] for r in rows}
+
+
+async def import_data(data: ImportFile) -> int:
+    """Write a checked import file in one transaction; returns the new business's id."""
+    b = data.business
+    # Hash passwords before the transaction: hashing is slow and needs no lock.
+    staff_hashes = [s.password_hash or await hash_password(s.password or "") for s in data.staff]
+    account_hashes = {
+        c.id: c.portal_account.password_hash or await hash_password(c.portal_account.password or "")
+        for c in data.customers
+        if c.portal_account is not None
+    }
+    async with db_engine.transaction():
+        if await t.Tenant.exists().where(t.Tenant.host == b.host).run():
+            raise ImportProblem(f"business.host: {b.host!r} is already used by another business")
+        portal = b.portal
+        rows = await t.Tenant.insert(
+            t.Tenant(
+                host=b.host,
+                name=b.name,
+                email=b.email.lower(),
+                phone=b.phone,
+                time_zone=b.time_zone,
+                currency=b.currency,
+                logo=base64.b64decode(b.logo_png_base64) if b.logo_png_base64 else None,
+                logo_content_type="image/png" if b.logo_png_base64 else "",
+                logo_version=1 if b.logo_png_base64 else 0,
+                legal_accepted_at=portal.legal_accepted_at,
+                legal_accepted_by=portal.legal_accepted_by,
+                portal_enabled=portal.enabled,
+                scheduler_enabled=portal.scheduler_enabled,
+                service_types=json.dumps(portal.service_types),
+                memberships_enabled=portal.memberships_enabled,
+                membership_statuses=json.dumps(sorted(set(portal.membership_statuses))),
+                recurring_service_message=portal.recurring_service_message,
+                payment_account_id=portal.payment_account,
+                payments_enabled=portal.payments_enabled,
+            )
+        ).run()
+        tenant_id = rows[0]["id"]
+        tid = {"tenant": tenant_id}
+
+        await _insert(
+            t.BusinessUnit,
+            [
+                {**tid, "name": u.name, "invoices_downloadable": u.invoices_downloadable}
+                for u in data.business_units
+            ],
+        )
+        unit_ids_by_name = await _ids(t.BusinessUnit, tenant_id, "name")
+        unit_ids = {u.id: unit_ids_by_name[u.name] for u in data.business_units}
+        await _insert(
+            t.StaffUser,
+            [
+                {
+                    **tid,
+                    "email": s.email.lower(),
+                    "name": s.name,
+                    "role": s.role,
+                    "password_hash": h,
+                }
+                for s, h in zip(data.staff, staff_hashes, strict=True)
+            ],
+        )
+        await _insert(
+            t.Customer,
+            [
+                {**tid, "external_id": c.id, "name": c.name, "kind": c.kind, "phone": c.phone}
+                for c in data.customers
+            ],
+        )
+        customer_ids = await _ids(t.Customer, tenant_id, "external_id")
+        await _insert(
+            t.CustomerEmail,
+            [
+                {**tid, "customer": customer_ids[c.id], "email": e.lower()}
+                for c in data.customers
+                for e in dict.fromkeys(x.lower() for x in c.emails)
+            ],
+        )
+        await _insert(
+            t.Location,
+            [
+                {
+                    **tid,
+                    "customer": customer_ids[c.id],
+                    "external_id": loc.id,
+                    "name": loc.name,
+                    "street": loc.street,
+                    "city": loc.city,
+                    "state": loc.state,
+                    "zip": loc.zip,
+                }
+                for c in data.customers
+                for loc in c.locations
+            ],
+        )
+        location_ids = await _ids(t.Location, tenant_id, "external_id")
+        now = datetime.now(UTC)
+        await _insert(
+            t.PortalAccount,
+            [
+                {
+                    **tid,
+                    "email": c.portal_account.email.lower(),
+                    "password_hash": account_hashes[c.id],
+                    "confirmed_at": now,
+                    "password_changed_at": now,
+                }
+                for c in data.customers
+                if c.portal_account is not None
+            ],
+        )
+        await _insert(
+            t.Job,
+            [
+                {
+                    **tid,
+                    "customer": customer_ids[j.customer],
+                    "location": location_ids[j.location],
+                    "business_unit": unit_ids[j.business_unit],
+                    "number": j.number,
+                    "summary": j.summary,
+                    "status": j.status,
+                    "scheduled_start": j.scheduled_start,
+                    "scheduled_end": j.scheduled_end,
+                    "completed_at": j.completed_at,
+                }
+                for j in data.jobs
+            ],
+        )
+        job_ids = await _ids(t.Job, tenant_id, "number")
+        jobs_by_number = {j.number: j for j in data.jobs}
+        invoices_by_number = {inv.number: inv for inv in data.invoices}
+        paid: dict[str, int] = {}
+        for p in data.payments:
+            for a in p.allocations:
+                paid[a.invoice] = paid.get(a.invoice, 0) + a.amount_cents
+        invoice_rows = []
+        for inv in data.invoices:
+            job = jobs_by_number[inv.job]
+            total = invoice_total(inv)
+            invoice_rows.append(
+                {
+                    **tid,
+                    "customer": customer_ids[job.customer],
+                    "job": job_ids[inv.job],
+                    "location": location_ids[job.location],
+                    "business_unit": unit_ids[job.business_unit],
+                    "number": inv.number,
+                    "invoice_date": inv.date,
+                    "due_date": inv.due_date,
+                    "summary": inv.summary or job.summary,
+                    "total_cents": total,
+                    "balance_cents": total - paid.get(inv.number, 0),
+                }
+            )
+        await _insert(t.Invoice, invoice_rows)
+        invoice_ids = await _ids(t.Invoice, tenant_id, "number")
+        await _insert(
+            t.InvoiceLine,
+            [
+                {
+                    **tid,
+                    "invoice": invoice_ids[inv.number],
+                    "position": n,
+                    "description": line.description,
+                    "quantity": line.quantity,
+                    "unit_price_cents": line.unit_price_cents,
+                    "amount_cents": line_amount(line),
+                }
+                for inv in data.invoices
+                for n, line in enumerate(inv.lines)
+            ],
+        )
+        await _insert(
+            t.Payment,
+            [
+                {
+                    **tid,
+                    "customer": customer_ids[p.customer],
+                    "amount_cents": sum(a.amount_cents for a in p.allocations),
+                    "kind": "full",
+                    "status": "succeeded",
+                    "idempotency_key": f"import:{p.reference}",
+                    "gateway": "import",
+                    "gateway_ref": p.reference,
+                    "card_brand": p.card_brand,
+                    "card_last4": p.card_last4,
+                    "source": "import",
+                    "created_at": p.paid_at,
+                    "completed_at": p.paid_at,
+                }
+                for p in data.payments
+            ],
+        )
+        payment_rows = (
+            await t.Payment.select(t.Payment.id, t.Payment.gateway_ref)
+            .where((t.Payment.tenant == tenant_id) & (t.Payment.gateway == "import"))
+            .run()
+        )
+        payment_ids = {r["gateway_ref"]: r["id"] for r in payment_rows}
+        await _insert(
+            t.PaymentAllocation,
+            [
+                {
+                    **tid,
+                    "payment": payment_ids[p.reference],
+                    "invoice": invoice_ids[a.invoice],
+                    "amount_cents": a.amount_cents,
+                }
+                for p in data.payments
+                for a in p.allocations
+            ],
+        )
+        await _insert(
+            t.AuditEvent,
+            [
+                {
+                    **tid,
+                    "job": job_ids[invoices_by_number[a.invoice].job],
+                    "invoice": invoice_ids[a.invoice],
+                    "actor": "Imported record",
+                    "action": "payment",
+                    "detail": f"Payment {p.reference} applied to invoice {a.invoice}",
+                    "amount_cents": a.amount_cents,
+                    "reference": p.reference,
+                    "created_at": p.paid_at,
+                }
+                for p in data.payments
+                for a in p.allocations
+            ],
+        )
+        await _insert(
+            t.Membership,
+            [
+                {
+                    **tid,
+                    "customer": customer_ids[m.customer],
+                    "location": location_ids[m.location],
+                    "external_id": m.id,
+                    "type_name": m.type,
+                    "status": m.status,
+                    "start_date": m.start_date,
+                    "end_date": m.end_date,
+                    "card_brand": m.card.brand if m.card else "",
+                    "card_last4": m.card.last4 if m.card else "",
+                }
+                for m in data.memberships
+            ],
+        )
+        membership_ids = await _ids(t.Membership, tenant_id, "external_id")
+        await _insert(
+            t.Visit,
+            [
+                {
+                    **tid,
+                    "membership": membership_ids[m.id],
+                    "visit_date": v.date,
+                    "window_start": v.window_start,
+                    "window_end": v.window_end,
+                    "description": v.description,
+                    "status": v.status,
+                }
+                for m in data.memberships
+                for v in m.visits
+            ],
+        )
+    return tenant_id
+
+
+async def import_file(raw: bytes | str) -> int:
+    """Parse, check and import a file's contents; raises `ImportProblem` naming the problem."""
+    return await import_data(parse(raw))

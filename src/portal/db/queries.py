@@ -1,0 +1,67 @@
+"""Reads and writes the pages need. Every function is scoped by business (tenant)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from portal.db.tables import BusinessUnit, Tenant
+
+TENANT_COLUMNS = [
+    Tenant.id,
+    Tenant.host,
+    Tenant.name,
+    Tenant.email,
+    Tenant.phone,
+    Tenant.time_zone,
+    Tenant.currency,
+    Tenant.logo_version,
+    Tenant.legal_accepted_at,
+    Tenant.legal_accepted_by,
+    Tenant.portal_enabled,
+    Tenant.scheduler_enabled,
+    Tenant.service_types,
+    Tenant.memberships_enabled,
+    Tenant.membership_statuses,
+    Tenant.recurring_service_message,
+    Tenant.payment_account_id,
+    Tenant.payments_enabled,
+]
+
+
+def _tenant_row(row: dict[str, Any]) -> dict[str, Any]:
+    row["service_types"] = json.loads(row["service_types"] or "[]")
+    row["membership_statuses"] = json.loads(row["membership_statuses"] or "[]")
+    # The customer portal is open only after an admin accepted the agreement and staff enabled it.
+    row["portal_open"] = bool(row["legal_accepted_at"]) and bool(row["portal_enabled"])
+    row["card_payments"] = bool(row["payment_account_id"]) and bool(row["payments_enabled"])
+    return row
+
+
+async def tenant_by_host(host: str) -> dict[str, Any] | None:
+    """The business with this host name (without its logo bytes), or None."""
+    row = await Tenant.select(*TENANT_COLUMNS).where(Tenant.host == host).first().run()
+    return _tenant_row(row) if row else None
+
+
+async def tenant_logo(tenant_id: int) -> tuple[bytes, str] | None:
+    """The business's logo bytes and content type, if it has one."""
+    row = (
+        await Tenant.select(Tenant.logo, Tenant.logo_content_type)
+        .where(Tenant.id == tenant_id)
+        .first()
+        .run()
+    )
+    if not row or not row["logo"]:
+        return None
+    return bytes(row["logo"]), row["logo_content_type"]
+
+
+async def business_units(tenant_id: int) -> list[dict[str, Any]]:
+    """The business's units, by name."""
+    return (
+        await BusinessUnit.select()
+        .where(BusinessUnit.tenant == tenant_id)
+        .order_by(BusinessUnit.name)
+        .run()
+    )

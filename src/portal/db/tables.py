@@ -1,0 +1,346 @@
+"""Piccolo tables: the whole data model.
+
+Every row belongs to one business (`tenant`); queries always filter on it.
+Money is integer cents. Times are UTC (`Timestamptz`); dates without a time
+(invoice date, visit date) are the business's local calendar dates.
+Unique constraints, checks and indexes are declared in the migration
+`..._constraints_and_indexes.py` as plain SQL, because Piccolo adds constraints
+with `ALTER TABLE … ADD CONSTRAINT`, which SQLite does not support.
+"""
+
+from __future__ import annotations
+
+from piccolo.columns import (
+    Boolean,
+    Bytea,
+    Date,
+    ForeignKey,
+    Integer,
+    Real,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.base import OnDelete
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.table import Table
+
+
+class Tenant(Table, tablename="tenant"):
+    """A business with its customer portal and portal settings."""
+
+    host = Varchar(length=40, unique=True)
+    name = Varchar(length=120)
+    email = Varchar(length=254, default="")
+    phone = Varchar(length=40, default="")
+    time_zone = Varchar(length=64, default="America/Chicago")
+    currency = Varchar(length=3, default="USD")
+    logo = Bytea(null=True, default=None)
+    logo_content_type = Varchar(length=40, default="")
+    logo_version = Integer(default=0)
+    # Portal settings (Settings › Customer Portal).
+    legal_accepted_at = Timestamptz(null=True, default=None)
+    legal_accepted_by = Varchar(length=254, default="")
+    portal_enabled = Boolean(default=False)
+    scheduler_enabled = Boolean(default=False)
+    service_types = Text(default="[]")  # JSON list of names customers may request
+    memberships_enabled = Boolean(default=False)
+    membership_statuses = Text(default="[]")  # JSON list among canceled/expired/suspended
+    recurring_service_message = Text(default="")
+    payment_account_id = Varchar(length=80, default="")  # the one linked gateway account
+    payments_enabled = Boolean(default=False)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class BusinessUnit(Table, tablename="business_unit"):
+    """A trade division (Plumbing, HVAC…); the office chooses whose invoices download."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    name = Varchar(length=80)
+    invoices_downloadable = Boolean(default=True)
+
+
+class StaffUser(Table, tablename="staff_user"):
+    """Office staff who sign in under /office/."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    email = Varchar(length=254)
+    name = Varchar(length=120, default="")
+    role = Varchar(length=10, default="office")  # admin | office
+    password_hash = Varchar(length=200, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Customer(Table, tablename="customer"):
+    """A customer record of the business (residential or commercial)."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    external_id = Varchar(length=64)  # the business's own customer number
+    name = Varchar(length=200)
+    kind = Varchar(length=12, default="residential")  # residential | commercial
+    phone = Varchar(length=40, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class CustomerEmail(Table, tablename="customer_email"):
+    """A contact email on a customer's record; only these may sign up."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    email = Varchar(length=254)  # stored lower-cased
+
+
+class Location(Table, tablename="location"):
+    """A service address of a customer."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    external_id = Varchar(length=64)
+    name = Varchar(length=120, default="")
+    street = Varchar(length=200)
+    city = Varchar(length=100, default="")
+    state = Varchar(length=40, default="")
+    zip = Varchar(length=20, default="")
+
+
+class BookingRequest(Table, tablename="booking_request"):
+    """An appointment request from the portal's scheduler, handled under Bookings."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
+    account_email = Varchar(length=254, default="")
+    service_type = Varchar(length=80)
+    preferred_windows = Text(default="[]")  # JSON list of {"date": "YYYY-MM-DD", "window": ...}
+    notes = Text(default="")
+    status = Varchar(length=10, default="new")  # new | booked | dismissed
+    dismiss_reason = Text(default="")
+    idempotency_key = Varchar(length=64)
+    created_at = Timestamptz(default=TimestamptzNow())
+    handled_at = Timestamptz(null=True, default=None)
+    handled_by = Varchar(length=254, default="")
+
+
+class Job(Table, tablename="job"):
+    """Work done (or to be done) at a location by a business unit."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
+    business_unit = ForeignKey(null=False, references=BusinessUnit, on_delete=OnDelete.restrict)
+    booking_request = ForeignKey(references=BookingRequest, null=True, default=None)
+    number = Varchar(length=32)
+    summary = Varchar(length=300, default="")
+    status = Varchar(
+        length=12, default="scheduled"
+    )  # scheduled | in_progress | completed | canceled
+    scheduled_start = Timestamptz(null=True, default=None)
+    scheduled_end = Timestamptz(null=True, default=None)
+    completed_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Invoice(Table, tablename="invoice"):
+    """An invoice for a job. `balance_cents` never goes below zero (checked in the database)."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    job = ForeignKey(null=False, references=Job, on_delete=OnDelete.cascade)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
+    business_unit = ForeignKey(null=False, references=BusinessUnit, on_delete=OnDelete.restrict)
+    number = Varchar(length=32)
+    invoice_date = Date()
+    due_date = Date(null=True, default=None)
+    summary = Varchar(length=300, default="")
+    total_cents = Integer()
+    balance_cents = Integer()
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class InvoiceLine(Table, tablename="invoice_line"):
+    """One line of an invoice."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
+    position = Integer(default=0)
+    description = Varchar(length=300)
+    quantity = Real(default=1.0)
+    unit_price_cents = Integer(default=0)
+    amount_cents = Integer()
+
+
+class PortalAccount(Table, tablename="portal_account"):
+    """A customer's sign-in for one business; sees every customer record listing its email."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    email = Varchar(length=254)  # lower-cased
+    password_hash = Varchar(length=200, default="")
+    confirmed_at = Timestamptz(null=True, default=None)
+    password_changed_at = Timestamptz(null=True, default=None)
+    last_sign_in_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Payment(Table, tablename="payment"):
+    """One payment, allocated to one or more invoices. Never holds a card number."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    account_email = Varchar(length=254, default="")
+    amount_cents = Integer()
+    kind = Varchar(length=8, default="full")  # full | partial
+    status = Varchar(length=10, default="pending")  # pending | succeeded | failed
+    idempotency_key = Varchar(length=64)
+    gateway = Varchar(length=20, default="sandbox")
+    gateway_ref = Varchar(length=80, default="")
+    card_brand = Varchar(length=20, default="")
+    card_last4 = Varchar(length=4, default="")
+    failure_reason = Varchar(length=200, default="")
+    source = Varchar(length=10, default="portal")  # portal | office | import
+    created_at = Timestamptz(default=TimestamptzNow())
+    completed_at = Timestamptz(null=True, default=None)
+
+
+class PaymentAllocation(Table, tablename="payment_allocation"):
+    """The part of a payment applied to one invoice."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
+    invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
+    amount_cents = Integer()
+
+
+class Membership(Table, tablename="membership"):
+    """A membership (residential) or contract (commercial) with its billing card on file."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
+    external_id = Varchar(length=64)
+    type_name = Varchar(length=120)
+    status = Varchar(length=10, default="active")  # active | canceled | expired | suspended
+    start_date = Date()
+    end_date = Date(null=True, default=None)
+    card_brand = Varchar(length=20, default="")
+    card_last4 = Varchar(length=4, default="")
+    card_token = Varchar(length=80, default="")  # the gateway's token, never a card number
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Visit(Table, tablename="visit"):
+    """A maintenance visit included in a membership."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    membership = ForeignKey(null=False, references=Membership, on_delete=OnDelete.cascade)
+    visit_date = Date()
+    window_start = Varchar(length=5, default="08:00")  # local time HH:MM
+    window_end = Varchar(length=5, default="12:00")
+    description = Varchar(length=200, default="")
+    status = Varchar(length=10, default="upcoming")  # upcoming | completed | canceled
+
+
+class AuditEvent(Table, tablename="audit_event"):
+    """The trail of a job, invoice or membership: who did what, when."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    job = ForeignKey(references=Job, null=True, default=None, on_delete=OnDelete.cascade)
+    invoice = ForeignKey(references=Invoice, null=True, default=None, on_delete=OnDelete.cascade)
+    membership = ForeignKey(
+        references=Membership, null=True, default=None, on_delete=OnDelete.cascade
+    )
+    actor = Varchar(length=254, default="")
+    action = Varchar(length=40)
+    detail = Text(default="")
+    amount_cents = Integer(null=True, default=None)
+    reference = Varchar(length=80, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Session(Table, tablename="session"):
+    """A signed-in browser. The cookie holds a random token; only its hash is stored."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    token_hash = Varchar(length=64, unique=True)
+    kind = Varchar(length=10)  # customer | staff
+    account = ForeignKey(
+        references=PortalAccount, null=True, default=None, on_delete=OnDelete.cascade
+    )
+    staff = ForeignKey(references=StaffUser, null=True, default=None, on_delete=OnDelete.cascade)
+    active_customer_id = Integer(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_seen_at = Timestamptz(default=TimestamptzNow())
+    expires_at = Timestamptz()  # absolute limit
+
+
+class AuthToken(Table, tablename="auth_token"):
+    """A confirmation or password-reset link's token, stored hashed, single use."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account = ForeignKey(null=False, references=PortalAccount, on_delete=OnDelete.cascade)
+    purpose = Varchar(length=10)  # confirm | reset
+    token_hash = Varchar(length=64, unique=True)
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class OutboxEmail(Table, tablename="outbox_email"):
+    """An email waiting to be sent (or sent). Written in the transaction that causes it."""
+
+    tenant = ForeignKey(references=Tenant, null=True, default=None, on_delete=OnDelete.cascade)
+    message_id = Varchar(length=200, unique=True)
+    to_addr = Varchar(length=254)
+    from_name = Varchar(length=120, default="")
+    reply_to = Varchar(length=254, default="")
+    subject = Varchar(length=300)
+    text_body = Text()
+    html_body = Text(default="")
+    status = Varchar(length=10, default="pending")  # pending | sent | failed
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz(default=TimestamptzNow())
+    locked_until = Timestamptz(null=True, default=None)
+    last_error = Varchar(length=500, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    sent_at = Timestamptz(null=True, default=None)
+
+
+class NotificationTemplate(Table, tablename="notification_template"):
+    """A business's wording for one kind of email (invoice, booking received…)."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    key = Varchar(length=40)
+    subject = Varchar(length=300)
+    body = Text()
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class ThrottleHit(Table, tablename="throttle_hit"):
+    """One failed or rate-limited attempt, counted per key in a time window."""
+
+    key = Varchar(length=200)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+TABLES: list[type[Table]] = [
+    Tenant,
+    BusinessUnit,
+    StaffUser,
+    Customer,
+    CustomerEmail,
+    Location,
+    BookingRequest,
+    Job,
+    Invoice,
+    InvoiceLine,
+    PortalAccount,
+    Payment,
+    PaymentAllocation,
+    Membership,
+    Visit,
+    AuditEvent,
+    Session,
+    AuthToken,
+    OutboxEmail,
+    NotificationTemplate,
+    ThrottleHit,
+]

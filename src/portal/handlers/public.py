@@ -1,0 +1,41 @@
+"""Routes that need no sign-in: static files, the business's logo, the front door."""
+
+from __future__ import annotations
+
+from litestar import Request, Response, get
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from litestar.response import Redirect
+
+from portal.db import queries
+from portal.tenancy import TenantDep
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@get("/static/{name:path}", include_in_schema=False, exclude_from_csrf=True)
+async def static_file(request: Request, name: FromPath[str]) -> Response[bytes]:
+    """A fingerprinted static file; its name changes when its content does."""
+    found = request.app.state.renderer.static.get(name.lstrip("/"))
+    if found is None:
+        raise NotFoundException()
+    return Response(found.body, media_type=found.content_type, headers={"Cache-Control": IMMUTABLE})
+
+
+@get("/logo/{version:int}", include_in_schema=False)
+async def logo(tenant: TenantDep, version: FromPath[int]) -> Response[bytes]:
+    """The business's logo; the version in the URL changes whenever the logo does."""
+    found = await queries.tenant_logo(tenant["id"])
+    if found is None or version != tenant["logo_version"]:
+        raise NotFoundException()
+    body, content_type = found
+    return Response(body, media_type=content_type, headers={"Cache-Control": IMMUTABLE})
+
+
+@get("/", include_in_schema=False)
+async def front_door(tenant: TenantDep) -> Redirect:
+    """The portal's address: go to the customer's first tab (sign-in if needed)."""
+    return Redirect("/invoices", status_code=303)
+
+
+ROUTES = [static_file, logo, front_door]

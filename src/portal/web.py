@@ -1,0 +1,183 @@
+"""Rendering: Jinja environment, fingerprinted static files, and the one helper
+that decides between a full page and an htmx fragment."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, nodes, select_autoescape
+from litestar import Request, Response
+from litestar.status_codes import HTTP_200_OK
+from litestar.utils.scope.state import ScopeState
+
+TEMPLATES_DIR = Path(__file__).parent / "partials"
+HTML = "text/html"  # Litestar adds "; charset=utf-8"
+# Both kinds of response come from the same URL, so caches must keep them apart.
+VARY = "HX-Request, HX-Request-Type, HX-History-Restore-Request"
+
+CURRENCY_SYMBOLS = {"USD": "$", "CAD": "$", "AUD": "$", "NZD": "$", "EUR": "€", "GBP": "£"}
+
+
+@dataclass(frozen=True)
+class StaticFile:
+    """A file under `static/`, served at a URL that contains its content hash."""
+
+    path: Path
+    url: str
+    content_type: str
+    body: bytes
+
+
+def load_static(static_dir: Path) -> dict[str, StaticFile]:
+    """Map each static file's fingerprinted name (`app.1a2b3c4d5e.css`) to the file."""
+    files: dict[str, StaticFile] = {}
+    for path in sorted(static_dir.rglob("*")):
+        if not path.is_file():
+            continue
+        body = path.read_bytes()
+        digest = hashlib.sha256(body).hexdigest()[:10]
+        rel = path.relative_to(static_dir).as_posix()
+        stem, dot, suffix = rel.rpartition(".")
+        name = f"{stem}.{digest}.{suffix}" if dot else f"{rel}.{digest}"
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        files[name] = StaticFile(
+            path=path, url=f"/static/{name}", content_type=content_type, body=body
+        )
+    return files
+
+
+def money(cents: int | None, currency: str = "USD") -> str:
+    """Format integer cents as money: 123456 -> "$1,234.56"."""
+    if cents is None:
+        return ""
+    symbol = CURRENCY_SYMBOLS.get(currency, currency + " ")
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(int(cents)), 100)
+    return f"{sign}{symbol}{whole:,}.{part:02d}"
+
+
+def format_date(value: date | datetime | str | None, tz: str | None = None) -> str:
+    """A date as people write it: "Nov 3, 2026" (datetimes shown in the business's zone)."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = date.fromisoformat(value[:10])
+    if isinstance(value, datetime):
+        if tz:
+            value = value.astimezone(ZoneInfo(tz))
+        value = value.date()
+    return f"{value:%b} {value.day}, {value.year}"
+
+
+def format_datetime(value: datetime | None, tz: str | None = None) -> str:
+    """A moment in the business's time zone: "Nov 3, 2026, 2:05 PM"."""
+    if value is None:
+        return ""
+    if tz:
+        value = value.astimezone(ZoneInfo(tz))
+    hour = value.hour % 12 or 12
+    ampm = "AM" if value.hour < 12 else "PM"
+    return f"{format_date(value)}, {hour}:{value.minute:02d} {ampm}"
+
+
+class Renderer:
+    """Holds the Jinja environment and static file map for one app."""
+
+    def __init__(self, static_dir: Path) -> None:
+        self.static = load_static(static_dir)
+        self._parent_cache: dict[str, list[str]] = {}
+        self._static_by_name = {
+            f.path.relative_to(static_dir).as_posix(): f for f in self.static.values()
+        }
+        self.env = Environment(
+            loader=FileSystemLoader(TEMPLATES_DIR),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=False,
+        )
+        self.env.filters["money"] = money
+        self.env.filters["date"] = format_date
+        self.env.filters["datetime"] = format_datetime
+        self.env.globals["static_url"] = self.static_url
+
+    def static_url(self, name: str) -> str:
+        """URL of a static file by its plain name, e.g. `static_url('app.css')`."""
+        return self._static_by_name[name].url
+
+    def render_string(
+        self, template_name: str, context: dict[str, Any], block: str | None = None
+    ) -> str:
+        """Render a whole template, or only one of its blocks."""
+        template = self.env.get_template(template_name)
+        if block is None:
+            return template.render(context)
+        # Give the context the blocks of the whole `extends` chain (most derived first),
+        # as a full render would, so a layout's block can call the page's blocks.
+        ctx = template.new_context(context)
+        for parent_name in self._parents(template_name):
+            for name, func in self.env.get_template(parent_name).blocks.items():
+                ctx.blocks.setdefault(name, []).append(func)
+        return "".join(ctx.blocks[block][0](ctx))
+
+    def _parents(self, template_name: str) -> list[str]:
+        """Names of the templates `template_name` extends, nearest first (cached)."""
+        cached = self._parent_cache.get(template_name)
+        if cached is None:
+            cached = []
+            name: str | None = template_name
+            while name is not None:
+                source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
+                extends = self.env.parse(source).find(nodes.Extends)
+                name = extends.template.value if extends is not None else None  # type: ignore[attr-defined]
+                if name is not None:
+                    cached.append(name)
+            self._parent_cache[template_name] = cached
+        return cached
+
+
+def is_fragment_request(request: Request) -> bool:
+    """True when htmx asks to swap one region (not a full page, not a history restore)."""
+    headers = request.headers
+    return (
+        headers.get("hx-request") == "true"
+        and headers.get("hx-request-type", "partial") == "partial"
+        and headers.get("hx-history-restore-request") != "true"
+    )
+
+
+def csrf_token(request: Request) -> str:
+    """The CSRF token for forms on this page (set by Litestar's CSRF middleware)."""
+    token = ScopeState.from_scope(request.scope).csrf_token
+    return token if isinstance(token, str) else ""
+
+
+def render(
+    request: Request,
+    template_name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    block: str | None = "region",
+    status_code: int = HTTP_200_OK,
+    headers: dict[str, str] | None = None,
+) -> Response[str]:
+    """Render `template_name`: the whole page for a plain request, only `block` for htmx.
+
+    This is the one place that decides full page versus fragment.
+    """
+    renderer: Renderer = request.app.state.renderer
+    full_context = {**request.app.state.template_globals, "request": request, **(context or {})}
+    full_context.setdefault("csrf_token", csrf_token(request))
+    fragment = block is not None and is_fragment_request(request)
+    full_context["fragment"] = fragment
+    body = renderer.render_string(template_name, full_context, block if fragment else None)
+    all_headers = {"Vary": VARY, "Cache-Control": "no-store"}
+    all_headers.update(headers or {})
+    return Response(body, status_code=status_code, media_type=HTML, headers=all_headers)
