@@ -3,9 +3,11 @@ the app built from test settings, and an HTTP client on the demo business's host
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +17,7 @@ from portal.app import create_app
 from portal.config import Settings
 from portal.db import engine as db_engine
 from portal.db.migrate import migrate
-from portal.demo import DEMO_HOST, load_demo
+from portal.demo import DEMO_HOST, JANE_EMAIL, JANE_PASSWORD, load_demo
 from portal.testing import fresh_database
 
 DEMO_BASE_URL = f"http://{DEMO_HOST}.localhost"
@@ -71,4 +73,40 @@ async def demo(app: Litestar) -> int:
 @pytest.fixture(scope="module")
 async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     async with make_client(app) as c:
+        yield c
+
+
+CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')
+
+
+async def csrf_from(client: httpx.AsyncClient, path: str) -> str:
+    """The CSRF token from a page's form (and the cookie set with it)."""
+    response = await client.get(path)
+    match = CSRF_FIELD.search(response.text)
+    assert match, f"no CSRF field on {path} ({response.status_code})"
+    return match.group(1)
+
+
+async def post_form(
+    client: httpx.AsyncClient, path: str, data: dict[str, Any], *, csrf_page: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """Submit a form the way a browser does: CSRF token from the page, then POST."""
+    token = await csrf_from(client, csrf_page or path)
+    return await client.post(path, data={"_csrf_token": token, **data}, headers=headers)
+
+
+async def sign_in(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
+    response = await post_form(
+        client, "/sign-in", {"email": email, "password": password}, csrf_page="/sign-in"
+    )
+    assert response.status_code == 303, response.text
+    return response
+
+
+@pytest.fixture(scope="module")
+async def jane(app: Litestar, demo: int) -> AsyncIterator[httpx.AsyncClient]:
+    """A client signed in as Jane Doe, the demo's registered customer."""
+    async with make_client(app) as c:
+        await sign_in(c, JANE_EMAIL, JANE_PASSWORD)
         yield c

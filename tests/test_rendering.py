@@ -8,8 +8,8 @@ HX_PARTIAL = {"HX-Request": "true", "HX-Request-Type": "partial"}
 
 
 @pytest.mark.parametrize("path,label", [("/invoices", "Invoices"), ("/history", "History")])
-async def test_plain_request_gets_whole_page(client, demo, path, label):
-    response = await client.get(path)
+async def test_plain_request_gets_whole_page(jane, path, label):
+    response = await jane.get(path)
     assert response.status_code == 200
     html = response.text
     assert html.startswith("<!doctype html>")
@@ -20,8 +20,8 @@ async def test_plain_request_gets_whole_page(client, demo, path, label):
 
 
 @pytest.mark.parametrize("path,label", [("/invoices", "Invoices"), ("/history", "History")])
-async def test_htmx_partial_request_gets_only_the_region(client, demo, path, label):
-    response = await client.get(path, headers=HX_PARTIAL)
+async def test_htmx_partial_request_gets_only_the_region(jane, path, label):
+    response = await jane.get(path, headers=HX_PARTIAL)
     assert response.status_code == 200
     html = response.text
     assert "<html" not in html and "<head" not in html and "<script" not in html
@@ -31,24 +31,24 @@ async def test_htmx_partial_request_gets_only_the_region(client, demo, path, lab
     assert "HX-Request-Type" in response.headers["vary"]
 
 
-async def test_full_and_history_restore_requests_get_whole_page(client, demo):
+async def test_full_and_history_restore_requests_get_whole_page(jane):
     for headers in (
         {"HX-Request": "true", "HX-Request-Type": "full"},
         {**HX_PARTIAL, "HX-History-Restore-Request": "true"},
     ):
-        response = await client.get("/history", headers=headers)
+        response = await jane.get("/history", headers=headers)
         assert response.text.startswith("<!doctype html>"), headers
 
 
-async def test_static_files_are_fingerprinted_and_immutable(client, demo):
-    page = (await client.get("/invoices")).text
+async def test_static_files_are_fingerprinted_and_immutable(jane):
+    page = (await jane.get("/invoices")).text
     import re
 
     css = re.search(r'href="(/static/app\.[0-9a-f]{10}\.css)"', page).group(1)
     js = re.search(r'src="(/static/htmx-4\.0\.1\.min\.[0-9a-f]{10}\.js)"', page).group(1)
     for url in (css, js):
-        response = await client.get(url)
+        response = await jane.get(url)
         assert response.status_code == 200
         assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
-    assert (await client.get("/static/app.css")).status_code == 404
-    assert (await client.get("/static/app.0000000000.css")).status_code == 404
+    assert (await jane.get("/static/app.css")).status_code == 404
+    assert (await jane.get("/static/app.0000000000.css")).status_code == 404

@@ -27,7 +27,7 @@ def test_host_label(host, expected):
 
 
 async def test_demo_host_serves_its_business(client, demo):
-    response = await client.get("/invoices")
+    response = await client.get("/sign-in")
     assert response.status_code == 200
     assert "XYZ Services" in response.text
 

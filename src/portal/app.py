@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, Response
+from litestar import Litestar, Request, Response, Router
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
@@ -15,11 +16,19 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from portal.auth.guards import (
+    PortalClosed,
+    SignInRequired,
+    portal_must_be_open,
+    require_customer,
+    require_staff,
+)
 from portal.config import Settings
 from portal.db import engine as db_engine
-from portal.handlers import customer, public
+from portal.handlers import account, customer, public
+from portal.mail.worker import run_forever
 from portal.tenancy import BareDomain, resolve_tenant
-from portal.web import HTML, VARY, Renderer, csrf_token
+from portal.web import HTML, VARY, Renderer, csrf_token, is_htmx
 
 log = logging.getLogger("portal")
 
@@ -32,14 +41,31 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await db_engine.start(engine)
+        stop = asyncio.Event()
+        worker = (
+            asyncio.create_task(run_forever(settings, stop)) if settings.run_mail_worker else None
+        )
         try:
             yield
         finally:
+            stop.set()
+            if worker is not None:
+                await asyncio.wait([worker], timeout=10)
             await db_engine.stop(engine)
 
+    # Every customer page, sign-in included, is closed while the portal is not open.
+    customer_area = Router(
+        path="/",
+        route_handlers=[*account.ROUTES, *customer.ROUTES],
+        guards=[portal_must_be_open],
+    )
     return Litestar(
-        route_handlers=[*public.ROUTES, *customer.ROUTES],
-        dependencies={"tenant": Provide(resolve_tenant)},
+        route_handlers=[*public.ROUTES, customer_area],
+        dependencies={
+            "tenant": Provide(resolve_tenant),
+            "viewer": Provide(require_customer),
+            "staff": Provide(require_staff),
+        },
         lifespan=[lifespan],
         state=State(
             {
@@ -50,6 +76,8 @@ def create_app(settings: Settings) -> Litestar:
         ),
         exception_handlers={
             BareDomain: _bare_domain,
+            PortalClosed: _portal_closed,
+            SignInRequired: _sign_in_required,
             NotFoundException: _not_found,
             PermissionDeniedException: _forbidden,
             HTTPException: _http_error,
@@ -86,6 +114,17 @@ def _bare_domain(request: Request, exc: BareDomain) -> Response:
     if request.url.path == "/":
         return _page(request, "public/bare_domain.html", 200)
     return _page(request, "errors/404.html", 404)
+
+
+def _portal_closed(request: Request, exc: PortalClosed) -> Response:
+    return _page(request, "public/portal_closed.html", 503, {"tenant": exc.tenant})
+
+
+def _sign_in_required(request: Request, exc: SignInRequired) -> Response:
+    """htmx gets `HX-Redirect` (a whole page load); a plain request a 303."""
+    if is_htmx(request):
+        return Response("", status_code=200, headers={"HX-Redirect": exc.location, "Vary": VARY})
+    return Response("", status_code=303, headers={"Location": exc.location, "Vary": VARY})
 
 
 def _not_found(request: Request, exc: NotFoundException) -> Response:

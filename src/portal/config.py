@@ -38,6 +38,7 @@ class Settings:
     booking_max_days_ahead: int = 60
     run_mail_worker: bool = True
     mail_poll_seconds: float = 2.0
+    mail_from: str = "portal@localhost"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -80,6 +81,9 @@ class Settings:
             public_scheme=env.get("PORTAL_PUBLIC_SCHEME", "http"),
             public_port=public_port,
             run_mail_worker=env.get("PORTAL_MAIL_WORKER", "1") != "0",
+            mail_from=env.get(
+                "PORTAL_MAIL_FROM", f"portal@{env.get('PORTAL_BASE_DOMAIN', 'localhost').lower()}"
+            ),
         )
 
 

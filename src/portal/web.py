@@ -107,6 +107,8 @@ class Renderer:
         self.env.filters["date"] = format_date
         self.env.filters["datetime"] = format_datetime
         self.env.globals["static_url"] = self.static_url
+        # Shared macros, available in whole pages and in blocks rendered alone.
+        self.env.globals["forms"] = self.env.get_template("macros/forms.html").module
 
     def static_url(self, name: str) -> str:
         """URL of a static file by its plain name, e.g. `static_url('app.css')`."""
@@ -181,3 +183,43 @@ def render(
     all_headers = {"Vary": VARY, "Cache-Control": "no-store"}
     all_headers.update(headers or {})
     return Response(body, status_code=status_code, media_type=HTML, headers=all_headers)
+
+
+def is_htmx(request: Request) -> bool:
+    """True for any request made by htmx."""
+    return request.headers.get("hx-request") == "true"
+
+
+def see_other(request: Request, url: str) -> Response[str]:
+    """After a successful POST: 303 to `url`; for htmx, `HX-Redirect` (a real page load)."""
+    if is_htmx(request):
+        return Response(
+            "", status_code=200, media_type=HTML, headers={"HX-Redirect": url, "Vary": VARY}
+        )
+    return Response("", status_code=303, media_type=HTML, headers={"Location": url, "Vary": VARY})
+
+
+async def form_data(request: Request) -> dict[str, str]:
+    """A form's fields as strings (first value of each); malformed bodies give {}."""
+    try:
+        form = await request.form()
+    except Exception:  # a malformed body is the sender's problem, not a crash
+        return {}
+    out: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, str) and key not in out:
+            out[key] = value
+    return out
+
+
+async def form_lists(request: Request) -> dict[str, list[str]]:
+    """A form's fields with every value (for checkboxes that repeat a name)."""
+    try:
+        form = await request.form()
+    except Exception:
+        return {}
+    out: dict[str, list[str]] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, str):
+            out.setdefault(key, []).append(value)
+    return out

@@ -5,39 +5,59 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.exceptions import NotFoundException
 
+from portal.auth.guards import CustomerDep, CustomerViewer
+from portal.auth.sessions import load_session
 from portal.tenancy import TenantDep
-from portal.web import render
-
-TABS = ("invoices", "history", "memberships", "schedule")
+from portal.web import render, see_other
 
 
-def _tab(request: Request, tenant: dict[str, Any], tab: str, context: dict[str, Any]) -> Response:
-    return render(request, f"customer/{tab}.html", {"tenant": tenant, "tab": tab, **context})
+def _tab(
+    request: Request,
+    tenant: dict[str, Any],
+    viewer: CustomerViewer,
+    tab: str,
+    context: dict[str, Any],
+) -> Response:
+    return render(
+        request, f"customer/{tab}.html", {"tenant": tenant, "viewer": viewer, "tab": tab, **context}
+    )
 
 
-@get("/invoices", name="invoices")
-async def invoices(request: Request, tenant: TenantDep) -> Response:
+@get("/")
+async def front_door(request: Request, tenant: TenantDep) -> Response:
+    """The portal's address: the Invoices tab when signed in, else the sign-in page."""
+    signed_in = await load_session(request, tenant["id"], "customer")
+    return see_other(request, "/invoices" if signed_in else "/sign-in")
+
+
+@get("/invoices")
+async def invoices(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
     """Invoices tab: unpaid invoices for completed jobs."""
-    return _tab(request, tenant, "invoices", {})
+    return _tab(request, tenant, viewer, "invoices", {})
 
 
-@get("/history", name="history")
-async def history(request: Request, tenant: TenantDep) -> Response:
+@get("/history")
+async def history(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
     """History tab: invoices by service location."""
-    return _tab(request, tenant, "history", {})
+    return _tab(request, tenant, viewer, "history", {})
 
 
-@get("/memberships", name="memberships")
-async def memberships(request: Request, tenant: TenantDep) -> Response:
-    """Memberships (Contracts for commercial customers) tab."""
-    return _tab(request, tenant, "memberships", {})
+@get("/memberships")
+async def memberships(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+    """Memberships (Contracts for commercial customers) tab, when the office enabled it."""
+    if not tenant["memberships_enabled"]:
+        raise NotFoundException()
+    return _tab(request, tenant, viewer, "memberships", {})
 
 
-@get("/schedule", name="schedule")
-async def schedule(request: Request, tenant: TenantDep) -> Response:
-    """Scheduler tab: request an appointment."""
-    return _tab(request, tenant, "schedule", {})
+@get("/schedule")
+async def schedule(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+    """Scheduler tab: request an appointment, when the office enabled it."""
+    if not tenant["scheduler_enabled"]:
+        raise NotFoundException()
+    return _tab(request, tenant, viewer, "schedule", {})
 
 
-ROUTES = [invoices, history, memberships, schedule]
+ROUTES = [front_door, invoices, history, memberships, schedule]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from litestar import Request, Response, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
-from litestar.response import Redirect
 
 from portal.db import queries
 from portal.tenancy import TenantDep
@@ -32,10 +31,4 @@ async def logo(tenant: TenantDep, version: FromPath[int]) -> Response[bytes]:
     return Response(body, media_type=content_type, headers={"Cache-Control": IMMUTABLE})
 
 
-@get("/", include_in_schema=False)
-async def front_door(tenant: TenantDep) -> Redirect:
-    """The portal's address: go to the customer's first tab (sign-in if needed)."""
-    return Redirect("/invoices", status_code=303)
-
-
-ROUTES = [static_file, logo, front_door]
+ROUTES = [static_file, logo]

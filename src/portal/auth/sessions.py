@@ -1,0 +1,196 @@
+"""Server-side sessions: a database row per signed-in browser, shared by all app
+processes. The cookie holds only a random token; the row holds its hash.
+
+A new token is made at every sign-in, so a cookie planted before sign-in never
+becomes a signed-in session (session fixation). Idle and absolute limits are
+checked on the server at every request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from litestar import Request, Response
+from litestar.datastructures import Cookie
+
+from portal.auth.tokens import new_token, token_hash
+from portal.config import Settings
+from portal.db.tables import Session
+
+# Refresh `last_seen_at` at most this often (one write per minute, not per request).
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+def cookie_name(settings: Settings) -> str:
+    """`__Host-` prefixed over https: bound to this exact host, Secure, Path=/."""
+    return "__Host-portal_session" if settings.cookies_secure else "portal_session"
+
+
+def session_cookie(settings: Settings, token: str) -> Cookie:
+    return Cookie(
+        key=cookie_name(settings),
+        value=token,
+        path="/",
+        httponly=True,
+        secure=settings.cookies_secure,
+        samesite="lax",
+        max_age=settings.session_absolute_days * 86400,
+    )
+
+
+def clear_cookie(settings: Settings) -> Cookie:
+    return Cookie(
+        key=cookie_name(settings),
+        value="",
+        path="/",
+        httponly=True,
+        secure=settings.cookies_secure,
+        samesite="lax",
+        max_age=0,
+    )
+
+
+@dataclass
+class SessionInfo:
+    """The signed-in session of a request."""
+
+    id: int
+    kind: str
+    tenant_id: int
+    account_id: int | None
+    staff_id: int | None
+    email: str
+    name: str
+    role: str
+    active_customer_id: int | None
+    created_at: datetime
+
+
+async def start_session(
+    request: Request,
+    response: Response,
+    *,
+    tenant_id: int,
+    kind: str,
+    account_id: int | None = None,
+    staff_id: int | None = None,
+) -> None:
+    """Sign a browser in: drop any session its cookie named, make a new one, set the cookie."""
+    settings: Settings = request.app.state.settings
+    old = request.cookies.get(cookie_name(settings))
+    if old:
+        await Session.delete().where(Session.token_hash == token_hash(old)).run()
+    token, digest = new_token()
+    moment = datetime.now(UTC)
+    await Session.insert(
+        Session(
+            tenant=tenant_id,
+            token_hash=digest,
+            kind=kind,
+            account=account_id,
+            staff=staff_id,
+            created_at=moment,
+            last_seen_at=moment,
+            expires_at=moment + timedelta(days=settings.session_absolute_days),
+        )
+    ).run()
+    response.set_cookie(session_cookie(settings, token))
+
+
+async def end_session(request: Request, response: Response) -> None:
+    """Sign out: delete the session row and clear the cookie."""
+    settings: Settings = request.app.state.settings
+    token = request.cookies.get(cookie_name(settings))
+    if token:
+        await Session.delete().where(Session.token_hash == token_hash(token)).run()
+    response.set_cookie(clear_cookie(settings))
+
+
+async def load_session(request: Request, tenant_id: int, kind: str) -> SessionInfo | None:
+    """The live session of `kind` for this business named by the request's cookie, or None.
+
+    Expired sessions (idle or absolute) are deleted when seen.
+    """
+    cached = request.scope.get("portal_session", False)
+    if cached is not False:
+        return cached if cached is None or cached.kind == kind else None
+    info = await _load(request, tenant_id)
+    request.scope["portal_session"] = info  # type: ignore[typeddict-unknown-key]
+    return info if info is not None and info.kind == kind else None
+
+
+async def _load(request: Request, tenant_id: int) -> SessionInfo | None:
+    settings: Settings = request.app.state.settings
+    token = request.cookies.get(cookie_name(settings))
+    if not token or len(token) > 100:
+        return None
+    row = (
+        await Session.select(
+            Session.id,
+            Session.tenant,
+            Session.kind,
+            Session.account,
+            Session.staff,
+            Session.active_customer_id,
+            Session.created_at,
+            Session.last_seen_at,
+            Session.expires_at,
+            Session.account.email.as_alias("account_email"),
+            Session.staff.email.as_alias("staff_email"),
+            Session.staff.name.as_alias("staff_name"),
+            Session.staff.role.as_alias("staff_role"),
+        )
+        .where(Session.token_hash == token_hash(token))
+        .first()
+        .run()
+    )
+    # A session from one business's host is nobody on another's.
+    if row is None or row["tenant"] != tenant_id:
+        return None
+    moment = datetime.now(UTC)
+    idle_limit = timedelta(minutes=settings.session_idle_minutes)
+    if row["expires_at"] <= moment or row["last_seen_at"] + idle_limit <= moment:
+        await Session.delete().where(Session.id == row["id"]).run()
+        return None
+    if moment - row["last_seen_at"] >= TOUCH_EVERY:
+        await Session.update({Session.last_seen_at: moment}).where(Session.id == row["id"]).run()
+    is_staff = row["kind"] == "staff"
+    return SessionInfo(
+        id=row["id"],
+        kind=row["kind"],
+        tenant_id=row["tenant"],
+        account_id=row["account"],
+        staff_id=row["staff"],
+        email=(row["staff_email"] if is_staff else row["account_email"]) or "",
+        name=(row["staff_name"] or "") if is_staff else "",
+        role=(row["staff_role"] or "") if is_staff else "",
+        active_customer_id=row["active_customer_id"],
+        created_at=row["created_at"],
+    )
+
+
+async def end_other_sessions(
+    *,
+    account_id: int | None = None,
+    staff_id: int | None = None,
+    keep_session_id: int | None = None,
+) -> None:
+    """Sign out everywhere else (after a password change)."""
+    if account_id is not None:
+        where = Session.account == account_id
+    elif staff_id is not None:
+        where = Session.staff == staff_id
+    else:
+        return
+    if keep_session_id is not None:
+        where = where & (Session.id != keep_session_id)
+    await Session.delete().where(where).run()
+
+
+async def set_active_customer(session_id: int, customer_id: int) -> None:
+    await (
+        Session.update({Session.active_customer_id: customer_id})
+        .where(Session.id == session_id)
+        .run()
+    )

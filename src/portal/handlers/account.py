@@ -1,0 +1,351 @@
+"""Customer accounts: sign in and out, request an invitation, confirm (create a
+password), forgot and reset password, change password, switch customer record."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from litestar import Request, Response, get, post
+
+from portal.auth import throttle
+from portal.auth.guards import CustomerDep, safe_next
+from portal.auth.passwords import hash_password, needs_rehash, verify_password
+from portal.auth.policy import normalize, password_problem
+from portal.auth.sessions import (
+    end_other_sessions,
+    end_session,
+    load_session,
+    set_active_customer,
+    start_session,
+)
+from portal.auth.throttle import Limit
+from portal.db import accounts
+from portal.mail.worker import wake
+from portal.tenancy import TenantDep
+from portal.web import form_data, render, see_other
+
+WINDOW = timedelta(minutes=15)
+HOUR = timedelta(hours=1)
+MAX_FIELD = 1024
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def clean_email(value: str) -> tuple[str, str | None]:
+    """(normalized email, problem) for what someone typed in an email field."""
+    value = value.strip()[:320]
+    if not value:
+        return "", "Enter your email address."
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower(), None
+    except EmailNotValidError:
+        return value, "Enter an email address like name@example.com."
+
+
+def _page(
+    request: Request,
+    tenant: dict[str, Any],
+    template: str,
+    context: dict[str, Any],
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return render(
+        request,
+        f"auth/{template}.html",
+        {"tenant": tenant, **context},
+        block="form",
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _throttled(
+    request: Request, tenant: dict[str, Any], template: str, context: dict[str, Any], wait: int
+) -> Response:
+    message = f"Too many attempts. Please try again in {throttle.minutes_text(wait)}."
+    return _page(
+        request,
+        tenant,
+        template,
+        {**context, "form_error": message},
+        429,
+        {"Retry-After": str(wait)},
+    )
+
+
+# --- sign in / out ---------------------------------------------------------------------------
+
+
+@get("/sign-in")
+async def sign_in_page(request: Request, tenant: TenantDep) -> Response:
+    """The sign-in page, with the business's contact details and the way to register."""
+    next_path = safe_next(request.query_params.get("next"))
+    if await load_session(request, tenant["id"], "customer"):
+        return see_other(request, next_path)
+    notice = {"signed-out": "You're signed out."}.get(request.query_params.get("done", ""), "")
+    return _page(request, tenant, "sign_in", {"next": next_path, "email": "", "notice": notice})
+
+
+@post("/sign-in")
+async def sign_in(request: Request, tenant: TenantDep) -> Response:
+    form = await form_data(request)
+    next_path = safe_next(form.get("next"))
+    email, problem = clean_email(form.get("email", ""))
+    password = normalize(form.get("password", "")[:MAX_FIELD])
+    context: dict[str, Any] = {"next": next_path, "email": email, "notice": ""}
+    if problem or not password:
+        errors = {"email": problem} if problem else {"password": "Enter your password."}
+        return _page(request, tenant, "sign_in", {**context, "errors": errors}, 422)
+    email_key = f"signin:email:{tenant['id']}:{email}"
+    ip_key = f"signin:ip:{client_ip(request)}"
+    wait = await throttle.retry_after([Limit(email_key, 10, WINDOW), Limit(ip_key, 50, WINDOW)])
+    if wait:
+        return _throttled(request, tenant, "sign_in", context, wait)
+    account = await accounts.account_by_email(tenant["id"], email)
+    usable = account is not None and account["confirmed_at"] is not None
+    # An unknown email still costs one verify, so the answer's timing tells nothing.
+    ok = await verify_password(account["password_hash"] if usable else None, password)
+    if not ok or account is None:
+        await throttle.hit(email_key, ip_key)
+        message = "That email and password don't match our records. Check both and try again."
+        return _page(request, tenant, "sign_in", {**context, "form_error": message}, 422)
+    if needs_rehash(account["password_hash"]):
+        await accounts.update_hash(account["id"], await hash_password(password))
+    await throttle.clear(email_key)
+    await accounts.record_sign_in(account["id"])
+    response = see_other(request, next_path)
+    await start_session(
+        request, response, tenant_id=tenant["id"], kind="customer", account_id=account["id"]
+    )
+    return response
+
+
+@post("/sign-out")
+async def sign_out(request: Request, tenant: TenantDep) -> Response:
+    response = see_other(request, "/sign-in?done=signed-out")
+    await end_session(request, response)
+    return response
+
+
+# --- request an invitation -> confirmation email -> create password -----------------------------
+
+
+def _sent_message(tenant: dict[str, Any]) -> str:
+    phone = tenant["phone"] or tenant["email"]
+    return (
+        f"If this email is on your account with {tenant['name']}, we've sent you a link. "
+        f"Not arriving? Call us at {phone} to check the email on your account."
+    )
+
+
+async def _email_request(
+    request: Request, tenant: dict[str, Any], template: str, kind: str
+) -> Response:
+    """Invitation and reset requests: one answer whatever the email, throttled."""
+    form = await form_data(request)
+    email, problem = clean_email(form.get("email", ""))
+    context: dict[str, Any] = {"email": email}
+    if problem:
+        return _page(request, tenant, template, {**context, "errors": {"email": problem}}, 422)
+    email_key = f"{kind}:email:{tenant['id']}:{email}"
+    ip_key = f"{kind}:ip:{client_ip(request)}"
+    wait = await throttle.retry_after([Limit(email_key, 5, HOUR), Limit(ip_key, 20, WINDOW)])
+    if wait:
+        return _throttled(request, tenant, template, context, wait)
+    await throttle.hit(email_key, ip_key)
+    settings = request.app.state.settings
+    if kind == "invite":
+        queued = await accounts.request_invitation(settings, tenant, email)
+    else:
+        queued = await accounts.request_reset(settings, tenant, email)
+    if queued:
+        wake()
+    return _page(request, tenant, template, {**context, "sent": _sent_message(tenant)})
+
+
+@get("/invite")
+async def invite_page(request: Request, tenant: TenantDep) -> Response:
+    """Request an invitation: the email on the customer's record gets a confirmation link."""
+    return _page(request, tenant, "invite", {"email": ""})
+
+
+@post("/invite")
+async def invite(request: Request, tenant: TenantDep) -> Response:
+    return await _email_request(request, tenant, "invite", "invite")
+
+
+@get("/forgot")
+async def forgot_page(request: Request, tenant: TenantDep) -> Response:
+    return _page(request, tenant, "forgot", {"email": ""})
+
+
+@post("/forgot")
+async def forgot(request: Request, tenant: TenantDep) -> Response:
+    return await _email_request(request, tenant, "forgot", "reset")
+
+
+LINK_PAGES = {"confirm": ("confirm", "/invite"), "reset": ("reset", "/forgot")}
+
+
+async def _link_page(request: Request, tenant: dict[str, Any], purpose: str) -> Response:
+    token = request.query_params.get("token", "")
+    check = await accounts.check_link(tenant["id"], purpose, token)
+    if check.problem:
+        return _page(
+            request,
+            tenant,
+            "link_problem",
+            {"problem": check.problem, "purpose": purpose},
+            410 if check.problem != "unknown" else 404,
+        )
+    return _page(request, tenant, purpose, {"token": token, "email": check.email})
+
+
+async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> Response:
+    form = await form_data(request)
+    token = form.get("token", "")[:200]
+    password = normalize(form.get("password", "")[:MAX_FIELD])
+    check = await accounts.check_link(tenant["id"], purpose, token)
+    if check.problem:
+        return _page(
+            request,
+            tenant,
+            "link_problem",
+            {"problem": check.problem, "purpose": purpose},
+            410 if check.problem != "unknown" else 404,
+        )
+    problem = password_problem(password, business_name=tenant["name"], email=check.email)
+    if problem:
+        return _page(
+            request,
+            tenant,
+            purpose,
+            {"token": token, "email": check.email, "errors": {"password": problem}},
+            422,
+        )
+    used = await accounts.use_link(tenant["id"], purpose, token, await hash_password(password))
+    if used.problem:
+        return _page(
+            request, tenant, "link_problem", {"problem": used.problem, "purpose": purpose}, 410
+        )
+    await throttle.clear(f"signin:email:{tenant['id']}:{used.email}")
+    if purpose == "reset":
+        await end_other_sessions(account_id=used.account_id)
+    await accounts.record_sign_in(used.account_id)  # type: ignore[arg-type]
+    response = see_other(request, "/invoices")
+    await start_session(
+        request, response, tenant_id=tenant["id"], kind="customer", account_id=used.account_id
+    )
+    return response
+
+
+@get("/confirm")
+async def confirm_page(request: Request, tenant: TenantDep) -> Response:
+    """Create your password (opening the link does not use it up)."""
+    return await _link_page(request, tenant, "confirm")
+
+
+@post("/confirm")
+async def confirm(request: Request, tenant: TenantDep) -> Response:
+    return await _use_link(request, tenant, "confirm")
+
+
+@get("/reset")
+async def reset_page(request: Request, tenant: TenantDep) -> Response:
+    return await _link_page(request, tenant, "reset")
+
+
+@post("/reset")
+async def reset(request: Request, tenant: TenantDep) -> Response:
+    return await _use_link(request, tenant, "reset")
+
+
+# --- signed in: account settings -----------------------------------------------------------------
+
+
+def _account_page(
+    request: Request,
+    tenant: dict[str, Any],
+    viewer: Any,
+    context: dict[str, Any],
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "customer/account.html",
+        {
+            "tenant": tenant,
+            "viewer": viewer,
+            "tab": "account",
+            "errors": {},
+            "notice": "",
+            **context,
+        },
+        block="form" if request.method == "POST" else "region",
+        status_code=status,
+    )
+
+
+@get("/account")
+async def account_page(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+    """Your account: change password, and which customer record you are viewing."""
+    done = request.query_params.get("done", "")
+    notice = {"password": "Your password was changed. Other devices were signed out."}.get(done, "")
+    return _account_page(request, tenant, viewer, {"notice": notice})
+
+
+@post("/account/password")
+async def change_password(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+    form = await form_data(request)
+    current = normalize(form.get("current_password", "")[:MAX_FIELD])
+    new = normalize(form.get("new_password", "")[:MAX_FIELD])
+    account = await accounts.account_by_email(tenant["id"], viewer.session.email)
+    key = f"signin:email:{tenant['id']}:{viewer.session.email}"
+    wait = await throttle.retry_after([Limit(key, 10, WINDOW)])
+    if wait:
+        message = f"Too many attempts. Please try again in {throttle.minutes_text(wait)}."
+        return _account_page(request, tenant, viewer, {"form_error": message}, 429)
+    if account is None or not await verify_password(account["password_hash"], current):
+        await throttle.hit(key)
+        errors = {"current_password": "That isn't your current password."}
+        return _account_page(request, tenant, viewer, {"errors": errors}, 422)
+    problem = password_problem(new, business_name=tenant["name"], email=viewer.session.email)
+    if problem:
+        return _account_page(request, tenant, viewer, {"errors": {"new_password": problem}}, 422)
+    await accounts.change_password(account["id"], await hash_password(new))
+    await end_other_sessions(account_id=account["id"], keep_session_id=viewer.session.id)
+    return see_other(request, "/account?done=password")
+
+
+@post("/account/customer")
+async def switch_customer(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+    """View another customer record that lists this account's email."""
+    form = await form_data(request)
+    wanted = form.get("customer", "")
+    match = next((c for c in viewer.customers if str(c["id"]) == wanted), None)
+    if match is not None:
+        await set_active_customer(viewer.session.id, match["id"])
+    return see_other(request, safe_next(form.get("next"), "/invoices"))
+
+
+ROUTES = [
+    sign_in_page,
+    sign_in,
+    sign_out,
+    invite_page,
+    invite,
+    forgot_page,
+    forgot,
+    confirm_page,
+    confirm,
+    reset_page,
+    reset,
+    account_page,
+    change_password,
+    switch_customer,
+]

@@ -1,0 +1,2 @@
+"""Email: an outbox table written in the same transaction as the change, and a
+worker that delivers it (SMTP, or `.eml` files in development)."""
