@@ -1,19 +1,23 @@
-"""The demo portal opens in a real browser."""
+"""The demo portal opens in a real browser; tabs swap with JS and load without."""
 
 from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
+from e2e.helpers import sign_in
 
-def test_demo_portal_opens_in_chromium(server, page: Page, js: bool):
+
+def test_demo_portal_opens_on_its_sign_in_page(server, page: Page, js: bool):
     page.goto(server.url("/"))
-    expect(page).to_have_title("Invoices · XYZ Services")
-    expect(page.get_by_role("link", name="XYZ Services")).to_be_visible()
-    expect(page.get_by_role("navigation", name="Portal sections")).to_be_visible()
+    expect(page).to_have_title("Sign in · XYZ Services")
+    expect(page.get_by_role("heading", name="Sign in to XYZ Services")).to_be_visible()
+    expect(page.get_by_role("link", name="(555) 010-4477").first).to_be_visible()
+    expect(page.get_by_role("link", name="Request an invitation")).to_be_visible()
+    expect(page.get_by_role("link", name="Forgot password?")).to_be_visible()
 
 
 def test_tab_switch_swaps_region_with_js_and_loads_page_without(server, page: Page, js: bool):
-    page.goto(server.url("/invoices"))
+    sign_in(page, server.base_url)
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     page.get_by_role("link", name="History").click()

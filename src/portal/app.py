@@ -16,6 +16,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from portal import payments
 from portal.auth.guards import (
     PortalClosed,
     SignInRequired,
@@ -25,7 +26,7 @@ from portal.auth.guards import (
 )
 from portal.config import Settings
 from portal.db import engine as db_engine
-from portal.handlers import account, customer, public
+from portal.handlers import account, customer, invoices, memberships, office, public, scheduler
 from portal.mail.worker import run_forever
 from portal.tenancy import BareDomain, resolve_tenant
 from portal.web import HTML, VARY, Renderer, csrf_token, is_htmx
@@ -56,11 +57,18 @@ def create_app(settings: Settings) -> Litestar:
     # Every customer page, sign-in included, is closed while the portal is not open.
     customer_area = Router(
         path="/",
-        route_handlers=[*account.ROUTES, *customer.ROUTES],
+        route_handlers=[
+            *account.ROUTES,
+            *customer.ROUTES,
+            *invoices.ROUTES,
+            *memberships.ROUTES,
+            *scheduler.ROUTES,
+        ],
         guards=[portal_must_be_open],
     )
+    office_area = Router(path="/office", route_handlers=office.ROUTES)
     return Litestar(
-        route_handlers=[*public.ROUTES, customer_area],
+        route_handlers=[*public.ROUTES, *payments.ROUTES, customer_area, office_area],
         dependencies={
             "tenant": Provide(resolve_tenant),
             "viewer": Provide(require_customer),

@@ -321,6 +321,52 @@ class ThrottleHit(Table, tablename="throttle_hit"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class CardUpdate(Table, tablename="card_update"):
+    """A customer's request to change the card on file of a membership, via the gateway."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    membership = ForeignKey(null=False, references=Membership, on_delete=OnDelete.cascade)
+    account_email = Varchar(length=254, default="")
+    idempotency_key = Varchar(length=64)
+    gateway_ref = Varchar(length=80, default="")
+    status = Varchar(length=10, default="pending")  # pending | succeeded | failed
+    card_brand = Varchar(length=20, default="")
+    card_last4 = Varchar(length=4, default="")
+    failure_reason = Varchar(length=200, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    completed_at = Timestamptz(null=True, default=None)
+
+
+class SandboxCheckout(Table, tablename="sandbox_checkout"):
+    """The sandbox gateway's own record of a hosted card page.
+
+    It stands in for the card provider's side: in production this lives at the
+    provider. The portal's tables never see the card number; this one neither
+    (only brand, last four digits and a token).
+    """
+
+    public_id = Varchar(length=64, unique=True)
+    account_id = Varchar(length=80)
+    mode = Varchar(length=10)  # payment | setup
+    amount_cents = Integer(default=0)
+    currency = Varchar(length=3, default="USD")
+    description = Varchar(length=300, default="")
+    merchant_reference = Varchar(length=80)
+    return_url = Text()
+    callback_url = Text()
+    status = Varchar(length=10, default="open")  # open | succeeded | declined | canceled
+    card_brand = Varchar(length=20, default="")
+    card_last4 = Varchar(length=4, default="")
+    card_token = Varchar(length=80, default="")
+    decline_reason = Varchar(length=200, default="")
+    attempts = Integer(default=0)
+    created_at = Timestamptz(default=TimestamptzNow())
+    expires_at = Timestamptz()
+    completed_at = Timestamptz(null=True, default=None)
+    callback_delivered_at = Timestamptz(null=True, default=None)
+
+
 TABLES: list[type[Table]] = [
     Tenant,
     BusinessUnit,
@@ -343,4 +389,6 @@ TABLES: list[type[Table]] = [
     OutboxEmail,
     NotificationTemplate,
     ThrottleHit,
+    CardUpdate,
+    SandboxCheckout,
 ]
