@@ -88,7 +88,11 @@ async def csrf_from(client: httpx.AsyncClient, path: str) -> str:
 
 
 async def post_form(
-    client: httpx.AsyncClient, path: str, data: dict[str, Any], *, csrf_page: str | None = None,
+    client: httpx.AsyncClient,
+    path: str,
+    data: dict[str, Any],
+    *,
+    csrf_page: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     """Submit a form the way a browser does: CSRF token from the page, then POST."""

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 import os
+import re
 import socket
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import asyncpg
@@ -50,3 +56,69 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class MailSink:
+    """A real SMTP server (aiosmtpd) on a free port that keeps what it receives.
+
+    `fail_next(n, code)` makes the next `n` messages get a temporary (4xx) or
+    permanent (5xx) answer, like a flapping or strict mail server.
+    """
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Any] = []
+        self.port = free_port()
+        self._failures: list[str] = []
+        self._lock = threading.Lock()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> MailSink:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def fail_next(self, count: int, answer: str = "421 Service not available, try later") -> None:
+        with self._lock:
+            self._failures.extend([answer] * count)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self._lock:
+            if self._failures:
+                return self._failures.pop(0)
+            self.messages.append(
+                email.message_from_bytes(envelope.content, policy=email.policy.default)
+            )
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[Any]:
+        """Messages received for `address`, oldest first."""
+        with self._lock:
+            return [m for m in self.messages if address in m["To"]]
+
+    def wait_for(self, address: str, count: int = 1, timeout: float = 20.0) -> list[Any]:
+        """Block until `count` messages for `address` arrived (for browser tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.to(address)
+            if len(found) >= count:
+                return found
+            time.sleep(0.1)
+        raise AssertionError(
+            f"no email for {address} within {timeout}s (got {len(self.to(address))})"
+        )
+
+
+def first_link(message: Any) -> str:
+    """The first http(s) link in an email's plain-text part."""
+    body = message.get_body(("plain",)).get_content()
+    match = re.search(r"https?://\S+", body)
+    assert match, body
+    return match.group(0)

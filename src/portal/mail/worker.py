@@ -80,12 +80,15 @@ async def deliver_due(
         if not rows:
             return counts
         for row in rows:
-            outcome = await _deliver(settings, backend, row)
+            outcome = await _deliver(settings, backend, row, now)
             counts[outcome] += 1
 
 
-async def _deliver(settings: Settings, backend: Backend, row: dict[str, Any]) -> str:
-    moment = datetime.now(UTC)
+async def _deliver(
+    settings: Settings, backend: Backend, row: dict[str, Any], now: datetime | None
+) -> str:
+    # Retries are scheduled from the same clock the rows were claimed with.
+    moment = now or datetime.now(UTC)
     try:
         await backend.send(build_message(row, settings))
     except PermanentFailure as exc:
@@ -132,6 +135,20 @@ async def _finish(
     )
 
 
+HOUSEKEEPING_EVERY = timedelta(hours=1)
+
+
+async def housekeeping() -> None:
+    """Forget what no longer matters: old throttle counts, dead sessions and links."""
+    from portal.auth import throttle
+    from portal.db.tables import AuthToken, Session
+
+    moment = datetime.now(UTC)
+    await throttle.prune()
+    await Session.delete().where(Session.expires_at < moment).run()
+    await AuthToken.delete().where(AuthToken.expires_at < moment - timedelta(days=30)).run()
+
+
 async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Deliver due emails until `stop` is set (runs inside `serve`, or as `portal worker`)."""
     global _wakeup
@@ -139,9 +156,13 @@ async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> 
     stop = stop or asyncio.Event()
     backend = backend_for(settings)
     log.info("mail worker started (%s)", type(backend).__name__)
+    next_housekeeping = datetime.now(UTC)
     while not stop.is_set():
         try:
             await deliver_due(settings, backend)
+            if datetime.now(UTC) >= next_housekeeping:
+                await housekeeping()
+                next_housekeeping = datetime.now(UTC) + HOUSEKEEPING_EVERY
         except Exception:  # the worker must outlive a database hiccup
             log.exception("mail worker: delivery round failed; will try again")
         _wakeup.clear()
