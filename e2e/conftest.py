@@ -156,5 +156,16 @@ def context(browser: Browser, js: bool) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture
-def page(context: BrowserContext) -> Page:
-    return context.new_page()
+def page(context: BrowserContext) -> Iterator[Page]:
+    """A page that fails the test on any CSP violation or uncaught script error."""
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on(
+        "console",
+        lambda msg: problems.append(msg.text)
+        if msg.type == "error" and "Content Security Policy" in msg.text
+        else None,
+    )
+    pg.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
+    yield pg
+    assert not problems, "CSP violations or script errors:\n" + "\n".join(problems)

@@ -181,3 +181,49 @@ def test_message_ids_are_fixed_when_queued(settings):
         "html_body": "",
     }
     assert build_message(row, settings)["Message-ID"] == "<fixed@localhost>"
+
+
+async def test_portal_worker_command_delivers_queued_mail(tmp_path, settings, app, demo, sink):
+    """`portal worker` runs on its own (e.g. as a second process) and sends what is queued."""
+    import os
+    import sys
+
+    from portal.mail.outbox import queue_raw
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "PORTAL_VAR_DIR": str(tmp_path),
+        "PORTAL_SMTP_URL": sink.url,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "portal.cli",
+        "worker",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        tenant = await t.Tenant.select().where(t.Tenant.host == "xyzplumbing").first().run()
+        await queue_raw(settings, tenant, "worker-test@example.com", "From the worker", "Hello")
+        for _ in range(150):
+            if sink.to("worker-test@example.com"):
+                break
+            await asyncio.sleep(0.2)
+        assert len(sink.to("worker-test@example.com")) == 1
+        row = (
+            await t.OutboxEmail.select()
+            .where(t.OutboxEmail.to_addr == "worker-test@example.com")
+            .run()
+        )[0]
+        for _ in range(50):  # the worker marks it sent right after the SMTP answer
+            if row["status"] == "sent":
+                break
+            await asyncio.sleep(0.1)
+            row = (await t.OutboxEmail.select().where(t.OutboxEmail.id == row["id"]).run())[0]
+        assert row["status"] == "sent"
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), timeout=10)

@@ -28,6 +28,7 @@ from portal.config import Settings
 from portal.db import engine as db_engine
 from portal.handlers import account, customer, invoices, memberships, office, public, scheduler
 from portal.mail.worker import run_forever
+from portal.security import nonce_of, security_headers
 from portal.tenancy import BareDomain, resolve_tenant
 from portal.web import HTML, VARY, Renderer, csrf_token, is_htmx
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> Litestar:
             HTTPException: _http_error,
             Exception: _server_error,
         },
+        middleware=[security_headers(settings.cookies_secure)],
         csrf_config=CSRFConfig(
             secret=settings.secret_key,
             cookie_name="portal_csrf",
@@ -113,7 +115,12 @@ def _page(
     renderer: Renderer = request.app.state.renderer
     body = renderer.render_string(
         template,
-        {"request": request, "csrf_token": csrf_token(request), **(context or {})},
+        {
+            "request": request,
+            "csrf_token": csrf_token(request),
+            "csp_nonce": nonce_of(request.scope),
+            **(context or {}),
+        },
     )
     return Response(body, status_code=status, media_type=HTML, headers={"Vary": VARY})
 

@@ -16,6 +16,8 @@ from litestar import Request, Response
 from litestar.status_codes import HTTP_200_OK
 from litestar.utils.scope.state import ScopeState
 
+from portal.security import nonce_of
+
 TEMPLATES_DIR = Path(__file__).parent / "partials"
 HTML = "text/html"  # Litestar adds "; charset=utf-8"
 # Both kinds of response come from the same URL, so caches must keep them apart.
@@ -177,6 +179,7 @@ def render(
     renderer: Renderer = request.app.state.renderer
     full_context = {**request.app.state.template_globals, "request": request, **(context or {})}
     full_context.setdefault("csrf_token", csrf_token(request))
+    full_context.setdefault("csp_nonce", nonce_of(request.scope))
     fragment = block is not None and is_fragment_request(request)
     full_context["fragment"] = fragment
     body = renderer.render_string(template_name, full_context, block if fragment else None)
