@@ -53,3 +53,29 @@ async def test_bare_domain_is_a_neutral_page_without_a_list_of_businesses(app, d
 async def test_front_door_goes_to_the_portal(client, demo):
     response = await client.get("/", follow_redirects=False)
     assert response.status_code in (302, 303)
+
+
+async def test_head_is_answered_like_get_without_a_body(client, demo):
+    response = await client.head("/sign-in")
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["content-type"].startswith("text/html")
+
+
+async def test_security_headers_on_every_page(client, demo):
+    for path in ("/sign-in", "/nope-not-a-page", "/invoices"):
+        response = await client.get(path)
+        policy = response.headers["content-security-policy"]
+        assert "object-src 'none'" in policy and "base-uri 'none'" in policy
+        assert "frame-ancestors 'none'" in policy
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "same-origin"
+        assert "strict-transport-security" not in response.headers  # only over https
+    page = (await client.get("/sign-in")).text
+    import re
+
+    nonce = re.search(r"'nonce-([^']+)'", (await client.get("/sign-in")).headers["content-security-policy"])
+    assert nonce and 'nonce="' in page
+    other = (await client.get("/sign-in")).headers["content-security-policy"]
+    assert nonce.group(0) not in other  # a new nonce per request

@@ -15,6 +15,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import Receive, Scope, Send
 
 from portal import payments
 from portal.auth.guards import (
@@ -28,14 +29,14 @@ from portal.config import Settings
 from portal.db import engine as db_engine
 from portal.handlers import account, customer, invoices, memberships, office, public, scheduler
 from portal.mail.worker import run_forever
-from portal.security import nonce_of, security_headers
+from portal.security import head_as_get, nonce_of, with_security_headers
 from portal.tenancy import BareDomain, resolve_tenant
 from portal.web import HTML, VARY, Renderer, csrf_token, is_htmx
 
 log = logging.getLogger("portal")
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings) -> PortalApp:
     """Build the Litestar app for `settings` (binds the tables to its database)."""
     engine = db_engine.use_database(settings.database_url)
     renderer = Renderer(settings.static_dir)
@@ -68,7 +69,7 @@ def create_app(settings: Settings) -> Litestar:
         guards=[portal_must_be_open],
     )
     office_area = Router(path="/office", route_handlers=office.ROUTES)
-    return Litestar(
+    app = PortalApp(
         route_handlers=[*public.ROUTES, *payments.ROUTES, customer_area, office_area],
         dependencies={
             "tenant": Provide(resolve_tenant),
@@ -92,7 +93,6 @@ def create_app(settings: Settings) -> Litestar:
             HTTPException: _http_error,
             Exception: _server_error,
         },
-        middleware=[security_headers(settings.cookies_secure)],
         csrf_config=CSRFConfig(
             secret=settings.secret_key,
             cookie_name="portal_csrf",
@@ -106,6 +106,21 @@ def create_app(settings: Settings) -> Litestar:
         ),
         debug=False,
     )
+    app.https = settings.cookies_secure
+    return app
+
+
+class PortalApp(Litestar):
+    """Litestar, plus what must wrap every response, routing errors included:
+    security headers with a per-request CSP nonce, and HEAD answered like GET."""
+
+    https: bool = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope, send = head_as_get(scope, send)
+            send = with_security_headers(scope, send, self.https)
+        await super().__call__(scope, receive, send)
 
 
 def _page(

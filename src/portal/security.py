@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 
 from litestar.datastructures import MutableScopeHeaders
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Message, Scope, Send
 
 NONCE_KEY = "portal_csp_nonce"
 
@@ -36,32 +36,37 @@ def nonce_of(scope: Scope) -> str:
     return scope.get(NONCE_KEY, "")  # type: ignore[return-value]
 
 
-def security_headers(https: bool):  # noqa: ANN201 - Litestar middleware factory
-    """ASGI middleware adding CSP, nosniff, referrer policy, and HSTS over https."""
+def with_security_headers(scope: Scope, send: Send, https: bool) -> Send:
+    """Give the request a CSP nonce and add the security headers to its response."""
+    nonce = secrets.token_urlsafe(18)
+    scope[NONCE_KEY] = nonce  # type: ignore[literal-required]
 
-    def middleware(app: ASGIApp) -> ASGIApp:
-        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
-                await app(scope, receive, send)
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableScopeHeaders.from_message(message)
+            headers["Content-Security-Policy"] = csp(nonce)
+            headers["X-Content-Type-Options"] = "nosniff"
+            # Links in emails carry tokens: never leak a URL to another site.
+            headers["Referrer-Policy"] = "same-origin"
+            headers["X-Frame-Options"] = "DENY"
+            headers["Cross-Origin-Opener-Policy"] = "same-origin"
+            if https:
+                headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+        await send(message)
+
+    return send_with_headers
+
+
+def head_as_get(scope: Scope, send: Send) -> tuple[Scope, Send]:
+    """Answer HEAD like GET without the body (every page is a GET; HEAD changes nothing)."""
+    if scope["method"] != "HEAD":
+        return scope, send
+
+    async def send_headers_only(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if message.get("more_body", False):
                 return
-            nonce = secrets.token_urlsafe(18)
-            scope[NONCE_KEY] = nonce  # type: ignore[literal-required]
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(message)
 
-            async def send_with_headers(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    headers = MutableScopeHeaders.from_message(message)
-                    headers["Content-Security-Policy"] = csp(nonce)
-                    headers["X-Content-Type-Options"] = "nosniff"
-                    # Links in emails carry tokens: never leak a URL to another site.
-                    headers["Referrer-Policy"] = "same-origin"
-                    headers["X-Frame-Options"] = "DENY"
-                    headers["Cross-Origin-Opener-Policy"] = "same-origin"
-                    if https:
-                        headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
-                await send(message)
-
-            await app(scope, receive, send_with_headers)
-
-        return wrapped
-
-    return middleware
+    return {**scope, "method": "GET"}, send_headers_only  # type: ignore[return-value]
