@@ -162,9 +162,11 @@ def page(context: BrowserContext) -> Iterator[Page]:
     problems: list[str] = []
     pg.on(
         "console",
-        lambda msg: problems.append(msg.text)
-        if msg.type == "error" and "Content Security Policy" in msg.text
-        else None,
+        lambda msg: (
+            problems.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None
+        ),
     )
     pg.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
     yield pg

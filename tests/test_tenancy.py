@@ -75,7 +75,9 @@ async def test_security_headers_on_every_page(client, demo):
     page = (await client.get("/sign-in")).text
     import re
 
-    nonce = re.search(r"'nonce-([^']+)'", (await client.get("/sign-in")).headers["content-security-policy"])
+    nonce = re.search(
+        r"'nonce-([^']+)'", (await client.get("/sign-in")).headers["content-security-policy"]
+    )
     assert nonce and 'nonce="' in page
     other = (await client.get("/sign-in")).headers["content-security-policy"]
     assert nonce.group(0) not in other  # a new nonce per request
