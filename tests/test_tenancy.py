@@ -81,3 +81,8 @@ async def test_security_headers_on_every_page(client, demo):
     assert nonce and 'nonce="' in page
     other = (await client.get("/sign-in")).headers["content-security-policy"]
     assert nonce.group(0) not in other  # a new nonce per request
+
+
+async def test_hello_world_baseline_route(client):
+    response = await client.get("/_hello")
+    assert response.status_code == 200 and response.text == "Hello, world!"

@@ -31,4 +31,10 @@ async def logo(tenant: TenantDep, version: FromPath[int]) -> Response[bytes]:
     return Response(body, media_type=content_type, headers={"Cache-Control": IMMUTABLE})
 
 
-ROUTES = [static_file, logo]
+@get("/_hello", include_in_schema=False, media_type="text/plain")
+async def hello() -> str:
+    """Plain-text hello world: the baseline the throughput benchmark compares pages with."""
+    return "Hello, world!"
+
+
+ROUTES = [static_file, logo, hello]
