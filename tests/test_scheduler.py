@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html as htmllib
 import json
 import re
@@ -221,6 +222,18 @@ async def test_double_submit_creates_one_request_and_shows_the_same_result(jane)
     page = (await jane.get(second.headers["location"])).text
     assert "We&#39;ve received your request for Drain cleaning" in page
     assert page.count("Double submit check") == 1  # listed once
+
+
+async def test_two_submits_at_the_same_moment_create_one_request(jane):
+    before, before_emails = await count_requests(), await count_emails()
+    data = await valid_request(jane, notes="Racing submits")
+    first, second = await asyncio.gather(
+        jane.post("/schedule", data=data), jane.post("/schedule", data=data)
+    )
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]
+    assert await count_requests() == before + 1
+    assert await count_emails() == before_emails + 1
 
 
 async def test_htmx_submit_swaps_a_fresh_form_and_updates_the_list(jane):

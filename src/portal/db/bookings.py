@@ -67,15 +67,14 @@ async def create_request(
     """Save the request and queue its confirmation email, together or not at all.
 
     Returns (request id, created). A second submit of the same form (same
-    idempotency key) creates nothing and returns the first request's id; a key
-    that belongs to another customer's request returns (None, False).
+    idempotency key), even one racing the first, creates nothing and returns the
+    first request's id; a key that belongs to another customer's request returns
+    (None, False).
     """
-    try:
-        async with transaction():
-            existing = await _by_key(tenant["id"], new.idempotency_key)
-            if existing is not None:
-                return _own(existing, new.customer_id), False
-            rows = await BookingRequest.insert(
+    async with transaction():
+        # The unique index (tenant, idempotency_key) decides: a repeat inserts nothing.
+        rows = await (
+            BookingRequest.insert(
                 BookingRequest(
                     tenant=tenant["id"],
                     customer=new.customer_id,
@@ -87,18 +86,23 @@ async def create_request(
                     status="new",
                     idempotency_key=new.idempotency_key,
                 )
-            ).run()
+            )
+            .on_conflict(
+                target=(BookingRequest.tenant, BookingRequest.idempotency_key),
+                action="DO NOTHING",
+            )
+            .returning(BookingRequest.id)
+            .run()
+        )
+        if rows:
             await queue_email(
                 settings, tenant, new.account_email, "booking_received", email_context
             )
             return rows[0]["id"], True
-    except Exception:
-        # Two submits racing (PostgreSQL): the unique index (tenant, idempotency_key)
-        # refused the second insert. The first one's request is the answer.
-        existing = await _by_key(tenant["id"], new.idempotency_key)
-        if existing is None:
-            raise
-        return _own(existing, new.customer_id), False
+    existing = await _by_key(tenant["id"], new.idempotency_key)
+    if existing is None:  # cannot happen: the conflict was with this very key
+        raise RuntimeError("booking request conflict without a request")
+    return _own(existing, new.customer_id), False
 
 
 def _own(row: dict[str, Any], customer_id: int) -> int | None:

@@ -54,6 +54,8 @@ def day_text(day: date, today: date | None = None) -> str:
 def clock(hhmm: str) -> str:
     """ "08:00" -> "8", "08:30" -> "8:30" (24-hour clock, so "13" is 1 pm)."""
     hours, _, minutes = hhmm.partition(":")
+    if not hours.isdigit():  # not a clock time: show what the office entered
+        return hhmm
     return f"{int(hours)}:{minutes}" if minutes and minutes != "00" else str(int(hours))
 
 
@@ -71,7 +73,7 @@ def appointment_text(
     text = f"{day_text(local_start.date(), today)}, "
     if end is not None and end.astimezone(zone).date() == local_start.date():
         return text + window_text(f"{local_start:%H:%M}", f"{end.astimezone(zone):%H:%M}")
-    return text + f"{local_start:%H:%M}"
+    return text + f"from {clock(f'{local_start:%H:%M}')}"
 
 
 def choice_text(choice: dict[str, str], today: date | None = None) -> str:
