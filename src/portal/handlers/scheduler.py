@@ -1,21 +1,381 @@
-"""Scheduler tab: the Web Appointment Scheduler's requests."""
+"""Scheduler tab: the Web Appointment Scheduler.
+
+A customer requests an appointment (service location, what the visit is for,
+one to three preferred dates with a time of day, notes); the office books a
+job from the request under Bookings. The tab lists the customer's requests
+with their status and their upcoming booked appointments.
+"""
 
 from __future__ import annotations
 
-from litestar import Request, Response, get
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 
-from portal.auth.guards import CustomerDep
+from portal.auth.guards import CustomerDep, CustomerViewer
+from portal.db import bookings
 from portal.handlers.customer import tab_page
+from portal.mail.links import portal_url
+from portal.mail.worker import wake
 from portal.tenancy import TenantDep
+from portal.web import form_data, is_fragment_request, is_htmx, see_other
+
+OTHER = "Other"
+WINDOWS = {"any": "Any time", "morning": "Morning", "afternoon": "Afternoon"}
+CHOICES = ("First choice", "Second choice", "Third choice")
+NOTES_MAX = 1000
+KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+US_DAY = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
+FORM_UNREADABLE = "This form could not be read. Check your choices and send it again."
+
+
+# --- dates and times as customers read them ---------------------------------------------------
+
+
+def business_now(tenant: dict[str, Any]) -> datetime:
+    """Now, in the business's time zone (its calendar decides what "today" is)."""
+    return datetime.now(UTC).astimezone(ZoneInfo(tenant["time_zone"]))
+
+
+def day_text(day: date, today: date | None = None) -> str:
+    """ "Tue 3 Dec", with the year when it is not this year's."""
+    text = f"{day:%a} {day.day} {day:%b}"
+    return text if today is not None and day.year == today.year else f"{text} {day.year}"
+
+
+def clock(hhmm: str) -> str:
+    """ "08:00" -> "8", "08:30" -> "8:30" (24-hour clock, so "13" is 1 pm)."""
+    hours, _, minutes = hhmm.partition(":")
+    if not hours.isdigit():  # not a clock time: show what the office entered
+        return hhmm
+    return f"{int(hours)}:{minutes}" if minutes and minutes != "00" else str(int(hours))
+
+
+def window_text(start: str, end: str) -> str:
+    """An arrival window: "8–12"."""
+    return f"{clock(start)}–{clock(end)}"
+
+
+def appointment_text(
+    start: datetime, end: datetime | None, tz: str, today: date | None = None
+) -> str:
+    """A booked time in the business's zone: "Tue 3 Dec, 8–12"."""
+    zone = ZoneInfo(tz)
+    local_start = start.astimezone(zone)
+    text = f"{day_text(local_start.date(), today)}, "
+    if end is not None and end.astimezone(zone).date() == local_start.date():
+        return text + window_text(f"{local_start:%H:%M}", f"{end.astimezone(zone):%H:%M}")
+    return text + f"from {clock(f'{local_start:%H:%M}')}"
+
+
+def choice_text(choice: dict[str, str], today: date | None = None) -> str:
+    """A preferred date and time of day: "Tue 3 Dec, morning"."""
+    try:
+        day = day_text(date.fromisoformat(choice["date"]), today)
+    except (KeyError, ValueError):
+        return ""
+    return f"{day}, {WINDOWS.get(choice.get('window', 'any'), 'Any time').lower()}"
+
+
+def request_status(row: dict[str, Any], tz: str, today: date) -> tuple[str, str]:
+    """(What the customer reads, badge style) for one of their requests."""
+    if row["status"] == "dismissed":
+        return "Closed", ""
+    if row["status"] == "booked":
+        if row["job_status"] == "canceled":
+            return "Canceled", "bad"
+        if row["job_start"] is not None:
+            return (
+                f"Booked for {appointment_text(row['job_start'], row['job_end'], tz, today)}",
+                "ok",
+            )
+        return "Booked", "ok"
+    return "Requested", "warn"
+
+
+def _formatters(tenant: dict[str, Any], today: date) -> dict[str, Any]:
+    tz = tenant["time_zone"]
+    return {
+        "today": today,
+        "day_text": lambda d: day_text(d, today),
+        "window_text": window_text,
+        "choice_text": lambda c: choice_text(c, today),
+        "appointment_text": lambda s, e: appointment_text(s, e, tz, today),
+        "request_status": lambda r: request_status(r, tz, today),
+    }
+
+
+# --- the request form -------------------------------------------------------------------------
+
+
+@dataclass
+class RequestForm:
+    """What the customer typed (kept when the form comes back with errors)."""
+
+    location: str = ""
+    service_type: str = ""
+    dates: list[str] = field(default_factory=lambda: ["", "", ""])
+    windows: list[str] = field(default_factory=lambda: ["any", "any", "any"])
+    notes: str = ""
+    key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+
+def parse_day(value: str) -> date | None:
+    """A date typed as 2026-12-03 (what date pickers send) or 12/3/2026; else None."""
+    value = value.strip()
+    try:
+        if ISO_DAY.match(value):
+            return date.fromisoformat(value)
+        match = US_DAY.match(value)
+        if match:
+            month, day, year = (int(g) for g in match.groups())
+            return date(year, month, day)
+    except ValueError:
+        return None
+    return None
+
+
+def read_form(values: dict[str, str]) -> RequestForm:
+    """The request form's fields, trimmed to sane lengths (the notes are checked, not cut)."""
+    return RequestForm(
+        location=values.get("location", "")[:20],
+        service_type=values.get("service_type", "")[:200],
+        dates=[values.get(f"date_{i}", "")[:40] for i in (1, 2, 3)],
+        windows=[values.get(f"window_{i}", "any")[:20] for i in (1, 2, 3)],
+        notes=values.get("notes", "").replace("\x00", "").replace("\r\n", "\n").strip(),
+        key=values.get("request_key", "")[:100],
+    )
+
+
+def validate(
+    form: RequestForm,
+    locations: list[dict[str, Any]],
+    service_types: list[str],
+    today: date,
+    max_days: int,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Check a request; returns (clean values, errors by field). Errors mean save nothing."""
+    errors: dict[str, str] = {}
+    clean: dict[str, Any] = {}
+    location = next((loc for loc in locations if str(loc["id"]) == form.location.strip()), None)
+    if location is None:
+        errors["location"] = (
+            "Choose the service location."
+            if not form.location
+            else "Choose one of your service locations."
+        )
+    clean["location"] = location
+    if form.service_type not in [*service_types, OTHER]:
+        errors["service_type"] = "Choose what the visit is for."
+    clean["service_type"] = form.service_type
+    last = today + timedelta(days=max_days)
+    choices: list[dict[str, str]] = []
+    for i, (raw, window) in enumerate(zip(form.dates, form.windows, strict=True), start=1):
+        if not raw.strip():
+            if i == 1:
+                errors["date_1"] = "Choose a date for your first choice."
+            continue
+        day = parse_day(raw)
+        if day is not None:  # shown again as the date picker's format
+            form.dates[i - 1] = day.isoformat()
+        if window not in WINDOWS:
+            errors[f"window_{i}"] = "Choose morning, afternoon or any time."
+        if day is None:
+            errors[f"date_{i}"] = "Enter the date like 2026-12-03."
+        elif day < today:
+            errors[f"date_{i}"] = f"That date has passed. Choose {day_text(today, today)} or later."
+        elif day > last:
+            errors[f"date_{i}"] = (
+                f"We take requests up to {max_days} days ahead. "
+                f"Choose a date by {day_text(last, today)}."
+            )
+        elif {"date": day.isoformat(), "window": window} in choices:
+            errors[f"date_{i}"] = "You already chose this date and time of day."
+        else:
+            choices.append({"date": day.isoformat(), "window": window})
+    clean["preferred_windows"] = choices
+    if len(form.notes) > NOTES_MAX:
+        errors["notes"] = (
+            f"Notes can be up to {NOTES_MAX:,} characters; yours have {len(form.notes):,}. "
+            "Please shorten them."
+        )
+    elif form.service_type == OTHER and not form.notes:
+        errors["notes"] = "Tell us in the notes what you need done."
+    clean["notes"] = form.notes
+    if not KEY.match(form.key):
+        errors["form"] = FORM_UNREADABLE
+    return clean, errors
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+def _require_scheduler(tenant: dict[str, Any]) -> None:
+    if not tenant["scheduler_enabled"]:
+        raise NotFoundException()
+
+
+def _base_context(
+    tenant: dict[str, Any], settings: Any, now: datetime, form: RequestForm | None = None
+) -> dict[str, Any]:
+    """What every rendering of the Scheduler tab needs, before any list is loaded."""
+    today = now.date()
+    last = today + timedelta(days=settings.booking_max_days_ahead)
+    return {
+        **_formatters(tenant, today),
+        "form": form or RequestForm(),
+        "errors": {},
+        "form_error": "",
+        "notice": "",
+        "windows": WINDOWS,
+        "choices": CHOICES,
+        "other": OTHER,
+        "notes_max": NOTES_MAX,
+        "service_options": [t for t in tenant["service_types"] if t != OTHER] + [OTHER],
+        "min_date": today.isoformat(),
+        "max_date": last.isoformat(),
+        "last_day": day_text(last, today),
+        "locations": [],
+        "appointments": [],
+        "requests": bookings.RequestsPage(rows=[], older=None),
+        "paged": False,
+    }
+
+
+async def _lists(
+    tenant: dict[str, Any], customer_id: int, now: datetime, before: int | None = None
+) -> dict[str, Any]:
+    """The customer's upcoming appointments and (a page of) their requests."""
+    return {
+        "appointments": await bookings.upcoming_appointments(
+            tenant["id"], customer_id, now.astimezone(UTC)
+        ),
+        "requests": await bookings.requests_for_customer(tenant["id"], customer_id, before),
+    }
+
+
+def record_id(value: str | None) -> int | None:
+    """A row id from a URL or form (digits, within the database's integer range), else None."""
+    if not value or not value.isdigit() or len(value) > 10:
+        return None
+    number = int(value)
+    return number if 0 < number <= MAX_ID else None
 
 
 @get("/schedule")
 async def schedule(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
-    """Scheduler tab: request an appointment, when the office turned the scheduler on."""
-    if not tenant["scheduler_enabled"]:
-        raise NotFoundException()
-    return tab_page(request, tenant, viewer, "schedule", {})
+    """Scheduler tab: request an appointment, see requests and upcoming appointments."""
+    _require_scheduler(tenant)
+    now = business_now(tenant)
+    context = _base_context(tenant, request.app.state.settings, now)
+    if viewer.customer is not None:
+        customer_id = viewer.customer["id"]
+        context["locations"] = await bookings.customer_locations(tenant["id"], customer_id)
+        before = record_id(request.query_params.get("before"))
+        context.update(await _lists(tenant, customer_id, now, before), paged=before is not None)
+        requested = record_id(request.query_params.get("requested"))
+        saved = next((r for r in context["requests"].rows if r["id"] == requested), None)
+        if saved is not None:
+            context["notice"] = _received_message(saved)
+    return tab_page(request, tenant, viewer, "schedule", context)
 
 
-ROUTES = [schedule]
+def _received_message(row: dict[str, Any]) -> str:
+    place = row.get("location_name") or row.get("location_street") or "your location"
+    return (
+        f"Thank you. We've received your request for {row['service_type']} at {place} "
+        "and emailed you a copy. We'll be in touch to book a time; until then it shows "
+        "below as Requested."
+    )
+
+
+@post("/schedule")
+async def request_appointment(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+    """Save an appointment request (once per form, however often it is sent)."""
+    _require_scheduler(tenant)
+    settings = request.app.state.settings
+    now = business_now(tenant)
+    form = read_form(await form_data(request))
+    context = _base_context(tenant, settings, now, form)
+    if viewer.customer is None:  # the layout explains; nothing to save for
+        return tab_page(request, tenant, viewer, "schedule", context, status_code=409)
+    customer_id = viewer.customer["id"]
+    context["locations"] = await bookings.customer_locations(tenant["id"], customer_id)
+    clean, errors = validate(
+        form,
+        context["locations"],
+        tenant["service_types"],
+        now.date(),
+        settings.booking_max_days_ahead,
+    )
+    request_id: int | None = None
+    if not errors:
+        new = bookings.NewRequest(
+            customer_id=customer_id,
+            location=clean["location"],
+            account_email=viewer.session.email,
+            service_type=clean["service_type"],
+            preferred_windows=clean["preferred_windows"],
+            notes=clean["notes"],
+            idempotency_key=form.key,
+        )
+        email = _email_context(settings, tenant, viewer, new)
+        request_id, created = await bookings.create_request(settings, tenant, new, email)
+        if request_id is None:  # the key is another customer's: never show their request
+            errors["form"] = FORM_UNREADABLE
+        elif created:
+            wake()
+    if errors:
+        if "form" in errors:
+            form.key = RequestForm().key
+        context.update(errors=errors, form_error=_error_summary(errors))
+        if not is_fragment_request(request):  # the whole page comes back
+            context.update(await _lists(tenant, customer_id, now))
+        return tab_page(
+            request, tenant, viewer, "schedule", context, block="request_form", status_code=422
+        )
+    if not is_htmx(request):
+        return see_other(request, f"/schedule?requested={request_id}")
+    # htmx: a fresh form with the thank-you note, and the list of requests brought up to date.
+    context.update(await _lists(tenant, customer_id, now), form=RequestForm())
+    saved = next((r for r in context["requests"].rows if r["id"] == request_id), None)
+    context["notice"] = _received_message(saved) if saved else ""
+    return tab_page(request, tenant, viewer, "schedule", context, block="request_saved")
+
+
+def _error_summary(errors: dict[str, str]) -> str:
+    if "form" in errors:
+        return errors["form"]
+    count = len(errors)
+    return (
+        "Please fix the problem below." if count == 1 else f"Please fix the {count} problems below."
+    )
+
+
+def _email_context(
+    settings: Any,
+    tenant: dict[str, Any],
+    viewer: CustomerViewer,
+    new: bookings.NewRequest,
+) -> dict[str, Any]:
+    loc = new.location
+    address = ", ".join(p for p in (loc["street"], loc["city"], loc["state"]) if p)
+    return {
+        "customer_name": viewer.customer["name"] if viewer.customer else "",
+        "service_type": new.service_type,
+        "location": f"{loc['name']}: {address}" if loc["name"] else address,
+        "choices": [choice_text(c) for c in new.preferred_windows],
+        "notes": new.notes,
+        "link": portal_url(settings, tenant["host"], "/schedule"),
+    }
+
+
+ROUTES = [schedule, request_appointment]
