@@ -50,7 +50,7 @@ def test_jane_opens_visits_and_sees_upcoming_visits_and_the_message(server, page
     rows = upcoming.get_by_role("row")
     expect(rows).to_have_count(3)  # header + two visits
     expect(rows.nth(1)).to_contain_text("Fall furnace tune-up")
-    expect(rows.nth(1)).to_contain_text("8–12")
+    expect(rows.nth(1)).to_contain_text("8 AM–12 PM")
     expect(rows.nth(2)).to_contain_text("Spring AC tune-up")
     past = page.locator("section", has=page.get_by_role("heading", name="Past visits"))
     expect(past).to_contain_text("Spring AC tune-up")

@@ -248,7 +248,7 @@ async def test_visits_view_shows_upcoming_visits_message_and_past_visits(jane):
     assert upcoming.index(day_text(first)) < upcoming.index("Fall furnace tune-up")
     assert upcoming.index("Fall furnace tune-up") < upcoming.index(day_text(second))
     assert upcoming.index(day_text(second)) < upcoming.index("Spring AC tune-up")
-    assert "8–12" in upcoming and "12–16" in upcoming
+    assert "8 AM–12 PM" in upcoming and "12–4 PM" in upcoming
     assert RECURRING_MESSAGE in visible_text(html)
     past = html[html.index("Past visits") :]
     done = DEMO_TODAY - timedelta(days=150)

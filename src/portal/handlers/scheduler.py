@@ -51,23 +51,35 @@ def day_text(day: date, today: date | None = None) -> str:
     return text if today is not None and day.year == today.year else f"{text} {day.year}"
 
 
-def clock(hhmm: str) -> str:
-    """ "08:00" -> "8", "08:30" -> "8:30" (24-hour clock, so "13" is 1 pm)."""
+def _hour_minute(hhmm: str) -> tuple[int, int] | None:
     hours, _, minutes = hhmm.partition(":")
-    if not hours.isdigit():  # not a clock time: show what the office entered
+    if not (hours.isdigit() and (minutes or "0").isdigit()):
+        return None
+    return int(hours), int(minutes or 0)
+
+
+def clock(hhmm: str, with_period: bool = True) -> str:
+    """ "08:00" -> "8 AM", "13:30" -> "1:30 PM" (US customers read a 12-hour clock)."""
+    parsed = _hour_minute(hhmm)
+    if parsed is None:  # not a clock time: show what the office entered
         return hhmm
-    return f"{int(hours)}:{minutes}" if minutes and minutes != "00" else str(int(hours))
+    hour, minute = parsed
+    text = str(hour % 12 or 12) + (f":{minute:02d}" if minute else "")
+    return f"{text} {'AM' if hour < 12 else 'PM'}" if with_period else text
 
 
 def window_text(start: str, end: str) -> str:
-    """An arrival window: "8–12"."""
+    """An arrival window: "8 AM–12 PM", or "12–4 PM" when both ends share AM/PM."""
+    a, b = _hour_minute(start), _hour_minute(end)
+    if a is not None and b is not None and (a[0] < 12) == (b[0] < 12):
+        return f"{clock(start, with_period=False)}–{clock(end)}"
     return f"{clock(start)}–{clock(end)}"
 
 
 def appointment_text(
     start: datetime, end: datetime | None, tz: str, today: date | None = None
 ) -> str:
-    """A booked time in the business's zone: "Tue 3 Dec, 8–12"."""
+    """A booked time in the business's zone: "Tue 3 Dec, 8 AM–12 PM"."""
     zone = ZoneInfo(tz)
     local_start = start.astimezone(zone)
     text = f"{day_text(local_start.date(), today)}, "
