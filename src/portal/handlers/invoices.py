@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
 from portal.auth.guards import CustomerDep, CustomerViewer
 from portal.db import invoices as invoices_db
@@ -116,7 +117,7 @@ async def pay(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Respo
 
 @get("/payments/{payment_id:int}")
 async def payment_page(
-    request: Request, tenant: TenantDep, viewer: CustomerDep, payment_id: int
+    request: Request, tenant: TenantDep, viewer: CustomerDep, payment_id: FromPath[int]
 ) -> Response:
     """Where the gateway sends the customer back: the receipt, a failed payment's
     message (on the Invoices tab, to try again), or a payment not finished yet."""
@@ -172,7 +173,7 @@ async def history(request: Request, tenant: TenantDep, viewer: CustomerDep) -> R
 
 @get("/invoices/{invoice_id:int}")
 async def invoice_page(
-    request: Request, tenant: TenantDep, viewer: CustomerDep, invoice_id: int
+    request: Request, tenant: TenantDep, viewer: CustomerDep, invoice_id: FromPath[int]
 ) -> Response:
     """One invoice: lines, totals, payments and its audit trail."""
     invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
@@ -190,7 +191,7 @@ async def invoice_page(
 
 @get("/invoices/{invoice_id:int}/pdf")
 async def invoice_pdf_download(
-    request: Request, tenant: TenantDep, viewer: CustomerDep, invoice_id: int
+    request: Request, tenant: TenantDep, viewer: CustomerDep, invoice_id: FromPath[int]
 ) -> Response:
     """The invoice as a PDF, only for business units the office allowed (else 404)."""
     invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)

@@ -33,6 +33,7 @@ import httpx
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
 from portal.config import Settings
 from portal.db.tables import SandboxCheckout, Tenant
@@ -386,13 +387,13 @@ async def _load(checkout_id: str) -> dict[str, Any]:
 
 
 @get(PAGE_PATH + "{checkout_id:str}", include_in_schema=False)
-async def checkout_page(request: Request, checkout_id: str) -> Response:
+async def checkout_page(request: Request, checkout_id: FromPath[str]) -> Response:
     """The hosted card page (or why it is closed)."""
     return await _page(request, await _load(checkout_id))
 
 
 @post(PAGE_PATH + "{checkout_id:str}", include_in_schema=False)
-async def submit_card(request: Request, checkout_id: str) -> Response:
+async def submit_card(request: Request, checkout_id: FromPath[str]) -> Response:
     """Check the card; a good card pays (or is saved), a declined one ends the checkout.
     Either way the merchant gets a signed callback and the customer goes back."""
     row = await _load(checkout_id)
@@ -463,7 +464,7 @@ async def _finish(
 
 
 @post(PAGE_PATH + "{checkout_id:str}/cancel", include_in_schema=False)
-async def cancel_checkout(request: Request, checkout_id: str) -> Response:
+async def cancel_checkout(request: Request, checkout_id: FromPath[str]) -> Response:
     """The customer gave up: close the checkout, tell the merchant, go back."""
     row = await _load(checkout_id)
     if status_of(row) != "open":

@@ -154,7 +154,9 @@ async def begin(
         return Outcome(not_found=True)  # another customer's, another business's, or none
     for invoice in invoices:
         if not invoice["payable"]:
-            if invoice["balance_cents"] <= 0:
+            if invoice["total_cents"] <= 0:
+                keep.message = f"{invoice['number']} has nothing to pay."
+            elif invoice["balance_cents"] <= 0:
                 keep.message = f"{invoice['number']} is already paid, so nothing was charged."
             else:
                 keep.message = (
