@@ -268,3 +268,24 @@ async def test_jane_balances_untouched_by_all_of_the_above(demo):
         "INV-1038": 38200,
         "INV-1039": 13900,
     }
+
+
+async def test_select_from_the_invoice_page_ticks_that_invoice(jane, demo):
+    (inv,) = await invoice_ids(demo, "INV-1038")
+    page = (await jane.get(f"/invoices/{inv}")).text
+    assert f'href="/invoices?select={inv}"' in page and "Pay this invoice" in page
+    html = (await jane.get(f"/invoices?select={inv}&select=junk")).text
+    assert f'value="{inv}" id="pick-{inv}" checked' in html
+    assert html.count(" checked") == 1
+
+
+async def test_another_customers_payment_page_is_404(jane, demo):
+    acme_payment = await Payment.raw(
+        "SELECT p.id FROM payment p JOIN customer c ON c.id = p.customer "
+        "WHERE c.external_id = 'C-1003' AND p.tenant = {}",
+        demo,
+    ).run()
+    assert acme_payment  # Acme has an imported payment
+    assert (await jane.get(f"/payments/{acme_payment[0]['id']}")).status_code == 404
+    assert (await jane.get("/payments/99999999")).status_code == 404
+    assert (await jane.get(f"/invoices?retry={acme_payment[0]['id']}")).status_code == 200

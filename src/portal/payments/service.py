@@ -228,7 +228,7 @@ async def _open_checkout(
             merchant_reference=f"pay_{payment_id}",
             amount_cents=sum(allocations.values()),
             currency=tenant["currency"],
-            description=f"{tenant['name']}: {db.describe(invoices)}",
+            description=db.describe(invoices),
             return_url=portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
             callback_url=portal_url(settings, tenant["host"], CALLBACK_PATH),
         )
