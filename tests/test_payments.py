@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from html import unescape
 
@@ -378,6 +379,76 @@ async def test_simultaneous_callbacks_and_return_settle_once(app, jane, demo, se
     assert await balances(demo, invoice["number"]) == {invoice["number"]: 0}
     assert len(await trail_of(invoice["id"])) == 1
     assert len(await receipts_to("jane@example.com")) == emails + 1
+
+
+async def test_lost_callback_is_made_good_when_the_invoices_tab_is_opened(jane, demo):
+    invoice = await new_invoice(demo, total=6600)
+    started = await submit_pay(jane, [invoice["id"]])
+    ref = started.headers["location"].rsplit("/", 1)[1]
+    # Paid at the provider; its callback is lost and the customer never comes back.
+    await (
+        SandboxCheckout.update(
+            {
+                SandboxCheckout.status: "succeeded",
+                SandboxCheckout.card_brand: "Visa",
+                SandboxCheckout.card_last4: "4242",
+                SandboxCheckout.completed_at: datetime.now(UTC),
+            }
+        )
+        .where(SandboxCheckout.public_id == ref)
+        .run()
+    )
+    history = (await jane.get("/history")).text  # History asks the gateway too
+    assert re.search(invoice["number"] + r"</a>.*?\$0\.00.*?>Paid</span>", history, re.S)
+    assert invoice["number"] not in (await jane.get("/invoices")).text
+    (payment,) = await payment_of(demo, invoice["id"])
+    assert payment["status"] == "succeeded"
+    assert await balances(demo, invoice["number"]) == {invoice["number"]: 0}
+    assert len(await trail_of(invoice["id"])) == 1
+
+
+async def test_early_callback_before_the_checkout_was_recorded(app, demo, settings):
+    """The gateway may answer before the portal stored the checkout's reference: the
+    payment is found by its own reference (stored before the gateway was asked)."""
+    invoice = await new_invoice(demo, total=6700)
+    customer = (
+        await Invoice.select(Invoice.customer).where(Invoice.id == invoice["id"]).first().run()
+    )["customer"]
+    payment_id = await payments_db.start_payment(
+        tenant_id=demo,
+        customer_id=customer,
+        account_email="jane@example.com",
+        key="early-callback-key-0001",
+        kind="full",
+        gateway="sandbox",
+        allocations={invoice["id"]: 6700},
+        balances_seen={invoice["id"]: 6700},
+        numbers={invoice["id"]: invoice["number"]},
+    )
+    checkout = await sandbox.SandboxGateway(settings, "sandbox_acct_xyzservices").create_checkout(
+        mode="payment",
+        merchant_reference=f"pay_{payment_id}",
+        amount_cents=6700,
+        currency="USD",
+        description="early",
+        return_url=f"http://xyzplumbing.localhost/payments/{payment_id}",
+        callback_url="http://xyzplumbing.localhost/payments/callback",
+    )
+    await (
+        SandboxCheckout.update(
+            {
+                SandboxCheckout.status: "succeeded",
+                SandboxCheckout.card_brand: "Visa",
+                SandboxCheckout.card_last4: "4242",
+            }
+        )
+        .where(SandboxCheckout.public_id == checkout.ref)
+        .run()
+    )
+    assert await sandbox.deliver_callback(app, settings, checkout.ref) is True
+    (payment,) = await payment_of(demo, invoice["id"])
+    assert payment["status"] == "succeeded" and payment["gateway_ref"] == checkout.ref
+    assert await balances(demo, invoice["number"]) == {invoice["number"]: 0}
 
 
 # --- signatures ----------------------------------------------------------------------------------

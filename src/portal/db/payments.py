@@ -108,6 +108,22 @@ async def pending_for_invoices(tenant_id: int, invoice_ids: list[int]) -> list[d
     ).run()
 
 
+async def pending_for_customer(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
+    """The customer's payments still waiting for the gateway's answer."""
+    return (
+        await Payment.select(
+            Payment.id, Payment.gateway_ref, Payment.account_email, Payment.created_at
+        )
+        .where(
+            (Payment.tenant == tenant_id)
+            & (Payment.customer == customer_id)
+            & (Payment.status == "pending")
+        )
+        .order_by(Payment.id)
+        .run()
+    )
+
+
 async def start_payment(
     *,
     tenant_id: int,

@@ -70,6 +70,8 @@ async def _invoices_context(
 async def invoices(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
     """Invoices tab: unpaid invoices for completed jobs, oldest first, to pay online.
     `?select=<id>` ticks an invoice; `?retry=<payment>` explains a failed payment."""
+    if viewer.customer:
+        await service.reconcile_customer(request.app.state.settings, tenant, viewer.customer["id"])
     selected = [i for i in map(_int_param, request.query_params.getall("select", [])) if i]
     message, amount = "", ""
     retry = _int_param(request.query_params.get("retry"))
@@ -148,6 +150,7 @@ async def history(request: Request, tenant: TenantDep, viewer: CustomerDep) -> R
     `?location=<id>` shows one location, a page at a time (`older`/`newer` cursors)."""
     context: dict[str, Any] = {"history": None}
     if viewer.customer:
+        await service.reconcile_customer(request.app.state.settings, tenant, viewer.customer["id"])
         params = request.query_params
         raw_location = params.get("location") or ""
         if raw_location:

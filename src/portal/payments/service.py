@@ -395,6 +395,26 @@ async def refresh(
         return None
 
 
+async def reconcile_customer(settings: Settings, tenant: dict[str, Any], customer_id: int) -> None:
+    """Settle the customer's pending payments that have in fact ended at the gateway
+    (a callback that never arrived must not leave a paid invoice looking unpaid).
+    One query when nothing is pending."""
+    pending = await db.pending_for_customer(tenant["id"], customer_id)
+    if not pending:
+        return
+    try:
+        gateway = gateway_for(settings, tenant)
+    except PaymentsUnavailable:
+        return
+    for payment in pending:
+        try:
+            checkout = await _current_checkout(tenant, gateway, payment)
+            if checkout is not None and checkout.is_final:
+                await settle(settings, tenant, gateway, payment["id"], checkout)
+        except GatewayError as exc:
+            log.warning("payment %s: status unknown: %s", payment["id"], exc)
+
+
 async def handle_callback(
     settings: Settings, tenant: dict[str, Any], headers: Mapping[str, str], body: bytes
 ) -> tuple[int, dict[str, str]]:
