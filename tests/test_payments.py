@@ -125,6 +125,7 @@ async def test_pay_two_invoices_in_full_in_one_payment(jane, demo):
     assert "$390.50" in emails[-1]["subject"]
     assert a["number"] in emails[-1]["text_body"] and "Visa ending 4242" in emails[-1]["text_body"]
     assert f"/payments/{payment['id']}" in emails[-1]["text_body"]
+    assert "$390.50" in emails[-1]["html_body"] and b["number"] in emails[-1]["html_body"]
 
     # Paid invoices leave the Invoices tab; the invoice page shows payment and trail.
     assert a["number"] not in (await jane.get("/invoices")).text
@@ -688,3 +689,12 @@ async def test_no_card_number_anywhere_in_the_database_or_logs(jane, demo, caplo
     for record in caplog.records:
         for number in numbers:
             assert number not in record.getMessage()
+
+
+async def test_declined_part_payment_offers_the_same_amount_again(jane, demo):
+    invoice = await new_invoice(demo, total=9900)
+    back = await pay(jane, [invoice["id"]], action="partial", amount="12.34", card=DECLINED_CARD)
+    page = await jane.get(back.headers["location"])
+    assert 'name="amount" type="text" value="12.34"' in page.text
+    assert f'value="{invoice["id"]}" id="pick-{invoice["id"]}" checked' in page.text
+    assert await balances(demo, invoice["number"]) == {invoice["number"]: 9900}

@@ -73,21 +73,22 @@ async def invoices(request: Request, tenant: TenantDep, viewer: CustomerDep) -> 
     if viewer.customer:
         await service.reconcile_customer(request.app.state.settings, tenant, viewer.customer["id"])
     selected = [i for i in map(_int_param, request.query_params.getall("select", [])) if i]
-    message, amount = "", ""
     retry = _int_param(request.query_params.get("retry"))
-    if retry and viewer.customer:
-        failed = await payments_db.receipt(tenant["id"], viewer.customer["id"], retry)
-        if failed and failed["status"] == "failed":
-            message = (
-                f"Your payment didn't go through: {failed['failure_reason']} "
-                "Nothing was charged and your balances are unchanged. You can try again."
-            )
-            selected = [line["id"] for line in failed["lines"]]
-            if failed["kind"] == "partial":
-                amount = f"{failed['amount_cents'] / 100:.2f}"
-    context = await _invoices_context(
-        tenant, viewer, selected=selected, amount=amount, message=message
+    failed = (
+        await service.failed_payment(tenant["id"], viewer.customer["id"], retry)
+        if retry and viewer.customer
+        else None
     )
+    if failed is not None:
+        context = await _invoices_context(
+            tenant,
+            viewer,
+            selected=failed.selected,
+            amount=failed.amount,
+            message=failed.message,
+        )
+    else:
+        context = await _invoices_context(tenant, viewer, selected=selected)
     return tab_page(request, tenant, viewer, "invoices", context)
 
 

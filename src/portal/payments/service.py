@@ -77,6 +77,7 @@ class Outcome:
     errors: dict[str, str] = field(default_factory=dict)
     not_found: bool = False
     selected: list[int] = field(default_factory=list)
+    amount: str = ""  # the amount to show in the form again
 
 
 def read_pay_form(form: Mapping[str, list[str]]) -> PayForm | Outcome:
@@ -393,6 +394,20 @@ async def refresh(
     except (GatewayError, PaymentsUnavailable) as exc:
         log.warning("payment %s: status unknown: %s", payment["id"], exc)
         return None
+
+
+async def failed_payment(tenant_id: int, customer_id: int, payment_id: int) -> Outcome | None:
+    """What to show on the Invoices tab after a payment failed: why, with its invoices
+    (and amount) chosen again so the customer can try again."""
+    failed = await db.receipt(tenant_id, customer_id, payment_id)
+    if failed is None or failed["status"] != "failed":
+        return None
+    return Outcome(
+        message=f"Your payment didn't go through: {failed['failure_reason']} "
+        "Nothing was charged and your balances are unchanged. You can try again.",
+        selected=[line["id"] for line in failed["lines"]],
+        amount=f"{failed['amount_cents'] / 100:.2f}" if failed["kind"] == "partial" else "",
+    )
 
 
 async def reconcile_customer(settings: Settings, tenant: dict[str, Any], customer_id: int) -> None:
