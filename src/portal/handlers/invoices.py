@@ -1,24 +1,216 @@
-"""Invoices tab (pay online) and History tab (invoices by service location)."""
+"""Invoices tab (pay online), History tab (invoices by service location), one invoice
+(HTML and PDF), and a payment's page (receipt, or where it stands)."""
 
 from __future__ import annotations
 
-from litestar import Request, Response, get
+import re
+from typing import Any
 
-from portal.auth.guards import CustomerDep
+import anyio
+from litestar import Request, Response, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+
+from portal.auth.guards import CustomerDep, CustomerViewer
+from portal.db import invoices as invoices_db
+from portal.db import payments as payments_db
+from portal.db import queries
 from portal.handlers.customer import tab_page
+from portal.payments import service
+from portal.pdf import invoice_pdf
 from portal.tenancy import TenantDep
+from portal.web import form_lists, see_other
+
+
+def _customer_id(viewer: CustomerViewer) -> int:
+    """The customer record being viewed; an account with none sees no records (404)."""
+    if viewer.customer is None:
+        raise NotFoundException()
+    return viewer.customer["id"]
+
+
+def _file_name(number: str) -> str:
+    """An invoice number made safe for a download's file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", number)[:60] or "invoice"
+
+
+def _int_param(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() and len(value) <= 12 else None
+
+
+async def _invoices_context(
+    tenant: dict[str, Any],
+    viewer: CustomerViewer,
+    *,
+    selected: list[int] | None = None,
+    amount: str = "",
+    message: str = "",
+    notice: str = "",
+    errors: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    rows = (
+        await invoices_db.open_invoices(tenant["id"], viewer.customer["id"])
+        if viewer.customer
+        else []
+    )
+    return {
+        "rows": rows,
+        "total_due": sum(r["balance_cents"] for r in rows),
+        "selected": set(selected or []),
+        "amount": amount,
+        "key": service.new_key(),
+        "message": message,
+        "notice": notice,
+        "errors": errors or {},
+        "call_us": service.call_us(tenant),
+    }
 
 
 @get("/invoices")
 async def invoices(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
-    """Invoices tab: unpaid invoices for completed jobs."""
-    return tab_page(request, tenant, viewer, "invoices", {})
+    """Invoices tab: unpaid invoices for completed jobs, oldest first, to pay online.
+    `?select=<id>` ticks an invoice; `?retry=<payment>` explains a failed payment."""
+    if viewer.customer:
+        await service.reconcile_customer(request.app.state.settings, tenant, viewer.customer["id"])
+    selected = [i for i in map(_int_param, request.query_params.getall("select", [])) if i]
+    retry = _int_param(request.query_params.get("retry"))
+    failed = (
+        await service.failed_payment(tenant["id"], viewer.customer["id"], retry)
+        if retry and viewer.customer
+        else None
+    )
+    if failed is not None:
+        context = await _invoices_context(
+            tenant,
+            viewer,
+            selected=failed.selected,
+            amount=failed.amount,
+            message=failed.message,
+        )
+    else:
+        context = await _invoices_context(tenant, viewer, selected=selected)
+    return tab_page(request, tenant, viewer, "invoices", context)
+
+
+@post("/invoices/pay")
+async def pay(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+    """Pay in full (one or more invoices) or part of one invoice: on to the card page."""
+    customer_id = _customer_id(viewer)
+    form = service.read_pay_form(await form_lists(request))
+    if isinstance(form, service.PayForm):
+        outcome = await service.begin(
+            request.app.state.settings, tenant, customer_id, viewer.session.email, form
+        )
+    else:
+        outcome = form
+    if outcome.not_found:
+        raise NotFoundException()
+    if outcome.redirect:
+        return see_other(request, outcome.redirect)  # htmx: HX-Redirect, a real page load
+    context = await _invoices_context(
+        tenant,
+        viewer,
+        selected=outcome.selected,
+        amount=form.amount if isinstance(form, service.PayForm) else "",
+        message=outcome.message,
+        errors=outcome.errors,
+    )
+    return tab_page(request, tenant, viewer, "invoices", context, block="form", status_code=422)
+
+
+@get("/payments/{payment_id:int}")
+async def payment_page(
+    request: Request, tenant: TenantDep, viewer: CustomerDep, payment_id: FromPath[int]
+) -> Response:
+    """Where the gateway sends the customer back: the receipt, a failed payment's
+    message (on the Invoices tab, to try again), or a payment not finished yet."""
+    customer_id = _customer_id(viewer)
+    payment = await payments_db.receipt(tenant["id"], customer_id, payment_id)
+    if payment is None:
+        raise NotFoundException()
+    checkout = None
+    if payment["status"] == "pending":
+        checkout = await service.refresh(request.app.state.settings, tenant, payment)
+        payment = await payments_db.receipt(tenant["id"], customer_id, payment_id)
+        assert payment is not None
+    if payment["status"] == "failed":
+        return see_other(request, f"/invoices?retry={payment_id}")
+    return tab_page(
+        request,
+        tenant,
+        viewer,
+        "invoices",
+        {"payment": payment, "checkout": checkout},
+        template="customer/receipt.html",
+    )
 
 
 @get("/history")
 async def history(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
-    """History tab: invoices by service location."""
-    return tab_page(request, tenant, viewer, "history", {})
+    """History tab: invoices (paid and unpaid, never $0) by service location, newest first.
+    `?location=<id>` shows one location, a page at a time (`older`/`newer` cursors)."""
+    context: dict[str, Any] = {"history": None}
+    if viewer.customer:
+        await service.reconcile_customer(request.app.state.settings, tenant, viewer.customer["id"])
+        params = request.query_params
+        raw_location = params.get("location") or ""
+        if raw_location:
+            location_id = _int_param(raw_location)
+            found = (
+                await invoices_db.location_history(
+                    tenant["id"],
+                    viewer.customer["id"],
+                    location_id,
+                    older=invoices_db.Cursor.parse(params.get("older")),
+                    newer=invoices_db.Cursor.parse(params.get("newer")),
+                )
+                if location_id
+                else None
+            )
+            if found is None:
+                raise NotFoundException()
+            context["history"] = found
+        else:
+            context["history"] = await invoices_db.history(tenant["id"], viewer.customer["id"])
+    return tab_page(request, tenant, viewer, "history", context)
 
 
-ROUTES = [invoices, history]
+@get("/invoices/{invoice_id:int}")
+async def invoice_page(
+    request: Request, tenant: TenantDep, viewer: CustomerDep, invoice_id: FromPath[int]
+) -> Response:
+    """One invoice: lines, totals, payments and its audit trail."""
+    invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
+    if invoice is None:
+        raise NotFoundException()
+    return tab_page(
+        request,
+        tenant,
+        viewer,
+        "history",
+        {"invoice": invoice, "call_us": service.call_us(tenant)},
+        template="customer/invoice.html",
+    )
+
+
+@get("/invoices/{invoice_id:int}/pdf")
+async def invoice_pdf_download(
+    request: Request, tenant: TenantDep, viewer: CustomerDep, invoice_id: FromPath[int]
+) -> Response:
+    """The invoice as a PDF, only for business units the office allowed (else 404)."""
+    invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
+    if invoice is None or not invoice["downloadable"]:
+        raise NotFoundException()
+    logo = await queries.tenant_logo(tenant["id"])
+    body = await anyio.to_thread.run_sync(invoice_pdf, tenant, invoice, logo)
+    return Response(
+        body,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="{_file_name(invoice["number"])}.pdf"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+ROUTES = [invoices, pay, payment_page, history, invoice_page, invoice_pdf_download]

@@ -1,4 +1,9 @@
-"""Payments: the gateway protocol and its sandbox implementation."""
+"""Payments: the gateway protocol (`gateway.py`), the built-in sandbox gateway with its
+hosted card page (`sandbox.py`), and the portal's side of paying invoices
+(`service.py`, with the callback URL in `callbacks.py`)."""
 
-# Routes of the gateway side (hosted card page, callbacks); filled in by the payments work.
-ROUTES: list = []
+from portal.payments.callbacks import ROUTES as _CALLBACK_ROUTES
+from portal.payments.sandbox import ROUTES as _SANDBOX_ROUTES
+
+# Mounted at the top level by app.py: no sign-in, no "portal open" guard.
+ROUTES = [*_SANDBOX_ROUTES, *_CALLBACK_ROUTES]

@@ -1,0 +1,383 @@
+"""Payment records: one payment, an allocation per invoice, pending -> succeeded | failed.
+
+Rules the money depends on:
+
+- A payment row (with its idempotency key) is written *before* the gateway is asked,
+  so a repeated request finds it instead of charging again.
+- While a payment is pending, its allocations are held against the invoices' balances:
+  a second payment that would take a balance below zero is refused before anyone is
+  sent to a card page (rows are locked on PostgreSQL; SQLite has one writer at a time).
+- Balances go down only when a payment succeeds, with a conditional UPDATE
+  (`balance_cents >= amount`), and the database checks `balance_cents >= 0` as well.
+- Settling is a conditional pending -> final transition: a retried, replayed or late
+  callback, or a callback racing the customer's return, settles a payment once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from portal.config import Settings
+from portal.db.engine import current_engine, transaction
+from portal.db.invoices import _in_list, as_date
+from portal.db.tables import AuditEvent, Invoice, Payment, PaymentAllocation
+from portal.mail.links import portal_url
+from portal.mail.outbox import queue_email
+from portal.payments.gateway import Checkout
+from portal.web import format_datetime, money
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BalanceChanged(Exception):
+    """An invoice's balance no longer covers a payment's allocation (nothing was applied)."""
+
+    def __init__(self, number: str) -> None:
+        super().__init__(number)
+        self.number = number
+
+
+@dataclass
+class Refusal:
+    """Why a payment was not started (shown to the customer; nothing was charged)."""
+
+    message: str
+
+
+@dataclass
+class KeyUsed:
+    """A payment with this idempotency key exists already (a repeated request)."""
+
+
+async def payment(tenant_id: int, payment_id: int) -> dict[str, Any] | None:
+    """A payment of the business with the ids of the invoices it pays."""
+    row = (
+        await Payment.select()
+        .where((Payment.tenant == tenant_id) & (Payment.id == payment_id))
+        .first()
+        .run()
+    )
+    if row is not None:
+        row["allocations"] = await _allocations(payment_id)
+    return row
+
+
+async def payment_by_key(tenant_id: int, key: str) -> dict[str, Any] | None:
+    """The payment started with this idempotency key, if any."""
+    row = (
+        await Payment.select()
+        .where((Payment.tenant == tenant_id) & (Payment.idempotency_key == key))
+        .first()
+        .run()
+    )
+    if row is not None:
+        row["allocations"] = await _allocations(row["id"])
+    return row
+
+
+async def _allocations(payment_id: int) -> list[dict[str, Any]]:
+    return (
+        await PaymentAllocation.select(
+            PaymentAllocation.invoice,
+            PaymentAllocation.amount_cents,
+            PaymentAllocation.invoice.number.as_alias("number"),
+            PaymentAllocation.invoice.job.as_alias("job_id"),
+        )
+        .where(PaymentAllocation.payment == payment_id)
+        .order_by(PaymentAllocation.id)
+        .run()
+    )
+
+
+async def pending_for_invoices(tenant_id: int, invoice_ids: list[int]) -> list[dict[str, Any]]:
+    """Pending payments holding any of these invoices (whoever started them)."""
+    if not invoice_ids:
+        return []
+    return await Payment.raw(
+        f"""SELECT DISTINCT p.id, p.gateway_ref, p.account_email, p.idempotency_key,
+            p.created_at, p.customer
+        FROM payment p JOIN payment_allocation pa ON pa.payment = p.id
+        WHERE p.tenant = {{}} AND p.status = 'pending' AND pa.invoice IN ({_in_list(invoice_ids)})
+        ORDER BY p.id""",
+        tenant_id,
+        *invoice_ids,
+    ).run()
+
+
+async def pending_for_customer(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
+    """The customer's payments still waiting for the gateway's answer."""
+    return (
+        await Payment.select(
+            Payment.id, Payment.gateway_ref, Payment.account_email, Payment.created_at
+        )
+        .where(
+            (Payment.tenant == tenant_id)
+            & (Payment.customer == customer_id)
+            & (Payment.status == "pending")
+        )
+        .order_by(Payment.id)
+        .run()
+    )
+
+
+async def start_payment(
+    *,
+    tenant_id: int,
+    customer_id: int,
+    account_email: str,
+    key: str,
+    kind: str,
+    gateway: str,
+    allocations: dict[int, int],
+    balances_seen: dict[int, int],
+    numbers: dict[int, str],
+) -> int | Refusal | KeyUsed:
+    """Record a pending payment (before the gateway is asked). Returns its id, or why not.
+
+    `allocations` maps invoice id -> cents; `balances_seen` are the balances the amounts
+    were computed from. Other pending payments hold their amounts, so two payments
+    racing on one invoice cannot both be started for more than its balance.
+    """
+    ids = sorted(allocations)
+    async with transaction():
+        if current_engine().engine_type == "postgres":
+            # Serialize payments on the same invoices (in id order: no deadlocks).
+            await Invoice.raw(
+                f"SELECT id FROM invoice WHERE tenant = {{}} AND id IN ({_in_list(ids)}) "
+                "ORDER BY id FOR UPDATE",
+                tenant_id,
+                *ids,
+            ).run()
+        if await payment_by_key(tenant_id, key) is not None:
+            return KeyUsed()
+        balances = {
+            r["id"]: r["balance_cents"]
+            for r in await Invoice.raw(
+                f"SELECT id, balance_cents FROM invoice WHERE tenant = {{}} AND id IN ({_in_list(ids)})",
+                tenant_id,
+                *ids,
+            ).run()
+        }
+        held = {
+            r["invoice"]: int(r["held"])
+            for r in await Invoice.raw(
+                f"""SELECT pa.invoice AS invoice, SUM(pa.amount_cents) AS held
+                FROM payment_allocation pa JOIN payment p ON p.id = pa.payment
+                WHERE pa.tenant = {{}} AND p.status = 'pending' AND pa.invoice IN ({_in_list(ids)})
+                GROUP BY pa.invoice""",
+                tenant_id,
+                *ids,
+            ).run()
+        }
+        for invoice_id in ids:
+            number = numbers[invoice_id]
+            if balances.get(invoice_id) != balances_seen[invoice_id]:
+                return Refusal(
+                    f"The balance of {number} changed a moment ago. "
+                    "Check the amounts below and try again."
+                )
+            if allocations[invoice_id] > balances[invoice_id] - held.get(invoice_id, 0):
+                return Refusal(
+                    f"A payment for {number} is already in progress. If you started it in "
+                    "another window, finish it there; otherwise try again in a few minutes."
+                )
+        rows = await Payment.insert(
+            Payment(
+                tenant=tenant_id,
+                customer=customer_id,
+                account_email=account_email,
+                amount_cents=sum(allocations.values()),
+                kind=kind,
+                status="pending",
+                idempotency_key=key,
+                gateway=gateway,
+                source="portal",
+            )
+        ).run()
+        payment_id = rows[0]["id"]
+        await PaymentAllocation.insert(
+            *[
+                PaymentAllocation(
+                    tenant=tenant_id,
+                    payment=payment_id,
+                    invoice=invoice_id,
+                    amount_cents=allocations[invoice_id],
+                )
+                for invoice_id in ids
+            ]
+        ).run()
+    return payment_id
+
+
+async def attach_checkout(tenant_id: int, payment_id: int, ref: str) -> None:
+    """Remember the gateway's checkout of a payment (its reference)."""
+    await (
+        Payment.update({Payment.gateway_ref: ref})
+        .where(
+            (Payment.tenant == tenant_id) & (Payment.id == payment_id) & (Payment.gateway_ref == "")
+        )
+        .run()
+    )
+
+
+async def fail_payment(tenant_id: int, payment_id: int, reason: str, ref: str = "") -> bool:
+    """Mark a pending payment failed (balances untouched). False if it was already final."""
+    changes: dict[Any, Any] = {
+        Payment.status: "failed",
+        Payment.failure_reason: reason[:200],
+        Payment.completed_at: now(),
+    }
+    done = (
+        await Payment.update(changes)
+        .where(
+            (Payment.tenant == tenant_id)
+            & (Payment.id == payment_id)
+            & (Payment.status == "pending")
+        )
+        .returning(Payment.id)
+        .run()
+    )
+    if done and ref:
+        await attach_checkout(tenant_id, payment_id, ref)
+    return bool(done)
+
+
+async def settle_payment(
+    settings: Settings, tenant: dict[str, Any], payment_id: int, checkout: Checkout
+) -> str:
+    """Apply a checkout's final outcome to a pending payment, once.
+
+    Success: balances go down (conditionally), an audit event per invoice and a receipt
+    email are written in the same transaction. Returns "succeeded", "failed" or
+    "unchanged" (already settled). Raises BalanceChanged (nothing applied) when a
+    balance no longer covers its allocation.
+    """
+    if not checkout.succeeded:
+        reason = checkout.failure_reason or "The payment did not go through."
+        done = await fail_payment(tenant["id"], payment_id, reason, checkout.ref)
+        return "failed" if done else "unchanged"
+    moment = now()
+    card = checkout.card
+    async with transaction():
+        claimed = (
+            await Payment.update(
+                {
+                    Payment.status: "succeeded",
+                    Payment.gateway_ref: checkout.ref,
+                    Payment.card_brand: card.brand if card else "",
+                    Payment.card_last4: card.last4 if card else "",
+                    Payment.completed_at: moment,
+                }
+            )
+            .where(
+                (Payment.tenant == tenant["id"])
+                & (Payment.id == payment_id)
+                & (Payment.status == "pending")
+            )
+            .returning(Payment.account_email, Payment.amount_cents, Payment.kind, Payment.customer)
+            .run()
+        )
+        if not claimed:
+            return "unchanged"
+        paid = claimed[0]
+        lines = []
+        for alloc in await _allocations(payment_id):
+            updated = (
+                await Invoice.update(
+                    {Invoice.balance_cents: Invoice.balance_cents - alloc["amount_cents"]}
+                )
+                .where(
+                    (Invoice.tenant == tenant["id"])
+                    & (Invoice.id == alloc["invoice"])
+                    & (Invoice.balance_cents >= alloc["amount_cents"])
+                )
+                .returning(Invoice.balance_cents, Invoice.summary)
+                .run()
+            )
+            if not updated:
+                raise BalanceChanged(alloc["number"])  # rolls the whole payment back
+            lines.append({**alloc, **updated[0]})
+        card_text = f"{card.brand} ending {card.last4}" if card else "card"
+        await AuditEvent.insert(
+            *[
+                AuditEvent(
+                    tenant=tenant["id"],
+                    job=line["job_id"],
+                    invoice=line["invoice"],
+                    actor=paid["account_email"],
+                    action="payment",
+                    detail=(
+                        f"Paid online in the customer portal ({card_text}); "
+                        f"{line['number']} balance now {money(line['balance_cents'], tenant['currency'])}"
+                    ),
+                    amount_cents=line["amount_cents"],
+                    reference=checkout.ref,
+                    created_at=moment,
+                )
+                for line in lines
+            ]
+        ).run()
+        if paid["account_email"]:
+            await queue_email(
+                settings,
+                tenant,
+                paid["account_email"],
+                "receipt",
+                {
+                    "amount": money(paid["amount_cents"], tenant["currency"]),
+                    "paid_at": format_datetime(moment, tenant["time_zone"]),
+                    "card": card_text,
+                    "reference": checkout.ref,
+                    "lines": [
+                        {
+                            "number": line["number"],
+                            "summary": line["summary"],
+                            "amount": money(line["amount_cents"], tenant["currency"]),
+                            "balance": money(line["balance_cents"], tenant["currency"]),
+                        }
+                        for line in lines
+                    ],
+                    "link": portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
+                },
+            )
+    return "succeeded"
+
+
+async def receipt(tenant_id: int, customer_id: int, payment_id: int) -> dict[str, Any] | None:
+    """A payment of this customer with what it paid on each invoice (2 statements)."""
+    row = (
+        await Payment.select()
+        .where(
+            (Payment.tenant == tenant_id)
+            & (Payment.customer == customer_id)
+            & (Payment.id == payment_id)
+        )
+        .first()
+        .run()
+    )
+    if row is None:
+        return None
+    row["lines"] = await Invoice.raw(
+        """SELECT i.id, i.number, i.invoice_date, i.summary, i.total_cents, i.balance_cents,
+            pa.amount_cents
+        FROM payment_allocation pa JOIN invoice i ON i.id = pa.invoice
+        WHERE pa.tenant = {} AND pa.payment = {}
+        ORDER BY i.invoice_date, i.id""",
+        tenant_id,
+        payment_id,
+    ).run()
+    for line in row["lines"]:
+        line["invoice_date"] = as_date(line["invoice_date"])
+    return row
+
+
+def describe(invoices: list[dict[str, Any]]) -> str:
+    """What a checkout is for, as the card page shows it."""
+    numbers = ", ".join(i["number"] for i in invoices[:6])
+    more = f" and {len(invoices) - 6} more" if len(invoices) > 6 else ""
+    word = "Invoice" if len(invoices) == 1 else "Invoices"
+    return f"{word} {numbers}{more}"

@@ -1,0 +1,158 @@
+"""The payment gateway interface: what the portal asks of a card provider.
+
+A gateway hosts the card page itself (card numbers never reach the portal): the
+portal creates a *checkout*, sends the customer's browser to `Checkout.url`, and
+learns the result from a signed callback (`verify_callback`) or by asking
+(`get_checkout`) when the customer comes back first.
+
+Two modes:
+
+- ``"payment"``: charge `amount_cents` once.
+- ``"setup"``: charge nothing; save a card and return its brand, last four digits
+  and a reusable token (for a membership's card on file).
+
+Every checkout carries the merchant's own `merchant_reference`. Creating a
+checkout twice with the same reference returns the first one, so a retried
+request never makes a second checkout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from portal.config import Settings
+
+MODES = ("payment", "setup")
+# "open": waiting for the customer; the others are final.
+STATUSES = ("open", "succeeded", "declined", "canceled", "expired", "refunded")
+
+
+class GatewayError(Exception):
+    """The gateway could not be reached or refused the request (nothing was charged)."""
+
+
+class BadCallback(Exception):
+    """A callback whose signature is missing or wrong, or whose body is malformed."""
+
+
+class PaymentsUnavailable(Exception):
+    """The business has no payment account linked and enabled."""
+
+
+@dataclass(frozen=True)
+class Card:
+    """What the portal may know of a card: never its number."""
+
+    brand: str
+    last4: str
+    token: str = ""  # reusable token (setup mode); "" for one-off payments
+
+    @property
+    def label(self) -> str:
+        """ "Visa ending 4242"."""
+        return f"{self.brand} ending {self.last4}"
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A hosted card page and its outcome, as the gateway reports it."""
+
+    ref: str  # the gateway's id of the checkout (the payment's reference)
+    url: str  # where to send the customer's browser
+    mode: str
+    status: str  # one of STATUSES
+    amount_cents: int
+    currency: str
+    merchant_reference: str
+    card: Card | None = None
+    failure_reason: str = ""
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != "open"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    def to_json(self) -> dict[str, Any]:
+        """The checkout as it travels in a callback body."""
+        return {
+            "id": self.ref,
+            "url": self.url,
+            "mode": self.mode,
+            "status": self.status,
+            "amount_cents": self.amount_cents,
+            "currency": self.currency,
+            "merchant_reference": self.merchant_reference,
+            "card": (
+                {"brand": self.card.brand, "last4": self.card.last4, "token": self.card.token}
+                if self.card
+                else None
+            ),
+            "failure_reason": self.failure_reason,
+        }
+
+
+@dataclass(frozen=True)
+class CallbackEvent:
+    """A verified callback: the checkout's final state."""
+
+    id: str  # the same for a retried or replayed delivery
+    account_id: str
+    checkout: Checkout
+
+
+class PaymentGateway(Protocol):
+    """What a card provider adapter offers the portal."""
+
+    name: str  # stored in Payment.gateway
+
+    async def create_checkout(
+        self,
+        *,
+        mode: str,
+        merchant_reference: str,
+        amount_cents: int,
+        currency: str,
+        description: str,
+        return_url: str,
+        callback_url: str,
+    ) -> Checkout:
+        """A hosted card page for `amount_cents` (mode "payment") or to save a card
+        (mode "setup", amount 0). The same `merchant_reference` returns the same
+        checkout. Raises GatewayError."""
+        ...
+
+    async def get_checkout(self, ref: str) -> Checkout | None:
+        """The checkout's current state (None if the gateway does not know it)."""
+        ...
+
+    async def cancel_checkout(self, ref: str) -> Checkout | None:
+        """Close an open checkout so it can no longer be paid; returns its final state
+        (which is "succeeded" if the customer paid first)."""
+        ...
+
+    async def refund(self, ref: str) -> Checkout | None:
+        """Give back a succeeded payment in full."""
+        ...
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackEvent:
+        """Check a callback's signature over the raw `body` and parse it.
+        Raises BadCallback."""
+        ...
+
+
+def gateway_for(settings: Settings, tenant: dict[str, Any]) -> PaymentGateway:
+    """The gateway of the business's linked payment account.
+
+    Only the built-in sandbox exists so far; real providers plug in here, chosen by
+    the account. Raises PaymentsUnavailable when no account is linked.
+    """
+    from portal.payments.sandbox import SandboxGateway
+
+    if not tenant.get("payment_account_id"):
+        raise PaymentsUnavailable()
+    return SandboxGateway(settings, tenant["payment_account_id"], tenant["host"])

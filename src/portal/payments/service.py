@@ -1,0 +1,459 @@
+"""The portal's side of paying invoices online.
+
+1. `begin`: check the request against the database (the browser's ids and amounts are
+   only a request), record a pending payment with its idempotency key, then ask the
+   gateway for a checkout and send the customer there.
+2. `settle`: apply the checkout's final outcome, once, whether it comes from a signed
+   callback (`handle_callback`) or from asking the gateway when the customer returns
+   first (`refresh`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from portal.config import Settings
+from portal.db import invoices as invoices_db
+from portal.db import payments as db
+from portal.mail.links import portal_url
+from portal.mail.worker import wake
+from portal.payments.gateway import (
+    BadCallback,
+    Checkout,
+    GatewayError,
+    PaymentGateway,
+    PaymentsUnavailable,
+    gateway_for,
+)
+from portal.web import money
+
+log = logging.getLogger("portal.payments")
+
+CALLBACK_PATH = "/payments/callback"
+KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+AMOUNT = re.compile(r"^\$?\s*(\d{1,3}(?:,\d{3})+|\d{1,9})(?:\.(\d{1,2}))?$")
+REFERENCE = re.compile(r"^pay_(\d{1,12})$")
+MIN_PART_PAYMENT = 100  # cents
+MAX_SELECTED = 200
+# A pending payment that never got a checkout (the request died half-way) stops holding
+# its invoices after this long.
+UNREFERENCED_HOLD = timedelta(minutes=5)
+MAX_CALLBACK_BYTES = 64 * 1024
+
+
+def new_key() -> str:
+    """A fresh idempotency key for a payment form."""
+    return secrets.token_urlsafe(16)
+
+
+def call_us(tenant: dict[str, Any]) -> str:
+    """How to pay when card payments are off."""
+    contact = tenant.get("phone") or tenant.get("email") or ""
+    return f"To pay, call us at {contact}." if contact else "To pay, call us."
+
+
+@dataclass
+class PayForm:
+    """What the pay form asked for (to be checked, never trusted)."""
+
+    action: str
+    invoice_ids: list[int]
+    amount: str
+    key: str
+
+
+@dataclass
+class Outcome:
+    """Where a pay request leads: a redirect, a message on the form, or a 404."""
+
+    redirect: str | None = None
+    message: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+    not_found: bool = False
+    selected: list[int] = field(default_factory=list)
+    amount: str = ""  # the amount to show in the form again
+
+
+def read_pay_form(form: Mapping[str, list[str]]) -> PayForm | Outcome:
+    """Parse the pay form; ids that are not numbers are a tampered form (404)."""
+    ids: list[int] = []
+    for raw in form.get("invoice", [])[: MAX_SELECTED + 1]:
+        if not raw.isdigit() or len(raw) > 12:
+            return Outcome(not_found=True)
+        if int(raw) not in ids:
+            ids.append(int(raw))
+    return PayForm(
+        action=(form.get("action") or [""])[0],
+        invoice_ids=ids,
+        amount=(form.get("amount") or [""])[0].strip()[:40],
+        key=(form.get("key") or [""])[0],
+    )
+
+
+def parse_cents(text: str) -> int | None:
+    """Dollars as typed ("25", "25.5", "$1,234.56") -> cents; None if not an amount."""
+    match = AMOUNT.match(text.strip())
+    if not match:
+        return None
+    whole = int(match.group(1).replace(",", ""))
+    part = (match.group(2) or "0").ljust(2, "0")
+    return whole * 100 + int(part)
+
+
+def _part_amount(text: str, invoice: dict[str, Any], currency: str) -> tuple[int, str | None]:
+    balance = invoice["balance_cents"]
+    if balance < MIN_PART_PAYMENT:
+        return 0, f"The balance of {invoice['number']} is under $1.00: pay it in full instead."
+    span = f"from {money(MIN_PART_PAYMENT, currency)} to {money(balance, currency)}"
+    if not text:
+        return 0, f"Enter the amount you want to pay, {span}."
+    cents = parse_cents(text)
+    if cents is None:
+        return 0, f"Enter an amount like 25.00, {span}."
+    if not MIN_PART_PAYMENT <= cents <= balance:
+        return 0, f"Enter an amount {span}."
+    return cents, None
+
+
+async def begin(
+    settings: Settings,
+    tenant: dict[str, Any],
+    customer_id: int,
+    account_email: str,
+    form: PayForm,
+) -> Outcome:
+    """Start paying the selected invoices; the amount always comes from the database."""
+    keep = Outcome(selected=form.invoice_ids)
+    if not tenant["card_payments"]:
+        keep.message = f"Card payments aren't available online. {call_us(tenant)}"
+        return keep
+    if not KEY.match(form.key):
+        keep.message = (
+            "This page was changed or is out of date, so nothing was charged. Please choose again."
+        )
+        return keep
+    if form.action not in ("full", "partial"):
+        keep.message = "Choose Pay in full or Pay part of an invoice."
+        return keep
+    if not form.invoice_ids:
+        keep.message = "Select the invoices you want to pay."
+        return keep
+    if len(form.invoice_ids) > MAX_SELECTED:
+        return Outcome(not_found=True)
+    gateway = gateway_for(settings, tenant)
+    existing = await db.payment_by_key(tenant["id"], form.key)
+    if existing is not None:
+        return await _resume(settings, tenant, gateway, customer_id, existing, form)
+    invoices = await invoices_db.customer_invoices(tenant["id"], customer_id, form.invoice_ids)
+    if len(invoices) != len(form.invoice_ids):
+        return Outcome(not_found=True)  # another customer's, another business's, or none
+    for invoice in invoices:
+        if not invoice["payable"]:
+            if invoice["total_cents"] <= 0:
+                keep.message = f"{invoice['number']} has nothing to pay."
+            elif invoice["balance_cents"] <= 0:
+                keep.message = f"{invoice['number']} is already paid, so nothing was charged."
+            else:
+                keep.message = (
+                    f"{invoice['number']} can't be paid online until its job is finished."
+                )
+            keep.selected = [i for i in form.invoice_ids if i != invoice["id"]]
+            return keep
+    if form.action == "partial":
+        if len(invoices) != 1:
+            keep.message = (
+                "To pay part of an invoice, select exactly one invoice. "
+                "To pay several invoices at once, use Pay in full."
+            )
+            return keep
+        cents, problem = _part_amount(form.amount, invoices[0], tenant["currency"])
+        if problem:
+            keep.errors = {"amount": problem}
+            return keep
+        allocations = {invoices[0]["id"]: cents}
+    else:
+        if form.amount:
+            keep.errors = {
+                "amount": "To pay part of an invoice, use Pay part of an invoice. "
+                "To pay in full, leave the amount empty."
+            }
+            return keep
+        allocations = {i["id"]: i["balance_cents"] for i in invoices}
+    await _release_holds(settings, tenant, gateway, allocations, account_email, form.key)
+    try:
+        started = await db.start_payment(
+            tenant_id=tenant["id"],
+            customer_id=customer_id,
+            account_email=account_email,
+            key=form.key,
+            kind=form.action,
+            gateway=gateway.name,
+            allocations=allocations,
+            balances_seen={i["id"]: i["balance_cents"] for i in invoices},
+            numbers={i["id"]: i["number"] for i in invoices},
+        )
+    except Exception:
+        # A concurrent request with the same key inserted first (unique key).
+        existing = await db.payment_by_key(tenant["id"], form.key)
+        if existing is None:
+            raise
+        return await _resume(settings, tenant, gateway, customer_id, existing, form)
+    if isinstance(started, db.KeyUsed):
+        existing = await db.payment_by_key(tenant["id"], form.key)
+        assert existing is not None
+        return await _resume(settings, tenant, gateway, customer_id, existing, form)
+    if isinstance(started, db.Refusal):
+        keep.message = started.message
+        return keep
+    return await _open_checkout(settings, tenant, gateway, started, invoices, allocations)
+
+
+async def _open_checkout(
+    settings: Settings,
+    tenant: dict[str, Any],
+    gateway: PaymentGateway,
+    payment_id: int,
+    invoices: list[dict[str, Any]],
+    allocations: dict[int, int],
+) -> Outcome:
+    """Ask the gateway for the payment's checkout (the same one if asked again)."""
+    try:
+        checkout = await gateway.create_checkout(
+            mode="payment",
+            merchant_reference=f"pay_{payment_id}",
+            amount_cents=sum(allocations.values()),
+            currency=tenant["currency"],
+            description=db.describe(invoices),
+            return_url=portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
+            callback_url=portal_url(settings, tenant["host"], CALLBACK_PATH),
+        )
+    except GatewayError as exc:
+        log.warning("payment %s: no checkout: %s", payment_id, exc)
+        await db.fail_payment(tenant["id"], payment_id, "The payment service could not be reached.")
+        return Outcome(
+            message="We couldn't reach the payment service, so nothing was charged. "
+            "Please try again in a few minutes.",
+            selected=list(allocations),
+        )
+    await db.attach_checkout(tenant["id"], payment_id, checkout.ref)
+    if checkout.is_final:
+        await settle(settings, tenant, gateway, payment_id, checkout)
+        return Outcome(redirect=f"/payments/{payment_id}")
+    return Outcome(redirect=checkout.url)
+
+
+async def _resume(
+    settings: Settings,
+    tenant: dict[str, Any],
+    gateway: PaymentGateway,
+    customer_id: int,
+    existing: dict[str, Any],
+    form: PayForm,
+) -> Outcome:
+    """The same form sent again (double click, refresh): carry on with its payment."""
+    same = (
+        existing["customer"] == customer_id
+        and existing["kind"] == form.action
+        and sorted(a["invoice"] for a in existing["allocations"]) == sorted(form.invoice_ids)
+        and (form.action == "full" or parse_cents(form.amount) == existing["amount_cents"])
+    )
+    if not same:
+        return Outcome(
+            message="This form was already used for another payment, so nothing more was "
+            "charged. Check your selection and try again.",
+            selected=form.invoice_ids,
+        )
+    if existing["status"] == "pending":
+        if not existing["gateway_ref"]:
+            invoices = await invoices_db.customer_invoices(
+                tenant["id"], customer_id, [a["invoice"] for a in existing["allocations"]]
+            )
+            allocations = {a["invoice"]: a["amount_cents"] for a in existing["allocations"]}
+            return await _open_checkout(
+                settings, tenant, gateway, existing["id"], invoices, allocations
+            )
+        checkout = await refresh(settings, tenant, existing)
+        if checkout is not None and not checkout.is_final:
+            return Outcome(redirect=checkout.url)
+    return Outcome(redirect=f"/payments/{existing['id']}")
+
+
+async def _release_holds(
+    settings: Settings,
+    tenant: dict[str, Any],
+    gateway: PaymentGateway,
+    allocations: dict[int, int],
+    account_email: str,
+    key: str,
+) -> None:
+    """Settle pending payments on these invoices that have in fact ended, and close the
+    customer's own unfinished checkouts there (they came back and chose again)."""
+    for pending in await db.pending_for_invoices(tenant["id"], sorted(allocations)):
+        if pending["idempotency_key"] == key:
+            continue
+        try:
+            checkout = await _current_checkout(tenant, gateway, pending)
+            if checkout is None:
+                continue
+            if not checkout.is_final and pending["account_email"] == account_email:
+                checkout = await gateway.cancel_checkout(checkout.ref) or checkout
+            if checkout.is_final:
+                await settle(settings, tenant, gateway, pending["id"], checkout)
+        except GatewayError as exc:  # it keeps holding its invoices; the customer is told
+            log.warning("payment %s: status unknown: %s", pending["id"], exc)
+
+
+async def _current_checkout(
+    tenant: dict[str, Any], gateway: PaymentGateway, pending: dict[str, Any]
+) -> Checkout | None:
+    """The gateway's view of a pending payment; fails payments that never got a checkout."""
+    if not pending["gateway_ref"]:
+        created = pending["created_at"]
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        if datetime.now(UTC) - created > UNREFERENCED_HOLD:
+            await db.fail_payment(tenant["id"], pending["id"], "The payment page was never opened.")
+        return None
+    checkout = await gateway.get_checkout(pending["gateway_ref"])
+    if checkout is None:
+        await db.fail_payment(
+            tenant["id"], pending["id"], "The payment service has no record of this payment."
+        )
+    return checkout
+
+
+async def settle(
+    settings: Settings,
+    tenant: dict[str, Any],
+    gateway: PaymentGateway,
+    payment_id: int,
+    checkout: Checkout,
+) -> str:
+    """Apply a final checkout to its payment, once. Returns the payment's status."""
+    payment = await db.payment(tenant["id"], payment_id)
+    if payment is None:
+        return "unknown"
+    if payment["status"] != "pending":
+        return payment["status"]  # a retried, replayed or late report: already done
+    if checkout.merchant_reference != f"pay_{payment_id}" or (
+        payment["gateway_ref"] and payment["gateway_ref"] != checkout.ref
+    ):
+        log.warning("payment %s: checkout %s does not match", payment_id, checkout.ref)
+        return "mismatch"
+    if checkout.succeeded and (
+        checkout.amount_cents != payment["amount_cents"] or checkout.currency != tenant["currency"]
+    ):
+        await gateway.refund(checkout.ref)
+        await db.fail_payment(
+            tenant["id"],
+            payment_id,
+            "The amount charged did not match; it was refunded.",
+            checkout.ref,
+        )
+        return "failed"
+    try:
+        result = await db.settle_payment(settings, tenant, payment_id, checkout)
+    except db.BalanceChanged as exc:
+        # Someone else paid this invoice meanwhile: give the money back, apply nothing.
+        await gateway.refund(checkout.ref)
+        await db.fail_payment(
+            tenant["id"],
+            payment_id,
+            f"The balance of {exc.number} changed before this payment finished, "
+            "so it was refunded in full.",
+            checkout.ref,
+        )
+        return "failed"
+    if result == "succeeded":
+        wake()  # the receipt email is in the outbox
+    if result == "unchanged":
+        settled = await db.payment(tenant["id"], payment_id)
+        return settled["status"] if settled else "unknown"
+    return result
+
+
+async def refresh(
+    settings: Settings, tenant: dict[str, Any], payment: dict[str, Any]
+) -> Checkout | None:
+    """Bring a pending payment up to date by asking the gateway (the customer came back
+    before the callback). Returns the checkout, if the gateway knows it."""
+    if payment["status"] != "pending":
+        return None
+    try:
+        gateway = gateway_for(settings, tenant)
+        checkout = await _current_checkout(tenant, gateway, payment)
+        if checkout is not None and checkout.is_final:
+            await settle(settings, tenant, gateway, payment["id"], checkout)
+        return checkout
+    except (GatewayError, PaymentsUnavailable) as exc:
+        log.warning("payment %s: status unknown: %s", payment["id"], exc)
+        return None
+
+
+async def failed_payment(tenant_id: int, customer_id: int, payment_id: int) -> Outcome | None:
+    """What to show on the Invoices tab after a payment failed: why, with its invoices
+    (and amount) chosen again so the customer can try again."""
+    failed = await db.receipt(tenant_id, customer_id, payment_id)
+    if failed is None or failed["status"] != "failed":
+        return None
+    return Outcome(
+        message=f"Your payment didn't go through: {failed['failure_reason']} "
+        "Nothing was charged and your balances are unchanged. You can try again.",
+        selected=[line["id"] for line in failed["lines"]],
+        amount=f"{failed['amount_cents'] / 100:.2f}" if failed["kind"] == "partial" else "",
+    )
+
+
+async def reconcile_customer(settings: Settings, tenant: dict[str, Any], customer_id: int) -> None:
+    """Settle the customer's pending payments that have in fact ended at the gateway
+    (a callback that never arrived must not leave a paid invoice looking unpaid).
+    One query when nothing is pending."""
+    pending = await db.pending_for_customer(tenant["id"], customer_id)
+    if not pending:
+        return
+    try:
+        gateway = gateway_for(settings, tenant)
+    except PaymentsUnavailable:
+        return
+    for payment in pending:
+        try:
+            checkout = await _current_checkout(tenant, gateway, payment)
+            if checkout is not None and checkout.is_final:
+                await settle(settings, tenant, gateway, payment["id"], checkout)
+        except GatewayError as exc:
+            log.warning("payment %s: status unknown: %s", payment["id"], exc)
+
+
+async def handle_callback(
+    settings: Settings, tenant: dict[str, Any], headers: Mapping[str, str], body: bytes
+) -> tuple[int, dict[str, str]]:
+    """A gateway's callback: (HTTP status, JSON answer). Only a correctly signed callback
+    for one of this business's payments changes anything."""
+    if len(body) > MAX_CALLBACK_BYTES:
+        return 413, {"error": "too large"}
+    try:
+        gateway = gateway_for(settings, tenant)
+        event = gateway.verify_callback(headers, body)
+    except PaymentsUnavailable:
+        return 404, {"error": "no payment account"}
+    except BadCallback as exc:
+        log.warning("refused a payment callback: %s", exc)
+        return 403, {"error": "bad signature"}
+    checkout = event.checkout
+    match = REFERENCE.match(checkout.merchant_reference)
+    if checkout.mode != "payment" or match is None:
+        return 404, {"error": "unknown checkout"}
+    if not checkout.is_final:
+        return 200, {"status": "pending"}
+    status = await settle(settings, tenant, gateway, int(match.group(1)), checkout)
+    if status == "unknown":
+        return 404, {"error": "unknown payment"}
+    if status == "mismatch":
+        return 409, {"error": "checkout does not match the payment"}
+    return 200, {"status": status}
