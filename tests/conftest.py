@@ -88,7 +88,11 @@ async def csrf_from(client: httpx.AsyncClient, path: str) -> str:
 
 
 async def post_form(
-    client: httpx.AsyncClient, path: str, data: dict[str, Any], *, csrf_page: str | None = None,
+    client: httpx.AsyncClient,
+    path: str,
+    data: dict[str, Any],
+    *,
+    csrf_page: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     """Submit a form the way a browser does: CSRF token from the page, then POST."""
@@ -109,4 +113,39 @@ async def jane(app: Litestar, demo: int) -> AsyncIterator[httpx.AsyncClient]:
     """A client signed in as Jane Doe, the demo's registered customer."""
     async with make_client(app) as c:
         await sign_in(c, JANE_EMAIL, JANE_PASSWORD)
+        yield c
+
+
+# --- office staff (appended by the office work) ---------------------------------------------
+
+
+async def staff_sign_in(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
+    """Sign a client in on the office sign-in page."""
+    response = await post_form(
+        client,
+        "/office/sign-in",
+        {"email": email, "password": password},
+        csrf_page="/office/sign-in",
+    )
+    assert response.status_code == 303, response.text
+    return response
+
+
+@pytest.fixture(scope="module")
+async def admin(app: Litestar, demo: int) -> AsyncIterator[httpx.AsyncClient]:
+    """A client signed in to the office as the demo's administrator."""
+    from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD
+
+    async with make_client(app) as c:
+        await staff_sign_in(c, ADMIN_EMAIL, ADMIN_PASSWORD)
+        yield c
+
+
+@pytest.fixture(scope="module")
+async def office(app: Litestar, demo: int) -> AsyncIterator[httpx.AsyncClient]:
+    """A client signed in to the office as the demo's office-role staff member."""
+    from portal.demo import OFFICE_EMAIL, OFFICE_PASSWORD
+
+    async with make_client(app) as c:
+        await staff_sign_in(c, OFFICE_EMAIL, OFFICE_PASSWORD)
         yield c
