@@ -216,7 +216,7 @@ def clean_business_email(value: str) -> tuple[str, str | None]:
 
 
 PHONE_PATTERN = re.compile(
-    r"^\+?[0-9][0-9 ().\-]*[0-9)](?:\s*(?:x|ext\.?|extension)\s*[0-9]{1,6})?$", re.I
+    r"^\+?[(0-9][0-9 ().\-]*[0-9](?:\s*(?:x|ext\.?|extension)\s*[0-9]{1,6})?$", re.I
 )
 
 
