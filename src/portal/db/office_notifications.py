@@ -103,8 +103,18 @@ class TemplateProblem(ValueError):
     """A template that cannot be used; the message names the problem."""
 
 
-def _snippet(text: str, at: int) -> str:
-    return text[at : at + 20].split("\n", 1)[0]
+def _after(text: str, at: int) -> str:
+    """The word starting at `at` (at most 20 characters), to name where a brace is."""
+    return text[at : at + 20].split()[0]
+
+
+def _before(text: str, end: int) -> str:
+    """Whole words ending at `end` (about 20 characters), to name where a brace is."""
+    start = max(0, end - 20)
+    piece = text[start:end]
+    if start > 0 and " " in piece:
+        piece = piece.split(" ", 1)[1]
+    return piece.rsplit("\n", 1)[-1]
 
 
 def parse(text: str, allowed: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -121,12 +131,12 @@ def parse(text: str, allowed: tuple[str, ...]) -> list[tuple[str, str]]:
             parts.append(("text", "}"))
         elif token == "{":
             raise TemplateProblem(
-                f"Unbalanced brace: the “{{” in “{_snippet(text, match.start())}” has no closing "
+                f"Unbalanced brace: the “{{” in “{_after(text, match.start())}” has no closing "
                 "“}”. Write {{ for a brace itself."
             )
         elif token == "}":
             raise TemplateProblem(
-                f"Unbalanced brace: the “}}” in “{text[max(0, match.start() - 15) : match.end()]}” "
+                f"Unbalanced brace: the “}}” in “{_before(text, match.end())}” "
                 "has no opening “{”. Write }} for a brace itself."
             )
         else:
