@@ -249,7 +249,7 @@ async def email_invoice(
         staff,
         who,
         block="invoices",
-        invoices_notice=f"Invoice {invoice['number']} was emailed to {to}.",
+        invoices_notice=f"The invoice email was sent: invoice {invoice['number']} to {to}.",
     )
 
 
