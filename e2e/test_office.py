@@ -136,6 +136,7 @@ def test_new_business_is_set_up_by_its_administrator(
 
     # Business information.
     type_and_save(page, js, "Name", "name", "Brightwater Services")
+    expect(page.get_by_role("banner")).to_contain_text("Brightwater Services")  # header too
     type_and_save(page, js, "Phone", "phone", "(555) 333-7788")
     customer.reload()
     expect(customer.get_by_role("banner")).to_contain_text("Brightwater Services")
@@ -161,6 +162,7 @@ def test_new_business_is_set_up_by_its_administrator(
     logo = page.get_by_role("img", name="Current logo of Brightwater Services")
     expect(logo).to_be_visible()
     assert logo.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [100, 50]
+    expect(page.locator("#office-brand img")).to_be_visible()  # the office header shows it
     customer.reload()
     header_logo = customer.locator("header.brand img")
     expect(header_logo).to_be_visible()

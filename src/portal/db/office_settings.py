@@ -401,6 +401,76 @@ def _column_value(key: str, value: Any) -> Any:
     return value
 
 
+# --- a settings form --------------------------------------------------------------------------
+
+
+# Settings typed into one field, and the function that checks each.
+TEXT_CLEANERS: dict[str, Any] = {
+    "service_types": clean_service_types,
+    "recurring_service_message": clean_message,
+    "host": clean_host,
+    "name": clean_name,
+    "email": clean_business_email,
+    "phone": clean_phone,
+}
+
+
+def _first(form: dict[str, list[str]], key: str) -> str:
+    return (form.get(key) or [""])[0][:5000]
+
+
+def clean_form(
+    keys: tuple[str, ...] | list[str],
+    form: dict[str, list[str]],
+    tenant: dict[str, Any],
+    units: list[dict[str, Any]],
+) -> tuple[Changes, dict[str, Any], dict[str, str]]:
+    """Check the settings `keys` from a form: (changes to store, values to show, errors)."""
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    columns: dict[str, Any] = {}
+    downloadable: set[int] | None = None
+    for key in keys:
+        problem: str | None = None
+        value: Any
+        if key in TOGGLES:
+            value = bool(form.get(key))
+        elif key in TEXT_CLEANERS:
+            value, problem = TEXT_CLEANERS[key](_first(form, key))
+        elif key == "membership_statuses":
+            value, problem = clean_statuses(form.get(key, []))
+            if problem:
+                value = [v for v in form.get(key, []) if v in HIDDEN_STATUSES]
+        elif key == "downloadable_units":
+            value, problem = clean_units(form.get(key, []), units)
+            if not problem:
+                downloadable = value
+        else:  # not a setting: a programming error, not the sender's
+            raise ValueError(key)
+        if key == "payments_enabled" and value and not tenant["payment_account_id"]:
+            problem = "Link a payment account before turning on card payments."
+        values[key] = value
+        if problem:
+            errors[key] = problem
+        elif key != "downloadable_units" and not (key == "host" and value == tenant["host"]):
+            columns[key] = value
+    # The scheduler needs something customers can ask for.
+    scheduler_on = values.get("scheduler_enabled", tenant["scheduler_enabled"])
+    types = values.get("service_types", tenant["service_types"])
+    if scheduler_on and not types and not errors.get("service_types"):
+        if "service_types" in keys:
+            errors["service_types"] = (
+                "The scheduler needs at least one service type (or turn the scheduler off)."
+            )
+        else:
+            errors["scheduler_enabled"] = (
+                "Add at least one service type before turning on the scheduler."
+            )
+    if "service_types" in values and isinstance(values["service_types"], list):
+        values["service_types"] = "\n".join(values["service_types"])
+    return Changes(columns=columns, downloadable_units=downloadable), values, errors
+
+
 async def save(tenant_id: int, changes: Changes) -> None:
     """Store settings in one transaction; raises `HostTaken` (and stores nothing) when the
     new host name belongs to another business."""

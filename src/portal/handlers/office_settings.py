@@ -8,12 +8,14 @@ gets a message next to its field and nothing is saved.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
+from markupsafe import escape
 
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo, end_session
@@ -49,7 +51,7 @@ def share_snippet(url: str, name: str) -> str:
         "font:600 16px/1.2 Arial,Helvetica,sans-serif;text-decoration:none;border-radius:6px"
     )
     label = "Pay your bill and book service online"
-    title = f"{name} customer portal".replace("&", "&amp;").replace('"', "&quot;")
+    title = escape(f"{name} customer portal")
     return f'<a href="{url}" title="{title}" style="{style}">{label}</a>'
 
 
@@ -110,75 +112,6 @@ async def settings_page(request: Request, tenant: TenantDep, staff: StaffDep) ->
     return await _page(request, tenant, staff, notice=notice)
 
 
-# --- cleaning what the form sent ----------------------------------------------------------------
-
-
-def _first(form: dict[str, list[str]], key: str) -> str:
-    return (form.get(key) or [""])[0][:5000]
-
-
-def clean(
-    keys: tuple[str, ...] | list[str],
-    form: dict[str, list[str]],
-    tenant: dict[str, Any],
-    units: list[dict[str, Any]],
-) -> tuple[rules.Changes, dict[str, Any], dict[str, str]]:
-    """Check the settings `keys` from a form: (changes to store, values to show, errors)."""
-    values: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    columns: dict[str, Any] = {}
-    downloadable: set[int] | None = None
-    for key in keys:
-        problem: str | None = None
-        value: Any
-        if key in rules.TOGGLES:
-            value = bool(form.get(key))
-        elif key == "service_types":
-            value, problem = rules.clean_service_types(_first(form, key))
-        elif key == "membership_statuses":
-            value, problem = rules.clean_statuses(form.get(key, []))
-            if problem:
-                value = [v for v in form.get(key, []) if v in rules.HIDDEN_STATUSES]
-        elif key == "recurring_service_message":
-            value, problem = rules.clean_message(_first(form, key))
-        elif key == "host":
-            value, problem = rules.clean_host(_first(form, key))
-        elif key == "name":
-            value, problem = rules.clean_name(_first(form, key))
-        elif key == "email":
-            value, problem = rules.clean_business_email(_first(form, key))
-        elif key == "phone":
-            value, problem = rules.clean_phone(_first(form, key))
-        elif key == "downloadable_units":
-            value, problem = rules.clean_units(form.get(key, []), units)
-            if not problem:
-                downloadable = value
-        else:  # not a setting: a programming error, not the sender's
-            raise ValueError(key)
-        if key == "payments_enabled" and value and not tenant["payment_account_id"]:
-            problem = "Link a payment account before turning on card payments."
-        values[key] = value
-        if problem:
-            errors[key] = problem
-        elif key != "downloadable_units" and not (key == "host" and value == tenant["host"]):
-            columns[key] = value
-    # The scheduler needs something customers can ask for.
-    scheduler_on = values.get("scheduler_enabled", tenant["scheduler_enabled"])
-    types = values.get("service_types", tenant["service_types"])
-    if scheduler_on and not types and not errors.get("service_types"):
-        if "service_types" in keys:
-            errors["service_types"] = (
-                "The scheduler needs at least one service type (or turn the scheduler off)."
-            )
-        else:
-            errors["scheduler_enabled"] = (
-                "Add at least one service type before turning on the scheduler."
-            )
-    if "service_types" in values and isinstance(values["service_types"], list):
-        values["service_types"] = "\n".join(values["service_types"])
-    return rules.Changes(columns=columns, downloadable_units=downloadable), values, errors
-
-
 async def _logo_upload(request: Request) -> UploadFile | None:
     """The uploaded logo file, if one was chosen."""
     try:
@@ -193,12 +126,13 @@ async def _logo_upload(request: Request) -> UploadFile | None:
 
 async def _read_logo(upload: UploadFile) -> tuple[bytes, str | None]:
     data = await upload.read(rules.MAX_LOGO_BYTES + 1)
-    return rules.process_logo(data, upload.filename or "", upload.content_type or "")
+    # Decoding and resizing take CPU time: keep the event loop serving others meanwhile.
+    return await asyncio.to_thread(
+        rules.process_logo, data, upload.filename or "", upload.content_type or ""
+    )
 
 
-async def _moved(
-    request: Request, tenant: dict[str, Any], new_host: str, staff: SessionInfo
-) -> Response:
+async def _moved(request: Request, new_host: str) -> Response:
     """After the host changed, the office follows the portal to its new address (signing
     in again there: a session belongs to the address it was made on)."""
     settings = request.app.state.settings
@@ -236,7 +170,7 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
     if refusal:
         return refusal
     units = await queries.business_units(tenant["id"])
-    changes, values, errors = clean(keys, form, tenant, units)
+    changes, values, errors = rules.clean_form(keys, form, tenant, units)
     upload = await _logo_upload(request)
     png = b""
     if upload is not None:
@@ -262,7 +196,7 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
     if png:
         await rules.save_logo(tenant["id"], png)
     if "host" in changes.columns:
-        return await _moved(request, tenant, changes.columns["host"], staff)
+        return await _moved(request, changes.columns["host"])
     return see_other(request, "/office/settings?saved=1")
 
 
@@ -373,14 +307,14 @@ async def save_one(
         return refusal
     form = await form_lists(request)
     units = await queries.business_units(tenant["id"])
-    changes, values, errors = clean([key], form, tenant, units)
+    changes, values, errors = rules.clean_form([key], form, tenant, units)
     if not errors:
         try:
             await rules.save(tenant["id"], changes)
         except rules.HostTaken:
             errors["host"] = rules.HOST_TAKEN_MESSAGE
     if not errors and "host" in changes.columns:
-        return await _moved(request, tenant, changes.columns["host"], staff)
+        return await _moved(request, changes.columns["host"])
     return await _after_one(request, tenant, staff, key, errors, values)
 
 
