@@ -27,7 +27,19 @@ from portal.auth.guards import (
 )
 from portal.config import Settings
 from portal.db import engine as db_engine
-from portal.handlers import account, customer, invoices, memberships, office, public, scheduler
+from portal.handlers import (
+    account,
+    customer,
+    invoices,
+    memberships,
+    office,
+    office_bookings,
+    office_customers,
+    office_notifications,
+    office_settings,
+    public,
+    scheduler,
+)
 from portal.mail.worker import run_forever
 from portal.security import head_as_get, nonce_of, with_security_headers
 from portal.tenancy import BareDomain, resolve_tenant
@@ -68,7 +80,17 @@ def create_app(settings: Settings) -> PortalApp:
         ],
         guards=[portal_must_be_open],
     )
-    office_area = Router(path="/office", route_handlers=office.ROUTES)
+    # Office pages stay reachable while the customer portal is closed (staff open it there).
+    office_area = Router(
+        path="/office",
+        route_handlers=[
+            *office.ROUTES,
+            *office_settings.ROUTES,
+            *office_bookings.ROUTES,
+            *office_customers.ROUTES,
+            *office_notifications.ROUTES,
+        ],
+    )
     app = PortalApp(
         route_handlers=[*public.ROUTES, *payments.ROUTES, customer_area, office_area],
         dependencies={

@@ -1,19 +1,184 @@
-"""Office pages under /office/: staff sign-in, Settings › Customer Portal, Bookings,
-notification templates, customers."""
+"""Office pages under /office/: staff sign-in and sign-out, the office start page, and the
+helpers every office page renders with. The office areas themselves live in
+`office_settings.py`, `office_bookings.py`, `office_customers.py` and
+`office_notifications.py`.
+
+Office pages are not behind the portal-open guard: staff must reach them to open
+the portal in the first place.
+"""
 
 from __future__ import annotations
 
-from litestar import Request, Response, get
+from typing import Any
 
-from portal.auth.guards import StaffDep
+from litestar import Request, Response, get, post
+
+from portal.auth import throttle
+from portal.auth.guards import StaffDep, safe_next
+from portal.auth.passwords import hash_password, needs_rehash, verify_password
+from portal.auth.policy import normalize
+from portal.auth.sessions import SessionInfo, end_session, load_session, start_session
+from portal.auth.throttle import Limit
+from portal.db import office as office_db
+from portal.handlers.account import MAX_FIELD, WINDOW, clean_email, client_ip
 from portal.tenancy import TenantDep
-from portal.web import render
+from portal.web import form_data, is_fragment_request, render, see_other
+
+ROLE_NAMES = {"admin": "Administrator", "office": "Office"}
+
+
+def int_param(value: str | None) -> int | None:
+    """A page-cursor id from the query string; anything else is None (the first page)."""
+    return int(value) if value and value.isdigit() and len(value) < 12 else None
+
+
+def is_admin(staff: SessionInfo) -> bool:
+    return staff.role == "admin"
+
+
+async def office_page(
+    request: Request,
+    tenant: dict[str, Any],
+    staff: SessionInfo,
+    section: str,
+    template: str,
+    context: dict[str, Any],
+    *,
+    block: str | None = "region",
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Render an office page: the whole page for a plain request, `block` for htmx.
+
+    The menu (with the count of new bookings) is drawn only when the layout is.
+    """
+    draws_menu = block in (None, "region") or not is_fragment_request(request)
+    new_bookings = await office_db.new_bookings_count(tenant["id"]) if draws_menu else 0
+    return render(
+        request,
+        template,
+        {
+            "tenant": tenant,
+            "staff": staff,
+            "is_admin": is_admin(staff),
+            "role_name": ROLE_NAMES.get(staff.role, staff.role),
+            "section": section,
+            "new_bookings": new_bookings,
+            **context,
+        },
+        block=block,
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+async def refuse(
+    request: Request,
+    tenant: dict[str, Any],
+    staff: SessionInfo,
+    message: str,
+    *,
+    section: str = "settings",
+    back: str = "/office/settings",
+) -> Response:
+    """A 403 page inside the office layout: the request was refused and nothing changed.
+
+    An htmx request gets the page's region, retargeted to the whole office region,
+    so the refusal is never squeezed into a small part of the page.
+    """
+    return await office_page(
+        request,
+        tenant,
+        staff,
+        section,
+        "office/refused.html",
+        {"message": message, "back": back},
+        status_code=403,
+        headers={"HX-Retarget": "#office", "HX-Reswap": "innerHTML"},
+    )
+
+
+# --- sign in / out ---------------------------------------------------------------------------
+
+SIGN_IN_NOTICES = {
+    "signed-out": "You're signed out.",
+    "moved": "The portal moved to this address. Sign in again to carry on.",
+}
+
+
+def _sign_in_page(
+    request: Request, tenant: dict[str, Any], context: dict[str, Any], status: int = 200
+) -> Response:
+    return render(
+        request,
+        "office/sign_in.html",
+        {"tenant": tenant, "email": "", "notice": "", "errors": {}, "form_error": "", **context},
+        block="form",
+        status_code=status,
+        headers={"Retry-After": str(context["wait"])} if context.get("wait") else None,
+    )
+
+
+@get("/sign-in")
+async def sign_in_page(request: Request, tenant: TenantDep) -> Response:
+    """The office sign-in page (separate from the customers' sign-in)."""
+    next_path = _office_next(request.query_params.get("next"))
+    if await load_session(request, tenant["id"], "staff"):
+        return see_other(request, next_path)
+    notice = SIGN_IN_NOTICES.get(request.query_params.get("done", ""), "")
+    return _sign_in_page(request, tenant, {"next": next_path, "notice": notice})
+
+
+def _office_next(value: str | None) -> str:
+    """Where to go after signing in: an office page, never a customer page or another site."""
+    path = safe_next(value, "/office/settings")
+    return path if path.startswith("/office/") else "/office/settings"
+
+
+@post("/sign-in")
+async def sign_in(request: Request, tenant: TenantDep) -> Response:
+    form = await form_data(request)
+    next_path = _office_next(form.get("next"))
+    email, problem = clean_email(form.get("email", ""))
+    password = normalize(form.get("password", "")[:MAX_FIELD])
+    context: dict[str, Any] = {"next": next_path, "email": email}
+    if problem or not password:
+        errors = {"email": problem} if problem else {"password": "Enter your password."}
+        return _sign_in_page(request, tenant, {**context, "errors": errors}, 422)
+    email_key = f"staff-signin:email:{tenant['id']}:{email}"
+    ip_key = f"staff-signin:ip:{client_ip(request)}"
+    wait = await throttle.retry_after([Limit(email_key, 10, WINDOW), Limit(ip_key, 50, WINDOW)])
+    if wait:
+        message = f"Too many attempts. Please try again in {throttle.minutes_text(wait)}."
+        return _sign_in_page(request, tenant, {**context, "form_error": message, "wait": wait}, 429)
+    staff = await office_db.staff_by_email(tenant["id"], email)
+    # An unknown email still costs one verify, so the answer's timing tells nothing.
+    ok = await verify_password(staff["password_hash"] if staff else None, password)
+    if not ok or staff is None:
+        await throttle.hit(email_key, ip_key)
+        message = "That email and password don't match our records. Check both and try again."
+        return _sign_in_page(request, tenant, {**context, "form_error": message}, 422)
+    if needs_rehash(staff["password_hash"]):
+        await office_db.update_staff_hash(staff["id"], await hash_password(password))
+    await throttle.clear(email_key)
+    response = see_other(request, next_path)
+    await start_session(
+        request, response, tenant_id=tenant["id"], kind="staff", staff_id=staff["id"]
+    )
+    return response
+
+
+@post("/sign-out")
+async def sign_out(request: Request, tenant: TenantDep) -> Response:
+    response = see_other(request, "/office/sign-in?done=signed-out")
+    await end_session(request, response)
+    return response
 
 
 @get("/")
 async def office_home(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
-    """The office's start page."""
-    return render(request, "office/home.html", {"tenant": tenant, "staff": staff}, block=None)
+    """The office's start page is Settings › Customer Portal (new bookings show in the menu)."""
+    return see_other(request, "/office/settings")
 
 
-ROUTES = [office_home]
+ROUTES = [sign_in_page, sign_in, sign_out, office_home]

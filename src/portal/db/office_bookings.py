@@ -1,0 +1,434 @@
+"""Office › Bookings: customers' appointment requests, booked as jobs or dismissed.
+
+Booking is safe under concurrency: the request is claimed with a conditional update
+(`status = 'new'`) inside a write transaction, and the unique index on
+`job.booking_request` backs it up, so two staff booking the same request at once make
+exactly one job; the other is told who booked it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from portal.config import Settings
+from portal.db import office_notifications as notes
+from portal.db.engine import current_engine, transaction
+from portal.db.tables import (
+    AuditEvent,
+    BookingRequest,
+    BusinessUnit,
+    CustomerEmail,
+    Job,
+    Tenant,
+)
+from portal.web import format_date
+
+# Arrival windows, in the business's local time: (label, start hour, end hour).
+WINDOWS: dict[str, tuple[str, int, int]] = {
+    "morning": ("Morning, 8 AM – 12 PM", 8, 12),
+    "afternoon": ("Afternoon, 12 PM – 5 PM", 12, 17),
+    "any": ("Any time, 8 AM – 5 PM", 8, 17),
+}
+PREFERENCE_LABELS = {"morning": "morning", "afternoon": "afternoon", "any": "any time"}
+PAGE_SIZE = 20
+MAX_DAYS_AHEAD = 365
+
+
+def _hour_text(hour: int) -> str:
+    return f"{hour % 12 or 12} {'AM' if hour < 12 else 'PM'}"
+
+
+def arrival_text(window: str) -> str:
+    """ "between 8 AM and 12 PM" for the booking-confirmed email."""
+    _, start, end = WINDOWS[window]
+    return f"between {_hour_text(start)} and {_hour_text(end)}"
+
+
+def appointment_text(day: date) -> str:
+    """ "Monday, Dec 7, 2026" for the booking-confirmed email."""
+    return f"{day:%A}, {format_date(day)}"
+
+
+def preferred_windows(raw: str) -> list[dict[str, Any]]:
+    """A request's preferred windows, readable, skipping anything malformed."""
+    try:
+        items = json.loads(raw or "[]")
+    except ValueError:
+        return []
+    out = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        try:
+            day = date.fromisoformat(str(item.get("date", "")))
+        except ValueError:
+            continue
+        window = item.get("window") if item.get("window") in WINDOWS else "any"
+        out.append({"date": day, "window": window, "label": PREFERENCE_LABELS[window]})
+    return out
+
+
+def preferences_text(windows: list[dict[str, Any]]) -> str:
+    """ "Mon, Dec 7 (morning); Tue, Dec 8 (any time)" """
+    return "; ".join(f"{w['date']:%a}, {format_date(w['date'])} ({w['label']})" for w in windows)
+
+
+def address(row: dict[str, Any], prefix: str = "location_") -> str:
+    parts = [row.get(f"{prefix}street", ""), row.get(f"{prefix}city", "")]
+    return ", ".join(p for p in parts if p)
+
+
+COLUMNS = [
+    BookingRequest.id,
+    BookingRequest.customer,
+    BookingRequest.location,
+    BookingRequest.account_email,
+    BookingRequest.service_type,
+    BookingRequest.preferred_windows,
+    BookingRequest.notes,
+    BookingRequest.status,
+    BookingRequest.dismiss_reason,
+    BookingRequest.created_at,
+    BookingRequest.handled_at,
+    BookingRequest.handled_by,
+    BookingRequest.customer.name.as_alias("customer_name"),
+    BookingRequest.customer.external_id.as_alias("customer_number"),
+    BookingRequest.location.name.as_alias("location_name"),
+    BookingRequest.location.street.as_alias("location_street"),
+    BookingRequest.location.city.as_alias("location_city"),
+]
+
+
+def _row(row: dict[str, Any]) -> dict[str, Any]:
+    row["windows"] = preferred_windows(row["preferred_windows"])
+    row["address"] = address(row)
+    return row
+
+
+async def list_requests(
+    tenant_id: int, status: str = "all", after: int | None = None, limit: int = PAGE_SIZE
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Appointment requests, newest first, a page at a time (keyset on created_at, id).
+
+    Returns the page and the id to continue after (None on the last page). The booked
+    job's number comes in one more query for the whole page.
+    """
+    where = BookingRequest.tenant == tenant_id
+    if status in ("new", "booked", "dismissed"):
+        where &= BookingRequest.status == status
+    if after is not None:
+        mark = (
+            await BookingRequest.select(BookingRequest.created_at)
+            .where((BookingRequest.tenant == tenant_id) & (BookingRequest.id == after))
+            .first()
+            .run()
+        )
+        if mark is not None:
+            moment = mark["created_at"]
+            where &= (BookingRequest.created_at < moment) | (
+                (BookingRequest.created_at == moment) & (BookingRequest.id < after)
+            )
+    rows = (
+        await BookingRequest.select(*COLUMNS)
+        .where(where)
+        .order_by(BookingRequest.created_at, ascending=False)
+        .order_by(BookingRequest.id, ascending=False)
+        .limit(limit + 1)
+        .run()
+    )
+    more = len(rows) > limit
+    rows = [_row(r) for r in rows[:limit]]
+    booked = [r["id"] for r in rows if r["status"] == "booked"]
+    jobs = {}
+    if booked:
+        job_rows = (
+            await Job.select(Job.booking_request, Job.number, Job.scheduled_start)
+            .where((Job.tenant == tenant_id) & Job.booking_request.is_in(booked))
+            .run()
+        )
+        jobs = {j["booking_request"]: j for j in job_rows}
+    for r in rows:
+        r["job"] = jobs.get(r["id"])
+    return rows, (rows[-1]["id"] if more and rows else None)
+
+
+async def get_request(tenant_id: int, request_id: int) -> dict[str, Any] | None:
+    """One appointment request of this business, or None (another business's is None too)."""
+    row = (
+        await BookingRequest.select(*COLUMNS)
+        .where((BookingRequest.tenant == tenant_id) & (BookingRequest.id == request_id))
+        .first()
+        .run()
+    )
+    if row is None:
+        return None
+    row = _row(row)
+    row["job"] = (
+        await Job.select(Job.number, Job.scheduled_start)
+        .where((Job.tenant == tenant_id) & (Job.booking_request == request_id))
+        .first()
+        .run()
+    )
+    return row
+
+
+def local_today(tenant: dict[str, Any]) -> date:
+    return datetime.now(ZoneInfo(tenant["time_zone"])).date()
+
+
+def default_slot(tenant: dict[str, Any], request: dict[str, Any]) -> tuple[str, str]:
+    """The first preferred window that is not in the past (date, window), for the form."""
+    today = local_today(tenant)
+    for w in request["windows"]:
+        if w["date"] >= today:
+            return w["date"].isoformat(), w["window"]
+    return (today + timedelta(days=1)).isoformat(), "morning"
+
+
+@dataclass
+class BookingForm:
+    """A checked Book-job form."""
+
+    day: date | None
+    window: str
+    unit_id: int | None
+    summary: str
+    errors: dict[str, str]
+
+
+async def check_booking(
+    tenant: dict[str, Any], form: dict[str, str], units: list[dict[str, Any]]
+) -> BookingForm:
+    """Check a Book-job form: a date from today within a year, a window, one of the
+    business's units, and a summary."""
+    errors: dict[str, str] = {}
+    day: date | None = None
+    try:
+        day = date.fromisoformat(form.get("date", "").strip()[:10])
+    except ValueError:
+        errors["date"] = "Enter the date of the visit, like 2026-12-07."
+    today = local_today(tenant)
+    if day is not None and day < today:
+        errors["date"] = "Choose today or a later date."
+    elif day is not None and day > today + timedelta(days=MAX_DAYS_AHEAD):
+        errors["date"] = "Choose a date within the next year."
+    window = form.get("window", "")
+    if window not in WINDOWS:
+        errors["window"] = "Choose an arrival window."
+    unit_ids = {str(u["id"]): u["id"] for u in units}
+    unit_id = unit_ids.get(form.get("business_unit", ""))
+    if unit_id is None:
+        errors["business_unit"] = "Choose a business unit."
+    summary = " ".join(form.get("summary", "").split())
+    if not summary:
+        errors["summary"] = "Describe the job in a few words."
+    elif len(summary) > 300:
+        errors["summary"] = f"Use at most 300 characters (this has {len(summary)})."
+    return BookingForm(day, window, unit_id, summary, errors)
+
+
+def scheduled_times(tenant: dict[str, Any], day: date, window: str) -> tuple[datetime, datetime]:
+    """The job's start and end in UTC, from the business's local date and arrival window."""
+    zone = ZoneInfo(tenant["time_zone"])
+    _, start, end = WINDOWS[window]
+    return (
+        datetime.combine(day, time(start), tzinfo=zone).astimezone(UTC),
+        datetime.combine(day, time(end), tzinfo=zone).astimezone(UTC),
+    )
+
+
+class AlreadyHandled(Exception):
+    """Someone else booked or dismissed the request first."""
+
+    def __init__(self, request: dict[str, Any] | None) -> None:
+        self.request = request
+
+
+def handled_message(request: dict[str, Any] | None, tenant: dict[str, Any]) -> str:
+    """Why a request can no longer be booked or dismissed."""
+    if request is None:
+        return "This request no longer exists."
+    who = request["handled_by"] or "someone else"
+    when = request["handled_at"]
+    when_text = f" ({format_date(when, tenant['time_zone'])})" if when else ""
+    if request["status"] == "booked":
+        job = request.get("job")
+        number = f" as job {job['number']}" if job else ""
+        return f"This request was already booked{number} by {who}{when_text}. Nothing was changed."
+    return f"This request was already dismissed by {who}{when_text}. Nothing was changed."
+
+
+async def _next_job_number(tenant_id: int) -> str:
+    """The next free job number "J-<n>" (call with the business's numbering locked)."""
+    rows = await Job.raw(
+        "SELECT number FROM job WHERE tenant = {} AND number LIKE {} "
+        "ORDER BY length(number) DESC, number DESC LIMIT 1",
+        tenant_id,
+        "J-%",
+    ).run()
+    tail = rows[0]["number"][2:] if rows else ""
+    n = int(tail) + 1 if tail.isdigit() else 1001
+    while await Job.exists().where((Job.tenant == tenant_id) & (Job.number == f"J-{n}")).run():
+        n += 1
+    return f"J-{n}"
+
+
+async def _lock_numbering(tenant_id: int) -> None:
+    """Serialize job numbering per business. SQLite's write transaction already does."""
+    if current_engine().engine_type != "sqlite":
+        await Tenant.raw("SELECT id FROM tenant WHERE id = {} FOR UPDATE", tenant_id).run()
+
+
+async def book(
+    settings: Settings,
+    tenant: dict[str, Any],
+    request_id: int,
+    checked: BookingForm,
+    staff_email: str,
+) -> str:
+    """Book a job from a request; returns the job number.
+
+    Raises `AlreadyHandled` when the request is not new any more (nothing is written).
+    """
+    assert checked.day is not None and checked.unit_id is not None
+    start, end = scheduled_times(tenant, checked.day, checked.window)
+    moment = datetime.now(UTC)
+    try:
+        async with transaction():
+            claimed = (
+                await BookingRequest.update(
+                    {
+                        BookingRequest.status: "booked",
+                        BookingRequest.handled_at: moment,
+                        BookingRequest.handled_by: staff_email,
+                    }
+                )
+                .where(
+                    (BookingRequest.tenant == tenant["id"])
+                    & (BookingRequest.id == request_id)
+                    & (BookingRequest.status == "new")
+                )
+                .returning(BookingRequest.id)
+                .run()
+            )
+            if not claimed:
+                raise AlreadyHandled(None)
+            request = await get_request(tenant["id"], request_id)
+            assert request is not None
+            await _lock_numbering(tenant["id"])
+            number = await _next_job_number(tenant["id"])
+            rows = await Job.insert(
+                Job(
+                    tenant=tenant["id"],
+                    customer=request["customer"],
+                    location=request["location"],
+                    business_unit=checked.unit_id,
+                    booking_request=request_id,
+                    number=number,
+                    summary=checked.summary,
+                    status="scheduled",
+                    scheduled_start=start,
+                    scheduled_end=end,
+                )
+            ).run()
+            await AuditEvent.insert(
+                AuditEvent(
+                    tenant=tenant["id"],
+                    job=rows[0]["id"],
+                    actor=staff_email,
+                    action="booked",
+                    detail=(
+                        f"Booked from the customer's appointment request for "
+                        f"{request['service_type']}"
+                    ),
+                )
+            ).run()
+            to = request["account_email"] or await _first_email(tenant["id"], request["customer"])
+            if to:
+                await notes.queue_notification(
+                    settings,
+                    tenant,
+                    to,
+                    "booking_confirmed",
+                    {
+                        **notes.common_values(settings, tenant, request["customer_name"]),
+                        "ServiceType": request["service_type"],
+                        "ServiceAddress": request["address"],
+                        "AppointmentDate": appointment_text(checked.day),
+                        "ArrivalWindow": arrival_text(checked.window),
+                    },
+                )
+    except AlreadyHandled:
+        raise AlreadyHandled(await get_request(tenant["id"], request_id)) from None
+    except (sqlite3.IntegrityError, asyncpg.UniqueViolationError) as exc:
+        # The unique index on job.booking_request caught a second job for the request.
+        if "booking_request" not in str(exc):
+            raise
+        raise AlreadyHandled(await get_request(tenant["id"], request_id)) from None
+    return number
+
+
+async def _first_email(tenant_id: int, customer_id: int) -> str:
+    row = (
+        await CustomerEmail.select(CustomerEmail.email)
+        .where((CustomerEmail.tenant == tenant_id) & (CustomerEmail.customer == customer_id))
+        .order_by(CustomerEmail.id)
+        .first()
+        .run()
+    )
+    return row["email"] if row else ""
+
+
+def clean_reason(value: str) -> tuple[str, str | None]:
+    reason = value.strip().replace("\r\n", "\n")
+    if not reason:
+        return reason, "Say why the request is dismissed (the customer sees it)."
+    if len(reason) > 500:
+        return reason, f"Use at most 500 characters (this has {len(reason)})."
+    return reason, None
+
+
+async def dismiss(tenant: dict[str, Any], request_id: int, reason: str, staff_email: str) -> None:
+    """Close a request with a reason; raises `AlreadyHandled` if it is not new any more."""
+    rows = await (
+        BookingRequest.update(
+            {
+                BookingRequest.status: "dismissed",
+                BookingRequest.dismiss_reason: reason,
+                BookingRequest.handled_at: datetime.now(UTC),
+                BookingRequest.handled_by: staff_email,
+            }
+        )
+        .where(
+            (BookingRequest.tenant == tenant["id"])
+            & (BookingRequest.id == request_id)
+            & (BookingRequest.status == "new")
+        )
+        .returning(BookingRequest.id)
+        .run()
+    )
+    if not rows:
+        raise AlreadyHandled(await get_request(tenant["id"], request_id))
+
+
+async def units(tenant_id: int) -> list[dict[str, Any]]:
+    """The business units a job can be booked under."""
+    return (
+        await BusinessUnit.select(BusinessUnit.id, BusinessUnit.name)
+        .where(BusinessUnit.tenant == tenant_id)
+        .order_by(BusinessUnit.name)
+        .run()
+    )
+
+
+async def latest_request_for_preview(tenant_id: int) -> dict[str, Any] | None:
+    """The newest appointment request, to preview booking emails with real data."""
+    rows, _ = await list_requests(tenant_id, limit=1)
+    return rows[0] if rows else None

@@ -1,0 +1,374 @@
+"""Notification templates: each business's wording for the emails the portal sends, with
+placeholders such as `{CustomerPortalLink}`, and defaults when none was saved.
+
+A template is plain text. `{Name}` is a placeholder; `{{` and `}}` write a brace itself.
+A template with an unknown placeholder or an unbalanced brace is refused with a message
+that names it, so a saved template always renders.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from portal.config import Settings
+from portal.db.tables import Customer, CustomerEmail, Invoice, NotificationTemplate
+from portal.mail.links import portal_url
+from portal.mail.outbox import queue_email
+from portal.web import format_date, money
+
+COMMON = ("CustomerPortalLink", "CustomerName", "BusinessName")
+INVOICE = ("InvoiceNumber", "AmountDue", "DueDate")
+BOOKING = ("ServiceType", "ServiceAddress")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of email the business can word: its name, placeholders and default text."""
+
+    key: str
+    title: str
+    purpose: str
+    placeholders: tuple[str, ...]
+    subject: str
+    body: str
+
+
+KINDS: dict[str, Kind] = {
+    k.key: k
+    for k in [
+        Kind(
+            key="invoice_email",
+            title="Invoice email",
+            purpose="Sent when the office emails an invoice to a customer.",
+            placeholders=(*COMMON, *INVOICE),
+            subject="Invoice {InvoiceNumber} from {BusinessName}",
+            body=(
+                "Hello {CustomerName},\n\n"
+                "Your invoice {InvoiceNumber} from {BusinessName} is ready. "
+                "Amount due: {AmountDue}, due {DueDate}.\n\n"
+                "See it and pay online in our customer portal:\n"
+                "{CustomerPortalLink}\n\n"
+                'New to the portal? Choose "Request an invitation" on that page and use this '
+                "email address.\n\n"
+                "Thank you for your business,\n"
+                "{BusinessName}"
+            ),
+        ),
+        Kind(
+            key="booking_received",
+            title="Booking received",
+            purpose="Sent when a customer requests an appointment in the portal.",
+            placeholders=(*COMMON, *BOOKING, "PreferredTimes"),
+            subject="We received your appointment request",
+            body=(
+                "Hello {CustomerName},\n\n"
+                "Thank you for your request for {ServiceType} at {ServiceAddress}. "
+                "You asked for: {PreferredTimes}.\n\n"
+                "We'll confirm a date and arrival window soon. You can follow your request in "
+                "our customer portal:\n"
+                "{CustomerPortalLink}\n\n"
+                "{BusinessName}"
+            ),
+        ),
+        Kind(
+            key="booking_confirmed",
+            title="Booking confirmed",
+            purpose="Sent when the office books a job from a customer's appointment request.",
+            placeholders=(*COMMON, *BOOKING, "AppointmentDate", "ArrivalWindow"),
+            subject="Your appointment with {BusinessName} is booked",
+            body=(
+                "Hello {CustomerName},\n\n"
+                "Your appointment for {ServiceType} is booked for {AppointmentDate}, "
+                "arriving {ArrivalWindow}, at {ServiceAddress}.\n\n"
+                "See your appointments and invoices in our customer portal:\n"
+                "{CustomerPortalLink}\n\n"
+                "{BusinessName}"
+            ),
+        ),
+    ]
+}
+
+TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|\{|\}")
+NAME = re.compile(r"^[A-Za-z]+$")
+MAX_SUBJECT = 200
+MAX_BODY = 5000
+
+
+class TemplateProblem(ValueError):
+    """A template that cannot be used; the message names the problem."""
+
+
+def _after(text: str, at: int) -> str:
+    """The word starting at `at` (at most 20 characters), to name where a brace is."""
+    return text[at : at + 20].split()[0]
+
+
+def _before(text: str, end: int) -> str:
+    """Whole words ending at `end` (about 20 characters), to name where a brace is."""
+    start = max(0, end - 20)
+    piece = text[start:end]
+    if start > 0 and " " in piece:
+        piece = piece.split(" ", 1)[1]
+    return piece.rsplit("\n", 1)[-1]
+
+
+def parse(text: str, allowed: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Split a template into ("text", s) and ("field", name) parts; raises `TemplateProblem`."""
+    parts: list[tuple[str, str]] = []
+    pos = 0
+    for match in TOKEN.finditer(text):
+        if match.start() > pos:
+            parts.append(("text", text[pos : match.start()]))
+        token = match.group(0)
+        if token == "{{":
+            parts.append(("text", "{"))
+        elif token == "}}":
+            parts.append(("text", "}"))
+        elif token == "{":
+            raise TemplateProblem(
+                f"Unbalanced brace: the “{{” in “{_after(text, match.start())}” has no closing "
+                "“}”. Write {{ for a brace itself."
+            )
+        elif token == "}":
+            raise TemplateProblem(
+                f"Unbalanced brace: the “}}” in “{_before(text, match.end())}” "
+                "has no opening “{”. Write }} for a brace itself."
+            )
+        else:
+            name = match.group(1).strip()
+            if not name:
+                raise TemplateProblem(
+                    "Empty placeholder “{}”: put a placeholder's name between the braces, "
+                    "or write {{ and }} for braces themselves."
+                )
+            if name not in allowed:
+                known = ", ".join("{" + p + "}" for p in allowed)
+                what = f"{{{match.group(1)}}}" if NAME.match(name) else f"“{token}”"
+                raise TemplateProblem(f"Unknown placeholder {what}. This email can use {known}.")
+            parts.append(("field", name))
+        pos = match.end()
+    if pos < len(text):
+        parts.append(("text", text[pos:]))
+    return parts
+
+
+def check(kind: Kind, subject: str, body: str) -> dict[str, str]:
+    """Problems with a subject and body, by field ({} when both can be saved)."""
+    errors: dict[str, str] = {}
+    if not subject.strip():
+        errors["subject"] = "Enter a subject."
+    elif len(subject) > MAX_SUBJECT:
+        errors["subject"] = f"Use at most {MAX_SUBJECT} characters (this has {len(subject)})."
+    elif "\n" in subject or "\r" in subject:
+        errors["subject"] = "Keep the subject on one line."
+    if not body.strip():
+        errors["body"] = "Enter the email's text."
+    elif len(body) > MAX_BODY:
+        errors["body"] = f"Use at most {MAX_BODY:,} characters (this has {len(body):,})."
+    for field, text in (("subject", subject), ("body", body)):
+        if field not in errors:
+            try:
+                parse(text, kind.placeholders)
+            except TemplateProblem as exc:
+                errors[field] = str(exc)
+    return errors
+
+
+def render(text: str, allowed: tuple[str, ...], values: dict[str, str]) -> str:
+    """Fill a template's placeholders with `values` (a checked template always renders)."""
+    return "".join(
+        value if part == "text" else values.get(value, "") for part, value in parse(text, allowed)
+    )
+
+
+# --- stored templates ----------------------------------------------------------------------------
+
+
+async def wording(tenant_id: int, key: str) -> dict[str, Any]:
+    """The business's subject and body for `key`: saved ones, else the defaults."""
+    kind = KINDS[key]
+    row = (
+        await NotificationTemplate.select(
+            NotificationTemplate.subject,
+            NotificationTemplate.body,
+            NotificationTemplate.updated_at,
+        )
+        .where((NotificationTemplate.tenant == tenant_id) & (NotificationTemplate.key == key))
+        .first()
+        .run()
+    )
+    if row is None:
+        return {"subject": kind.subject, "body": kind.body, "custom": False, "updated_at": None}
+    return {**row, "custom": True}
+
+
+async def customised_keys(tenant_id: int) -> dict[str, datetime]:
+    """Which kinds this business has reworded, with when."""
+    rows = (
+        await NotificationTemplate.select(NotificationTemplate.key, NotificationTemplate.updated_at)
+        .where(NotificationTemplate.tenant == tenant_id)
+        .run()
+    )
+    return {r["key"]: r["updated_at"] for r in rows}
+
+
+async def save(tenant_id: int, key: str, subject: str, body: str) -> None:
+    """Store the business's wording (checked by the caller with `check`)."""
+    moment = datetime.now(UTC)
+    await NotificationTemplate.raw(
+        """INSERT INTO notification_template (tenant, key, subject, body, updated_at)
+        VALUES ({}, {}, {}, {}, {})
+        ON CONFLICT (tenant, key) DO UPDATE
+        SET subject = excluded.subject, body = excluded.body, updated_at = excluded.updated_at""",
+        tenant_id,
+        key,
+        subject,
+        body,
+        moment,
+    ).run()
+
+
+async def reset(tenant_id: int, key: str) -> None:
+    """Go back to the default wording."""
+    await (
+        NotificationTemplate.delete()
+        .where((NotificationTemplate.tenant == tenant_id) & (NotificationTemplate.key == key))
+        .run()
+    )
+
+
+# --- values and sending ---------------------------------------------------------------------------
+
+
+def sign_in_link(settings: Settings, tenant: dict[str, Any]) -> str:
+    """{CustomerPortalLink}: the business's real portal sign-in page."""
+    return portal_url(settings, tenant["host"], "/sign-in")
+
+
+def common_values(settings: Settings, tenant: dict[str, Any], customer_name: str) -> dict[str, str]:
+    return {
+        "CustomerPortalLink": sign_in_link(settings, tenant),
+        "CustomerName": customer_name,
+        "BusinessName": tenant["name"],
+    }
+
+
+def invoice_values(
+    settings: Settings, tenant: dict[str, Any], customer_name: str, invoice: dict[str, Any]
+) -> dict[str, str]:
+    """Placeholder values of an invoice email."""
+    due: date | None = invoice.get("due_date")
+    return {
+        **common_values(settings, tenant, customer_name),
+        "InvoiceNumber": invoice["number"],
+        "AmountDue": money(invoice["balance_cents"], tenant["currency"]),
+        "DueDate": format_date(due) if due else "on receipt",
+    }
+
+
+async def queue_notification(
+    settings: Settings,
+    tenant: dict[str, Any],
+    to: str,
+    key: str,
+    values: dict[str, str],
+) -> int:
+    """Queue the business's `key` email to `to` with `values` (call inside the transaction
+    that causes it; call `portal.mail.worker.wake()` after commit)."""
+    kind = KINDS[key]
+    text = await wording(tenant["id"], key)
+    subject = render(text["subject"], kind.placeholders, values)
+    body = render(text["body"], kind.placeholders, values)
+    return await queue_email(
+        settings,
+        tenant,
+        to,
+        "notification",
+        {"subject": subject, "body": body, "body_html": body_html(body)},
+    )
+
+
+URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)]")
+
+
+def body_html(body: str) -> Markup:
+    """An email body as HTML: paragraphs at blank lines, line breaks kept, links clickable."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", body.strip()):
+        pieces = []
+        pos = 0
+        for match in URL.finditer(block):
+            pieces.append(escape(block[pos : match.start()]))
+            url = escape(match.group(0))
+            pieces.append(Markup(f'<a href="{url}" style="color:#0f4c81">{url}</a>'))
+            pos = match.end()
+        pieces.append(escape(block[pos:]))
+        html = Markup("").join(pieces).replace("\n", Markup("<br>\n"))
+        paragraphs.append(Markup('<p style="margin:0 0 14px">') + html + Markup("</p>"))
+    return Markup("\n").join(paragraphs)
+
+
+async def preview_customer(tenant_id: int, key: str) -> dict[str, Any] | None:
+    """A real customer to preview a template with: for the invoice email, the customer of
+    the latest open invoice (with it); otherwise the latest customer with an email."""
+    if key == "invoice_email":
+        row = (
+            await Invoice.select(
+                Invoice.number,
+                Invoice.balance_cents,
+                Invoice.total_cents,
+                Invoice.due_date,
+                Invoice.customer.id.as_alias("customer_id"),
+                Invoice.customer.name.as_alias("customer_name"),
+            )
+            .where((Invoice.tenant == tenant_id) & (Invoice.balance_cents > 0))
+            .order_by(Invoice.invoice_date, ascending=False)
+            .order_by(Invoice.id, ascending=False)
+            .first()
+            .run()
+        )
+        if row is not None:
+            return {"id": row["customer_id"], "name": row["customer_name"], "invoice": row}
+    row = (
+        await Customer.select(Customer.id, Customer.name)
+        .where(
+            (Customer.tenant == tenant_id)
+            & Customer.id.is_in(
+                CustomerEmail.select(CustomerEmail.customer).where(
+                    CustomerEmail.tenant == tenant_id
+                )
+            )
+        )
+        .order_by(Customer.id)
+        .first()
+        .run()
+    )
+    return {**row, "invoice": None} if row else None
+
+
+def sample_values(
+    settings: Settings, tenant: dict[str, Any], key: str, customer: dict[str, Any] | None
+) -> dict[str, str]:
+    """Values for a preview: the customer's real data, with example booking details."""
+    name = customer["name"] if customer else "Jane Customer"
+    values = common_values(settings, tenant, name)
+    invoice = customer.get("invoice") if customer else None
+    if invoice:
+        values.update(invoice_values(settings, tenant, name, invoice))
+    else:
+        values.update({"InvoiceNumber": "INV-0000", "AmountDue": money(0), "DueDate": "on receipt"})
+    values.update(
+        {
+            "ServiceType": (tenant["service_types"] or ["Plumbing repair"])[0],
+            "ServiceAddress": "12 Oak Street, Springfield",
+            "PreferredTimes": "Mon, Dec 7 (morning); Tue, Dec 8 (any time)",
+            "AppointmentDate": "Monday, December 7, 2026",
+            "ArrivalWindow": "between 8 AM and 12 PM",
+        }
+    )
+    return values

@@ -1,0 +1,256 @@
+"""Office › Customers: find a customer, see and edit their contact emails, see whether
+they have a portal account, invite them, and email them an invoice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+
+from portal.auth.guards import StaffDep
+from portal.auth.sessions import SessionInfo
+from portal.db import accounts
+from portal.db import office_customers as customers
+from portal.handlers.account import clean_email
+from portal.handlers.office import int_param, office_page
+from portal.mail.worker import wake
+from portal.tenancy import TenantDep
+from portal.web import form_data, is_fragment_request, see_other
+
+
+@get("/customers")
+async def customers_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+    """Find a customer by name, customer number or email."""
+    query = request.query_params.get("q", "")[:100]
+    after = int_param(request.query_params.get("after"))
+    rows, next_after = await customers.search(tenant["id"], query, after)
+    # The search box asks for the results only; a menu click or plain load gets the page.
+    results_only = request.headers.get("hx-target", "").endswith("#customer-results")
+    return await office_page(
+        request,
+        tenant,
+        staff,
+        "customers",
+        "office/customers.html",
+        {"rows": rows, "q": query, "after": after, "next_after": next_after},
+        block="results" if results_only else "region",
+    )
+
+
+async def _customer_or_404(tenant: dict[str, Any], customer_id: int) -> dict[str, Any]:
+    who = await customers.customer(tenant["id"], customer_id)
+    if who is None:
+        raise NotFoundException()
+    return who
+
+
+DONE = {
+    "added": "The email was added. The customer can now request an invitation with it.",
+    "removed": "The email was removed. Its portal account no longer sees this customer.",
+    "invited": "An invitation was sent: the customer gets a link to create a password.",
+    "emailed": "The invoice email was sent.",
+}
+
+
+async def _customer_page(
+    request: Request,
+    tenant: dict[str, Any],
+    staff: SessionInfo,
+    who: dict[str, Any],
+    *,
+    block: str = "region",
+    status: int = 200,
+    emails_notice: str = "",
+    emails_error: str = "",
+    errors: dict[str, str] | None = None,
+    new_email: str = "",
+    invoices_notice: str = "",
+    invoices_error: str = "",
+) -> Response:
+    after = int_param(request.query_params.get("after"))
+    rows, next_after = await customers.invoices(tenant["id"], who["id"], after)
+    done = DONE.get(request.query_params.get("done", ""), "")
+    if done and request.query_params.get("done") == "emailed":
+        invoices_notice = invoices_notice or done
+    elif done:
+        emails_notice = emails_notice or done
+    return await office_page(
+        request,
+        tenant,
+        staff,
+        "customers",
+        "office/customer.html",
+        {
+            "c": who,
+            "invoices": rows,
+            "after": after,
+            "next_after": next_after,
+            "emails_notice": emails_notice,
+            "emails_error": emails_error,
+            "errors": errors or {},
+            "new_email": new_email,
+            "invoices_notice": invoices_notice,
+            "invoices_error": invoices_error,
+        },
+        block=block,
+        status_code=status,
+    )
+
+
+@get("/customers/{customer_id:int}")
+async def customer_page(
+    request: Request, tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
+) -> Response:
+    """A customer: contact emails and portal access, invoices (Email invoice)."""
+    return await _customer_page(request, tenant, staff, await _customer_or_404(tenant, customer_id))
+
+
+async def _emails_answer(
+    request: Request,
+    tenant: dict[str, Any],
+    staff: SessionInfo,
+    customer_id: int,
+    done: str = "",
+    error: str = "",
+    errors: dict[str, str] | None = None,
+    new_email: str = "",
+) -> Response:
+    """After a change to the emails: the emails card (htmx) or the page again."""
+    if done and not is_fragment_request(request):
+        return see_other(request, f"/office/customers/{customer_id}?done={done}")
+    who = await _customer_or_404(tenant, customer_id)
+    return await _customer_page(
+        request,
+        tenant,
+        staff,
+        who,
+        block="emails" if is_fragment_request(request) else "region",
+        status=422 if (error or errors) else 200,
+        emails_notice=DONE.get(done, ""),
+        emails_error=error,
+        errors=errors,
+        new_email=new_email,
+    )
+
+
+@post("/customers/{customer_id:int}/emails")
+async def add_email(
+    request: Request, tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
+) -> Response:
+    """Add a contact email (so the customer can sign up with it)."""
+    await _customer_or_404(tenant, customer_id)
+    form = await form_data(request)
+    email, problem = clean_email(form.get("email", ""))
+    if problem:
+        problem = "Enter the email address to add." if not email else problem
+        return await _emails_answer(
+            request, tenant, staff, customer_id, errors={"email": problem}, new_email=email
+        )
+    problem = await customers.add_email(tenant["id"], customer_id, email)
+    if problem:
+        return await _emails_answer(
+            request, tenant, staff, customer_id, errors={"email": problem}, new_email=email
+        )
+    return await _emails_answer(request, tenant, staff, customer_id, done="added")
+
+
+@post("/customers/{customer_id:int}/emails/{email_id:int}/remove")
+async def remove_email(
+    request: Request,
+    tenant: TenantDep,
+    staff: StaffDep,
+    customer_id: FromPath[int],
+    email_id: FromPath[int],
+) -> Response:
+    """Remove a contact email: that email's portal account loses access to this record."""
+    await _customer_or_404(tenant, customer_id)
+    removed = await customers.remove_email(tenant["id"], customer_id, email_id)
+    if removed is None:
+        raise NotFoundException()
+    return await _emails_answer(request, tenant, staff, customer_id, done="removed")
+
+
+@post("/customers/{customer_id:int}/invite")
+async def invite(
+    request: Request, tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
+) -> Response:
+    """Send the same confirmation email as "Request an invitation" to one of the
+    customer's emails."""
+    who = await _customer_or_404(tenant, customer_id)
+    form = await form_data(request)
+    email = form.get("email", "").strip().lower()
+    on_record = next((e for e in who["emails"] if e["email"] == email), None)
+    if on_record is None:
+        return await _emails_answer(
+            request, tenant, staff, customer_id, error="Choose one of the customer's emails."
+        )
+    if not tenant["portal_open"]:
+        return await _emails_answer(
+            request,
+            tenant,
+            staff,
+            customer_id,
+            error="Your customer portal is closed: open it in Portal settings before inviting customers.",
+        )
+    if on_record["account"] and on_record["account"]["confirmed_at"]:
+        return await _emails_answer(
+            request,
+            tenant,
+            staff,
+            customer_id,
+            error=f"{email} already has a portal account. They can use “Forgot password?” if needed.",
+        )
+    await accounts.request_invitation(request.app.state.settings, tenant, email)
+    wake()
+    return await _emails_answer(request, tenant, staff, customer_id, done="invited")
+
+
+@post("/customers/{customer_id:int}/invoices/{invoice_id:int}/email")
+async def email_invoice(
+    request: Request,
+    tenant: TenantDep,
+    staff: StaffDep,
+    customer_id: FromPath[int],
+    invoice_id: FromPath[int],
+) -> Response:
+    """Send the invoice email (the business's template, with the portal's sign-in link)."""
+    who = await _customer_or_404(tenant, customer_id)
+    invoice = await customers.invoice_for_customer(tenant["id"], customer_id, invoice_id)
+    if invoice is None:
+        raise NotFoundException()
+    form = await form_data(request)
+    to = form.get("to", "").strip().lower()
+    addresses = [e["email"] for e in who["emails"]]
+    if not addresses:
+        error = "This customer has no email. Add one under Contact emails first."
+    elif to not in addresses:
+        error = "Choose one of the customer's emails."
+    else:
+        error = ""
+    if error:
+        return await _customer_page(
+            request,
+            tenant,
+            staff,
+            who,
+            block="invoices" if is_fragment_request(request) else "region",
+            status=422,
+            invoices_error=error,
+        )
+    await customers.email_invoice(request.app.state.settings, tenant, who, invoice, to, staff.email)
+    wake()
+    if not is_fragment_request(request):
+        return see_other(request, f"/office/customers/{customer_id}?done=emailed")
+    return await _customer_page(
+        request,
+        tenant,
+        staff,
+        who,
+        block="invoices",
+        invoices_notice=f"The invoice email was sent: invoice {invoice['number']} to {to}.",
+    )
+
+
+ROUTES = [customers_page, customer_page, add_email, remove_email, invite, email_invoice]

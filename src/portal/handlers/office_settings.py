@@ -1,0 +1,330 @@
+"""Settings › Customer Portal: the legal agreement first, then each setting saved inline
+(htmx posts one setting on change) or the whole form at once (Save, without JavaScript).
+
+Rules: nothing changes before an administrator accepted the legal agreement; only
+administrators change the host, the legal agreement and payments; an invalid value
+gets a message next to its field and nothing is saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import UploadFile
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from markupsafe import escape
+
+from portal.auth.guards import StaffDep
+from portal.auth.sessions import SessionInfo, end_session
+from portal.db import office as office_db
+from portal.db import office_settings as rules
+from portal.db import queries
+from portal.handlers.office import is_admin, office_page, refuse
+from portal.mail.links import portal_url
+from portal.tenancy import TenantDep
+from portal.web import form_lists, is_htmx, see_other
+
+LOCKED_MESSAGE = "An administrator must accept the legal agreement before anything can be changed."
+ADMIN_MESSAGE = "Only an administrator can change the host, the legal agreement and payments."
+# The page block that shows each setting (its inline save swaps that block).
+BLOCKS = {key: f"s_{key}" for key in rules.SETTINGS} | {
+    "payments_enabled": "s_payments",
+    "logo": "s_logo",
+}
+
+
+def current_values(tenant: dict[str, Any], units: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the settings form shows for the business as stored."""
+    values = {key: tenant[key] for key in rules.SETTINGS if key in tenant}
+    values["service_types"] = "\n".join(tenant["service_types"])
+    values["downloadable_units"] = {u["id"] for u in units if u["invoices_downloadable"]}
+    return values
+
+
+def share_snippet(url: str, name: str) -> str:
+    """HTML for the business's website: a link to the portal styled as a button."""
+    style = (
+        "display:inline-block;padding:12px 22px;background:#0f4c81;color:#ffffff;"
+        "font:600 16px/1.2 Arial,Helvetica,sans-serif;text-decoration:none;border-radius:6px"
+    )
+    label = "Pay your bill and book service online"
+    title = escape(f"{name} customer portal")
+    return f'<a href="{url}" title="{title}" style="{style}">{label}</a>'
+
+
+async def _page(
+    request: Request,
+    tenant: dict[str, Any],
+    staff: SessionInfo,
+    *,
+    block: str | None = "region",
+    status: int = 200,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    saved: tuple[str, ...] = (),
+    notice: str = "",
+    form_error: str = "",
+) -> Response:
+    units = await queries.business_units(tenant["id"])
+    settings = request.app.state.settings
+    url = portal_url(settings, tenant["host"], "/")
+    shown = current_values(tenant, units)
+    shown.update(values or {})
+    return await office_page(
+        request,
+        tenant,
+        staff,
+        "settings",
+        "office/settings.html",
+        {
+            "form": shown,
+            "units": units,
+            "errors": errors or {},
+            "saved": saved,
+            "notice": notice,
+            "form_error": form_error,
+            "locked": not tenant["legal_accepted_at"],
+            "portal_url": url,
+            "address_for": lambda host: portal_url(settings, host, "/"),
+            "snippet": share_snippet(url, tenant["name"]),
+            "statuses": rules.HIDDEN_STATUSES,
+            "om": request.app.state.renderer.env.get_template("office/macros.html").module,
+        },
+        block=block,
+        status_code=status,
+    )
+
+
+SAVED_NOTICES = {
+    "1": "Your settings were saved.",
+    "legal": "Thank you: the legal agreement is accepted. You can now set up your customer portal.",
+    "moved": "The portal moved to this address.",
+}
+
+
+@get("/settings")
+async def settings_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+    """Settings › Customer Portal."""
+    notice = SAVED_NOTICES.get(request.query_params.get("saved", ""), "")
+    return await _page(request, tenant, staff, notice=notice)
+
+
+async def _logo_upload(request: Request) -> UploadFile | None:
+    """The uploaded logo file, if one was chosen."""
+    try:
+        form = await request.form()
+    except Exception:  # a malformed body: treated as no file
+        return None
+    upload = form.get("logo")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return None
+    return upload
+
+
+async def _read_logo(upload: UploadFile) -> tuple[bytes, str | None]:
+    data = await upload.read(rules.MAX_LOGO_BYTES + 1)
+    # Decoding and resizing take CPU time: keep the event loop serving others meanwhile.
+    return await asyncio.to_thread(
+        rules.process_logo, data, upload.filename or "", upload.content_type or ""
+    )
+
+
+async def _moved(request: Request, new_host: str) -> Response:
+    """After the host changed, the office follows the portal to its new address (signing
+    in again there: a session belongs to the address it was made on)."""
+    settings = request.app.state.settings
+    target = portal_url(
+        settings, new_host, "/office/sign-in?done=moved&next=/office/settings%3Fsaved%3Dmoved"
+    )
+    response = see_other(request, target)
+    await end_session(request, response)
+    return response
+
+
+async def _refusal(
+    request: Request, tenant: dict[str, Any], staff: SessionInfo, keys: list[str] | tuple[str, ...]
+) -> Response | None:
+    """A 403 response when this staff member may not change `keys` now, else None."""
+    if not tenant["legal_accepted_at"]:
+        return await refuse(request, tenant, staff, LOCKED_MESSAGE)
+    if not is_admin(staff) and any(k in rules.ADMIN_ONLY for k in keys):
+        return await refuse(request, tenant, staff, ADMIN_MESSAGE)
+    return None
+
+
+# --- saving -------------------------------------------------------------------------------------
+
+
+@post("/settings")
+async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+    """Save the whole form (the Save button, without JavaScript): all or nothing."""
+    form = await form_lists(request)
+    admin = is_admin(staff)
+    keys = [k for k in rules.SETTINGS if admin or k not in rules.ADMIN_ONLY]
+    # Office staff's form has no admin-only fields (they are disabled): sending one is forged.
+    sent_admin_only = [k for k in rules.ADMIN_ONLY if k in form]
+    refusal = await _refusal(request, tenant, staff, keys + sent_admin_only)
+    if refusal:
+        return refusal
+    units = await queries.business_units(tenant["id"])
+    changes, values, errors = rules.clean_form(keys, form, tenant, units)
+    upload = await _logo_upload(request)
+    png = b""
+    if upload is not None:
+        png, problem = await _read_logo(upload)
+        if problem:
+            errors["logo"] = problem
+    if not errors:
+        try:
+            await rules.save(tenant["id"], changes)
+        except rules.HostTaken:
+            errors["host"] = rules.HOST_TAKEN_MESSAGE
+    if errors:
+        return await _page(
+            request,
+            tenant,
+            staff,
+            block="settings_form",
+            status=422,
+            values=values,
+            errors=errors,
+            form_error="Nothing was saved. Please correct the fields marked below.",
+        )
+    if png:
+        await rules.save_logo(tenant["id"], png)
+    if "host" in changes.columns:
+        return await _moved(request, changes.columns["host"])
+    return see_other(request, "/office/settings?saved=1")
+
+
+async def _after_one(
+    request: Request,
+    tenant: dict[str, Any],
+    staff: SessionInfo,
+    key: str,
+    errors: dict[str, str],
+    values: dict[str, Any],
+) -> Response:
+    """The answer to an inline save: the setting's block with "Saved" or its error.
+    Without JavaScript (a plain form post), back to the page."""
+    if errors:
+        if not is_htmx(request):
+            return await _page(request, tenant, staff, status=422, values=values, errors=errors)
+        return await _page(
+            request,
+            tenant,
+            staff,
+            block=BLOCKS[key],
+            status=422,
+            values=values,
+            errors=errors,
+        )
+    if not is_htmx(request):
+        return see_other(request, "/office/settings?saved=1")
+    fresh = await office_db.tenant_by_id(tenant["id"])
+    return await _page(request, fresh, staff, block=BLOCKS[key], saved=(key,))
+
+
+@post("/settings/legal")
+async def accept_legal(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+    """An administrator accepts the legal agreement (recorded with who and when)."""
+    if not is_admin(staff):
+        return await refuse(
+            request, tenant, staff, "Only an administrator can accept the legal agreement."
+        )
+    form = await form_lists(request)
+    if not form.get("agree"):
+        return await _page(
+            request,
+            tenant,
+            staff,
+            block="legal",
+            status=422,
+            errors={"agree": "Tick the box to accept the agreement."},
+        )
+    await rules.accept_legal(tenant["id"], staff.email)
+    return see_other(request, "/office/settings?saved=legal")
+
+
+@post("/settings/logo")
+async def upload_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+    """Upload a new logo (inline, or the page's Save without JavaScript)."""
+    refusal = await _refusal(request, tenant, staff, ["logo"])
+    if refusal:
+        return refusal
+    upload = await _logo_upload(request)
+    if upload is None:
+        png, problem = rules.process_logo(b"")
+    else:
+        png, problem = await _read_logo(upload)
+    if problem:
+        return await _after_one(request, tenant, staff, "logo", {"logo": problem}, {})
+    await rules.save_logo(tenant["id"], png)
+    return await _after_one(request, tenant, staff, "logo", {}, {})
+
+
+@post("/settings/logo/remove")
+async def remove_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+    refusal = await _refusal(request, tenant, staff, ["logo"])
+    if refusal:
+        return refusal
+    await rules.remove_logo(tenant["id"])
+    return await _after_one(request, tenant, staff, "logo", {}, {})
+
+
+@post("/settings/payments/link")
+async def link_payments(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+    """Link the portal's one payment account (a new sandbox account for now)."""
+    refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
+    if refusal:
+        return refusal
+    linked = await rules.link_payment_account(tenant["id"], rules.new_sandbox_account_id())
+    errors = {} if linked else {"payments_enabled": "A payment account is already linked."}
+    return await _after_one(request, tenant, staff, "payments_enabled", errors, {})
+
+
+@post("/settings/payments/unlink")
+async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+    refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
+    if refusal:
+        return refusal
+    await rules.unlink_payment_account(tenant["id"])
+    return await _after_one(request, tenant, staff, "payments_enabled", {}, {})
+
+
+@post("/settings/{key:str}")
+async def save_one(
+    request: Request, tenant: TenantDep, staff: StaffDep, key: FromPath[str]
+) -> Response:
+    """Save one setting (htmx posts it when its field changes)."""
+    if key not in rules.SETTINGS:
+        raise NotFoundException()
+    refusal = await _refusal(request, tenant, staff, [key])
+    if refusal:
+        return refusal
+    form = await form_lists(request)
+    units = await queries.business_units(tenant["id"])
+    changes, values, errors = rules.clean_form([key], form, tenant, units)
+    if not errors:
+        try:
+            await rules.save(tenant["id"], changes)
+        except rules.HostTaken:
+            errors["host"] = rules.HOST_TAKEN_MESSAGE
+    if not errors and "host" in changes.columns:
+        return await _moved(request, changes.columns["host"])
+    return await _after_one(request, tenant, staff, key, errors, values)
+
+
+ROUTES = [
+    settings_page,
+    save_all,
+    accept_legal,
+    upload_logo,
+    remove_logo,
+    link_payments,
+    unlink_payments,
+    save_one,
+]
