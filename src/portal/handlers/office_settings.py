@@ -44,13 +44,16 @@ def current_values(tenant: dict[str, Any], units: list[dict[str, Any]]) -> dict[
     return values
 
 
+SHARE_LABEL = "Pay your bill and book service online"
+
+
 def share_snippet(url: str, name: str) -> str:
     """HTML for the business's website: a link to the portal styled as a button."""
     style = (
         "display:inline-block;padding:12px 22px;background:#0f4c81;color:#ffffff;"
         "font:600 16px/1.2 Arial,Helvetica,sans-serif;text-decoration:none;border-radius:6px"
     )
-    label = "Pay your bill and book service online"
+    label = SHARE_LABEL
     title = escape(f"{name} customer portal")
     return f'<a href="{url}" title="{title}" style="{style}">{label}</a>'
 
@@ -88,6 +91,7 @@ async def _page(
             "form_error": form_error,
             "locked": not tenant["legal_accepted_at"],
             "portal_url": url,
+            "share_label": SHARE_LABEL,
             "address_for": lambda host: portal_url(settings, host, "/"),
             "snippet": share_snippet(url, tenant["name"]),
             "statuses": rules.HIDDEN_STATUSES,
