@@ -118,3 +118,31 @@ def test_acmes_contact_registers_and_sees_contracts(server, page: Page, js: bool
     page.get_by_role("link", name="Visits for Commercial HVAC Service Agreement").click()
     expect(page.get_by_role("link", name="All contracts")).to_be_visible()
     expect(page.get_by_text("Quarterly rooftop unit service").first).to_be_visible()
+
+
+def test_jane_updates_the_card_on_file_through_the_card_page(server, page: Page, js: bool):
+    # Each run saves a different card, so the new last four can only come from this run.
+    number, brand, last4 = (
+        ("5555 5555 5555 4444", "Mastercard", "4444")
+        if js
+        else ("4242 4242 4242 4242", "Visa", "4242")
+    )
+    sign_in(page, server.base_url)
+    page.get_by_role("link", name="Memberships").click()
+    page.locator("li.membership").filter(has_text="Comfort Club Gold").get_by_role(
+        "link", name=re.compile("Visits")
+    ).first.click()
+    expect(page.get_by_role("heading", name="Comfort Club Gold", level=1)).to_be_visible()
+    page.get_by_role("button", name="Update payment card").click()
+
+    expect(page).to_have_url(re.compile(r"/sandbox-gateway/checkout/chk_[\w-]+$"))
+    expect(page.locator(".test-mode")).to_have_text("Test mode")
+    page.get_by_label("Card number").fill(number)
+    page.get_by_label("Expiry date (MM / YY)").fill("12 / 39")
+    page.get_by_label("Security code (CVC)").fill("123")
+    page.get_by_role("button", name="Save card").click()
+
+    expect(page.get_by_text(f"Your card on file is now {brand} ending in {last4}.")).to_be_visible()
+    expect(page.locator(".membership-facts")).to_contain_text(f"{brand} ending in {last4}")
+    expect(page.get_by_role("heading", name="Account activity")).to_be_visible()
+    expect(page.locator(".trail li").first).to_contain_text(f"to {brand} ending {last4}")

@@ -92,7 +92,13 @@ def create_app(settings: Settings) -> PortalApp:
         ],
     )
     app = PortalApp(
-        route_handlers=[*public.ROUTES, *payments.ROUTES, customer_area, office_area],
+        route_handlers=[
+            *public.ROUTES,
+            *payments.ROUTES,
+            *memberships.CALLBACK_ROUTES,
+            customer_area,
+            office_area,
+        ],
         dependencies={
             "tenant": Provide(resolve_tenant),
             "viewer": Provide(require_customer),
