@@ -1,9 +1,16 @@
-// After htmx swaps a region, move focus to its main heading area so keyboard and
-// screen-reader users land on the new content.
+// After htmx swaps a region, move focus to the new content's main area so keyboard
+// and screen-reader users land on it (not on a link that no longer exists).
 document.addEventListener("htmx:after:swap", function (evt) {
+  var ctx = evt.detail && evt.detail.ctx;
+  var target = ctx && ctx.target;
+  if (typeof target === "string") {
+    target = document.querySelector(target);
+  }
   var main = document.getElementById("main");
-  var target = evt.detail && evt.detail.ctx && evt.detail.ctx.target;
-  if (main && target && target.contains(main)) {
+  if (!main || !target || typeof target.contains !== "function") {
+    return;
+  }
+  if (target === document.body || !target.isConnected || target.contains(main)) {
     main.focus({ preventScroll: false });
   }
 });

@@ -431,7 +431,25 @@ async def test_htmx_requests_send_the_token_in_a_header(app, demo):
             data={"email": JANE_EMAIL, "password": JANE_PASSWORD},
             headers={"x-csrftoken": token, "HX-Request": "true", "HX-Request-Type": "partial"},
         )
-        assert response.status_code == 200 and response.headers["hx-redirect"] == "/invoices"
+        # One round trip: the Invoices page itself replaces the body, and the URL moves on.
+        assert response.status_code == 200
+        assert response.headers["hx-retarget"] == "body"
+        assert response.headers["hx-reswap"] == "outerHTML"
+        assert response.headers["hx-push-url"] == "/invoices"
+        assert (
+            "<title>Invoices · XYZ Services</title>" in response.text and "<body" in response.text
+        )
+        assert "portal_session" in response.cookies
+        assert (await c.get("/invoices")).status_code == 200
+    async with make_client(app) as c:
+        page = (await c.get("/sign-in?next=/history")).text
+        token = re.search(r'"x-csrftoken":"([^"]+)"', page).group(1)
+        response = await c.post(
+            "/sign-in",
+            data={"email": JANE_EMAIL, "password": JANE_PASSWORD, "next": "/history"},
+            headers={"x-csrftoken": token, "HX-Request": "true", "HX-Request-Type": "partial"},
+        )
+        assert response.status_code == 200 and response.headers["hx-redirect"] == "/history"
 
 
 async def test_sign_in_is_throttled_per_account_and_never_for_long(app, demo):

@@ -7,16 +7,23 @@ import email
 import email.policy
 import os
 import re
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import asyncpg
+
+from portal.demo import DEMO_HOST
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -122,3 +129,100 @@ def first_link(message: Any) -> str:
     match = re.search(r"https?://\S+", body)
     assert match, body
     return match.group(0)
+
+
+@dataclass
+class Server:
+    """A running `portal serve` process."""
+
+    port: int
+    var_dir: Path
+    process: subprocess.Popen
+    env: dict[str, str]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{DEMO_HOST}.localhost:{self.port}"
+
+    def url(self, path: str = "/") -> str:
+        return self.base_url + path
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """Run a `portal` command against this server's database."""
+        return subprocess.run(
+            [sys.executable, "-m", "portal.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+
+def start_server(var_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
+    """Migrate a new SQLite database, load the demo and start serving it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{var_dir / 'portal.sqlite3'}",
+        "PORTAL_VAR_DIR": str(var_dir),
+        "PORTAL_SECRET_KEY": "e2e-secret-key-not-for-production",
+        "PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    for step in (["migrate", "--quiet"], ["demo"]):
+        subprocess.run(
+            [sys.executable, "-m", "portal.cli", *step],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+    log = open(var_dir / "server.log", "w")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "portal.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = Server(port=port, var_dir=var_dir, process=process, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError((var_dir / "server.log").read_text())
+        try:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": "localhost"})
+            urllib.request.urlopen(req, timeout=1)
+            return server
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not start:\n" + (var_dir / "server.log").read_text())
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def chromium_path() -> str | None:
+    """The system Chromium (this machine cannot download Playwright's own)."""
+    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None  # fall back to a browser installed by `playwright install chromium`

@@ -86,7 +86,12 @@ async def require_customer(request: Request, tenant: TenantDep) -> CustomerViewe
     info = await load_session(request, tenant["id"], "customer")
     if info is None:
         raise SignInRequired("/sign-in", _current_path(request))
-    customers = await accounts.customers_for_email(tenant["id"], info.email)
+    return await viewer_for(tenant["id"], info)
+
+
+async def viewer_for(tenant_id: int, info: SessionInfo) -> CustomerViewer:
+    """The customer records a session's account may see, and the one being viewed."""
+    customers = await accounts.customers_for_email(tenant_id, info.email)
     active = next((c for c in customers if c["id"] == info.active_customer_id), None)
     if active is None and customers:
         active = customers[0]

@@ -69,14 +69,15 @@ class SessionInfo:
 
 async def start_session(
     request: Request,
-    response: Response,
+    response: Response | None,
     *,
     tenant_id: int,
     kind: str,
     account_id: int | None = None,
     staff_id: int | None = None,
-) -> None:
-    """Sign a browser in: drop any session its cookie named, make a new one, set the cookie."""
+) -> str:
+    """Sign a browser in: drop any session its cookie named, make a new one, set the cookie
+    on `response` (or later, with `attach_cookie`). Returns the new session's token."""
     settings: Settings = request.app.state.settings
     old = request.cookies.get(cookie_name(settings))
     if old:
@@ -95,7 +96,19 @@ async def start_session(
             expires_at=moment + timedelta(days=settings.session_absolute_days),
         )
     ).run()
-    response.set_cookie(session_cookie(settings, token))
+    if response is not None:
+        response.set_cookie(session_cookie(settings, token))
+    return token
+
+
+def attach_cookie(request: Request, response: Response, token: str) -> None:
+    """Set the session cookie for `token` on a response built after `start_session`."""
+    response.set_cookie(session_cookie(request.app.state.settings, token))
+
+
+async def session_for_token(request: Request, tenant_id: int, token: str) -> SessionInfo | None:
+    """The session a token names (for a response rendered right after sign-in)."""
+    return await _load_token(request.app.state.settings, token, tenant_id)
 
 
 async def end_session(request: Request, response: Response) -> None:
@@ -122,7 +135,10 @@ async def load_session(request: Request, tenant_id: int, kind: str) -> SessionIn
 
 async def _load(request: Request, tenant_id: int) -> SessionInfo | None:
     settings: Settings = request.app.state.settings
-    token = request.cookies.get(cookie_name(settings))
+    return await _load_token(settings, request.cookies.get(cookie_name(settings)), tenant_id)
+
+
+async def _load_token(settings: Settings, token: str | None, tenant_id: int) -> SessionInfo | None:
     if not token or len(token) > 100:
         return None
     row = (

@@ -10,21 +10,24 @@ from email_validator import EmailNotValidError, validate_email
 from litestar import Request, Response, get, post
 
 from portal.auth import throttle
-from portal.auth.guards import CustomerDep, safe_next
+from portal.auth.guards import CustomerDep, safe_next, viewer_for
 from portal.auth.passwords import hash_password, needs_rehash, verify_password
 from portal.auth.policy import normalize, password_problem
 from portal.auth.sessions import (
+    attach_cookie,
     end_other_sessions,
     end_session,
     load_session,
+    session_for_token,
     set_active_customer,
     start_session,
 )
 from portal.auth.throttle import Limit
 from portal.db import accounts
+from portal.handlers.invoices import invoices_page
 from portal.mail.worker import wake
 from portal.tenancy import TenantDep
-from portal.web import form_data, render, see_other
+from portal.web import form_data, is_htmx, render, see_other
 
 WINDOW = timedelta(minutes=15)
 HOUR = timedelta(hours=1)
@@ -118,10 +121,29 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
         await accounts.update_hash(account["id"], await hash_password(password))
     await throttle.clear(email_key)
     await accounts.record_sign_in(account["id"])
-    response = see_other(request, next_path)
-    await start_session(
-        request, response, tenant_id=tenant["id"], kind="customer", account_id=account["id"]
+    token = await start_session(
+        request, None, tenant_id=tenant["id"], kind="customer", account_id=account["id"]
     )
+    if is_htmx(request) and next_path == "/invoices":
+        # One round trip on a slow connection: answer with the Invoices page itself,
+        # swapped in for the whole body, instead of a redirect and a second request.
+        info = await session_for_token(request, tenant["id"], token)
+        if info is not None:
+            response = await invoices_page(
+                request,
+                tenant,
+                await viewer_for(tenant["id"], info),
+                block=None,
+                headers={
+                    "HX-Retarget": "body",
+                    "HX-Reswap": "outerHTML",
+                    "HX-Push-Url": "/invoices",
+                },
+            )
+            attach_cookie(request, response, token)
+            return response
+    response = see_other(request, next_path)
+    attach_cookie(request, response, token)
     return response
 
 

@@ -70,6 +70,18 @@ async def _invoices_context(
 async def invoices(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
     """Invoices tab: unpaid invoices for completed jobs, oldest first, to pay online.
     `?select=<id>` ticks an invoice; `?retry=<payment>` explains a failed payment."""
+    return await invoices_page(request, tenant, viewer)
+
+
+async def invoices_page(
+    request: Request,
+    tenant: dict[str, Any],
+    viewer: CustomerViewer,
+    *,
+    block: str | None = "region",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The Invoices tab (also rendered whole as the answer to an htmx sign-in)."""
     if viewer.customer:
         await service.reconcile_customer(request.app.state.settings, tenant, viewer.customer["id"])
     selected = [i for i in map(_int_param, request.query_params.getall("select", [])) if i]
@@ -89,7 +101,7 @@ async def invoices(request: Request, tenant: TenantDep, viewer: CustomerDep) -> 
         )
     else:
         context = await _invoices_context(tenant, viewer, selected=selected)
-    return tab_page(request, tenant, viewer, "invoices", context)
+    return tab_page(request, tenant, viewer, "invoices", context, block=block, headers=headers)
 
 
 @post("/invoices/pay")
