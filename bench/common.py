@@ -151,10 +151,13 @@ def bench_business(today: date | None = None) -> dict[str, Any]:
 
 
 @contextmanager
-def bench_server(extra_env: dict[str, str] | None = None) -> Iterator[Server]:
-    """A `portal serve` process (SQLite, demo + bench business) for one benchmark run."""
+def bench_server(
+    extra_env: dict[str, str] | None = None, prefix: list[str] | None = None
+) -> Iterator[Server]:
+    """A `portal serve` process (SQLite unless `extra_env` names another database; demo +
+    bench business) for one benchmark run. `prefix` wraps the command (e.g. taskset)."""
     var_dir = Path(tempfile.mkdtemp(prefix="portal-bench-"))
-    server = start_server(var_dir, {"PORTAL_MAIL_WORKER": "0", **(extra_env or {})})
+    server = start_server(var_dir, {"PORTAL_MAIL_WORKER": "0", **(extra_env or {})}, prefix)
     try:
         data = var_dir / "bench.json"
         data.write_text(json.dumps(bench_business()))
@@ -163,6 +166,48 @@ def bench_server(extra_env: dict[str, str] | None = None) -> Iterator[Server]:
         yield server
     finally:
         stop_server(server)
+
+
+def sign_in_cookie(server: Server) -> str:
+    """A signed-in session cookie of the bench customer (`Cookie:` header value)."""
+    import re
+
+    import httpx
+
+    headers = {"Host": f"{BENCH_HOST}.localhost:{server.port}"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers=headers) as client:
+        page = client.get("/sign-in").text
+        token = re.search(r'name="_csrf_token" value="([^"]+)"', page).group(1)
+        response = client.post(
+            "/sign-in",
+            data={"_csrf_token": token, "email": BENCH_EMAIL, "password": BENCH_PASSWORD},
+        )
+        assert response.status_code == 303, response.text
+        return "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+
+
+@contextmanager
+def postgres_database(name: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for a benchmark (dropped afterwards)."""
+    import asyncio
+
+    import asyncpg
+
+    admin = "postgresql://postgres@127.0.0.1:5432/test"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def bench_url(server: Server, path: str = "/") -> str:

@@ -159,7 +159,9 @@ class Server:
         )
 
 
-def start_server(var_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
+def start_server(
+    var_dir: Path, extra_env: dict[str, str] | None = None, prefix: list[str] | None = None
+) -> Server:
     """Migrate a new SQLite database, load the demo and start serving it."""
     port = free_port()
     env = {
@@ -181,7 +183,7 @@ def start_server(var_dir: Path, extra_env: dict[str, str] | None = None) -> Serv
         )
     log = open(var_dir / "server.log", "w")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
-        [sys.executable, "-m", "portal.cli", "serve", "--port", str(port)],
+        [*(prefix or []), sys.executable, "-m", "portal.cli", "serve", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
