@@ -132,6 +132,9 @@ def create_app(settings: Settings) -> PortalApp:
         compression_config=CompressionConfig(
             backend="brotli", brotli_gzip_fallback=True, minimum_size=256
         ),
+        # No /schema pages: they would publish every route and load scripts from CDNs
+        # that the CSP (rightly) refuses.
+        openapi_config=None,
         debug=False,
     )
     app.https = settings.cookies_secure
