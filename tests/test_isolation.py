@@ -98,6 +98,9 @@ class World:
     a: Business
     b: Business
 
+    def __repr__(self) -> str:  # short, in hypothesis's falsifying examples
+        return f"World({self.a.host}, {self.b.host})"
+
     def customer(self, key: str) -> Customer:
         business = self.a if key.startswith("A") else self.b
         return business.customers[int(key[1]) - 1]

@@ -105,6 +105,7 @@ def create_app(settings: Settings) -> PortalApp:
             "staff": Provide(require_staff),
         },
         lifespan=[lifespan],
+        before_request=_ids_in_range,
         state=State(
             {
                 "settings": settings,
@@ -139,6 +140,17 @@ def create_app(settings: Settings) -> PortalApp:
     )
     app.https = settings.cookies_secure
     return app
+
+
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
+
+
+async def _ids_in_range(request: Request) -> None:
+    """An id in a URL beyond the database's integer range names no record: a 404 like any
+    missing id, never a database error (PostgreSQL refuses such a parameter)."""
+    for value in request.path_params.values():
+        if isinstance(value, int) and not 0 <= value <= MAX_ID:
+            raise NotFoundException()
 
 
 class PortalApp(Litestar):
