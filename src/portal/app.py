@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from litestar import Litestar, Request, Response, Router
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import Receive, Scope, Send
 
 from portal import payments
@@ -105,6 +107,7 @@ def create_app(settings: Settings) -> PortalApp:
             "staff": Provide(require_staff),
         },
         lifespan=[lifespan],
+        before_request=_ids_in_range,
         state=State(
             {
                 "settings": settings,
@@ -132,10 +135,24 @@ def create_app(settings: Settings) -> PortalApp:
         compression_config=CompressionConfig(
             backend="brotli", brotli_gzip_fallback=True, minimum_size=256
         ),
+        # No /schema pages: they would publish every route and load scripts from CDNs
+        # that the CSP (rightly) refuses.
+        openapi_config=None,
         debug=False,
     )
     app.https = settings.cookies_secure
     return app
+
+
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
+
+
+async def _ids_in_range(request: Request) -> None:
+    """An id in a URL beyond the database's integer range names no record: a 404 like any
+    missing id, never a database error (PostgreSQL refuses such a parameter)."""
+    for value in request.path_params.values():
+        if isinstance(value, int) and not 0 <= value <= MAX_ID:
+            raise NotFoundException()
 
 
 class PortalApp(Litestar):
@@ -206,5 +223,38 @@ def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 def _server_error(request: Request, exc: Exception) -> Response:
+    if database_unavailable(exc):
+        # The database restarted or is out of reach: nothing was done, try again shortly.
+        # (The connection pool replaces dropped connections by itself.)
+        log.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+        response = _page(request, "errors/503.html", HTTP_503_SERVICE_UNAVAILABLE)
+        response.headers["Retry-After"] = "5"
+        return response
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _page(request, "errors/500.html", HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    """True when `exc` (or what caused it) says the database cannot be reached right now:
+    a dropped or refused connection, a server shutting down or starting up, no free
+    connection, or SQLite's file staying locked. (The pool then replaces the dropped
+    connections by itself: the next requests are served again.)"""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(
+            exc,
+            asyncpg.PostgresConnectionError
+            | asyncpg.InterfaceError
+            # A pooled connection the server dropped, caught half-way by asyncpg.
+            | asyncpg.exceptions.InternalClientError
+            | asyncpg.exceptions.OperatorInterventionError
+            | asyncpg.exceptions.TooManyConnectionsError
+            | ConnectionError
+            | TimeoutError,
+        ):
+            return True
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False

@@ -211,8 +211,14 @@ async def form_data(request: Request) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in form.multi_items():
         if isinstance(value, str) and key not in out:
-            out[key] = value
+            out[key] = _without_nul(value)
     return out
+
+
+def _without_nul(value: str) -> str:
+    """Form text without NUL bytes: nobody types one, and PostgreSQL cannot store one
+    (it would be a database error, not a message)."""
+    return value.replace("\x00", "") if "\x00" in value else value
 
 
 async def form_lists(request: Request) -> dict[str, list[str]]:
@@ -224,5 +230,5 @@ async def form_lists(request: Request) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for key, value in form.multi_items():
         if isinstance(value, str):
-            out.setdefault(key, []).append(value)
+            out.setdefault(key, []).append(_without_nul(value))
     return out

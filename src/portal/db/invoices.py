@@ -16,7 +16,8 @@ from portal.db.tables import AuditEvent, Invoice, InvoiceLine, Location
 MAX_OPEN_INVOICES = 200  # the Invoices tab lists at most this many (oldest first)
 HISTORY_PREVIEW = 5  # newest invoices shown per location on the History tab
 HISTORY_PAGE = 15  # invoices per page when one location is chosen
-CURSOR = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(\d{1,12})$")
+CURSOR = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(\d{1,10})$", re.ASCII)
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 
 _INVOICE_COLUMNS = """
     i.id, i.number, i.invoice_date, i.due_date, i.summary, i.total_cents, i.balance_cents,
@@ -119,6 +120,8 @@ class Cursor:
     def parse(cls, value: str | None) -> Cursor | None:
         match = CURSOR.match(value or "")
         if not match:
+            return None
+        if int(match.group(2)) > MAX_ID:
             return None
         try:
             return cls(date.fromisoformat(match.group(1)), int(match.group(2)))

@@ -16,6 +16,7 @@ from portal.db import invoices as invoices_db
 from portal.db import payments as payments_db
 from portal.db import queries
 from portal.handlers.customer import tab_page
+from portal.handlers.scheduler import record_id
 from portal.payments import service
 from portal.pdf import invoice_pdf
 from portal.tenancy import TenantDep
@@ -35,7 +36,8 @@ def _file_name(number: str) -> str:
 
 
 def _int_param(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() and len(value) <= 12 else None
+    """An id from the query string (within the database's integer range), else None."""
+    return record_id(value)
 
 
 async def _invoices_context(

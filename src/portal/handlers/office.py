@@ -27,9 +27,16 @@ from portal.web import form_data, is_fragment_request, render, see_other
 ROLE_NAMES = {"admin": "Administrator", "office": "Office"}
 
 
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
+
+
 def int_param(value: str | None) -> int | None:
-    """A page-cursor id from the query string; anything else is None (the first page)."""
-    return int(value) if value and value.isdigit() and len(value) < 12 else None
+    """A page-cursor id from the query string; anything else is None (the first page).
+    Beyond the database's integer range is not an id either (PostgreSQL would refuse it)."""
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 10:
+        return None
+    number = int(value)
+    return number if number <= MAX_ID else None
 
 
 def is_admin(staff: SessionInfo) -> bool:

@@ -18,6 +18,7 @@ from portal.mail.worker import wake
 from portal.tenancy import TenantDep
 from portal.web import form_data, is_fragment_request, see_other
 
+BOOK_FIELDS = ("date", "window", "business_unit", "summary")
 FILTERS = {"all": "All requests", "new": "New", "booked": "Booked", "dismissed": "Dismissed"}
 
 
@@ -128,7 +129,10 @@ async def book(
 ) -> Response:
     """Book a scheduled job from the request; the customer gets a booking-confirmed email."""
     booking = await _request_or_404(tenant, request_id)
-    form = await form_data(request)
+    # Missing fields show empty again (a hand-made post may leave any out).
+    form = {"date": "", "window": "", "business_unit": "", "summary": ""} | {
+        k: v for k, v in (await form_data(request)).items() if k in BOOK_FIELDS
+    }
     units = await bookings.units(tenant["id"])
     checked = await bookings.check_booking(tenant, form, units)
     if checked.errors:

@@ -23,7 +23,8 @@ from portal.web import form_data, is_fragment_request, see_other
 @get("/customers")
 async def customers_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
     """Find a customer by name, customer number or email."""
-    query = request.query_params.get("q", "")[:100]
+    # A NUL byte is never part of a name (and PostgreSQL refuses one in a query).
+    query = request.query_params.get("q", "")[:100].replace("\x00", "")
     after = int_param(request.query_params.get("after"))
     rows, next_after = await customers.search(tenant["id"], query, after)
     # The search box asks for the results only; a menu click or plain load gets the page.

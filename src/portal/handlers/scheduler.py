@@ -276,7 +276,7 @@ async def _lists(
 
 def record_id(value: str | None) -> int | None:
     """A row id from a URL or form (digits, within the database's integer range), else None."""
-    if not value or not value.isdigit() or len(value) > 10:
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 10:
         return None
     number = int(value)
     return number if 0 < number <= MAX_ID else None

@@ -41,6 +41,7 @@ AMOUNT = re.compile(r"^\$?\s*(\d{1,3}(?:,\d{3})+|\d{1,9})(?:\.(\d{1,2}))?$")
 REFERENCE = re.compile(r"^pay_(\d{1,12})$")
 MIN_PART_PAYMENT = 100  # cents
 MAX_SELECTED = 200
+MAX_ID = 2**31 - 1
 # A pending payment that never got a checkout (the request died half-way) stops holding
 # its invoices after this long.
 UNREFERENCED_HOLD = timedelta(minutes=5)
@@ -84,7 +85,8 @@ def read_pay_form(form: Mapping[str, list[str]]) -> PayForm | Outcome:
     """Parse the pay form; ids that are not numbers are a tampered form (404)."""
     ids: list[int] = []
     for raw in form.get("invoice", [])[: MAX_SELECTED + 1]:
-        if not raw.isdigit() or len(raw) > 12:
+        # Ids are 32-bit integers in the database: anything else names no invoice.
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or int(raw) > MAX_ID:
             return Outcome(not_found=True)
         if int(raw) not in ids:
             ids.append(int(raw))

@@ -1,0 +1,907 @@
+"""Isolation matrix: two businesses, two customers each, staff of both roles in each.
+
+Every route of the app is read from Litestar's route table and must be classified
+below (a new route fails `test_every_route_is_classified` until it is). For every
+route that takes an id (in the path, the query string or the form), a signed-in
+customer asks for the other customer's record and for the other business's record:
+each answer is the same as for an id that does not exist (same status, same body
+apart from the CSRF token, the CSP nonce and fresh form keys), shows none of the
+other record's data, and changes nothing in any table. Office routes likewise across
+businesses, and office-role staff are refused the administrator's actions.
+
+The world is imported with the import format (docs/import-format.md); booking
+requests, card updates and portal payments are made through the app itself.
+`world`, `snapshot` and `normalized` are reused by the hostile-input and header tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar
+
+from portal.db import tables as t
+from portal.db.importer import import_file
+from tests.conftest import make_client, post_form, sign_in, staff_sign_in
+from tests.paying import enter_card, path_of, submit_pay
+
+PASSWORD = "iso-matrix-pass-2468"
+NOWHERE = 2_000_000_000  # an id no table reaches in these tests
+# Random per response, so never compared: CSRF token, CSP nonce, form idempotency keys.
+VOLATILE = [
+    re.compile(r'(name="_csrf_token" value=")[^"]*(")'),
+    re.compile(r'(hx-headers=\'\{"x-csrftoken": ")[^"]*(")'),
+    re.compile(r'(x-csrftoken[^>]*?")[A-Za-z0-9_\-.]{20,}(")'),
+    re.compile(r'(nonce=")[^"]*(")'),
+    re.compile(r'(name="(?:key|request_key|card_key)" value=")[^"]*(")'),
+]
+
+
+def normalized(body: str) -> str:
+    """A response body without the values that differ between any two requests."""
+    for pattern in VOLATILE:
+        body = pattern.sub(r"\1~\2", body)
+    return body
+
+
+# --- the world: two businesses x two customers, staff of each role ----------------------------
+
+
+@dataclass
+class Customer:
+    """One customer of a business, the records they own, and a signed-in client."""
+
+    key: str  # "A1", "A2", "B1", "B2"
+    host: str
+    business_name: str
+    name: str
+    email: str
+    markers: list[str]  # text only this customer's records contain
+    id: int = 0
+    location_id: int = 0
+    invoice_ids: list[int] = field(default_factory=list)
+    payment_ids: list[int] = field(default_factory=list)
+    membership_id: int = 0
+    card_update_id: int = 0
+    booking_id: int = 0
+    booking_key: str = ""
+    payment_key: str = ""
+    card_key: str = ""
+    email_id: int = 0
+    checkout_ids: list[str] = field(default_factory=list)
+    client: httpx.AsyncClient | None = None
+
+
+@dataclass
+class Business:
+    key: str  # "A" or "B"
+    host: str
+    name: str
+    id: int = 0
+    customers: list[Customer] = field(default_factory=list)
+    admin: httpx.AsyncClient | None = None
+    office: httpx.AsyncClient | None = None
+    admin_email: str = ""
+    office_email: str = ""
+
+
+@dataclass
+class World:
+    a: Business
+    b: Business
+
+    def __repr__(self) -> str:  # short, in hypothesis's falsifying examples
+        return f"World({self.a.host}, {self.b.host})"
+
+    def customer(self, key: str) -> Customer:
+        business = self.a if key.startswith("A") else self.b
+        return business.customers[int(key[1]) - 1]
+
+
+def business_data(key: str, host: str, name: str) -> dict[str, Any]:
+    """One business as an import file: two registered customers with a location, completed
+    jobs with invoices (one partly paid), an imported payment, a membership with visits."""
+    low = key.lower()
+    today = date.today()
+    customers, jobs, invoices, payments, memberships = [], [], [], [], []
+    people = {
+        "A": [("Ava Alderwood", "Alderwood Lane"), ("Abe Ashgrove", "Ashgrove Court")],
+        "B": [("Bea Birchfield", "Birchfield Road"), ("Ben Beechmont", "Beechmont Way")],
+    }[key]
+    for n, (person, street) in enumerate(people, start=1):
+        cid = f"{key}{n}"
+        email = f"{person.split()[0].lower()}@{host}.example"
+        customers.append(
+            {
+                "id": cid,
+                "name": person,
+                "emails": [email],
+                "locations": [
+                    {"id": f"L{cid}", "name": f"Home of {cid}", "street": f"{n}1 {street}"}
+                ],
+                "portal_account": {"email": email, "password": PASSWORD},
+            }
+        )
+        for j in (1, 2):
+            jobs.append(
+                {
+                    "number": f"J-{cid}-{j}",
+                    "customer": cid,
+                    "location": f"L{cid}",
+                    "business_unit": "PL",
+                    "summary": f"Repair {j} for {person}",
+                    "status": "completed",
+                    "completed_at": f"{today - timedelta(days=10 + j)}T15:00:00Z",
+                }
+            )
+            invoices.append(
+                {
+                    "number": f"INV-{cid}-{j}",
+                    "job": f"J-{cid}-{j}",
+                    "date": str(today - timedelta(days=10 + j)),
+                    "due_date": str(today + timedelta(days=20)),
+                    "lines": [{"description": f"Work {j} at {street}", "unit_price_cents": 40000}],
+                }
+            )
+        payments.append(
+            {
+                "reference": f"P-{cid}",
+                "customer": cid,
+                "paid_at": f"{today - timedelta(days=5)}T10:00:00Z",
+                "card_brand": "Visa",
+                "card_last4": "4242",
+                "allocations": [{"invoice": f"INV-{cid}-2", "amount_cents": 5000}],
+            }
+        )
+        memberships.append(
+            {
+                "id": f"M-{cid}",
+                "customer": cid,
+                "location": f"L{cid}",
+                "type": f"{street} Comfort Club",
+                "status": "active",
+                "start_date": str(today - timedelta(days=100)),
+                "card": {"brand": "Visa", "last4": "1111"},
+                "visits": [
+                    {
+                        "date": str(today + timedelta(days=30)),
+                        "window_start": "08:00",
+                        "window_end": "12:00",
+                        "description": f"Tune-up at {street}",
+                        "status": "upcoming",
+                    }
+                ],
+            }
+        )
+    return {
+        "format": "portal-import/1",
+        "business": {
+            "host": host,
+            "name": name,
+            "email": f"help@{host}.example",
+            "phone": "(555) 010-2000",
+            "time_zone": "America/Chicago",
+            "portal": {
+                "enabled": True,
+                "legal_accepted_by": f"boss@{host}.example",
+                "legal_accepted_at": "2026-01-05T15:00:00Z",
+                "scheduler_enabled": True,
+                "service_types": ["Repair", "Maintenance"],
+                "memberships_enabled": True,
+                "membership_statuses": ["canceled"],
+                "payment_account": f"sandbox_acct_{low}{low}{low}",
+                "payments_enabled": True,
+            },
+        },
+        "business_units": [{"id": "PL", "name": "Plumbing"}],
+        "staff": [
+            {
+                "email": f"boss@{host}.example",
+                "name": "Boss",
+                "role": "admin",
+                "password": PASSWORD,
+            },
+            {
+                "email": f"desk@{host}.example",
+                "name": "Desk",
+                "role": "office",
+                "password": PASSWORD,
+            },
+        ],
+        "customers": customers,
+        "jobs": jobs,
+        "invoices": invoices,
+        "payments": payments,
+        "memberships": memberships,
+    }
+
+
+async def _ids_of(business: Business) -> None:
+    """Read the database ids of each customer's records."""
+    for c in business.customers:
+        ext = c.key
+        cust = (
+            await t.Customer.select(t.Customer.id)
+            .where((t.Customer.tenant == business.id) & (t.Customer.external_id == ext))
+            .first()
+            .run()
+        )
+        c.id = cust["id"]
+        loc = await t.Location.select(t.Location.id).where(t.Location.customer == c.id).run()
+        c.location_id = loc[0]["id"]
+        inv = (
+            await t.Invoice.select(t.Invoice.id)
+            .where(t.Invoice.customer == c.id)
+            .order_by(t.Invoice.id)
+            .run()
+        )
+        c.invoice_ids = [r["id"] for r in inv]
+        mem = await t.Membership.select(t.Membership.id).where(t.Membership.customer == c.id).run()
+        c.membership_id = mem[0]["id"]
+        email = (
+            await t.CustomerEmail.select(t.CustomerEmail.id)
+            .where(t.CustomerEmail.customer == c.id)
+            .first()
+            .run()
+        )
+        c.email_id = email["id"]
+
+
+async def _customer_activity(c: Customer) -> None:
+    """Through the app: a booking request, a card update left pending, a portal payment
+    paid on the card page, and a second one left pending on the card page."""
+    assert c.client is not None
+    page = (await c.client.get("/schedule")).text
+    c.booking_key = re.search(r'name="request_key" value="([^"]+)"', page).group(1)
+    day = (date.today() + timedelta(days=3)).isoformat()
+    r = await post_form(
+        c.client,
+        "/schedule",
+        {
+            "location": str(c.location_id),
+            "service_type": "Repair",
+            "date_1": day,
+            "window_1": "morning",
+            "notes": f"Gate code of {c.name}: 4711",
+            "request_key": c.booking_key,
+        },
+    )
+    assert r.status_code == 303, r.text
+    booking = (
+        await t.BookingRequest.select(t.BookingRequest.id)
+        .where(t.BookingRequest.customer == c.id)
+        .first()
+        .run()
+    )
+    c.booking_id = booking["id"]
+    # A card update, left on the card page (pending).
+    page = (await c.client.get(f"/memberships/{c.membership_id}")).text
+    c.card_key = re.search(r'name="key" value="([^"]+)"', page).group(1)
+    r = await post_form(
+        c.client,
+        f"/memberships/{c.membership_id}/card",
+        {"key": c.card_key},
+        csrf_page=f"/memberships/{c.membership_id}",
+    )
+    assert r.status_code == 303, r.text
+    c.checkout_ids.append(r.headers["location"].rsplit("/", 1)[1])
+    update = (
+        await t.CardUpdate.select(t.CardUpdate.id)
+        .where(t.CardUpdate.customer == c.id)
+        .first()
+        .run()
+    )
+    c.card_update_id = update["id"]
+    # A portal payment of part of the first invoice, paid on the card page.
+    page = (await c.client.get("/invoices")).text
+    c.payment_key = re.search(r'name="key" value="([^"]+)"', page).group(1)
+    started = await submit_pay(
+        c.client, [c.invoice_ids[0]], action="partial", amount="25.00", key=c.payment_key
+    )
+    assert started.status_code == 303, started.text
+    c.checkout_ids.append(started.headers["location"].rsplit("/", 1)[1])
+    done = await enter_card(c.client, started.headers["location"])
+    assert done.status_code == 303, done.text
+    receipt = await c.client.get(path_of(done.headers["location"]))
+    assert receipt.status_code == 200
+    pays = (
+        await t.Payment.select(t.Payment.id)
+        .where(t.Payment.customer == c.id)
+        .order_by(t.Payment.id)
+        .run()
+    )
+    c.payment_ids = [p["id"] for p in pays]  # imported and portal
+
+
+@pytest.fixture(scope="module")
+async def world(app: Litestar) -> AsyncIterator[World]:
+    """Two businesses (A: alphaplumb, B: betaheat) with their customers signed in, and an
+    admin and an office-role staff member of each signed in to the office."""
+    made = World(
+        a=Business("A", "alphaplumb", "Alphaplumb Services"),
+        b=Business("B", "betaheat", "Betaheat Comfort"),
+    )
+    clients: list[httpx.AsyncClient] = []
+    for business in (made.a, made.b):
+        data = business_data(business.key, business.host, business.name)
+        business.id = await import_file(json.dumps(data))
+        for n, raw in enumerate(data["customers"], start=1):
+            person = raw["name"]
+            street = raw["locations"][0]["street"]
+            markers = [
+                person,
+                raw["emails"][0],
+                street,
+                f"INV-{business.key}{n}-",
+                f"{street.split(' ', 1)[1]} Comfort Club",
+                f"Gate code of {person}",
+            ]
+            business.customers.append(
+                Customer(
+                    f"{business.key}{n}",
+                    business.host,
+                    business.name,
+                    person,
+                    raw["emails"][0],
+                    markers,
+                )
+            )
+        await _ids_of(business)
+        base = f"http://{business.host}.localhost"
+        for c in business.customers:
+            c.client = make_client(app, base)
+            clients.append(c.client)
+            await sign_in(c.client, c.email, PASSWORD)
+            await _customer_activity(c)
+        business.admin_email = f"boss@{business.host}.example"
+        business.office_email = f"desk@{business.host}.example"
+        business.admin = make_client(app, base)
+        business.office = make_client(app, base)
+        clients += [business.admin, business.office]
+        await staff_sign_in(business.admin, business.admin_email, PASSWORD)
+        await staff_sign_in(business.office, business.office_email, PASSWORD)
+    yield made
+    for client in clients:
+        await client.aclose()
+
+
+# --- snapshots of every table ------------------------------------------------------------------
+
+# Bookkeeping a read may do: a session's "last seen" is touched at most once a minute.
+IGNORED_COLUMNS = {"session": {"last_seen_at"}}
+
+
+async def snapshot() -> dict[str, list[tuple]]:
+    """Every row of every table (ordered by id), as comparable tuples."""
+    out: dict[str, list[tuple]] = {}
+    for table in t.TABLES:
+        name = table._meta.tablename
+        rows = await table.select().order_by(table.id).run()
+        ignored = IGNORED_COLUMNS.get(name, set())
+        out[name] = [
+            tuple((k, repr(v)) for k, v in sorted(row.items()) if k not in ignored) for row in rows
+        ]
+    return out
+
+
+def diff(before: dict[str, list[tuple]], after: dict[str, list[tuple]]) -> list[str]:
+    """Tables whose rows changed, with a short description."""
+    changed = []
+    for name in before:
+        if before[name] != after[name]:
+            added = [r for r in after[name] if r not in before[name]]
+            gone = [r for r in before[name] if r not in after[name]]
+            changed.append(f"{name}: +{added[:2]} -{gone[:2]}")
+    return changed
+
+
+# --- the route table ---------------------------------------------------------------------------
+
+# Every (method, path) of the app, by how it is reached. "public": no sign-in and no record
+# id; "customer"/"office": needs that session, no record id beyond the ones tested below;
+# "ids": takes record ids, exercised by the matrix; "signed": server-to-server, signed by
+# the gateway; "capability": the sandbox provider's own card page, reached by an unguessable
+# checkout id (the provider's page, not the business's records).
+ROUTES: dict[tuple[str, str], str] = {
+    ("GET", "/static/{name:path}"): "public",
+    ("GET", "/logo/{version:int}"): "public",  # the logo of the host's own business only
+    ("GET", "/_hello"): "public",
+    ("GET", "/sandbox-gateway/checkout/{checkout_id:str}"): "capability",
+    ("POST", "/sandbox-gateway/checkout/{checkout_id:str}"): "capability",
+    ("POST", "/sandbox-gateway/checkout/{checkout_id:str}/cancel"): "capability",
+    ("POST", "/payments/callback"): "signed",
+    ("POST", "/memberships/card-callback"): "signed",
+    ("GET", "/sign-in"): "public",
+    ("POST", "/sign-in"): "public",
+    ("POST", "/sign-out"): "public",
+    ("GET", "/invite"): "public",
+    ("POST", "/invite"): "public",
+    ("GET", "/forgot"): "public",
+    ("POST", "/forgot"): "public",
+    ("GET", "/confirm"): "public",  # tokens: tests/test_accounts.py
+    ("POST", "/confirm"): "public",
+    ("GET", "/reset"): "public",
+    ("POST", "/reset"): "public",
+    ("GET", "/account"): "customer",
+    ("POST", "/account/password"): "customer",
+    ("POST", "/account/customer"): "ids",
+    ("GET", "/"): "public",
+    ("GET", "/invoices"): "ids",
+    ("POST", "/invoices/pay"): "ids",
+    ("GET", "/payments/{payment_id:int}"): "ids",
+    ("GET", "/history"): "ids",
+    ("GET", "/invoices/{invoice_id:int}"): "ids",
+    ("GET", "/invoices/{invoice_id:int}/pdf"): "ids",
+    ("GET", "/memberships"): "customer",
+    ("GET", "/memberships/{membership_id:str}"): "ids",
+    ("POST", "/memberships/{membership_id:str}/card"): "ids",
+    ("GET", "/memberships/{membership_id:str}/card/{update_id:str}"): "ids",
+    ("GET", "/schedule"): "ids",
+    ("POST", "/schedule"): "ids",
+    ("GET", "/office/sign-in"): "public",
+    ("POST", "/office/sign-in"): "public",
+    ("POST", "/office/sign-out"): "public",
+    ("GET", "/office"): "office",
+    ("GET", "/office/settings"): "office",
+    ("POST", "/office/settings"): "office",  # roles: test_office_role_is_refused_admin_actions
+    ("POST", "/office/settings/legal"): "office",
+    ("POST", "/office/settings/logo"): "office",
+    ("POST", "/office/settings/logo/remove"): "office",
+    ("POST", "/office/settings/payments/link"): "office",
+    ("POST", "/office/settings/payments/unlink"): "office",
+    ("POST", "/office/settings/{key:str}"): "office",
+    ("GET", "/office/bookings"): "office",  # ?after= is a cursor into its own list
+    ("GET", "/office/bookings/{request_id:int}"): "ids",
+    ("GET", "/office/bookings/{request_id:int}/book"): "ids",
+    ("POST", "/office/bookings/{request_id:int}/book"): "ids",
+    ("GET", "/office/bookings/{request_id:int}/dismiss"): "ids",
+    ("POST", "/office/bookings/{request_id:int}/dismiss"): "ids",
+    ("GET", "/office/customers"): "office",
+    ("GET", "/office/customers/{customer_id:int}"): "ids",
+    ("POST", "/office/customers/{customer_id:int}/emails"): "ids",
+    ("POST", "/office/customers/{customer_id:int}/emails/{email_id:int}/remove"): "ids",
+    ("POST", "/office/customers/{customer_id:int}/invite"): "ids",
+    ("POST", "/office/customers/{customer_id:int}/invoices/{invoice_id:int}/email"): "ids",
+    ("GET", "/office/notifications"): "office",
+    ("GET", "/office/notifications/{key:str}"): "office",  # key: an email kind, not a record
+    ("POST", "/office/notifications/{key:str}"): "office",
+    ("POST", "/office/notifications/{key:str}/preview"): "office",
+    ("POST", "/office/notifications/{key:str}/reset"): "office",
+}
+
+
+def app_routes(app: Litestar) -> set[tuple[str, str]]:
+    """(method, path) of every handler in Litestar's route table (OPTIONS is Litestar's own)."""
+    found = set()
+    for route in app.routes:
+        for method in getattr(route, "route_handler_map", {}):
+            if method != "OPTIONS":
+                found.add((method, route.path))
+    return found
+
+
+def test_every_route_is_classified(app):
+    """A route added to the app must be classified here (and, if it takes ids, probed)."""
+    found = app_routes(app)
+    unclassified = sorted(found - set(ROUTES))
+    assert not unclassified, f"routes missing from the isolation matrix: {unclassified}"
+    stale = sorted(set(ROUTES) - found)
+    assert not stale, f"classified routes that no longer exist: {stale}"
+
+
+def test_every_id_route_is_probed(app):
+    """Each route classified "ids" has probes below (so classifying is not enough)."""
+    probed = {(p.method, p.route) for p in customer_probes(None) + office_probes(None)}
+    missing = sorted(k for k, v in ROUTES.items() if v == "ids" and k not in probed)
+    assert not missing, f"id routes without a probe: {missing}"
+
+
+# --- probes: one request shape per route and id slot --------------------------------------------
+
+
+@dataclass
+class Probe:
+    """A request with one id replaced: `make(victim_id)` gives (path, form or None)."""
+
+    method: str
+    route: str
+    slot: str  # which id: "invoice", "payment", ...
+    make: Any
+    label: str = ""
+
+
+def _id(c: Customer | None, slot: str) -> Any:
+    """The `slot` id of customer `c` (None: the id of nothing at all)."""
+    if c is None:
+        return NOWHERE
+    return {
+        "invoice": c.invoice_ids[0],
+        "payment": c.payment_ids[-1],
+        "location": c.location_id,
+        "membership": c.membership_id,
+        "card_update": c.card_update_id,
+        "booking": c.booking_id,
+        "customer": c.id,
+        "email": c.email_id,
+    }[slot]
+
+
+def fresh_key() -> str:
+    """A new form idempotency key, as a freshly loaded form carries."""
+    return secrets.token_urlsafe(16)
+
+
+def customer_probes(me: Customer | None) -> list[Probe]:
+    """Requests a signed-in customer `me` can make with an id in them."""
+    mine = (lambda slot: _id(me, slot)) if me is not None else (lambda slot: 1)
+    day = (date.today() + timedelta(days=4)).isoformat()
+    return [
+        Probe("GET", "/invoices/{invoice_id:int}", "invoice", lambda v: (f"/invoices/{v}", None)),
+        Probe(
+            "GET",
+            "/invoices/{invoice_id:int}/pdf",
+            "invoice",
+            lambda v: (f"/invoices/{v}/pdf", None),
+        ),
+        Probe("GET", "/payments/{payment_id:int}", "payment", lambda v: (f"/payments/{v}", None)),
+        Probe("GET", "/invoices", "invoice", lambda v: (f"/invoices?select={v}", None), "select"),
+        Probe("GET", "/invoices", "payment", lambda v: (f"/invoices?retry={v}", None), "retry"),
+        Probe("GET", "/history", "location", lambda v: (f"/history?location={v}", None)),
+        Probe(
+            "POST",
+            "/invoices/pay",
+            "invoice",
+            lambda v: (
+                "/invoices/pay",
+                {"invoice": [str(v)], "action": "full", "amount": "", "key": fresh_key()},
+            ),
+        ),
+        Probe(
+            "GET",
+            "/memberships/{membership_id:str}",
+            "membership",
+            lambda v: (f"/memberships/{v}", None),
+        ),
+        Probe(
+            "GET",
+            "/memberships/{membership_id:str}",
+            "card_update",
+            lambda v: (f"/memberships/{mine('membership')}?card={v}", None),
+            "card notice",
+        ),
+        Probe(
+            "POST",
+            "/memberships/{membership_id:str}/card",
+            "membership",
+            lambda v: (f"/memberships/{v}/card", {}),
+        ),
+        Probe(
+            "GET",
+            "/memberships/{membership_id:str}/card/{update_id:str}",
+            "membership",
+            lambda v: (f"/memberships/{v}/card/{mine('card_update')}", None),
+        ),
+        Probe(
+            "GET",
+            "/memberships/{membership_id:str}/card/{update_id:str}",
+            "card_update",
+            lambda v: (f"/memberships/{mine('membership')}/card/{v}", None),
+        ),
+        Probe("GET", "/schedule", "booking", lambda v: (f"/schedule?requested={v}", None)),
+        Probe(
+            "POST",
+            "/schedule",
+            "location",
+            lambda v: (
+                "/schedule",
+                {
+                    "location": str(v),
+                    "service_type": "Repair",
+                    "date_1": day,
+                    "window_1": "any",
+                    "notes": "",
+                    "request_key": fresh_key(),
+                },
+            ),
+        ),
+        Probe(
+            "POST",
+            "/account/customer",
+            "customer",
+            lambda v: ("/account/customer", {"customer": str(v), "next": "/invoices"}),
+        ),
+    ]
+
+
+def office_probes(me: Business | None) -> list[Probe]:
+    """Requests office staff of `me` can make with an id in them (ids of their own business
+    fill the other slots, so only the probed id is foreign)."""
+    own = me.customers[0] if me is not None else None
+    cust = own.id if own else 1
+    inv = own.invoice_ids[0] if own else 1
+    email_id = own.email_id if own else 1
+    email = own.email if own else ""
+    tomorrow = (date.today() + timedelta(days=1)).isoformat()
+    book_form = {"date": tomorrow, "window": "08:00-12:00", "business_unit": "", "summary": "x"}
+    return [
+        Probe(
+            "GET",
+            "/office/bookings/{request_id:int}",
+            "booking",
+            lambda v: (f"/office/bookings/{v}", None),
+        ),
+        Probe(
+            "GET",
+            "/office/bookings/{request_id:int}/book",
+            "booking",
+            lambda v: (f"/office/bookings/{v}/book", None),
+        ),
+        Probe(
+            "POST",
+            "/office/bookings/{request_id:int}/book",
+            "booking",
+            lambda v: (f"/office/bookings/{v}/book", book_form),
+        ),
+        Probe(
+            "GET",
+            "/office/bookings/{request_id:int}/dismiss",
+            "booking",
+            lambda v: (f"/office/bookings/{v}/dismiss", None),
+        ),
+        Probe(
+            "POST",
+            "/office/bookings/{request_id:int}/dismiss",
+            "booking",
+            lambda v: (f"/office/bookings/{v}/dismiss", {"reason": "Duplicate request"}),
+        ),
+        Probe(
+            "GET",
+            "/office/customers/{customer_id:int}",
+            "customer",
+            lambda v: (f"/office/customers/{v}", None),
+        ),
+        Probe(
+            "POST",
+            "/office/customers/{customer_id:int}/emails",
+            "customer",
+            lambda v: (f"/office/customers/{v}/emails", {"email": "new-contact@example.org"}),
+        ),
+        Probe(
+            "POST",
+            "/office/customers/{customer_id:int}/emails/{email_id:int}/remove",
+            "customer",
+            lambda v: (f"/office/customers/{v}/emails/{email_id}/remove", {}),
+        ),
+        Probe(
+            "POST",
+            "/office/customers/{customer_id:int}/emails/{email_id:int}/remove",
+            "email",
+            lambda v: (f"/office/customers/{cust}/emails/{v}/remove", {}),
+        ),
+        Probe(
+            "POST",
+            "/office/customers/{customer_id:int}/invite",
+            "customer",
+            lambda v: (f"/office/customers/{v}/invite", {"email": email}),
+        ),
+        Probe(
+            "POST",
+            "/office/customers/{customer_id:int}/invoices/{invoice_id:int}/email",
+            "customer",
+            lambda v: (f"/office/customers/{v}/invoices/{inv}/email", {"to": email}),
+        ),
+        Probe(
+            "POST",
+            "/office/customers/{customer_id:int}/invoices/{invoice_id:int}/email",
+            "invoice",
+            lambda v: (f"/office/customers/{cust}/invoices/{v}/email", {"to": email}),
+        ),
+    ]
+
+
+CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')
+
+
+async def send(
+    client: httpx.AsyncClient, method: str, path: str, form: dict | None, csrf_page: str
+):
+    """GET, or POST with a valid CSRF token taken from a page of the same client."""
+    if method == "GET":
+        return await client.get(path)
+    page = await client.get(csrf_page)
+    token = CSRF_FIELD.search(page.text).group(1)
+    return await client.post(path, data={"_csrf_token": token, **(form or {})})
+
+
+def assert_same_answer(reference: httpx.Response, answer: httpx.Response, what: str) -> None:
+    assert answer.status_code == reference.status_code, (
+        f"{what}: {answer.status_code} but a missing id gives {reference.status_code}"
+    )
+    assert answer.status_code < 500, what
+    assert answer.headers.get("location") == reference.headers.get("location"), what
+    assert normalized(answer.text) == normalized(reference.text), f"{what}: body differs"
+
+
+def assert_no_data_of(
+    victim: Customer, answer: httpx.Response, what: str, *, other_business: bool = False
+) -> None:
+    """None of the victim's text in the answer (nor their business's name, if another)."""
+    body = answer.text
+    markers = victim.markers + ([victim.business_name, victim.host] if other_business else [])
+    leaked = [m for m in markers if m in body]
+    assert not leaked, f"{what}: shows {victim.key}'s {leaked}"
+    if answer.headers.get("content-type", "").startswith("application/pdf"):
+        raise AssertionError(f"{what}: a PDF of {victim.key}'s invoice was served")
+
+
+# --- the matrix --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("me_key", ["A1", "B2"])
+async def test_customer_ids_of_others_answer_like_missing_ids(world, me_key):
+    """A signed-in customer asking for another customer's or another business's record:
+    the same answer as a missing id, none of its data, nothing changed."""
+    me = world.customer(me_key)
+    same_business = "A2" if me_key == "A1" else "B1"
+    other_business = "B1" if me_key == "A1" else "A2"
+    victims = [world.customer(same_business), world.customer(other_business)]
+    checked = 0
+    for probe in customer_probes(me):
+        before = await snapshot()
+        path, form = probe.make(_id(None, probe.slot))
+        reference = await send(me.client, probe.method, path, form, "/invoices")
+        assert reference.status_code < 500, (probe.route, reference.status_code)
+        assert not diff(before, await snapshot()), f"{probe.route} with a missing id changed data"
+        for victim in victims:
+            path, form = probe.make(_id(victim, probe.slot))
+            what = f"{me_key} {probe.method} {path} ({victim.key}'s {probe.slot})"
+            answer = await send(me.client, probe.method, path, form, "/invoices")
+            assert_same_answer(reference, answer, what)
+            assert_no_data_of(victim, answer, what, other_business=victim.host != me.host)
+            changed = diff(before, await snapshot())
+            assert not changed, f"{what} changed {changed}"
+            checked += 1
+    assert checked == 2 * len(customer_probes(me))
+
+
+@pytest.mark.parametrize("role", ["admin", "office"])
+async def test_office_ids_of_another_business_answer_like_missing_ids(world, role):
+    """Staff of business A (either role) asking for business B's records."""
+    me, other = world.a, world.b
+    client = me.admin if role == "admin" else me.office
+    for probe in office_probes(me):
+        before = await snapshot()
+        path, form = probe.make(_id(None, probe.slot))
+        reference = await send(client, probe.method, path, form, "/office/settings")
+        assert reference.status_code < 500, (probe.route, reference.status_code)
+        assert not diff(before, await snapshot()), f"{probe.route} with a missing id changed data"
+        for victim in other.customers:
+            path, form = probe.make(_id(victim, probe.slot))
+            what = f"{role} of A {probe.method} {path} (B's {probe.slot})"
+            answer = await send(client, probe.method, path, form, "/office/settings")
+            assert_same_answer(reference, answer, what)
+            assert_no_data_of(victim, answer, what, other_business=True)
+            changed = diff(before, await snapshot())
+            assert not changed, f"{what} changed {changed}"
+
+
+async def test_other_customers_form_keys_change_nothing(world):
+    """Idempotency keys are ids too: another customer's pay, card or booking form key never
+    resumes their payment, card update or request, and never shows it."""
+    me, victim = world.customer("A1"), world.customer("A2")
+    day = (date.today() + timedelta(days=5)).isoformat()
+    cases = [
+        (
+            "/invoices/pay",
+            {
+                "invoice": [str(me.invoice_ids[1])],
+                "action": "partial",
+                "amount": "25.00",
+                "key": victim.payment_key,
+            },
+            "/invoices",
+        ),
+        (f"/memberships/{me.membership_id}/card", {"key": victim.card_key}, "/invoices"),
+        (
+            "/schedule",
+            {
+                "location": str(me.location_id),
+                "service_type": "Repair",
+                "date_1": day,
+                "window_1": "any",
+                "notes": "",
+                "request_key": victim.booking_key,
+            },
+            "/schedule",
+        ),
+    ]
+    for path, form, page in cases:
+        before = await snapshot()
+        answer = await send(me.client, "POST", path, form, page)
+        assert answer.status_code == 422, (path, answer.status_code)
+        assert_no_data_of(victim, answer, path)
+        assert not diff(before, await snapshot()), path
+
+
+async def test_a_session_belongs_to_its_business(world, app):
+    """A's session cookie presented on B's host is nobody there (customer and staff)."""
+    for client, path, sign_in_path in (
+        (world.customer("A1").client, "/invoices", "/sign-in"),
+        (world.a.admin, "/office/settings", "/office/sign-in"),
+    ):
+        async with make_client(app, f"http://{world.b.host}.localhost") as stranger:
+            stranger.cookies.update({k: v for k, v in client.cookies.items()})
+            answer = await stranger.get(path)
+            assert answer.status_code == 303
+            assert answer.headers["location"].startswith(sign_in_path)
+
+
+async def test_customer_and_staff_sessions_do_not_cross(world):
+    """A customer's session opens no office page; a staff session opens no customer page."""
+    customer = world.customer("A1").client
+    answer = await customer.get("/office/customers")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/office/sign-in")
+    answer = await world.a.admin.get("/invoices")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/sign-in")
+
+
+async def test_signed_callbacks_of_another_business_are_refused(world, app, settings):
+    """A callback signed for business B's account, sent to A's host, changes nothing."""
+    from portal.payments import sandbox
+
+    victim = world.customer("B1")
+    row = await sandbox._row(victim.checkout_ids[-1])
+    body = sandbox.callback_body(row)
+    signature = sandbox.sign(sandbox.callback_secret(settings, row["account_id"]), body)
+    before = await snapshot()
+    async with make_client(app, f"http://{world.a.host}.localhost") as gateway:
+        for path in ("/payments/callback", "/memberships/card-callback"):
+            answer = await gateway.post(
+                path,
+                content=body,
+                headers={"content-type": "application/json", sandbox.SIGNATURE_HEADER: signature},
+            )
+            assert answer.status_code == 403, (path, answer.status_code)
+    assert not diff(before, await snapshot())
+
+
+ADMIN_ONLY_POSTS = [
+    ("/office/settings/legal", {"agree": "yes"}),
+    ("/office/settings/payments/link", {}),
+    ("/office/settings/payments/unlink", {}),
+    ("/office/settings/host", {"host": "stolenname"}),
+    ("/office/settings/payments_enabled", {}),
+    ("/office/settings", {"host": "stolenname", "name": "Alphaplumb Services"}),
+]
+
+
+async def test_office_role_is_refused_admin_actions(world):
+    """Office-role staff: the administrator's actions are refused (403) and change nothing."""
+    for path, form in ADMIN_ONLY_POSTS:
+        before = await snapshot()
+        answer = await send(world.a.office, "POST", path, form, "/office/settings")
+        assert answer.status_code == 403, (path, answer.status_code)
+        assert "Only an administrator" in answer.text, path
+        assert not diff(before, await snapshot()), path
+
+
+async def test_signed_out_requests_to_id_routes_change_nothing(world, app):
+    """Without a session every id route sends the browser to sign in; nothing changes."""
+    me = world.customer("A1")
+    async with make_client(app, f"http://{world.a.host}.localhost") as anonymous:
+        before = await snapshot()
+        for probe in customer_probes(me) + office_probes(world.a):
+            path, form = probe.make(_id(me, probe.slot))
+            page = "/office/sign-in" if path.startswith("/office") else "/sign-in"
+            answer = await send(anonymous, probe.method, path, form, page)
+            assert answer.status_code == 303, (path, answer.status_code)
+            assert answer.headers["location"].startswith(page)
+        assert not diff(before, await snapshot())
