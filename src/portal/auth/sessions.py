@@ -16,6 +16,7 @@ from litestar.datastructures import Cookie
 
 from portal.auth.tokens import new_token, token_hash
 from portal.config import Settings
+from portal.db import fast
 from portal.db.tables import Session
 
 # Refresh `last_seen_at` at most this often (one write per minute, not per request).
@@ -138,29 +139,24 @@ async def _load(request: Request, tenant_id: int) -> SessionInfo | None:
     return await _load_token(settings, request.cookies.get(cookie_name(settings)), tenant_id)
 
 
+# Every signed-in request reads its session: one plain SQL read (see portal.db.fast).
+_SESSION_SQL = """
+    SELECT s.id, s.tenant, s.kind, s.account, s.staff, s.active_customer_id, s.created_at,
+           s.last_seen_at, s.expires_at, a.email AS account_email, u.email AS staff_email,
+           u.name AS staff_name, u.role AS staff_role
+    FROM session s
+    LEFT JOIN portal_account a ON a.id = s.account
+    LEFT JOIN staff_user u ON u.id = s.staff
+    WHERE s.token_hash = {}
+    LIMIT 1
+"""
+
+
 async def _load_token(settings: Settings, token: str | None, tenant_id: int) -> SessionInfo | None:
     if not token or len(token) > 100:
         return None
-    row = (
-        await Session.select(
-            Session.id,
-            Session.tenant,
-            Session.kind,
-            Session.account,
-            Session.staff,
-            Session.active_customer_id,
-            Session.created_at,
-            Session.last_seen_at,
-            Session.expires_at,
-            Session.account.email.as_alias("account_email"),
-            Session.staff.email.as_alias("staff_email"),
-            Session.staff.name.as_alias("staff_name"),
-            Session.staff.role.as_alias("staff_role"),
-        )
-        .where(Session.token_hash == token_hash(token))
-        .first()
-        .run()
-    )
+    rows = await fast.fetch(_SESSION_SQL, token_hash(token))
+    row = rows[0] if rows else None
     # A session from one business's host is nobody on another's.
     if row is None or row["tenant"] != tenant_id:
         return None

@@ -136,6 +136,9 @@ async def stop(engine: Engine) -> None:
         await engine.close_connection_pool()
     elif isinstance(engine, PooledSQLiteEngine):
         await engine.close_pool()
+        from portal.db.fast import close_readers
+
+        close_readers()
 
 
 def transaction() -> Any:

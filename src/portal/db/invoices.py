@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from portal.db import fast
 from portal.db.tables import AuditEvent, Invoice, InvoiceLine, Location
 
 MAX_OPEN_INVOICES = 200  # the Invoices tab lists at most this many (oldest first)
@@ -73,7 +74,7 @@ def _in_list(values: list[int]) -> str:
 
 async def open_invoices(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
     """Unpaid invoices of completed jobs, over $0, oldest first (the Invoices tab)."""
-    rows = await Invoice.raw(
+    rows = await fast.fetch(
         f"""SELECT {_INVOICE_COLUMNS} {_INVOICE_JOINS}
         WHERE i.tenant = {{}} AND i.customer = {{}} AND i.balance_cents > 0
           AND i.total_cents > 0 AND j.status = 'completed'
@@ -82,7 +83,7 @@ async def open_invoices(tenant_id: int, customer_id: int) -> list[dict[str, Any]
         tenant_id,
         customer_id,
         MAX_OPEN_INVOICES,
-    ).run()
+    )
     return [_invoice_row(r) for r in rows]
 
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portal.config import Settings
+from portal.db import fast
 from portal.db.engine import current_engine, transaction
 from portal.db.invoices import _in_list, as_date
 from portal.db.tables import AuditEvent, Invoice, Payment, PaymentAllocation
@@ -109,18 +110,13 @@ async def pending_for_invoices(tenant_id: int, invoice_ids: list[int]) -> list[d
 
 
 async def pending_for_customer(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
-    """The customer's payments still waiting for the gateway's answer."""
-    return (
-        await Payment.select(
-            Payment.id, Payment.gateway_ref, Payment.account_email, Payment.created_at
-        )
-        .where(
-            (Payment.tenant == tenant_id)
-            & (Payment.customer == customer_id)
-            & (Payment.status == "pending")
-        )
-        .order_by(Payment.id)
-        .run()
+    """The customer's payments still waiting for the gateway's answer (asked on each
+    Invoices and History page: one plain SQL read, see portal.db.fast)."""
+    return await fast.fetch(
+        """SELECT id, gateway_ref, account_email, created_at FROM payment
+        WHERE tenant = {} AND customer = {} AND status = 'pending' ORDER BY id""",
+        tenant_id,
+        customer_id,
     )
 
 

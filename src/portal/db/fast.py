@@ -1,0 +1,80 @@
+"""Hot read paths: plain SQL straight to the driver, without Piccolo's query builder.
+
+Every signed-in page reads the business, the session and the customer records
+before its own data. Built through Piccolo each of those costs more Python than the
+query itself, and on SQLite each also hops to a new aiosqlite thread. `fetch` runs
+a fixed SQL string (with `{}` placeholders, as Piccolo's `raw`) directly:
+
+- PostgreSQL: on the engine's asyncpg pool;
+- SQLite: on one read-only connection kept in the event loop's own thread. The
+  database is in WAL mode, where readers never wait for a writer, and these are
+  indexed lookups that take microseconds — less than handing them to a thread.
+
+Inside a transaction (or before the engine is started) it falls back to Piccolo's
+`raw`, so a read sees the transaction's own writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from functools import lru_cache
+from typing import Any
+
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine
+
+from portal.db.engine import current_engine
+
+_readers: dict[tuple[str, int], sqlite3.Connection] = {}
+
+
+@lru_cache(maxsize=256)
+def _compile(sql: str, dialect: str) -> str:
+    """`{}` placeholders as the driver wants them: `?` or `$1, $2, …`."""
+    if dialect == "sqlite":
+        return sql.replace("{}", "?")
+    parts = sql.split("{}")
+    return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
+    return {col[0]: row[i] for i, col in enumerate(cursor.description)}
+
+
+def _reader(engine: SQLiteEngine) -> sqlite3.Connection:
+    path = engine.connection_kwargs["database"]
+    key = (path, threading.get_ident())
+    conn = _readers.get(key)
+    if conn is None:
+        conn = sqlite3.connect(
+            path,
+            detect_types=sqlite3.PARSE_DECLTYPES | sqlite3.PARSE_COLNAMES,
+            isolation_level=None,
+            timeout=5.0,
+        )
+        conn.row_factory = _dict_row
+        conn.execute("PRAGMA query_only = 1")
+        _readers[key] = conn
+    return conn
+
+
+async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Rows of a read-only query written with `{}` placeholders."""
+    engine = current_engine()
+    if engine.current_transaction.get() is None:
+        if isinstance(engine, PostgresEngine) and engine.pool is not None:
+            records = await engine.pool.fetch(_compile(sql, "postgres"), *args)
+            return [dict(r) for r in records]
+        if isinstance(engine, SQLiteEngine):
+            return _reader(engine).execute(_compile(sql, "sqlite"), args).fetchall()
+    from portal.db.tables import Tenant
+
+    return await Tenant.raw(sql, *args).run()
+
+
+def close_readers() -> None:
+    """Close the SQLite read connections of this thread (at shutdown)."""
+    ident = threading.get_ident()
+    for key in [k for k in _readers if k[1] == ident]:
+        _readers.pop(key).close()
