@@ -12,7 +12,6 @@ from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 
 from portal.auth.sessions import SessionInfo, load_session
-from portal.db import accounts
 from portal.tenancy import TenantDep, resolve_tenant
 
 
@@ -91,7 +90,7 @@ async def require_customer(request: Request, tenant: TenantDep) -> CustomerViewe
 
 async def viewer_for(tenant_id: int, info: SessionInfo) -> CustomerViewer:
     """The customer records a session's account may see, and the one being viewed."""
-    customers = await accounts.customers_for_email(tenant_id, info.email)
+    customers = info.customers
     active = next((c for c in customers if c["id"] == info.active_customer_id), None)
     if active is None and customers:
         active = customers[0]

@@ -8,8 +8,9 @@ checked on the server at every request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from litestar import Request, Response
 from litestar.datastructures import Cookie
@@ -66,6 +67,9 @@ class SessionInfo:
     role: str
     active_customer_id: int | None
     created_at: datetime
+    # The customer records listing the account's email (customer sessions), read with
+    # the session in the same query.
+    customers: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def start_session(
@@ -139,16 +143,20 @@ async def _load(request: Request, tenant_id: int) -> SessionInfo | None:
     return await _load_token(settings, request.cookies.get(cookie_name(settings)), tenant_id)
 
 
-# Every signed-in request reads its session: one plain SQL read (see portal.db.fast).
+# Every signed-in request reads its session, and a customer's session the customer
+# records its email is on: one plain SQL read (see portal.db.fast), a row per record.
 _SESSION_SQL = """
     SELECT s.id, s.tenant, s.kind, s.account, s.staff, s.active_customer_id, s.created_at,
            s.last_seen_at, s.expires_at, a.email AS account_email, u.email AS staff_email,
-           u.name AS staff_name, u.role AS staff_role
+           u.name AS staff_name, u.role AS staff_role, c.id AS customer_id,
+           c.name AS customer_name, c.kind AS customer_kind, c.external_id AS customer_external_id
     FROM session s
     LEFT JOIN portal_account a ON a.id = s.account
     LEFT JOIN staff_user u ON u.id = s.staff
+    LEFT JOIN customer_email ce ON ce.tenant = s.tenant AND ce.email = a.email
+    LEFT JOIN customer c ON c.id = ce.customer AND c.tenant = s.tenant
     WHERE s.token_hash = {}
-    LIMIT 1
+    ORDER BY c.name, c.id
 """
 
 
@@ -179,6 +187,16 @@ async def _load_token(settings: Settings, token: str | None, tenant_id: int) -> 
         role=(row["staff_role"] or "") if is_staff else "",
         active_customer_id=row["active_customer_id"],
         created_at=row["created_at"],
+        customers=[
+            fast.Record(
+                id=r["customer_id"],
+                name=r["customer_name"],
+                kind=r["customer_kind"],
+                external_id=r["customer_external_id"],
+            )
+            for r in rows
+            if r["customer_id"] is not None
+        ],
     )
 
 

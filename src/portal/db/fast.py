@@ -29,6 +29,23 @@ from portal.db.engine import current_engine
 _readers: dict[tuple[str, int], sqlite3.Connection] = {}
 
 
+class Record(dict):
+    """A row: a dict whose keys also read as attributes.
+
+    Templates write `row.name`; Jinja tries the attribute first, and for a plain dict
+    that attempt fails with an exception before it looks the key up. On a page of 25
+    invoices that is hundreds of exceptions per request.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 @lru_cache(maxsize=256)
 def _compile(sql: str, dialect: str) -> str:
     """`{}` placeholders as the driver wants them: `?` or `$1, $2, …`."""
@@ -38,8 +55,8 @@ def _compile(sql: str, dialect: str) -> str:
     return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))
 
 
-def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
-    return {col[0]: row[i] for i, col in enumerate(cursor.description)}
+def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> Record:
+    return Record(zip([col[0] for col in cursor.description], row, strict=True))
 
 
 def _reader(engine: SQLiteEngine) -> sqlite3.Connection:
@@ -65,12 +82,12 @@ async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
     if engine.current_transaction.get() is None:
         if isinstance(engine, PostgresEngine) and engine.pool is not None:
             records = await engine.pool.fetch(_compile(sql, "postgres"), *args)
-            return [dict(r) for r in records]
+            return [Record(r.items()) for r in records]
         if isinstance(engine, SQLiteEngine):
             return _reader(engine).execute(_compile(sql, "sqlite"), args).fetchall()
     from portal.db.tables import Tenant
 
-    return await Tenant.raw(sql, *args).run()
+    return [Record(r) for r in await Tenant.raw(sql, *args).run()]
 
 
 def close_readers() -> None:
