@@ -213,12 +213,13 @@ async def location_history(
     keyset, order = "", "DESC"
     if newer is not None:
         # Walk towards newer invoices, then show them newest first again.
-        keyset = "AND (i.invoice_date > {} OR (i.invoice_date = {} AND i.id > {}))"
-        args += [newer.day, newer.day, newer.id]
+        # A row-value comparison, so the index (customer, location, date, id) seeks to it.
+        keyset = "AND (i.invoice_date, i.id) > ({}, {})"
+        args += [newer.day, newer.id]
         order = "ASC"
     elif older is not None:
-        keyset = "AND (i.invoice_date < {} OR (i.invoice_date = {} AND i.id < {}))"
-        args += [older.day, older.day, older.id]
+        keyset = "AND (i.invoice_date, i.id) < ({}, {})"
+        args += [older.day, older.id]
     rows = await Invoice.raw(
         f"""SELECT {_INVOICE_COLUMNS}, COUNT(*) OVER () AS location_count {_INVOICE_JOINS}
         WHERE i.tenant = {{}} AND i.customer = {{}} AND i.location = {{}} AND i.total_cents > 0
