@@ -3,6 +3,8 @@ same as 200 % zoom on a 640 px screen) and can be used with the keyboard alone."
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -66,3 +68,84 @@ def test_sign_in_and_tabs_with_the_keyboard_only(server, page: Page, js: bool):
     if js:
         # After htmx swaps the region, focus moves into the new content.
         expect(page.locator("#main")).to_be_focused()
+
+
+def _links(page: Page, selector: str) -> list[str]:
+    return page.eval_on_selector_all(selector, "els => els.map(e => e.getAttribute('href'))")
+
+
+def test_detail_pages_are_accessible(server, sized_page: Page, width: int):
+    """An invoice, a membership's visits, one location's history, a receipt."""
+    sign_in(sized_page, server.base_url)
+    sized_page.goto(server.url("/invoices"))
+    pages = [_links(sized_page, "a[href^='/invoices/']")[0]]
+    sized_page.goto(server.url("/memberships"))
+    pages.append(_links(sized_page, "a[href^='/memberships/']")[0])
+    sized_page.goto(server.url("/history"))
+    pages.append(_links(sized_page, "a[href^='/history?location=']")[0])
+    for path in pages:
+        sized_page.goto(server.url(path))
+        assert_accessible(sized_page)
+        assert_no_horizontal_scroll(sized_page)
+
+
+def test_office_pages_are_accessible(server, sized_page: Page, width: int):
+    sized_page.goto(server.url("/office/sign-in"))
+    assert_accessible(sized_page)
+    assert_no_horizontal_scroll(sized_page)
+    sized_page.get_by_label("Email").fill("admin@xyzservices.example")
+    sized_page.get_by_label("Password").fill("admin-demo-pass")
+    sized_page.get_by_role("button", name="Sign in").click()
+    expect(sized_page.get_by_role("heading", name="Settings › Customer Portal")).to_be_visible()
+    paths = ["/office/settings", "/office/bookings", "/office/customers", "/office/notifications"]
+    sized_page.goto(server.url("/office/customers"))
+    paths.append(_links(sized_page, "a[href^='/office/customers/']")[0])
+    sized_page.goto(server.url("/office/notifications"))
+    paths.append(_links(sized_page, "a[href^='/office/notifications/']")[0])
+    for path in paths:
+        sized_page.goto(server.url(path))
+        assert_accessible(sized_page)
+        assert_no_horizontal_scroll(sized_page)
+
+
+def test_pay_with_the_keyboard_only(server, page: Page, js: bool):
+    """Tick an invoice, pay in full on the card page and reach the receipt, keys only."""
+    sign_in(page, server.base_url)
+    first = page.get_by_role("checkbox").first
+    first.focus()
+    page.keyboard.press("Space")
+    expect(first).to_be_checked()
+    page.get_by_role("button", name="Pay in full").focus()
+    page.keyboard.press("Enter")
+    card = page.get_by_label("Card number")
+    expect(card).to_be_visible()
+    if js:  # axe is a script: it runs only where the page allows scripts
+        assert_accessible(page)
+    card.focus()
+    page.keyboard.type("4242 4242 4242 4242")
+    page.keyboard.press("Tab")
+    page.keyboard.type("12 / 39")
+    page.keyboard.press("Tab")
+    page.keyboard.type("123")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Payment received", level=1)).to_be_visible()
+    if js:
+        assert_accessible(page)
+
+
+def test_request_an_appointment_with_the_keyboard_only(server, page: Page, js: bool):
+    sign_in(page, server.base_url)
+    page.goto(server.url("/schedule"))
+    location = page.get_by_label("Service location")
+    location.focus()
+    page.keyboard.press("ArrowDown")  # the first location
+    expect(location).not_to_have_value("")
+    service = page.get_by_label("Drain cleaning" if js else "Plumbing repair")
+    service.focus()
+    page.keyboard.press("Space")
+    expect(service).to_be_checked()
+    day = (datetime.date.today() + datetime.timedelta(days=9 if js else 11)).isoformat()
+    page.get_by_label("Date").first.fill(day)  # typing into a date field is the keyboard
+    page.get_by_role("button", name="Send request").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Requested").first).to_be_visible()
