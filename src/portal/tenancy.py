@@ -13,6 +13,7 @@ from litestar import Request
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 
+from portal.auth import sessions
 from portal.db import queries
 
 # Handlers declare `tenant: TenantDep` to receive the business of the request.
@@ -53,7 +54,18 @@ async def resolve_tenant(request: Request) -> dict[str, Any]:
     label = host_label(request.headers.get("host", ""), request.app.state.settings.base_domain)
     if label == "":
         raise BareDomain()
-    tenant = await queries.tenant_by_host(label) if label else None
+    if not label:
+        raise NotFoundException("No business here")
+    token = sessions.session_token(request)
+    if token is None:
+        tenant = await queries.tenant_by_host(label)
+    else:
+        # A signed-in browser: the business and the session in one read; the session is
+        # kept for `load_session` (None when the cookie names no live session here).
+        tenant, session = await sessions.tenant_and_session(
+            request.app.state.settings, label, token
+        )
+        request.scope["portal_session"] = session  # type: ignore[typeddict-unknown-key]
     if tenant is None:
         raise NotFoundException("No business here")
     request.scope["portal_tenant"] = tenant  # type: ignore[typeddict-unknown-key]

@@ -17,7 +17,7 @@ from litestar.datastructures import Cookie
 
 from portal.auth.tokens import new_token, token_hash
 from portal.config import Settings
-from portal.db import fast
+from portal.db import fast, queries
 from portal.db.tables import Session
 
 # Refresh `last_seen_at` at most this often (one write per minute, not per request).
@@ -139,60 +139,115 @@ async def load_session(request: Request, tenant_id: int, kind: str) -> SessionIn
 
 
 async def _load(request: Request, tenant_id: int) -> SessionInfo | None:
-    settings: Settings = request.app.state.settings
-    return await _load_token(settings, request.cookies.get(cookie_name(settings)), tenant_id)
+    return await _load_token(request.app.state.settings, session_token(request), tenant_id)
 
 
 # Every signed-in request reads its session, and a customer's session the customer
-# records its email is on: one plain SQL read (see portal.db.fast), a row per record.
-_SESSION_SQL = """
-    SELECT s.id, s.tenant, s.kind, s.account, s.staff, s.active_customer_id, s.created_at,
-           s.last_seen_at, s.expires_at, a.email AS account_email, u.email AS staff_email,
-           u.name AS staff_name, u.role AS staff_role, c.id AS customer_id,
-           c.name AS customer_name, c.kind AS customer_kind, c.external_id AS customer_external_id
-    FROM session s
+# records its email is on (each with a flag: does it have a payment waiting for the
+# gateway?): one plain SQL read (see portal.db.fast), a row per record. Pages of a
+# business read it together with the business (`tenant_and_session`).
+SESSION_COLUMNS = """
+    s.id AS session_id, s.tenant AS session_tenant, s.kind AS session_kind,
+    s.account AS session_account, s.staff AS session_staff,
+    s.active_customer_id AS session_active_customer_id, s.created_at AS session_created_at,
+    s.last_seen_at AS session_last_seen_at, s.expires_at AS session_expires_at,
+    a.email AS account_email, u.email AS staff_email, u.name AS staff_name,
+    u.role AS staff_role, c.id AS customer_id, c.name AS customer_name,
+    c.kind AS customer_kind, c.external_id AS customer_external_id,
+    EXISTS (SELECT 1 FROM payment p WHERE p.customer = c.id AND p.tenant = s.tenant
+            AND p.status = 'pending') AS customer_pending_payments
+"""
+SESSION_JOINS = """
     LEFT JOIN portal_account a ON a.id = s.account
     LEFT JOIN staff_user u ON u.id = s.staff
     LEFT JOIN customer_email ce ON ce.tenant = s.tenant AND ce.email = a.email
     LEFT JOIN customer c ON c.id = ce.customer AND c.tenant = s.tenant
-    WHERE s.token_hash = {}
+"""
+_SESSION_SQL = f"""
+    SELECT {SESSION_COLUMNS} FROM session s {SESSION_JOINS}
+    WHERE s.token_hash = {{}}
     ORDER BY c.name, c.id
 """
+
+
+_TENANT_AND_SESSION_SQL = f"""
+    SELECT {", ".join("t." + name for name in queries.TENANT_COLUMN_NAMES)}, {SESSION_COLUMNS}
+    FROM tenant t
+    LEFT JOIN session s ON s.tenant = t.id AND s.token_hash = {{}}
+    {SESSION_JOINS}
+    WHERE t.host = {{}}
+    ORDER BY c.name, c.id
+"""
+
+
+async def tenant_and_session(
+    settings: Settings, host: str, token: str
+) -> tuple[dict[str, Any] | None, SessionInfo | None]:
+    """The business with this host and the live session `token` names there, in one read
+    (every signed-in page needs both)."""
+    rows = await fast.fetch(_TENANT_AND_SESSION_SQL, token_hash(token), host)
+    if not rows:
+        return None, None
+    tenant = queries.tenant_row({name: rows[0][name] for name in queries.TENANT_COLUMN_NAMES})
+    return tenant, await session_from_rows(settings, rows, tenant["id"])
+
+
+def session_token(request: Request) -> str | None:
+    """The session token the request's cookie carries (None when absent or absurd)."""
+    token = request.cookies.get(cookie_name(request.app.state.settings))
+    return token if token and len(token) <= 100 else None
 
 
 async def _load_token(settings: Settings, token: str | None, tenant_id: int) -> SessionInfo | None:
     if not token or len(token) > 100:
         return None
     rows = await fast.fetch(_SESSION_SQL, token_hash(token))
+    return await session_from_rows(settings, rows, tenant_id)
+
+
+async def session_from_rows(
+    settings: Settings, rows: list[dict[str, Any]], tenant_id: int
+) -> SessionInfo | None:
+    """The live session in rows read with SESSION_COLUMNS (None when there is none).
+
+    A session from one business's host is nobody on another's; an expired one (idle or
+    absolute) is deleted; `last_seen_at` is refreshed at most once a minute.
+    """
     row = rows[0] if rows else None
-    # A session from one business's host is nobody on another's.
-    if row is None or row["tenant"] != tenant_id:
+    if row is None or row["session_id"] is None or row["session_tenant"] != tenant_id:
         return None
     moment = datetime.now(UTC)
     idle_limit = timedelta(minutes=settings.session_idle_minutes)
-    if row["expires_at"] <= moment or row["last_seen_at"] + idle_limit <= moment:
-        await Session.delete().where(Session.id == row["id"]).run()
+    last_seen_at = fast.timestamp(row["session_last_seen_at"])
+    expires_at = fast.timestamp(row["session_expires_at"])
+    if expires_at <= moment or last_seen_at + idle_limit <= moment:
+        await Session.delete().where(Session.id == row["session_id"]).run()
         return None
-    if moment - row["last_seen_at"] >= TOUCH_EVERY:
-        await Session.update({Session.last_seen_at: moment}).where(Session.id == row["id"]).run()
-    is_staff = row["kind"] == "staff"
+    if moment - last_seen_at >= TOUCH_EVERY:
+        await (
+            Session.update({Session.last_seen_at: moment})
+            .where(Session.id == row["session_id"])
+            .run()
+        )
+    is_staff = row["session_kind"] == "staff"
     return SessionInfo(
-        id=row["id"],
-        kind=row["kind"],
-        tenant_id=row["tenant"],
-        account_id=row["account"],
-        staff_id=row["staff"],
+        id=row["session_id"],
+        kind=row["session_kind"],
+        tenant_id=row["session_tenant"],
+        account_id=row["session_account"],
+        staff_id=row["session_staff"],
         email=(row["staff_email"] if is_staff else row["account_email"]) or "",
         name=(row["staff_name"] or "") if is_staff else "",
         role=(row["staff_role"] or "") if is_staff else "",
-        active_customer_id=row["active_customer_id"],
-        created_at=row["created_at"],
+        active_customer_id=row["session_active_customer_id"],
+        created_at=fast.timestamp(row["session_created_at"]),
         customers=[
             fast.Record(
                 id=r["customer_id"],
                 name=r["customer_name"],
                 kind=r["customer_kind"],
                 external_id=r["customer_external_id"],
+                pending_payments=bool(r["customer_pending_payments"]),
             )
             for r in rows
             if r["customer_id"] is not None

@@ -9,6 +9,9 @@ a fixed SQL string (with `{}` placeholders, as Piccolo's `raw`) directly:
 - SQLite: on one read-only connection kept in the event loop's own thread. The
   database is in WAL mode, where readers never wait for a writer, and these are
   indexed lookups that take microseconds — less than handing them to a thread.
+  Values come back as SQLite stores them (no per-column converters: on a 25-row
+  page those cost more than the query): callers turn timestamps and booleans into
+  Python values with `timestamp` and `boolean`, which leave PostgreSQL's as they are.
 
 Inside a transaction (or before the engine is started) it falls back to Piccolo's
 `raw`, so a read sees the transaction's own writes.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -55,8 +59,16 @@ def _compile(sql: str, dialect: str) -> str:
     return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))
 
 
-def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> Record:
-    return Record(zip([col[0] for col in cursor.description], row, strict=True))
+def timestamp(value: datetime | str | None) -> datetime | None:
+    """A TIMESTAMPTZ column's value as an aware datetime (SQLite keeps UTC ISO text)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def boolean(value: bool | int | None) -> bool:
+    """A BOOLEAN column's value as a bool (SQLite keeps 0 or 1)."""
+    return bool(value)
 
 
 def _reader(engine: SQLiteEngine) -> sqlite3.Connection:
@@ -64,13 +76,7 @@ def _reader(engine: SQLiteEngine) -> sqlite3.Connection:
     key = (path, threading.get_ident())
     conn = _readers.get(key)
     if conn is None:
-        conn = sqlite3.connect(
-            path,
-            detect_types=sqlite3.PARSE_DECLTYPES | sqlite3.PARSE_COLNAMES,
-            isolation_level=None,
-            timeout=5.0,
-        )
-        conn.row_factory = _dict_row
+        conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
         conn.execute("PRAGMA query_only = 1")
         _readers[key] = conn
     return conn
@@ -84,7 +90,9 @@ async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
             records = await engine.pool.fetch(_compile(sql, "postgres"), *args)
             return [Record(r.items()) for r in records]
         if isinstance(engine, SQLiteEngine):
-            return _reader(engine).execute(_compile(sql, "sqlite"), args).fetchall()
+            cursor = _reader(engine).execute(_compile(sql, "sqlite"), args)
+            names = [col[0] for col in cursor.description]
+            return [Record(zip(names, row, strict=True)) for row in cursor.fetchall()]
     from portal.db.tables import Tenant
 
     return [Record(r) for r in await Tenant.raw(sql, *args).run()]

@@ -73,9 +73,14 @@ def _in_list(values: list[int]) -> str:
 
 
 async def open_invoices(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
-    """Unpaid invoices of completed jobs, over $0, oldest first (the Invoices tab)."""
-    rows = await fast.fetch(
-        f"""SELECT {_INVOICE_COLUMNS} {_INVOICE_JOINS}
+    """Unpaid invoices of completed jobs, over $0, oldest first (the Invoices tab): just
+    the columns the tab shows, as the driver gives them (`invoice_date` is ISO text on
+    SQLite; the template's `date` filter reads both)."""
+    return await fast.fetch(
+        f"""SELECT i.id, i.number, i.invoice_date, i.total_cents, i.balance_cents,
+            j.summary AS job_summary, l.name AS location_name, l.street AS location_street,
+            bu.name AS unit_name
+        {_INVOICE_JOINS}
         WHERE i.tenant = {{}} AND i.customer = {{}} AND i.balance_cents > 0
           AND i.total_cents > 0 AND j.status = 'completed'
         ORDER BY i.invoice_date, i.id
@@ -84,7 +89,6 @@ async def open_invoices(tenant_id: int, customer_id: int) -> list[dict[str, Any]
         customer_id,
         MAX_OPEN_INVOICES,
     )
-    return [_invoice_row(r) for r in rows]
 
 
 async def customer_invoices(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal.db.queries import TENANT_COLUMNS, _tenant_row
+from portal.db.queries import TENANT_COLUMNS, tenant_row
 from portal.db.tables import BookingRequest, StaffUser, Tenant
 
 
@@ -33,7 +33,7 @@ async def tenant_by_id(tenant_id: int) -> dict[str, Any]:
     row = await Tenant.select(*TENANT_COLUMNS).where(Tenant.id == tenant_id).first().run()
     if row is None:  # the business was deleted under us: nothing sensible to show
         raise LookupError(f"no business {tenant_id}")
-    return _tenant_row(row)
+    return tenant_row(row)
 
 
 async def new_bookings_count(tenant_id: int) -> int:

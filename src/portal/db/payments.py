@@ -112,12 +112,15 @@ async def pending_for_invoices(tenant_id: int, invoice_ids: list[int]) -> list[d
 async def pending_for_customer(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
     """The customer's payments still waiting for the gateway's answer (asked on each
     Invoices and History page: one plain SQL read, see portal.db.fast)."""
-    return await fast.fetch(
+    rows = await fast.fetch(
         """SELECT id, gateway_ref, account_email, created_at FROM payment
         WHERE tenant = {} AND customer = {} AND status = 'pending' ORDER BY id""",
         tenant_id,
         customer_id,
     )
+    for row in rows:
+        row["created_at"] = fast.timestamp(row["created_at"])
+    return rows
 
 
 async def start_payment(

@@ -30,7 +30,16 @@ TENANT_COLUMNS = [
 ]
 
 
-def _tenant_row(row: dict[str, Any]) -> dict[str, Any]:
+def tenant_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A business row as pages use it (Python values; `portal_open`, `card_payments`)."""
+    row["legal_accepted_at"] = fast.timestamp(row["legal_accepted_at"])
+    for toggle in (
+        "portal_enabled",
+        "scheduler_enabled",
+        "memberships_enabled",
+        "payments_enabled",
+    ):
+        row[toggle] = fast.boolean(row[toggle])
     row["service_types"] = json.loads(row["service_types"] or "[]")
     row["membership_statuses"] = json.loads(row["membership_statuses"] or "[]")
     # The customer portal is open only after an admin accepted the agreement and staff enabled it.
@@ -39,18 +48,15 @@ def _tenant_row(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-_TENANT_SQL = (
-    "SELECT "
-    + ", ".join(c._meta.db_column_name for c in TENANT_COLUMNS)
-    + " FROM tenant WHERE host = {} LIMIT 1"
-)
+TENANT_COLUMN_NAMES = [c._meta.db_column_name for c in TENANT_COLUMNS]
+_TENANT_SQL = "SELECT " + ", ".join(TENANT_COLUMN_NAMES) + " FROM tenant WHERE host = {} LIMIT 1"
 
 
 async def tenant_by_host(host: str) -> dict[str, Any] | None:
     """The business with this host name (without its logo bytes), or None.
     Every request asks this, so it is one plain SQL read."""
     rows = await fast.fetch(_TENANT_SQL, host)
-    return _tenant_row(rows[0]) if rows else None
+    return tenant_row(rows[0]) if rows else None
 
 
 async def tenant_logo(tenant_id: int) -> tuple[bytes, str] | None:

@@ -84,7 +84,7 @@ async def invoices_page(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """The Invoices tab (also rendered whole as the answer to an htmx sign-in)."""
-    if viewer.customer:
+    if viewer.customer and viewer.customer["pending_payments"]:
         await service.reconcile_customer(request.app.state.settings, tenant, viewer.customer["id"])
     selected = [i for i in map(_int_param, request.query_params.getall("select", [])) if i]
     retry = _int_param(request.query_params.get("retry"))
@@ -165,7 +165,10 @@ async def history(request: Request, tenant: TenantDep, viewer: CustomerDep) -> R
     `?location=<id>` shows one location, a page at a time (`older`/`newer` cursors)."""
     context: dict[str, Any] = {"history": None}
     if viewer.customer:
-        await service.reconcile_customer(request.app.state.settings, tenant, viewer.customer["id"])
+        if viewer.customer["pending_payments"]:
+            await service.reconcile_customer(
+                request.app.state.settings, tenant, viewer.customer["id"]
+            )
         params = request.query_params
         raw_location = params.get("location") or ""
         if raw_location:

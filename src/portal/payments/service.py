@@ -415,7 +415,7 @@ async def failed_payment(tenant_id: int, customer_id: int, payment_id: int) -> O
 async def reconcile_customer(settings: Settings, tenant: dict[str, Any], customer_id: int) -> None:
     """Settle the customer's pending payments that have in fact ended at the gateway
     (a callback that never arrived must not leave a paid invoice looking unpaid).
-    One query when nothing is pending."""
+    Pages call it only when the session read flagged a pending payment."""
     pending = await db.pending_for_customer(tenant["id"], customer_id)
     if not pending:
         return
