@@ -204,6 +204,17 @@ async def test_card_page_with_htmx_swaps_the_form_and_redirects_with_a_page_load
     assert good.headers["hx-redirect"] == portal_url(settings, "xyzplumbing", "/memberships")
 
 
+async def test_card_page_sends_no_referrer(app, demo, settings, receiver):
+    """The card page keeps its own stricter referrer policy: the checkout's address never
+    leaves it, even to the portal it sends the customer back to."""
+    checkout = await new_setup_checkout(settings, receiver, "card_test_7")
+    async with make_client(app) as browser:
+        page = await browser.get(checkout.url)
+    assert page.status_code == 200
+    assert page.headers.get_list("referrer-policy") == ["no-referrer"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+
+
 # --- card checks ---------------------------------------------------------------------------------
 
 

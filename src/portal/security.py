@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 
-from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope, Send
 
 NONCE_KEY = "portal_csp_nonce"
@@ -36,22 +35,32 @@ def nonce_of(scope: Scope) -> str:
     return scope.get(NONCE_KEY, "")  # type: ignore[return-value]
 
 
+_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    # Links in emails carry tokens: never leak a URL to another site.
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+_HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+
+
 def with_security_headers(scope: Scope, send: Send, https: bool) -> Send:
-    """Give the request a CSP nonce and add the security headers to its response."""
+    """Give the request a CSP nonce and add the security headers to its response
+    (a header the page set itself, such as the card page's stricter referrer policy,
+    is kept)."""
     nonce = secrets.token_urlsafe(18)
     scope[NONCE_KEY] = nonce  # type: ignore[literal-required]
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = MutableScopeHeaders.from_message(message)
-            headers["Content-Security-Policy"] = csp(nonce)
-            headers["X-Content-Type-Options"] = "nosniff"
-            # Links in emails carry tokens: never leak a URL to another site.
-            headers["Referrer-Policy"] = "same-origin"
-            headers["X-Frame-Options"] = "DENY"
-            headers["Cross-Origin-Opener-Policy"] = "same-origin"
+            headers = list(message.get("headers") or ())
+            present = {name.lower() for name, _ in headers}
+            extra = [(b"content-security-policy", csp(nonce).encode()), *_HEADERS]
             if https:
-                headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+                extra.append(_HSTS)
+            headers.extend(pair for pair in extra if pair[0] not in present)
+            message["headers"] = headers  # type: ignore[typeddict-unknown-key]
         await send(message)
 
     return send_with_headers
