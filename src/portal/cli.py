@@ -100,6 +100,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = settings.with_(port=port, public_port=settings.public_port and port)
     _print_welcome(settings)
     app = create_app(settings)
+    app.state.renderer.compile_all()
     # Long-lived objects made at start-up (templates, routes) need no more garbage
     # collection; fewer, later collections keep rare long pauses out of request latency.
     gc.collect()

@@ -139,6 +139,12 @@ class Renderer:
         self.env.globals["forms"] = self.env.get_template("macros/forms.html").module
         self.env.globals["invoice_tables"] = self.env.get_template("macros/invoices.html").module
 
+    def compile_all(self) -> None:
+        """Compile every template now (the server does this at start-up, so no customer
+        waits for a compile and the compiled code is frozen out of garbage collection)."""
+        for name in self.env.list_templates():
+            self.env.get_template(name)
+
     def static_url(self, name: str) -> str:
         """URL of a static file by its plain name, e.g. `static_url('app.css')`."""
         return self._static_by_name[name].url
