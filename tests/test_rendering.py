@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import re
+
 import pytest
 
 HX_PARTIAL = {"HX-Request": "true", "HX-Request-Type": "partial"}
@@ -42,8 +45,6 @@ async def test_full_and_history_restore_requests_get_whole_page(jane):
 
 async def test_static_files_are_fingerprinted_and_immutable(jane):
     page = (await jane.get("/invoices")).text
-    import re
-
     css = re.search(r'href="(/static/app\.[0-9a-f]{10}\.css)"', page).group(1)
     js = re.search(r'src="(/static/htmx-4\.0\.1\.min\.[0-9a-f]{10}\.js)"', page).group(1)
     for url in (css, js):
@@ -52,3 +53,26 @@ async def test_static_files_are_fingerprinted_and_immutable(jane):
         assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert (await jane.get("/static/app.css")).status_code == 404
     assert (await jane.get("/static/app.0000000000.css")).status_code == 404
+
+
+async def test_static_files_come_compressed_ahead_of_time(jane):
+    """Brotli when the browser takes it, else gzip, else the file itself; each decodes
+    to the file on disk, and nothing is compressed twice."""
+    import brotli
+
+    from portal.config import PROJECT_ROOT
+
+    page = (await jane.get("/invoices")).text
+    js = re.search(r'src="(/static/htmx-4\.0\.1\.min\.[0-9a-f]{10}\.js)"', page).group(1)
+    original = (PROJECT_ROOT / "static" / "htmx-4.0.1.min.js").read_bytes()
+    forms = {}
+    for accept in ("br, gzip", "gzip", "identity"):
+        async with jane.stream("GET", js, headers={"Accept-Encoding": accept}) as response:
+            raw = b"".join([chunk async for chunk in response.aiter_raw()])
+            forms[accept] = (response.headers.get("content-encoding"), raw)
+            assert "Accept-Encoding" in response.headers["vary"]
+    assert forms["br, gzip"][0] == "br" and brotli.decompress(forms["br, gzip"][1]) == original
+    assert forms["gzip"][0] == "gzip" and gzip.decompress(forms["gzip"][1]) == original
+    assert forms["identity"] == (None, original)
+    # Compressed once, at brotli's strongest setting (per request it would be quality 3).
+    assert len(forms["br, gzip"][1]) == len(brotli.compress(original, quality=11))

@@ -141,6 +141,8 @@ def create_app(settings: Settings) -> PortalApp:
             minimum_size=256,
             brotli_quality=3,
             gzip_compress_level=6,
+            # Static files come compressed at start-up; images gain nothing.
+            exclude_opt_key=public.ALREADY_COMPRESSED_KEY,
         ),
         # No /schema pages: they would publish every route and load scripts from CDNs
         # that the CSP (rightly) refuses.

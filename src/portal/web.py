@@ -3,6 +3,7 @@ that decides between a full page and an htmx fragment."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import mimetypes
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import brotli
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, nodes, select_autoescape
 from litestar import Request, Response
 from litestar.status_codes import HTTP_200_OK
@@ -28,12 +30,24 @@ CURRENCY_SYMBOLS = {"USD": "$", "CAD": "$", "AUD": "$", "NZD": "$", "EUR": "€"
 
 @dataclass(frozen=True)
 class StaticFile:
-    """A file under `static/`, served at a URL that contains its content hash."""
+    """A file under `static/`, served at a URL that contains its content hash, with its
+    brotli and gzip forms made once at start-up at the strongest settings (every
+    customer's first visit downloads these; nothing is compressed per request)."""
 
     path: Path
     url: str
     content_type: str
     body: bytes
+    brotli: bytes
+    gzip: bytes
+
+    def encoded(self, accept_encoding: str) -> tuple[bytes, str | None]:
+        """The smallest form the client accepts: (body, Content-Encoding or None)."""
+        if "br" in accept_encoding:
+            return self.brotli, "br"
+        if "gzip" in accept_encoding:
+            return self.gzip, "gzip"
+        return self.body, None
 
 
 def load_static(static_dir: Path) -> dict[str, StaticFile]:
@@ -49,7 +63,12 @@ def load_static(static_dir: Path) -> dict[str, StaticFile]:
         name = f"{stem}.{digest}.{suffix}" if dot else f"{rel}.{digest}"
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         files[name] = StaticFile(
-            path=path, url=f"/static/{name}", content_type=content_type, body=body
+            path=path,
+            url=f"/static/{name}",
+            content_type=content_type,
+            body=body,
+            brotli=brotli.compress(body, quality=11),
+            gzip=gzip.compress(body, compresslevel=9, mtime=0),
         )
     return files
 

@@ -12,16 +12,26 @@ from portal.tenancy import TenantDep
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-@get("/static/{name:path}", include_in_schema=False, exclude_from_csrf=True)
+# Routes whose answers the compression middleware leaves alone (see app.py).
+ALREADY_COMPRESSED_KEY = "already_compressed"
+ALREADY_COMPRESSED = {ALREADY_COMPRESSED_KEY: True}
+
+
+@get("/static/{name:path}", include_in_schema=False, exclude_from_csrf=True, opt=ALREADY_COMPRESSED)
 async def static_file(request: Request, name: FromPath[str]) -> Response[bytes]:
-    """A fingerprinted static file; its name changes when its content does."""
+    """A fingerprinted static file (its name changes when its content does), compressed
+    ahead of time."""
     found = request.app.state.renderer.static.get(name.lstrip("/"))
     if found is None:
         raise NotFoundException()
-    return Response(found.body, media_type=found.content_type, headers={"Cache-Control": IMMUTABLE})
+    body, encoding = found.encoded(request.headers.get("accept-encoding", ""))
+    headers = {"Cache-Control": IMMUTABLE, "Vary": "Accept-Encoding"}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    return Response(body, media_type=found.content_type, headers=headers)
 
 
-@get("/logo/{version:int}", include_in_schema=False)
+@get("/logo/{version:int}", include_in_schema=False, opt=ALREADY_COMPRESSED)
 async def logo(tenant: TenantDep, version: FromPath[int]) -> Response[bytes]:
     """The business's logo; the version in the URL changes whenever the logo does."""
     found = await queries.tenant_logo(tenant["id"])
