@@ -31,7 +31,7 @@ import httpx
 
 from bench.common import table
 from bench.generate import BENCH_EMAIL, BENCH_PASSWORD
-from bench.loadgen import build_request, open_loop
+from bench.loadgen import build_request, open_loop, run
 from portal.testing import Server, start_server, stop_server
 
 HOST = "bench0"
@@ -110,8 +110,8 @@ def measure(database_url: str) -> dict[str, float]:
         out = {}
         for name, path in paths.items():
             request = build_request(path, headers)
-            asyncio.run(open_loop(server.port, request, 50, 1, connections=4))  # warm up
-            result = asyncio.run(open_loop(server.port, request, 50, 6, connections=4))
+            run(open_loop(server.port, request, 50, 1, connections=4))  # warm up
+            result = run(open_loop(server.port, request, 50, 6, connections=4))
             assert set(result.statuses) == {200}, (path, result.statuses)
             out[name] = result.pct(95)
         return out

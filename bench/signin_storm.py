@@ -27,7 +27,7 @@ from bench.common import (
     sign_in_cookie,
     table,
 )
-from bench.loadgen import build_request, open_loop
+from bench.loadgen import build_request, open_loop, run
 from portal.auth.passwords import HASHER
 
 STORM = 20
@@ -91,9 +91,9 @@ def main() -> None:
                 "Connection": "keep-alive",
             },
         )
-        asyncio.run(open_loop(server.port, request, args.rate, 2, connections=16))  # warm up
-        calm = asyncio.run(open_loop(server.port, request, args.rate, args.seconds, connections=16))
-        busy, sign_ins = asyncio.run(with_storm(server.port, request, args.rate, args.seconds))
+        run(open_loop(server.port, request, args.rate, 2, connections=16))  # warm up
+        calm = run(open_loop(server.port, request, args.rate, args.seconds, connections=16))
+        busy, sign_ins = run(with_storm(server.port, request, args.rate, args.seconds))
     ratio = busy.pct(99) / calm.pct(99)
     sign_ins.sort()
     rows = [

@@ -13,13 +13,13 @@ Targets: fragment ÷ hello ≥ 0.25; p99 ≤ 3 × p50 at 70 % of the maximum rat
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import subprocess
 import tempfile
 from pathlib import Path
 
+from bench import loadgen
 from bench.common import BENCH_HOST, bench_server, postgres_database, sign_in_cookie, table
 from bench.loadgen import build_request, open_loop
 
@@ -71,7 +71,7 @@ def run(engine: str, env: dict[str, str], seconds: int) -> list[list[str]]:
         fragment = wrk(server.port, "/invoices", fragment_headers, seconds)
         rate = 0.7 * fragment["rps"]
         request = build_request("/invoices", {**fragment_headers, "Connection": "keep-alive"})
-        steady = asyncio.run(open_loop(server.port, request, rate, seconds, connections=32))
+        steady = loadgen.run(open_loop(server.port, request, rate, seconds, connections=32))
         bad = sum(n for status, n in steady.statuses.items() if status != 200) + steady.errors
     ratio = fragment["rps"] / hello["rps"]
     return [
