@@ -4,7 +4,8 @@
     python -m bench.generate --database-url sqlite:///var/bench-small.sqlite3 --businesses 10
 
 Each business has 100 customers with one or two locations and 10 invoices each
-(completed jobs; about a third unpaid). Businesses 0–9 also have a property
+(completed jobs; about a third unpaid, the others paid by a recorded payment), and a
+third of its customers have a portal account. Businesses 0–9 also have a property
 manager ("Big Customer") with 5,000 invoices, so deep pages exist. With 1,000
 businesses that is 100,000 customers and about 1,040,000 invoices. The big
 customer of business 0 signs in as `big@bench.example` / `bench-password-1`
@@ -99,6 +100,25 @@ COLUMNS = {
         "balance_cents",
         "created_at",
     ],
+    "payment": [
+        "id",
+        "tenant",
+        "customer",
+        "account_email",
+        "amount_cents",
+        "kind",
+        "status",
+        "idempotency_key",
+        "gateway",
+        "gateway_ref",
+        "card_brand",
+        "card_last4",
+        "failure_reason",
+        "source",
+        "created_at",
+        "completed_at",
+    ],
+    "payment_allocation": ["id", "tenant", "payment", "invoice", "amount_cents"],
     "invoice_line": [
         "id",
         "tenant",
@@ -168,7 +188,7 @@ def business_rows(
         )
         email = BENCH_EMAIL if big else f"c{c}@bench{n}.example"
         rows["customer_email"].append((ids("customer_email"), tid, cid, email))
-        if big:
+        if big or c % 3 == 0:  # a third of the customers signed up
             rows["portal_account"].append(
                 (ids("portal_account"), tid, email, password_hash, now, now)
             )
@@ -222,6 +242,29 @@ def business_rows(
             rows["invoice_line"].append(
                 (ids("invoice_line"), tid, iid, 0, "Service call", 1.0, total, total)
             )
+            if balance == 0:  # paid: a payment allocated to it, as the portal records one
+                pid = ids("payment")
+                rows["payment"].append(
+                    (
+                        pid,
+                        tid,
+                        cid,
+                        email,
+                        total,
+                        "full",
+                        "succeeded",
+                        f"gen-{pid}",
+                        "sandbox",
+                        f"chk_gen_{pid}",
+                        "Visa",
+                        "4242",
+                        "",
+                        "portal",
+                        done,
+                        done,
+                    )
+                )
+                rows["payment_allocation"].append((ids("payment_allocation"), tid, pid, iid, total))
     return rows
 
 

@@ -120,21 +120,30 @@ def measure(database_url: str) -> dict[str, float]:
 
 
 async def explain(database_url: str) -> list[str]:
-    """Plans of the History and Invoices queries for the big customer (PostgreSQL)."""
+    """Plans of the queries behind the Invoices and History tabs for the big customer
+    (PostgreSQL): the business and session read every signed-in page makes, the
+    Invoices tab's list and a deep History page."""
     conn = await asyncpg.connect(database_url)
     try:
         ids = await conn.fetchrow("""SELECT c.tenant, c.id FROM customer c JOIN tenant t ON t.id = c.tenant
             WHERE t.host = 'bench0' AND c.name = 'Big Customer'""")
         loc, cursor = await deep_cursor(database_url)
         day, iid = cursor.split(".")
-        from portal.db.invoices import _INVOICE_COLUMNS, _INVOICE_JOINS
+        from portal.auth.sessions import _TENANT_AND_SESSION_SQL
+        from portal.db.fast import driver_sql
+        from portal.db.invoices import _INVOICE_COLUMNS, _INVOICE_JOINS, OPEN_INVOICES_SQL
 
+        token_hash = await conn.fetchval(
+            "SELECT token_hash FROM session WHERE tenant = $1 ORDER BY id DESC LIMIT 1",
+            ids["tenant"],
+        )
         queries = {
+            "Business and session (every signed-in page)": (
+                driver_sql(_TENANT_AND_SESSION_SQL, "postgres"),
+                [token_hash or "no-session", "bench0"],
+            ),
             "Invoices tab": (
-                f"""SELECT {_INVOICE_COLUMNS} {_INVOICE_JOINS}
-                WHERE i.tenant = $1 AND i.customer = $2 AND i.balance_cents > 0
-                  AND i.total_cents > 0 AND j.status = 'completed'
-                ORDER BY i.invoice_date, i.id LIMIT 200""",
+                driver_sql(OPEN_INVOICES_SQL, "postgres"),
                 [ids["tenant"], ids["id"]],
             ),
             "History page (keyset)": (

@@ -51,7 +51,7 @@ class Record(dict):
 
 
 @lru_cache(maxsize=256)
-def _compile(sql: str, dialect: str) -> str:
+def driver_sql(sql: str, dialect: str) -> str:
     """`{}` placeholders as the driver wants them: `?` or `$1, $2, …`."""
     if dialect == "sqlite":
         return sql.replace("{}", "?")
@@ -87,10 +87,10 @@ async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
     engine = current_engine()
     if engine.current_transaction.get() is None:
         if isinstance(engine, PostgresEngine) and engine.pool is not None:
-            records = await engine.pool.fetch(_compile(sql, "postgres"), *args)
+            records = await engine.pool.fetch(driver_sql(sql, "postgres"), *args)
             return [Record(r.items()) for r in records]
         if isinstance(engine, SQLiteEngine):
-            cursor = _reader(engine).execute(_compile(sql, "sqlite"), args)
+            cursor = _reader(engine).execute(driver_sql(sql, "sqlite"), args)
             names = [col[0] for col in cursor.description]
             return [Record(zip(names, row, strict=True)) for row in cursor.fetchall()]
     from portal.db.tables import Tenant
