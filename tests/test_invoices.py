@@ -289,3 +289,21 @@ async def test_another_customers_payment_page_is_404(jane, demo):
     assert (await jane.get(f"/payments/{acme_payment[0]['id']}")).status_code == 404
     assert (await jane.get("/payments/99999999")).status_code == 404
     assert (await jane.get(f"/invoices?retry={acme_payment[0]['id']}")).status_code == 200
+
+
+async def test_more_open_invoices_than_the_tab_lists(jane, monkeypatch):
+    """The tab lists the oldest invoices up to its limit, says so, and its total due is
+    still the whole amount owed."""
+    from portal.db import invoices as invoices_db
+
+    def total_due(html: str) -> str:
+        return re.search(r"Total due</th><td[^>]*><strong>([^<]+)<", html).group(1)
+
+    whole = shown(await jane.get("/invoices"))
+    everything = listed_numbers(whole)
+    assert len(everything) >= 3 and "These are your oldest" not in whole
+    monkeypatch.setattr(invoices_db, "MAX_OPEN_INVOICES", 2)
+    html = shown(await jane.get("/invoices"))
+    assert listed_numbers(html) == everything[:2]
+    assert f"These are your oldest 2 of {len(everything)} unpaid invoices" in html
+    assert total_due(html) == total_due(whole)

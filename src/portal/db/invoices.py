@@ -72,23 +72,28 @@ def _in_list(values: list[int]) -> str:
 # --- Invoices tab --------------------------------------------------------------------------------
 
 
+# Each row also carries how many invoices are open and their total balance, counted
+# before the limit: a customer with more open invoices than the tab lists still sees
+# the whole amount due.
 OPEN_INVOICES_SQL = f"""
     SELECT i.id, i.number, i.invoice_date, i.total_cents, i.balance_cents,
         j.summary AS job_summary, l.name AS location_name, l.street AS location_street,
-        bu.name AS unit_name
+        bu.name AS unit_name,
+        COUNT(*) OVER () AS open_count, SUM(i.balance_cents) OVER () AS open_total
     {_INVOICE_JOINS}
     WHERE i.tenant = {{}} AND i.customer = {{}} AND i.balance_cents > 0
       AND i.total_cents > 0 AND j.status = 'completed'
     ORDER BY i.invoice_date, i.id
-    LIMIT {MAX_OPEN_INVOICES}
+    LIMIT {{}}
 """
 
 
 async def open_invoices(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
-    """Unpaid invoices of completed jobs, over $0, oldest first (the Invoices tab): just
-    the columns the tab shows, as the driver gives them (`invoice_date` is ISO text on
-    SQLite; the template's `date` filter reads both)."""
-    return await fast.fetch(OPEN_INVOICES_SQL, tenant_id, customer_id)
+    """Unpaid invoices of completed jobs, over $0, oldest first (the Invoices tab), at most
+    MAX_OPEN_INVOICES of them: just the columns the tab shows, as the driver gives them
+    (`invoice_date` is ISO text on SQLite; the template's `date` filter reads both), and
+    `open_count` / `open_total` over all of them."""
+    return await fast.fetch(OPEN_INVOICES_SQL, tenant_id, customer_id, MAX_OPEN_INVOICES)
 
 
 async def customer_invoices(

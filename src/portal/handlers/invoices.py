@@ -57,7 +57,8 @@ async def _invoices_context(
     )
     return {
         "rows": rows,
-        "total_due": sum(r["balance_cents"] for r in rows),
+        "open_count": rows[0]["open_count"] if rows else 0,
+        "total_due": int(rows[0]["open_total"]) if rows else 0,
         "selected": set(selected or []),
         "amount": amount,
         "key": service.new_key(),
