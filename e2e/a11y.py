@@ -43,4 +43,12 @@ def assert_no_horizontal_scroll(page: Page) -> None:
     overflow = page.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
-    assert overflow <= 0, f"{page.url} scrolls sideways by {overflow}px"
+    if overflow > 0:
+        wide = page.evaluate(
+            """() => { const w = document.documentElement.clientWidth;
+              return [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > w + 1).slice(-5)
+                .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+                     + (e.className ? '.' + String(e.className).replace(/ /g, '.') : '')); }"""
+        )
+        raise AssertionError(f"{page.url} scrolls sideways by {overflow}px: {', '.join(wide)}")
