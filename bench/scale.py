@@ -129,7 +129,7 @@ async def explain(database_url: str) -> list[str]:
             WHERE t.host = 'bench0' AND c.name = 'Big Customer'""")
         loc, cursor = await deep_cursor(database_url)
         day, iid = cursor.split(".")
-        from portal.auth.sessions import _TENANT_AND_SESSION_SQL
+        from portal.auth.sessions import TENANT_AND_SESSION_SQL
         from portal.db.fast import driver_sql
         from portal.db.invoices import _INVOICE_COLUMNS, _INVOICE_JOINS, OPEN_INVOICES_SQL
 
@@ -139,7 +139,7 @@ async def explain(database_url: str) -> list[str]:
         )
         queries = {
             "Business and session (every signed-in page)": (
-                driver_sql(_TENANT_AND_SESSION_SQL, "postgres"),
+                driver_sql(TENANT_AND_SESSION_SQL, "postgres"),
                 [token_hash or "no-session", "bench0"],
             ),
             "Invoices tab": (

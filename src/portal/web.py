@@ -8,6 +8,7 @@ import hashlib
 import mimetypes
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -50,6 +51,13 @@ class StaticFile:
         return self.body, None
 
 
+@lru_cache(maxsize=64)
+def _compressed(body: bytes) -> tuple[bytes, bytes]:
+    """A static file's brotli and gzip forms (made once per process: every app the
+    tests build serves the same files)."""
+    return brotli.compress(body, quality=11), gzip.compress(body, compresslevel=9, mtime=0)
+
+
 def load_static(static_dir: Path) -> dict[str, StaticFile]:
     """Map each static file's fingerprinted name (`app.1a2b3c4d5e.css`) to the file."""
     files: dict[str, StaticFile] = {}
@@ -62,13 +70,14 @@ def load_static(static_dir: Path) -> dict[str, StaticFile]:
         stem, dot, suffix = rel.rpartition(".")
         name = f"{stem}.{digest}.{suffix}" if dot else f"{rel}.{digest}"
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        brotli_body, gzip_body = _compressed(body)
         files[name] = StaticFile(
             path=path,
             url=f"/static/{name}",
             content_type=content_type,
             body=body,
-            brotli=brotli.compress(body, quality=11),
-            gzip=gzip.compress(body, compresslevel=9, mtime=0),
+            brotli=brotli_body,
+            gzip=gzip_body,
         )
     return files
 
@@ -119,8 +128,8 @@ class PortalEnvironment(Environment):
     """Jinja, reading `row.name` on a dict as the key first.
 
     Jinja tries an attribute before a key, and on a dict the attribute lookup fails
-    (with an exception, or through `Record.__getattr__`) before the key is read; on a
-    page of 25 invoices that is hundreds of wasted lookups. Dict methods (`.get`,
+    with an exception before the key is read; on a page of 25 invoices that is
+    hundreds of wasted lookups. Dict methods (`.get`,
     `.items`) still resolve as methods.
     """
 

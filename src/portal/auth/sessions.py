@@ -170,7 +170,7 @@ _SESSION_SQL = f"""
 """
 
 
-_TENANT_AND_SESSION_SQL = f"""
+TENANT_AND_SESSION_SQL = f"""
     SELECT {", ".join("t." + name for name in queries.TENANT_COLUMN_NAMES)}, {SESSION_COLUMNS}
     FROM tenant t
     LEFT JOIN session s ON s.tenant = t.id AND s.token_hash = {{}}
@@ -185,7 +185,7 @@ async def tenant_and_session(
 ) -> tuple[dict[str, Any] | None, SessionInfo | None]:
     """The business with this host and the live session `token` names there, in one read
     (every signed-in page needs both)."""
-    rows = await fast.fetch(_TENANT_AND_SESSION_SQL, token_hash(token), host)
+    rows = await fast.fetch(TENANT_AND_SESSION_SQL, token_hash(token), host)
     if not rows:
         return None, None
     tenant = queries.tenant_row({name: rows[0][name] for name in queries.TENANT_COLUMN_NAMES})
@@ -242,7 +242,7 @@ async def session_from_rows(
         active_customer_id=row["session_active_customer_id"],
         created_at=fast.timestamp(row["session_created_at"]),
         customers=[
-            fast.Record(
+            dict(
                 id=r["customer_id"],
                 name=r["customer_name"],
                 kind=r["customer_kind"],

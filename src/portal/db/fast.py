@@ -10,8 +10,8 @@ a fixed SQL string (with `{}` placeholders, as Piccolo's `raw`) directly:
   database is in WAL mode, where readers never wait for a writer, and these are
   indexed lookups that take microseconds — less than handing them to a thread.
   Values come back as SQLite stores them (no per-column converters: on a 25-row
-  page those cost more than the query): callers turn timestamps and booleans into
-  Python values with `timestamp` and `boolean`, which leave PostgreSQL's as they are.
+  page those cost more than the query): callers turn timestamps into datetimes with
+  `timestamp` (which leaves PostgreSQL's as they are) and booleans (0/1) with `bool`.
 
 Inside a transaction (or before the engine is started) it falls back to Piccolo's
 `raw`, so a read sees the transaction's own writes.
@@ -33,23 +33,6 @@ from portal.db.engine import current_engine
 _readers: dict[tuple[str, int], sqlite3.Connection] = {}
 
 
-class Record(dict):
-    """A row: a dict whose keys also read as attributes.
-
-    Templates write `row.name`; Jinja tries the attribute first, and for a plain dict
-    that attempt fails with an exception before it looks the key up. On a page of 25
-    invoices that is hundreds of exceptions per request.
-    """
-
-    __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
 @lru_cache(maxsize=256)
 def driver_sql(sql: str, dialect: str) -> str:
     """`{}` placeholders as the driver wants them: `?` or `$1, $2, …`."""
@@ -64,11 +47,6 @@ def timestamp(value: datetime | str | None) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
-def boolean(value: bool | int | None) -> bool:
-    """A BOOLEAN column's value as a bool (SQLite keeps 0 or 1)."""
-    return bool(value)
 
 
 def _reader(engine: SQLiteEngine) -> sqlite3.Connection:
@@ -88,14 +66,14 @@ async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
     if engine.current_transaction.get() is None:
         if isinstance(engine, PostgresEngine) and engine.pool is not None:
             records = await engine.pool.fetch(driver_sql(sql, "postgres"), *args)
-            return [Record(r.items()) for r in records]
+            return [dict(r.items()) for r in records]
         if isinstance(engine, SQLiteEngine):
             cursor = _reader(engine).execute(driver_sql(sql, "sqlite"), args)
             names = [col[0] for col in cursor.description]
-            return [Record(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     from portal.db.tables import Tenant
 
-    return [Record(r) for r in await Tenant.raw(sql, *args).run()]
+    return await Tenant.raw(sql, *args).run()
 
 
 def close_readers() -> None:

@@ -39,7 +39,7 @@ def tenant_row(row: dict[str, Any]) -> dict[str, Any]:
         "memberships_enabled",
         "payments_enabled",
     ):
-        row[toggle] = fast.boolean(row[toggle])
+        row[toggle] = bool(row[toggle])  # SQLite keeps 0/1
     row["service_types"] = json.loads(row["service_types"] or "[]")
     row["membership_statuses"] = json.loads(row["membership_statuses"] or "[]")
     # The customer portal is open only after an admin accepted the agreement and staff enabled it.

@@ -40,6 +40,15 @@ def _int_param(value: str | None) -> int | None:
     return record_id(value)
 
 
+async def _settle_lost_callbacks(
+    request: Request, tenant: dict[str, Any], viewer: CustomerViewer
+) -> None:
+    """Settle the viewed customer's payments still pending at the gateway, when the
+    session read flagged one (a lost callback must not leave a paid invoice unpaid)."""
+    if viewer.customer and viewer.customer["pending_payments"]:
+        await service.reconcile_customer(request.app.state.settings, tenant, viewer.customer["id"])
+
+
 async def _invoices_context(
     tenant: dict[str, Any],
     viewer: CustomerViewer,
@@ -85,8 +94,7 @@ async def invoices_page(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """The Invoices tab (also rendered whole as the answer to an htmx sign-in)."""
-    if viewer.customer and viewer.customer["pending_payments"]:
-        await service.reconcile_customer(request.app.state.settings, tenant, viewer.customer["id"])
+    await _settle_lost_callbacks(request, tenant, viewer)
     selected = [i for i in map(_int_param, request.query_params.getall("select", [])) if i]
     retry = _int_param(request.query_params.get("retry"))
     failed = (
@@ -165,11 +173,8 @@ async def history(request: Request, tenant: TenantDep, viewer: CustomerDep) -> R
     """History tab: invoices (paid and unpaid, never $0) by service location, newest first.
     `?location=<id>` shows one location, a page at a time (`older`/`newer` cursors)."""
     context: dict[str, Any] = {"history": None}
+    await _settle_lost_callbacks(request, tenant, viewer)
     if viewer.customer:
-        if viewer.customer["pending_payments"]:
-            await service.reconcile_customer(
-                request.app.state.settings, tenant, viewer.customer["id"]
-            )
         params = request.query_params
         raw_location = params.get("location") or ""
         if raw_location:
