@@ -203,6 +203,67 @@ def start_server(
     raise RuntimeError("server did not start:\n" + (var_dir / "server.log").read_text())
 
 
+def start_servers(
+    var_dir: Path,
+    count: int,
+    database_url: str,
+    extra_env: dict[str, str] | None = None,
+    *,
+    load_demo: bool = True,
+) -> list[Server]:
+    """`count` `portal serve` processes sharing one database (for concurrency tests: two
+    processes on PostgreSQL). The database is migrated (and the demo loaded) once."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PORTAL_VAR_DIR": str(var_dir),
+        "PORTAL_SECRET_KEY": "e2e-secret-key-not-for-production",
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    steps = [["migrate", "--quiet"], *([["demo"]] if load_demo else [])]
+    for step in steps:
+        subprocess.run(
+            [sys.executable, "-m", "portal.cli", *step],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+    servers = []
+    for i in range(count):
+        port = free_port()
+        server_env = {**env, "PORT": str(port)}
+        log = open(var_dir / f"server{i}.log", "w")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "portal.cli", "serve", "--port", str(port)],
+            env=server_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        servers.append(Server(port=port, var_dir=var_dir, process=process, env=server_env))
+    deadline = time.monotonic() + 60
+    for i, server in enumerate(servers):
+        while True:
+            if server.process.poll() is not None:
+                raise RuntimeError((var_dir / f"server{i}.log").read_text())
+            try:
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{server.port}/", headers={"Host": "localhost"}
+                )
+                urllib.request.urlopen(req, timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    for s in servers:
+                        s.process.kill()
+                    raise RuntimeError(
+                        "server did not start:\n" + (var_dir / f"server{i}.log").read_text()
+                    ) from None
+                time.sleep(0.1)
+    return servers
+
+
 def stop_server(server: Server) -> None:
     server.process.terminate()
     try:
