@@ -45,6 +45,7 @@ def wrk(port: int, path: str, headers: dict[str, str], seconds: int) -> dict[str
     ).stdout
     requests, duration, p50, p95, p99, errors = re.search(r"BENCH (.*)", out).group(1).split()
     return {
+        "requests": int(requests),
         "rps": int(requests) / (int(duration) / 1e6),
         "p50": float(p50) / 1000,
         "p95": float(p95) / 1000,
