@@ -253,6 +253,11 @@ def postgres_database(name: str) -> Iterator[str]:
 def analyze(database_url: str) -> None:
     """ANALYZE the whole database, as a deployment does after an import: benchmarks on
     PostgreSQL without statistics measure plans no production database runs."""
+    execute(database_url, "ANALYZE")
+
+
+def execute(database_url: str, sql: str) -> None:
+    """Run one statement on a bench database."""
     if database_url.startswith("sqlite"):
         import sqlite3
 
@@ -260,11 +265,12 @@ def analyze(database_url: str) -> None:
 
         conn = sqlite3.connect(sqlite_path(database_url))
         try:
-            conn.execute("ANALYZE")
+            conn.execute(sql)
+            conn.commit()
         finally:
             conn.close()
         return
-    _admin_on(database_url, "ANALYZE")
+    _admin_on(database_url, sql)
 
 
 def _admin_on(database_url: str, sql: str) -> None:
