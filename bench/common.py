@@ -24,8 +24,9 @@ PAID_INVOICES = 40
 
 
 def bench_business(today: date | None = None) -> dict[str, Any]:
-    """An import file: one business whose customer Pat has 25 unpaid invoices, 40 paid
-    ones over two locations, a membership with visits, and a portal account."""
+    """An import file: one business (with the demo's 50 px logo) whose customer Pat has
+    25 unpaid invoices, 40 paid ones over two locations, a membership with visits, and a
+    portal account."""
     today = today or date.today()
     jobs, invoices, payments = [], [], []
     for n in range(OPEN_INVOICES + PAID_INVOICES):
@@ -76,9 +77,12 @@ def bench_business(today: date | None = None) -> dict[str, Any]:
                 }
             )
     accepted = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+    from portal.demo import _logo_png  # a real business has a logo (it can shift the layout)
+
     return {
         "format": "portal-import/1",
         "business": {
+            "logo_png_base64": _logo_png(),
             "host": BENCH_HOST,
             "name": "Bench Heating & Plumbing",
             "email": "help@bench.example",
@@ -184,7 +188,9 @@ def sign_in_cookie(
     import httpx
 
     headers = {"Host": f"{host}.localhost:{server.port}"}
-    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers=headers) as client:
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{server.port}", headers=headers, timeout=120
+    ) as client:  # the first sign-in on a cold 1 M-invoice database takes a while
         page = client.get(path).text
         token = re.search(r'name="_csrf_token" value="([^"]+)"', page).group(1)
         response = client.post(
