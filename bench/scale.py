@@ -394,9 +394,11 @@ async def _explain_views(
                         plan = await conn.fetch(
                             "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " + sql, *args
                         )
+                        lines.extend("      " + r[0] for r in plan)
+                    except asyncpg.PostgresError as exc:  # e.g. two statements in one string
+                        lines.append(f"      (not EXPLAINed: {exc})")
                     finally:
                         await conn.close()
-                    lines.extend("      " + r[0] for r in plan)
                 else:
                     from portal.db.engine import sqlite_path
 
