@@ -107,8 +107,8 @@ class Link:
                 self._pipe(client_r, server_w, "up", handshake_done),
                 self._pipe(server_r, client_w, "down", 0.0),
             )
-        except (OSError, asyncio.IncompleteReadError):
-            pass
+        except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # a side hung up, or the link is stopping
         finally:
             for w in (client_w, server_w):
                 w.close()
