@@ -4,7 +4,9 @@ two app processes, then a check that no money was lost or counted twice.
     .venv/bin/python -m bench.load                       # 200 browsing + 20 paying, 5 minutes
     .venv/bin/python -m bench.load --seconds 20 --customers 20 --payers 4   # a quick smoke
 
-It makes a new PostgreSQL database (from DATABASE_URL, default the local `test` one),
+It makes a new PostgreSQL database of its own (`portal_load_…`, created and dropped
+through the server's `postgres` admin database, never `test`; the server is DATABASE_URL's,
+default the local one),
 imports one business with the import format (docs/import-format.md), starts two
 `portal serve` processes on two ports, signs every customer in, and for `--seconds`:
 
@@ -48,6 +50,7 @@ from urllib.parse import urlparse, urlunparse
 import asyncpg
 import httpx
 
+from bench import common
 from portal.auth.passwords import hash_password_sync
 from portal.testing import free_port
 
@@ -433,7 +436,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> int:
-    admin_url = args.database_url
+    admin_url = common.admin_url(args.database_url)
     name = f"portal_load_{uuid.uuid4().hex[:8]}"
     conn = await asyncpg.connect(admin_url)
     await conn.execute(f'CREATE DATABASE "{name}"')
@@ -453,6 +456,9 @@ async def run(args: argparse.Namespace) -> int:
         data_file = var / "business.json"
         data_file.write_text(json.dumps(business(args.customers, args.payers)))
         portal(env, "import", str(data_file))
+        conn = await asyncpg.connect(db_url)  # statistics, as a deployment has after an import
+        await conn.execute("ANALYZE")
+        await conn.close()
         servers = start_servers(env, args.processes, var)
         ports = [port for port, _ in servers]
         figures = Figures()
@@ -550,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument(
         "--database-url",
-        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+        default=os.environ.get("DATABASE_URL", common.POSTGRES_SERVER),
         help="a PostgreSQL server where a new database may be made",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
