@@ -466,14 +466,38 @@ REFUND_CREATE: Schema = {
     "expand": _EXPAND,
 }
 
-_EXPANDABLE = {
-    "checkout.session": {"payment_intent", "setup_intent", "line_items"},
-    "payment_intent": {"latest_charge", "payment_method"},
-    "setup_intent": {"payment_method"},
-    "charge": {"payment_intent", "refunds"},
-    "refund": {"charge", "payment_intent"},
-    "dispute": {"charge", "payment_intent"},
+# What `expand[]` may name on each kind of object, and the kind each expansion gives
+# (None: a list, not expandable further).
+_EXPANDABLE: dict[str, dict[str, str | None]] = {
+    "checkout.session": {
+        "payment_intent": "payment_intent",
+        "setup_intent": "setup_intent",
+        "line_items": None,
+    },
+    "payment_intent": {"latest_charge": "charge", "payment_method": "payment_method"},
+    "setup_intent": {"payment_method": "payment_method"},
+    "charge": {"payment_intent": "payment_intent", "refunds": None},
+    "refund": {"charge": "charge", "payment_intent": "payment_intent"},
+    "dispute": {"charge": "charge", "payment_intent": "payment_intent"},
 }
+
+
+def check_expand(kind: str | None, paths: list[str]) -> None:
+    """Refuse an `expand[]` path the object cannot expand, before the request runs.
+    `kind` "list:<kind>" is a list endpoint, whose paths start with `data.`."""
+    for path in paths:
+        current: str | None = kind
+        for i, part in enumerate(path.split(".")):
+            if current and current.startswith("list:") and part == "data":
+                current = current[len("list:") :]
+                continue
+            fields = _EXPANDABLE.get(current or "", {})
+            if part not in fields:
+                shown = ".".join(path.split(".")[: i + 1])
+                raise StripeError(
+                    400, f"This property cannot be expanded ({shown}).", param="expand"
+                )
+            current = fields[part]
 
 
 # --------------------------------------------------------------------------- webhooks
@@ -925,11 +949,7 @@ class Account:
             nested.setdefault(head, [])
             if rest:
                 nested[head].append(rest)
-        for head, rest in nested.items():
-            if head not in _EXPANDABLE.get(obj["object"], ()):
-                raise StripeError(
-                    400, f"This property cannot be expanded ({head}).", param="expand"
-                )
+        for head, rest in nested.items():  # paths were checked before the request ran
             if head == "line_items":
                 url = f"/v1/checkout/sessions/{obj['id']}/line_items"
                 out[head] = self._list(list(self._line_items[obj["id"]]), {}, url)
@@ -962,13 +982,7 @@ class Account:
             page, has_more = items[max(0, end - limit) : end], end - limit > 0
         else:
             page, has_more = items[:limit], len(items) > limit
-        expand = []
-        for path in params.get("expand") or []:
-            if not path.startswith("data."):
-                raise StripeError(
-                    400, f"This property cannot be expanded ({path}).", param="expand"
-                )
-            expand.append(path.removeprefix("data."))
+        expand = [path.removeprefix("data.") for path in params.get("expand") or []]
         data = [self._render(o, expand) for o in page]
         return {"object": "list", "data": data, "has_more": has_more, "url": url}
 
@@ -1748,6 +1762,7 @@ class _Route:
     access: str  # "read" | "write"
     schema: Schema
     handler: Handler
+    returns: str | None  # the object kind answered ("list:<kind>" for a list), for expand[]
 
 
 def _retrieve(kind: str, param: str) -> Handler:
@@ -1830,8 +1845,33 @@ def _create_refund(account: Account, p: dict[str, Any]) -> dict[str, Any]:
     return account._render(account._create_refund(p), p.get("expand") or [])
 
 
+_COLLECTIONS = {
+    "checkout/sessions": "checkout.session",
+    "payment_intents": "payment_intent",
+    "setup_intents": "setup_intent",
+    "payment_methods": "payment_method",
+    "charges": "charge",
+    "refunds": "refund",
+    "disputes": "dispute",
+    "events": "event",
+}
+
+
 def _route(method: str, path: str, group: str, access: str, schema: Schema, handler: Handler):
-    return _Route(method, re.compile(f"^{path}$"), group, access, schema, handler)
+    """A route; the kind of object it answers follows from its path (POST to a collection
+    creates one, GET of it lists them, a path with an id names one)."""
+    returns = None
+    for collection, kind in _COLLECTIONS.items():
+        base = f"/v1/{collection}"
+        if path.endswith("/line_items"):
+            returns = "list:item"
+        elif path == base:
+            returns = kind if method == "POST" else f"list:{kind}"
+        elif path.startswith(base + "/"):
+            returns = kind
+        if returns:
+            break
+    return _Route(method, re.compile(f"^{path}$"), group, access, schema, handler, returns)
 
 
 _ID = "([^/]+)"
@@ -2191,6 +2231,7 @@ def _html(status: int, body: str, headers: list[tuple[str, str]] | None = None) 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
     server_version = "stripe-test-double"
     sys_version = ""
 
@@ -2398,6 +2439,7 @@ class StripeDouble:
                     return answer(400, error.body())
             try:
                 params = coerce(raw, route.schema)
+                check_expand(route.returns, params.get("expand") or [])
             except StripeError as exc:  # failed validation: not saved, as at Stripe
                 record(exc.status)
                 return answer(exc.status, exc.body())
