@@ -1778,6 +1778,9 @@ def _retrieve(kind: str, param: str) -> Handler:
 def _lister(kind: str, url: str, filters: tuple[str, ...] = ()) -> Handler:
     def handler(account: Account, p: dict[str, Any]) -> dict[str, Any]:
         items = account._of_kind(kind)
+        if kind == "checkout.session":
+            for session in items:
+                account._expire_if_due(session)
         for name in filters:
             if p.get(name) is not None:
                 items = [o for o in items if o.get(name) == p[name]]
