@@ -2399,7 +2399,7 @@ class StripeDouble:
                 )
 
             raw: dict[str, Any] = {}
-            if account._fail_next:
+            if account._fail_next:  # Stripe failing before the request runs
                 status = account._fail_next.pop(0)
                 record(status)
                 error = (
@@ -2410,42 +2410,21 @@ class StripeDouble:
                 return answer(status, error.body())
             try:
                 raw = parse_params(body if method == "POST" else query)
-            except StripeError as exc:
+                saved = self._saved(account, idempotency_key, method, path, raw)
+                if saved is None:
+                    params = coerce(raw, route.schema)
+                    check_expand(route.returns, params.get("expand") or [])
+            except StripeError as exc:  # refused before running: not saved, as at Stripe
                 record(exc.status)
                 return answer(exc.status, exc.body())
-            if idempotency_key:
-                saved = account._idempotent.get(idempotency_key)
-                if saved is not None:
-                    if (saved.method, saved.path) != (method, path):
-                        message = (
-                            "Keys for idempotent requests can only be used for the same endpoint "
-                            f"they were first used for ('{saved.method} {saved.path}' vs "
-                            f"'{method} {path}'). Try using a key other than "
-                            f"'{idempotency_key}' if you meant to execute a different request."
-                        )
-                    elif saved.params != raw:
-                        message = (
-                            "Keys for idempotent requests can only be used with the same "
-                            "parameters they were first used with. Try using a key other than "
-                            f"'{idempotency_key}' if you meant to execute a different request."
-                        )
-                    else:
-                        record(saved.status, replayed=True)
-                        replay = [
-                            ("Idempotent-Replayed", "true"),
-                            ("Original-Request", saved.request_id),
-                            ("Idempotency-Key", idempotency_key),
-                        ]
-                        return _Response(saved.status, saved.body, base_headers + replay)
-                    record(400)
-                    error = StripeError(400, message, error_type="idempotency_error")
-                    return answer(400, error.body())
-            try:
-                params = coerce(raw, route.schema)
-                check_expand(route.returns, params.get("expand") or [])
-            except StripeError as exc:  # failed validation: not saved, as at Stripe
-                record(exc.status)
-                return answer(exc.status, exc.body())
+            if saved is not None:
+                record(saved.status, replayed=True)
+                replay = [
+                    ("Idempotent-Replayed", "true"),
+                    ("Original-Request", saved.request_id),
+                    ("Idempotency-Key", idempotency_key or ""),
+                ]
+                return _Response(saved.status, saved.body, base_headers + replay)
             account._request = (request_id, idempotency_key)
             try:
                 status, payload = 200, route.handler(account, params, *ids)
@@ -2464,6 +2443,30 @@ class StripeDouble:
                 account._drop_next -= 1
                 return None
             return response
+
+    def _saved(
+        self, account: Account, key: str | None, method: str, path: str, raw: dict[str, Any]
+    ) -> _Saved | None:
+        """The saved answer to replay for a repeated idempotency key (None for a new key);
+        the key used again for another endpoint or other parameters is an error."""
+        saved = account._idempotent.get(key) if key else None
+        if saved is None:
+            return None
+        if (saved.method, saved.path) != (method, path):
+            message = (
+                "Keys for idempotent requests can only be used for the same endpoint they were "
+                f"first used for ('{saved.method} {saved.path}' vs '{method} {path}'). Try "
+                f"using a key other than '{key}' if you meant to execute a different request."
+            )
+            raise StripeError(400, message, error_type="idempotency_error")
+        if saved.params != raw:
+            message = (
+                "Keys for idempotent requests can only be used with the same parameters they "
+                f"were first used with. Try using a key other than '{key}' if you meant to "
+                "execute a different request."
+            )
+            raise StripeError(400, message, error_type="idempotency_error")
+        return saved
 
     def _authenticate(self, authorization: str | None) -> tuple[Account, str]:
         key = ""
