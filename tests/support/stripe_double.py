@@ -2016,6 +2016,7 @@ input[aria-invalid=true]{border-color:#df1b41}
 button{margin-top:1rem;width:100%;font:inherit;font-weight:600;padding:.75rem;
 background:#0055de;color:#fff;border:0;border-radius:4px}
 nav a{margin-right:1rem}
+nav a[aria-current=page]{font-weight:700;color:inherit;text-decoration:none}
 """
 
 
