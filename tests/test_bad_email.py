@@ -9,7 +9,11 @@ reason, and the office sees failed emails (with the reason) and can retry them.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,9 +24,11 @@ from portal.db import queries
 from portal.db import tables as t
 from portal.demo import DEMO_HOST, JANE_EMAIL
 from portal.mail.backends import SMTPBackend, build_message
-from portal.mail.worker import deliver_due
+from portal.mail.outbox import queue_raw
+from portal.mail.worker import MAX_ATTEMPTS, deliver_due
 from portal.testing import MailSink
-from tests.conftest import csrf_from, new_business_data
+from tests.conftest import csrf_from, import_business, new_business_data
+from tests.test_faults import SlowSink
 
 HX = {"HX-Request": "true", "HX-Request-Type": "partial"}
 # The characters of the review: each made the email package raise inside the worker.
@@ -180,3 +186,114 @@ async def test_a_name_of_nothing_but_line_breaks_is_refused_by_the_importer(app,
     with pytest.raises(ImportProblem, match=r"customers\[0\]\.name"):
         await import_file(json.dumps(data))
     assert not await t.Tenant.exists().where(t.Tenant.host == "onlybreaks").run()
+
+
+# --- the worker: each email on its own ------------------------------------------------------------
+
+
+async def test_one_unbuildable_email_never_blocks_the_others(app, demo, settings, sink):
+    """Three businesses' emails, with rows from before the fix first in line: names and
+    subjects with line separators (sent, cleaned) and one that can never be built (a
+    recipient with a line separator and a smuggled Bcc): it fails at once, with its reason;
+    every other email is delivered exactly once."""
+    await clear_outbox()
+    await import_business("mailb")
+    await import_business("mailc")
+    tenants = [await queries.tenant_by_host(h) for h in (DEMO_HOST, "mailb", "mailc")]
+    poisoned = await legacy_row(
+        tenants[1], to_addr="pat@mailb.example\u2028Bcc: everyone@example.com"
+    )
+    legacy = [
+        await legacy_row(
+            tenants[0], from_name="XYZ\u2028Services", subject="Invoice\x85INV-1", to_addr="a@x.io"
+        ),
+        await legacy_row(tenants[2], subject="Your\x0cbill", to_addr="c@x.io"),
+    ]
+    good = []
+    for tenant in tenants:
+        for n in range(5):
+            to = f"good{n}@{tenant['host']}.example"
+            good.append(await queue_raw(settings, tenant, to, f"Note {n}", "Hello"))
+    backend = SMTPBackend(sink.url)
+    for minutes in range(0, 12 * 90, 90):  # rounds, each past any back-off
+        await deliver_due(settings, backend, now=later(minutes))
+    rows = {r["id"]: r for r in await t.OutboxEmail.select().run()}
+    assert all(r["attempts"] <= MAX_ATTEMPTS for r in rows.values())
+    expected = {rows[i]["message_id"] for i in legacy + good}
+    received = [m["Message-ID"] for m in sink.messages]
+    assert sorted(received) == sorted(expected)  # each exactly once, the poisoned one never
+    assert all(rows[i]["status"] == "sent" for i in legacy + good)
+    bad = rows[poisoned]
+    assert bad["status"] == "failed" and bad["attempts"] == 1
+    assert "could not be built" in bad["last_error"]
+    assert "recipient" in bad["last_error"]
+    [cleaned] = sink.to("a@x.io")
+    assert cleaned["From"] == "XYZ Services <portal@localhost>"
+    assert cleaned["Subject"] == "Invoice INV-1"
+    assert sink.to("c@x.io")[0]["Subject"] == "Your bill"
+
+
+async def test_the_attempt_cap_is_never_passed(app, demo, settings, sink):
+    await clear_outbox()
+    tenant = await queries.tenant_by_host(DEMO_HOST)
+    # A worker died during the last allowed attempt and its lease ran out.
+    last = await legacy_row(
+        tenant, to_addr="last@example.com", attempts=MAX_ATTEMPTS, locked_until=later(-1)
+    )
+    # Another email meets a server that answers "try later" every time.
+    flapping = await queue_raw(settings, tenant, "flap@example.com", "Flapping", "Hello")
+    sink.fail_next(50)
+    backend = SMTPBackend(sink.url)
+    for minutes in range(0, 20 * 90, 90):
+        await deliver_due(settings, backend, now=later(minutes))
+    gave_up = await outbox_row(last)
+    assert gave_up["status"] == "failed" and gave_up["attempts"] == MAX_ATTEMPTS
+    assert f"{MAX_ATTEMPTS} attempts" in gave_up["last_error"]
+    tried = await outbox_row(flapping)
+    assert tried["status"] == "failed" and tried["attempts"] == MAX_ATTEMPTS
+    assert f"{MAX_ATTEMPTS} attempts" in tried["last_error"] and "421" in tried["last_error"]
+    assert sink.to("last@example.com") == [] and sink.to("flap@example.com") == []
+
+
+async def test_a_worker_killed_mid_send_leaves_no_other_email_leased(
+    app, demo, settings, tmp_path, sink
+):
+    """A real `portal worker` process is killed while the SMTP server holds its message:
+    only that email waits for its lease; the others go out at once with another worker."""
+    await clear_outbox()
+    tenant = await queries.tenant_by_host(DEMO_HOST)
+    slow = SlowSink().start()
+    first = await queue_raw(settings, tenant, "held@example.org", "Held", "Hi")
+    others = [
+        await queue_raw(settings, tenant, f"next{n}@example.org", "Next", "Hi") for n in (1, 2)
+    ]
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "PORTAL_VAR_DIR": str(tmp_path),
+        "PORTAL_SMTP_URL": slow.url,
+        "PORTAL_SECRET_KEY": settings.secret_key,
+    }
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "portal.cli",
+        "worker",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert await asyncio.to_thread(slow.arrived.wait, 60), "the worker never sent"
+        os.kill(worker.pid, signal.SIGKILL)
+        await asyncio.wait_for(worker.wait(), timeout=10)
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+        slow.stop()
+    # Right away (no lease has run out): the two others are sent, the held one waits.
+    counts = await deliver_due(settings, SMTPBackend(sink.url))
+    assert counts == {"sent": 2, "retry": 0, "failed": 0}
+    assert [(await outbox_row(i))["status"] for i in others] == ["sent", "sent"]
+    assert (await outbox_row(first))["status"] == "pending"
