@@ -168,25 +168,25 @@ async def _deliver(
 async def _finish(
     row_id: int, *, status: str, last_error: str = "", sent_at: datetime | None = None
 ) -> None:
-    await (
-        OutboxEmail.update(
-            {
-                OutboxEmail.status: status,
-                OutboxEmail.locked_until: None,
-                OutboxEmail.last_error: last_error[:500],
-                OutboxEmail.sent_at: sent_at,
-            }
-        )
-        .where(OutboxEmail.id == row_id)
-        .run()
-    )
+    changes: dict[Any, Any] = {
+        OutboxEmail.status: status,
+        OutboxEmail.locked_until: None,
+        OutboxEmail.last_error: last_error[:500],
+        OutboxEmail.sent_at: sent_at,
+    }
+    if status == "sent":
+        # Delivered: its text is forgotten, so no confirmation or reset link (or anything
+        # else the email said) stays in the database. Who, what subject and when stay.
+        changes |= {OutboxEmail.text_body: "", OutboxEmail.html_body: ""}
+    await OutboxEmail.update(changes).where(OutboxEmail.id == row_id).run()
 
 
 HOUSEKEEPING_EVERY = timedelta(hours=1)
 
 
 async def housekeeping(settings: Settings) -> None:
-    """Forget what no longer matters: old throttle counts, dead sessions and links."""
+    """Forget what no longer matters: old throttle counts, dead sessions and links, and
+    emails done with (sent or failed) for longer than the retention period."""
     from portal.auth import throttle
     from portal.db.tables import AuthToken, Session
 
@@ -194,6 +194,15 @@ async def housekeeping(settings: Settings) -> None:
     await throttle.prune()
     await Session.delete().where(Session.expires_at < moment).run()
     await AuthToken.delete().where(AuthToken.expires_at < moment - timedelta(days=30)).run()
+    kept_since = moment - timedelta(days=settings.mail_retention_days)
+    await (
+        OutboxEmail.delete()
+        .where(
+            ((OutboxEmail.status == "sent") & (OutboxEmail.sent_at < kept_since))
+            | ((OutboxEmail.status == "failed") & (OutboxEmail.created_at < kept_since))
+        )
+        .run()
+    )
 
 
 @dataclass(frozen=True)
