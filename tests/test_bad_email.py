@@ -192,8 +192,8 @@ async def test_a_name_of_nothing_but_line_breaks_is_refused_by_the_importer(app,
 
 
 async def test_one_unbuildable_email_never_blocks_the_others(app, demo, settings, sink):
-    """Three businesses' emails, with rows from before the fix first in line: names and
-    subjects with line separators (sent, cleaned) and one that can never be built (a
+    """100 emails of three businesses, with rows from before the fix first in line: names
+    and subjects with line separators (sent, cleaned) and one that can never be built (a
     recipient with a line separator and a smuggled Bcc): it fails at once, with its reason;
     every other email is delivered exactly once."""
     await clear_outbox()
@@ -210,10 +210,10 @@ async def test_one_unbuildable_email_never_blocks_the_others(app, demo, settings
         await legacy_row(tenants[2], subject="Your\x0cbill", to_addr="c@x.io"),
     ]
     good = []
-    for tenant in tenants:
-        for n in range(5):
-            to = f"good{n}@{tenant['host']}.example"
-            good.append(await queue_raw(settings, tenant, to, f"Note {n}", "Hello"))
+    for n in range(100):  # 100 good emails, 34 + 33 + 33
+        tenant = tenants[n % 3]
+        to = f"good{n}@{tenant['host']}.example"
+        good.append(await queue_raw(settings, tenant, to, f"Note {n}", "Hello"))
     backend = SMTPBackend(sink.url)
     for minutes in range(0, 12 * 90, 90):  # rounds, each past any back-off
         await deliver_due(settings, backend, now=later(minutes))
@@ -227,6 +227,11 @@ async def test_one_unbuildable_email_never_blocks_the_others(app, demo, settings
     assert bad["status"] == "failed" and bad["attempts"] == 1
     assert "could not be built" in bad["last_error"]
     assert "recipient" in bad["last_error"]
+    print(
+        f"\n{len(good)} good emails of 3 businesses and 2 with line separators queued behind "
+        f"1 that cannot be built: {len(received)} received, {len(set(received))} distinct, "
+        f"the poisoned one {bad['status']} after {bad['attempts']} attempt ({bad['last_error']})"
+    )
     [cleaned] = sink.to("a@x.io")
     assert cleaned["From"] == "XYZ Services <portal@localhost>"
     assert cleaned["Subject"] == "Invoice INV-1"
