@@ -18,6 +18,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+import httpx
 import pytest
 
 from portal.db import queries
@@ -26,7 +28,14 @@ from portal.demo import DEMO_HOST, JANE_EMAIL
 from portal.mail.backends import SMTPBackend, build_message
 from portal.mail.outbox import queue_raw
 from portal.mail.worker import MAX_ATTEMPTS, deliver_due
-from portal.testing import MailSink
+from portal.testing import (
+    MailSink,
+    Server,
+    engine_kind,
+    fresh_database,
+    start_servers,
+    stop_server,
+)
 from tests.conftest import csrf_from, import_business, new_business_data
 from tests.test_faults import SlowSink
 
@@ -302,3 +311,101 @@ async def test_a_worker_killed_mid_send_leaves_no_other_email_leased(
     assert counts == {"sent": 2, "retry": 0, "failed": 0}
     assert [(await outbox_row(i))["status"] for i in others] == ["sent", "sent"]
     assert (await outbox_row(first))["status"] == "pending"
+
+
+# --- two server processes sharing PostgreSQL -----------------------------------------------------
+
+
+async def _signed_in_admin(server: Server) -> httpx.AsyncClient:
+    """The demo business's administrator, signed in on `server`."""
+    from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD
+
+    client = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{server.port}",
+        headers={"Host": f"{DEMO_HOST}.localhost:{server.port}"},
+        timeout=30,
+    )
+    token = await csrf_from(client, "/office/sign-in")
+    r = await client.post(
+        "/office/sign-in",
+        data={"_csrf_token": token, "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
+    )
+    assert r.status_code == 303, r.text[:300]
+    return client
+
+
+@pytest.mark.skipif(engine_kind() != "postgres", reason="two processes share PostgreSQL")
+async def test_two_server_processes_deliver_each_email_once_and_retry_once(tmp_path, sink):
+    """Two `portal serve` processes (each with its mail worker) on one PostgreSQL database:
+    a poisoned row ahead of 100 good ones, all due at once; then both processes get Retry
+    for the same failed email at the same moment."""
+    async with fresh_database(tmp_path) as url:
+        servers = await asyncio.to_thread(
+            start_servers, tmp_path, 2, url, {"PORTAL_SMTP_URL": sink.url}
+        )
+        conn = await asyncpg.connect(url)
+        try:
+            tenant_id = await conn.fetchval("SELECT id FROM tenant WHERE host = $1", DEMO_HOST)
+            insert = (
+                "INSERT INTO outbox_email (tenant, message_id, to_addr, from_name, reply_to, "
+                "subject, text_body, html_body, status, attempts, next_attempt_at, last_error, "
+                "created_at) VALUES ($1, $2, $3, 'XYZ Services', '', $4, 'Hello', '', $5, 0, "
+                "now() - interval '1 minute', '', now()) RETURNING id"
+            )
+            async with conn.transaction():  # both workers find all of them at once
+                poisoned = await conn.fetchval(
+                    insert,
+                    tenant_id,
+                    "<poison@localhost>",
+                    "p@x.io\u2028Bcc: all@x.io",
+                    "P",
+                    "pending",
+                )
+                good = [
+                    await conn.fetchval(
+                        insert, tenant_id, f"<good{n}@localhost>", f"g{n}@x.io", f"N{n}", "pending"
+                    )
+                    for n in range(100)
+                ]
+            for _ in range(300):
+                if not await conn.fetchval(
+                    "SELECT count(*) FROM outbox_email WHERE status = 'pending'"
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            rows = {r["id"]: r for r in await conn.fetch("SELECT * FROM outbox_email")}
+            received = [m["Message-ID"] for m in sink.messages]
+            assert sorted(received) == sorted(f"<good{n}@localhost>" for n in range(100))
+            assert all(rows[i]["status"] == "sent" and rows[i]["attempts"] == 1 for i in good)
+            assert rows[poisoned]["status"] == "failed" and rows[poisoned]["attempts"] == 1
+            assert "could not be built" in rows[poisoned]["last_error"]
+
+            # Both processes are asked to retry the same failed email at the same moment.
+            again = await conn.fetchval(
+                insert, tenant_id, "<again@localhost>", "again@x.io", "Again", "failed"
+            )
+            clients = [await _signed_in_admin(s) for s in servers]
+            try:
+                tokens = [await csrf_from(c, "/office/emails") for c in clients]
+                answers = await asyncio.gather(
+                    *[
+                        c.post(f"/office/emails/{again}/retry", data={"_csrf_token": tok})
+                        for c, tok in zip(clients, tokens, strict=True)
+                    ]
+                )
+            finally:
+                for c in clients:
+                    await c.aclose()
+            assert sorted(a.status_code for a in answers) == [303, 409]
+            for _ in range(100):
+                if (
+                    await conn.fetchval("SELECT status FROM outbox_email WHERE id = $1", again)
+                    == "sent"
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            assert len(sink.to("again@x.io")) == 1
+        finally:
+            await conn.close()
+            for server in servers:
+                stop_server(server)
