@@ -197,6 +197,22 @@ async def test_a_name_of_nothing_but_line_breaks_is_refused_by_the_importer(app,
     assert not await t.Tenant.exists().where(t.Tenant.host == "onlybreaks").run()
 
 
+async def test_staff_name_is_cleaned_by_create_staff(app, demo):
+    from portal.auth.staff import create_staff
+
+    problem = await create_staff(
+        DEMO_HOST, "new.desk@xyzservices.example", "Nia\u2028Desk\x0c", "office", "long enough pass"
+    )
+    assert problem is None
+    row = (
+        await t.StaffUser.select()
+        .where(t.StaffUser.email == "new.desk@xyzservices.example")
+        .first()
+        .run()
+    )
+    assert row["name"] == "Nia Desk"
+
+
 # --- the worker: each email on its own ------------------------------------------------------------
 
 
