@@ -54,11 +54,12 @@ async def recent(tenant_id: int, limit: int = RECENT_COUNT) -> list[dict[str, An
     )
 
 
-async def retry(tenant_id: int, email_id: int) -> tuple[str, dict[str, Any] | None]:
-    """Queue a failed email again, with a fresh set of attempts.
+async def retry(tenant_id: int, email_id: int) -> tuple[str, str]:
+    """Queue a failed email again, with a fresh set of attempts; one UPDATE, so two
+    clicks at once queue it once.
 
-    Returns ("retried", row), ("sent" | "pending", row) when it is not failed (any more),
-    or ("missing", None) when the business has no such email.
+    Returns (outcome, recipient): outcome "retried"; "sent" or "pending" when it is not
+    failed (any more); "missing" (recipient "") when the business has no such email.
     """
     rows = (
         await OutboxEmail.update(
@@ -75,15 +76,15 @@ async def retry(tenant_id: int, email_id: int) -> tuple[str, dict[str, Any] | No
             & (OutboxEmail.id == email_id)
             & (OutboxEmail.status == "failed")
         )
-        .returning(OutboxEmail.id, OutboxEmail.to_addr, OutboxEmail.subject)
+        .returning(OutboxEmail.to_addr)
         .run()
     )
     if rows:
-        return "retried", rows[0]
+        return "retried", rows[0]["to_addr"]
     row = (
-        await OutboxEmail.select(OutboxEmail.id, OutboxEmail.status, OutboxEmail.to_addr)
+        await OutboxEmail.select(OutboxEmail.status, OutboxEmail.to_addr)
         .where((OutboxEmail.tenant == tenant_id) & (OutboxEmail.id == email_id))
         .first()
         .run()
     )
-    return (row["status"], row) if row else ("missing", None)
+    return (row["status"], row["to_addr"]) if row else ("missing", "")

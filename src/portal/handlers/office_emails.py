@@ -67,7 +67,7 @@ async def retry(
     request: Request, tenant: TenantDep, staff: StaffDep, email_id: FromPath[int]
 ) -> Response:
     """Queue a failed email again; another business's email is a 404."""
-    outcome, row = await emails.retry(tenant["id"], email_id)
+    outcome, recipient = await emails.retry(tenant["id"], email_id)
     if outcome == "missing":
         raise NotFoundException()
     block = "lists" if is_fragment_request(request) else "region"
@@ -78,7 +78,7 @@ async def retry(
     wake()
     if not is_fragment_request(request):
         return see_other(request, "/office/emails?done=retried")
-    notice = f"The email to {row['to_addr']} is on its way again."  # type: ignore[index]
+    notice = f"The email to {recipient} is on its way again."
     return await _emails_page(request, tenant, staff, notice=notice, block=block)
 
 
