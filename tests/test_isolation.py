@@ -76,6 +76,7 @@ class Customer:
     payment_key: str = ""
     card_key: str = ""
     email_id: int = 0
+    failed_email_id: int = 0  # set by the failed_emails fixture
     checkout_ids: list[str] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
 
@@ -475,6 +476,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/notifications/{key:str}"): "office",
     ("POST", "/office/notifications/{key:str}/preview"): "office",
     ("POST", "/office/notifications/{key:str}/reset"): "office",
+    ("GET", "/office/emails"): "office",  # ?before= is a cursor into its own list
+    ("POST", "/office/emails/{email_id:int}/retry"): "ids",
 }
 
 
@@ -531,6 +534,7 @@ def _id(c: Customer | None, slot: str) -> Any:
         "booking": c.booking_id,
         "customer": c.id,
         "email": c.email_id,
+        "failed_email": c.failed_email_id,
     }[slot]
 
 
@@ -704,6 +708,12 @@ def office_probes(me: Business | None) -> list[Probe]:
             "invoice",
             lambda v: (f"/office/customers/{cust}/invoices/{v}/email", {"to": email}),
         ),
+        Probe(
+            "POST",
+            "/office/emails/{email_id:int}/retry",
+            "failed_email",
+            lambda v: (f"/office/emails/{v}/retry", {}),
+        ),
     ]
 
 
@@ -772,8 +782,25 @@ async def test_customer_ids_of_others_answer_like_missing_ids(world, me_key):
     assert checked == 2 * len(customer_probes(me))
 
 
+@pytest.fixture(scope="module")
+async def failed_emails(world: World, settings) -> None:
+    """A failed email to each customer, for Office › Emails' Retry to be probed with."""
+    from portal.db import queries
+    from portal.mail.outbox import queue_raw
+
+    for business in (world.a, world.b):
+        tenant = await queries.tenant_by_host(business.host)
+        for c in business.customers:
+            c.failed_email_id = await queue_raw(settings, tenant, c.email, f"For {c.name}", "Hi")
+            await (
+                t.OutboxEmail.update({t.OutboxEmail.status: "failed"})
+                .where(t.OutboxEmail.id == c.failed_email_id)
+                .run()
+            )
+
+
 @pytest.mark.parametrize("role", ["admin", "office"])
-async def test_office_ids_of_another_business_answer_like_missing_ids(world, role):
+async def test_office_ids_of_another_business_answer_like_missing_ids(world, role, failed_emails):
     """Staff of business A (either role) asking for business B's records."""
     me, other = world.a, world.b
     client = me.admin if role == "admin" else me.office

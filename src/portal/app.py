@@ -37,6 +37,7 @@ from portal.handlers import (
     office,
     office_bookings,
     office_customers,
+    office_emails,
     office_notifications,
     office_settings,
     public,
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> PortalApp:
             *office_bookings.ROUTES,
             *office_customers.ROUTES,
             *office_notifications.ROUTES,
+            *office_emails.ROUTES,
         ],
     )
     app = PortalApp(

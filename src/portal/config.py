@@ -39,6 +39,8 @@ class Settings:
     run_mail_worker: bool = True
     mail_poll_seconds: float = 2.0
     mail_from: str = "portal@localhost"
+    # Delivered (and failed) emails are deleted this many days after they were sent/queued.
+    mail_retention_days: int = 30
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -84,6 +86,7 @@ class Settings:
             mail_from=env.get(
                 "PORTAL_MAIL_FROM", f"portal@{env.get('PORTAL_BASE_DOMAIN', 'localhost').lower()}"
             ),
+            mail_retention_days=int(env.get("PORTAL_MAIL_RETENTION_DAYS", "30")),
         )
 
 

@@ -6,6 +6,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from portal.auth.passwords import hash_password
 from portal.db.tables import StaffUser, Tenant
+from portal.forms import one_line
 
 
 async def create_staff(host: str, email: str, name: str, role: str, password: str) -> str | None:
@@ -32,7 +33,7 @@ async def create_staff(host: str, email: str, name: str, role: str, password: st
         StaffUser(
             tenant=tenant["id"],
             email=email,
-            name=name,
+            name=one_line(name)[:120],  # shown in the office's header, one line
             role=role,
             password_hash=await hash_password(password),
         )

@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from portal.db.engine import transaction
 from portal.db.tables import BusinessUnit, Tenant
+from portal.forms import multi_line, one_line
 
 # --- which settings there are -------------------------------------------------------------
 
@@ -89,16 +90,10 @@ def clean_host(value: str) -> tuple[str, str | None]:
 
 # --- business information -----------------------------------------------------------------
 
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _one_line(value: str) -> str:
-    return " ".join(CONTROL.sub("", value).split())
-
 
 def clean_name(value: str) -> tuple[str, str | None]:
     """The company's official name, 1–120 characters on one line."""
-    name = _one_line(value)
+    name = one_line(value)
     if not name:
         return name, "Enter your company's name."
     if len(name) > 120:
@@ -126,7 +121,7 @@ PHONE_PATTERN = re.compile(
 
 def clean_phone(value: str) -> tuple[str, str | None]:
     """The phone customers call about the portal (may be left empty): 7 to 15 digits."""
-    phone = _one_line(value)
+    phone = one_line(value)
     if not phone:
         return "", None
     main = re.split(r"(?i)\s*(?:x|ext\.?|extension)\s*[0-9]", phone)[0]
@@ -138,7 +133,7 @@ def clean_phone(value: str) -> tuple[str, str | None]:
 
 def clean_service_types(value: str) -> tuple[list[str], str | None]:
     """Service types customers may request: one per line, each up to 80 characters."""
-    names = [_one_line(line) for line in value.splitlines()]
+    names = [one_line(line) for line in value.splitlines()]
     names = [n for n in names if n]
     seen: set[str] = set()
     for name in names:
@@ -162,7 +157,7 @@ def clean_statuses(values: list[str]) -> tuple[list[str], str | None]:
 
 def clean_message(value: str) -> tuple[str, str | None]:
     """The recurring service message shown on a membership's visits (up to 1,000 characters)."""
-    message = CONTROL.sub("", value.replace("\r\n", "\n")).strip()
+    message = multi_line(value)
     if len(message) > 1000:
         return message, f"Use at most 1,000 characters (this has {len(message):,})."
     return message, None
