@@ -22,8 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from portal.demo import DEMO_HOST, JANE_EMAIL, JANE_PASSWORD
-from portal.testing import start_servers, stop_server
+from portal.demo import JANE_EMAIL, JANE_PASSWORD
+from portal.testing import Server, start_servers, stop_server
+from tests.support.loopback import loopback_client
 from tests.support.proxies import PgBouncer, needs_pgbouncer, needs_postgres
 
 pytestmark = [pytest.mark.deploy, needs_postgres, needs_pgbouncer]
@@ -44,14 +45,10 @@ def portal(env: dict[str, str], *args: str) -> None:
     )
 
 
-async def browse(port: int, deadline: float, answers: Counter) -> None:
+async def browse(server: Server, deadline: float, answers: Counter) -> None:
     """One customer, over and over until `deadline`: sign in, open every tab. Counts the
     answers by what was asked and its status ("error" when there was no answer)."""
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}",
-        headers={"Host": f"{DEMO_HOST}.localhost:{port}"},
-        timeout=15,
-    ) as client:
+    async with loopback_client(server.base_url) as client:
         while time.monotonic() < deadline:
             client.cookies.clear()
             try:
@@ -93,7 +90,7 @@ async def test_a_minute_of_browsing_through_pgbouncer_has_no_server_error(
         try:
             deadline = time.monotonic() + LOAD_SECONDS
             answers: Counter = Counter()
-            await asyncio.gather(*(browse(server.port, deadline, answers) for _ in range(BROWSERS)))
+            await asyncio.gather(*(browse(server, deadline, answers) for _ in range(BROWSERS)))
         finally:
             stop_server(server)
     total = sum(answers.values())
