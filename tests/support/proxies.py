@@ -256,6 +256,19 @@ http {{
             return []
         return [json.loads(line) for line in self.access_log_path.read_text().splitlines()]
 
+    def logged_since(self, start: int, request: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The requests logged after the first `start`, once `request` ("GET /history") is
+        among them: nginx writes its line when it has sent the answer, a moment after the
+        browser may have shown it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            entries = self.access_log()[start:]
+            if any(f"{e['method']} {e['uri']}" == request for e in entries):
+                return entries
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nginx logged no {request} in {timeout}s: {entries}")
+            time.sleep(0.02)
+
 
 class PgBouncer(_Process):
     """pgbouncer in transaction pool mode on a free port, in front of the PostgreSQL server
