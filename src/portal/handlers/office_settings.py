@@ -295,7 +295,7 @@ async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) 
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
         return refusal
-    await rules.unlink_payment_account(tenant["id"])
+    await rules.unlink_payment_account(tenant["id"], tenant["payment_account_id"])
     return await _after_one(request, tenant, staff, "payments_enabled", {}, {})
 
 
