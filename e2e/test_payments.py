@@ -1,6 +1,8 @@
 """Jane pays invoices in a real browser, with JavaScript on and off: two in full in one
-payment, part of a third, a declined card, and a partial payment with two invoices
-selected (refused). Balances, receipt, History and the audit trail reflect it.
+payment, part of a third, a declined card, a partial payment with two invoices
+selected (refused), and a payment that succeeds after the portal had marked it failed
+(recorded; the office sees an alert). Balances, receipt, History and the audit trail
+reflect it.
 
 Each JS setting gets its own fresh demo server, because paying uses the demo's unpaid
 invoices up; within a server the tests pick invoices from what the page shows.

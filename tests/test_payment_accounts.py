@@ -19,6 +19,7 @@ from portal.db.queries import tenant_by_host
 from portal.db.tables import (
     AuditEvent,
     CardUpdate,
+    Customer,
     Membership,
     OutboxEmail,
     Payment,
@@ -47,6 +48,14 @@ def shown(response) -> str:
 def ref_of(started) -> str:
     assert started.status_code == 303, started.text
     return started.headers["location"].rsplit("/", 1)[1]
+
+
+async def customer_id(external_id: str = "C-1001") -> int:
+    """A demo customer's id (C-1001 is Jane's record)."""
+    row = (
+        await Customer.select(Customer.id).where(Customer.external_id == external_id).first().run()
+    )
+    return row["id"]
 
 
 async def linked_account() -> str:
@@ -194,12 +203,11 @@ async def test_a_payment_started_as_the_account_changes_settles_on_its_own_accou
     invoice = await new_invoice(demo, total=24000)
     before = await tenant_by_host(DEMO_HOST)
     await relink(admin)
-    customer = (await Payment.raw("SELECT id FROM customer WHERE external_id = 'C-1001'").run())[0]
     key = KEY_FIELD.search((await jane.get("/invoices")).text).group(1)
     outcome = await service.begin(
         settings,
         before,
-        customer["id"],
+        await customer_id(),
         JANE_EMAIL,
         service.PayForm(action="full", invoice_ids=[invoice["id"]], amount="", key=key),
     )
@@ -416,3 +424,60 @@ async def test_a_late_success_for_an_invoice_paid_meanwhile_is_refunded_and_aler
     assert trail[1]["amount_cents"] == 5000 and trail[1]["reference"] == ref_of(first)
     alert = alerts_on((await admin.get("/office/settings")).text)
     assert "refunded" in alert and "$50.00" in alert and invoice["number"] in alert
+
+
+async def test_a_form_sent_again_after_a_relink_opens_no_card_page_on_the_old_account(
+    jane, admin, demo
+):
+    """A payment and a card update recorded on the old account by a request that died
+    before it reached the gateway (just as the office relinked): the same form sent again
+    never opens a card page on the unlinked account."""
+    from portal.db import card_updates
+    from portal.db import payments as payments_db
+
+    old = await linked_account()
+    await relink(admin)
+    invoice = await new_invoice(demo, total=4200)
+    customer = await customer_id()
+    key = "resent-after-relink-0001"
+    await payments_db.start_payment(
+        tenant_id=demo,
+        customer_id=customer,
+        account_email=JANE_EMAIL,
+        key=key,
+        kind="full",
+        gateway="sandbox",
+        payment_account_id=old,
+        allocations={invoice["id"]: 4200},
+        balances_seen={invoice["id"]: 4200},
+        numbers={invoice["id"]: invoice["number"]},
+    )
+    again = await submit_pay(jane, [invoice["id"]], key=key)
+    assert again.status_code == 303
+    (payment,) = await payments_of(demo, invoice["id"])
+    assert again.headers["location"] == f"/payments/{payment['id']}"
+    assert payment["status"] == "failed"
+    message = shown(await jane.get((await jane.get(again.headers["location"])).headers["location"]))
+    assert "changed its payment account" in message
+    open_on_old = (
+        await SandboxCheckout.count()
+        .where((SandboxCheckout.account_id == old) & (SandboxCheckout.status == "open"))
+        .run()
+    )
+    assert open_on_old == 0
+
+    mid = await membership("M-JANE-GOLD")
+    card_key = "resent-card-after-relink-1"
+    await card_updates.begin(demo, customer, mid, JANE_EMAIL, card_key, old)
+    page = (await jane.get(f"/memberships/{mid}")).text
+    resent = await jane.post(
+        f"/memberships/{mid}/card",
+        data={"_csrf_token": CSRF_FIELD.search(page).group(1), "key": card_key},
+    )
+    assert resent.status_code == 422
+    assert "The business changed its payment account meanwhile." in shown(resent)
+    assert (
+        await SandboxCheckout.count()
+        .where((SandboxCheckout.account_id == old) & (SandboxCheckout.status == "open"))
+        .run()
+    ) == 0

@@ -192,12 +192,18 @@ async def update_card(
     back = f"/memberships/{membership['id']}"
     if update["status"] != "pending":  # a repeated submit of a finished update
         return see_other(request, f"{back}?card={update['id']}")
+    if update["payment_account_id"] != tenant["payment_account_id"]:
+        # A form sent again after the office changed the payment account: never open a
+        # card page on the unlinked one (the page shown again carries a fresh form).
+        error = (
+            "The business changed its payment account meanwhile. "
+            "Nothing was changed; please try again."
+        )
+        return await _visits_page(
+            request, tenant, viewer, membership, card_error=error, status_code=422
+        )
     settings = request.app.state.settings
     try:
-        if update["payment_account_id"] != tenant["payment_account_id"]:
-            # A form sent again after the office changed the payment account: never
-            # open a card page on the unlinked one.
-            raise PaymentsUnavailable()
         gateway = gateway_for(settings, update["payment_account_id"])
         checkout = await gateway.create_checkout(
             mode="setup",
