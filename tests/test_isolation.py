@@ -28,8 +28,10 @@ import httpx
 import pytest
 from litestar import Litestar
 
+from portal.db import office_alerts
 from portal.db import tables as t
 from portal.db.importer import import_file
+from portal.db.queries import tenant_by_host
 from tests.conftest import make_client, post_form, sign_in, staff_sign_in
 from tests.paying import enter_card, path_of, submit_pay
 
@@ -77,6 +79,7 @@ class Customer:
     card_key: str = ""
     email_id: int = 0
     failed_email_id: int = 0  # set by the failed_emails fixture
+    alert_id: int = 0  # an office alert about this customer's payment
     checkout_ids: list[str] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
 
@@ -322,6 +325,26 @@ async def _customer_activity(c: Customer) -> None:
     c.payment_ids = [p["id"] for p in pays]  # imported and portal
 
 
+async def _office_alert(app: Litestar, c: Customer) -> None:
+    """An office alert about the customer's payment, as a late card payment raises one."""
+    tenant = await tenant_by_host(c.host)
+    await office_alerts.raise_alert(
+        app.state.settings,
+        tenant,
+        kind="late_payment",
+        title=f"Late card payment of $25.00 recorded (INV-{c.key}-1)",
+        message=f"A card payment by {c.email} went through after it was reported as failed.",
+    )
+    alert = (
+        await t.OfficeAlert.select(t.OfficeAlert.id)
+        .where(t.OfficeAlert.tenant == tenant["id"])
+        .order_by(t.OfficeAlert.id, ascending=False)
+        .first()
+        .run()
+    )
+    c.alert_id = alert["id"]
+
+
 @pytest.fixture(scope="module")
 async def world(app: Litestar) -> AsyncIterator[World]:
     """Two businesses (A: alphaplumb, B: betaheat) with their customers signed in, and an
@@ -362,6 +385,7 @@ async def world(app: Litestar) -> AsyncIterator[World]:
             clients.append(c.client)
             await sign_in(c.client, c.email, PASSWORD)
             await _customer_activity(c)
+            await _office_alert(app, c)
         business.admin_email = f"boss@{business.host}.example"
         business.office_email = f"desk@{business.host}.example"
         business.admin = make_client(app, base)
@@ -451,6 +475,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/sign-in"): "public",
     ("POST", "/office/sign-out"): "public",
     ("GET", "/office"): "office",
+    ("POST", "/office/alerts/{alert_id:int}/seen"): "ids",
     ("GET", "/office/settings"): "office",
     ("POST", "/office/settings"): "office",  # roles: test_office_role_is_refused_admin_actions
     ("POST", "/office/settings/legal"): "office",
@@ -535,6 +560,7 @@ def _id(c: Customer | None, slot: str) -> Any:
         "customer": c.id,
         "email": c.email_id,
         "failed_email": c.failed_email_id,
+        "alert": c.alert_id,
     }[slot]
 
 
@@ -636,6 +662,12 @@ def office_probes(me: Business | None) -> list[Probe]:
     tomorrow = (date.today() + timedelta(days=1)).isoformat()
     book_form = {"date": tomorrow, "window": "08:00-12:00", "business_unit": "", "summary": "x"}
     return [
+        Probe(
+            "POST",
+            "/office/alerts/{alert_id:int}/seen",
+            "alert",
+            lambda v: (f"/office/alerts/{v}/seen", {"next": "/office/bookings"}),
+        ),
         Probe(
             "GET",
             "/office/bookings/{request_id:int}",

@@ -21,6 +21,7 @@ import asyncpg
 from email_validator import EmailNotValidError, validate_email
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from portal.db import payment_accounts
 from portal.db.engine import transaction
 from portal.db.tables import BusinessUnit, Tenant
 from portal.forms import multi_line, one_line
@@ -468,19 +469,28 @@ def new_sandbox_account_id() -> str:
 
 async def link_payment_account(tenant_id: int, account_id: str) -> bool:
     """Link the one payment account of the portal; False if one is linked already."""
-    rows = await (
-        Tenant.update({Tenant.payment_account_id: account_id})
-        .where((Tenant.id == tenant_id) & (Tenant.payment_account_id == ""))
-        .returning(Tenant.id)
-        .run()
-    )
+    async with transaction():
+        rows = await (
+            Tenant.update({Tenant.payment_account_id: account_id})
+            .where((Tenant.id == tenant_id) & (Tenant.payment_account_id == ""))
+            .returning(Tenant.id)
+            .run()
+        )
+        if rows:
+            await payment_accounts.record_linked(tenant_id, account_id)
     return bool(rows)
 
 
-async def unlink_payment_account(tenant_id: int) -> None:
-    """Unlink the payment account; card payments stop with it."""
-    await (
-        Tenant.update({Tenant.payment_account_id: "", Tenant.payments_enabled: False})
-        .where(Tenant.id == tenant_id)
-        .run()
-    )
+async def unlink_payment_account(tenant_id: int, account_id: str) -> bool:
+    """Unlink the payment account `account_id`; card payments stop with it. The account
+    is remembered (its payments still settle on it). False if it was not linked."""
+    async with transaction():
+        rows = await (
+            Tenant.update({Tenant.payment_account_id: "", Tenant.payments_enabled: False})
+            .where((Tenant.id == tenant_id) & (Tenant.payment_account_id == account_id))
+            .returning(Tenant.id)
+            .run()
+        )
+        if rows and account_id:
+            await payment_accounts.record_unlinked(tenant_id, account_id)
+    return bool(rows)

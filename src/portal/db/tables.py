@@ -192,6 +192,9 @@ class Payment(Table, tablename="payment"):
     status = Varchar(length=10, default="pending")  # pending | succeeded | failed
     idempotency_key = Varchar(length=64)
     gateway = Varchar(length=20, default="sandbox")
+    # The payment account it started on: settled, refunded and closed through that one,
+    # even after the office unlinks it.
+    payment_account_id = Varchar(length=80, default="")
     gateway_ref = Varchar(length=80, default="")
     card_brand = Varchar(length=20, default="")
     card_last4 = Varchar(length=4, default="")
@@ -199,6 +202,7 @@ class Payment(Table, tablename="payment"):
     source = Varchar(length=10, default="portal")  # portal | office | import
     created_at = Timestamptz(default=TimestamptzNow())
     completed_at = Timestamptz(null=True, default=None)
+    refunded_at = Timestamptz(null=True, default=None)  # the charge was given back in full
 
 
 class PaymentAllocation(Table, tablename="payment_allocation"):
@@ -329,6 +333,7 @@ class CardUpdate(Table, tablename="card_update"):
     membership = ForeignKey(null=False, references=Membership, on_delete=OnDelete.cascade)
     account_email = Varchar(length=254, default="")
     idempotency_key = Varchar(length=64)
+    payment_account_id = Varchar(length=80, default="")  # the account it started on
     gateway_ref = Varchar(length=80, default="")
     status = Varchar(length=10, default="pending")  # pending | succeeded | failed
     card_brand = Varchar(length=20, default="")
@@ -336,6 +341,32 @@ class CardUpdate(Table, tablename="card_update"):
     failure_reason = Varchar(length=200, default="")
     created_at = Timestamptz(default=TimestamptzNow())
     completed_at = Timestamptz(null=True, default=None)
+
+
+class PaymentAccount(Table, tablename="payment_account"):
+    """A payment account the business has linked, now or before. Callbacks are verified
+    with the account they are signed for, if it is one of these, so a payment that
+    started on an account the office has since unlinked is still recorded."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account_id = Varchar(length=80)
+    linked_at = Timestamptz(default=TimestamptzNow())
+    unlinked_at = Timestamptz(null=True, default=None)
+
+
+class OfficeAlert(Table, tablename="office_alert"):
+    """Something office staff must look at (e.g. a card payment that arrived after the
+    portal had called it failed): shown at the top of every office page until a staff
+    member marks it as seen."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    kind = Varchar(length=40)  # late_payment | late_payment_refunded
+    title = Varchar(length=200)
+    message = Text()
+    reference = Varchar(length=80, default="")  # the gateway's reference of the payment
+    created_at = Timestamptz(default=TimestamptzNow())
+    seen_at = Timestamptz(null=True, default=None)
+    seen_by = Varchar(length=254, default="")
 
 
 class SandboxCheckout(Table, tablename="sandbox_checkout"):
@@ -390,5 +421,7 @@ TABLES: list[type[Table]] = [
     NotificationTemplate,
     ThrottleHit,
     CardUpdate,
+    PaymentAccount,
+    OfficeAlert,
     SandboxCheckout,
 ]

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
 from portal.auth import throttle
 from portal.auth.guards import StaffDep, safe_next
@@ -20,9 +22,10 @@ from portal.auth.policy import normalize
 from portal.auth.sessions import SessionInfo, end_session, load_session, start_session
 from portal.auth.throttle import Limit
 from portal.db import office as office_db
+from portal.db import office_alerts
 from portal.handlers.account import MAX_FIELD, WINDOW, clean_email, client_ip
 from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, render, see_other
+from portal.web import form_data, is_fragment_request, is_htmx, render, see_other
 
 ROLE_NAMES = {"admin": "Administrator", "office": "Office"}
 
@@ -61,6 +64,7 @@ async def office_page(
     """
     draws_menu = block in (None, "region") or not is_fragment_request(request)
     new_bookings = await office_db.new_bookings_count(tenant["id"]) if draws_menu else 0
+    alerts = await office_alerts.unseen(tenant["id"]) if draws_menu else []
     return render(
         request,
         template,
@@ -71,6 +75,7 @@ async def office_page(
             "role_name": ROLE_NAMES.get(staff.role, staff.role),
             "section": section,
             "new_bookings": new_bookings,
+            "alerts": alerts,
             **context,
         },
         block=block,
@@ -188,4 +193,27 @@ async def office_home(request: Request, tenant: TenantDep, staff: StaffDep) -> R
     return see_other(request, "/office/settings")
 
 
-ROUTES = [sign_in_page, sign_in, sign_out, office_home]
+@post("/alerts/{alert_id:int}/seen")
+async def mark_alert_seen(
+    request: Request, tenant: TenantDep, staff: StaffDep, alert_id: FromPath[int]
+) -> Response:
+    """A staff member marks an alert as seen: it leaves the top of the office pages.
+    htmx swaps the alerts region; without JavaScript, back to the page it was on."""
+    if not await office_alerts.mark_seen(tenant["id"], alert_id, staff.email):
+        raise NotFoundException()
+    if not is_htmx(request):
+        back = safe_next((await form_data(request)).get("next"), "/office/settings")
+        return see_other(request, back if back.startswith("/office/") else "/office/settings")
+    return render(
+        request,
+        "office/_alerts.html",
+        {
+            "tenant": tenant,
+            "alerts": await office_alerts.unseen(tenant["id"]),
+            "alerts_back": "/office/settings",
+        },
+        block="alerts",
+    )
+
+
+ROUTES = [sign_in_page, sign_in, sign_out, office_home, mark_alert_seen]
