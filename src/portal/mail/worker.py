@@ -149,6 +149,13 @@ async def housekeeping() -> None:
     await AuthToken.delete().where(AuthToken.expires_at < moment - timedelta(days=30)).run()
 
 
+async def answer_account_requests(settings: Settings) -> None:
+    """Invitation and reset requests recorded by the pages become emails (issue 11.5)."""
+    from portal.auth.account_requests import answer_pending
+
+    await answer_pending(settings)
+
+
 async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Deliver due emails until `stop` is set (runs inside `serve`, or as `portal worker`)."""
     global _wakeup
@@ -159,6 +166,7 @@ async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> 
     next_housekeeping = datetime.now(UTC)
     while not stop.is_set():
         try:
+            await answer_account_requests(settings)
             await deliver_due(settings, backend)
             if datetime.now(UTC) >= next_housekeeping:
                 await housekeeping()
