@@ -36,6 +36,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 # 19 MiB and 2), in one lane: a hash then runs in one thread of ours, whose priority we
 # control, instead of fanning out into threads that compete with pages.
 HASHER = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
+GRACE = 0.1  # seconds
 NICE = 5  # hashing threads yield to the event loop, without starving behind neighbours
 
 
@@ -113,7 +114,8 @@ class HashingLane:
             wait = self.expected_wait(key)
             if client is not None and wait > self.max_wait:
                 raise LaneBusy(max(1, math.ceil(wait - self.max_wait)))
-            deadline = time.monotonic() + self.max_wait if client is not None else None
+            # A little grace: a job picked up as soon as it was queued is never late.
+            deadline = time.monotonic() + self.max_wait + GRACE if client is not None else None
             queue = self._queues.get(key)
             if queue is None:
                 queue = self._queues[key] = deque()
