@@ -53,6 +53,22 @@ async def test_one_client_cannot_fill_the_lane():
     assert ran.index("customer") <= 2, ran
 
 
+async def test_a_thread_is_always_left_for_the_next_client():
+    lane = HashingLane(threads=2, max_wait=60)
+    gate, ran = threading.Event(), []
+    hostile = [
+        asyncio.ensure_future(lane.run("203.0.113.9", blocker(gate, ran, f"hostile {n}")))
+        for n in range(20)
+    ]
+    await until(lambda: ran == ["hostile 0"])
+    # The storm holds one of the two threads, never both: the customer starts at once.
+    customer = asyncio.ensure_future(lane.run("198.51.100.4", blocker(gate, ran, "customer")))
+    await until(lambda: ran == ["hostile 0", "customer"])
+    gate.set()
+    await asyncio.gather(customer, *hostile)
+    assert len(ran) == 21
+
+
 async def test_a_wait_beyond_the_bound_is_refused_at_once_and_a_queued_one_in_time():
     lane = HashingLane(threads=1, max_wait=0.3)
     lane.seconds_per_hash = 0.2

@@ -4,9 +4,10 @@ Parameters: m=64 MiB, t=3, p=1, above OWASP's floor (m=19 MiB, t=2, p=1). A hash
 a fifth of a second on purpose, so hashes run on a few threads of their own and the event
 loop keeps serving pages. The lane in front of those threads:
 
-- is fair: each client (an address, see forwarded.py) has its own queue, and the threads
-  take one hash from each waiting client in turn, so 80 sign-ins from one client delay
-  another client's sign-in by at most one of theirs per thread, not by all 80;
+- is fair: each client (an address, see forwarded.py) has its own queue, the threads
+  take one hash from each waiting client in turn, and one client never has more than
+  one hash running of two threads (`threads - 1`): a thread is left for whoever comes
+  next, so 80 sign-ins from one client do not delay another client's sign-in at all;
 - is bounded: a hash that would wait longer than `max_wait` seconds for its turn is
   refused at once with `LaneBusy` (the page says "busy, try again in a moment", 503 with
   Retry-After), and one still queued when its time is up is refused then — a sign-in
@@ -24,7 +25,7 @@ import math
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,7 @@ class LaneBusy(Exception):
 
 @dataclass
 class _Job:
+    client: str
     work: Callable[[], Any]
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
@@ -83,6 +85,7 @@ class HashingLane:
         self._queues: dict[str, deque[_Job]] = {}
         self._turns: deque[str] = deque()  # clients with waiting jobs, next first
         self._running = 0
+        self._running_by: Counter[str] = Counter()
         self._started = 0
         self.seconds_per_hash = 0.2  # moving average, for the expected wait
 
@@ -101,7 +104,18 @@ class HashingLane:
             min(len(queue), mine + 1) for other, queue in self._queues.items() if other != client
         )
         behind_threads = ahead + self._running - self.threads + 1
-        return max(0, behind_threads) / self.threads * self.seconds_per_hash
+        # And this client's own hashes run at most `cap` at a time.
+        cap = max(1, self.threads - 1)
+        behind_own = mine + self._running_by[client] - cap + 1
+        turns = max(0, behind_threads / self.threads, behind_own / cap)
+        return turns * self.seconds_per_hash
+
+    def refusal(self, client: str) -> int | None:
+        """Retry-After seconds if a hash for `client` would be refused right now, else None
+        (lets a busy answer skip all other work; `run` decides for real)."""
+        with self._lock:
+            wait = self.expected_wait(client)
+        return max(1, math.ceil(wait - self.max_wait)) if wait > self.max_wait else None
 
     async def run(self, client: str | None, work: Callable[..., Any], *args: Any) -> Any:
         """Run `work(*args)` on a hashing thread in `client`'s turn. Raises `LaneBusy`
@@ -120,7 +134,7 @@ class HashingLane:
             if queue is None:
                 queue = self._queues[key] = deque()
                 self._turns.append(key)
-            queue.append(_Job(lambda: work(*args), future, loop, deadline))
+            queue.append(_Job(key, lambda: work(*args), future, loop, deadline))
             while self._started < self.threads:
                 self._started += 1
                 name = f"argon2-{self._started}"
@@ -133,12 +147,20 @@ class HashingLane:
 
     def _next_job(self, number: int) -> _Job | None:
         """The next job in round-robin order (waits for one); None when this thread is no
-        longer needed. Caller holds the lock."""
-        while not self._turns:
+        longer needed. Caller holds the lock.
+
+        A client never has more than `threads - 1` hashes running (one of two), so a
+        thread is left for the next client who comes: one client's storm cannot make
+        another wait for a hash of the storm to finish."""
+        cap = max(1, self.threads - 1)
+        while True:
             if number > self.threads:
                 return None
+            client = next((c for c in self._turns if self._running_by[c] < cap), None)
+            if client is not None:
+                break
             self._ready.wait()
-        client = self._turns.popleft()
+        self._turns.remove(client)
         queue = self._queues[client]
         job = queue.popleft()
         if queue:
@@ -164,6 +186,7 @@ class HashingLane:
                     self._deliver(job, None, LaneBusy(1))
                     continue
                 self._running += 1
+                self._running_by[job.client] += 1
             started = time.monotonic()
             result, error = None, None
             try:
@@ -172,8 +195,12 @@ class HashingLane:
                 error = exc
             with self._lock:
                 self._running -= 1
+                self._running_by[job.client] -= 1
+                if not self._running_by[job.client]:
+                    del self._running_by[job.client]
                 took = time.monotonic() - started
                 self.seconds_per_hash = 0.8 * self.seconds_per_hash + 0.2 * took
+                self._ready.notify_all()  # a client at its cap may go again
             self._deliver(job, result, error)
 
     @staticmethod

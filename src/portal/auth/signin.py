@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from portal.auth import throttle
-from portal.auth.passwords import LaneBusy, verify_password
+from portal.auth.passwords import LANE, LaneBusy, verify_password
 from portal.auth.throttle import Limit
 
 WINDOW = timedelta(minutes=15)
@@ -52,6 +52,9 @@ async def check_password(
     """Count the attempt, then (unless over a limit) verify `password` against
     `stored_hash` (None: no such account; it still costs one verify). A right password and
     a busy lane take the attempt back; a wrong one stays counted."""
+    busy = LANE.refusal(client)
+    if busy:  # answered before any database work: a storm's surplus costs next to nothing
+        return PasswordCheck(busy=busy)
     counted = await throttle.count(tenant_id, limits)
     if counted.wait:
         return PasswordCheck(too_many=counted.wait)
