@@ -62,6 +62,7 @@ def test_own_email_business_name_and_length(password, reason):
         "すし と ラーメン が すき",
         "tr4ctor-m4ple-77",  # no composition rules: nothing demands a digit or a symbol
         "nodigitsnosymbols",
+        "#8!dragon$5@2&9",  # a common word inside many random characters is long, not common
     ],
 )
 def test_long_and_unusual_passwords_are_welcome(password):

@@ -3,8 +3,9 @@
 - length first: 8 to 128 characters, any characters (spaces, emoji, any script);
 - no composition rules (no "one digit, one symbol");
 - not a common or breached password, compared after undoing the usual disguises: upper
-  and lower case, spaces, leetspeak ("Pa$$w0rd" is "password") and digits or symbols
-  added at either end ("Summer2026!" is "summer", "letmein!" is "letmein");
+  and lower case, spaces, leetspeak ("Pa$$w0rd" is "password") and up to six digits or
+  symbols added at either end ("Summer2026!" is "summer", "letmein!" is "letmein");
+  the list (data/common-passwords.txt) has about 35,000;
 - not the person's own email (or the part before the @), not the business's name, and not
   either of those with only a few characters around them.
 
@@ -30,13 +31,14 @@ COMMON = (
 # both readings are tried.
 LEET = str.maketrans("034@5$7+89(|", "oeaasstt bgcl".replace(" ", ""))
 AMBIGUOUS = ({"1": "i", "!": "i"}, {"1": "l", "!": "l"})
+MAX_ADDED = 6  # digits and symbols added to a common password that still make it common
 # Digits and symbols added at the end, at the start, or both.
 ENDS = (re.compile(r"[\W\d_]+$"), re.compile(r"^[\W\d_]+"), re.compile(r"^[\W\d_]+|[\W\d_]+$"))
 
 
 @lru_cache(maxsize=1)
 def common_passwords() -> frozenset[str]:
-    """The shipped list of the 10,000 most common passwords (lower-cased)."""
+    """The shipped list of about 35,000 common passwords (lower-cased; see the file's head)."""
     lines = COMMON_PASSWORDS.read_text(encoding="utf-8").splitlines()
     return frozenset(line.strip().lower() for line in lines if line and not line.startswith("#"))
 
@@ -60,11 +62,18 @@ def readings(password: str) -> set[str]:
     """What a guesser would try the password as: itself (case folded, no spaces), without
     the digits and symbols at its ends, with leetspeak undone, and both."""
     squashed = _squash(password)
-    found = {squashed, *(end.sub("", squashed) for end in ENDS)}
+    found = {squashed, *_trimmed(squashed)}
     for text in list(found):
         for plain in _unleet(text):
-            found |= {plain, *(end.sub("", plain) for end in ENDS)}
+            found |= {plain, *_trimmed(plain)}
     return {text for text in found if text}
+
+
+def _trimmed(text: str) -> list[str]:
+    """`text` without the digits and symbols at its ends, when those are few (up to
+    `MAX_ADDED`): "summer2026!" is "summer", but "cat" with ten random digits and
+    symbols around it is a long password, not a common one."""
+    return [t for end in ENDS if len(text) - len(t := end.sub("", text)) <= MAX_ADDED]
 
 
 def _built_from(password_readings: set[str], word: str) -> bool:
