@@ -20,6 +20,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVI
 from litestar.types import Receive, Scope, Send
 
 from portal import payments
+from portal.auth import passwords
 from portal.auth.guards import (
     PortalClosed,
     SignInRequired,
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> PortalApp:
     """Build the Litestar app for `settings` (binds the tables to its database)."""
     engine = db_engine.use_database(settings.database_url)
     renderer = Renderer(settings.static_dir)
+    passwords.LANE.configure(threads=settings.hash_threads, max_wait=settings.hash_max_wait_seconds)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from email_validator import EmailNotValidError, validate_email
 
 from portal.auth.passwords import hash_password
+from portal.auth.policy import normalize, password_problem
 from portal.db.tables import StaffUser, Tenant
 from portal.forms import one_line
 
@@ -17,11 +18,13 @@ async def create_staff(host: str, email: str, name: str, role: str, password: st
         email = validate_email(email, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         return f"{email!r} is not a valid email address ({exc})"
-    if not 8 <= len(password) <= 128:
-        return "the password must be 8 to 128 characters long"
-    tenant = await Tenant.select(Tenant.id).where(Tenant.host == host).first().run()
+    tenant = await Tenant.select(Tenant.id, Tenant.name).where(Tenant.host == host).first().run()
     if tenant is None:
         return f"no business has the host name {host!r}"
+    password = normalize(password)
+    problem = password_problem(password, business_name=tenant["name"], email=email)
+    if problem:
+        return problem
     exists = (
         await StaffUser.exists()
         .where((StaffUser.tenant == tenant["id"]) & (StaffUser.email == email))

@@ -19,6 +19,7 @@ import msgspec
 from email_validator import EmailNotValidError, validate_email
 
 from portal.auth.passwords import hash_password
+from portal.auth.policy import password_problem
 from portal.db import engine as db_engine
 from portal.db import tables as t
 from portal.forms import multi_line, one_line
@@ -253,6 +254,13 @@ def _friendly_path(message: str) -> str:
     return f"{path or 'top level'}: {problem}"
 
 
+def _check_password(password: str | None, business_name: str, email: str, where: str) -> None:
+    """The same password policy as the portal's own forms (a hash is taken as it is)."""
+    problem = password and password_problem(password, business_name=business_name, email=email)
+    if problem:
+        raise ImportProblem(f"{where}: {problem}")
+
+
 def _unique(items: list[Any], key: str, section: str) -> dict[str, int]:
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
@@ -299,6 +307,7 @@ def _check_references(data: ImportFile) -> None:
         staff_emails[email] = i
         if not (s.password or s.password_hash):
             raise ImportProblem(f"staff[{i}] ({email}): needs password or password_hash")
+        _check_password(s.password, b.name, email, f"staff[{i}] ({email}).password")
     customers = _unique(data.customers, "id", "customers")
     location_owner: dict[str, str] = {}
     for i, c in enumerate(data.customers):
@@ -317,6 +326,7 @@ def _check_references(data: ImportFile) -> None:
                 )
             if not (c.portal_account.password or c.portal_account.password_hash):
                 raise ImportProblem(f"{where}.portal_account: needs password or password_hash")
+            _check_password(c.portal_account.password, b.name, acct, f"{where}.portal_account")
 
     jobs = _unique(data.jobs, "number", "jobs")
     job_customer: dict[str, str] = {}

@@ -11,6 +11,7 @@ with `ALTER TABLE … ADD CONSTRAINT`, which SQLite does not support.
 from __future__ import annotations
 
 from piccolo.columns import (
+    BigInt,
     Boolean,
     Bytea,
     Date,
@@ -318,10 +319,25 @@ class NotificationTemplate(Table, tablename="notification_template"):
     updated_at = Timestamptz(default=TimestamptzNow())
 
 
-class ThrottleHit(Table, tablename="throttle_hit"):
-    """One failed or rate-limited attempt, counted per key in a time window."""
+class ThrottleCount(Table, tablename="throttle_count"):
+    """Attempts counted against one key of a business (an email, a client address) in the
+    current window. One row per (tenant, key), counted and checked in one statement
+    (auth/throttle.py); unique on (tenant, key)."""
 
-    key = Varchar(length=200)
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    key = Varchar(length=400)
+    hits = Integer(default=0)
+    resets_at = BigInt(default=0)  # Unix seconds: when the window ends and counting restarts
+
+
+class AccountRequest(Table, tablename="account_request"):
+    """Someone asked for an invitation or a password reset for an email. The request only
+    records this; the background worker looks the email up and decides what to send, so the
+    request does the same work whatever the email (auth/account_requests.py)."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    kind = Varchar(length=10)  # invite | reset
+    email = Varchar(length=320)
     created_at = Timestamptz(default=TimestamptzNow())
 
 
@@ -419,7 +435,8 @@ TABLES: list[type[Table]] = [
     AuthToken,
     OutboxEmail,
     NotificationTemplate,
-    ThrottleHit,
+    ThrottleCount,
+    AccountRequest,
     CardUpdate,
     PaymentAccount,
     OfficeAlert,

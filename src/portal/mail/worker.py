@@ -217,9 +217,17 @@ class Job:
 def jobs(settings: Settings, backend: Backend) -> list[Job]:
     """What the worker does, in order, each round (new background work is a new entry)."""
     return [
+        Job("answer account requests", lambda: answer_account_requests(settings)),
         Job("deliver emails", lambda: deliver_due(settings, backend)),
         Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
     ]
+
+
+async def answer_account_requests(settings: Settings) -> None:
+    """Invitation and reset requests recorded by the pages become emails (issue 11.5)."""
+    from portal.auth.account_requests import answer_pending
+
+    await answer_pending(settings)
 
 
 async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> None:
