@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from portal.auth.account_requests import answer_pending
 from portal.config import Settings
 from portal.db import queries
 from portal.db import tables as t
-from portal.auth.account_requests import answer_pending
 from portal.demo import DEMO_HOST, JANE_EMAIL
 from portal.mail.backends import SMTPBackend
 from portal.mail.worker import deliver_due, housekeeping
