@@ -53,7 +53,7 @@ log = logging.getLogger("portal")
 def create_app(settings: Settings) -> PortalApp:
     """Build the Litestar app for `settings` (binds the tables to its database)."""
     engine = db_engine.use_database(settings.database_url)
-    renderer = Renderer(settings.static_dir)
+    renderer = Renderer()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -11,8 +11,11 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
+
+def default_var_dir() -> Path:
+    """`var/` in the working directory: the database, the dev secret and the dev mailbox
+    live where the portal is run, never inside the installed package."""
+    return Path.cwd() / "var"
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,7 @@ class Settings:
     smtp_url: str | None = None
     port: int = 8000
     host: str = "127.0.0.1"
-    var_dir: Path = DEFAULT_VAR_DIR
-    static_dir: Path = PROJECT_ROOT / "static"
+    var_dir: Path = field(default_factory=default_var_dir)
     # Public scheme of customer links in emails; "https" in production behind TLS.
     public_scheme: str = "http"
     # Port shown in links built for emails; None when the public URL has no port.
@@ -62,7 +64,7 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         """Build settings from `env` (default: the process environment)."""
         env = dict(os.environ if env is None else env)
-        var_dir = Path(env.get("PORTAL_VAR_DIR", str(DEFAULT_VAR_DIR)))
+        var_dir = var_dir_from_env(env)
         database_url = database_url_from_env(env)
         port = int(env.get("PORT", "8000"))
         public_port_raw = env.get("PORTAL_PUBLIC_PORT")
@@ -87,11 +89,15 @@ class Settings:
         )
 
 
+def var_dir_from_env(env: dict[str, str]) -> Path:
+    """`PORTAL_VAR_DIR`, or `var/` in the working directory."""
+    return Path(env["PORTAL_VAR_DIR"]) if env.get("PORTAL_VAR_DIR") else default_var_dir()
+
+
 def database_url_from_env(env: dict[str, str] | None = None) -> str:
     """`DATABASE_URL`, or the default SQLite file under `var/`."""
     env = dict(os.environ if env is None else env)
-    var_dir = Path(env.get("PORTAL_VAR_DIR", str(DEFAULT_VAR_DIR)))
-    return env.get("DATABASE_URL") or f"sqlite:///{var_dir / 'portal.sqlite3'}"
+    return env.get("DATABASE_URL") or f"sqlite:///{var_dir_from_env(env) / 'portal.sqlite3'}"
 
 
 def _dev_secret_key(var_dir: Path) -> str:
