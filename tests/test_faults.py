@@ -26,10 +26,8 @@ from portal.db import tables as t
 from portal.mail.backends import SMTPBackend
 from portal.mail.worker import deliver_due
 from portal.testing import MailSink, engine_kind, free_port
-from tests import test_isolation as iso
-from tests.test_hostile import post
-
-world = iso.world
+from tests.support.http import CSRF_FIELD, post
+from tests.support.world import PASSWORD
 
 
 def later(minutes: float) -> datetime:
@@ -236,10 +234,10 @@ async def test_database_connections_dropped_under_load_fail_cleanly_and_recover(
             for c in (world.customer("A1"), world.customer("A2")):
                 client = httpx.AsyncClient(base_url=base, headers=host, timeout=30)
                 page = await client.get("/sign-in")
-                token = iso.CSRF_FIELD.search(page.text).group(1)
+                token = CSRF_FIELD.search(page.text).group(1)
                 r = await client.post(
                     "/sign-in",
-                    data={"_csrf_token": token, "email": c.email, "password": iso.PASSWORD},
+                    data={"_csrf_token": token, "email": c.email, "password": PASSWORD},
                 )
                 assert r.status_code == 303, r.text[:300]
                 customers.append(client)

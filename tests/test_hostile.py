@@ -26,11 +26,16 @@ from hypothesis import strategies as st
 from portal.auth.policy import password_problem
 from portal.db import office_settings as rules
 from portal.db import tables as t
-from tests import test_isolation as iso
-from tests.conftest import make_client
-from tests.test_isolation import CSRF_FIELD, PASSWORD, World, snapshot
-
-world = iso.world  # the two-business fixture, shared
+from tests.support.http import CSRF_FIELD, make_client, post, token_of
+from tests.support.world import (
+    PASSWORD,
+    World,
+    app_routes,
+    concrete,
+    get_routes,
+    requester,
+    snapshot,
+)
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "12"))
 FUZZ = hsettings(
@@ -133,26 +138,6 @@ def assert_clean_refusal(response: httpx.Response, what: str) -> None:
     assert any(mark in response.text for mark in MESSAGE_MARKS), (
         f"{what}: {response.status_code} without a message: {response.text[:300]}"
     )
-
-
-async def post(client: httpx.AsyncClient, path: str, data: dict[str, Any], **kw) -> httpx.Response:
-    """POST with the client's CSRF token (the real CSRF check runs)."""
-    return await client.post(path, data={"_csrf_token": await token_of(client), **data}, **kw)
-
-
-_tokens: dict[str, str] = {}
-
-
-async def token_of(client: httpx.AsyncClient) -> str:
-    """The client's CSRF token (one per CSRF cookie, so fetched once per cookie)."""
-    cookie = client.cookies.get("portal_csrf")
-    if cookie is None or cookie not in _tokens:
-        response = await client.get("/sign-in")
-        if response.status_code != 200:  # a signed-in customer: any page with a form
-            response = await client.get("/invoices")
-        cookie = client.cookies.get("portal_csrf")
-        _tokens[cookie] = CSRF_FIELD.search(response.text).group(1)
-    return _tokens[cookie]
 
 
 async def clear_throttle() -> None:
@@ -760,38 +745,6 @@ QUERY_PARAMS = {
 }
 
 
-def concrete(route: str, world, app) -> str:
-    """A route's path filled with records the requester may see (A1's; business A's)."""
-    me = world.customer("A1")
-    static_name = next(iter(app.state.renderer.static))
-    values = {
-        "name": static_name,
-        "version": "1",
-        "checkout_id": me.checkout_ids[0],
-        "invoice_id": me.invoice_ids[0],
-        "payment_id": me.payment_ids[-1],
-        "membership_id": me.membership_id,
-        "update_id": me.card_update_id,
-        "request_id": me.booking_id,
-        "customer_id": me.id,
-        "email_id": me.email_id,
-        "key": "invoice_email",
-    }
-    return re.sub(r"\{(\w+):\w+\}", lambda m: str(values[m.group(1)]), route)
-
-
-def get_routes(app) -> list[str]:
-    return sorted(path for method, path in iso.app_routes(app) if method == "GET")
-
-
-def requester(world, anonymous, route: str) -> list[httpx.AsyncClient]:
-    """Who asks: an office page by staff of the business, a customer page by its customer,
-    everything also by a stranger."""
-    if route.startswith("/office"):
-        return [world.a.admin, world.a.office, anonymous]
-    return [world.customer("A1").client, anonymous]
-
-
 async def test_get_and_head_never_change_the_database(app, world, anonymous):
     """Every GET route of the route table, as GET and as HEAD, by each kind of visitor.
 
@@ -1010,7 +963,7 @@ BODIES = [
 async def test_malformed_bodies_on_every_post_route(app, world, anonymous):
     """Every POST route gets an empty form, a JSON body, broken encodings and binary junk
     (with a valid CSRF token in the header): never a 5xx, never a stack trace."""
-    posts = sorted(path for method, path in iso.app_routes(app) if method == "POST")
+    posts = sorted(path for method, path in app_routes(app) if method == "POST")
     for route in posts:
         path = concrete(route, world, app)
         # Signing out is harmless only for a stranger; callbacks need no session.

@@ -12,7 +12,7 @@ from portal.db import tables as t
 from portal.mail.backends import SMTPBackend, build_message
 from portal.mail.worker import claim, deliver_due, retry_delay
 from portal.testing import MailSink, first_link, free_port
-from tests.conftest import make_client, post_form
+from tests.support.http import make_client, post_form
 
 
 @pytest.fixture

@@ -9,14 +9,8 @@ import subprocess
 import sys
 
 from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD, JANE_EMAIL, JANE_PASSWORD, OFFICE_EMAIL
-from tests.conftest import (
-    NEW_ADMIN_PASSWORD,
-    import_business,
-    make_client,
-    post_form,
-    sign_in,
-    staff_sign_in,
-)
+from tests.support.businesses import NEW_ADMIN_PASSWORD, import_business
+from tests.support.http import make_client, post_form, sign_in, staff_sign_in
 
 
 async def test_office_pages_need_a_staff_sign_in(client, demo):

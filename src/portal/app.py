@@ -20,6 +20,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVI
 from litestar.types import Receive, Scope, Send
 
 from portal import payments
+from portal.auth import passwords
 from portal.auth.guards import (
     PortalClosed,
     SignInRequired,
@@ -53,6 +54,7 @@ log = logging.getLogger("portal")
 def create_app(settings: Settings) -> PortalApp:
     """Build the Litestar app for `settings` (binds the tables to its database)."""
     engine = db_engine.use_database(settings.database_url)
+    passwords.use_cost(cheap_for_tests=settings.cheap_password_hashing_for_tests)
     renderer = Renderer()
 
     @asynccontextmanager

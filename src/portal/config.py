@@ -41,6 +41,8 @@ class Settings:
     run_mail_worker: bool = True
     mail_poll_seconds: float = 2.0
     mail_from: str = "portal@localhost"
+    # argon2 at its smallest cost, for test suites only (never with https: see from_env).
+    cheap_password_hashing_for_tests: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -67,6 +69,12 @@ class Settings:
         var_dir = var_dir_from_env(env)
         database_url = database_url_from_env(env)
         port = int(env.get("PORT", "8000"))
+        cheap_hashing = env.get("PORTAL_CHEAP_PASSWORD_HASHING_FOR_TESTS", "0") != "0"
+        if cheap_hashing and env.get("PORTAL_PUBLIC_SCHEME") == "https":
+            raise ValueError(
+                "PORTAL_CHEAP_PASSWORD_HASHING_FOR_TESTS is for test suites only; "
+                "a portal served over https always hashes passwords at full cost"
+            )
         public_port_raw = env.get("PORTAL_PUBLIC_PORT")
         if public_port_raw is None:
             public_port: int | None = port
@@ -86,6 +94,7 @@ class Settings:
             mail_from=env.get(
                 "PORTAL_MAIL_FROM", f"portal@{env.get('PORTAL_BASE_DOMAIN', 'localhost').lower()}"
             ),
+            cheap_password_hashing_for_tests=cheap_hashing,
         )
 
 
