@@ -97,14 +97,18 @@ hostile = st.one_of(
     ),
 )
 TAG = re.compile(r"<[a-zA-Z/!]")
+# What only a message a person can read contains: a field's error, a form's alert, or the
+# heading of an error page. Never layout text: every page has links, labels and buttons
+# (test_the_message_check_fails_on_a_page_without_a_message).
 MESSAGE_MARKS = (
     'class="error"',
     'role="alert"',
-    'class="notice bad"',
-    "Page not found",
-    "refused",
-    "Too many attempts",
-    "link",
+    "<h1>Page not found</h1>",
+    "<h1>Please try again</h1>",
+    "<h1>Something was wrong with that request</h1>",
+    "This link has expired",
+    "This link was already used",
+    "This link doesn't work",
 )
 # Bookkeeping of an attempt, not data the sender chose: a failed sign-in is counted, a
 # card page counts its tries.
@@ -168,6 +172,19 @@ async def expect(
 async def anonymous(app, world) -> httpx.AsyncClient:
     async with make_client(app, f"http://{world.a.host}.localhost") as client:
         yield client
+
+
+async def test_the_message_check_fails_on_a_page_without_a_message(anonymous):
+    """`assert_clean_refusal` passes a refusal for its message, not for being a page: the
+    sign-in page as served (links, labels, buttons) answered with a 422 but no message fails
+    it; the same page after a refused sign-in passes it."""
+    page = await anonymous.get("/sign-in")
+    assert page.status_code == 200
+    with pytest.raises(AssertionError, match="without a message"):
+        assert_clean_refusal(httpx.Response(422, text=page.text), "sign-in page")
+    await clear_throttle()
+    refused = await post(anonymous, "/sign-in", {"email": "nobody@example.org", "password": "x"})
+    assert_clean_refusal(refused, "sign-in with a wrong password")
 
 
 # --- customer forms ------------------------------------------------------------------------------
