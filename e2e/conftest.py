@@ -12,6 +12,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from portal.db.engine import sqlite_path
 from portal.testing import (
+    CHEAP_HASHING_ENV,
     CHROMIUM_ARGS,
     Server,
     chromium_path,
@@ -19,7 +20,7 @@ from portal.testing import (
     start_server,
     stop_server,
 )
-from tests.support.databases import CHEAP_HASHING_ENV, make_template
+from tests.support.databases import make_template
 
 
 def pytest_collection_modifyitems(config, items):

@@ -294,7 +294,7 @@ def production_hashing():
     passwords.use_cost(cheap_for_tests=True)
 
 
-async def test_passwords_are_hashed_at_production_cost_unless_a_test_suite_asks(tmp_path):
+def test_passwords_are_hashed_at_production_cost_unless_a_test_suite_asks(tmp_path):
     """Cheap hashing is a test-suite setting: off by default, refused for a portal served
     over https; without it a hash carries the production parameters."""
     env = {"PORTAL_VAR_DIR": str(tmp_path), "PORTAL_SECRET_KEY": "given"}
@@ -305,13 +305,12 @@ async def test_passwords_are_hashed_at_production_cost_unless_a_test_suite_asks(
         Settings.from_env({**test_env, "PORTAL_PUBLIC_SCHEME": "https"})
     passwords.use_cost(cheap_for_tests=False)
     try:
-        stored = await passwords.hash_password("a-production-password")
-        assert await passwords.verify_password(stored, "a-production-password")
+        stored = passwords.hash_password_sync("a-production-password")
     finally:
         passwords.use_cost(cheap_for_tests=True)
     # Above OWASP's floor (m=19456, t=2, p=1).
     assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=1$")
-    assert (await passwords.hash_password("x")).startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    assert passwords.hash_password_sync("x").startswith("$argon2id$v=19$m=8,t=1,p=1$")
 
 
 async def test_weak_hash_is_upgraded_at_sign_in(app, demo, production_hashing):

@@ -25,7 +25,7 @@ import pytest
 from portal.db import tables as t
 from portal.mail.backends import SMTPBackend
 from portal.mail.worker import deliver_due
-from portal.testing import MailSink, engine_kind, free_port
+from portal.testing import CHEAP_HASHING_ENV, MailSink, engine_kind, free_port
 from tests.support.http import CSRF_FIELD, post
 from tests.support.world import PASSWORD
 
@@ -141,6 +141,7 @@ async def test_worker_killed_mid_send_resends_once_with_the_same_message_id(
     slow = SlowSink().start()
     env = {
         **os.environ,
+        **CHEAP_HASHING_ENV,
         "DATABASE_URL": settings.database_url,
         "PORTAL_VAR_DIR": str(tmp_path),
         "PORTAL_SMTP_URL": slow.url,
@@ -199,6 +200,7 @@ async def test_database_connections_dropped_under_load_fail_cleanly_and_recover(
     port = free_port()
     env = {
         **os.environ,
+        **CHEAP_HASHING_ENV,
         "DATABASE_URL": settings.database_url,
         "PORTAL_VAR_DIR": str(tmp_path),
         "PORTAL_SECRET_KEY": settings.secret_key,

@@ -11,7 +11,7 @@ import pytest
 from portal.db import tables as t
 from portal.mail.backends import SMTPBackend, build_message
 from portal.mail.worker import claim, deliver_due, retry_delay
-from portal.testing import MailSink, first_link, free_port
+from portal.testing import CHEAP_HASHING_ENV, MailSink, first_link, free_port
 from tests.support.http import make_client, post_form
 
 
@@ -192,6 +192,7 @@ async def test_portal_worker_command_delivers_queued_mail(tmp_path, settings, ap
 
     env = {
         **os.environ,
+        **CHEAP_HASHING_ENV,
         "DATABASE_URL": settings.database_url,
         "PORTAL_VAR_DIR": str(tmp_path),
         "PORTAL_SMTP_URL": sink.url,

@@ -27,6 +27,8 @@ from portal.db.engine import sqlite_path
 from portal.demo import DEMO_HOST
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# For a `portal` process a test starts: passwords hashed at test cost (see Settings).
+CHEAP_HASHING_ENV = {"PORTAL_CHEAP_PASSWORD_HASHING_FOR_TESTS": "1"}
 
 
 def engine_kind() -> str:

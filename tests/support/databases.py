@@ -24,9 +24,6 @@ from portal.db.migrate import migrate
 from portal.demo import load_demo
 from portal.testing import engine_kind
 
-# What every test server and test app hashes passwords with (see Settings).
-CHEAP_HASHING_ENV = {"PORTAL_CHEAP_PASSWORD_HASHING_FOR_TESTS": "1"}
-
 
 class DemoBusiness(int):
     """The demo business's id (what tests pass as a tenant id), with `today`: the date its
