@@ -60,7 +60,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, start_demo_server) -> Itera
     stop_server(srv)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: while Playwright's sync API runs, its event loop occupies this
+# thread, so a server-side test module run after it by the same pytest-xdist worker could not
+# run its own loop. The browser closes whenever a worker leaves the browser tests.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
