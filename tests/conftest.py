@@ -12,6 +12,7 @@ import pytest
 from litestar import Litestar
 
 from portal.app import create_app
+from portal.auth import passwords
 from portal.config import Settings
 from portal.db import engine as db_engine
 from portal.demo import (
@@ -88,6 +89,14 @@ async def app(settings: Settings) -> AsyncIterator[Litestar]:
     await db_engine.start(engine)
     yield application
     await db_engine.stop(engine)
+
+
+@pytest.fixture
+def production_hashing() -> Iterator[None]:
+    """Passwords hashed at the production cost for one test (the suites hash at test cost)."""
+    passwords.use_cost(cheap_for_tests=False)
+    yield
+    passwords.use_cost(cheap_for_tests=True)
 
 
 @pytest.fixture(scope="module")

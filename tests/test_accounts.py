@@ -286,14 +286,6 @@ async def test_password_hashing_runs_off_the_event_loop(app, demo, monkeypatch):
     assert threading.main_thread().name not in threads
 
 
-@pytest.fixture
-def production_hashing():
-    """Passwords hashed at the production cost for one test (the suite hashes at test cost)."""
-    passwords.use_cost(cheap_for_tests=False)
-    yield
-    passwords.use_cost(cheap_for_tests=True)
-
-
 def test_passwords_are_hashed_at_production_cost_unless_a_test_suite_asks(tmp_path):
     """Cheap hashing is a test-suite setting: off by default, refused for a portal served
     over https; without it a hash carries the production parameters."""
