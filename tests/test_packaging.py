@@ -79,19 +79,19 @@ def test_installed_wheel_migrates_and_serves_the_sign_in_page_and_its_stylesheet
             ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
         )
     wheels = tmp_path / "wheels"
-    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, source, cwd=tmp_path)
+    pip = [sys.executable, "-m", "pip"]
+    run(*pip, "wheel", "-q", "--no-deps", "-w", wheels, source, cwd=tmp_path)
     (wheel,) = wheels.glob("portal-*.whl")
 
     # A fresh environment with the portal from the wheel alone; its dependencies are read
     # from this checkout's environment (a path in a .pth file, added after the portal's own
     # site-packages, so they are found but the checkout's editable portal is not).
     env_dir = tmp_path / "env"
-    run(sys.executable, "-m", "venv", "--without-pip", env_dir, cwd=tmp_path)
     python = env_dir / "bin" / "python"
-    run(sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index",
-        wheel, cwd=tmp_path)  # fmt: skip
-    installed = Path(run(python, "-c", "import site; print(site.getsitepackages()[0])",
-                         cwd=tmp_path).strip())  # fmt: skip
+    run(sys.executable, "-m", "venv", "--without-pip", env_dir, cwd=tmp_path)
+    run(*pip, "--python", python, "install", "-q", "--no-deps", "--no-index", wheel, cwd=tmp_path)
+    site_packages = "import site; print(site.getsitepackages()[0])"
+    installed = Path(run(python, "-c", site_packages, cwd=tmp_path).strip())
     (installed / "checkout_dependencies.pth").write_text(site.getsitepackages()[0] + "\n")
 
     workdir = tmp_path / "site"
