@@ -72,13 +72,13 @@ def _static_files(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, 
             yield f"{prefix}{entry.name}", entry
 
 
-def load_static(folder: Traversable | None = None) -> dict[str, StaticFile]:
+def load_static() -> dict[str, StaticFile]:
     """Map each static file's fingerprinted name (`app.1a2b3c4d5e.css`) to the file.
 
     The files are the package `portal.static` (the top-level static/ folder, shipped in
     the wheel), found through importlib.resources wherever the package is installed."""
     files: dict[str, StaticFile] = {}
-    for rel, entry in _static_files(folder or resources.files("portal.static")):
+    for rel, entry in _static_files(resources.files("portal.static")):
         body = entry.read_bytes()
         digest = hashlib.sha256(body).hexdigest()[:10]
         stem, dot, suffix = rel.rpartition(".")
