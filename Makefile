@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: run test lint chromium clean
+.PHONY: run test test-fast lint chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,18 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests e2e bench
 	$(BIN)/ruff format --check src tests e2e bench
 
+# Test modules run in parallel on the machine's two cores (pytest-xdist), each module whole
+# in one worker (its fixtures are made once); WORKERS=0 runs them in this process.
+WORKERS ?= 2
+PYTEST := $(BIN)/pytest -q -n $(WORKERS) --dist loadfile
+
+# Everything: the server-side tests, the wheel test and the browser tests.
 test: lint chromium
-	$(BIN)/pytest -q
+	$(PYTEST)
+
+# The quick loop while changing code: no browser, no wheel build (tests/ without `slow`).
+test-fast: lint
+	$(PYTEST) -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,14 +1,18 @@
-"""Browser tests: a real server process on a free port with its own SQLite database,
-driven by the system Chromium through Playwright."""
+"""Browser tests: a real server process on a free port with its own SQLite database (a copy
+of the session's migrated, demo-loaded template), driven by the system Chromium through
+Playwright."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from portal.db.engine import sqlite_path
 from portal.testing import (
+    CHEAP_HASHING_ENV,
     CHROMIUM_ARGS,
     Server,
     chromium_path,
@@ -16,6 +20,7 @@ from portal.testing import (
     start_server,
     stop_server,
 )
+from tests.support.databases import make_template
 
 
 def pytest_collection_modifyitems(config, items):
@@ -27,15 +32,38 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def demo_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database with the demo loaded, made once and copied for each server."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('e2e-template') / 'demo.sqlite3'}"
+    return Path(sqlite_path(make_template(url, with_demo=True).url))
+
+
+@pytest.fixture(scope="session")
+def start_demo_server(demo_database: Path) -> Callable[..., Server]:
+    """Start a `portal serve` process on a fresh copy of the demo database (passwords hashed
+    at test cost); stop it with `stop_server`."""
+
+    def start(var_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
+        return start_server(
+            var_dir, {**CHEAP_HASHING_ENV, **(extra_env or {})}, template=demo_database
+        )
+
+    return start
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, start_demo_server) -> Iterator[Server]:
     """A fresh demo portal for this test module."""
-    srv = start_server(tmp_path_factory.mktemp("e2e"))
+    srv = start_demo_server(tmp_path_factory.mktemp("e2e"))
     yield srv
     stop_server(srv)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: while Playwright's sync API runs, its event loop occupies this
+# thread, so a server-side test module run after it by the same pytest-xdist worker could not
+# run its own loop. The browser closes whenever a worker leaves the browser tests.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)

@@ -8,8 +8,8 @@ import datetime
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from e2e.a11y import assert_accessible, assert_no_horizontal_scroll
-from e2e.helpers import sign_in
+from tests.support.a11y import assert_accessible, assert_no_horizontal_scroll
+from tests.support.browser import sign_in
 
 PUBLIC_PAGES = ["/sign-in", "/invite", "/forgot", "/confirm?token=not-a-real-token"]
 CUSTOMER_PAGES = ["/invoices", "/history", "/memberships", "/schedule", "/account"]

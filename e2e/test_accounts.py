@@ -8,8 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.conftest import Server, start_server, stop_server
-from portal.testing import MailSink, first_link
+from portal.testing import MailSink, Server, first_link, stop_server
 
 BOB = "bob@example.com"
 
@@ -22,12 +21,9 @@ def sink() -> Iterator[MailSink]:
 
 
 @pytest.fixture
-def mail_server(tmp_path_factory, sink: MailSink) -> Iterator[Server]:
+def mail_server(tmp_path_factory, start_demo_server, sink: MailSink) -> Iterator[Server]:
     """A fresh portal per test (Bob can register only once) that sends through `sink`."""
-    srv = start_server(
-        tmp_path_factory.mktemp("e2e-accounts"),
-        {"PORTAL_SMTP_URL": sink.url},
-    )
+    srv = start_demo_server(tmp_path_factory.mktemp("e2e-accounts"), {"PORTAL_SMTP_URL": sink.url})
     yield srv
     stop_server(srv)
 

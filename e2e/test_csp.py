@@ -12,9 +12,9 @@ from datetime import date
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from e2e.conftest import Server
-from e2e.helpers import sign_in
 from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD
+from portal.testing import Server
+from tests.support.browser import sign_in
 
 LISTEN = """
 window.__csp = [];

@@ -8,7 +8,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from e2e.helpers import sign_in
+from tests.support.browser import sign_in
 
 
 def test_history_by_location_with_filter_and_pages(server, page: Page, js: bool):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from e2e.helpers import sign_in
 from portal.demo import RECURRING_MESSAGE
+from tests.support.browser import sign_in
 
 
 def test_jane_sees_the_memberships_the_demo_settings_allow(server, page: Page, js: bool):

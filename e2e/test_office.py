@@ -13,7 +13,8 @@ from pathlib import Path
 
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
-from tests.conftest import (
+
+from tests.support.businesses import (
     NEW_ADMIN_PASSWORD,
     NEW_CUSTOMER_PASSWORD,
     NEW_OFFICE_PASSWORD,

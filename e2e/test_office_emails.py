@@ -10,9 +10,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from e2e.conftest import Server, start_server, stop_server
 from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD, JANE_EMAIL
-from portal.testing import MailSink
+from portal.testing import MailSink, Server, start_server, stop_server
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ from datetime import date
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from e2e.conftest import Server, start_server, stop_server
-from e2e.helpers import sign_in
 from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD
+from portal.testing import Server, stop_server
+from tests.support.browser import sign_in
 
 EXPIRY = f"12 / {(date.today().year + 3) % 100:02d}"
 
@@ -34,11 +34,11 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
 
 
 @pytest.fixture
-def server(servers: dict[str, Server], js: bool, tmp_path_factory) -> Server:
+def server(servers: dict[str, Server], js: bool, tmp_path_factory, start_demo_server) -> Server:
     """A demo portal of its own for each JS setting (shared by this module's tests)."""
     key = "js" if js else "nojs"
     if key not in servers:
-        servers[key] = start_server(tmp_path_factory.mktemp(f"payments-{key}"))
+        servers[key] = start_demo_server(tmp_path_factory.mktemp(f"payments-{key}"))
     return servers[key]
 
 

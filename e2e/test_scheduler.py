@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Page, expect
 
-from e2e.helpers import sign_in
+from tests.support.browser import sign_in
 
 ADDRESSES = {
     "Home": "Home: 12 Oak Street, Springfield",

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.conftest import Server, start_server, stop_server
 from portal.demo import JANE_EMAIL, JANE_PASSWORD
+from portal.testing import Server, start_server, stop_server
 
 BUSY = "Lots of people are signing in right now. Please try again in a moment."
 

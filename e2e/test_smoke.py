@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from e2e.helpers import sign_in
+from tests.support.browser import sign_in
 
 
 def test_demo_portal_opens_on_its_sign_in_page(server, page: Page, js: bool):

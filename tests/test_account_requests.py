@@ -13,7 +13,7 @@ from portal.db import fast
 from portal.db import tables as t
 from portal.db.engine import current_engine
 from portal.demo import JANE_EMAIL
-from tests.conftest import csrf_from, make_client
+from tests.support.http import csrf_from, make_client
 
 UNKNOWN = "nobody-here@example.com"
 

@@ -16,10 +16,11 @@ from portal.auth import passwords
 from portal.auth.account_requests import answer_pending
 from portal.auth.sessions import session_cookie
 from portal.auth.tokens import token_hash
+from portal.config import Settings
 from portal.db import tables as t
 from portal.db.importer import import_file
 from portal.demo import JANE_EMAIL, JANE_PASSWORD
-from tests.conftest import make_client, post_form, sign_in
+from tests.support.http import CSRF_FIELD, make_client, post_form, sign_in
 
 BOB = "bob@example.com"
 SAME_ANSWER = "If this email is on your account with XYZ Services, we've sent you a link."
@@ -298,7 +299,26 @@ async def test_password_hashing_runs_off_the_event_loop(app, demo, monkeypatch):
     assert threading.main_thread().name not in threads
 
 
-async def test_weak_hash_is_upgraded_at_sign_in(app, demo):
+def test_passwords_are_hashed_at_production_cost_unless_a_test_suite_asks(tmp_path):
+    """Cheap hashing is a test-suite setting: off by default, refused for a portal served
+    over https; without it a hash carries the production parameters."""
+    env = {"PORTAL_VAR_DIR": str(tmp_path), "PORTAL_SECRET_KEY": "given"}
+    assert not Settings.from_env(env).cheap_password_hashing_for_tests
+    test_env = {**env, "PORTAL_CHEAP_PASSWORD_HASHING_FOR_TESTS": "1"}
+    assert Settings.from_env(test_env).cheap_password_hashing_for_tests
+    with pytest.raises(ValueError, match="for test suites only"):
+        Settings.from_env({**test_env, "PORTAL_PUBLIC_SCHEME": "https"})
+    passwords.use_cost(cheap_for_tests=False)
+    try:
+        stored = passwords.hash_password_sync("a-production-password")
+    finally:
+        passwords.use_cost(cheap_for_tests=True)
+    # Above OWASP's floor (m=19456, t=2, p=1).
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=1$")
+    assert passwords.hash_password_sync("x").startswith("$argon2id$v=19$m=8,t=1,p=1$")
+
+
+async def test_weak_hash_is_upgraded_at_sign_in(app, demo, production_hashing):
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("bobs-new-password")
     await (
         t.PortalAccount.update({t.PortalAccount.password_hash: weak})
@@ -420,9 +440,7 @@ async def test_unsafe_requests_without_a_csrf_token_are_refused(app, demo):
         assert "portal_session" not in c.cookies
     async with make_client(app) as cross_site:
         # A cross-site form has the token field from an old page but no cookie (SameSite).
-        token = re.search(
-            r'name="_csrf_token" value="([^"]+)"', (await cross_site.get("/sign-in")).text
-        ).group(1)
+        token = CSRF_FIELD.search((await cross_site.get("/sign-in")).text).group(1)
         cross_site.cookies.clear()
         response = await cross_site.post(
             "/sign-in", data={"_csrf_token": token, "email": JANE_EMAIL, "password": JANE_PASSWORD}

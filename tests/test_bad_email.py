@@ -36,8 +36,9 @@ from portal.testing import (
     start_servers,
     stop_server,
 )
-from tests.conftest import csrf_from, import_business, new_business_data
-from tests.test_faults import SlowSink
+from tests.support.businesses import import_business, new_business_data
+from tests.support.http import csrf_from
+from tests.support.mail import SlowSink
 
 HX = {"HX-Request": "true", "HX-Request-Type": "partial"}
 # The characters of the review: each made the email package raise inside the worker.

@@ -22,7 +22,7 @@ import pytest
 
 from portal.demo import DEMO_HOST, JANE_EMAIL, JANE_PASSWORD
 from portal.testing import MailSink, Server, engine_kind, fresh_database, start_servers, stop_server
-from tests.conftest import (
+from tests.support.businesses import (
     NEW_ADMIN_PASSWORD,
     NEW_CUSTOMER_PASSWORD,
     NEW_OFFICE_PASSWORD,

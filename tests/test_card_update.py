@@ -10,8 +10,8 @@ from portal.db import tables as t
 from portal.demo import JANE_EMAIL
 from portal.payments.gateway import gateway_for
 from portal.payments.sandbox import callback_body, callback_secret, sign
-from tests.conftest import make_client, sign_in
-from tests.paying import CSRF_FIELD, DECLINED_CARD, GOOD_CARD, enter_card, path_of
+from tests.support.http import CSRF_FIELD, make_client, sign_in
+from tests.support.paying import DECLINED_CARD, GOOD_CARD, enter_card, path_of
 
 KEY_FIELD = re.compile(r'name="key" value="([^"]+)"')
 

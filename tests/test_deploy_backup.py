@@ -15,9 +15,9 @@ import pytest
 
 from portal.demo import JANE_EMAIL, JANE_PASSWORD
 from portal.testing import Server, fresh_database, start_servers, stop_server
-from tests.conftest import sign_in
-from tests.paying import pay
+from tests.support.http import sign_in
 from tests.support.loopback import loopback_client
+from tests.support.paying import pay
 from tests.support.proxies import PROJECT_ROOT, needs_postgres
 
 pytestmark = pytest.mark.deploy

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e.helpers import sign_in
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD, DEMO_HOST
 from portal.testing import CHROMIUM_ARGS, Server, chromium_path, start_servers, stop_server
+from tests.support.browser import sign_in
 from tests.support.proxies import TEST_BASE_DOMAIN, Nginx, needs_nginx
 
 pytestmark = [pytest.mark.deploy, needs_nginx]

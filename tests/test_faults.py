@@ -8,12 +8,9 @@ tests/test_payments.py (see docs/security.md); more SMTP cases in tests/test_mai
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import os
 import signal
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,11 +22,10 @@ import pytest
 from portal.db import tables as t
 from portal.mail.backends import SMTPBackend
 from portal.mail.worker import deliver_due
-from portal.testing import MailSink, engine_kind, free_port
-from tests import test_isolation as iso
-from tests.test_hostile import post
-
-world = iso.world
+from portal.testing import CHEAP_HASHING_ENV, MailSink, engine_kind, free_port
+from tests.support.http import CSRF_FIELD, post
+from tests.support.mail import SlowSink
+from tests.support.world import PASSWORD
 
 
 def later(minutes: float) -> datetime:
@@ -114,21 +110,6 @@ async def test_smtp_down_then_flapping_delivers_every_email_exactly_once(world, 
         sink.stop()
 
 
-class SlowSink(MailSink):
-    """An SMTP server that takes the message and then does not answer for a long time."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.arrived = threading.Event()
-        self.seen: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.seen.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        self.arrived.set()
-        await asyncio.sleep(120)  # the worker is killed long before this answers
-        return "250 too late"
-
-
 async def test_worker_killed_mid_send_resends_once_with_the_same_message_id(
     world, app, settings, tmp_path
 ):
@@ -143,6 +124,7 @@ async def test_worker_killed_mid_send_resends_once_with_the_same_message_id(
     slow = SlowSink().start()
     env = {
         **os.environ,
+        **CHEAP_HASHING_ENV,
         "DATABASE_URL": settings.database_url,
         "PORTAL_VAR_DIR": str(tmp_path),
         "PORTAL_SMTP_URL": slow.url,
@@ -201,6 +183,7 @@ async def test_database_connections_dropped_under_load_fail_cleanly_and_recover(
     port = free_port()
     env = {
         **os.environ,
+        **CHEAP_HASHING_ENV,
         "DATABASE_URL": settings.database_url,
         "PORTAL_VAR_DIR": str(tmp_path),
         "PORTAL_SECRET_KEY": settings.secret_key,
@@ -236,10 +219,10 @@ async def test_database_connections_dropped_under_load_fail_cleanly_and_recover(
             for c in (world.customer("A1"), world.customer("A2")):
                 client = httpx.AsyncClient(base_url=base, headers=host, timeout=30)
                 page = await client.get("/sign-in")
-                token = iso.CSRF_FIELD.search(page.text).group(1)
+                token = CSRF_FIELD.search(page.text).group(1)
                 r = await client.post(
                     "/sign-in",
-                    data={"_csrf_token": token, "email": c.email, "password": iso.PASSWORD},
+                    data={"_csrf_token": token, "email": c.email, "password": PASSWORD},
                 )
                 assert r.status_code == 303, r.text[:300]
                 customers.append(client)

@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from portal.auth import passwords
 from portal.auth.passwords import HashingLane, LaneBusy
 from portal.demo import JANE_EMAIL, JANE_PASSWORD
-from tests.conftest import csrf_from, make_client, sign_in
+from tests.support.http import csrf_from, make_client, sign_in
 
 
 def blocker(gate: threading.Event, ran: list[str], name: str):

@@ -13,11 +13,8 @@ from portal.app import create_app
 from portal.config import Settings
 from portal.db import engine as db_engine
 from portal.db.tables import TABLES
-from tests import test_isolation as iso
-from tests.conftest import make_client
-from tests.test_hostile import concrete, get_routes, requester
-
-world = iso.world
+from tests.support.http import CSRF_FIELD, make_client
+from tests.support.world import PASSWORD, concrete, get_routes, requester
 
 REQUIRED = {
     "default-src": {"'self'"},
@@ -96,7 +93,7 @@ async def test_every_get_route_carries_the_headers_and_fits_the_policy(app, worl
 
 async def test_errors_redirects_forms_and_callbacks_carry_the_headers(app, world):
     me = world.customer("A1")
-    token = iso.CSRF_FIELD.search((await me.client.get("/account")).text).group(1)
+    token = CSRF_FIELD.search((await me.client.get("/account")).text).group(1)
     cases = {
         "404 page": await me.client.get("/no-such-page"),
         "404 record": await me.client.get("/invoices/2000000000"),
@@ -149,13 +146,13 @@ async def test_hsts_and_secure_cookies_only_over_https(app, world, settings):
             assert age >= 31_536_000
             cookie = r.headers["set-cookie"]
             assert "Secure" in cookie and "HttpOnly" in cookie
-            token = iso.CSRF_FIELD.search(r.text).group(1)
+            token = CSRF_FIELD.search(r.text).group(1)
             r = await client.post(
                 "/sign-in",
                 data={
                     "_csrf_token": token,
                     "email": world.customer("A1").email,
-                    "password": iso.PASSWORD,
+                    "password": PASSWORD,
                 },
             )
             assert r.status_code == 303

@@ -9,7 +9,7 @@ from html import unescape
 import pytest
 
 from portal.db.tables import Invoice, Location
-from tests.paying import invoice_ids, new_invoice, pay
+from tests.support.paying import invoice_ids, new_invoice, pay
 
 ROW = re.compile(r'<a href="/invoices/(\d+)" hx-get="/invoices/\d+">([^<]+)</a>')
 

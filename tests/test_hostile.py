@@ -27,11 +27,16 @@ from portal.auth.account_requests import answer_pending
 from portal.auth.policy import password_problem
 from portal.db import office_settings as rules
 from portal.db import tables as t
-from tests import test_isolation as iso
-from tests.conftest import make_client
-from tests.test_isolation import CSRF_FIELD, PASSWORD, World, snapshot
-
-world = iso.world  # the two-business fixture, shared
+from tests.support.http import CSRF_FIELD, make_client, post, token_of
+from tests.support.world import (
+    PASSWORD,
+    World,
+    app_routes,
+    concrete,
+    get_routes,
+    requester,
+    snapshot,
+)
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "12"))
 FUZZ = hsettings(
@@ -93,14 +98,18 @@ hostile = st.one_of(
     ),
 )
 TAG = re.compile(r"<[a-zA-Z/!]")
+# What only a message a person can read contains: a field's error, a form's alert, or the
+# heading of an error page. Never layout text: every page has links, labels and buttons
+# (test_the_message_check_fails_on_a_page_without_a_message).
 MESSAGE_MARKS = (
     'class="error"',
     'role="alert"',
-    'class="notice bad"',
-    "Page not found",
-    "refused",
-    "Too many attempts",
-    "link",
+    "<h1>Page not found</h1>",
+    "<h1>Please try again</h1>",
+    "<h1>Something was wrong with that request</h1>",
+    "This link has expired",
+    "This link was already used",
+    "This link doesn't work",
 )
 # Bookkeeping of an attempt, not data the sender chose: a failed sign-in is counted, a
 # card page counts its tries.
@@ -136,26 +145,6 @@ def assert_clean_refusal(response: httpx.Response, what: str) -> None:
     )
 
 
-async def post(client: httpx.AsyncClient, path: str, data: dict[str, Any], **kw) -> httpx.Response:
-    """POST with the client's CSRF token (the real CSRF check runs)."""
-    return await client.post(path, data={"_csrf_token": await token_of(client), **data}, **kw)
-
-
-_tokens: dict[str, str] = {}
-
-
-async def token_of(client: httpx.AsyncClient) -> str:
-    """The client's CSRF token (one per CSRF cookie, so fetched once per cookie)."""
-    cookie = client.cookies.get("portal_csrf")
-    if cookie is None or cookie not in _tokens:
-        response = await client.get("/sign-in")
-        if response.status_code != 200:  # a signed-in customer: any page with a form
-            response = await client.get("/invoices")
-        cookie = client.cookies.get("portal_csrf")
-        _tokens[cookie] = CSRF_FIELD.search(response.text).group(1)
-    return _tokens[cookie]
-
-
 async def clear_throttle() -> None:
     await t.ThrottleCount.delete().where(t.ThrottleCount.id > 0).run()
 
@@ -184,6 +173,19 @@ async def expect(
 async def anonymous(app, world) -> httpx.AsyncClient:
     async with make_client(app, f"http://{world.a.host}.localhost") as client:
         yield client
+
+
+async def test_the_message_check_fails_on_a_page_without_a_message(anonymous):
+    """`assert_clean_refusal` passes a refusal for its message, not for being a page: the
+    sign-in page as served (links, labels, buttons) answered with a 422 but no message fails
+    it; the same page after a refused sign-in passes it."""
+    page = await anonymous.get("/sign-in")
+    assert page.status_code == 200
+    with pytest.raises(AssertionError, match="without a message"):
+        assert_clean_refusal(httpx.Response(422, text=page.text), "sign-in page")
+    await clear_throttle()
+    refused = await post(anonymous, "/sign-in", {"email": "nobody@example.org", "password": "x"})
+    assert_clean_refusal(refused, "sign-in with a wrong password")
 
 
 # --- customer forms ------------------------------------------------------------------------------
@@ -763,39 +765,6 @@ QUERY_PARAMS = {
 }
 
 
-def concrete(route: str, world, app) -> str:
-    """A route's path filled with records the requester may see (A1's; business A's)."""
-    me = world.customer("A1")
-    static_name = next(iter(app.state.renderer.static))
-    values = {
-        "name": static_name,
-        "version": "1",
-        "checkout_id": me.checkout_ids[0],
-        "invoice_id": me.invoice_ids[0],
-        "payment_id": me.payment_ids[-1],
-        "membership_id": me.membership_id,
-        "update_id": me.card_update_id,
-        "request_id": me.booking_id,
-        "customer_id": me.id,
-        "email_id": me.email_id,
-        "alert_id": me.alert_id,
-        "key": "invoice_email",
-    }
-    return re.sub(r"\{(\w+):\w+\}", lambda m: str(values[m.group(1)]), route)
-
-
-def get_routes(app) -> list[str]:
-    return sorted(path for method, path in iso.app_routes(app) if method == "GET")
-
-
-def requester(world, anonymous, route: str) -> list[httpx.AsyncClient]:
-    """Who asks: an office page by staff of the business, a customer page by its customer,
-    everything also by a stranger."""
-    if route.startswith("/office"):
-        return [world.a.admin, world.a.office, anonymous]
-    return [world.customer("A1").client, anonymous]
-
-
 async def test_get_and_head_never_change_the_database(app, world, anonymous):
     """Every GET route of the route table, as GET and as HEAD, by each kind of visitor.
 
@@ -1014,7 +983,7 @@ BODIES = [
 async def test_malformed_bodies_on_every_post_route(app, world, anonymous):
     """Every POST route gets an empty form, a JSON body, broken encodings and binary junk
     (with a valid CSRF token in the header): never a 5xx, never a stack trace."""
-    posts = sorted(path for method, path in iso.app_routes(app) if method == "POST")
+    posts = sorted(path for method, path in app_routes(app) if method == "POST")
     for route in posts:
         path = concrete(route, world, app)
         # Signing out is harmless only for a stranger; callbacks need no session.

@@ -14,8 +14,8 @@ from portal.auth.passwords import hash_password
 from portal.db.importer import import_file
 from portal.db.tables import Invoice, Payment, PortalAccount, Tenant
 from portal.demo import demo_data
-from tests.conftest import make_client, sign_in
-from tests.paying import (
+from tests.support.http import CSRF_FIELD, make_client, sign_in
+from tests.support.paying import (
     balances,
     checkout_count,
     invoice_ids,
@@ -155,7 +155,7 @@ async def test_amount_charged_comes_from_the_database(jane, demo):
     balances in the database."""
     ids = await invoice_ids(demo, "INV-1036", "INV-1039")
     token_page = (await jane.get("/invoices")).text
-    csrf = re.search(r'name="_csrf_token" value="([^"]+)"', token_page).group(1)
+    csrf = CSRF_FIELD.search(token_page).group(1)
     key = re.search(r'name="key" value="([^"]+)"', token_page).group(1)
     response = await jane.post(
         "/invoices/pay",

@@ -12,8 +12,8 @@ from portal.auth.account_requests import answer_pending
 from portal.db import tables as t
 from portal.mail.backends import SMTPBackend, build_message
 from portal.mail.worker import claim, deliver_due, retry_delay
-from portal.testing import MailSink, first_link, free_port
-from tests.conftest import make_client, post_form
+from portal.testing import CHEAP_HASHING_ENV, MailSink, first_link, free_port
+from tests.support.http import make_client, post_form
 
 
 @pytest.fixture
@@ -195,6 +195,7 @@ async def test_portal_worker_command_delivers_queued_mail(tmp_path, settings, ap
 
     env = {
         **os.environ,
+        **CHEAP_HASHING_ENV,
         "DATABASE_URL": settings.database_url,
         "PORTAL_VAR_DIR": str(tmp_path),
         "PORTAL_SMTP_URL": sink.url,

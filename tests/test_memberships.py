@@ -22,7 +22,7 @@ from portal.db.tables import (
     Visit,
 )
 from portal.demo import RECURRING_MESSAGE
-from tests.conftest import make_client, post_form, sign_in
+from tests.support.http import make_client, post_form, sign_in
 
 HX_PARTIAL = {"HX-Request": "true", "HX-Request-Type": "partial"}
 ACME_EMAIL = "facilities@acme.example"
@@ -42,10 +42,6 @@ def day_text(day: date) -> str:
 
 def long_date(day: date) -> str:
     return f"{day:%b} {day.day}, {day.year}"
-
-
-# The demo's dates are relative to the day it was loaded (the machine's date).
-DEMO_TODAY = date.today()
 
 
 async def set_portal(tenant_id: int, **values) -> None:
@@ -125,14 +121,14 @@ async def test_jane_sees_active_canceled_and_expired_but_not_suspended(jane):
     assert "Suspended" not in html
 
 
-async def test_each_membership_shows_location_term_and_billing_card(jane):
+async def test_each_membership_shows_location_term_and_billing_card(jane, demo):
     html = (await jane.get("/memberships")).text
     gold = html[html.index("Comfort Club Gold") : html.index("Plumbing Protection Plan")]
     assert "Home: 12 Oak Street, Springfield, IL" in gold
     assert "Visa ending in 1881" in gold
-    start, end = DEMO_TODAY - timedelta(days=200), DEMO_TODAY + timedelta(days=165)
+    start, end = demo.today - timedelta(days=200), demo.today + timedelta(days=165)
     assert f"{long_date(start)} – {long_date(end)}" in gold
-    upcoming = DEMO_TODAY + timedelta(days=18)
+    upcoming = demo.today + timedelta(days=18)
     assert f"Next visit: <strong>{day_text(upcoming)}</strong>" in gold
     plumbing = html[html.index("Plumbing Protection Plan") :]
     assert "Lake cabin: 48 Shoreline Road" in plumbing
@@ -237,21 +233,21 @@ async def test_commercial_empty_state_says_contracts(acme):
 # --- the Visits view ------------------------------------------------------------------------
 
 
-async def test_visits_view_shows_upcoming_visits_message_and_past_visits(jane):
+async def test_visits_view_shows_upcoming_visits_message_and_past_visits(jane, demo):
     response = await jane.get(f"/memberships/{await membership_id('M-JANE-GOLD')}")
     assert response.status_code == 200
     html = response.text
     assert "<title>Visits: Comfort Club Gold · XYZ Services</title>" in html
     assert 'aria-current="page">Memberships' in html  # still the Memberships tab
     upcoming = html[html.index("Upcoming visits") : html.index("Past visits")]
-    first, second = DEMO_TODAY + timedelta(days=18), DEMO_TODAY + timedelta(days=140)
+    first, second = demo.today + timedelta(days=18), demo.today + timedelta(days=140)
     assert upcoming.index(day_text(first)) < upcoming.index("Fall furnace tune-up")
     assert upcoming.index("Fall furnace tune-up") < upcoming.index(day_text(second))
     assert upcoming.index(day_text(second)) < upcoming.index("Spring AC tune-up")
     assert "8 AM–12 PM" in upcoming and "12–4 PM" in upcoming
     assert RECURRING_MESSAGE in visible_text(html)
     past = html[html.index("Past visits") :]
-    done = DEMO_TODAY - timedelta(days=150)
+    done = demo.today - timedelta(days=150)
     assert "Spring AC tune-up" in past and long_date(done) in past
     assert "Completed" in past
     assert "Visa ending in 1881" in html
@@ -276,7 +272,7 @@ async def test_membership_without_visits_has_empty_states(jane):
 
 async def test_past_visits_are_paged_newest_first(jane, demo):
     silver = await membership_id("M-JANE-SILVER")
-    start = DEMO_TODAY - timedelta(days=690)  # all newer than the demo's visit (-700)
+    start = demo.today - timedelta(days=690)  # all newer than the demo's visit (-700)
     await Visit.insert(
         *[
             Visit(

@@ -9,14 +9,9 @@ import subprocess
 import sys
 
 from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD, JANE_EMAIL, JANE_PASSWORD, OFFICE_EMAIL
-from tests.conftest import (
-    NEW_ADMIN_PASSWORD,
-    import_business,
-    make_client,
-    post_form,
-    sign_in,
-    staff_sign_in,
-)
+from portal.testing import CHEAP_HASHING_ENV
+from tests.support.businesses import NEW_ADMIN_PASSWORD, import_business
+from tests.support.http import make_client, post_form, sign_in, staff_sign_in
 
 
 async def test_office_pages_need_a_staff_sign_in(client, demo):
@@ -157,6 +152,7 @@ async def test_office_works_while_the_customer_portal_is_closed(app, demo):
 async def test_create_staff_command_adds_someone_who_can_sign_in(app, demo, settings):
     env = {
         **os.environ,
+        **CHEAP_HASHING_ENV,
         "DATABASE_URL": settings.database_url,
         "PORTAL_VAR_DIR": str(settings.var_dir),
     }

@@ -25,7 +25,8 @@ from portal.db.tables import (
     Tenant,
 )
 from portal.demo import ADMIN_EMAIL, DEMO_HOST, JANE_EMAIL, OFFICE_EMAIL
-from tests.conftest import csrf_from, import_business
+from tests.support.businesses import import_business
+from tests.support.http import csrf_from
 
 HX = {"HX-Request": "true", "HX-Request-Type": "partial"}
 CHICAGO = ZoneInfo("America/Chicago")

@@ -11,7 +11,8 @@ from portal.auth.passwords import hash_password
 from portal.db import accounts
 from portal.db.tables import Customer, CustomerEmail, OutboxEmail, PortalAccount, Tenant
 from portal.demo import DEMO_HOST
-from tests.conftest import csrf_from, import_business, make_client, sign_in
+from tests.support.businesses import import_business
+from tests.support.http import csrf_from, make_client, sign_in
 
 HX = {"HX-Request": "true", "HX-Request-Type": "partial"}
 
@@ -175,7 +176,8 @@ async def test_invite_sends_the_same_confirmation_email(office):
 
 
 async def test_invite_waits_for_an_open_portal(app):
-    from tests.conftest import NEW_ADMIN_PASSWORD, staff_sign_in
+    from tests.support.businesses import NEW_ADMIN_PASSWORD
+    from tests.support.http import staff_sign_in
 
     await import_business("invitebiz")
     tenant = await Tenant.select(Tenant.id).where(Tenant.host == "invitebiz").first().run()

@@ -20,7 +20,8 @@ from portal.mail.backends import SMTPBackend
 from portal.mail.outbox import queue_raw
 from portal.mail.worker import deliver_due
 from portal.testing import MailSink
-from tests.conftest import csrf_from, import_business
+from tests.support.businesses import import_business
+from tests.support.http import csrf_from
 
 HX = {"HX-Request": "true", "HX-Request-Type": "partial"}
 

@@ -25,7 +25,8 @@ from portal.demo import ADMIN_EMAIL, DEMO_HOST
 from portal.mail.backends import SMTPBackend
 from portal.mail.worker import deliver_due
 from portal.testing import free_port
-from tests.conftest import csrf_from, import_business
+from tests.support.businesses import import_business
+from tests.support.http import csrf_from
 
 HX = {"HX-Request": "true", "HX-Request-Type": "partial"}
 INVOICE = notes.KINDS["invoice_email"]

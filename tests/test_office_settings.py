@@ -16,16 +16,13 @@ from PIL import Image
 
 from portal.db import office_settings as rules
 from portal.db.tables import BusinessUnit, Tenant
-from tests.conftest import (
+from tests.support.businesses import (
     NEW_ADMIN_PASSWORD,
     NEW_CUSTOMER_PASSWORD,
     NEW_OFFICE_PASSWORD,
-    csrf_from,
     import_business,
-    make_client,
-    sign_in,
-    staff_sign_in,
 )
+from tests.support.http import csrf_from, make_client, sign_in, staff_sign_in
 
 HX = {"HX-Request": "true", "HX-Request-Type": "partial"}
 

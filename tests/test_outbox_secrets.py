@@ -22,7 +22,7 @@ from portal.demo import DEMO_HOST, JANE_EMAIL
 from portal.mail.backends import SMTPBackend
 from portal.mail.worker import deliver_due, housekeeping
 from portal.testing import MailSink, first_link
-from tests.conftest import make_client, post_form
+from tests.support.http import make_client, post_form
 
 
 @pytest.fixture

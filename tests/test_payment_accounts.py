@@ -27,16 +27,8 @@ from portal.db.tables import (
 )
 from portal.demo import ADMIN_EMAIL, DEMO_HOST, JANE_EMAIL
 from portal.payments import sandbox, service
-from tests.conftest import make_client, post_form
-from tests.paying import (
-    CSRF_FIELD,
-    balances,
-    enter_card,
-    new_invoice,
-    path_of,
-    pay,
-    submit_pay,
-)
+from tests.support.http import CSRF_FIELD, make_client, post_form
+from tests.support.paying import balances, enter_card, new_invoice, path_of, pay, submit_pay
 
 KEY_FIELD = re.compile(r'name="key" value="([^"]+)"')
 

@@ -27,7 +27,7 @@ from portal.db.tables import Payment, SandboxCheckout, Tenant
 from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD, DEMO_HOST, JANE_EMAIL, JANE_PASSWORD
 from portal.payments import sandbox
 from portal.testing import Server, start_servers, stop_server
-from tests.paying import balances, future_expiry, new_invoice, path_of
+from tests.support.paying import balances, future_expiry, new_invoice, path_of
 
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 KEY = re.compile(r'name="key" value="([^"]+)"')

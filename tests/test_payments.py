@@ -25,8 +25,8 @@ from portal.db.tables import (
     SandboxCheckout,
 )
 from portal.payments import sandbox
-from tests.conftest import make_client, sign_in
-from tests.paying import (
+from tests.support.http import make_client, sign_in
+from tests.support.paying import (
     DECLINED_CARD,
     GOOD_CARD,
     balances,

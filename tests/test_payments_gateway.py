@@ -17,8 +17,8 @@ from portal.payments.cards import brand_of, check_card, check_expiry, luhn_ok
 from portal.payments.gateway import BadCallback, GatewayError, gateway_for
 from portal.payments.sandbox import SIGNATURE_HEADER, SandboxGateway
 from portal.testing import free_port
-from tests.conftest import make_client
-from tests.paying import enter_card, future_expiry, path_of
+from tests.support.http import make_client
+from tests.support.paying import enter_card, future_expiry, path_of
 
 ACCOUNT = "sandbox_acct_xyzservices"
 

@@ -9,7 +9,7 @@ import zlib
 
 from portal.db.tables import BusinessUnit
 from portal.pdf import plain
-from tests.paying import invoice_ids
+from tests.support.paying import invoice_ids
 
 
 def check_pdf(body: bytes) -> str:

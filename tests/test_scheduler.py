@@ -25,7 +25,7 @@ from portal.db.tables import (
 from portal.demo import JANE_EMAIL, SERVICE_TYPES
 from portal.mail.backends import FileBackend
 from portal.mail.worker import deliver_due
-from tests.conftest import csrf_from
+from tests.support.http import CSRF_FIELD, csrf_from
 
 HX_PARTIAL = {"HX-Request": "true", "HX-Request-Type": "partial"}
 KEY_FIELD = re.compile(r'name="request_key" value="([^"]+)"')
@@ -70,7 +70,7 @@ async def count_emails() -> int:
 async def fresh_form(client: httpx.AsyncClient) -> dict[str, str]:
     """The hidden fields of a freshly loaded request form (CSRF token, request key)."""
     page = (await client.get("/schedule")).text
-    token = re.search(r'name="_csrf_token" value="([^"]+)"', page).group(1)
+    token = CSRF_FIELD.search(page).group(1)
     return {"_csrf_token": token, "request_key": KEY_FIELD.search(page).group(1)}
 
 

@@ -42,3 +42,11 @@ def test_environment_overrides(tmp_path: Path):
     assert settings.smtp_url == "smtp://127.0.0.1:2525"
     assert settings.port == 9000 and settings.public_port == 9000
     assert not (tmp_path / "secret_key").exists()  # no dev secret made when one is given
+
+
+def test_var_dir_defaults_to_the_working_directory(tmp_path: Path, monkeypatch):
+    """Not a folder inside the installed package (tests/test_packaging.py runs a wheel)."""
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({"PORTAL_SECRET_KEY": "given"})
+    assert settings.var_dir == tmp_path / "var"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'var' / 'portal.sqlite3'}"

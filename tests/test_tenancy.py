@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from portal.tenancy import host_label
-from tests.conftest import make_client
+from tests.support.http import make_client
 
 
 @pytest.mark.parametrize(

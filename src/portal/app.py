@@ -55,7 +55,8 @@ log = logging.getLogger("portal")
 def create_app(settings: Settings) -> PortalApp:
     """Build the Litestar app for `settings` (binds the tables to its database)."""
     engine = db_engine.use_database(settings.database_url)
-    renderer = Renderer(settings.static_dir)
+    passwords.use_cost(cheap_for_tests=settings.cheap_password_hashing_for_tests)
+    renderer = Renderer()
     passwords.LANE.configure(threads=settings.hash_threads, max_wait=settings.hash_max_wait_seconds)
 
     @asynccontextmanager

@@ -16,8 +16,10 @@ from portal.config import Settings
 
 
 async def _with_database(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
+    from portal.auth import passwords
     from portal.db import engine as db_engine
 
+    passwords.use_cost(cheap_for_tests=settings.cheap_password_hashing_for_tests)
     engine = db_engine.use_database(settings.database_url)
     await db_engine.start(engine)
     try:

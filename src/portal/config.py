@@ -12,8 +12,13 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
+
+def default_var_dir() -> Path:
+    """`var/` in the working directory: the database, the dev secret and the dev mailbox
+    live where the portal is run, never inside the installed package."""
+    return Path.cwd() / "var"
+
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -27,8 +32,7 @@ class Settings:
     smtp_url: str | None = None
     port: int = 8000
     host: str = "127.0.0.1"
-    var_dir: Path = DEFAULT_VAR_DIR
-    static_dir: Path = PROJECT_ROOT / "static"
+    var_dir: Path = field(default_factory=default_var_dir)
     # Public scheme of customer links in emails; "https" in production behind TLS.
     public_scheme: str = "http"
     # Port shown in links built for emails; None when the public URL has no port.
@@ -50,6 +54,8 @@ class Settings:
     # one before it is answered "busy, try again in a moment" (auth/passwords.py).
     hash_threads: int = 2
     hash_max_wait_seconds: float = 3.0
+    # argon2 at its smallest cost, for test suites only (never with https: see from_env).
+    cheap_password_hashing_for_tests: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -73,9 +79,15 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         """Build settings from `env` (default: the process environment)."""
         env = dict(os.environ if env is None else env)
-        var_dir = Path(env.get("PORTAL_VAR_DIR", str(DEFAULT_VAR_DIR)))
+        var_dir = var_dir_from_env(env)
         database_url = database_url_from_env(env)
         port = int(env.get("PORT", "8000"))
+        cheap_hashing = env.get("PORTAL_CHEAP_PASSWORD_HASHING_FOR_TESTS", "0") != "0"
+        if cheap_hashing and env.get("PORTAL_PUBLIC_SCHEME") == "https":
+            raise ValueError(
+                "PORTAL_CHEAP_PASSWORD_HASHING_FOR_TESTS is for test suites only; "
+                "a portal served over https always hashes passwords at full cost"
+            )
         public_port_raw = env.get("PORTAL_PUBLIC_PORT")
         if public_port_raw is None:
             public_port: int | None = port
@@ -99,6 +111,7 @@ class Settings:
             trusted_proxies=parse_networks(env.get("PORTAL_TRUSTED_PROXIES", "")),
             hash_threads=int(env.get("PORTAL_HASH_THREADS", "2")),
             hash_max_wait_seconds=float(env.get("PORTAL_HASH_MAX_WAIT", "3")),
+            cheap_password_hashing_for_tests=cheap_hashing,
         )
 
 
@@ -119,11 +132,15 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def var_dir_from_env(env: dict[str, str]) -> Path:
+    """`PORTAL_VAR_DIR`, or `var/` in the working directory."""
+    return Path(env["PORTAL_VAR_DIR"]) if env.get("PORTAL_VAR_DIR") else default_var_dir()
+
+
 def database_url_from_env(env: dict[str, str] | None = None) -> str:
     """`DATABASE_URL`, or the default SQLite file under `var/`."""
     env = dict(os.environ if env is None else env)
-    var_dir = Path(env.get("PORTAL_VAR_DIR", str(DEFAULT_VAR_DIR)))
-    return env.get("DATABASE_URL") or f"sqlite:///{var_dir / 'portal.sqlite3'}"
+    return env.get("DATABASE_URL") or f"sqlite:///{var_dir_from_env(env) / 'portal.sqlite3'}"
 
 
 def _dev_secret_key(var_dir: Path) -> str:

@@ -23,9 +23,12 @@ from urllib.parse import urlparse, urlunparse
 
 import asyncpg
 
+from portal.db.engine import sqlite_path
 from portal.demo import DEMO_HOST
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# For a `portal` process a test starts: passwords hashed at test cost (see Settings).
+CHEAP_HASHING_ENV = {"PORTAL_CHEAP_PASSWORD_HASHING_FOR_TESTS": "1"}
 
 
 def engine_kind() -> str:
@@ -35,16 +38,22 @@ def engine_kind() -> str:
 
 
 @contextlib.asynccontextmanager
-async def fresh_database(tmp_dir: Path) -> AsyncIterator[str]:
-    """A new, empty database on the engine DATABASE_URL names; dropped afterwards."""
+async def fresh_database(tmp_dir: Path, template: str | None = None) -> AsyncIterator[str]:
+    """A new database on the engine DATABASE_URL names, dropped afterwards: empty, or a copy
+    of the database at `template` (a SQLite file copied; on PostgreSQL `CREATE DATABASE …
+    TEMPLATE`, which needs no one connected to the template)."""
     if engine_kind() == "sqlite":
-        yield f"sqlite:///{tmp_dir / f'test-{uuid.uuid4().hex[:8]}.sqlite3'}"
+        path = tmp_dir / f"test-{uuid.uuid4().hex[:8]}.sqlite3"
+        if template is not None:
+            shutil.copyfile(sqlite_path(template), path)
+        yield f"sqlite:///{path}"
         return
     admin_url = os.environ["DATABASE_URL"]
     name = f"portal_test_{uuid.uuid4().hex[:12]}"
+    copy_of = f' TEMPLATE "{urlparse(template).path.lstrip("/")}"' if template else ""
     conn = await asyncpg.connect(admin_url)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"{copy_of}')
     finally:
         await conn.close()
     parts = urlparse(admin_url)
@@ -160,27 +169,36 @@ class Server:
 
 
 def start_server(
-    var_dir: Path, extra_env: dict[str, str] | None = None, prefix: list[str] | None = None
+    var_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    prefix: list[str] | None = None,
+    *,
+    template: Path | None = None,
 ) -> Server:
-    """Migrate a new SQLite database, load the demo and start serving it."""
+    """Serve a new SQLite database: a copy of `template` (a migrated SQLite file with the demo
+    loaded) when given, else one migrated and loaded with the demo here."""
     port = free_port()
+    database = var_dir / "portal.sqlite3"
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{var_dir / 'portal.sqlite3'}",
+        "DATABASE_URL": f"sqlite:///{database}",
         "PORTAL_VAR_DIR": str(var_dir),
         "PORTAL_SECRET_KEY": "e2e-secret-key-not-for-production",
         "PORT": str(port),
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
-    for step in (["migrate", "--quiet"], ["demo"]):
-        subprocess.run(
-            [sys.executable, "-m", "portal.cli", *step],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=180,
-        )
+    if template is not None:
+        shutil.copyfile(template, database)
+    else:
+        for step in (["migrate", "--quiet"], ["demo"]):
+            subprocess.run(
+                [sys.executable, "-m", "portal.cli", *step],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=180,
+            )
     log = open(var_dir / "server.log", "w")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
         [*(prefix or []), sys.executable, "-m", "portal.cli", "serve", "--port", str(port)],

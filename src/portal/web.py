@@ -6,9 +6,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import mimetypes
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
+from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,7 +38,7 @@ class StaticFile:
     brotli and gzip forms made once at start-up at the strongest settings (every
     customer's first visit downloads these; nothing is compressed per request)."""
 
-    path: Path
+    name: str  # its plain name under static/, e.g. "app.css"
     url: str
     content_type: str
     body: bytes
@@ -58,21 +61,32 @@ def _compressed(body: bytes) -> tuple[bytes, bytes]:
     return brotli.compress(body, quality=11), gzip.compress(body, compresslevel=9, mtime=0)
 
 
-def load_static(static_dir: Path) -> dict[str, StaticFile]:
-    """Map each static file's fingerprinted name (`app.1a2b3c4d5e.css`) to the file."""
-    files: dict[str, StaticFile] = {}
-    for path in sorted(static_dir.rglob("*")):
-        if not path.is_file():
+def _static_files(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversable]]:
+    """(plain name, file) of every file under `folder`, bar the package's own module."""
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name in ("__init__.py", "__pycache__"):
             continue
-        body = path.read_bytes()
+        if entry.is_dir():
+            yield from _static_files(entry, f"{prefix}{entry.name}/")
+        else:
+            yield f"{prefix}{entry.name}", entry
+
+
+def load_static() -> dict[str, StaticFile]:
+    """Map each static file's fingerprinted name (`app.1a2b3c4d5e.css`) to the file.
+
+    The files are the package `portal.static` (the top-level static/ folder, shipped in
+    the wheel), found through importlib.resources wherever the package is installed."""
+    files: dict[str, StaticFile] = {}
+    for rel, entry in _static_files(resources.files("portal.static")):
+        body = entry.read_bytes()
         digest = hashlib.sha256(body).hexdigest()[:10]
-        rel = path.relative_to(static_dir).as_posix()
         stem, dot, suffix = rel.rpartition(".")
         name = f"{stem}.{digest}.{suffix}" if dot else f"{rel}.{digest}"
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        content_type = mimetypes.guess_type(rel)[0] or "application/octet-stream"
         brotli_body, gzip_body = _compressed(body)
         files[name] = StaticFile(
-            path=path,
+            name=rel,
             url=f"/static/{name}",
             content_type=content_type,
             body=body,
@@ -145,12 +159,10 @@ class PortalEnvironment(Environment):
 class Renderer:
     """Holds the Jinja environment and static file map for one app."""
 
-    def __init__(self, static_dir: Path) -> None:
-        self.static = load_static(static_dir)
+    def __init__(self) -> None:
+        self.static = load_static()
         self._parent_cache: dict[str, list[str]] = {}
-        self._static_by_name = {
-            f.path.relative_to(static_dir).as_posix(): f for f in self.static.values()
-        }
+        self._static_by_name = {f.name: f for f in self.static.values()}
         self.env = PortalEnvironment(
             loader=FileSystemLoader(TEMPLATES_DIR),
             autoescape=select_autoescape(default=True, default_for_string=True),

@@ -36,7 +36,11 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 # argon2-cffi's default memory and time (64 MiB, 3 passes: above OWASP's floor of
 # 19 MiB and 2), in one lane: a hash then runs in one thread of ours, whose priority we
 # control, instead of fanning out into threads that compete with pages.
-HASHER = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
+PRODUCTION_COST = {"time_cost": 3, "memory_cost": 65536, "parallelism": 1}
+# Test suites only (Settings.cheap_password_hashing_for_tests): argon2id at its smallest
+# cost, so thousands of test sign-ins do not spend minutes hashing.
+TEST_COST = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
+HASHER = PasswordHasher(**PRODUCTION_COST)
 GRACE = 0.1  # seconds
 NICE = 5  # hashing threads yield to the event loop, without starving behind neighbours
 
@@ -212,6 +216,14 @@ class HashingLane:
 LANE = HashingLane()
 # Verified against when the email is unknown, so that answer takes as long as a real one.
 _DUMMY_HASH = HASHER.hash("not a real password, only for timing")
+
+
+def use_cost(*, cheap_for_tests: bool) -> None:
+    """Hash with the production parameters, or (test suites only) the cheapest ones."""
+    global HASHER, _DUMMY_HASH
+    wanted = PasswordHasher(**(TEST_COST if cheap_for_tests else PRODUCTION_COST))
+    if wanted.check_needs_rehash(_DUMMY_HASH):  # made with the other parameters
+        HASHER, _DUMMY_HASH = wanted, wanted.hash("not a real password, only for timing")
 
 
 def hash_password_sync(password: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -108,6 +109,9 @@ def use_database(url: str) -> Engine:
     from portal.db.tables import TABLES
 
     engine = make_engine(url)
+    if isinstance(engine, SQLiteEngine):
+        # A first run with the default `var/portal.sqlite3`: SQLite makes the file, not its folder.
+        Path(engine.path).parent.mkdir(parents=True, exist_ok=True)
     piccolo_conf.DB = engine
     for table in [*TABLES, Migration]:
         table._meta.db = engine

@@ -1,4 +1,4 @@
-"""Steps shared by browser tests."""
+"""Steps shared by the browser tests (e2e/), through the pages as a person uses them."""
 
 from __future__ import annotations
 

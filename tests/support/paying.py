@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from portal.db.tables import Invoice, Payment, SandboxCheckout
+from portal.db.tables import (
+    BusinessUnit,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    Job,
+    Location,
+    Payment,
+    SandboxCheckout,
+)
+from tests.support.http import CSRF_FIELD
 
-CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')
 KEY_FIELD = re.compile(r'name="key" value="([^"]+)"')
 GOOD_CARD = "4242 4242 4242 4242"
 DECLINED_CARD = "4000 0000 0000 0002"
@@ -149,10 +158,6 @@ async def new_invoice(
 ) -> dict[str, Any]:
     """Add a job with a one-line invoice for a customer of the business (test data).
     Returns {"id", "number"}."""
-    from datetime import UTC, datetime, timedelta
-
-    from portal.db.tables import BusinessUnit, Customer, InvoiceLine, Job, Location
-
     n = next(_counter)
     cust = (
         await Customer.select(Customer.id)
