@@ -18,7 +18,11 @@ from portal.config import Settings
 async def _with_database(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
     from portal.db import engine as db_engine
 
-    engine = db_engine.use_database(settings.database_url)
+    engine = db_engine.use_database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        wait_seconds=settings.db_wait_seconds,
+    )
     await db_engine.start(engine)
     try:
         return await work()

@@ -39,6 +39,10 @@ class Settings:
     run_mail_worker: bool = True
     mail_poll_seconds: float = 2.0
     mail_from: str = "portal@localhost"
+    # PostgreSQL connections per process; how long a request waits for one (or, on
+    # SQLite, for a lock) before it is answered 503 "try again" instead of hanging.
+    db_pool_size: int = 10
+    db_wait_seconds: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -84,6 +88,8 @@ class Settings:
             mail_from=env.get(
                 "PORTAL_MAIL_FROM", f"portal@{env.get('PORTAL_BASE_DOMAIN', 'localhost').lower()}"
             ),
+            db_pool_size=int(env.get("PORTAL_DB_POOL_SIZE", "10")),
+            db_wait_seconds=float(env.get("PORTAL_DB_WAIT_SECONDS", "10")),
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from portal.config import Settings
 from portal.db.engine import current_engine
+from portal.db.outage import OUTAGE, unavailable_in
 from portal.db.tables import OutboxEmail
 from portal.mail.backends import (
     Backend,
@@ -163,8 +164,11 @@ async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> 
             if datetime.now(UTC) >= next_housekeeping:
                 await housekeeping()
                 next_housekeeping = datetime.now(UTC) + HOUSEKEEPING_EVERY
-        except Exception:  # the worker must outlive a database hiccup
-            log.exception("mail worker: delivery round failed; will try again")
+        except Exception as exc:  # the worker must outlive a database hiccup
+            if unavailable_in(exc):
+                OUTAGE.note(exc, refused=False)  # logged once per incident, not per round
+            else:
+                log.exception("mail worker: delivery round failed; will try again")
         _wakeup.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_first(stop, _wakeup), timeout=settings.mail_poll_seconds)
