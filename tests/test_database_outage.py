@@ -18,6 +18,7 @@ import contextlib
 import os
 import re
 import sqlite3
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -139,27 +140,31 @@ async def pg_database(tmp_path: Path):
         yield url
 
 
-@pytest.fixture
-async def proxied(pg_database: str, tmp_path: Path):
-    """A demo portal server reaching its own PostgreSQL database through a proxy."""
-    proxy = PostgresProxy(pg_database).start()
-    [server] = await asyncio.to_thread(start_servers, tmp_path, 1, proxy.url, FAST_ENV)
-    try:
-        yield proxy, server
-    finally:
-        stop_server(server)
-        proxy.stop()
+@pytest.fixture(params=["tcp"])
+async def proxied(request: pytest.FixtureRequest, pg_database: str, tmp_path: Path):
+    """A demo portal server reaching its own PostgreSQL database through a proxy, on TCP
+    or (param "unix") on a Unix socket as a local PostgreSQL is usually reached."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as socket_dir:  # short: socket paths are
+        unix = Path(socket_dir) if request.param == "unix" else None
+        proxy = PostgresProxy(pg_database, socket_dir=unix).start()
+        [server] = await asyncio.to_thread(start_servers, tmp_path, 1, proxy.url, FAST_ENV)
+        try:
+            yield proxy, server
+        finally:
+            stop_server(server)
+            proxy.stop()
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 
 @postgres_only
+@pytest.mark.parametrize("proxied", ["tcp", "unix"], indirect=True)
 async def test_refused_connections_answer_503_logged_once_and_recover(proxied):
-    """Nothing listens where the database was (its host is down, or it restarts): every
-    request answers the 503 page — none a 500, none without an answer, none hanging —,
-    the log has one warning at the start and one at the end, and afterwards the whole
-    pool serves again (no connection was lost on the way)."""
+    """Nothing listens where the database was (its host is down, or it restarts; on a
+    Unix socket the socket file is gone): every request answers the 503 page — none a
+    500, none without an answer, none hanging —, the log has one warning at the start and
+    one at the end, and afterwards the whole pool serves again."""
     proxy, server = proxied
     async with signed_in(server) as client:
         browsing = Browsing(client)

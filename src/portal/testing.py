@@ -299,6 +299,9 @@ class PostgresProxy:
     new connection is refused), "starting up" and "shutting down" (a fake server that
     answers every new connection as PostgreSQL does then: FATAL 57P03). Leaving
     "forward" cuts every connection passed through so far, as a restart would.
+
+    With `socket_dir` it listens on a Unix socket there instead, as a local PostgreSQL
+    does; "refuse" then removes the socket file, as a stopped server does.
     """
 
     FAKE_ANSWERS = {
@@ -306,11 +309,12 @@ class PostgresProxy:
         "shutting down": "the database system is shutting down",
     }
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, socket_dir: Path | None = None) -> None:
         import asyncio
 
         parts = urlparse(database_url)
         self.database_url = database_url
+        self.socket_dir = socket_dir
         self.target = (parts.hostname or "127.0.0.1", parts.port or 5432)
         self.port = free_port()
         self.mode = "forward"
@@ -324,6 +328,9 @@ class PostgresProxy:
         """`database_url` with the proxy's address in place of the server's."""
         parts = urlparse(self.database_url)
         user = f"{parts.username}@" if parts.username else ""
+        if self.socket_dir is not None:
+            query = f"host={self.socket_dir}&port={self.port}"
+            return urlunparse(parts._replace(netloc=user, query=query))
         return urlunparse(parts._replace(netloc=f"{user}127.0.0.1:{self.port}"))
 
     def start(self) -> PostgresProxy:
@@ -349,6 +356,10 @@ class PostgresProxy:
     async def _listen(self) -> None:
         import asyncio
 
+        if self.socket_dir is not None:
+            path = self.socket_dir / f".s.PGSQL.{self.port}"
+            self._server = await asyncio.start_unix_server(self._accept, path)
+            return
         self._server = await asyncio.start_server(
             self._accept, "127.0.0.1", self.port, reuse_address=True
         )
@@ -358,6 +369,8 @@ class PostgresProxy:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+            if self.socket_dir is not None:
+                (self.socket_dir / f".s.PGSQL.{self.port}").unlink(missing_ok=True)
         for writer in list(self._writers):
             writer.transport.abort()  # a reset, as when the server process dies
         self._writers.clear()
