@@ -775,6 +775,7 @@ def concrete(route: str, world, app) -> str:
         "request_id": me.booking_id,
         "customer_id": me.id,
         "email_id": me.email_id,
+        "staff_id": me.staff_id,
         "key": "invoice_email",
     }
     return re.sub(r"\{(\w+):\w+\}", lambda m: str(values[m.group(1)]), route)

@@ -76,6 +76,7 @@ class Customer:
     payment_key: str = ""
     card_key: str = ""
     email_id: int = 0
+    staff_id: int = 0
     checkout_ids: list[str] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
 
@@ -253,6 +254,14 @@ async def _ids_of(business: Business) -> None:
             .run()
         )
         c.email_id = email["id"]
+        staff = (
+            await t.StaffUser.select(t.StaffUser.id)
+            .where(t.StaffUser.tenant == business.id)
+            .order_by(t.StaffUser.id)
+            .first()
+            .run()
+        )
+        c.staff_id = staff["id"]  # a staff member of the customer's business
 
 
 async def _customer_activity(c: Customer) -> None:
@@ -475,6 +484,12 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/notifications/{key:str}"): "office",
     ("POST", "/office/notifications/{key:str}/preview"): "office",
     ("POST", "/office/notifications/{key:str}/reset"): "office",
+    ("GET", "/office/password"): "office",
+    ("POST", "/office/password"): "office",
+    ("GET", "/office/staff"): "office",  # ?sent= names a staff member: a notice, own only
+    ("POST", "/office/staff/{staff_id:int}/reset-link"): "ids",
+    ("GET", "/office/reset"): "public",  # tokens: tests/test_staff_passwords.py
+    ("POST", "/office/reset"): "public",
 }
 
 
@@ -531,6 +546,7 @@ def _id(c: Customer | None, slot: str) -> Any:
         "booking": c.booking_id,
         "customer": c.id,
         "email": c.email_id,
+        "staff": c.staff_id,
     }[slot]
 
 
@@ -704,6 +720,13 @@ def office_probes(me: Business | None) -> list[Probe]:
             "invoice",
             lambda v: (f"/office/customers/{cust}/invoices/{v}/email", {"to": email}),
         ),
+        Probe(
+            "POST",
+            "/office/staff/{staff_id:int}/reset-link",
+            "staff",
+            lambda v: (f"/office/staff/{v}/reset-link", {}),
+        ),
+        Probe("GET", "/office/staff", "staff", lambda v: (f"/office/staff?sent={v}", None)),
     ]
 
 

@@ -38,6 +38,7 @@ from portal.handlers import (
     office_customers,
     office_notifications,
     office_settings,
+    office_staff,
     public,
     scheduler,
 )
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> PortalApp:
             *office_bookings.ROUTES,
             *office_customers.ROUTES,
             *office_notifications.ROUTES,
+            *office_staff.ROUTES,
         ],
     )
     app = PortalApp(
