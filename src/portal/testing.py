@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import email.policy
@@ -9,12 +10,14 @@ import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 import uuid
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,6 +294,31 @@ def chromium_path() -> str | None:
     return None  # fall back to a browser installed by `playwright install chromium`
 
 
+def blank_png(width: int, height: int) -> bytes:
+    """A real, fully decodable black RGB PNG, compressed row by row: tiny on disk, huge
+    decoded (6,000 × 6,000: 105 KB, 36 megapixels)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (1 + width * 3)  # filter byte, then black pixels
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM, Linux), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
 class PostgresProxy:
     """A TCP proxy in front of PostgreSQL that a test can turn into each kind of outage,
     without touching the real server (which other test runs share).
@@ -310,8 +338,6 @@ class PostgresProxy:
     }
 
     def __init__(self, database_url: str, socket_dir: Path | None = None) -> None:
-        import asyncio
-
         parts = urlparse(database_url)
         self.database_url = database_url
         self.socket_dir = socket_dir
@@ -349,13 +375,9 @@ class PostgresProxy:
         self._call(self._switch(mode))
 
     def _call(self, coro: Any) -> Any:
-        import asyncio
-
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
 
     async def _listen(self) -> None:
-        import asyncio
-
         if self.socket_dir is not None:
             path = self.socket_dir / f".s.PGSQL.{self.port}"
             self._server = await asyncio.start_unix_server(self._accept, path)
@@ -383,8 +405,6 @@ class PostgresProxy:
             await self._listen()
 
     async def _accept(self, reader: Any, writer: Any) -> None:
-        import asyncio
-
         self._writers.add(writer)
         try:
             if self.mode == "refuse":  # accepted just before the port closed
@@ -417,8 +437,6 @@ class PostgresProxy:
     async def _answer_fatal(reader: Any, writer: Any, message: str) -> None:
         """Answer a connection attempt the way PostgreSQL does while it cannot take one:
         refuse SSL/GSS encryption, then an ErrorResponse (FATAL 57P03) and close."""
-        import struct
-
         while True:
             length = struct.unpack("!i", await reader.readexactly(4))[0]
             body = await reader.readexactly(length - 4)
