@@ -1,18 +1,25 @@
 """Generate a large data set for the scale benchmark.
 
-    python -m bench.generate --database-url postgresql://postgres@127.0.0.1:5432/portal_large --businesses 1000
-    python -m bench.generate --database-url sqlite:///var/bench-small.sqlite3 --businesses 10
+    python -m bench.generate --database-url postgresql://postgres@127.0.0.1:5432/portal_bench_large --businesses 1000
+    python -m bench.generate --database-url sqlite:///var/bench-large.sqlite3 --businesses 1000
+
+The target database is made anew (PostgreSQL: dropped and created through the
+`postgres` admin database, never `test`; SQLite: the file replaced), migrated with the
+normal migrations (so the schema and its indexes are the real ones), filled, and then
+ANALYZEd, as `portal import` leaves a production database.
 
 Each business has 100 customers with one or two locations and 10 invoices each
-(completed jobs; about a third unpaid, the others paid by a recorded payment), and a
-third of its customers have a portal account. Businesses 0–9 also have a property
-manager ("Big Customer") with 5,000 invoices, so deep pages exist. With 1,000
-businesses that is 100,000 customers and about 1,040,000 invoices. The big
-customer of business 0 signs in as `big@bench.example` / `bench-password-1`
-on host `bench0`.
+(completed jobs; about a third unpaid, the others paid by a recorded payment), half of
+them a membership with four visits, and a third of its customers have a portal
+account (`c<n>@bench<b>.example`, same password). Businesses 0–9 also have the
+biggest customer, a property manager ("Big Customer", commercial): 5,000 invoices at
+one location, exactly 1,700 of them unpaid, 20 contracts with 24 visits each and 300
+appointment requests. With 1,000 businesses that is 100,010 customers and 1,050,000
+invoices. The big customer of business `b` signs in on host `bench<b>` as
+`big@bench.example` / `bench-password-1`.
 
-Rows go in with PostgreSQL COPY (asyncpg) or SQLite executemany, after the
-normal migrations, so the schema and its indexes are the real ones.
+Rows go in with PostgreSQL COPY (asyncpg) or SQLite executemany in one transaction
+per business; it prints how long it took.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import asyncio
 import random
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from portal.auth.passwords import hash_password_sync
@@ -31,6 +39,10 @@ from portal.db.migrate import migrate
 CUSTOMERS_PER_BUSINESS = 100
 INVOICES_PER_CUSTOMER = 10
 BIG_CUSTOMER_INVOICES = 5000
+BIG_CUSTOMER_UNPAID = 1700
+BIG_CUSTOMER_CONTRACTS = 20
+BIG_CUSTOMER_VISITS = 24  # per contract
+BIG_CUSTOMER_REQUESTS = 300
 BIG_BUSINESSES = 10
 BENCH_EMAIL = "big@bench.example"
 BENCH_PASSWORD = "bench-password-1"
@@ -119,6 +131,32 @@ COLUMNS = {
         "completed_at",
     ],
     "payment_allocation": ["id", "tenant", "payment", "invoice", "amount_cents"],
+    "membership": [
+        "id",
+        "tenant",
+        "customer",
+        "location",
+        "external_id",
+        "type_name",
+        "status",
+        "start_date",
+        "card_brand",
+        "card_last4",
+        "created_at",
+    ],
+    "visit": ["id", "tenant", "membership", "visit_date", "description", "status"],
+    "booking_request": [
+        "id",
+        "tenant",
+        "customer",
+        "location",
+        "account_email",
+        "service_type",
+        "preferred_windows",
+        "status",
+        "idempotency_key",
+        "created_at",
+    ],
     "invoice_line": [
         "id",
         "tenant",
@@ -193,7 +231,7 @@ def business_rows(
                 (ids("portal_account"), tid, email, password_hash, now, now)
             )
         locs = []
-        for k in range(20 if big else rng.choice((1, 1, 2))):
+        for k in range(1 if big else rng.choice((1, 1, 2))):
             lid = ids("location")
             locs.append(lid)
             rows["location"].append(
@@ -210,14 +248,16 @@ def business_rows(
                 )
             )
         count = BIG_CUSTOMER_INVOICES if big else INVOICES_PER_CUSTOMER
-        for _ in range(count):
+        # The big customer's unpaid invoices: exactly BIG_CUSTOMER_UNPAID, spread over time.
+        unpaid = set(rng.sample(range(count), BIG_CUSTOMER_UNPAID)) if big else set()
+        for i in range(count):
             jid = ids("job")
             iid = ids("invoice")
             day = today - timedelta(days=rng.randint(1, 1500))
             loc = rng.choice(locs)
             unit = rng.choice(units)
             total = rng.randint(5000, 90000)
-            balance = total if rng.random() < 0.33 else 0
+            balance = total if (i in unpaid if big else rng.random() < 0.33) else 0
             done = datetime(day.year, day.month, day.day, 17, tzinfo=UTC)
             rows["job"].append(
                 (jid, tid, cid, loc, unit, f"J{jid}", "Service call", "completed", done, done)
@@ -265,6 +305,48 @@ def business_rows(
                     )
                 )
                 rows["payment_allocation"].append((ids("payment_allocation"), tid, pid, iid, total))
+        contracts = BIG_CUSTOMER_CONTRACTS if big else (1 if c % 2 == 0 else 0)
+        visits = BIG_CUSTOMER_VISITS if big else 4
+        for k in range(contracts):
+            mid = ids("membership")
+            start = today - timedelta(days=rng.randint(30, 700))
+            rows["membership"].append(
+                (
+                    mid,
+                    tid,
+                    cid,
+                    locs[0],
+                    f"M{c}-{k}",
+                    "Comfort Club",
+                    "active",
+                    start,
+                    "Visa",
+                    "1111",
+                    now,
+                )
+            )
+            for v in range(visits):
+                day = today + timedelta(days=(v - visits // 2) * 45 + 10)
+                status = "completed" if day < today else "upcoming"
+                rows["visit"].append((ids("visit"), tid, mid, day, "Seasonal tune-up", status))
+        for k in range(BIG_CUSTOMER_REQUESTS if big else 0):
+            rid = ids("booking_request")
+            day = today + timedelta(days=rng.randint(1, 50))
+            windows = f'[{{"date": "{day.isoformat()}", "window": "morning"}}]'
+            rows["booking_request"].append(
+                (
+                    rid,
+                    tid,
+                    cid,
+                    locs[0],
+                    email,
+                    "Plumbing repair",
+                    windows,
+                    rng.choice(("new", "booked", "dismissed")),
+                    f"gen-{rid}",
+                    now - timedelta(days=k),
+                )
+            )
     return rows
 
 
@@ -287,23 +369,37 @@ async def insert(engine: Any, rows: dict[str, list[tuple]]) -> None:
 
 
 async def fix_sequences(engine: Any) -> None:
+    """Sequences past the ids given, then ANALYZE: the planner's statistics, as after an
+    import (without them PostgreSQL plans the tabs' joins blind)."""
     if engine.engine_type == "postgres":
         async with engine.pool.acquire() as conn:
             for table in COLUMNS:
                 await conn.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 1)) FROM {table}"
                 )
-                await conn.execute(f"ANALYZE {table}")
+            await conn.execute("ANALYZE")
     else:
         await engine._run_in_new_connection("ANALYZE")
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--businesses", type=int, default=10)
-    args = parser.parse_args()
-    engine = db_engine.use_database(args.database_url)
+def fresh_database(url: str) -> None:
+    """Make the target database anew: a PostgreSQL database dropped and created through
+    the `postgres` admin database, or a SQLite file (and its WAL) removed."""
+    if url.startswith(("postgres://", "postgresql://")):
+        from bench.common import recreate_postgres_database
+
+        recreate_postgres_database(url)
+    else:
+        from portal.db.engine import sqlite_path
+
+        path = Path(sqlite_path(url))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+async def generate(database_url: str, businesses: int) -> None:
+    engine = db_engine.use_database(database_url)
     await db_engine.start(engine)
     try:
         await migrate(quiet=True)
@@ -312,7 +408,7 @@ async def main() -> None:
         password_hash = hash_password_sync(BENCH_PASSWORD)
         today = date.today()
         started = time.monotonic()
-        for n in range(args.businesses):
+        for n in range(businesses):
             await insert(engine, business_rows(n, ids, rng, password_hash, today))
             if (n + 1) % 50 == 0:
                 print(
@@ -320,14 +416,26 @@ async def main() -> None:
                     f"{time.monotonic() - started:.0f}s",
                     flush=True,
                 )
+        loaded = time.monotonic() - started
         await fix_sequences(engine)
         print(
-            f"Generated {args.businesses} businesses, {ids.next.get('customer', 1) - 1:,} customers, "
-            f"{ids.next.get('invoice', 1) - 1:,} invoices in {time.monotonic() - started:.0f}s."
+            f"Generated {businesses} businesses, {ids.next.get('customer', 1) - 1:,} customers, "
+            f"{ids.next.get('invoice', 1) - 1:,} invoices in {loaded:.0f} s "
+            f"(+ {time.monotonic() - started - loaded:.0f} s for ANALYZE).",
+            flush=True,
         )
     finally:
         await db_engine.stop(engine)
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--businesses", type=int, default=10)
+    args = parser.parse_args()
+    fresh_database(args.database_url)
+    asyncio.run(generate(args.database_url, args.businesses))
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -84,9 +84,15 @@ def build_request(
 
 
 async def open_loop(
-    port: int, request: bytes, rate: float, duration: float, connections: int = 64
+    port: int,
+    request: bytes | list[bytes],
+    rate: float,
+    duration: float,
+    connections: int = 64,
 ) -> Result:
-    """Send `request` to 127.0.0.1:`port` `rate` times a second for `duration` seconds."""
+    """Send `request` to 127.0.0.1:`port` `rate` times a second for `duration` seconds
+    (a list of requests: each in turn, e.g. different customers' cookies)."""
+    requests = [request] if isinstance(request, bytes) else request
     result = Result()
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(connections):
@@ -97,7 +103,7 @@ async def open_loop(
     gc.collect()
     gc.disable()
 
-    async def one(scheduled: float) -> None:
+    async def one(scheduled: float, request: bytes) -> None:
         reader, writer = await pool.get()
         try:
             writer.write(request)
@@ -116,7 +122,7 @@ async def open_loop(
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(scheduled)))
+        tasks.append(asyncio.create_task(one(scheduled, requests[i % len(requests)])))
     await asyncio.gather(*tasks)
     result.elapsed = time.perf_counter() - start
     gc.enable()

@@ -1,47 +1,89 @@
-"""Scale: the Invoices and History fragments on a small and a large database.
+"""Scale: every customer tab, for random customers across businesses and for the biggest
+customer, on a small and a 1 M-invoice database, on SQLite and PostgreSQL.
 
-    # once: make the data sets (see bench/generate.py)
-    .venv/bin/python -m bench.generate --database-url postgresql://postgres@127.0.0.1:5432/portal_small --businesses 10
-    .venv/bin/python -m bench.generate --database-url postgresql://postgres@127.0.0.1:5432/portal_large --businesses 1000
+    # once: the data sets (bench/generate.py makes each database anew and ANALYZEs it)
+    .venv/bin/python -m bench.generate --database-url postgresql://postgres@127.0.0.1:5432/portal_bench_small --businesses 10
+    .venv/bin/python -m bench.generate --database-url postgresql://postgres@127.0.0.1:5432/portal_bench_large --businesses 1000
     .venv/bin/python -m bench.generate --database-url sqlite:///var/bench-small.sqlite3 --businesses 10
-    .venv/bin/python -m bench.generate --database-url sqlite:///var/bench-large.sqlite3 --businesses 100
+    .venv/bin/python -m bench.generate --database-url sqlite:///var/bench-large.sqlite3 --businesses 1000
     # then
-    .venv/bin/python -m bench.scale
+    .venv/bin/python -m bench.scale                # --engines SQLite,PostgreSQL --customers 20
 
-For each database a `portal serve` process serves it; the generated "Big Customer"
-of business bench0 (5,000 invoices over 20 locations) signs in, and each fragment is
-requested 300 times at 50 requests a second (open loop): the Invoices tab, one
-location's History first page, and a deep History page (the 16th page, keyset
-cursor). Then EXPLAIN shows the plans of the tabs' queries on the large database.
-Targets: large ÷ small ≤ 1.5 and deep ÷ first ≤ 1.5 (p95); plans use indexes.
+For each database one `portal serve` process serves it. Signed in over HTTP:
+`--customers` ordinary customers drawn at random across all its businesses (10 invoices,
+a membership with four visits), and the biggest customer of five businesses (bench0–4:
+5,000 invoices at one location, 1,700 unpaid, 20 contracts of 24 visits, 300
+appointment requests). Every view a customer has — Invoices, History, a location's
+history (first page, and for the biggest customer its 16th page through the keyset
+cursor), Memberships, a membership's visits, Scheduler, an invoice, a receipt — is
+requested as the htmx fragment a tab switch fetches, 20 a second for 4 s (open loop),
+the requests going round the group's customers. Measured: server CPU per request from
+/proc (app process plus, on PostgreSQL, its database backends; see bench/cpu.py) and
+latency p50/p95. CPU is what the ratios use: on a shared two-core machine it moves far
+less than latency does.
+
+Targets (issue 18): the biggest customer ≤ 1.2 × a small customer on every tab; the
+1 M-invoice database ≤ 1.2 × the small one, on both engines. Printed too: deep ÷ first
+History page for the biggest customer.
+
+Then the statements behind each view, for the biggest customer on the 1 M database,
+caught in flight (the app runs in this process for that: asyncpg's and sqlite3's
+statements recorded as they go) and EXPLAINed: PostgreSQL `EXPLAIN (ANALYZE)`, SQLite
+`EXPLAIN QUERY PLAN`. `--explain-only` prints only those.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import re
+import random
+import sqlite3
 import tempfile
-from datetime import date
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import httpx
-
-from bench.common import table
+from bench import common
+from bench.common import CpuMeter, sign_in_cookie, table
 from bench.generate import BENCH_EMAIL, BENCH_PASSWORD
 from bench.loadgen import build_request, open_loop, run
-from portal.testing import Server, start_server, stop_server
+from portal.testing import Server, start_servers, stop_server
 
-HOST = "bench0"
 DATABASES = {
     "PostgreSQL": (
-        "postgresql://postgres@127.0.0.1:5432/portal_small",
-        "postgresql://postgres@127.0.0.1:5432/portal_large",
+        "postgresql://postgres@127.0.0.1:5432/portal_bench_small",
+        "postgresql://postgres@127.0.0.1:5432/portal_bench_large",
     ),
     "SQLite": ("sqlite:///var/bench-small.sqlite3", "sqlite:///var/bench-large.sqlite3"),
 }
+BIG_HOSTS = [f"bench{n}" for n in range(5)]
+RATE, SECONDS = 20, 4  # modest: the biggest customer's History costs ~30 ms of CPU today
+FRAGMENT = {"HX-Request": "true", "HX-Request-Type": "partial"}
+TARGET = 1.2
+HISTORY_DEEP_OFFSET = 15 * 15 - 1  # the last invoice of page 15: the 16th page starts after it
+VIEWS = [
+    "Invoices",
+    "History",
+    "A location's history, first page",
+    "A location's history, 16th page",
+    "Memberships",
+    "A membership's visits",
+    "Scheduler",
+    "An invoice page",
+    "The receipt",
+]
+
+
+@dataclass
+class Customer:
+    host: str
+    email: str
+    password: str
+    tenant: int
+    id: int
+    cookie: str = ""
+    paths: dict[str, str] = field(default_factory=dict)
 
 
 def absolute(url: str) -> str:
@@ -50,177 +92,397 @@ def absolute(url: str) -> str:
     return url
 
 
-def sign_in(server: Server) -> str:
-    headers = {"Host": f"{HOST}.localhost:{server.port}"}
-    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers=headers) as client:
-        token = re.search(r'name="_csrf_token" value="([^"]+)"', client.get("/sign-in").text).group(
-            1
+def one(database_url: str, sql: str, *args: Any) -> Any:
+    rows = common.query(database_url, sql, *args)
+    return next(iter(rows[0].values())) if rows else None
+
+
+def customers(database_url: str, count: int, seed: int) -> tuple[list[Customer], list[Customer]]:
+    """`count` random signed-up customers with a membership across every business, and
+    the biggest customers of BIG_HOSTS; each with the paths of its views."""
+    found = common.query(
+        database_url,
+        """SELECT t.host, pa.email, c.tenant, c.id FROM portal_account pa
+           JOIN tenant t ON t.id = pa.tenant
+           JOIN customer_email ce ON ce.tenant = pa.tenant AND ce.email = pa.email
+           JOIN customer c ON c.id = ce.customer
+           WHERE c.name <> 'Big Customer'
+             AND EXISTS (SELECT 1 FROM membership m WHERE m.customer = c.id)
+           ORDER BY c.id""",
+    )
+    picked = random.Random(seed).sample(found, count)
+    small = [Customer(r["host"], r["email"], BENCH_PASSWORD, r["tenant"], r["id"]) for r in picked]
+    big = []
+    for host in BIG_HOSTS:
+        r = common.query(
+            database_url,
+            """SELECT c.tenant, c.id FROM customer c JOIN tenant t ON t.id = c.tenant
+               WHERE t.host = ? AND c.name = 'Big Customer'""",
+            host,
+        )[0]
+        big.append(Customer(host, BENCH_EMAIL, BENCH_PASSWORD, r["tenant"], r["id"]))
+    for c in small + big:
+        c.paths = views(database_url, c)
+    return small, big
+
+
+def views(database_url: str, c: Customer) -> dict[str, str]:
+    """The path of each view for customer `c` (its first location, membership, newest
+    invoice and payment)."""
+    location = one(database_url, "SELECT min(id) FROM location WHERE customer = ?", c.id)
+    membership = one(database_url, "SELECT min(id) FROM membership WHERE customer = ?", c.id)
+    invoice = one(
+        database_url, "SELECT max(id) FROM invoice WHERE customer = ? AND total_cents > 0", c.id
+    )
+    payment = one(
+        database_url,
+        "SELECT max(id) FROM payment WHERE customer = ? AND status = 'succeeded'",
+        c.id,
+    )
+    paths = {
+        "Invoices": "/invoices",
+        "History": "/history",
+        "A location's history, first page": f"/history?location={location}",
+        "Memberships": "/memberships",
+        "A membership's visits": f"/memberships/{membership}",
+        "Scheduler": "/schedule",
+        "An invoice page": f"/invoices/{invoice}",
+        "The receipt": f"/payments/{payment}",
+    }
+    deep = common.query(
+        database_url,
+        """SELECT invoice_date, id FROM invoice WHERE location = ? AND total_cents > 0
+           ORDER BY invoice_date DESC, id DESC LIMIT 1 OFFSET ?""",
+        location,
+        HISTORY_DEEP_OFFSET,
+    )
+    if deep:  # only the biggest customer has 16 pages at one location
+        day = str(deep[0]["invoice_date"])[:10]
+        paths["A location's history, 16th page"] = (
+            f"/history?location={location}&older={day}.{deep[0]['id']}"
         )
-        r = client.post(
-            "/sign-in",
-            data={"_csrf_token": token, "email": BENCH_EMAIL, "password": BENCH_PASSWORD},
-        )
-        assert r.status_code == 303, r.text
-        return "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    return paths
 
 
-async def deep_cursor(database_url: str) -> tuple[int, str]:
-    """A location of the big customer and the keyset cursor of its 16th History page."""
-    sql_location = """SELECT l.id FROM location l JOIN customer c ON c.id = l.customer
-        JOIN tenant t ON t.id = c.tenant WHERE t.host = 'bench0' AND c.name = 'Big Customer'
-        ORDER BY l.id LIMIT 1"""
-    sql_cursor = """SELECT invoice_date, id FROM invoice WHERE location = {loc} AND total_cents > 0
-        ORDER BY invoice_date DESC, id DESC LIMIT 1 OFFSET 224"""
-    if database_url.startswith("sqlite"):
-        import sqlite3
-
-        conn = sqlite3.connect(database_url[len("sqlite:///") :])
-        loc = conn.execute(sql_location).fetchone()[0]
-        day, iid = conn.execute(sql_cursor.format(loc=loc)).fetchone()
-        conn.close()
-        return loc, f"{str(day)[:10]}.{iid}"
-    conn = await asyncpg.connect(database_url)
-    try:
-        loc = await conn.fetchval(sql_location)
-        row = await conn.fetchrow(sql_cursor.format(loc=loc))
-        return loc, f"{row['invoice_date'].isoformat()}.{row['id']}"
-    finally:
-        await conn.close()
+@dataclass
+class Measured:
+    cpu_ms: float
+    p50: float
+    p95: float
 
 
-def measure(database_url: str) -> dict[str, float]:
+def serve(database_url: str) -> Server:
+    """A `portal serve` process on the data set (migrated, no demo loaded). The sign-in
+    throttle's hits of earlier runs are cleared first: every run signs ~25 customers in
+    from 127.0.0.1, and a second run within 15 minutes would be refused."""
+    common.execute(database_url, "DELETE FROM throttle_hit")
     var_dir = Path(tempfile.mkdtemp(prefix="portal-scale-"))
-    server = start_server(var_dir, {"DATABASE_URL": database_url, "PORTAL_MAIL_WORKER": "0"})
+    return start_servers(var_dir, 1, database_url, {"PORTAL_MAIL_WORKER": "0"}, load_demo=False)[0]
+
+
+def measure(database_url: str, count: int, seed: int) -> dict[tuple[str, str], Measured]:
+    """{(view, "random" | "biggest"): figures} on one database."""
+    small, big = customers(database_url, count, seed)
+    server = serve(database_url)
     try:
-        cookie = sign_in(server)
-        loc, cursor = asyncio.run(deep_cursor(database_url))
-        headers = {
-            "Host": f"{HOST}.localhost:{server.port}",
-            "Cookie": cookie,
-            "HX-Request": "true",
-            "HX-Request-Type": "partial",
-            "Accept-Encoding": "br",
-            "Connection": "keep-alive",
-        }
-        paths = {
-            "Invoices tab": "/invoices",
-            "History, first page": f"/history?location={loc}",
-            "History, 16th page (keyset)": f"/history?location={loc}&older={cursor}",
-        }
+        for c in small + big:
+            c.cookie = sign_in_cookie(server, c.host, c.email, c.password)
         out = {}
-        for name, path in paths.items():
-            request = build_request(path, headers)
-            run(open_loop(server.port, request, 50, 1, connections=4))  # warm up
-            result = run(open_loop(server.port, request, 50, 6, connections=4))
-            assert set(result.statuses) == {200}, (path, result.statuses)
-            out[name] = result.pct(95)
+        for view in VIEWS:
+            for group, people in (("random", small), ("biggest", big)):
+                requests = [
+                    build_request(
+                        c.paths[view],
+                        {
+                            "Host": f"{c.host}.localhost:{server.port}",
+                            "Cookie": c.cookie,
+                            "Accept-Encoding": "br",
+                            "Connection": "keep-alive",
+                            **FRAGMENT,
+                        },
+                    )
+                    for c in people
+                    if view in c.paths
+                ]
+                if not requests:
+                    continue
+                run(open_loop(server.port, requests, RATE, 1, connections=4))  # warm up
+                meter = CpuMeter([server.process.pid], database_url)
+                meter.start()
+                result = run(open_loop(server.port, requests, RATE, SECONDS, connections=4))
+                spent = meter.stop()
+                assert set(result.statuses) == {200} and not result.errors, (
+                    view,
+                    group,
+                    result.statuses,
+                )
+                out[view, group] = Measured(
+                    (spent.app + spent.database) * 1000 / result.count,
+                    result.pct(50),
+                    result.pct(95),
+                )
+                print(
+                    f"  {view} ({group}): {out[view, group].cpu_ms:.2f} ms CPU, "
+                    f"p95 {out[view, group].p95:.1f} ms",
+                    flush=True,
+                )
         return out
     finally:
         stop_server(server)
 
 
-async def explain(database_url: str) -> list[str]:
-    """Plans of the queries behind the Invoices and History tabs for the big customer
-    (PostgreSQL): the business and session read every signed-in page makes, the
-    Invoices tab's list and a deep History page."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        ids = await conn.fetchrow("""SELECT c.tenant, c.id FROM customer c JOIN tenant t ON t.id = c.tenant
-            WHERE t.host = 'bench0' AND c.name = 'Big Customer'""")
-        loc, cursor = await deep_cursor(database_url)
-        day, iid = cursor.split(".")
-        from portal.auth.sessions import TENANT_AND_SESSION_SQL
-        from portal.db.fast import driver_sql
-        from portal.db.invoices import _INVOICE_COLUMNS, _INVOICE_JOINS, OPEN_INVOICES_SQL
+def verdict(ratio: float) -> str:
+    return f"{ratio:.2f} ({'yes' if ratio <= TARGET else 'NO'})"
 
-        token_hash = await conn.fetchval(
-            "SELECT token_hash FROM session WHERE tenant = $1 ORDER BY id DESC LIMIT 1",
-            ids["tenant"],
+
+def report(engine: str, small: dict, large: dict) -> tuple[list[list[str]], list[list[str]]]:
+    cpu_rows, latency_rows = [], []
+    for view in VIEWS:
+        r_s, b_s = small.get((view, "random")), small.get((view, "biggest"))
+        r_l, b_l = large.get((view, "random")), large.get((view, "biggest"))
+        cpu_rows.append(
+            [
+                engine,
+                view,
+                f"{r_s.cpu_ms:.2f}" if r_s else "",
+                f"{b_s.cpu_ms:.2f}",
+                verdict(b_s.cpu_ms / r_s.cpu_ms) if r_s else "",
+                f"{r_l.cpu_ms:.2f}" if r_l else "",
+                f"{b_l.cpu_ms:.2f}",
+                verdict(b_l.cpu_ms / r_l.cpu_ms) if r_l else "",
+                verdict(r_l.cpu_ms / r_s.cpu_ms) if r_s else "",
+                verdict(b_l.cpu_ms / b_s.cpu_ms),
+            ]
         )
-        queries = {
-            "Business and session (every signed-in page)": (
-                driver_sql(TENANT_AND_SESSION_SQL, "postgres"),
-                [token_hash or "no-session", "bench0"],
-            ),
-            "Invoices tab": (
-                driver_sql(OPEN_INVOICES_SQL, "postgres"),
-                [ids["tenant"], ids["id"]],
-            ),
-            "History page (keyset)": (
-                f"""SELECT {_INVOICE_COLUMNS}, COUNT(*) OVER () AS location_count
-                {_INVOICE_JOINS}
-                WHERE i.tenant = $1 AND i.customer = $2 AND i.location = $3 AND i.total_cents > 0
-                  AND (i.invoice_date, i.id) < ($4, $5)
-                ORDER BY i.invoice_date DESC, i.id DESC LIMIT 16""",
-                [ids["tenant"], ids["id"], loc, date.fromisoformat(day), int(iid)],
-            ),
+        latency_rows.append(
+            [
+                engine,
+                view,
+                *(f"{m.p50:.1f} / {m.p95:.1f}" if m else "" for m in (r_s, b_s, r_l, b_l)),
+            ]
+        )
+    first, deep = "A location's history, first page", "A location's history, 16th page"
+    for label, data in (("small", small), ("1 M", large)):
+        ratio = data[deep, "biggest"].cpu_ms / data[first, "biggest"].cpu_ms
+        cpu_rows.append(
+            [
+                engine,
+                f"deep ÷ first page, biggest customer, {label} database",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                f"{ratio:.2f}",
+            ]
+        )
+    return cpu_rows, latency_rows
+
+
+# --- the statements behind each view, EXPLAINed --------------------------------------------------
+
+
+class Recorder:
+    """Every statement the app in this process sends (asyncpg and sqlite3) while `on`.
+    Installed before the app opens its first connection (SQLite's trace callback is set
+    per connection)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.statements: list[tuple[str, tuple]] = []
+
+    def add(self, sql: str, args: tuple = ()) -> None:
+        if self.on and not sql.lstrip().upper().startswith("EXPLAIN"):
+            self.statements.append((sql, args))
+
+    @contextmanager
+    def installed(self) -> Any:
+        import asyncpg.connection
+
+        originals = {}
+        for name in ("fetch", "fetchrow", "fetchval", "execute"):
+            original = originals[name] = getattr(asyncpg.connection.Connection, name)
+
+            def wrapper(
+                conn: Any, sql: str, *args: Any, __original: Any = original, **kw: Any
+            ) -> Any:
+                self.add(sql, args)
+                return __original(conn, sql, *args, **kw)
+
+            setattr(asyncpg.connection.Connection, name, wrapper)
+        connect = sqlite3.connect
+
+        def traced(*args: Any, **kw: Any) -> sqlite3.Connection:
+            conn = connect(*args, **kw)
+            conn.set_trace_callback(self.add)
+            return conn
+
+        sqlite3.connect = traced
+        try:
+            yield self
+        finally:
+            sqlite3.connect = connect
+            for name, original in originals.items():
+                setattr(asyncpg.connection.Connection, name, original)
+
+
+def is_read(sql: str) -> bool:
+    return sql.lstrip().upper().startswith(("SELECT", "WITH"))
+
+
+async def explain(database_url: str, host: str, cookie: str, paths: dict[str, str]) -> list[str]:
+    """Each view's statements, in order, each read with its plan."""
+
+    from portal.config import Settings
+
+    var_dir = Path(tempfile.mkdtemp(prefix="portal-explain-"))
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": database_url,
+            "PORTAL_VAR_DIR": str(var_dir),
+            "PORTAL_SECRET_KEY": "bench-explain",
+            "PORTAL_MAIL_WORKER": "0",
         }
-        lines = []
-        for name, (sql, args) in queries.items():
-            plan = await conn.fetch(
-                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " + sql, *args
+    )
+    lines: list[str] = []
+    recorder = Recorder()
+    with recorder.installed():
+        lines += await _explain_views(database_url, settings, host, cookie, paths, recorder)
+    return lines
+
+
+async def _explain_views(
+    database_url: str,
+    settings: Any,
+    host: str,
+    cookie: str,
+    paths: dict[str, str],
+    recorder: Recorder,
+) -> list[str]:
+    import asyncpg
+    from litestar.testing import AsyncTestClient
+
+    from portal.app import create_app
+
+    postgres = not database_url.startswith("sqlite")
+    lines: list[str] = []
+    async with AsyncTestClient(create_app(settings), base_url=f"http://{host}.localhost") as client:
+        for view in VIEWS:
+            if view not in paths:
+                continue
+            headers = {"Cookie": cookie, **FRAGMENT}
+            await client.get(paths[view], headers=headers)  # warm (first-use statements)
+            recorder.statements.clear()
+            recorder.on = True
+            response = await client.get(paths[view], headers=headers)
+            recorder.on = False
+            statements = list(recorder.statements)
+            assert response.status_code == 200, (view, response.status_code)
+            reads = [s for s in statements if is_read(s[0])]
+            lines.append(
+                f"-- {view} ({paths[view]}): {len(statements)} statements, {len(reads)} reads"
             )
-            lines.append(f"-- {name}")
-            lines.extend("   " + r[0] for r in plan)
-        return lines
+            for sql, args in statements:
+                lines.append("   " + " ".join(sql.split())[:160])
+                if not is_read(sql):
+                    continue
+                if postgres:
+                    conn = await asyncpg.connect(database_url)
+                    try:
+                        plan = await conn.fetch(
+                            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " + sql, *args
+                        )
+                        lines.extend("      " + r[0] for r in plan)
+                    except asyncpg.PostgresError as exc:  # e.g. two statements in one string
+                        lines.append(f"      (not EXPLAINed: {exc})")
+                    finally:
+                        await conn.close()
+                else:
+                    from portal.db.engine import sqlite_path
+
+                    conn = sqlite3.connect(sqlite_path(database_url))
+                    try:
+                        plan = conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
+                    finally:
+                        conn.close()
+                    lines.extend("      " + r[3] for r in plan)
+    return lines
+
+
+def explain_big(database_url: str) -> list[str]:
+    """The EXPLAIN lines of every view of the biggest customer of bench0."""
+    _, big = customers(database_url, 0, 0)
+    server = serve(database_url)
+    try:
+        cookie = sign_in_cookie(server, big[0].host, big[0].email, big[0].password)
     finally:
-        await conn.close()
+        stop_server(server)
+    return asyncio.run(explain(database_url, big[0].host, cookie, big[0].paths))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--engines", default="PostgreSQL,SQLite")
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--engines", default="SQLite,PostgreSQL")
+    parser.add_argument("--customers", type=int, default=20, help="random small customers")
+    parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument("--explain-only", action="store_true")
     args = parser.parse_args()
-    rows: list[list[Any]] = []
+    cpu_rows, latency_rows, plans = [], [], []
     for engine, (small_url, large_url) in DATABASES.items():
         if engine not in args.engines:
             continue
-        small = measure(absolute(small_url))
-        large = measure(absolute(large_url))
-        first = "History, first page"
-        for name in small:
-            ratio = large[name] / small[name]
-            rows.append(
-                [
-                    engine,
-                    name,
-                    f"{small[name]:.1f}",
-                    f"{large[name]:.1f}",
-                    f"{ratio:.2f}",
-                    "yes" if ratio <= 1.5 else "NO",
-                    "",
-                ]
-            )
-        for label, data in (("small", small), ("large", large)):
-            deep = data["History, 16th page (keyset)"] / data[first]
-            rows.append(
-                [
-                    engine,
-                    f"deep ÷ first page ({label} database)",
-                    "",
-                    "",
-                    "",
-                    "",
-                    f"{deep:.2f} ({'yes' if deep <= 1.5 else 'NO'})",
-                ]
-            )
-    print(
-        table(
-            rows,
-            [
-                "engine",
-                "fragment",
-                "p95 small (ms)",
-                "p95 large (ms)",
-                "large ÷ small",
-                "≤ 1.5",
-                "deep ÷ first ≤ 1.5",
-            ],
-        )
-    )
-    if "PostgreSQL" in args.engines:
+        small_url, large_url = absolute(small_url), absolute(large_url)
+        if not args.explain_only:
+            print(f"{engine}, small database", flush=True)
+            small = measure(small_url, args.customers, args.seed)
+            print(f"{engine}, 1 M database", flush=True)
+            large = measure(large_url, args.customers, args.seed)
+            c, lat = report(engine, small, large)
+            cpu_rows += c
+            latency_rows += lat
+        plans += [f"== {engine}, biggest customer, 1 M database", *explain_big(large_url)]
+    if cpu_rows:
         print()
-        print("\n".join(asyncio.run(explain(DATABASES["PostgreSQL"][1]))))
+        print("Server CPU per request, ms (app + database); ratios ≤ 1.2")
+        print(
+            table(
+                cpu_rows,
+                [
+                    "engine",
+                    "view",
+                    "small db: random",
+                    "small db: biggest",
+                    "biggest ÷ random",
+                    "1 M db: random",
+                    "1 M db: biggest",
+                    "biggest ÷ random",
+                    "1 M ÷ small: random",
+                    "1 M ÷ small: biggest",
+                ],
+            )
+        )
+        print()
+        print(f"Latency p50 / p95, ms ({RATE} requests a second, open loop)")
+        print(
+            table(
+                latency_rows,
+                [
+                    "engine",
+                    "view",
+                    "small db: random",
+                    "small db: biggest",
+                    "1 M db: random",
+                    "1 M db: biggest",
+                ],
+            )
+        )
+    print()
+    print("\n".join(plans))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ pinned to core 1: `wrk` (one thread, 32 connections) finds the maximum rate of e
 route, then an open-loop generator (bench/loadgen.py) sends the fragment at 70 % of
 its maximum rate and reports p50/p95/p99 measured from each request's scheduled time.
 Targets: fragment ÷ hello ≥ 0.25; p99 ≤ 3 × p50 at 70 % of the maximum rate.
+Beside the portal's hello (which runs the portal's whole middleware stack) a bare
+Litestar hello (bench/bare_hello.py) on the same core shows what that stack costs.
+Only the Invoices fragment is measured here; bench/cpu.py measures every tab.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def wrk(port: int, path: str, headers: dict[str, str], seconds: int) -> dict[str
     ).stdout
     requests, duration, p50, p95, p99, errors = re.search(r"BENCH (.*)", out).group(1).split()
     return {
+        "requests": int(requests),
         "rps": int(requests) / (int(duration) / 1e6),
         "p50": float(p50) / 1000,
         "p95": float(p95) / 1000,
@@ -68,6 +72,14 @@ def run(engine: str, env: dict[str, str], seconds: int) -> list[list[str]]:
         # Warm up (templates compiled, connections open), then measure.
         wrk(server.port, "/invoices", fragment_headers, 3)
         hello = wrk(server.port, "/_hello", hello_headers, seconds)
+        from bench.cpu import start_bare_hello
+
+        bare_port, bare_process = start_bare_hello(["taskset", "-c", "0"])
+        try:
+            bare = wrk(bare_port, "/_hello", {"Accept-Encoding": "br, gzip"}, seconds)
+        finally:
+            bare_process.terminate()
+            bare_process.wait(timeout=10)
         fragment = wrk(server.port, "/invoices", fragment_headers, seconds)
         rate = 0.7 * fragment["rps"]
         request = build_request("/invoices", {**fragment_headers, "Connection": "keep-alive"})
@@ -75,6 +87,16 @@ def run(engine: str, env: dict[str, str], seconds: int) -> list[list[str]]:
         bad = sum(n for status, n in steady.statuses.items() if status != 200) + steady.errors
     ratio = fragment["rps"] / hello["rps"]
     return [
+        [
+            engine,
+            "bare Litestar hello world, no middleware (wrk)",
+            f"{bare['rps']:.0f}",
+            f"{bare['p50']:.1f}",
+            f"{bare['p95']:.1f}",
+            f"{bare['p99']:.1f}",
+            str(bare["errors"]),
+            f"portal hello ÷ bare = {hello['rps'] / bare['rps']:.2f}",
+        ],
         [
             engine,
             "hello world, max rate (wrk)",

@@ -113,6 +113,7 @@ def test_office_pages(server: Server, watched: Page):
         "/office/bookings",
         "/office/customers",
         "/office/notifications",
+        "/office/emails",
     ):
         visit(page, base + path)
     visit(page, base + "/office/bookings")

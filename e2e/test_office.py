@@ -350,7 +350,7 @@ def test_customer_emails_invite_and_email_invoice(server, page: Page, js: bool):
     expect(page.get_by_role("heading", name="Bob Stone")).to_be_visible()
     invoices = page.get_by_role("region", name="Invoices")
     invoices.get_by_role("button", name="Email invoice").first.click()
-    expect(invoices.get_by_text("The invoice email was sent")).to_be_visible()
+    expect(invoices.get_by_text("The invoice email is on its way")).to_be_visible()
 
     emails = page.get_by_role("region", name="Contact emails and portal access")
     expect(emails.get_by_text("No portal account")).to_be_visible()

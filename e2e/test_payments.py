@@ -1,6 +1,8 @@
 """Jane pays invoices in a real browser, with JavaScript on and off: two in full in one
-payment, part of a third, a declined card, and a partial payment with two invoices
-selected (refused). Balances, receipt, History and the audit trail reflect it.
+payment, part of a third, a declined card, a partial payment with two invoices
+selected (refused), and a payment that succeeds after the portal had marked it failed
+(recorded; the office sees an alert). Balances, receipt, History and the audit trail
+reflect it.
 
 Each JS setting gets its own fresh demo server, because paying uses the demo's unpaid
 invoices up; within a server the tests pick invoices from what the page shows.
@@ -9,14 +11,16 @@ invoices up; within a server the tests pick invoices from what the page shows.
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterator
 from datetime import date
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from e2e.conftest import Server, start_server, stop_server
 from e2e.helpers import sign_in
+from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD
 
 EXPIRY = f"12 / {(date.today().year + 3) % 100:02d}"
 
@@ -172,3 +176,46 @@ def test_partial_payment_with_two_invoices_selected_is_refused(
     for number in shown[:2]:
         expect(page.get_by_role("checkbox", name=f"Select {number}")).to_be_checked()
     expect(page.get_by_label("Amount for a part payment (one invoice)")).to_have_value("10")
+
+
+def test_a_late_card_payment_is_recorded_and_the_office_sees_it(
+    server: Server, page: Page, browser: Browser, js: bool
+):
+    """A payment the portal had marked failed while its card page stayed open (what it
+    did when it asked the wrong payment account) is paid there after all: the payment is
+    recorded, and the office sees an alert at the top of its pages until it is marked as
+    seen."""
+    sign_in(page, server.base_url)
+    number = open_invoices(page)[0]
+    page.get_by_role("checkbox", name=f"Select {number}").check()
+    page.get_by_role("button", name="Pay in full").click()
+    expect(page).to_have_url(re.compile(r"/sandbox-gateway/checkout/chk_[\w-]+$"))
+    checkout_id = page.url.rsplit("/", 1)[1]
+    with sqlite3.connect(server.var_dir / "portal.sqlite3") as db:
+        db.execute(
+            "UPDATE payment SET status = 'failed', "
+            "failure_reason = 'The payment service has no record of this payment.' "
+            "WHERE gateway_ref = ?",
+            (checkout_id,),
+        )
+    enter_card(page, "4242 4242 4242 4242")
+    expect(page.get_by_role("heading", name="Payment received")).to_be_visible()
+
+    office = browser.new_context(java_script_enabled=js).new_page()
+    office.set_default_timeout(10_000)
+    office.goto(server.url("/office/sign-in"))
+    office.get_by_label("Email").fill(ADMIN_EMAIL)
+    office.get_by_label("Password").fill(ADMIN_PASSWORD)
+    office.get_by_role("button", name="Sign in").click()
+    alerts = office.get_by_role("region", name="Needs attention")
+    expect(alerts).to_contain_text("Late card payment of")
+    expect(alerts).to_contain_text(number)
+    office.get_by_role("link", name="Bookings").click()  # on every office page
+    expect(office.get_by_role("heading", name="Bookings", level=1)).to_be_visible()
+    expect(alerts).to_contain_text(number)
+    alerts.get_by_role("button", name="Mark as seen").click()
+    expect(office.get_by_role("region", name="Needs attention")).to_have_count(0)
+    office.reload()
+    expect(office.get_by_role("heading", name="Bookings", level=1)).to_be_visible()
+    expect(office.get_by_role("region", name="Needs attention")).to_have_count(0)
+    office.context.close()

@@ -6,12 +6,14 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from argon2 import PasswordHasher
 
 from portal.auth import passwords
+from portal.auth.account_requests import answer_pending
 from portal.auth.sessions import session_cookie
 from portal.auth.tokens import token_hash
 from portal.db import tables as t
@@ -23,7 +25,18 @@ BOB = "bob@example.com"
 SAME_ANSWER = "If this email is on your account with XYZ Services, we've sent you a link."
 
 
+WORKER: dict = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def worker_settings(settings):
+    """The settings the background worker answers invitation and reset requests with."""
+    WORKER["settings"] = settings
+
+
 async def emails_to(address: str) -> list[dict]:
+    """The outbox rows for `address`, once the worker has answered the recorded requests."""
+    await answer_pending(WORKER["settings"])
     return (
         await t.OutboxEmail.select()
         .where(t.OutboxEmail.to_addr == address)
@@ -469,8 +482,8 @@ async def test_sign_in_is_throttled_per_account_and_never_for_long(app, demo):
         await sign_in(c, JANE_EMAIL, JANE_PASSWORD)
     # The lock lifts when the window has passed.
     await (
-        t.ThrottleHit.update({t.ThrottleHit.created_at: datetime.now(UTC) - timedelta(minutes=16)})
-        .where(t.ThrottleHit.key.like("signin:email:%:customer2006@example.net"))
+        t.ThrottleCount.update({t.ThrottleCount.resets_at: int(time.time()) - 1})
+        .where(t.ThrottleCount.key == "signin:email:customer2006@example.net")
         .run()
     )
     async with make_client(app) as c:
@@ -480,16 +493,60 @@ async def test_sign_in_is_throttled_per_account_and_never_for_long(app, demo):
         assert r.status_code == 422
 
 
-async def test_sign_in_is_throttled_per_client_address(app, demo):
-    await t.ThrottleHit.insert(*[t.ThrottleHit(key="signin:ip:127.0.0.1") for _ in range(50)]).run()
+async def lock_address(tenant_id: int, key: str, hits: int) -> None:
+    """As if `hits` wrong attempts had just been counted against `key` at one business."""
+    await (
+        t.ThrottleCount.delete()
+        .where((t.ThrottleCount.tenant == tenant_id) & (t.ThrottleCount.key == key))
+        .run()
+    )
+    await t.ThrottleCount.insert(
+        t.ThrottleCount(tenant=tenant_id, key=key, hits=hits, resets_at=int(time.time()) + 900)
+    ).run()
+
+
+async def test_sign_in_is_throttled_per_client_address_within_one_business(
+    app, demo, other_business
+):
+    await lock_address(demo, "signin:client:127.0.0.1", 50)
     try:
         async with make_client(app) as c:
             r = await post_form(
                 c, "/sign-in", {"email": "someone@example.com", "password": "wrong-guess"}
             )
             assert r.status_code == 429
+            # With no trusted proxy configured, X-Forwarded-For is the client's own words.
+            r = await post_form(
+                c,
+                "/sign-in",
+                {"email": JANE_EMAIL, "password": JANE_PASSWORD},
+                headers={"X-Forwarded-For": "198.51.100.23"},
+            )
+            assert r.status_code == 429
+        # The same address is welcome at another business (its attackers cannot lock
+        # out this one's customers, nor the other way round).
+        async with make_client(app, "http://otherbiz.localhost") as c:
+            await sign_in(c, JANE_EMAIL, "other-biz-password")
     finally:
-        await t.ThrottleHit.delete().where(t.ThrottleHit.key == "signin:ip:127.0.0.1").run()
+        await t.ThrottleCount.delete().where(t.ThrottleCount.tenant == demo).run()
+
+
+async def test_a_locked_email_is_refused_before_any_hashing(app, demo, monkeypatch):
+    calls = []
+    real = passwords.HASHER
+
+    class CountingHasher(PasswordHasher):
+        def verify(self, hash, password):  # noqa: A002
+            calls.append(hash)
+            return real.verify(hash, password)
+
+    await lock_address(demo, "signin:email:customer2012@example.net", 10)
+    monkeypatch.setattr(passwords, "HASHER", CountingHasher())
+    async with make_client(app) as c:
+        r = await post_form(
+            c, "/sign-in", {"email": "customer2012@example.net", "password": "a-guess-123"}
+        )
+    assert r.status_code == 429 and calls == []
 
 
 async def test_invitations_are_throttled_per_email(app, demo):

@@ -85,7 +85,7 @@ async def test_declined_card_changes_nothing(jane, demo, app):
     # The hosted page says it was declined and lets the customer try another card or go back.
     assert done.status_code in (200, 303, 422)
     update = await t.CardUpdate.select().order_by(t.CardUpdate.id, ascending=False).first().run()
-    gateway = gateway_for(app.state.settings, await _tenant())
+    gateway = gateway_for(app.state.settings, (await _tenant())["payment_account_id"])
     checkout = await gateway.get_checkout(update["gateway_ref"])
     if checkout.status == "open":  # declined cards may be retried on the page: give up there
         await gateway.cancel_checkout(update["gateway_ref"])

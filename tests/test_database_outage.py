@@ -338,7 +338,7 @@ async def test_an_exhausted_pool_answers_503_after_the_wait_not_never(proxied, p
 
 
 async def forgot_password(client: httpx.AsyncClient) -> httpx.Response:
-    """Ask for a password reset (a write transaction on a new connection)."""
+    """Ask for a password reset (it writes: the throttle's count, the request)."""
     token = CSRF_FIELD.search((await client.get("/forgot")).text).group(1)
     return await client.post("/forgot", data={"_csrf_token": token, "email": JANE_EMAIL})
 
@@ -374,24 +374,40 @@ async def test_sqlite_locked_past_the_wait_answers_503_and_reads_go_on(tmp_path)
 @sqlite_only
 async def test_sqlite_file_that_cannot_be_opened_answers_503(tmp_path):
     """The database's directory disappears (a volume unmounted): what needs a new
-    connection answers 503 — not a 500 — and works again once it is back."""
+    connection — every transaction opens one; here an administrator sending a staff
+    member a password reset link — answers 503, not a 500, changes nothing, and works
+    again once it is back."""
+    from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD, OFFICE_EMAIL
+
     (tmp_path / "db").mkdir()
-    env = {**FAST_ENV, "DATABASE_URL": f"sqlite:///{tmp_path / 'db' / 'portal.sqlite3'}"}
+    path = tmp_path / "db" / "portal.sqlite3"
+    env = {**FAST_ENV, "DATABASE_URL": f"sqlite:///{path}"}
     server = await asyncio.to_thread(start_server, tmp_path, env)
     try:
-        async with client_for(server) as client:
-            assert (await client.get("/forgot")).status_code == 200
+        async with client_for(server) as admin:
+            token = CSRF_FIELD.search((await admin.get("/office/sign-in")).text).group(1)
+            r = await admin.post(
+                "/office/sign-in",
+                data={"_csrf_token": token, "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
+            )
+            assert r.status_code == 303, r.text[:300]
+            page = (await admin.get("/office/staff")).text
+            staff_id = page.split(OFFICE_EMAIL)[1].split("/office/staff/")[1].split("/")[0]
+            token = CSRF_FIELD.search(page).group(1)
+
+            async def send_link() -> httpx.Response:
+                return await admin.post(
+                    f"/office/staff/{staff_id}/reset-link", data={"_csrf_token": token}
+                )
+
             (tmp_path / "db").rename(tmp_path / "db-away")
             try:
-                token = CSRF_FIELD.search((await client.get("/forgot")).text).group(1)
-                response = await client.post(
-                    "/forgot", data={"_csrf_token": token, "email": JANE_EMAIL}
-                )
-                assert_friendly_503(response)
+                assert_friendly_503(await send_link())
             finally:
                 (tmp_path / "db-away").rename(tmp_path / "db")
-            response = await forgot_password(client)
-            assert response.status_code == 200 and "sent you a link" in response.text
+            with sqlite3.connect(path) as db:
+                assert db.execute("SELECT count(*) FROM staff_token").fetchone() == (0,)
+            assert (await send_link()).status_code == 303
         text = await incident_logged_once(server, None)
         assert "unable to open database file" in text
     finally:

@@ -28,8 +28,10 @@ import httpx
 import pytest
 from litestar import Litestar
 
+from portal.db import office_alerts
 from portal.db import tables as t
 from portal.db.importer import import_file
+from portal.db.queries import tenant_by_host
 from tests.conftest import make_client, post_form, sign_in, staff_sign_in
 from tests.paying import enter_card, path_of, submit_pay
 
@@ -77,6 +79,8 @@ class Customer:
     card_key: str = ""
     email_id: int = 0
     staff_id: int = 0
+    failed_email_id: int = 0  # set by the failed_emails fixture
+    alert_id: int = 0  # an office alert about this customer's payment
     checkout_ids: list[str] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
 
@@ -330,6 +334,26 @@ async def _customer_activity(c: Customer) -> None:
     c.payment_ids = [p["id"] for p in pays]  # imported and portal
 
 
+async def _office_alert(app: Litestar, c: Customer) -> None:
+    """An office alert about the customer's payment, as a late card payment raises one."""
+    tenant = await tenant_by_host(c.host)
+    await office_alerts.raise_alert(
+        app.state.settings,
+        tenant,
+        kind="late_payment",
+        title=f"Late card payment of $25.00 recorded (INV-{c.key}-1)",
+        message=f"A card payment by {c.email} went through after it was reported as failed.",
+    )
+    alert = (
+        await t.OfficeAlert.select(t.OfficeAlert.id)
+        .where(t.OfficeAlert.tenant == tenant["id"])
+        .order_by(t.OfficeAlert.id, ascending=False)
+        .first()
+        .run()
+    )
+    c.alert_id = alert["id"]
+
+
 @pytest.fixture(scope="module")
 async def world(app: Litestar) -> AsyncIterator[World]:
     """Two businesses (A: alphaplumb, B: betaheat) with their customers signed in, and an
@@ -370,6 +394,7 @@ async def world(app: Litestar) -> AsyncIterator[World]:
             clients.append(c.client)
             await sign_in(c.client, c.email, PASSWORD)
             await _customer_activity(c)
+            await _office_alert(app, c)
         business.admin_email = f"boss@{business.host}.example"
         business.office_email = f"desk@{business.host}.example"
         business.admin = make_client(app, base)
@@ -459,6 +484,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/sign-in"): "public",
     ("POST", "/office/sign-out"): "public",
     ("GET", "/office"): "office",
+    ("POST", "/office/alerts/{alert_id:int}/seen"): "ids",
     ("GET", "/office/settings"): "office",
     ("POST", "/office/settings"): "office",  # roles: test_office_role_is_refused_admin_actions
     ("POST", "/office/settings/legal"): "office",
@@ -490,6 +516,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/staff/{staff_id:int}/reset-link"): "ids",
     ("GET", "/office/reset"): "public",  # tokens: tests/test_staff_passwords.py
     ("POST", "/office/reset"): "public",
+    ("GET", "/office/emails"): "office",  # ?before= is a cursor into its own list
+    ("POST", "/office/emails/{email_id:int}/retry"): "ids",
 }
 
 
@@ -547,6 +575,8 @@ def _id(c: Customer | None, slot: str) -> Any:
         "customer": c.id,
         "email": c.email_id,
         "staff": c.staff_id,
+        "failed_email": c.failed_email_id,
+        "alert": c.alert_id,
     }[slot]
 
 
@@ -649,6 +679,12 @@ def office_probes(me: Business | None) -> list[Probe]:
     book_form = {"date": tomorrow, "window": "08:00-12:00", "business_unit": "", "summary": "x"}
     return [
         Probe(
+            "POST",
+            "/office/alerts/{alert_id:int}/seen",
+            "alert",
+            lambda v: (f"/office/alerts/{v}/seen", {"next": "/office/bookings"}),
+        ),
+        Probe(
             "GET",
             "/office/bookings/{request_id:int}",
             "booking",
@@ -727,6 +763,12 @@ def office_probes(me: Business | None) -> list[Probe]:
             lambda v: (f"/office/staff/{v}/reset-link", {}),
         ),
         Probe("GET", "/office/staff", "staff", lambda v: (f"/office/staff?sent={v}", None)),
+        Probe(
+            "POST",
+            "/office/emails/{email_id:int}/retry",
+            "failed_email",
+            lambda v: (f"/office/emails/{v}/retry", {}),
+        ),
     ]
 
 
@@ -795,8 +837,25 @@ async def test_customer_ids_of_others_answer_like_missing_ids(world, me_key):
     assert checked == 2 * len(customer_probes(me))
 
 
+@pytest.fixture(scope="module")
+async def failed_emails(world: World, settings) -> None:
+    """A failed email to each customer, for Office › Emails' Retry to be probed with."""
+    from portal.db import queries
+    from portal.mail.outbox import queue_raw
+
+    for business in (world.a, world.b):
+        tenant = await queries.tenant_by_host(business.host)
+        for c in business.customers:
+            c.failed_email_id = await queue_raw(settings, tenant, c.email, f"For {c.name}", "Hi")
+            await (
+                t.OutboxEmail.update({t.OutboxEmail.status: "failed"})
+                .where(t.OutboxEmail.id == c.failed_email_id)
+                .run()
+            )
+
+
 @pytest.mark.parametrize("role", ["admin", "office"])
-async def test_office_ids_of_another_business_answer_like_missing_ids(world, role):
+async def test_office_ids_of_another_business_answer_like_missing_ids(world, role, failed_emails):
     """Staff of business A (either role) asking for business B's records."""
     me, other = world.a, world.b
     client = me.admin if role == "admin" else me.office

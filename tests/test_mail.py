@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from portal.auth.account_requests import answer_pending
 from portal.db import tables as t
 from portal.mail.backends import SMTPBackend, build_message
 from portal.mail.worker import claim, deliver_due, retry_delay
@@ -31,9 +32,11 @@ async def clear_outbox() -> None:
 
 
 async def invite(app, address: str) -> None:
+    """Request an invitation; the worker's first step turns the request into an email."""
     async with make_client(app) as c:
         r = await post_form(c, "/invite", {"email": address})
         assert r.status_code == 200
+    await answer_pending(app.state.settings)
 
 
 def later(minutes: int = 120) -> datetime:

@@ -169,8 +169,8 @@ def test_gateway_for_needs_a_linked_account(settings):
     from portal.payments.gateway import PaymentsUnavailable
 
     with pytest.raises(PaymentsUnavailable):
-        gateway_for(settings, {"payment_account_id": "", "host": "x"})
-    assert gateway_for(settings, {"payment_account_id": ACCOUNT, "host": "x"}).name == "sandbox"
+        gateway_for(settings, "")
+    assert gateway_for(settings, ACCOUNT).name == "sandbox"
 
 
 async def test_unknown_checkout_page_is_404(app, demo):

@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVI
 from litestar.types import Receive, Scope, Send
 
 from portal import payments
+from portal.auth import passwords
 from portal.auth.guards import (
     PortalClosed,
     SignInRequired,
@@ -36,6 +37,7 @@ from portal.handlers import (
     office,
     office_bookings,
     office_customers,
+    office_emails,
     office_notifications,
     office_settings,
     office_staff,
@@ -58,6 +60,7 @@ def create_app(settings: Settings) -> PortalApp:
         wait_seconds=settings.db_wait_seconds,
     )
     renderer = Renderer(settings.static_dir)
+    passwords.LANE.configure(threads=settings.hash_threads, max_wait=settings.hash_max_wait_seconds)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -96,6 +99,7 @@ def create_app(settings: Settings) -> PortalApp:
             *office_customers.ROUTES,
             *office_notifications.ROUTES,
             *office_staff.ROUTES,
+            *office_emails.ROUTES,
         ],
     )
     app = PortalApp(

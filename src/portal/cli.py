@@ -80,14 +80,17 @@ def cmd_create_staff(settings: Settings, args: argparse.Namespace) -> int:
         return 1
 
     # Who, first: a mistyped host is told before anyone types a password.
-    _, _, problem = asyncio.run(
+    tenant, email, problem = asyncio.run(
         _with_database(settings, lambda: staff.new_staff_problem(args.host, args.email, args.role))
     )
-    if problem:
-        return refuse(problem)
+    if problem or tenant is None:
+        return refuse(problem or "no such business")
     password, problem = _read_new_password(args.password_stdin)
     if problem:
         return refuse(problem)
+    problem = staff.staff_password_problem(password, tenant, email)
+    if problem:
+        return refuse(f"that password can't be used. {problem}")
 
     async def work() -> str | None:
         return await staff.create_staff(args.host, args.email, args.name or "", args.role, password)

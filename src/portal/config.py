@@ -6,6 +6,7 @@ app reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field, replace
@@ -13,6 +14,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,15 @@ class Settings:
     # SQLite, for a lock) before it is answered 503 "try again" instead of hanging.
     db_pool_size: int = 10
     db_wait_seconds: float = 10.0
+    # Delivered (and failed) emails are deleted this many days after they were sent/queued.
+    mail_retention_days: int = 30
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); with none,
+    # the client is the TCP peer. Env PORTAL_TRUSTED_PROXIES, comma-separated.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Password hashing: threads per process, and the longest a sign-in waits for a free
+    # one before it is answered "busy, try again in a moment" (auth/passwords.py).
+    hash_threads: int = 2
+    hash_max_wait_seconds: float = 3.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -90,7 +101,28 @@ class Settings:
             ),
             db_pool_size=int(env.get("PORTAL_DB_POOL_SIZE", "10")),
             db_wait_seconds=float(env.get("PORTAL_DB_WAIT_SECONDS", "10")),
+            mail_retention_days=int(env.get("PORTAL_MAIL_RETENTION_DAYS", "30")),
+            trusted_proxies=parse_networks(env.get("PORTAL_TRUSTED_PROXIES", "")),
+            hash_threads=int(env.get("PORTAL_HASH_THREADS", "2")),
+            hash_max_wait_seconds=float(env.get("PORTAL_HASH_MAX_WAIT", "3")),
         )
+
+
+def parse_networks(text: str) -> tuple[IPNetwork, ...]:
+    """`"10.0.0.1, 192.168.0.0/16, ::1"` as networks (a bare address is a network of one).
+    A value that is not an address stops start-up with the value named."""
+    networks = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"PORTAL_TRUSTED_PROXIES: {part!r} is not an IP address or network"
+            ) from None
+    return tuple(networks)
 
 
 def database_url_from_env(env: dict[str, str] | None = None) -> str:

@@ -1,41 +1,215 @@
-"""Password hashing with argon2id, run off the event loop.
+"""Password hashing with argon2id, in a bounded lane that is fair between clients.
 
-Parameters: m=64 MiB, t=3, p=1, above OWASP's floor (m=19 MiB, t=2, p=1). Hashing
-takes a tenth of a second on purpose, so it runs in a small pool of low-priority
-threads: the event loop keeps serving other customers.
+Parameters: m=64 MiB, t=3, p=1, above OWASP's floor (m=19 MiB, t=2, p=1). A hash takes
+a fifth of a second on purpose, so hashes run on a few threads of their own and the event
+loop keeps serving pages. The lane in front of those threads:
+
+- is fair: each client (an address, see forwarded.py) has its own queue, the threads
+  take one hash from each waiting client in turn, and one client never has more than
+  one hash running of two threads (`threads - 1`): a thread is left for whoever comes
+  next, so 80 sign-ins from one client do not delay another client's sign-in at all;
+- is bounded: a hash that would wait longer than `max_wait` seconds for its turn is
+  refused at once with `LaneBusy` (the page says "busy, try again in a moment", 503 with
+  Retry-After), and one still queued when its time is up is refused then — a sign-in
+  never hangs;
+- runs at a mildly lowered priority (nice 5), not SCHED_IDLE: idle-priority threads get
+  no CPU at all while any neighbour in the same scheduling group is busy (one sign-in
+  waited 19 s), while nice 5 still lets the event loop's pages go first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 # argon2-cffi's default memory and time (64 MiB, 3 passes: above OWASP's floor of
-# 19 MiB and 2), in one lane: a hash then runs in one thread of our pool, whose
-# priority we control, instead of fanning out into threads that compete with pages.
+# 19 MiB and 2), in one lane: a hash then runs in one thread of ours, whose priority we
+# control, instead of fanning out into threads that compete with pages.
 HASHER = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
+GRACE = 0.1  # seconds
+NICE = 5  # hashing threads yield to the event loop, without starving behind neighbours
 
 
-def _yield_cpu() -> None:
-    """Run hashing threads only when the CPU has nothing more urgent to do (Linux
-    SCHED_IDLE for this thread; elsewhere a lower nice value), so a sign-in storm
-    waits its turn instead of stalling the event loop that serves everyone's pages."""
+class LaneBusy(Exception):
+    """Too many hashes are waiting: try again in `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"password hashing is busy; retry in {retry_after}s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Job:
+    client: str
+    work: Callable[[], Any]
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    deadline: float | None  # monotonic time after which it is refused instead of run
+
+
+def _lower_priority() -> None:
     with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+
+
+def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if future.done():  # the request went away meanwhile
         return
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
-# Two workers: at most two hashes at once per process, so a sign-in storm queues
-# instead of starving the event loop's own thread of CPU.
-_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2", initializer=_yield_cpu)
+class HashingLane:
+    """A few hashing threads fed round-robin from one queue per client (see the module
+    docstring). All state is guarded by one lock; results go back to the asking event
+    loop with `call_soon_threadsafe`."""
+
+    def __init__(self, threads: int = 2, max_wait: float = 3.0) -> None:
+        self.threads = threads
+        self.max_wait = max_wait
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._queues: dict[str, deque[_Job]] = {}
+        self._turns: deque[str] = deque()  # clients with waiting jobs, next first
+        self._running = 0
+        self._running_by: Counter[str] = Counter()
+        self._started = 0
+        self.seconds_per_hash = 0.2  # moving average, for the expected wait
+
+    def configure(self, *, threads: int, max_wait: float) -> None:
+        """Set the number of threads and the longest wait (from Settings, at app start)."""
+        with self._lock:
+            self.threads = max(1, threads)
+            self.max_wait = max_wait
+            self._ready.notify_all()  # threads beyond the new number leave
+
+    def expected_wait(self, client: str) -> float:
+        """Seconds a new job of `client` would wait for a thread (caller holds the lock)."""
+        mine = len(self._queues.get(client, ()))
+        # Round-robin: every other client gets up to `mine + 1` turns before ours.
+        ahead = mine + sum(
+            min(len(queue), mine + 1) for other, queue in self._queues.items() if other != client
+        )
+        behind_threads = ahead + self._running - self.threads + 1
+        # And this client's own hashes run at most `cap` at a time.
+        cap = max(1, self.threads - 1)
+        behind_own = mine + self._running_by[client] - cap + 1
+        turns = max(0, behind_threads / self.threads, behind_own / cap)
+        return turns * self.seconds_per_hash
+
+    def refusal(self, client: str) -> int | None:
+        """Retry-After seconds if a hash for `client` would be refused right now, else None
+        (lets a busy answer skip all other work; `run` decides for real)."""
+        with self._lock:
+            wait = self.expected_wait(client)
+        return max(1, math.ceil(wait - self.max_wait)) if wait > self.max_wait else None
+
+    async def run(self, client: str | None, work: Callable[..., Any], *args: Any) -> Any:
+        """Run `work(*args)` on a hashing thread in `client`'s turn. Raises `LaneBusy`
+        when the wait would be too long; `client=None` (import, command line) waits its
+        turn without a bound."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        key = client or ""
+        with self._lock:
+            wait = self.expected_wait(key)
+            if client is not None and wait > self.max_wait:
+                raise LaneBusy(max(1, math.ceil(wait - self.max_wait)))
+            # A little grace: a job picked up as soon as it was queued is never late.
+            deadline = time.monotonic() + self.max_wait + GRACE if client is not None else None
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = deque()
+                self._turns.append(key)
+            queue.append(_Job(key, lambda: work(*args), future, loop, deadline))
+            while self._started < self.threads:
+                self._started += 1
+                name = f"argon2-{self._started}"
+                thread = threading.Thread(
+                    target=self._serve, args=(self._started,), name=name, daemon=True
+                )
+                thread.start()
+            self._ready.notify()
+        return await future
+
+    def _next_job(self, number: int) -> _Job | None:
+        """The next job in round-robin order (waits for one); None when this thread is no
+        longer needed. Caller holds the lock.
+
+        A client never has more than `threads - 1` hashes running (one of two), so a
+        thread is left for the next client who comes: one client's storm cannot make
+        another wait for a hash of the storm to finish."""
+        cap = max(1, self.threads - 1)
+        while True:
+            if number > self.threads:
+                return None
+            client = next((c for c in self._turns if self._running_by[c] < cap), None)
+            if client is not None:
+                break
+            self._ready.wait()
+        self._turns.remove(client)
+        queue = self._queues[client]
+        job = queue.popleft()
+        if queue:
+            self._turns.append(client)  # its next job waits for every other client's turn
+        else:
+            del self._queues[client]
+        return job
+
+    def _serve(self, number: int) -> None:
+        _lower_priority()
+        while True:
+            with self._lock:
+                if number > self.threads:
+                    self._started -= 1
+                    return
+                job = self._next_job(number)
+                if job is None:
+                    self._started -= 1
+                    return
+                if job.future.cancelled():
+                    continue
+                if job.deadline is not None and time.monotonic() > job.deadline:
+                    self._deliver(job, None, LaneBusy(1))
+                    continue
+                self._running += 1
+                self._running_by[job.client] += 1
+            started = time.monotonic()
+            result, error = None, None
+            try:
+                result = job.work()
+            except Exception as exc:  # handed to the caller
+                error = exc
+            with self._lock:
+                self._running -= 1
+                self._running_by[job.client] -= 1
+                if not self._running_by[job.client]:
+                    del self._running_by[job.client]
+                took = time.monotonic() - started
+                self.seconds_per_hash = 0.8 * self.seconds_per_hash + 0.2 * took
+                self._ready.notify_all()  # a client at its cap may go again
+            self._deliver(job, result, error)
+
+    @staticmethod
+    def _deliver(job: _Job, result: Any, error: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the asking loop has closed
+            job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+
+
+LANE = HashingLane()
 # Verified against when the email is unknown, so that answer takes as long as a real one.
 _DUMMY_HASH = HASHER.hash("not a real password, only for timing")
 
@@ -45,10 +219,9 @@ def hash_password_sync(password: str) -> str:
     return HASHER.hash(password)
 
 
-async def hash_password(password: str) -> str:
-    """Hash a password in the argon2 thread pool."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_POOL, HASHER.hash, password)
+async def hash_password(password: str, client: str | None = None) -> str:
+    """Hash a password in the lane, in `client`'s turn (see `HashingLane.run`)."""
+    return await LANE.run(client, hash_password_sync, password)
 
 
 def _verify(stored_hash: str | None, password: str) -> bool:
@@ -58,10 +231,12 @@ def _verify(stored_hash: str | None, password: str) -> bool:
         return False
 
 
-async def verify_password(stored_hash: str | None, password: str) -> bool:
-    """True if `password` matches `stored_hash`; an empty hash still costs one verify."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_POOL, _verify, stored_hash, password)
+async def verify_password(
+    stored_hash: str | None, password: str, client: str | None = None
+) -> bool:
+    """True if `password` matches `stored_hash`; an empty hash still costs one verify.
+    Runs in the lane in `client`'s turn; raises `LaneBusy` when the lane is full."""
+    return await LANE.run(client, _verify, stored_hash, password)
 
 
 def needs_rehash(stored_hash: str) -> bool:

@@ -10,6 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from portal.auth.passwords import hash_password
 from portal.auth.policy import normalize, password_problem
 from portal.db.tables import StaffUser, Tenant
+from portal.forms import one_line
 
 
 def staff_password_problem(password: str, tenant: dict[str, Any], email: str) -> str | None:
@@ -48,12 +49,12 @@ async def create_staff(host: str, email: str, name: str, role: str, password: st
         return problem
     problem = staff_password_problem(password, tenant, email)
     if problem:
-        return f"that password can't be used. {problem}"
+        return problem
     await StaffUser.insert(
         StaffUser(
             tenant=tenant["id"],
             email=email,
-            name=name,
+            name=one_line(name)[:120],  # shown in the office's header, one line
             role=role,
             password_hash=await hash_password(normalize(password)),
         )

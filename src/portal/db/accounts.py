@@ -14,8 +14,8 @@ from typing import Any
 from portal.auth.tokens import new_token, token_hash
 from portal.config import Settings
 from portal.db import fast
-from portal.db.engine import transaction
-from portal.db.tables import AuthToken, CustomerEmail, PortalAccount
+from portal.db.engine import current_engine, transaction
+from portal.db.tables import AccountRequest, AuthToken, CustomerEmail, PortalAccount
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
 
@@ -122,6 +122,30 @@ async def request_reset(settings: Settings, tenant: dict[str, Any], email: str) 
             },
         )
     return True
+
+
+async def record_request(tenant_id: int, kind: str, email: str) -> None:
+    """Record an invitation ("invite") or reset ("reset") request for the worker: one
+    INSERT, the same whatever the email (nothing here looks the email up)."""
+    await AccountRequest.insert(AccountRequest(tenant=tenant_id, kind=kind, email=email)).run()
+
+
+async def take_request() -> dict[str, Any] | None:
+    """Remove the oldest recorded request and return it; call inside the transaction that
+    answers it, so a worker that dies half-way leaves the request for another.
+    PostgreSQL: two workers skip each other's row; SQLite: one writer at a time."""
+    skip_locked = "" if current_engine().engine_type == "sqlite" else "FOR UPDATE SKIP LOCKED"
+    rows = await AccountRequest.raw(
+        f"""DELETE FROM account_request WHERE id = (
+            SELECT id FROM account_request ORDER BY id LIMIT 1 {skip_locked})
+        RETURNING id, tenant, kind, email"""
+    ).run()
+    return rows[0] if rows else None
+
+
+async def drop_request(request_id: int) -> None:
+    """Forget a request that could not be answered."""
+    await AccountRequest.delete().where(AccountRequest.id == request_id).run()
 
 
 @dataclass

@@ -22,10 +22,16 @@ BILLING_STATUSES = ("active", "suspended")
 
 
 async def begin(
-    tenant_id: int, customer_id: int, membership_id: int, account_email: str, key: str
+    tenant_id: int,
+    customer_id: int,
+    membership_id: int,
+    account_email: str,
+    key: str,
+    payment_account_id: str,
 ) -> dict[str, Any] | None:
     """The card update for this form submission (a repeated submission gets the same
-    row), or None when the key belongs to something else."""
+    row), or None when the key belongs to something else. It starts on the business's
+    `payment_account_id` and is completed on that account."""
     await (
         CardUpdate.insert(
             CardUpdate(
@@ -34,6 +40,7 @@ async def begin(
                 membership=membership_id,
                 account_email=account_email,
                 idempotency_key=key,
+                payment_account_id=payment_account_id,
             )
         )
         .on_conflict(target=(CardUpdate.tenant, CardUpdate.idempotency_key), action="DO NOTHING")
@@ -64,16 +71,57 @@ async def get(
     return await CardUpdate.select().where(where).first().run()
 
 
-async def settle(tenant_id: int, update_id: int, checkout: Checkout) -> str:
-    """Apply a final checkout to its card update once: returns the update's status."""
+async def pending_on_account(tenant_id: int, account_id: str) -> list[dict[str, Any]]:
+    """The business's card updates still waiting for the gateway, started on this account."""
+    return (
+        await CardUpdate.select()
+        .where(
+            (CardUpdate.tenant == tenant_id)
+            & (CardUpdate.payment_account_id == account_id)
+            & (CardUpdate.status == "pending")
+        )
+        .order_by(CardUpdate.id)
+        .run()
+    )
+
+
+async def fail(tenant_id: int, update_id: int, reason: str) -> bool:
+    """Give up a pending card update (its card page was closed first); nothing changes
+    on the membership. False if it had ended already."""
+    done = (
+        await CardUpdate.update(
+            {
+                CardUpdate.status: "failed",
+                CardUpdate.failure_reason: reason[:200],
+                CardUpdate.completed_at: datetime.now(UTC),
+            }
+        )
+        .where(
+            (CardUpdate.tenant == tenant_id)
+            & (CardUpdate.id == update_id)
+            & (CardUpdate.status == "pending")
+        )
+        .returning(CardUpdate.id)
+        .run()
+    )
+    return bool(done)
+
+
+async def settle(tenant_id: int, update_id: int, checkout: Checkout, account_id: str) -> str:
+    """Apply a final checkout of payment account `account_id` to its card update once:
+    returns the update's status ("mismatch" for another account's or checkout's)."""
     async with transaction():
         row = await get(tenant_id, update_id)
         if row is None:
             return "unknown"
+        if (
+            checkout.ref != row["gateway_ref"]
+            or checkout.mode != "setup"
+            or account_id != row["payment_account_id"]
+        ):
+            return "mismatch"
         if row["status"] != "pending":
             return row["status"]
-        if checkout.ref != row["gateway_ref"] or checkout.mode != "setup":
-            return "mismatch"
         moment = datetime.now(UTC)
         card = checkout.card if checkout.succeeded else None
         status = "succeeded" if card is not None else "failed"

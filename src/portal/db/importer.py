@@ -19,8 +19,10 @@ import msgspec
 from email_validator import EmailNotValidError, validate_email
 
 from portal.auth.passwords import hash_password
+from portal.auth.policy import password_problem
 from portal.db import engine as db_engine
 from portal.db import tables as t
+from portal.forms import multi_line, one_line
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -195,8 +197,51 @@ def parse(raw: bytes | str) -> ImportFile:
         raise ImportProblem(_friendly_path(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise ImportProblem(f"the file is not valid JSON: {exc}") from None
+    _clean_text(data)
     _check_references(data)
     return data
+
+
+def _clean_text(data: ImportFile) -> None:
+    """Fold line breaks and control characters in one-line text (names, addresses,
+    summaries) to spaces, as the office forms do: such text ends up in email headers and
+    page headings. A required field left empty by this is a problem."""
+
+    def tidy(record: Any, field: str, where: str, *, required: bool = False) -> None:
+        value = one_line(getattr(record, field))
+        if required and not value:
+            raise ImportProblem(f"{where}.{field}: has no text (only spaces or line breaks)")
+        setattr(record, field, value)
+
+    b = data.business
+    tidy(b, "name", "business", required=True)
+    tidy(b, "phone", "business")
+    b.portal.service_types = [one_line(name) for name in b.portal.service_types]
+    if not all(b.portal.service_types):
+        raise ImportProblem("business.portal.service_types: a service type has no text")
+    b.portal.recurring_service_message = multi_line(b.portal.recurring_service_message)
+    for i, u in enumerate(data.business_units):
+        tidy(u, "name", f"business_units[{i}]", required=True)
+    for i, s in enumerate(data.staff):
+        tidy(s, "name", f"staff[{i}]")
+    for i, c in enumerate(data.customers):
+        tidy(c, "name", f"customers[{i}]", required=True)
+        tidy(c, "phone", f"customers[{i}]")
+        for j, loc in enumerate(c.locations):
+            where = f"customers[{i}].locations[{j}]"
+            tidy(loc, "street", where, required=True)
+            for field in ("name", "city", "state", "zip"):
+                tidy(loc, field, where)
+    for i, j in enumerate(data.jobs):
+        tidy(j, "summary", f"jobs[{i}]")
+    for i, inv in enumerate(data.invoices):
+        tidy(inv, "summary", f"invoices[{i}]")
+        for k, line in enumerate(inv.lines):
+            tidy(line, "description", f"invoices[{i}].lines[{k}]", required=True)
+    for i, m in enumerate(data.memberships):
+        tidy(m, "type", f"memberships[{i}]", required=True)
+        for k, v in enumerate(m.visits):
+            tidy(v, "description", f"memberships[{i}].visits[{k}]")
 
 
 def _friendly_path(message: str) -> str:
@@ -207,6 +252,13 @@ def _friendly_path(message: str) -> str:
     problem, path = match.groups()
     problem = problem.replace("Object missing required field", "missing required field")
     return f"{path or 'top level'}: {problem}"
+
+
+def _check_password(password: str | None, business_name: str, email: str, where: str) -> None:
+    """The same password policy as the portal's own forms (a hash is taken as it is)."""
+    problem = password and password_problem(password, business_name=business_name, email=email)
+    if problem:
+        raise ImportProblem(f"{where}: {problem}")
 
 
 def _unique(items: list[Any], key: str, section: str) -> dict[str, int]:
@@ -255,6 +307,7 @@ def _check_references(data: ImportFile) -> None:
         staff_emails[email] = i
         if not (s.password or s.password_hash):
             raise ImportProblem(f"staff[{i}] ({email}): needs password or password_hash")
+        _check_password(s.password, b.name, email, f"staff[{i}] ({email}).password")
     customers = _unique(data.customers, "id", "customers")
     location_owner: dict[str, str] = {}
     for i, c in enumerate(data.customers):
@@ -273,6 +326,7 @@ def _check_references(data: ImportFile) -> None:
                 )
             if not (c.portal_account.password or c.portal_account.password_hash):
                 raise ImportProblem(f"{where}.portal_account: needs password or password_hash")
+            _check_password(c.portal_account.password, b.name, acct, f"{where}.portal_account")
 
     jobs = _unique(data.jobs, "number", "jobs")
     job_customer: dict[str, str] = {}

@@ -9,7 +9,6 @@ exactly one job; the other is told who booked it.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,6 +28,7 @@ from portal.db.tables import (
     Job,
     Tenant,
 )
+from portal.forms import multi_line, one_line
 from portal.web import format_date
 
 # Arrival windows, in the business's local time: (label, start hour, end hour).
@@ -227,7 +227,7 @@ async def check_booking(
     unit_id = unit_ids.get(form.get("business_unit", ""))
     if unit_id is None:
         errors["business_unit"] = "Choose a business unit."
-    summary = " ".join(CONTROL.sub("", form.get("summary", "")).split())
+    summary = one_line(form.get("summary", ""))
     if not summary:
         errors["summary"] = "Describe the job in a few words."
     elif len(summary) > 300:
@@ -387,12 +387,9 @@ async def _first_email(tenant_id: int, customer_id: int) -> str:
     return row["email"] if row else ""
 
 
-# Control characters (tabs and line breaks aside) are never meant: dropped, not stored.
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
 def clean_reason(value: str) -> tuple[str, str | None]:
-    reason = CONTROL.sub("", value).strip().replace("\r\n", "\n")
+    """Why a request is dismissed (the customer sees it): a few lines, up to 500 characters."""
+    reason = multi_line(value)
     if not reason:
         return reason, "Say why the request is dismissed (the customer sees it)."
     if len(reason) > 500:

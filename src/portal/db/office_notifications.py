@@ -17,6 +17,7 @@ from markupsafe import Markup, escape
 
 from portal.config import Settings
 from portal.db.tables import Customer, CustomerEmail, Invoice, NotificationTemplate
+from portal.forms import is_one_line, multi_line, one_line
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
 from portal.web import format_date, money
@@ -157,6 +158,12 @@ def parse(text: str, allowed: tuple[str, ...]) -> list[tuple[str, str]]:
     return parts
 
 
+def clean_draft(subject: str, body: str) -> tuple[str, str]:
+    """A subject and body as typed, cleaned: the subject on one line (a line separator in
+    it would break the email's Subject header), the body with one kind of line break."""
+    return one_line(subject[: MAX_SUBJECT * 2]), multi_line(body[: MAX_BODY * 2])
+
+
 def check(kind: Kind, subject: str, body: str) -> dict[str, str]:
     """Problems with a subject and body, by field ({} when both can be saved)."""
     errors: dict[str, str] = {}
@@ -164,7 +171,7 @@ def check(kind: Kind, subject: str, body: str) -> dict[str, str]:
         errors["subject"] = "Enter a subject."
     elif len(subject) > MAX_SUBJECT:
         errors["subject"] = f"Use at most {MAX_SUBJECT} characters (this has {len(subject)})."
-    elif "\n" in subject or "\r" in subject:
+    elif not is_one_line(subject):
         errors["subject"] = "Keep the subject on one line."
     if not body.strip():
         errors["body"] = "Enter the email's text."

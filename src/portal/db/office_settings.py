@@ -23,8 +23,10 @@ import asyncpg
 from email_validator import EmailNotValidError, validate_email
 from PIL import Image, UnidentifiedImageError
 
+from portal.db import payment_accounts
 from portal.db.engine import transaction
 from portal.db.tables import BusinessUnit, Tenant
+from portal.forms import multi_line, one_line
 
 # --- which settings there are -------------------------------------------------------------
 
@@ -91,16 +93,10 @@ def clean_host(value: str) -> tuple[str, str | None]:
 
 # --- business information -----------------------------------------------------------------
 
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _one_line(value: str) -> str:
-    return " ".join(CONTROL.sub("", value).split())
-
 
 def clean_name(value: str) -> tuple[str, str | None]:
     """The company's official name, 1–120 characters on one line."""
-    name = _one_line(value)
+    name = one_line(value)
     if not name:
         return name, "Enter your company's name."
     if len(name) > 120:
@@ -128,7 +124,7 @@ PHONE_PATTERN = re.compile(
 
 def clean_phone(value: str) -> tuple[str, str | None]:
     """The phone customers call about the portal (may be left empty): 7 to 15 digits."""
-    phone = _one_line(value)
+    phone = one_line(value)
     if not phone:
         return "", None
     main = re.split(r"(?i)\s*(?:x|ext\.?|extension)\s*[0-9]", phone)[0]
@@ -140,7 +136,7 @@ def clean_phone(value: str) -> tuple[str, str | None]:
 
 def clean_service_types(value: str) -> tuple[list[str], str | None]:
     """Service types customers may request: one per line, each up to 80 characters."""
-    names = [_one_line(line) for line in value.splitlines()]
+    names = [one_line(line) for line in value.splitlines()]
     names = [n for n in names if n]
     seen: set[str] = set()
     for name in names:
@@ -164,7 +160,7 @@ def clean_statuses(values: list[str]) -> tuple[list[str], str | None]:
 
 def clean_message(value: str) -> tuple[str, str | None]:
     """The recurring service message shown on a membership's visits (up to 1,000 characters)."""
-    message = CONTROL.sub("", value.replace("\r\n", "\n")).strip()
+    message = multi_line(value)
     if len(message) > 1000:
         return message, f"Use at most 1,000 characters (this has {len(message):,})."
     return message, None
@@ -524,19 +520,28 @@ def new_sandbox_account_id() -> str:
 
 async def link_payment_account(tenant_id: int, account_id: str) -> bool:
     """Link the one payment account of the portal; False if one is linked already."""
-    rows = await (
-        Tenant.update({Tenant.payment_account_id: account_id})
-        .where((Tenant.id == tenant_id) & (Tenant.payment_account_id == ""))
-        .returning(Tenant.id)
-        .run()
-    )
+    async with transaction():
+        rows = await (
+            Tenant.update({Tenant.payment_account_id: account_id})
+            .where((Tenant.id == tenant_id) & (Tenant.payment_account_id == ""))
+            .returning(Tenant.id)
+            .run()
+        )
+        if rows:
+            await payment_accounts.record_linked(tenant_id, account_id)
     return bool(rows)
 
 
-async def unlink_payment_account(tenant_id: int) -> None:
-    """Unlink the payment account; card payments stop with it."""
-    await (
-        Tenant.update({Tenant.payment_account_id: "", Tenant.payments_enabled: False})
-        .where(Tenant.id == tenant_id)
-        .run()
-    )
+async def unlink_payment_account(tenant_id: int, account_id: str) -> bool:
+    """Unlink the payment account `account_id`; card payments stop with it. The account
+    is remembered (its payments still settle on it). False if it was not linked."""
+    async with transaction():
+        rows = await (
+            Tenant.update({Tenant.payment_account_id: "", Tenant.payments_enabled: False})
+            .where((Tenant.id == tenant_id) & (Tenant.payment_account_id == account_id))
+            .returning(Tenant.id)
+            .run()
+        )
+        if rows and account_id:
+            await payment_accounts.record_unlinked(tenant_id, account_id)
+    return bool(rows)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portal.config import Settings
-from portal.db import fast
+from portal.db import fast, office_alerts
 from portal.db.engine import current_engine, transaction
 from portal.db.invoices import _in_list, as_date
 from portal.db.tables import AuditEvent, Invoice, Payment, PaymentAllocation
@@ -100,7 +100,7 @@ async def pending_for_invoices(tenant_id: int, invoice_ids: list[int]) -> list[d
         return []
     return await Payment.raw(
         f"""SELECT DISTINCT p.id, p.gateway_ref, p.account_email, p.idempotency_key,
-            p.created_at, p.customer
+            p.created_at, p.customer, p.payment_account_id, p.amount_cents
         FROM payment p JOIN payment_allocation pa ON pa.payment = p.id
         WHERE p.tenant = {{}} AND p.status = 'pending' AND pa.invoice IN ({_in_list(invoice_ids)})
         ORDER BY p.id""",
@@ -113,14 +113,35 @@ async def pending_for_customer(tenant_id: int, customer_id: int) -> list[dict[st
     """The customer's payments still waiting for the gateway's answer (asked on each
     Invoices and History page: one plain SQL read, see portal.db.fast)."""
     rows = await fast.fetch(
-        """SELECT id, gateway_ref, account_email, created_at FROM payment
-        WHERE tenant = {} AND customer = {} AND status = 'pending' ORDER BY id""",
+        """SELECT id, gateway_ref, account_email, created_at, payment_account_id, amount_cents
+        FROM payment WHERE tenant = {} AND customer = {} AND status = 'pending' ORDER BY id""",
         tenant_id,
         customer_id,
     )
     for row in rows:
         row["created_at"] = fast.timestamp(row["created_at"])
     return rows
+
+
+async def pending_on_account(tenant_id: int, account_id: str) -> list[dict[str, Any]]:
+    """The business's payments still waiting for the gateway that started on this account."""
+    return (
+        await Payment.select(
+            Payment.id,
+            Payment.gateway_ref,
+            Payment.account_email,
+            Payment.created_at,
+            Payment.payment_account_id,
+            Payment.amount_cents,
+        )
+        .where(
+            (Payment.tenant == tenant_id)
+            & (Payment.payment_account_id == account_id)
+            & (Payment.status == "pending")
+        )
+        .order_by(Payment.id)
+        .run()
+    )
 
 
 async def start_payment(
@@ -131,6 +152,7 @@ async def start_payment(
     key: str,
     kind: str,
     gateway: str,
+    payment_account_id: str,
     allocations: dict[int, int],
     balances_seen: dict[int, int],
     numbers: dict[int, str],
@@ -194,6 +216,7 @@ async def start_payment(
                 status="pending",
                 idempotency_key=key,
                 gateway=gateway,
+                payment_account_id=payment_account_id,
                 source="portal",
             )
         ).run()
@@ -223,13 +246,19 @@ async def attach_checkout(tenant_id: int, payment_id: int, ref: str) -> None:
     )
 
 
-async def fail_payment(tenant_id: int, payment_id: int, reason: str, ref: str = "") -> bool:
-    """Mark a pending payment failed (balances untouched). False if it was already final."""
+async def fail_payment(
+    tenant_id: int, payment_id: int, reason: str, ref: str = "", *, refunded: bool = False
+) -> bool:
+    """Mark a pending payment failed (balances untouched; `refunded`: its charge was given
+    back at the gateway). False if it was already final."""
+    moment = now()
     changes: dict[Any, Any] = {
         Payment.status: "failed",
         Payment.failure_reason: reason[:200],
-        Payment.completed_at: now(),
+        Payment.completed_at: moment,
     }
+    if refunded:
+        changes[Payment.refunded_at] = moment
     done = (
         await Payment.update(changes)
         .where(
@@ -246,7 +275,12 @@ async def fail_payment(tenant_id: int, payment_id: int, reason: str, ref: str = 
 
 
 async def settle_payment(
-    settings: Settings, tenant: dict[str, Any], payment_id: int, checkout: Checkout
+    settings: Settings,
+    tenant: dict[str, Any],
+    payment_id: int,
+    checkout: Checkout,
+    *,
+    late_reason: str | None = None,
 ) -> str:
     """Apply a checkout's final outcome to a pending payment, once.
 
@@ -254,6 +288,10 @@ async def settle_payment(
     email are written in the same transaction. Returns "succeeded", "failed" or
     "unchanged" (already settled). Raises BalanceChanged (nothing applied) when a
     balance no longer covers its allocation.
+
+    `late_reason`: the payment was already marked failed for this reason when its
+    success arrived. It is recorded all the same (failed -> succeeded, once), its audit
+    events say so, and the office is alerted in the same transaction.
     """
     if not checkout.succeeded:
         reason = checkout.failure_reason or "The payment did not go through."
@@ -261,6 +299,12 @@ async def settle_payment(
         return "failed" if done else "unchanged"
     moment = now()
     card = checkout.card
+    late = late_reason is not None
+    claimable = (
+        (Payment.status == "failed") & Payment.refunded_at.is_null()
+        if late
+        else (Payment.status == "pending")
+    )
     async with transaction():
         claimed = (
             await Payment.update(
@@ -269,14 +313,11 @@ async def settle_payment(
                     Payment.gateway_ref: checkout.ref,
                     Payment.card_brand: card.brand if card else "",
                     Payment.card_last4: card.last4 if card else "",
+                    Payment.failure_reason: "",
                     Payment.completed_at: moment,
                 }
             )
-            .where(
-                (Payment.tenant == tenant["id"])
-                & (Payment.id == payment_id)
-                & (Payment.status == "pending")
-            )
+            .where((Payment.tenant == tenant["id"]) & (Payment.id == payment_id) & claimable)
             .returning(Payment.account_email, Payment.amount_cents, Payment.kind, Payment.customer)
             .run()
         )
@@ -301,6 +342,10 @@ async def settle_payment(
                 raise BalanceChanged(alloc["number"])  # rolls the whole payment back
             lines.append({**alloc, **updated[0]})
         card_text = f"{card.brand} ending {card.last4}" if card else "card"
+        currency = tenant["currency"]
+        recorded = f"Paid online in the customer portal ({card_text})"
+        if late:
+            recorded += f", recorded late: it had been reported as failed ({late_reason})"
         await AuditEvent.insert(
             *[
                 AuditEvent(
@@ -310,8 +355,8 @@ async def settle_payment(
                     actor=paid["account_email"],
                     action="payment",
                     detail=(
-                        f"Paid online in the customer portal ({card_text}); "
-                        f"{line['number']} balance now {money(line['balance_cents'], tenant['currency'])}"
+                        f"{recorded}; {line['number']} balance now "
+                        f"{money(line['balance_cents'], currency)}"
                     ),
                     amount_cents=line["amount_cents"],
                     reference=checkout.ref,
@@ -327,7 +372,7 @@ async def settle_payment(
                 paid["account_email"],
                 "receipt",
                 {
-                    "amount": money(paid["amount_cents"], tenant["currency"]),
+                    "amount": money(paid["amount_cents"], currency),
                     "paid_at": format_datetime(moment, tenant["time_zone"]),
                     "card": card_text,
                     "reference": checkout.ref,
@@ -335,15 +380,115 @@ async def settle_payment(
                         {
                             "number": line["number"],
                             "summary": line["summary"],
-                            "amount": money(line["amount_cents"], tenant["currency"]),
-                            "balance": money(line["balance_cents"], tenant["currency"]),
+                            "amount": money(line["amount_cents"], currency),
+                            "balance": money(line["balance_cents"], currency),
                         }
                         for line in lines
                     ],
                     "link": portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
                 },
             )
+        if late:
+            amount = money(paid["amount_cents"], currency)
+            balances = "; ".join(
+                f"{line['number']} balance now {money(line['balance_cents'], currency)}"
+                for line in lines
+            )
+            await office_alerts.raise_alert(
+                settings,
+                tenant,
+                kind="late_payment",
+                title=f"Late card payment of {amount} recorded ({_numbers(lines)})",
+                message=(
+                    f"A card payment of {amount} by {paid['account_email'] or 'a customer'} "
+                    f"({card_text}, reference {checkout.ref}) went through after the portal "
+                    f"had reported it as failed ({late_reason}). It is now recorded and "
+                    f"applied: {balances}. The customer was emailed a receipt."
+                ),
+                reference=checkout.ref,
+            )
     return "succeeded"
+
+
+async def record_late_refund(
+    settings: Settings,
+    tenant: dict[str, Any],
+    payment_id: int,
+    checkout: Checkout,
+    why: str,
+) -> bool:
+    """A payment already marked failed went through after all, but could not be applied
+    (`why`, e.g. "INV-7 had been paid in the meantime"), and the charge was refunded in
+    full at the gateway: record the refund on the payment, in the job's audit trail and
+    as an office alert (once; False if it was recorded already)."""
+    moment = now()
+    currency = tenant["currency"]
+    card = checkout.card
+    card_text = f"{card.brand} ending {card.last4}" if card else "card"
+    reason = (
+        f"It went through after it was reported as failed, but {why}, so it was refunded in full."
+    )
+    async with transaction():
+        claimed = (
+            await Payment.update(
+                {
+                    Payment.failure_reason: reason[:200],
+                    Payment.refunded_at: moment,
+                    Payment.gateway_ref: checkout.ref,
+                }
+            )
+            .where(
+                (Payment.tenant == tenant["id"])
+                & (Payment.id == payment_id)
+                & (Payment.status == "failed")
+                & Payment.refunded_at.is_null()
+            )
+            .returning(Payment.account_email, Payment.amount_cents)
+            .run()
+        )
+        if not claimed:
+            return False
+        payment = claimed[0]
+        lines = await _allocations(payment_id)
+        await AuditEvent.insert(
+            *[
+                AuditEvent(
+                    tenant=tenant["id"],
+                    job=line["job_id"],
+                    invoice=line["invoice"],
+                    actor=payment["account_email"],
+                    action="refund",
+                    detail=(
+                        f"A card payment in the customer portal ({card_text}) went through "
+                        f"after it was reported as failed; {why}, so it was refunded in full"
+                    ),
+                    amount_cents=line["amount_cents"],
+                    reference=checkout.ref,
+                    created_at=moment,
+                )
+                for line in lines
+            ]
+        ).run()
+        amount = money(payment["amount_cents"], currency)
+        await office_alerts.raise_alert(
+            settings,
+            tenant,
+            kind="late_payment_refunded",
+            title=f"Late card payment of {amount} refunded ({_numbers(lines)})",
+            message=(
+                f"A card payment of {amount} by {payment['account_email'] or 'a customer'} "
+                f"({card_text}, reference {checkout.ref}) went through after the portal had "
+                f"reported it as failed, but {why}, so the charge was refunded in full and no "
+                "balance changed. The customer may see both the charge and the refund on "
+                "their card statement."
+            ),
+            reference=checkout.ref,
+        )
+    return True
+
+
+def _numbers(lines: list[dict[str, Any]]) -> str:
+    return ", ".join(line["number"] for line in lines)
 
 
 async def receipt(tenant_id: int, customer_id: int, payment_id: int) -> dict[str, Any] | None:

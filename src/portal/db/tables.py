@@ -11,6 +11,7 @@ with `ALTER TABLE … ADD CONSTRAINT`, which SQLite does not support.
 from __future__ import annotations
 
 from piccolo.columns import (
+    BigInt,
     Boolean,
     Bytea,
     Date,
@@ -192,6 +193,9 @@ class Payment(Table, tablename="payment"):
     status = Varchar(length=10, default="pending")  # pending | succeeded | failed
     idempotency_key = Varchar(length=64)
     gateway = Varchar(length=20, default="sandbox")
+    # The payment account it started on: settled, refunded and closed through that one,
+    # even after the office unlinks it.
+    payment_account_id = Varchar(length=80, default="")
     gateway_ref = Varchar(length=80, default="")
     card_brand = Varchar(length=20, default="")
     card_last4 = Varchar(length=4, default="")
@@ -199,6 +203,7 @@ class Payment(Table, tablename="payment"):
     source = Varchar(length=10, default="portal")  # portal | office | import
     created_at = Timestamptz(default=TimestamptzNow())
     completed_at = Timestamptz(null=True, default=None)
+    refunded_at = Timestamptz(null=True, default=None)  # the charge was given back in full
 
 
 class PaymentAllocation(Table, tablename="payment_allocation"):
@@ -314,10 +319,25 @@ class NotificationTemplate(Table, tablename="notification_template"):
     updated_at = Timestamptz(default=TimestamptzNow())
 
 
-class ThrottleHit(Table, tablename="throttle_hit"):
-    """One failed or rate-limited attempt, counted per key in a time window."""
+class ThrottleCount(Table, tablename="throttle_count"):
+    """Attempts counted against one key of a business (an email, a client address) in the
+    current window. One row per (tenant, key), counted and checked in one statement
+    (auth/throttle.py); unique on (tenant, key)."""
 
-    key = Varchar(length=200)
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    key = Varchar(length=400)
+    hits = Integer(default=0)
+    resets_at = BigInt(default=0)  # Unix seconds: when the window ends and counting restarts
+
+
+class AccountRequest(Table, tablename="account_request"):
+    """Someone asked for an invitation or a password reset for an email. The request only
+    records this; the background worker looks the email up and decides what to send, so the
+    request does the same work whatever the email (auth/account_requests.py)."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    kind = Varchar(length=10)  # invite | reset
+    email = Varchar(length=320)
     created_at = Timestamptz(default=TimestamptzNow())
 
 
@@ -329,6 +349,7 @@ class CardUpdate(Table, tablename="card_update"):
     membership = ForeignKey(null=False, references=Membership, on_delete=OnDelete.cascade)
     account_email = Varchar(length=254, default="")
     idempotency_key = Varchar(length=64)
+    payment_account_id = Varchar(length=80, default="")  # the account it started on
     gateway_ref = Varchar(length=80, default="")
     status = Varchar(length=10, default="pending")  # pending | succeeded | failed
     card_brand = Varchar(length=20, default="")
@@ -336,6 +357,32 @@ class CardUpdate(Table, tablename="card_update"):
     failure_reason = Varchar(length=200, default="")
     created_at = Timestamptz(default=TimestamptzNow())
     completed_at = Timestamptz(null=True, default=None)
+
+
+class PaymentAccount(Table, tablename="payment_account"):
+    """A payment account the business has linked, now or before. Callbacks are verified
+    with the account they are signed for, if it is one of these, so a payment that
+    started on an account the office has since unlinked is still recorded."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account_id = Varchar(length=80)
+    linked_at = Timestamptz(default=TimestamptzNow())
+    unlinked_at = Timestamptz(null=True, default=None)
+
+
+class OfficeAlert(Table, tablename="office_alert"):
+    """Something office staff must look at (e.g. a card payment that arrived after the
+    portal had called it failed): shown at the top of every office page until a staff
+    member marks it as seen."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    kind = Varchar(length=40)  # late_payment | late_payment_refunded
+    title = Varchar(length=200)
+    message = Text()
+    reference = Varchar(length=80, default="")  # the gateway's reference of the payment
+    created_at = Timestamptz(default=TimestamptzNow())
+    seen_at = Timestamptz(null=True, default=None)
+    seen_by = Varchar(length=254, default="")
 
 
 class SandboxCheckout(Table, tablename="sandbox_checkout"):
@@ -402,8 +449,11 @@ TABLES: list[type[Table]] = [
     AuthToken,
     OutboxEmail,
     NotificationTemplate,
-    ThrottleHit,
+    ThrottleCount,
+    AccountRequest,
     CardUpdate,
+    PaymentAccount,
+    OfficeAlert,
     SandboxCheckout,
     StaffToken,
 ]

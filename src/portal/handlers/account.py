@@ -3,15 +3,16 @@ password), forgot and reset password, change password, switch customer record.""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from litestar import Request, Response, get, post
 
-from portal.auth import throttle
+from portal.auth import account_requests, throttle
 from portal.auth.guards import CustomerDep, safe_next, viewer_for
-from portal.auth.passwords import hash_password, needs_rehash, verify_password
+from portal.auth.passwords import LaneBusy, hash_password, needs_rehash
 from portal.auth.policy import normalize, password_problem
 from portal.auth.sessions import (
     attach_cookie,
@@ -22,20 +23,24 @@ from portal.auth.sessions import (
     set_active_customer,
     start_session,
 )
+from portal.auth.signin import WINDOW, PasswordCheck, check_password, email_limit, sign_in_limits
 from portal.auth.throttle import Limit
 from portal.db import accounts
+from portal.forwarded import client_ip, client_key
 from portal.handlers.invoices import invoices_page
 from portal.mail.worker import wake
 from portal.tenancy import TenantDep
 from portal.web import form_data, is_htmx, render, see_other
 
-WINDOW = timedelta(minutes=15)
 HOUR = timedelta(hours=1)
 MAX_FIELD = 1024
+BUSY = "Lots of people are signing in right now. Please try again in a moment."
+NO_MATCH = "That email and password don't match our records. Check both and try again."
 
 
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def client_of(request: Request) -> str:
+    """The client as throttles and the hashing lane count it (see portal.forwarded)."""
+    return client_key(client_ip(request))
 
 
 def clean_email(value: str) -> tuple[str, str | None]:
@@ -81,6 +86,24 @@ def _throttled(
     )
 
 
+def _busy(
+    request: Request, tenant: dict[str, Any], template: str, context: dict[str, Any], wait: int
+) -> Response:
+    """503 with Retry-After, the form kept and the message in it (htmx 4 swaps a 503)."""
+    context = {**context, "form_error": BUSY}
+    return _page(request, tenant, template, context, 503, {"Retry-After": str(wait)})
+
+
+def refusal(check: PasswordCheck) -> tuple[int, str, dict[str, str] | None]:
+    """(status, message, headers) for a password that did not open the account."""
+    if check.too_many:
+        message = f"Too many attempts. Please try again in {throttle.minutes_text(check.too_many)}."
+        return 429, message, {"Retry-After": str(check.too_many)}
+    if check.busy:
+        return 503, BUSY, {"Retry-After": str(check.busy)}
+    return 422, NO_MATCH, None
+
+
 # --- sign in / out ---------------------------------------------------------------------------
 
 
@@ -104,22 +127,24 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
     if problem or not password:
         errors = {"email": problem} if problem else {"password": "Enter your password."}
         return _page(request, tenant, "sign_in", {**context, "errors": errors}, 422)
-    email_key = f"signin:email:{tenant['id']}:{email}"
-    ip_key = f"signin:ip:{client_ip(request)}"
-    wait = await throttle.retry_after([Limit(email_key, 10, WINDOW), Limit(ip_key, 50, WINDOW)])
-    if wait:
-        return _throttled(request, tenant, "sign_in", context, wait)
+    client = client_of(request)
     account = await accounts.account_by_email(tenant["id"], email)
     usable = account is not None and account["confirmed_at"] is not None
     # An unknown email still costs one verify, so the answer's timing tells nothing.
-    ok = await verify_password(account["password_hash"] if usable else None, password)
-    if not ok or account is None:
-        await throttle.hit(email_key, ip_key)
-        message = "That email and password don't match our records. Check both and try again."
-        return _page(request, tenant, "sign_in", {**context, "form_error": message}, 422)
+    check = await check_password(
+        tenant["id"],
+        sign_in_limits("signin", email, client),
+        client,
+        account["password_hash"] if usable else None,
+        password,
+    )
+    if not check.right or account is None:
+        status, message, headers = refusal(check)
+        context["form_error"] = message
+        return _page(request, tenant, "sign_in", context, status, headers)
     if needs_rehash(account["password_hash"]):
-        await accounts.update_hash(account["id"], await hash_password(password))
-    await throttle.clear(email_key)
+        with contextlib.suppress(LaneBusy):  # upgraded at a quieter sign-in instead
+            await accounts.update_hash(account["id"], await hash_password(password, client))
     await accounts.record_sign_in(account["id"])
     token = await start_session(
         request, None, tenant_id=tenant["id"], kind="customer", account_id=account["id"]
@@ -174,19 +199,19 @@ async def _email_request(
     context: dict[str, Any] = {"email": email}
     if problem:
         return _page(request, tenant, template, {**context, "errors": {"email": problem}}, 422)
-    email_key = f"{kind}:email:{tenant['id']}:{email}"
-    ip_key = f"{kind}:ip:{client_ip(request)}"
-    wait = await throttle.retry_after([Limit(email_key, 5, HOUR), Limit(ip_key, 20, WINDOW)])
-    if wait:
-        return _throttled(request, tenant, template, context, wait)
-    await throttle.hit(email_key, ip_key)
-    settings = request.app.state.settings
-    if kind == "invite":
-        queued = await accounts.request_invitation(settings, tenant, email)
-    else:
-        queued = await accounts.request_reset(settings, tenant, email)
-    if queued:
-        wake()
+    # The same statements whatever the email (issue 11.5): count, record, answer. The
+    # worker looks the email up and decides what to send.
+    counted = await throttle.count(
+        tenant["id"],
+        [
+            Limit(f"{kind}:email:{email}", 5, HOUR),
+            Limit(f"{kind}:client:{client_of(request)}", 20, WINDOW),
+        ],
+    )
+    if counted.wait:
+        return _throttled(request, tenant, template, context, counted.wait)
+    await account_requests.record(tenant["id"], kind, email)
+    wake()
     return _page(request, tenant, template, {**context, "sent": _sent_message(tenant)})
 
 
@@ -250,12 +275,17 @@ async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> R
             {"token": token, "email": check.email, "errors": {"password": problem}},
             422,
         )
-    used = await accounts.use_link(tenant["id"], purpose, token, await hash_password(password))
+    try:
+        password_hash = await hash_password(password, client_of(request))
+    except LaneBusy as busy:
+        context = {"token": token, "email": check.email}
+        return _busy(request, tenant, purpose, context, busy.retry_after)
+    used = await accounts.use_link(tenant["id"], purpose, token, password_hash)
     if used.problem:
         return _page(
             request, tenant, "link_problem", {"problem": used.problem, "purpose": purpose}, 410
         )
-    await throttle.clear(f"signin:email:{tenant['id']}:{used.email}")
+    await throttle.clear(tenant["id"], email_limit("signin", used.email).key)
     if purpose == "reset":
         await end_other_sessions(account_id=used.account_id)
     await accounts.record_sign_in(used.account_id)  # type: ignore[arg-type]
@@ -296,6 +326,7 @@ def _account_page(
     viewer: Any,
     context: dict[str, Any],
     status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     return render(
         request,
@@ -310,6 +341,7 @@ def _account_page(
         },
         block="form" if request.method == "POST" else "region",
         status_code=status,
+        headers=headers,
     )
 
 
@@ -327,19 +359,29 @@ async def change_password(request: Request, tenant: TenantDep, viewer: CustomerD
     current = normalize(form.get("current_password", "")[:MAX_FIELD])
     new = normalize(form.get("new_password", "")[:MAX_FIELD])
     account = await accounts.account_by_email(tenant["id"], viewer.session.email)
-    key = f"signin:email:{tenant['id']}:{viewer.session.email}"
-    wait = await throttle.retry_after([Limit(key, 10, WINDOW)])
-    if wait:
-        message = f"Too many attempts. Please try again in {throttle.minutes_text(wait)}."
-        return _account_page(request, tenant, viewer, {"form_error": message}, 429)
-    if account is None or not await verify_password(account["password_hash"], current):
-        await throttle.hit(key)
-        errors = {"current_password": "That isn't your current password."}
-        return _account_page(request, tenant, viewer, {"errors": errors}, 422)
+    client = client_of(request)
+    check = await check_password(
+        tenant["id"],
+        [email_limit("signin", viewer.session.email)],
+        client,
+        account["password_hash"] if account else None,
+        current,
+    )
+    if not check.right or account is None:
+        status, message, headers = refusal(check)
+        if status == 422:
+            errors = {"current_password": "That isn't your current password."}
+            return _account_page(request, tenant, viewer, {"errors": errors}, 422)
+        return _account_page(request, tenant, viewer, {"form_error": message}, status, headers)
     problem = password_problem(new, business_name=tenant["name"], email=viewer.session.email)
     if problem:
         return _account_page(request, tenant, viewer, {"errors": {"new_password": problem}}, 422)
-    await accounts.change_password(account["id"], await hash_password(new))
+    try:
+        new_hash = await hash_password(new, client)
+    except LaneBusy as busy:
+        headers = {"Retry-After": str(busy.retry_after)}
+        return _account_page(request, tenant, viewer, {"form_error": BUSY}, 503, headers)
+    await accounts.change_password(account["id"], new_hash)
     await end_other_sessions(account_id=account["id"], keep_session_id=viewer.session.id)
     return see_other(request, "/account?done=password")
 

@@ -98,7 +98,7 @@ async def invoices_page(
     selected = [i for i in map(_int_param, request.query_params.getall("select", [])) if i]
     retry = _int_param(request.query_params.get("retry"))
     failed = (
-        await service.failed_payment(tenant["id"], viewer.customer["id"], retry)
+        await service.failed_payment(tenant, viewer.customer["id"], retry)
         if retry and viewer.customer
         else None
     )

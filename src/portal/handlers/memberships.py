@@ -12,12 +12,18 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
 from portal.auth.guards import CustomerDep, CustomerViewer
-from portal.db import card_updates
+from portal.db import card_updates, payment_accounts
 from portal.db import memberships as db
 from portal.handlers.customer import tab_page
 from portal.handlers.scheduler import business_now, day_text, record_id, window_text
 from portal.mail.links import portal_url
-from portal.payments.gateway import BadCallback, GatewayError, PaymentsUnavailable, gateway_for
+from portal.payments.gateway import (
+    BadCallback,
+    GatewayError,
+    PaymentsUnavailable,
+    gateway_for,
+    verify_callback,
+)
 from portal.payments.service import call_us, new_key
 from portal.tenancy import TenantDep
 from portal.web import form_data, see_other
@@ -168,7 +174,12 @@ async def update_card(
     key = (await form_data(request)).get("key", "")
     update = (
         await card_updates.begin(
-            tenant["id"], viewer.customer["id"], membership["id"], viewer.session.email, key
+            tenant["id"],
+            viewer.customer["id"],
+            membership["id"],
+            viewer.session.email,
+            key,
+            tenant["payment_account_id"],
         )
         if KEY.match(key)
         else None
@@ -181,9 +192,19 @@ async def update_card(
     back = f"/memberships/{membership['id']}"
     if update["status"] != "pending":  # a repeated submit of a finished update
         return see_other(request, f"{back}?card={update['id']}")
+    if update["payment_account_id"] != tenant["payment_account_id"]:
+        # A form sent again after the office changed the payment account: never open a
+        # card page on the unlinked one (the page shown again carries a fresh form).
+        error = (
+            "The business changed its payment account meanwhile. "
+            "Nothing was changed; please try again."
+        )
+        return await _visits_page(
+            request, tenant, viewer, membership, card_error=error, status_code=422
+        )
     settings = request.app.state.settings
     try:
-        gateway = gateway_for(settings, tenant)
+        gateway = gateway_for(settings, update["payment_account_id"])
         checkout = await gateway.create_checkout(
             mode="setup",
             merchant_reference=f"card_{update['id']}",
@@ -219,10 +240,11 @@ async def card_return(
         raise NotFoundException()
     if update["status"] == "pending" and update["gateway_ref"]:
         try:
-            gateway = gateway_for(request.app.state.settings, tenant)
+            # The account the update started on, even if the office has unlinked it since.
+            gateway = gateway_for(request.app.state.settings, update["payment_account_id"])
             checkout = await gateway.get_checkout(update["gateway_ref"])
             if checkout is not None and checkout.is_final:
-                await card_updates.settle(tenant["id"], update["id"], checkout)
+                await card_updates.settle(tenant["id"], update["id"], checkout, gateway.account_id)
         except (GatewayError, PaymentsUnavailable) as exc:
             log.warning("card update %s: status unknown: %s", update["id"], exc)
     return see_other(request, f"/memberships/{membership['id']}?card={update['id']}")
@@ -233,8 +255,10 @@ async def card_callback(request: Request, tenant: TenantDep) -> Response:
     """The gateway's signed report of a card-setup page (server to server)."""
     body = await request.body()
     try:
-        gateway = gateway_for(request.app.state.settings, tenant)
-        event = gateway.verify_callback(request.headers, body[:65536])
+        # Signed by one of the business's accounts (linked now or before); settle checks
+        # it is the account the card update started on.
+        accounts = await payment_accounts.accounts_of(tenant)
+        event = verify_callback(request.app.state.settings, accounts, request.headers, body[:65536])
     except PaymentsUnavailable:
         return Response({"error": "no payment account"}, status_code=404)
     except BadCallback as exc:
@@ -245,7 +269,9 @@ async def card_callback(request: Request, tenant: TenantDep) -> Response:
         return Response({"error": "unknown checkout"}, status_code=404)
     if not event.checkout.is_final:
         return Response({"status": "pending"}, status_code=200)
-    status = await card_updates.settle(tenant["id"], int(match.group(1)), event.checkout)
+    status = await card_updates.settle(
+        tenant["id"], int(match.group(1)), event.checkout, event.account_id
+    )
     code = {"unknown": 404, "mismatch": 409}.get(status, 200)
     return Response({"status": status}, status_code=code)
 

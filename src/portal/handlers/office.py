@@ -9,20 +9,23 @@ the portal in the first place.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from litestar import Request, Response, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
-from portal.auth import throttle
 from portal.auth.guards import StaffDep, safe_next
-from portal.auth.passwords import hash_password, needs_rehash, verify_password
+from portal.auth.passwords import LaneBusy, hash_password, needs_rehash
 from portal.auth.policy import normalize
 from portal.auth.sessions import SessionInfo, end_session, load_session, start_session
-from portal.auth.throttle import Limit
+from portal.auth.signin import check_password, sign_in_limits
 from portal.db import office as office_db
-from portal.handlers.account import MAX_FIELD, WINDOW, clean_email, client_ip
+from portal.db import office_alerts
+from portal.handlers.account import MAX_FIELD, clean_email, client_of, refusal
 from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, render, see_other
+from portal.web import form_data, is_fragment_request, is_htmx, render, see_other
 
 ROLE_NAMES = {"admin": "Administrator", "office": "Office"}
 
@@ -61,6 +64,7 @@ async def office_page(
     """
     draws_menu = block in (None, "region") or not is_fragment_request(request)
     new_bookings = await office_db.new_bookings_count(tenant["id"]) if draws_menu else 0
+    alerts = await office_alerts.unseen(tenant["id"]) if draws_menu else []
     return render(
         request,
         template,
@@ -71,6 +75,7 @@ async def office_page(
             "role_name": ROLE_NAMES.get(staff.role, staff.role),
             "section": section,
             "new_bookings": new_bookings,
+            "alerts": alerts,
             **context,
         },
         block=block,
@@ -91,7 +96,8 @@ async def refuse(
     """A 403 page inside the office layout: the request was refused and nothing changed.
 
     An htmx request gets the page's region, retargeted to the whole office region,
-    so the refusal is never squeezed into a small part of the page.
+    so the refusal is never squeezed into a small part of the page. Alerts marked as
+    seen here lead `back` too (the refused URL may take only a POST).
     """
     return await office_page(
         request,
@@ -99,7 +105,7 @@ async def refuse(
         staff,
         section,
         "office/refused.html",
-        {"message": message, "back": back},
+        {"message": message, "back": back, "alerts_back": back},
         status_code=403,
         headers={"HX-Retarget": "#office", "HX-Reswap": "innerHTML"},
     )
@@ -114,7 +120,11 @@ SIGN_IN_NOTICES = {
 
 
 def _sign_in_page(
-    request: Request, tenant: dict[str, Any], context: dict[str, Any], status: int = 200
+    request: Request,
+    tenant: dict[str, Any],
+    context: dict[str, Any],
+    status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     return render(
         request,
@@ -122,7 +132,7 @@ def _sign_in_page(
         {"tenant": tenant, "email": "", "notice": "", "errors": {}, "form_error": "", **context},
         block="form",
         status_code=status,
-        headers={"Retry-After": str(context["wait"])} if context.get("wait") else None,
+        headers=headers,
     )
 
 
@@ -152,22 +162,22 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
     if problem or not password:
         errors = {"email": problem} if problem else {"password": "Enter your password."}
         return _sign_in_page(request, tenant, {**context, "errors": errors}, 422)
-    email_key = f"staff-signin:email:{tenant['id']}:{email}"
-    ip_key = f"staff-signin:ip:{client_ip(request)}"
-    wait = await throttle.retry_after([Limit(email_key, 10, WINDOW), Limit(ip_key, 50, WINDOW)])
-    if wait:
-        message = f"Too many attempts. Please try again in {throttle.minutes_text(wait)}."
-        return _sign_in_page(request, tenant, {**context, "form_error": message, "wait": wait}, 429)
+    client = client_of(request)
     staff = await office_db.staff_by_email(tenant["id"], email)
     # An unknown email still costs one verify, so the answer's timing tells nothing.
-    ok = await verify_password(staff["password_hash"] if staff else None, password)
-    if not ok or staff is None:
-        await throttle.hit(email_key, ip_key)
-        message = "That email and password don't match our records. Check both and try again."
-        return _sign_in_page(request, tenant, {**context, "form_error": message}, 422)
+    check = await check_password(
+        tenant["id"],
+        sign_in_limits("staff-signin", email, client),
+        client,
+        staff["password_hash"] if staff else None,
+        password,
+    )
+    if not check.right or staff is None:
+        status, message, headers = refusal(check)
+        return _sign_in_page(request, tenant, {**context, "form_error": message}, status, headers)
     if needs_rehash(staff["password_hash"]):
-        await office_db.update_staff_hash(staff["id"], await hash_password(password))
-    await throttle.clear(email_key)
+        with contextlib.suppress(LaneBusy):  # upgraded at a quieter sign-in instead
+            await office_db.update_staff_hash(staff["id"], await hash_password(password, client))
     response = see_other(request, next_path)
     await start_session(
         request, response, tenant_id=tenant["id"], kind="staff", staff_id=staff["id"]
@@ -188,4 +198,27 @@ async def office_home(request: Request, tenant: TenantDep, staff: StaffDep) -> R
     return see_other(request, "/office/settings")
 
 
-ROUTES = [sign_in_page, sign_in, sign_out, office_home]
+@post("/alerts/{alert_id:int}/seen")
+async def mark_alert_seen(
+    request: Request, tenant: TenantDep, staff: StaffDep, alert_id: FromPath[int]
+) -> Response:
+    """A staff member marks an alert as seen: it leaves the top of the office pages.
+    htmx swaps the alerts region; without JavaScript, back to the page it was on."""
+    if not await office_alerts.mark_seen(tenant["id"], alert_id, staff.email):
+        raise NotFoundException()
+    if not is_htmx(request):
+        back = safe_next((await form_data(request)).get("next"), "/office/settings")
+        return see_other(request, back if back.startswith("/office/") else "/office/settings")
+    return render(
+        request,
+        "office/_alerts.html",
+        {
+            "tenant": tenant,
+            "alerts": await office_alerts.unseen(tenant["id"]),
+            "alerts_back": "/office/settings",
+        },
+        block="alerts",
+    )
+
+
+ROUTES = [sign_in_page, sign_in, sign_out, office_home, mark_alert_seen]

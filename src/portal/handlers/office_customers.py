@@ -51,7 +51,8 @@ DONE = {
     "added": "The email was added. The customer can now request an invitation with it.",
     "removed": "The email was removed. Its portal account no longer sees this customer.",
     "invited": "An invitation was sent: the customer gets a link to create a password.",
-    "emailed": "The invoice email was sent.",
+    # Queued, not sent yet: delivery happens in the background and may fail (Office › Emails).
+    "emailed": "The invoice email is on its way.",
 }
 
 
@@ -250,7 +251,7 @@ async def email_invoice(
         staff,
         who,
         block="invoices",
-        invoices_notice=f"The invoice email was sent: invoice {invoice['number']} to {to}.",
+        invoices_notice=f"The invoice email is on its way: invoice {invoice['number']} to {to}.",
     )
 
 

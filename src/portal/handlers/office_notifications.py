@@ -132,9 +132,7 @@ async def edit_page(
 
 async def _draft(request: Request) -> tuple[str, str]:
     form = await form_data(request)
-    subject = form.get("subject", "")[: notes.MAX_SUBJECT * 2].strip()
-    body = form.get("body", "")[: notes.MAX_BODY * 2].replace("\r\n", "\n").strip()
-    return subject, body
+    return notes.clean_draft(form.get("subject", ""), form.get("body", ""))
 
 
 @post("/notifications/{key:str}")

@@ -23,6 +23,7 @@ from portal.db import office_settings as rules
 from portal.db import queries
 from portal.handlers.office import is_admin, office_page, refuse
 from portal.mail.links import portal_url
+from portal.payments import accounts as payment_accounts
 from portal.tenancy import TenantDep
 from portal.web import form_lists, is_htmx, see_other
 
@@ -105,6 +106,9 @@ SAVED_NOTICES = {
     "1": "Your settings were saved.",
     "legal": "Thank you: the legal agreement is accepted. You can now set up your customer portal.",
     "moved": "The portal moved to this address.",
+    "unlinked": "The payment account is unlinked. Card pages customers still had open on it "
+    "were closed first, so nothing more can be paid into it; payments that had already gone "
+    "through were recorded.",
 }
 
 
@@ -288,11 +292,22 @@ async def link_payments(request: Request, tenant: TenantDep, staff: StaffDep) ->
 
 @post("/settings/payments/unlink")
 async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+    """Unlink the payment account, closing the card pages still open on it first."""
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
         return refusal
-    await rules.unlink_payment_account(tenant["id"])
-    return await _after_one(request, tenant, staff, "payments_enabled", {}, {})
+    await payment_accounts.unlink(request.app.state.settings, tenant)
+    if not is_htmx(request):
+        return see_other(request, "/office/settings?saved=unlinked")
+    fresh = await office_db.tenant_by_id(tenant["id"])
+    return await _page(
+        request,
+        fresh,
+        staff,
+        block=BLOCKS["payments_enabled"],
+        saved=("payments_enabled",),
+        notice=SAVED_NOTICES["unlinked"],
+    )
 
 
 @post("/settings/{key:str}")

@@ -17,14 +17,14 @@ from litestar.params import FromPath
 
 from portal.auth import throttle
 from portal.auth.guards import StaffDep
-from portal.auth.passwords import hash_password, verify_password
+from portal.auth.passwords import LaneBusy, hash_password
 from portal.auth.policy import normalize
 from portal.auth.sessions import SessionInfo, end_other_sessions, start_session
+from portal.auth.signin import check_password, email_limit
 from portal.auth.staff import staff_password_problem
-from portal.auth.throttle import Limit
 from portal.db import office as office_db
 from portal.db import staff as staff_db
-from portal.handlers.account import MAX_FIELD, WINDOW
+from portal.handlers.account import BUSY, MAX_FIELD, client_of, refusal
 from portal.handlers.office import ROLE_NAMES, is_admin, office_page, refuse
 from portal.mail.worker import wake
 from portal.tenancy import TenantDep
@@ -45,6 +45,7 @@ async def _password_page(
     staff: SessionInfo,
     context: dict[str, Any],
     status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     return await office_page(
         request,
@@ -55,6 +56,7 @@ async def _password_page(
         {"errors": {}, "notice": "", "form_error": "", **context},
         block="form" if request.method == "POST" else "region",
         status_code=status,
+        headers=headers,
     )
 
 
@@ -70,22 +72,34 @@ async def change_password(request: Request, tenant: TenantDep, staff: StaffDep) 
     form = await form_data(request)
     current = normalize(form.get("current_password", "")[:MAX_FIELD])
     new = normalize(form.get("new_password", "")[:MAX_FIELD])
-    # Guessing the current password counts against the same limit as signing in.
-    key = f"staff-signin:email:{tenant['id']}:{staff.email}"
-    wait = await throttle.retry_after([Limit(key, 10, WINDOW)])
-    if wait:
-        message = f"Too many attempts. Please try again in {throttle.minutes_text(wait)}."
-        return await _password_page(request, tenant, staff, {"form_error": message}, 429)
     member = await office_db.staff_by_email(tenant["id"], staff.email)
-    if member is None or not await verify_password(member["password_hash"], current):
-        await throttle.hit(key)
-        errors = {"current_password": "That isn't your current password."}
-        return await _password_page(request, tenant, staff, {"errors": errors}, 422)
+    client = client_of(request)
+    # Guessing the current password counts against the same limit as signing in.
+    check = await check_password(
+        tenant["id"],
+        [email_limit("staff-signin", staff.email)],
+        client,
+        member["password_hash"] if member else None,
+        current,
+    )
+    if not check.right or member is None:
+        status, message, headers = refusal(check)
+        if status == 422:
+            errors = {"current_password": "That isn't your current password."}
+            return await _password_page(request, tenant, staff, {"errors": errors}, 422)
+        context = {"form_error": message}
+        return await _password_page(request, tenant, staff, context, status, headers)
     problem = staff_password_problem(new, tenant, staff.email)
     if problem:
         errors = {"new_password": problem}
         return await _password_page(request, tenant, staff, {"errors": errors}, 422)
-    await staff_db.change_password(member["id"], await hash_password(new))
+    try:
+        new_hash = await hash_password(new, client)
+    except LaneBusy as busy:
+        headers = {"Retry-After": str(busy.retry_after)}
+        context = {"form_error": BUSY}
+        return await _password_page(request, tenant, staff, context, 503, headers)
+    await staff_db.change_password(member["id"], new_hash)
     await end_other_sessions(staff_id=member["id"], keep_session_id=staff.id)
     if is_fragment_request(request):
         notice = PASSWORD_NOTICES["changed"]
@@ -172,14 +186,27 @@ async def send_reset_link(
 
 
 def _reset_page(
-    request: Request, tenant: dict[str, Any], context: dict[str, Any], status: int = 200
+    request: Request,
+    tenant: dict[str, Any],
+    context: dict[str, Any],
+    status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     return render(
         request,
         "office/reset.html",
-        {"tenant": tenant, "errors": {}, "problem": None, "token": "", "email": "", **context},
+        {
+            "tenant": tenant,
+            "errors": {},
+            "problem": None,
+            "token": "",
+            "email": "",
+            "form_error": "",
+            **context,
+        },
         block="form",
         status_code=status,
+        headers=headers,
     )
 
 
@@ -210,10 +237,15 @@ async def reset(request: Request, tenant: TenantDep) -> Response:
     if problem:
         context = {"token": token, "email": link.email, "errors": {"password": problem}}
         return _reset_page(request, tenant, context, 422)
-    used = await staff_db.use_reset_link(tenant["id"], token, await hash_password(password))
+    try:
+        password_hash = await hash_password(password, client_of(request))
+    except LaneBusy as busy:
+        context = {"token": token, "email": link.email, "form_error": BUSY}
+        return _reset_page(request, tenant, context, 503, {"Retry-After": str(busy.retry_after)})
+    used = await staff_db.use_reset_link(tenant["id"], token, password_hash)
     if used.problem:
         return _link_problem(request, tenant, used.problem)
-    await throttle.clear(f"staff-signin:email:{tenant['id']}:{used.email}")
+    await throttle.clear(tenant["id"], email_limit("staff-signin", used.email).key)
     await end_other_sessions(staff_id=used.staff_id)
     response = see_other(request, "/office/password?done=reset")
     await start_session(

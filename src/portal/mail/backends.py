@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from pathlib import Path
@@ -14,6 +15,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import aiosmtplib
 
 from portal.config import Settings
+from portal.forms import is_one_line, one_line
 
 log = logging.getLogger("portal.mail")
 
@@ -26,24 +28,46 @@ class PermanentFailure(Exception):
     """Retrying will not help (5xx answer, such as an unknown mailbox)."""
 
 
+class Unbuildable(Exception):
+    """The outbox row cannot become an email; retrying will not help (the message says why)."""
+
+
 class Backend(Protocol):
     async def send(self, message: EmailMessage) -> None: ...
 
 
 def build_message(row: dict[str, Any], settings: Settings) -> EmailMessage:
-    """The MIME message for an outbox row: plain text plus an HTML alternative."""
+    """The MIME message for an outbox row: plain text plus an HTML alternative.
+
+    Headers are built from cleaned text: a line break or control character in a name or
+    subject (cleaned where it entered, but rows may predate that) is folded to a space,
+    never passed to the email package, which refuses it. A recipient that is not exactly
+    one address raises `Unbuildable`.
+    """
+    to = _address(row["to_addr"])
+    if to is None:
+        raise Unbuildable(f"the recipient {row['to_addr']!r} is not one valid email address")
     msg = EmailMessage()
-    msg["From"] = formataddr((row["from_name"], settings.mail_from))
-    msg["To"] = row["to_addr"]
-    if row["reply_to"]:
-        msg["Reply-To"] = row["reply_to"]
-    msg["Subject"] = row["subject"]
-    msg["Message-ID"] = row["message_id"]
+    msg["From"] = formataddr((one_line(row["from_name"]), settings.mail_from))
+    msg["To"] = to
+    reply_to = _address(row["reply_to"]) if row["reply_to"] else None
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    msg["Subject"] = one_line(row["subject"])
+    msg["Message-ID"] = one_line(row["message_id"])
     msg["Date"] = formatdate(localtime=False)
     msg.set_content(row["text_body"])
     if row["html_body"]:
         msg.add_alternative(row["html_body"], subtype="html")
     return msg
+
+
+def _address(value: str) -> str | None:
+    """`value` if it is exactly one plain email address, else None."""
+    try:
+        return str(Address(addr_spec=value)) if is_one_line(value) else None
+    except (ValueError, IndexError):  # the email package's parse errors are ValueErrors
+        return None
 
 
 @dataclass

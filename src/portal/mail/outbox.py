@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from portal.config import Settings
 from portal.db.tables import OutboxEmail
+from portal.forms import one_line
 from portal.mail.links import portal_url
 from portal.web import TEMPLATES_DIR, money
 
@@ -78,9 +79,10 @@ async def queue_raw(
             tenant=tenant["id"] if tenant else None,
             message_id=message_id(settings),
             to_addr=to,
-            from_name=tenant["name"] if tenant else "Customer Portal",
+            # Names and subjects end up in headers: kept on one line.
+            from_name=one_line(tenant["name"] if tenant else "Customer Portal")[:120],
             reply_to=(tenant or {}).get("email", ""),
-            subject=subject[:300],
+            subject=one_line(subject)[:300],
             text_body=text,
             html_body=html,
             next_attempt_at=datetime.now(UTC),

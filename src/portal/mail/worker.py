@@ -1,9 +1,15 @@
 """The delivery worker: sends due outbox rows, retries with backoff and jitter.
 
-Rows are *claimed* before sending by setting a lease (`locked_until`) in one
-UPDATE (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: one writer at a time), so
-two workers never send the same row. A worker that dies mid-send leaves its
-lease to expire; the row is then sent again, with the same Message-ID.
+Rows are *claimed* one at a time before sending, by setting a lease (`locked_until`)
+and counting the attempt in one UPDATE (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite:
+one writer at a time), so two workers never send the same row. Each email is claimed,
+built, sent and marked on its own: one that fails, even one that cannot be built, never
+touches another, and a worker that dies mid-send leaves only that one email leased.
+When its lease expires the row is sent again, with the same Message-ID.
+
+An email gets at most `MAX_ATTEMPTS` attempts; one that cannot be built or that the
+mail server refuses for good fails at once. A failed email keeps its reason in words
+(`last_error`), for the office's Emails page, where staff can retry it.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +37,7 @@ from portal.mail.backends import (
 
 log = logging.getLogger("portal.mail")
 
-LEASE = timedelta(seconds=90)
+LEASE = timedelta(seconds=90)  # longer than one SMTP conversation may take (30 s timeout)
 MAX_ATTEMPTS = 10
 BASE_DELAY = 30.0  # seconds before the first retry; doubles each time
 MAX_DELAY = 3600.0
@@ -49,22 +57,24 @@ def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
     return base * (rng or random).uniform(0.75, 1.25)
 
 
-async def claim(limit: int = 20, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Lease up to `limit` due rows to this worker and return them."""
+async def claim(limit: int = 1, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Lease up to `limit` due rows that have attempts left, count an attempt on each,
+    and return them."""
     moment = now or datetime.now(UTC)
     skip_locked = "" if current_engine().engine_type == "sqlite" else "FOR UPDATE SKIP LOCKED"
     return await OutboxEmail.raw(
         f"""UPDATE outbox_email SET locked_until = {{}}, attempts = attempts + 1
         WHERE id IN (
             SELECT id FROM outbox_email
-            WHERE status = 'pending' AND next_attempt_at <= {{}}
+            WHERE status = 'pending' AND next_attempt_at <= {{}} AND attempts < {{}}
               AND (locked_until IS NULL OR locked_until < {{}})
             ORDER BY next_attempt_at, id LIMIT {{}} {skip_locked}
         )
         RETURNING id, message_id, to_addr, from_name, reply_to, subject, text_body,
-                  html_body, attempts""",
+                  html_body, attempts, last_error""",
         moment + LEASE,
         moment,
+        MAX_ATTEMPTS,
         moment,
         limit,
     ).run()
@@ -73,42 +83,79 @@ async def claim(limit: int = 20, now: datetime | None = None) -> list[dict[str, 
 async def deliver_due(
     settings: Settings, backend: Backend | None = None, now: datetime | None = None
 ) -> dict[str, int]:
-    """Send every due row once; returns counts of sent, retried and failed rows."""
+    """Send every due row once, one at a time; returns counts of sent, retried and
+    failed rows."""
     backend = backend or backend_for(settings)
-    counts = {"sent": 0, "retry": 0, "failed": 0}
-    while True:
-        rows = await claim(now=now)
-        if not rows:
-            return counts
+    counts = {"sent": 0, "retry": 0, "failed": await give_up_on_abandoned(now)}
+    while rows := await claim(now=now):
         for row in rows:
-            outcome = await _deliver(settings, backend, row, now)
-            counts[outcome] += 1
+            counts[await _deliver(settings, backend, row, now)] += 1
+    return counts
+
+
+async def give_up_on_abandoned(now: datetime | None = None) -> int:
+    """Fail the rows whose last allowed attempt never finished (its worker died and the
+    lease ran out): the cap holds, so they are not tried an extra time."""
+    moment = now or datetime.now(UTC)
+    rows = (
+        await OutboxEmail.select(OutboxEmail.id, OutboxEmail.attempts, OutboxEmail.last_error)
+        .where(
+            (OutboxEmail.status == "pending")
+            & (OutboxEmail.attempts >= MAX_ATTEMPTS)
+            & (OutboxEmail.locked_until.is_null() | (OutboxEmail.locked_until < moment))
+        )
+        .run()
+    )
+    for row in rows:
+        log.warning("email %s abandoned after %s attempts", row["id"], row["attempts"])
+        await _finish(row["id"], status="failed", last_error=_gave_up(row, row["last_error"]))
+    return len(rows)
+
+
+def _gave_up(row: dict[str, Any], reason: str) -> str:
+    last = f" The last answer: {reason}" if reason else ""
+    return f"Gave up after {row['attempts']} attempts.{last}"
 
 
 async def _deliver(
     settings: Settings, backend: Backend, row: dict[str, Any], now: datetime | None
 ) -> str:
+    """Build and send one claimed row and record the outcome; never raises for a
+    problem of this one email (only when the database itself fails)."""
     # Retries are scheduled from the same clock the rows were claimed with.
     moment = now or datetime.now(UTC)
     try:
-        await backend.send(build_message(row, settings))
+        message = build_message(row, settings)
+    except Exception as exc:  # whatever the cause, retrying the same row cannot help
+        log.warning("email %s could not be built: %s", row["id"], exc)
+        await _finish(
+            row["id"], status="failed", last_error=f"This email could not be built: {exc}"
+        )
+        return "failed"
+    try:
+        await backend.send(message)
     except PermanentFailure as exc:
         log.warning("email %s to %s failed for good: %s", row["id"], row["to_addr"], exc)
-        await _finish(row["id"], status="failed", last_error=str(exc))
+        await _finish(
+            row["id"], status="failed", last_error=f"The mail server refused it for good: {exc}"
+        )
         return "failed"
-    except TemporaryFailure as exc:
+    except Exception as exc:  # TemporaryFailure, or anything unexpected: try again later
+        reason = str(exc) if isinstance(exc, TemporaryFailure) else f"{type(exc).__name__}: {exc}"
         if row["attempts"] >= MAX_ATTEMPTS:
-            log.warning("email %s gave up after %s attempts: %s", row["id"], row["attempts"], exc)
-            await _finish(row["id"], status="failed", last_error=str(exc))
+            log.warning(
+                "email %s gave up after %s attempts: %s", row["id"], row["attempts"], reason
+            )
+            await _finish(row["id"], status="failed", last_error=_gave_up(row, reason))
             return "failed"
         delay = retry_delay(row["attempts"])
-        log.info("email %s will be retried in %.0fs: %s", row["id"], delay, exc)
+        log.info("email %s will be retried in %.0fs: %s", row["id"], delay, reason)
         await (
             OutboxEmail.update(
                 {
                     OutboxEmail.locked_until: None,
                     OutboxEmail.next_attempt_at: moment + timedelta(seconds=delay),
-                    OutboxEmail.last_error: str(exc)[:500],
+                    OutboxEmail.last_error: reason[:500],
                 }
             )
             .where(OutboxEmail.id == row["id"])
@@ -122,25 +169,25 @@ async def _deliver(
 async def _finish(
     row_id: int, *, status: str, last_error: str = "", sent_at: datetime | None = None
 ) -> None:
-    await (
-        OutboxEmail.update(
-            {
-                OutboxEmail.status: status,
-                OutboxEmail.locked_until: None,
-                OutboxEmail.last_error: last_error[:500],
-                OutboxEmail.sent_at: sent_at,
-            }
-        )
-        .where(OutboxEmail.id == row_id)
-        .run()
-    )
+    changes: dict[Any, Any] = {
+        OutboxEmail.status: status,
+        OutboxEmail.locked_until: None,
+        OutboxEmail.last_error: last_error[:500],
+        OutboxEmail.sent_at: sent_at,
+    }
+    if status == "sent":
+        # Delivered: its text is forgotten, so no confirmation or reset link (or anything
+        # else the email said) stays in the database. Who, what subject and when stay.
+        changes |= {OutboxEmail.text_body: "", OutboxEmail.html_body: ""}
+    await OutboxEmail.update(changes).where(OutboxEmail.id == row_id).run()
 
 
 HOUSEKEEPING_EVERY = timedelta(hours=1)
 
 
-async def housekeeping() -> None:
-    """Forget what no longer matters: old throttle counts, dead sessions and links."""
+async def housekeeping(settings: Settings) -> None:
+    """Forget what no longer matters: old throttle counts, dead sessions and links, and
+    emails done with (sent or failed) for longer than the retention period."""
     from portal.auth import throttle
     from portal.db.tables import AuthToken, Session
 
@@ -148,27 +195,68 @@ async def housekeeping() -> None:
     await throttle.prune()
     await Session.delete().where(Session.expires_at < moment).run()
     await AuthToken.delete().where(AuthToken.expires_at < moment - timedelta(days=30)).run()
+    kept_since = moment - timedelta(days=settings.mail_retention_days)
+    await (
+        OutboxEmail.delete()
+        .where(
+            ((OutboxEmail.status == "sent") & (OutboxEmail.sent_at < kept_since))
+            | ((OutboxEmail.status == "failed") & (OutboxEmail.created_at < kept_since))
+        )
+        .run()
+    )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One kind of background work: run each round, or at most once every `every`."""
+
+    name: str
+    run: Callable[[], Awaitable[object]]
+    every: timedelta | None = None
+
+
+def jobs(settings: Settings, backend: Backend) -> list[Job]:
+    """What the worker does, in order, each round (new background work is a new entry)."""
+    return [
+        Job("answer account requests", lambda: answer_account_requests(settings)),
+        Job("deliver emails", lambda: deliver_due(settings, backend)),
+        Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
+    ]
+
+
+async def answer_account_requests(settings: Settings) -> None:
+    """Invitation and reset requests recorded by the pages become emails (issue 11.5)."""
+    from portal.auth.account_requests import answer_pending
+
+    await answer_pending(settings)
 
 
 async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Deliver due emails until `stop` is set (runs inside `serve`, or as `portal worker`)."""
+    """Run the jobs until `stop` is set (inside `serve`, or as `portal worker`)."""
     global _wakeup
     _wakeup = asyncio.Event()
     stop = stop or asyncio.Event()
     backend = backend_for(settings)
     log.info("mail worker started (%s)", type(backend).__name__)
-    next_housekeeping = datetime.now(UTC)
+    work = jobs(settings, backend)
+    next_run: dict[str, datetime] = {}
     while not stop.is_set():
-        try:
-            await deliver_due(settings, backend)
-            if datetime.now(UTC) >= next_housekeeping:
-                await housekeeping()
-                next_housekeeping = datetime.now(UTC) + HOUSEKEEPING_EVERY
-        except Exception as exc:  # the worker must outlive a database hiccup
-            if unavailable_in(exc):
-                OUTAGE.note(exc, refused=False)  # logged once per incident, not per round
-            else:
-                log.exception("mail worker: delivery round failed; will try again")
+        for job in work:
+            due = next_run.get(job.name)
+            if due is not None and datetime.now(UTC) < due:
+                continue
+            try:
+                await job.run()
+            except (
+                Exception
+            ) as exc:  # outlive a database hiccup; one failing job never skips the rest
+                if unavailable_in(exc):
+                    OUTAGE.note(exc, refused=False)  # logged once per incident, not per round
+                else:
+                    log.exception("mail worker: %s failed; will try again", job.name)
+                continue
+            if job.every:
+                next_run[job.name] = datetime.now(UTC) + job.every
         _wakeup.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_first(stop, _wakeup), timeout=settings.mail_poll_seconds)

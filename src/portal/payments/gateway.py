@@ -14,6 +14,10 @@ Two modes:
 Every checkout carries the merchant's own `merchant_reference`. Creating a
 checkout twice with the same reference returns the first one, so a retried
 request never makes a second checkout.
+
+A gateway object acts for one merchant *account*. A payment (or card update) keeps
+the account it started on and is settled, closed and refunded through that account's
+gateway, even after the office unlinks it: `gateway_for(settings, account_id)`.
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ class PaymentGateway(Protocol):
     """What a card provider adapter offers the portal."""
 
     name: str  # stored in Payment.gateway
+    account_id: str  # the merchant account this gateway acts for
 
     async def create_checkout(
         self,
@@ -145,14 +150,31 @@ class PaymentGateway(Protocol):
         ...
 
 
-def gateway_for(settings: Settings, tenant: dict[str, Any]) -> PaymentGateway:
-    """The gateway of the business's linked payment account.
+def gateway_for(settings: Settings, account_id: str) -> PaymentGateway:
+    """The gateway of one payment account: the business's linked account for a new
+    payment, the account a payment or card update started on for everything after.
 
     Only the built-in sandbox exists so far; real providers plug in here, chosen by
-    the account. Raises PaymentsUnavailable when no account is linked.
+    the account. Raises PaymentsUnavailable when there is no account.
     """
     from portal.payments.sandbox import SandboxGateway
 
-    if not tenant.get("payment_account_id"):
+    if not account_id:
         raise PaymentsUnavailable()
-    return SandboxGateway(settings, tenant["payment_account_id"], tenant["host"])
+    return SandboxGateway(settings, account_id)
+
+
+def verify_callback(
+    settings: Settings, account_ids: list[str], headers: Mapping[str, str], body: bytes
+) -> CallbackEvent:
+    """A callback checked against each of the business's payment accounts (the linked
+    one first, then those it linked before): its event names the account that signed
+    it. Raises BadCallback when none of them did (or PaymentsUnavailable: no accounts)."""
+    if not account_ids:
+        raise PaymentsUnavailable()
+    for account_id in account_ids:
+        try:
+            return gateway_for(settings, account_id).verify_callback(headers, body)
+        except BadCallback:
+            continue
+    raise BadCallback("not signed by any of the business's payment accounts")

@@ -36,7 +36,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
 from portal.config import Settings
-from portal.db.tables import SandboxCheckout, Tenant
+from portal.db.tables import PaymentAccount, SandboxCheckout, Tenant
 from portal.payments.cards import check_card
 from portal.payments.gateway import (
     MODES,
@@ -227,14 +227,16 @@ class SandboxGateway:
         return to_checkout(row) if row else None
 
     async def cancel_checkout(self, ref: str) -> Checkout | None:
+        moment = now()
         await (
             SandboxCheckout.update(
-                {SandboxCheckout.status: "canceled", SandboxCheckout.completed_at: now()}
+                {SandboxCheckout.status: "canceled", SandboxCheckout.completed_at: moment}
             )
             .where(
                 (SandboxCheckout.public_id == ref)
                 & (SandboxCheckout.account_id == self.account_id)
                 & (SandboxCheckout.status == "open")
+                & (SandboxCheckout.expires_at > moment)  # an expired page is closed already
             )
             .run()
         )
@@ -339,7 +341,8 @@ async def deliver_callback(app: Litestar, settings: Settings, public_id: str) ->
 
 
 async def _merchant(account_id: str) -> dict[str, Any]:
-    """The merchant's display name and contact, as the provider knows its accounts."""
+    """The merchant's display name and contact, as the provider knows its accounts
+    (also an account the merchant has unlinked since: its open pages still say whose)."""
     row = (
         await Tenant.select(Tenant.name, Tenant.phone, Tenant.time_zone, Tenant.currency)
         .where(Tenant.payment_account_id == account_id)
@@ -347,6 +350,20 @@ async def _merchant(account_id: str) -> dict[str, Any]:
         .first()
         .run()
     )
+    if row is None:
+        merchant = PaymentAccount.tenant
+        row = (
+            await PaymentAccount.select(
+                merchant.name.as_alias("name"),
+                merchant.phone.as_alias("phone"),
+                merchant.time_zone.as_alias("time_zone"),
+                merchant.currency.as_alias("currency"),
+            )
+            .where(PaymentAccount.account_id == account_id)
+            .order_by(PaymentAccount.id)
+            .first()
+            .run()
+        )
     return row or {"name": "the merchant", "phone": "", "time_zone": "UTC", "currency": "USD"}
 
 

@@ -6,6 +6,12 @@
 2. `settle`: apply the checkout's final outcome, once, whether it comes from a signed
    callback (`handle_callback`) or from asking the gateway when the customer returns
    first (`refresh`).
+
+A payment remembers the payment account it started on (`payment_account_id`) and
+everything after the start goes through that account's gateway, even once the office
+has unlinked it. A payment is never marked failed while its card page could still be
+paid: its checkout is closed at the gateway first (`close_and_settle`). And a success
+reported for a payment already marked failed is recorded, never dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 from portal.config import Settings
 from portal.db import invoices as invoices_db
+from portal.db import payment_accounts
 from portal.db import payments as db
 from portal.mail.links import portal_url
 from portal.mail.worker import wake
@@ -30,6 +37,7 @@ from portal.payments.gateway import (
     PaymentGateway,
     PaymentsUnavailable,
     gateway_for,
+    verify_callback,
 )
 from portal.web import money
 
@@ -46,6 +54,7 @@ MAX_ID = 2**31 - 1
 # its invoices after this long.
 UNREFERENCED_HOLD = timedelta(minutes=5)
 MAX_CALLBACK_BYTES = 64 * 1024
+ACCOUNT_CHANGED = "The business changed its payment account before this payment was finished."
 
 
 def new_key() -> str:
@@ -148,10 +157,10 @@ async def begin(
         return keep
     if len(form.invoice_ids) > MAX_SELECTED:
         return Outcome(not_found=True)
-    gateway = gateway_for(settings, tenant)
+    gateway = gateway_for(settings, tenant["payment_account_id"])
     existing = await db.payment_by_key(tenant["id"], form.key)
     if existing is not None:
-        return await _resume(settings, tenant, gateway, customer_id, existing, form)
+        return await _resume(settings, tenant, customer_id, existing, form)
     invoices = await invoices_db.customer_invoices(tenant["id"], customer_id, form.invoice_ids)
     if len(invoices) != len(form.invoice_ids):
         return Outcome(not_found=True)  # another customer's, another business's, or none
@@ -187,7 +196,7 @@ async def begin(
             }
             return keep
         allocations = {i["id"]: i["balance_cents"] for i in invoices}
-    await _release_holds(settings, tenant, gateway, allocations, account_email, form.key)
+    await _release_holds(settings, tenant, allocations, account_email, form.key)
     try:
         started = await db.start_payment(
             tenant_id=tenant["id"],
@@ -196,6 +205,7 @@ async def begin(
             key=form.key,
             kind=form.action,
             gateway=gateway.name,
+            payment_account_id=gateway.account_id,
             allocations=allocations,
             balances_seen={i["id"]: i["balance_cents"] for i in invoices},
             numbers={i["id"]: i["number"] for i in invoices},
@@ -205,15 +215,35 @@ async def begin(
         existing = await db.payment_by_key(tenant["id"], form.key)
         if existing is None:
             raise
-        return await _resume(settings, tenant, gateway, customer_id, existing, form)
+        return await _resume(settings, tenant, customer_id, existing, form)
     if isinstance(started, db.KeyUsed):
         existing = await db.payment_by_key(tenant["id"], form.key)
         assert existing is not None
-        return await _resume(settings, tenant, gateway, customer_id, existing, form)
+        return await _resume(settings, tenant, customer_id, existing, form)
     if isinstance(started, db.Refusal):
         keep.message = started.message
         return keep
     return await _open_checkout(settings, tenant, gateway, started, invoices, allocations)
+
+
+async def _create_checkout(
+    settings: Settings,
+    tenant: dict[str, Any],
+    gateway: PaymentGateway,
+    payment_id: int,
+    amount_cents: int,
+    description: str,
+) -> Checkout:
+    """The payment's checkout: the same one each time (same merchant reference)."""
+    return await gateway.create_checkout(
+        mode="payment",
+        merchant_reference=f"pay_{payment_id}",
+        amount_cents=amount_cents,
+        currency=tenant["currency"],
+        description=description,
+        return_url=portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
+        callback_url=portal_url(settings, tenant["host"], CALLBACK_PATH),
+    )
 
 
 async def _open_checkout(
@@ -226,16 +256,12 @@ async def _open_checkout(
 ) -> Outcome:
     """Ask the gateway for the payment's checkout (the same one if asked again)."""
     try:
-        checkout = await gateway.create_checkout(
-            mode="payment",
-            merchant_reference=f"pay_{payment_id}",
-            amount_cents=sum(allocations.values()),
-            currency=tenant["currency"],
-            description=db.describe(invoices),
-            return_url=portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
-            callback_url=portal_url(settings, tenant["host"], CALLBACK_PATH),
+        checkout = await _create_checkout(
+            settings, tenant, gateway, payment_id, sum(allocations.values()), db.describe(invoices)
         )
     except GatewayError as exc:
+        # The gateway refused or could not be reached: no card page was given to the
+        # customer, so there is nothing it could charge.
         log.warning("payment %s: no checkout: %s", payment_id, exc)
         await db.fail_payment(tenant["id"], payment_id, "The payment service could not be reached.")
         return Outcome(
@@ -253,7 +279,6 @@ async def _open_checkout(
 async def _resume(
     settings: Settings,
     tenant: dict[str, Any],
-    gateway: PaymentGateway,
     customer_id: int,
     existing: dict[str, Any],
     form: PayForm,
@@ -273,6 +298,11 @@ async def _resume(
         )
     if existing["status"] == "pending":
         if not existing["gateway_ref"]:
+            gateway = gateway_for(settings, existing["payment_account_id"])
+            if existing["payment_account_id"] != tenant["payment_account_id"]:
+                # Never open a new card page on an account the office has unlinked.
+                await close_and_settle(settings, tenant, gateway, existing, ACCOUNT_CHANGED)
+                return Outcome(redirect=f"/payments/{existing['id']}")
             invoices = await invoices_db.customer_invoices(
                 tenant["id"], customer_id, [a["invoice"] for a in existing["allocations"]]
             )
@@ -289,7 +319,6 @@ async def _resume(
 async def _release_holds(
     settings: Settings,
     tenant: dict[str, Any],
-    gateway: PaymentGateway,
     allocations: dict[int, int],
     account_email: str,
     key: str,
@@ -300,34 +329,85 @@ async def _release_holds(
         if pending["idempotency_key"] == key:
             continue
         try:
-            checkout = await _current_checkout(tenant, gateway, pending)
+            gateway = gateway_for(settings, pending["payment_account_id"])
+            checkout = await _current_checkout(settings, tenant, gateway, pending)
             if checkout is None:
                 continue
             if not checkout.is_final and pending["account_email"] == account_email:
                 checkout = await gateway.cancel_checkout(checkout.ref) or checkout
             if checkout.is_final:
                 await settle(settings, tenant, gateway, pending["id"], checkout)
-        except GatewayError as exc:  # it keeps holding its invoices; the customer is told
+        except (GatewayError, PaymentsUnavailable) as exc:  # it keeps holding its invoices
             log.warning("payment %s: status unknown: %s", pending["id"], exc)
 
 
 async def _current_checkout(
-    tenant: dict[str, Any], gateway: PaymentGateway, pending: dict[str, Any]
+    settings: Settings, tenant: dict[str, Any], gateway: PaymentGateway, pending: dict[str, Any]
 ) -> Checkout | None:
-    """The gateway's view of a pending payment; fails payments that never got a checkout."""
+    """The gateway's view of a pending payment. A payment whose checkout was never
+    recorded (the request died half-way) is given up after a while, and one the gateway
+    has no record of at once: both are closed at the gateway first (None then: settled)."""
     if not pending["gateway_ref"]:
         created = pending["created_at"]
         if created.tzinfo is None:
             created = created.replace(tzinfo=UTC)
         if datetime.now(UTC) - created > UNREFERENCED_HOLD:
-            await db.fail_payment(tenant["id"], pending["id"], "The payment page was never opened.")
+            await close_and_settle(
+                settings, tenant, gateway, pending, "The payment page was never opened."
+            )
         return None
     checkout = await gateway.get_checkout(pending["gateway_ref"])
     if checkout is None:
-        await db.fail_payment(
-            tenant["id"], pending["id"], "The payment service has no record of this payment."
+        await close_and_settle(
+            settings,
+            tenant,
+            gateway,
+            pending,
+            "The payment service has no record of this payment.",
         )
     return checkout
+
+
+async def close_and_settle(
+    settings: Settings,
+    tenant: dict[str, Any],
+    gateway: PaymentGateway,
+    payment: dict[str, Any],
+    reason: str,
+) -> str:
+    """Give up a pending payment without ever failing one that can still be paid: its
+    checkout is closed at the gateway (the payment's own account) first. If the close
+    shows the customer had paid (or the page had ended another way), that outcome is
+    settled; otherwise the payment fails with `reason`. Returns the payment's status.
+    Raises GatewayError (the payment stays pending, holding its invoices)."""
+    ref = payment["gateway_ref"]
+    if ref:
+        found = await gateway.get_checkout(ref) or await gateway.cancel_checkout(ref)
+    else:
+        # The reference was never stored; the same merchant reference gives the same
+        # checkout (or a new one, closed at once), so it can be closed all the same.
+        full = await db.payment(tenant["id"], payment["id"])
+        assert full is not None
+        found = await _create_checkout(
+            settings,
+            tenant,
+            gateway,
+            payment["id"],
+            full["amount_cents"],
+            db.describe(full["allocations"]),
+        )
+    if found is not None and not found.is_final:
+        closed = await gateway.cancel_checkout(found.ref)
+        if closed is None or not closed.is_final:
+            raise GatewayError(f"checkout {found.ref} could not be closed")
+        if not closed.succeeded:  # closed by us: the reason is ours, not "canceled"
+            await db.fail_payment(tenant["id"], payment["id"], reason, found.ref)
+            return "failed"
+        found = closed
+    if found is not None:
+        return await settle(settings, tenant, gateway, payment["id"], found)
+    await db.fail_payment(tenant["id"], payment["id"], reason)
+    return "failed"
 
 
 async def settle(
@@ -337,17 +417,22 @@ async def settle(
     payment_id: int,
     checkout: Checkout,
 ) -> str:
-    """Apply a final checkout to its payment, once. Returns the payment's status."""
+    """Apply a final checkout of `gateway`'s account to its payment, once. Returns the
+    payment's status ("mismatch" for a checkout or account that is not the payment's)."""
     payment = await db.payment(tenant["id"], payment_id)
     if payment is None:
         return "unknown"
-    if payment["status"] != "pending":
-        return payment["status"]  # a retried, replayed or late report: already done
-    if checkout.merchant_reference != f"pay_{payment_id}" or (
-        payment["gateway_ref"] and payment["gateway_ref"] != checkout.ref
+    if (
+        checkout.merchant_reference != f"pay_{payment_id}"
+        or (payment["gateway_ref"] and payment["gateway_ref"] != checkout.ref)
+        or payment["payment_account_id"] != gateway.account_id
     ):
         log.warning("payment %s: checkout %s does not match", payment_id, checkout.ref)
         return "mismatch"
+    if payment["status"] == "failed" and checkout.succeeded:
+        return await _late_success(settings, tenant, gateway, payment, checkout)
+    if payment["status"] != "pending":
+        return payment["status"]  # a retried, replayed or late report: already done
     if checkout.succeeded and (
         checkout.amount_cents != payment["amount_cents"] or checkout.currency != tenant["currency"]
     ):
@@ -357,6 +442,7 @@ async def settle(
             payment_id,
             "The amount charged did not match; it was refunded.",
             checkout.ref,
+            refunded=True,
         )
         return "failed"
     try:
@@ -370,6 +456,7 @@ async def settle(
             f"The balance of {exc.number} changed before this payment finished, "
             "so it was refunded in full.",
             checkout.ref,
+            refunded=True,
         )
         return "failed"
     if result == "succeeded":
@@ -380,16 +467,66 @@ async def settle(
     return result
 
 
+async def _late_success(
+    settings: Settings,
+    tenant: dict[str, Any],
+    gateway: PaymentGateway,
+    payment: dict[str, Any],
+    reported: Checkout,
+) -> str:
+    """A success for a payment the portal had already marked failed: the customer was
+    charged, so the money is never dropped. It is applied to the invoices if their
+    balances still cover it; if not (an invoice was paid another way meanwhile, often by
+    the customer trying again), it is refunded in full: the portal keeps no credit
+    balances, and a refund puts the money back where it came from without anyone having
+    to remember it. Either way the job's audit trail has it and the office is alerted."""
+    if payment["refunded_at"] is not None:
+        return "failed"  # already given back
+    # Ask the gateway itself: a replayed old report must not count a refunded charge.
+    current = await gateway.get_checkout(reported.ref)
+    if current is None or not current.succeeded:
+        return payment["status"]
+    if current.amount_cents != payment["amount_cents"] or current.currency != tenant["currency"]:
+        log.warning("payment %s: late success for another amount", payment["id"])
+        await gateway.refund(current.ref)
+        await db.record_late_refund(
+            settings, tenant, payment["id"], current, "the amount charged did not match"
+        )
+        wake()  # the office's alert email
+        return "failed"
+    log.warning("payment %s: success reported after it was marked failed", payment["id"])
+    try:
+        result = await db.settle_payment(
+            settings,
+            tenant,
+            payment["id"],
+            current,
+            late_reason=payment["failure_reason"] or "no reason recorded",
+        )
+    except db.BalanceChanged as exc:
+        await gateway.refund(current.ref)
+        await db.record_late_refund(
+            settings, tenant, payment["id"], current, f"{exc.number} had been paid in the meantime"
+        )
+        wake()  # the office's alert email
+        return "failed"
+    if result == "succeeded":
+        wake()  # the receipt and the office's alert email
+        return "succeeded"
+    settled = await db.payment(tenant["id"], payment["id"])
+    return settled["status"] if settled else "unknown"
+
+
 async def refresh(
     settings: Settings, tenant: dict[str, Any], payment: dict[str, Any]
 ) -> Checkout | None:
-    """Bring a pending payment up to date by asking the gateway (the customer came back
-    before the callback). Returns the checkout, if the gateway knows it."""
+    """Bring a pending payment up to date by asking the gateway of its account (the
+    customer came back before the callback). Returns the checkout, if the gateway knows it."""
     if payment["status"] != "pending":
         return None
     try:
-        gateway = gateway_for(settings, tenant)
-        checkout = await _current_checkout(tenant, gateway, payment)
+        gateway = gateway_for(settings, payment["payment_account_id"])
+        checkout = await _current_checkout(settings, tenant, gateway, payment)
         if checkout is not None and checkout.is_final:
             await settle(settings, tenant, gateway, payment["id"], checkout)
         return checkout
@@ -398,15 +535,27 @@ async def refresh(
         return None
 
 
-async def failed_payment(tenant_id: int, customer_id: int, payment_id: int) -> Outcome | None:
-    """What to show on the Invoices tab after a payment failed: why, with its invoices
-    (and amount) chosen again so the customer can try again."""
-    failed = await db.receipt(tenant_id, customer_id, payment_id)
+async def failed_payment(
+    tenant: dict[str, Any], customer_id: int, payment_id: int
+) -> Outcome | None:
+    """What to show on the Invoices tab after a payment failed: why (and that its charge
+    was given back, if it was), with its invoices (and amount) chosen again so the
+    customer can try again."""
+    failed = await db.receipt(tenant["id"], customer_id, payment_id)
     if failed is None or failed["status"] != "failed":
         return None
+    if failed["refunded_at"] is not None:
+        message = (
+            f"Your payment of {money(failed['amount_cents'], tenant['currency'])} was refunded: "
+            f"{failed['failure_reason']} Your balances are unchanged."
+        )
+    else:
+        message = (
+            f"Your payment didn't go through: {failed['failure_reason']} "
+            "Nothing was charged and your balances are unchanged. You can try again."
+        )
     return Outcome(
-        message=f"Your payment didn't go through: {failed['failure_reason']} "
-        "Nothing was charged and your balances are unchanged. You can try again.",
+        message=message,
         selected=[line["id"] for line in failed["lines"]],
         amount=f"{failed['amount_cents'] / 100:.2f}" if failed["kind"] == "partial" else "",
     )
@@ -414,34 +563,29 @@ async def failed_payment(tenant_id: int, customer_id: int, payment_id: int) -> O
 
 async def reconcile_customer(settings: Settings, tenant: dict[str, Any], customer_id: int) -> None:
     """Settle the customer's pending payments that have in fact ended at the gateway
-    (a callback that never arrived must not leave a paid invoice looking unpaid).
-    Pages call it only when the session read flagged a pending payment."""
-    pending = await db.pending_for_customer(tenant["id"], customer_id)
-    if not pending:
-        return
-    try:
-        gateway = gateway_for(settings, tenant)
-    except PaymentsUnavailable:
-        return
-    for payment in pending:
+    (a callback that never arrived must not leave a paid invoice looking unpaid), each
+    with the gateway of the account it started on. Pages call it only when the session
+    read flagged a pending payment."""
+    for payment in await db.pending_for_customer(tenant["id"], customer_id):
         try:
-            checkout = await _current_checkout(tenant, gateway, payment)
+            gateway = gateway_for(settings, payment["payment_account_id"])
+            checkout = await _current_checkout(settings, tenant, gateway, payment)
             if checkout is not None and checkout.is_final:
                 await settle(settings, tenant, gateway, payment["id"], checkout)
-        except GatewayError as exc:
+        except (GatewayError, PaymentsUnavailable) as exc:
             log.warning("payment %s: status unknown: %s", payment["id"], exc)
 
 
 async def handle_callback(
     settings: Settings, tenant: dict[str, Any], headers: Mapping[str, str], body: bytes
 ) -> tuple[int, dict[str, str]]:
-    """A gateway's callback: (HTTP status, JSON answer). Only a correctly signed callback
-    for one of this business's payments changes anything."""
+    """A gateway's callback: (HTTP status, JSON answer). Only a callback signed by one of
+    this business's payment accounts (linked now or before) for one of its payments that
+    started on that same account changes anything."""
     if len(body) > MAX_CALLBACK_BYTES:
         return 413, {"error": "too large"}
     try:
-        gateway = gateway_for(settings, tenant)
-        event = gateway.verify_callback(headers, body)
+        event = verify_callback(settings, await payment_accounts.accounts_of(tenant), headers, body)
     except PaymentsUnavailable:
         return 404, {"error": "no payment account"}
     except BadCallback as exc:
@@ -453,6 +597,7 @@ async def handle_callback(
         return 404, {"error": "unknown checkout"}
     if not checkout.is_final:
         return 200, {"status": "pending"}
+    gateway = gateway_for(settings, event.account_id)
     status = await settle(settings, tenant, gateway, int(match.group(1)), checkout)
     if status == "unknown":
         return 404, {"error": "unknown payment"}

@@ -1,0 +1,68 @@
+"""Checking a password someone typed: counted against the throttles first, then verified
+in the fair hashing lane. Used by the customer and the office sign-in and by "change
+password" (the current one).
+
+Order matters: the attempt is counted (and refused when over a limit) *before* any hashing,
+so a throttled client or email costs no argon2 time, and simultaneous attempts cannot all
+slip under the limit (auth/throttle.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from portal.auth import throttle
+from portal.auth.passwords import LANE, LaneBusy, verify_password
+from portal.auth.throttle import Limit
+
+WINDOW = timedelta(minutes=15)
+PER_EMAIL = 10  # wrong passwords per email and business in the window
+PER_CLIENT = 50  # wrong passwords per client address and business in the window
+
+
+@dataclass(frozen=True)
+class PasswordCheck:
+    """The outcome: right, wrong, refused as too many attempts, or refused as busy."""
+
+    right: bool = False
+    too_many: int | None = None  # seconds to wait (429)
+    busy: int | None = None  # seconds to wait (503)
+
+
+def email_limit(area: str, email: str) -> Limit:
+    """Wrong passwords for one email of a business; a right password forgets them."""
+    return Limit(f"{area}:email:{email}", PER_EMAIL, WINDOW, cleared_by_success=True)
+
+
+def sign_in_limits(area: str, email: str, client: str) -> list[Limit]:
+    """The limits of a sign-in form: per email and per client address, both within one
+    business (the tenant is part of every count, so attackers of one business cannot lock
+    out another's customers)."""
+    return [email_limit(area, email), Limit(f"{area}:client:{client}", PER_CLIENT, WINDOW)]
+
+
+async def check_password(
+    tenant_id: int,
+    limits: list[Limit],
+    client: str,
+    stored_hash: str | None,
+    password: str,
+) -> PasswordCheck:
+    """Count the attempt, then (unless over a limit) verify `password` against
+    `stored_hash` (None: no such account; it still costs one verify). A right password and
+    a busy lane take the attempt back; a wrong one stays counted."""
+    busy = LANE.refusal(client)
+    if busy:  # answered before any database work: a storm's surplus costs next to nothing
+        return PasswordCheck(busy=busy)
+    counted = await throttle.count(tenant_id, limits)
+    if counted.wait:
+        return PasswordCheck(too_many=counted.wait)
+    try:
+        right = await verify_password(stored_hash, password, client)
+    except LaneBusy as busy:
+        await counted.release()
+        return PasswordCheck(busy=busy.retry_after)
+    if right:
+        await counted.succeeded()
+    return PasswordCheck(right=right)

@@ -1,0 +1,83 @@
+"""Issue 11.5: asking for an invitation or a password reset does the same work whatever the
+email; the background worker looks the email up and decides what to send."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+
+from portal.auth.account_requests import answer_pending
+from portal.db import fast
+from portal.db import tables as t
+from portal.db.engine import current_engine
+from portal.demo import JANE_EMAIL
+from tests.conftest import csrf_from, make_client
+
+UNKNOWN = "nobody-here@example.com"
+
+
+@contextlib.contextmanager
+def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every SQL statement the app sends while the block runs (values left out): through
+    Piccolo's engine and through the plain-SQL read path."""
+    engine = current_engine()
+    seen: list[str] = []
+    real_run = type(engine).run_querystring
+    real_fetch = fast.fetch
+
+    async def run_querystring(self, querystring, in_pool=True):
+        seen.append(querystring.compile_string(engine_type=self.engine_type)[0])
+        return await real_run(self, querystring, in_pool)
+
+    async def fetch(sql, *args):
+        seen.append(sql)
+        return await real_fetch(sql, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(type(engine), "run_querystring", run_querystring)
+        patch.setattr(fast, "fetch", fetch)
+        yield seen
+
+
+async def ask(app, monkeypatch, path: str, email: str) -> tuple[list[str], str]:
+    async with make_client(app) as c:
+        token = await csrf_from(c, path)
+        with statements(monkeypatch) as seen:
+            response = await c.post(path, data={"_csrf_token": token, "email": email})
+    assert response.status_code == 200
+    return seen, response.text
+
+
+@pytest.mark.parametrize(
+    "path,known",
+    [
+        ("/invite", "customer2011@example.net"),  # on a record, no account yet: gets a link
+        ("/invite", JANE_EMAIL),  # already registered
+        ("/forgot", JANE_EMAIL),  # registered: gets a reset link
+    ],
+)
+async def test_known_and_unknown_emails_issue_the_same_statements(
+    app, demo, monkeypatch, path, known
+):
+    known_sql, known_page = await ask(app, monkeypatch, path, known)
+    unknown_sql, unknown_page = await ask(app, monkeypatch, path, UNKNOWN)
+    assert known_sql, "nothing was recorded"
+    assert known_sql == unknown_sql
+    assert "we've sent you a link" in known_page.replace("&#39;", "'")
+    # Nothing was looked up yet: the request only recorded what was asked for.
+    assert await t.OutboxEmail.count().where(t.OutboxEmail.to_addr == known).run() == 0
+
+
+async def test_the_worker_sends_what_each_request_calls_for(app, demo, settings):
+    await answer_pending(settings)
+    sent = {
+        row["to_addr"]: row["subject"]
+        for row in await t.OutboxEmail.select(t.OutboxEmail.to_addr, t.OutboxEmail.subject).run()
+    }
+    assert sent["customer2011@example.net"].startswith("Create your password")
+    assert sent[JANE_EMAIL] == "Reset your XYZ Services portal password"
+    assert UNKNOWN not in sent
+    assert await t.AccountRequest.count().run() == 0  # every request answered once
+    assert await answer_pending(settings) == 0
