@@ -95,6 +95,7 @@ def test_office_pages_are_accessible(server, sized_page: Page, width: int):
     sized_page.get_by_role("button", name="Sign in").click()
     expect(sized_page.get_by_role("heading", name="Settings › Customer Portal")).to_be_visible()
     paths = ["/office/settings", "/office/bookings", "/office/customers", "/office/notifications"]
+    paths += ["/office/staff", "/office/password", "/office/reset?token=none"]
     paths.append("/office/emails")
     paths.append(_first_link(sized_page, server, "/office/customers", "/office/customers/"))
     paths.append(_first_link(sized_page, server, "/office/notifications", "/office/notifications/"))

@@ -14,21 +14,12 @@ from pathlib import Path
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
+from tests.support.browser import import_business_into
 from tests.support.businesses import (
     NEW_ADMIN_PASSWORD,
     NEW_CUSTOMER_PASSWORD,
     NEW_OFFICE_PASSWORD,
-    new_business_data,
 )
-
-
-def import_business(server, tmp_path: Path, host: str) -> str:
-    """Import a new business (agreement not accepted, portal disabled); its base URL."""
-    path = tmp_path / f"{host}.json"
-    path.write_text(json.dumps(new_business_data(host)))
-    result = server.cli("import", str(path))
-    assert result.returncode == 0, result.stderr
-    return f"http://{host}.localhost:{server.port}"
 
 
 def office_sign_in(page: Page, base: str, email: str, password: str) -> None:
@@ -74,7 +65,7 @@ def test_new_business_is_set_up_by_its_administrator(
     server, browser: Browser, page: Page, js: bool, tmp_path: Path
 ):
     host = f"fresh-{'js' if js else 'nojs'}"
-    base = import_business(server, tmp_path, host)
+    base = import_business_into(server, tmp_path, host)
     customer = browser.new_context(java_script_enabled=js).new_page()
     customer.set_default_timeout(10_000)
 

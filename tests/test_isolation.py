@@ -104,6 +104,12 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/notifications/{key:str}"): "office",
     ("POST", "/office/notifications/{key:str}/preview"): "office",
     ("POST", "/office/notifications/{key:str}/reset"): "office",
+    ("GET", "/office/password"): "office",
+    ("POST", "/office/password"): "office",
+    ("GET", "/office/staff"): "office",  # ?sent= names a staff member: a notice, own only
+    ("POST", "/office/staff/{staff_id:int}/reset-link"): "ids",
+    ("GET", "/office/reset"): "public",  # tokens: tests/test_staff_passwords.py
+    ("POST", "/office/reset"): "public",
     ("GET", "/office/emails"): "office",  # ?before= is a cursor into its own list
     ("POST", "/office/emails/{email_id:int}/retry"): "ids",
 }
@@ -152,6 +158,7 @@ def _id(c: Customer | None, slot: str) -> Any:
         "booking": c.booking_id,
         "customer": c.id,
         "email": c.email_id,
+        "staff": c.staff_id,
         "failed_email": c.failed_email_id,
         "alert": c.alert_id,
     }[slot]
@@ -333,6 +340,13 @@ def office_probes(me: Business | None) -> list[Probe]:
             "invoice",
             lambda v: (f"/office/customers/{cust}/invoices/{v}/email", {"to": email}),
         ),
+        Probe(
+            "POST",
+            "/office/staff/{staff_id:int}/reset-link",
+            "staff",
+            lambda v: (f"/office/staff/{v}/reset-link", {}),
+        ),
+        Probe("GET", "/office/staff", "staff", lambda v: (f"/office/staff?sent={v}", None)),
         Probe(
             "POST",
             "/office/emails/{email_id:int}/retry",

@@ -1,15 +1,10 @@
 """Office staff sign in and out under /office/; staff and customer sessions never open
-each other's pages; office pages work while the customer portal is closed; `portal
-create-staff` adds a staff member who can sign in."""
+each other's pages; office pages work while the customer portal is closed. (`portal
+create-staff`: tests/test_staff_passwords.py.)"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD, JANE_EMAIL, JANE_PASSWORD, OFFICE_EMAIL
-from portal.testing import CHEAP_HASHING_ENV
 from tests.support.businesses import NEW_ADMIN_PASSWORD, import_business
 from tests.support.http import make_client, post_form, sign_in, staff_sign_in
 
@@ -147,49 +142,6 @@ async def test_office_works_while_the_customer_portal_is_closed(app, demo):
         page = await c.get("/office/settings")
         assert page.status_code == 200
         assert "Settings › Customer Portal" in page.text
-
-
-async def test_create_staff_command_adds_someone_who_can_sign_in(app, demo, settings):
-    env = {
-        **os.environ,
-        **CHEAP_HASHING_ENV,
-        "DATABASE_URL": settings.database_url,
-        "PORTAL_VAR_DIR": str(settings.var_dir),
-    }
-
-    def portal(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "portal.cli", "create-staff", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    done = portal(
-        "--host", "xyzplumbing", "--email", "Newbie@XYZservices.example", "--name", "Nia New",
-        "--role", "office", "--password", "newbie-pass-1",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "Created office" in done.stdout
-    again = portal(
-        "--host", "xyzplumbing", "--email", "newbie@xyzservices.example",
-        "--password", "newbie-pass-1",
-    )  # fmt: skip
-    assert again.returncode == 1
-    assert "already a staff member" in again.stderr
-    nowhere = portal("--host", "nosuchbiz", "--email", "a@b.example", "--password", "long-enough")
-    assert nowhere.returncode == 1 and "no business has the host name" in nowhere.stderr
-    short = portal("--host", "xyzplumbing", "--email", "b@b.example", "--password", "short")
-    assert short.returncode == 1 and "Use at least 8 characters" in short.stderr
-
-    async with make_client(app) as c:
-        await staff_sign_in(c, "newbie@xyzservices.example", "newbie-pass-1")
-        page = await c.get("/office/settings")
-        assert "Nia New" in page.text and "(Office)" in page.text
-        # An office-role member cannot change the host (only administrators can).
-        assert 'id="f-host" name="host" value="xyzplumbing" disabled' in page.text
 
 
 async def test_signing_in_as_staff_replaces_a_customer_session(app, demo):

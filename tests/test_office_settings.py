@@ -4,6 +4,7 @@ non-admins' forged requests change nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -16,6 +17,7 @@ from PIL import Image
 
 from portal.db import office_settings as rules
 from portal.db.tables import BusinessUnit, Tenant
+from portal.testing import engine_kind
 from tests.support.businesses import (
     NEW_ADMIN_PASSWORD,
     NEW_CUSTOMER_PASSWORD,
@@ -451,6 +453,109 @@ async def test_bad_logo_files_get_a_clear_error_and_change_nothing(
     assert message in response.text
     after = await tenant_row(host)
     assert after["logo"] == before["logo"] and after["logo_version"] == before["logo_version"]
+
+
+async def test_a_105_kb_png_of_36_megapixels_is_refused_from_its_header(steady):
+    """A black 6,000 × 6,000 PNG is 105 KB but 36 megapixels decoded (144 MB as RGBA;
+    four at once took a server to 1.2 GiB): refused from its header, before decoding,
+    with the reason and the limit, and nothing changes. Issue 11.8."""
+    from portal.testing import blank_png
+
+    data = blank_png(6000, 6000)
+    assert 100_000 < len(data) < 110_000
+    before = await tenant_row("steady-biz")
+    for htmx in (True, False):
+        response = await upload(steady, data, "big.png", "image/png", htmx=htmx)
+        assert response.status_code == 422
+        assert "That image is 6000 × 6000 pixels (36 megapixels)" in response.text
+        assert "at most 16 megapixels" in response.text
+    after = await tenant_row("steady-biz")
+    assert after["logo"] == before["logo"] and after["logo_version"] == before["logo_version"]
+
+
+@pytest.mark.skipif(engine_kind() != "sqlite", reason="a server process on SQLite; once is enough")
+async def test_logos_uploaded_at_once_are_decoded_one_at_a_time(tmp_path):
+    """Four of the largest logos accepted (4,000 × 4,000, 64 MB decoded as RGBA at most),
+    uploaded to a real server at the same moment: its peak memory grows by less than one
+    decoded image would take, because they are decoded one after the other (in one
+    thread, whose memory each decode reuses). Figures: bench/logo_memory.py."""
+    from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD, DEMO_HOST
+    from portal.testing import blank_png, peak_rss_mb, start_server, stop_server
+
+    data = blank_png(4000, 4000)
+
+    async def burst(client: httpx.AsyncClient, count: int) -> list[int]:
+        token = await csrf_from(client, "/office/settings")
+        answers = await asyncio.gather(
+            *(
+                client.post(
+                    "/office/settings/logo",
+                    data={"_csrf_token": token},
+                    files={"logo": ("logo.png", data, "image/png")},
+                    headers=HX,
+                )
+                for _ in range(count)
+            )
+        )
+        return [r.status_code for r in answers]
+
+    server = await asyncio.to_thread(start_server, tmp_path, {"PORTAL_MAIL_WORKER": "0"})
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{server.port}",
+            headers={"Host": f"{DEMO_HOST}.localhost:{server.port}"},
+            timeout=120,
+        ) as client:
+            await staff_sign_in(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+            assert await burst(client, 1) == [200]  # the first decode sets the floor
+            before = peak_rss_mb(server.process.pid)
+            assert await burst(client, 4) == [200] * 4
+            grown = peak_rss_mb(server.process.pid) - before
+            assert grown < 40, f"peak memory grew by {grown:.0f} MB"
+    finally:
+        stop_server(server)
+
+
+def test_the_pixel_limit_is_checked_before_anything_is_decoded(monkeypatch):
+    """The refusal comes from the header alone: decoding is never started."""
+    from portal.testing import blank_png
+
+    def no_decoding(self, *args, **kwargs):
+        raise AssertionError("the image was decoded")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    monkeypatch.setattr(Image.Image, "draft", no_decoding)
+    png_, problem = rules.process_logo(blank_png(4001, 4000), "big.png", "image/png")
+    assert png_ == b"" and "at most 16 megapixels" in (problem or "")
+
+
+def test_a_large_photo_is_decoded_small(monkeypatch):
+    """A 12-megapixel JPEG photo (4032 × 3024, a phone's) is accepted, decoded at an
+    eighth of its size (the JPEG decoder's draft mode), and stored 50 pixels high."""
+    buf = io.BytesIO()
+    Image.new("RGB", (4032, 3024), (10, 120, 200)).save(buf, format="JPEG", quality=60)
+    decoded: list[tuple[int, int]] = []
+    real_load = Image.Image.load
+
+    def spy(self):
+        decoded.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(Image.Image, "load", spy)
+    out, problem = rules.process_logo(buf.getvalue(), "van.jpg", "image/jpeg")
+    assert problem is None
+    assert Image.open(io.BytesIO(out)).size == (67, 50)
+    assert decoded and max(w * h for w, h in decoded) <= 4032 * 3024 // 64
+
+
+def test_a_photo_taken_sideways_is_stored_upright():
+    """EXIF orientation 6 (a phone held sideways): turned after shrinking, stored upright."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.new("RGB", (400, 200), (200, 30, 30)).save(buf, format="JPEG", exif=exif.tobytes())
+    out, problem = rules.process_logo(buf.getvalue(), "side.jpg", "image/jpeg")
+    assert problem is None and Image.open(io.BytesIO(out)).size == (25, 50)
 
 
 async def test_logo_upload_and_remove_without_javascript(app, demo):

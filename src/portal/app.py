@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
 from litestar import Litestar, Request, Response, Router
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
@@ -30,6 +28,7 @@ from portal.auth.guards import (
 )
 from portal.config import Settings
 from portal.db import engine as db_engine
+from portal.db.outage import OUTAGE, RETRY_AFTER_SECONDS, unavailable_in
 from portal.handlers import (
     account,
     customer,
@@ -41,6 +40,7 @@ from portal.handlers import (
     office_emails,
     office_notifications,
     office_settings,
+    office_staff,
     public,
     scheduler,
 )
@@ -54,7 +54,11 @@ log = logging.getLogger("portal")
 
 def create_app(settings: Settings) -> PortalApp:
     """Build the Litestar app for `settings` (binds the tables to its database)."""
-    engine = db_engine.use_database(settings.database_url)
+    engine = db_engine.use_database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        wait_seconds=settings.db_wait_seconds,
+    )
     passwords.use_cost(cheap_for_tests=settings.cheap_password_hashing_for_tests)
     renderer = Renderer()
     passwords.LANE.configure(threads=settings.hash_threads, max_wait=settings.hash_max_wait_seconds)
@@ -95,6 +99,7 @@ def create_app(settings: Settings) -> PortalApp:
             *office_bookings.ROUTES,
             *office_customers.ROUTES,
             *office_notifications.ROUTES,
+            *office_staff.ROUTES,
             *office_emails.ROUTES,
         ],
     )
@@ -237,38 +242,12 @@ def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 def _server_error(request: Request, exc: Exception) -> Response:
-    if database_unavailable(exc):
-        # The database restarted or is out of reach: nothing was done, try again shortly.
-        # (The connection pool replaces dropped connections by itself.)
-        log.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+    if unavailable_in(exc):
+        # Nothing was done: the database is out of reach for now (db/outage.py). The
+        # incident is logged once, when it starts and when it ends, not per request.
+        OUTAGE.note(exc)
         response = _page(request, "errors/503.html", HTTP_503_SERVICE_UNAVAILABLE)
-        response.headers["Retry-After"] = "5"
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _page(request, "errors/500.html", HTTP_500_INTERNAL_SERVER_ERROR)
-
-
-def database_unavailable(exc: BaseException | None) -> bool:
-    """True when `exc` (or what caused it) says the database cannot be reached right now:
-    a dropped or refused connection, a server shutting down or starting up, no free
-    connection, or SQLite's file staying locked. (The pool then replaces the dropped
-    connections by itself: the next requests are served again.)"""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(
-            exc,
-            asyncpg.PostgresConnectionError
-            | asyncpg.InterfaceError
-            # A pooled connection the server dropped, caught half-way by asyncpg.
-            | asyncpg.exceptions.InternalClientError
-            | asyncpg.exceptions.OperatorInterventionError
-            | asyncpg.exceptions.TooManyConnectionsError
-            | ConnectionError
-            | TimeoutError,
-        ):
-            return True
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False

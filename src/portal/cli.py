@@ -20,7 +20,11 @@ async def _with_database(settings: Settings, work: Callable[[], Awaitable[Any]])
     from portal.db import engine as db_engine
 
     passwords.use_cost(cheap_for_tests=settings.cheap_password_hashing_for_tests)
-    engine = db_engine.use_database(settings.database_url)
+    engine = db_engine.use_database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        wait_seconds=settings.db_wait_seconds,
+    )
     await db_engine.start(engine)
     try:
         return await work()
@@ -73,17 +77,55 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_create_staff(settings: Settings, args: argparse.Namespace) -> int:
     from portal.auth import staff
 
-    password = args.password or getpass.getpass("Password for the new staff member: ")
+    def refuse(problem: str) -> int:
+        print(f"Not created: {problem}", file=sys.stderr)
+        return 1
+
+    # Who, first: a mistyped host is told before anyone types a password.
+    tenant, email, problem = asyncio.run(
+        _with_database(settings, lambda: staff.new_staff_problem(args.host, args.email, args.role))
+    )
+    if problem or tenant is None:
+        return refuse(problem or "no such business")
+    password, problem = _read_new_password(args.password_stdin)
+    if problem:
+        return refuse(problem)
+    problem = staff.staff_password_problem(password, tenant, email)
+    if problem:
+        return refuse(f"that password can't be used. {problem}")
 
     async def work() -> str | None:
         return await staff.create_staff(args.host, args.email, args.name or "", args.role, password)
 
     problem = asyncio.run(_with_database(settings, work))
     if problem:
-        print(f"Not created: {problem}", file=sys.stderr)
-        return 1
+        return refuse(problem)
     print(f"Created {args.role} {args.email} for {args.host}.")
     return 0
+
+
+class _NoPasswordArgument(argparse.Action):
+    """`--password X` is refused (without repeating X): a password on the command line is
+    seen by other users (ps) and kept in shell history."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        parser.error(
+            "--password is not accepted (the command line is visible to others): type the "
+            "password when asked, or pipe it in with --password-stdin"
+        )
+
+
+def _read_new_password(from_stdin: bool) -> tuple[str, str | None]:
+    """(password, problem): typed twice at a terminal (not echoed), or the first line of
+    standard input with `--password-stdin` or when it is not a terminal (scripts). Never
+    from the command line, where other users and the shell history would see it."""
+    if from_stdin or not sys.stdin.isatty():
+        line = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        return line, None if line else "no password on standard input"
+    first = getpass.getpass("Password for the new staff member: ")
+    if getpass.getpass("The same password again: ") != first:
+        return "", "the two passwords differ"
+    return first, None
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -159,12 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("create-staff", help="add an office staff member")
+    p = sub.add_parser("create-staff", help="add an office staff member", allow_abbrev=False)
     p.add_argument("--host", required=True, help="the business's portal host name")
     p.add_argument("--email", required=True)
     p.add_argument("--name", default="")
     p.add_argument("--role", choices=["admin", "office"], default="office")
-    p.add_argument("--password", default=None, help="prompted for when omitted")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (default: asked for, twice, at a "
+        "terminal; read from standard input when it is not one)",
+    )
+    p.add_argument("--password", action=_NoPasswordArgument, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_create_staff)
 
     p = sub.add_parser("worker", help="deliver queued emails (also runs inside `serve`)")

@@ -45,6 +45,10 @@ class Settings:
     run_mail_worker: bool = True
     mail_poll_seconds: float = 2.0
     mail_from: str = "portal@localhost"
+    # PostgreSQL connections per process; how long a request waits for one (or, on
+    # SQLite, for a lock) before it is answered 503 "try again" instead of hanging.
+    db_pool_size: int = 10
+    db_wait_seconds: float = 10.0
     # Delivered (and failed) emails are deleted this many days after they were sent/queued.
     mail_retention_days: int = 30
     # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); with none,
@@ -107,6 +111,8 @@ class Settings:
             mail_from=env.get(
                 "PORTAL_MAIL_FROM", f"portal@{env.get('PORTAL_BASE_DOMAIN', 'localhost').lower()}"
             ),
+            db_pool_size=int(env.get("PORTAL_DB_POOL_SIZE", "10")),
+            db_wait_seconds=float(env.get("PORTAL_DB_WAIT_SECONDS", "10")),
             mail_retention_days=int(env.get("PORTAL_MAIL_RETENTION_DAYS", "30")),
             trusted_proxies=parse_networks(env.get("PORTAL_TRUSTED_PROXIES", "")),
             hash_threads=int(env.get("PORTAL_HASH_THREADS", "2")),

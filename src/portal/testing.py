@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import email.policy
@@ -9,12 +10,14 @@ import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 import uuid
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,3 +310,165 @@ def chromium_path() -> str | None:
         if candidate and Path(candidate).exists():
             return candidate
     return None  # fall back to a browser installed by `playwright install chromium`
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A real, fully decodable black RGB PNG, compressed row by row: tiny on disk, huge
+    decoded (6,000 × 6,000: 105 KB, 36 megapixels)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (1 + width * 3)  # filter byte, then black pixels
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM, Linux), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+class PostgresProxy:
+    """A TCP proxy in front of PostgreSQL that a test can turn into each kind of outage,
+    without touching the real server (which other test runs share).
+
+    Modes: "forward" (pass bytes through), "refuse" (nothing listens on the port: every
+    new connection is refused), "starting up" and "shutting down" (a fake server that
+    answers every new connection as PostgreSQL does then: FATAL 57P03). Leaving
+    "forward" cuts every connection passed through so far, as a restart would.
+
+    With `socket_dir` it listens on a Unix socket there instead, as a local PostgreSQL
+    does; "refuse" then removes the socket file, as a stopped server does.
+    """
+
+    FAKE_ANSWERS = {
+        "starting up": "the database system is starting up",
+        "shutting down": "the database system is shutting down",
+    }
+
+    def __init__(self, database_url: str, socket_dir: Path | None = None) -> None:
+        parts = urlparse(database_url)
+        self.database_url = database_url
+        self.socket_dir = socket_dir
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self.port = free_port()
+        self.mode = "forward"
+        self.loop = asyncio.new_event_loop()
+        self._server: Any = None
+        self._writers: set[Any] = set()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """`database_url` with the proxy's address in place of the server's."""
+        parts = urlparse(self.database_url)
+        user = f"{parts.username}@" if parts.username else ""
+        if self.socket_dir is not None:
+            query = f"host={self.socket_dir}&port={self.port}"
+            return urlunparse(parts._replace(netloc=user, query=query))
+        return urlunparse(parts._replace(netloc=f"{user}127.0.0.1:{self.port}"))
+
+    def start(self) -> PostgresProxy:
+        self._thread.start()
+        self._call(self._listen())
+        return self
+
+    def stop(self) -> None:
+        self._call(self._close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+    def set_mode(self, mode: str) -> None:
+        """Switch to `mode` (see the class docstring); returns when it is in effect."""
+        assert mode in ("forward", "refuse", *self.FAKE_ANSWERS), mode
+        self._call(self._switch(mode))
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    async def _listen(self) -> None:
+        if self.socket_dir is not None:
+            path = self.socket_dir / f".s.PGSQL.{self.port}"
+            self._server = await asyncio.start_unix_server(self._accept, path)
+            return
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, reuse_address=True
+        )
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+            if self.socket_dir is not None:
+                (self.socket_dir / f".s.PGSQL.{self.port}").unlink(missing_ok=True)
+        for writer in list(self._writers):
+            writer.transport.abort()  # a reset, as when the server process dies
+        self._writers.clear()
+
+    async def _switch(self, mode: str) -> None:
+        previous, self.mode = self.mode, mode
+        if previous == "forward" or mode == "refuse":
+            await self._close()
+        if mode != "refuse" and self._server is None:
+            await self._listen()
+
+    async def _accept(self, reader: Any, writer: Any) -> None:
+        self._writers.add(writer)
+        try:
+            if self.mode == "refuse":  # accepted just before the port closed
+                writer.transport.abort()
+                return
+            if self.mode in self.FAKE_ANSWERS:
+                await self._answer_fatal(reader, writer, self.FAKE_ANSWERS[self.mode])
+                return
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            self._writers.add(up_writer)
+
+            async def pipe(src: Any, dst: Any) -> None:
+                try:
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
+                except (ConnectionError, OSError):
+                    pass
+                finally:
+                    dst.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    @staticmethod
+    async def _answer_fatal(reader: Any, writer: Any, message: str) -> None:
+        """Answer a connection attempt the way PostgreSQL does while it cannot take one:
+        refuse SSL/GSS encryption, then an ErrorResponse (FATAL 57P03) and close."""
+        while True:
+            length = struct.unpack("!i", await reader.readexactly(4))[0]
+            body = await reader.readexactly(length - 4)
+            code = struct.unpack("!i", body[:4])[0]
+            if code in (80877103, 80877104):  # SSLRequest, GSSENCRequest
+                writer.write(b"N")
+                await writer.drain()
+                continue
+            break  # the StartupMessage
+        fields = b"".join(
+            key + value.encode() + b"\0"
+            for key, value in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", "57P03"), (b"M", message))
+        )
+        payload = fields + b"\0"
+        writer.write(b"E" + struct.pack("!i", len(payload) + 4) + payload)
+        await writer.drain()
+        writer.close()

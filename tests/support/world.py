@@ -73,6 +73,7 @@ class Customer:
     payment_key: str = ""
     card_key: str = ""
     email_id: int = 0
+    staff_id: int = 0
     failed_email_id: int = 0  # set by the failed_emails fixture
     alert_id: int = 0  # an office alert about this customer's payment
     checkout_ids: list[str] = field(default_factory=list)
@@ -252,6 +253,14 @@ async def _ids_of(business: Business) -> None:
             .run()
         )
         c.email_id = email["id"]
+        staff = (
+            await t.StaffUser.select(t.StaffUser.id)
+            .where(t.StaffUser.tenant == business.id)
+            .order_by(t.StaffUser.id)
+            .first()
+            .run()
+        )
+        c.staff_id = staff["id"]  # a staff member of the customer's business
 
 
 async def _customer_activity(c: Customer) -> None:
@@ -478,6 +487,7 @@ def concrete(route: str, world, app) -> str:
         "request_id": me.booking_id,
         "customer_id": me.id,
         "email_id": me.email_id,
+        "staff_id": me.staff_id,
         "alert_id": me.alert_id,
         "key": "invoice_email",
     }

@@ -14,7 +14,8 @@ a fixed SQL string (with `{}` placeholders, as Piccolo's `raw`) directly:
   `timestamp` (which leaves PostgreSQL's as they are) and booleans (0/1) with `bool`.
 
 Inside a transaction (or before the engine is started) it falls back to Piccolo's
-`raw`, so a read sees the transaction's own writes.
+`raw`, so a read sees the transaction's own writes. Its "cannot reach the database"
+errors are the engine's: `outage.DatabaseUnavailable` (a pool wait is bounded too).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import Any
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
 
-from portal.db.engine import current_engine
+from portal.db.engine import WAIT_SECONDS, current_engine
+from portal.db.outage import translated
 
 _readers: dict[tuple[str, int], sqlite3.Connection] = {}
 
@@ -54,8 +56,13 @@ def _reader(engine: SQLiteEngine) -> sqlite3.Connection:
     key = (path, threading.get_ident())
     conn = _readers.get(key)
     if conn is None:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-        conn.execute("PRAGMA query_only = 1")
+        wait = getattr(engine, "wait_seconds", WAIT_SECONDS)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=wait)
+        try:
+            conn.execute("PRAGMA query_only = 1")
+        except sqlite3.Error:
+            conn.close()
+            raise
         _readers[key] = conn
     return conn
 
@@ -65,12 +72,17 @@ async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
     engine = current_engine()
     if engine.current_transaction.get() is None:
         if isinstance(engine, PostgresEngine) and engine.pool is not None:
-            records = await engine.pool.fetch(driver_sql(sql, "postgres"), *args)
+            wait = getattr(engine, "wait_seconds", WAIT_SECONDS)
+            with translated():
+                async with engine.pool.acquire(timeout=wait) as connection:
+                    records = await connection.fetch(driver_sql(sql, "postgres"), *args)
             return [dict(r.items()) for r in records]
         if isinstance(engine, SQLiteEngine):
-            cursor = _reader(engine).execute(driver_sql(sql, "sqlite"), args)
+            with translated():
+                cursor = _reader(engine).execute(driver_sql(sql, "sqlite"), args)
+                rows = cursor.fetchall()
             names = [col[0] for col in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in rows]
     from portal.db.tables import Tenant
 
     return await Tenant.raw(sql, *args).run()

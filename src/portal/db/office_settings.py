@@ -6,6 +6,7 @@ a sentence for the office, shown next to the field, and means nothing is saved.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -13,13 +14,14 @@ import secrets
 import sqlite3
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from email_validator import EmailNotValidError, validate_email
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from portal.db import payment_accounts
 from portal.db.engine import transaction
@@ -177,8 +179,27 @@ def clean_units(values: list[str], units: list[dict[str, Any]]) -> tuple[set[int
 LOGO_HEIGHT = 50
 LOGO_EPOCH = 1_577_836_800  # 2020-01-01: logo versions count seconds from here (fit 32 bits)
 MAX_LOGO_BYTES = 2 * 1024 * 1024
-MAX_LOGO_PIXELS = 40_000_000  # far above any real logo; stops decompression bombs early
+# 4,000 × 4,000: takes a 12-megapixel phone photo of a van's decal, refuses the 36- and
+# 81-megapixel files that decode to hundreds of MB. Checked from the file's header before
+# anything is decoded; decoded, such an image is at most 64 MB (4 bytes a pixel).
+MAX_LOGO_PIXELS = 16_000_000
 MAX_LOGO_RATIO = 10  # width at most ten times the height
+# Logos are decoded in one thread per process: uploads at once wait their turn instead
+# of each holding a large decoded image (four at once took a server to 1.2 GiB), and the
+# memory one decode used is reused by the next (in one thread, one malloc arena).
+LOGO_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logo")
+# Shrink to about this many times the final height before the smooth resize (a JPEG is
+# decoded at that reduced size right away).
+DECODE_HEIGHT = LOGO_HEIGHT * 4
+TRANSPOSE = {  # EXIF orientation -> the turn that shows the image upright
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "GIF": "GIF", "BMP": "BMP"}
 DECLARED_FORMATS = {
     "image/png": "PNG",
@@ -214,6 +235,12 @@ def _format_name(fmt: str) -> str:
     return FORMAT_NAMES.get(fmt, fmt)
 
 
+async def read_logo(data: bytes, filename: str, content_type: str) -> tuple[bytes, str | None]:
+    """`process_logo` in the logo thread (the event loop keeps serving meanwhile)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(LOGO_THREAD, process_logo, data, filename, content_type)
+
+
 def process_logo(
     data: bytes, filename: str = "", content_type: str = ""
 ) -> tuple[bytes, str | None]:
@@ -221,7 +248,9 @@ def process_logo(
 
     Refused: empty, over 2 MB, not an image, not PNG/JPEG/WebP, a file whose name or
     declared type says one image format while its content is another, a damaged file,
-    or one whose pixel count could exhaust memory when decoded.
+    or more than MAX_LOGO_PIXELS pixels (read from the header: nothing is decoded).
+    Decoding is bounded: a JPEG is decoded at a reduced scale, and every image shrunk
+    before it is converted or turned. Run it in the logo thread (`read_logo`).
     """
     if not data:
         return b"", f"Choose a logo file to upload ({UPLOAD_KINDS})."
@@ -251,8 +280,15 @@ def process_logo(
                 f"{_format_name(actual)} image. Save it again as {UPLOAD_KINDS} and upload that."
             )
     width, height = image.size
-    if width < 1 or height < 1 or width * height > MAX_LOGO_PIXELS:
-        return b"", "That image has far too many pixels for a logo. Use a smaller image."
+    if width < 1 or height < 1:
+        return b"", f"That image file is damaged or incomplete. Upload {UPLOAD_KINDS}."
+    if width * height > MAX_LOGO_PIXELS:
+        return b"", (
+            f"That image is {width} × {height} pixels ({width * height / 1e6:.0f} megapixels): "
+            f"far too many pixels for a logo. A logo can have at most "
+            f"{MAX_LOGO_PIXELS // 1_000_000} megapixels (4,000 × 4,000); save a smaller copy "
+            "and upload that."
+        )
     if width > height * MAX_LOGO_RATIO:
         return b"", (
             f"That image is {width} × {height} pixels: too wide for a logo 50 pixels high. "
@@ -261,20 +297,35 @@ def process_logo(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image.load()
-            image = ImageOps.exif_transpose(image) or image
-            if image.mode not in ("RGB", "RGBA"):
-                has_alpha = image.mode in ("LA", "PA", "P") and (
-                    image.mode != "P" or "transparency" in image.info
-                )
-                image = image.convert("RGBA" if has_alpha or "A" in image.mode else "RGB")
-            new_width = max(1, round(image.width * LOGO_HEIGHT / image.height))
-            resized = image.resize((new_width, LOGO_HEIGHT), Image.Resampling.LANCZOS)
+            resized = _decode_small(image)
             out = io.BytesIO()
             resized.save(out, format="PNG", optimize=True)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, EOFError):
         return b"", f"That image file is damaged or incomplete. Upload {UPLOAD_KINDS}."
     return out.getvalue(), None
+
+
+def _decode_small(image: Image.Image) -> Image.Image:
+    """Decode `image` (opened, checked) into the logo: upright, RGB or RGBA, 50 px high.
+    It is shrunk as early as it can be: a JPEG decodes straight at 1/2, 1/4 or 1/8 of
+    its size, anything else is box-reduced right after decoding; converting and turning
+    happen on the small copy."""
+    orientation = image.getexif().get(0x0112)
+    if image.format == "JPEG":
+        image.draft(None, (DECODE_HEIGHT, DECODE_HEIGHT))  # keeps both sides >= that
+    image.load()
+    if image.mode not in ("RGB", "RGBA"):
+        has_alpha = image.mode in ("LA", "PA", "P") and (
+            image.mode != "P" or "transparency" in image.info
+        )
+        image = image.convert("RGBA" if has_alpha or "A" in image.mode else "RGB")
+    factor = min(image.size) // DECODE_HEIGHT
+    if factor > 1:
+        image = image.reduce(factor)
+    if orientation in TRANSPOSE:
+        image = image.transpose(TRANSPOSE[orientation])
+    new_width = max(1, round(image.width * LOGO_HEIGHT / image.height))
+    return image.resize((new_width, LOGO_HEIGHT), Image.Resampling.LANCZOS)
 
 
 # --- writes -----------------------------------------------------------------------------------

@@ -414,6 +414,20 @@ class SandboxCheckout(Table, tablename="sandbox_checkout"):
     callback_delivered_at = Timestamptz(null=True, default=None)
 
 
+class StaffToken(Table, tablename="staff_token"):
+    """A staff member's password-reset link, sent by an administrator: stored hashed,
+    single use, expiring (AuthToken's twin; its account is a customer's)."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    staff = ForeignKey(null=False, references=StaffUser, on_delete=OnDelete.cascade)
+    purpose = Varchar(length=10, default="reset")  # reset
+    token_hash = Varchar(length=64, unique=True)
+    sent_by = Varchar(length=254, default="")  # the administrator's email
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
 TABLES: list[type[Table]] = [
     Tenant,
     BusinessUnit,
@@ -441,4 +455,5 @@ TABLES: list[type[Table]] = [
     PaymentAccount,
     OfficeAlert,
     SandboxCheckout,
+    StaffToken,
 ]

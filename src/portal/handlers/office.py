@@ -96,7 +96,8 @@ async def refuse(
     """A 403 page inside the office layout: the request was refused and nothing changed.
 
     An htmx request gets the page's region, retargeted to the whole office region,
-    so the refusal is never squeezed into a small part of the page.
+    so the refusal is never squeezed into a small part of the page. Alerts marked as
+    seen here lead `back` too (the refused URL may take only a POST).
     """
     return await office_page(
         request,
@@ -104,7 +105,7 @@ async def refuse(
         staff,
         section,
         "office/refused.html",
-        {"message": message, "back": back},
+        {"message": message, "back": back, "alerts_back": back},
         status_code=403,
         headers={"HX-Retarget": "#office", "HX-Reswap": "innerHTML"},
     )

@@ -8,7 +8,6 @@ gets a message next to its field and nothing is saved.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -134,10 +133,7 @@ async def _logo_upload(request: Request) -> UploadFile | None:
 
 async def _read_logo(upload: UploadFile) -> tuple[bytes, str | None]:
     data = await upload.read(rules.MAX_LOGO_BYTES + 1)
-    # Decoding and resizing take CPU time: keep the event loop serving others meanwhile.
-    return await asyncio.to_thread(
-        rules.process_logo, data, upload.filename or "", upload.content_type or ""
-    )
+    return await rules.read_logo(data, upload.filename or "", upload.content_type or "")
 
 
 async def _moved(request: Request, new_host: str) -> Response:

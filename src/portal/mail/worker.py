@@ -25,6 +25,7 @@ from typing import Any
 
 from portal.config import Settings
 from portal.db.engine import current_engine
+from portal.db.outage import OUTAGE, unavailable_in
 from portal.db.tables import OutboxEmail
 from portal.mail.backends import (
     Backend,
@@ -246,8 +247,13 @@ async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> 
                 continue
             try:
                 await job.run()
-            except Exception:  # outlive a database hiccup; one failing job never skips the rest
-                log.exception("mail worker: %s failed; will try again", job.name)
+            except (
+                Exception
+            ) as exc:  # outlive a database hiccup; one failing job never skips the rest
+                if unavailable_in(exc):
+                    OUTAGE.note(exc, refused=False)  # logged once per incident, not per round
+                else:
+                    log.exception("mail worker: %s failed; will try again", job.name)
                 continue
             if job.every:
                 next_run[job.name] = datetime.now(UTC) + job.every
