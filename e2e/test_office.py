@@ -153,6 +153,8 @@ def test_new_business_is_set_up_by_its_administrator(
     saved(page, js, "logo")
     logo = page.get_by_role("img", name="Current logo of Brightwater Services")
     expect(logo).to_be_visible()
+    logo.element_handle().wait_for_element_state("visible")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=logo.element_handle())
     assert logo.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [100, 50]
     expect(page.locator("#office-brand img")).to_be_visible()  # the office header shows it
     customer.reload()

@@ -16,6 +16,7 @@ import os
 import re
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -796,6 +797,10 @@ async def test_hostile_query_strings(app, world, anonymous, route, which, value)
     params = QUERY_PARAMS[route]
     name = params[which % len(params)]
     path = concrete(route, world, app)
+    # An HTTP client sends at most ~64 KB of query string (httpx refuses more; servers cap
+    # the request line too): halve a long text until it fits, percent-encoded.
+    while len(quote(value)) > 60_000:
+        value = value[: len(value) // 2]
     for client in requester(world, anonymous, route)[:1]:
         before = await snapshot()
         r = await client.get(path, params={name: value})
