@@ -428,6 +428,31 @@ class StaffToken(Table, tablename="staff_token"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class ActivityEvent(Table, tablename="activity_event"):
+    """The office activity log: who changed what, when, from what to what (settings, host,
+    agreement, payment account, templates, staff). Shown on the office Activity page."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    actor = Varchar(length=254, default="")  # a staff email, "system", or "api:<key name>"
+    actor_kind = Varchar(length=10, default="staff")  # staff | customer | system | api
+    action = Varchar(length=60)  # e.g. "setting.changed", "host.changed", "staff.added"
+    subject = Varchar(length=200, default="")  # what changed, in words: "Host", "Dana Desk"
+    old_value = Text(default="")
+    new_value = Text(default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class DomainEvent(Table, tablename="domain_event"):
+    """Something that happened that the business's own system may want to hear about
+    (payment succeeded, booking requested, ...): the events feed and outgoing webhooks
+    read these in id order. Written in the same transaction as the change."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    type = Varchar(length=60)  # one of portal.db.events.EVENT_TYPES
+    data = Text(default="{}")  # JSON: ids, numbers and amounts only (no personal data)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
 TABLES: list[type[Table]] = [
     Tenant,
     BusinessUnit,
@@ -456,4 +481,6 @@ TABLES: list[type[Table]] = [
     OfficeAlert,
     SandboxCheckout,
     StaffToken,
+    ActivityEvent,
+    DomainEvent,
 ]

@@ -1,0 +1,63 @@
+"""Domain events: what happened that the business's own system (its field-service or
+accounting software) may want to hear about. The API's events feed and the outgoing
+webhooks read them in id order.
+
+Call `emit` inside the transaction that makes the change, so an event exists exactly
+when its change does. Event data carries ids, numbers, amounts and states, never names,
+emails, phones or addresses: a privacy erase must not have to rewrite history, and a
+consumer asks the API for the record's current details.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from portal.db.tables import DomainEvent
+
+# Every kind of event there is (the feed and the webhook settings list these).
+EVENT_TYPES = (
+    "payment.succeeded",
+    "payment.failed",
+    "payment.refunded",
+    "booking.requested",
+    "booking.booked",
+    "booking.dismissed",
+    "card.updated",
+    "account.registered",
+    "invoice.viewed",
+)
+
+
+async def emit(tenant_id: int, type_: str, data: dict[str, Any]) -> int:
+    """Record that `type_` happened (one of EVENT_TYPES), with `data` as JSON; returns the
+    event's id."""
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type_!r}")
+    rows = (
+        await DomainEvent.insert(
+            DomainEvent(
+                tenant=tenant_id,
+                type=type_,
+                data=json.dumps(data, separators=(",", ":"), sort_keys=True, default=str),
+            )
+        )
+        .returning(DomainEvent.id)
+        .run()
+    )
+    return int(rows[0]["id"])
+
+
+async def after(tenant_id: int, cursor: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    """The business's events with an id above `cursor`, oldest first, `limit` at most
+    (keyset paging: the last id returned is the next cursor). `data` comes back parsed."""
+    rows = (
+        await DomainEvent.select()
+        .where((DomainEvent.tenant == tenant_id) & (DomainEvent.id > cursor))
+        .order_by(DomainEvent.id)
+        .limit(limit)
+        .run()
+    )
+    for row in rows:
+        row["data"] = json.loads(row["data"])
+    return rows
