@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from portal.db import fast
 from portal.db.engine import transaction
 from portal.db.tables import AuditEvent, CardUpdate, Membership
 from portal.payments.gateway import Checkout
@@ -181,9 +182,13 @@ async def settle(tenant_id: int, update_id: int, checkout: Checkout, account_id:
 
 async def audit_trail(tenant_id: int, membership_id: int) -> list[dict[str, Any]]:
     """A membership's audit trail, newest first."""
-    return (
-        await AuditEvent.select()
-        .where((AuditEvent.tenant == tenant_id) & (AuditEvent.membership == membership_id))
-        .order_by(AuditEvent.created_at, ascending=False)
-        .run()
+    rows = await fast.fetch(
+        """SELECT id, created_at, actor, action, detail, amount_cents, reference
+        FROM audit_event WHERE tenant = {} AND membership = {}
+        ORDER BY created_at DESC, id DESC""",
+        tenant_id,
+        membership_id,
     )
+    for row in rows:
+        row["created_at"] = fast.timestamp(row["created_at"])
+    return rows
