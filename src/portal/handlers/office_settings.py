@@ -131,7 +131,7 @@ async def _logo_upload(request: Request) -> UploadFile | None:
     return upload
 
 
-async def _read_logo(upload: UploadFile) -> tuple[bytes, str | None]:
+async def _read_logo(upload: UploadFile) -> tuple[rules.LogoFiles | None, str | None]:
     data = await upload.read(rules.MAX_LOGO_BYTES + 1)
     return await rules.read_logo(data, upload.filename or "", upload.content_type or "")
 
@@ -176,9 +176,9 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
     units = await queries.business_units(tenant["id"])
     changes, values, errors = rules.clean_form(keys, form, tenant, units)
     upload = await _logo_upload(request)
-    png = b""
+    logo = None
     if upload is not None:
-        png, problem = await _read_logo(upload)
+        logo, problem = await _read_logo(upload)
         if problem:
             errors["logo"] = problem
     if not errors:
@@ -197,8 +197,8 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
             errors=errors,
             form_error="Nothing was saved. Please correct the fields marked below.",
         )
-    if png:
-        await rules.save_logo(tenant["id"], png)
+    if logo is not None:
+        await rules.save_logo(tenant["id"], logo)
     if "host" in changes.columns:
         return await _moved(request, changes.columns["host"])
     return see_other(request, "/office/settings?saved=1")
@@ -261,12 +261,12 @@ async def upload_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> R
         return refusal
     upload = await _logo_upload(request)
     if upload is None:
-        png, problem = rules.process_logo(b"")
+        logo, problem = rules.process_logo_files(b"")
     else:
-        png, problem = await _read_logo(upload)
-    if problem:
-        return await _after_one(request, tenant, staff, "logo", {"logo": problem}, {})
-    await rules.save_logo(tenant["id"], png)
+        logo, problem = await _read_logo(upload)
+    if problem or logo is None:
+        return await _after_one(request, tenant, staff, "logo", {"logo": problem or ""}, {})
+    await rules.save_logo(tenant["id"], logo)
     return await _after_one(request, tenant, staff, "logo", {}, {})
 
 
