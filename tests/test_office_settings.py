@@ -440,6 +440,22 @@ async def test_logo_keeps_its_place_and_has_a_sharp_copy_for_2x_screens(app, dem
         assert (await boss.get(f"/logo/{version}/2x")).status_code == 404  # the old one is gone
 
 
+async def test_logos_stored_before_their_width_was_kept_get_it_from_their_pixels(app, demo):
+    from importlib import import_module
+
+    backfill = import_module("portal.db.migrations.portal_2026_12_02t01_11_00_000000_logo_widths")
+    host = "logo-earlier"
+    async with business(app, host, open_portal=True):
+        await Tenant.update({Tenant.logo: png(240, 100), Tenant.logo_width: 0}).where(
+            Tenant.host == host
+        )
+        manager = await backfill.forwards()
+        for step in manager.raw:
+            await step()
+        row = await tenant_row(host)
+        assert row["logo_width"] == 120 and not row["logo_sharp"]
+
+
 def _bomb() -> bytes:
     buf = io.BytesIO()
     Image.new("1", (9000, 9000)).save(buf, format="PNG")  # 81 megapixels, a few KB
