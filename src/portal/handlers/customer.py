@@ -6,9 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 
-from portal.auth.guards import CustomerViewer
-from portal.auth.sessions import load_session
-from portal.tenancy import TenantDep
+from portal.auth.context import ContextDep, CustomerViewer
 from portal.web import render, see_other
 
 
@@ -37,10 +35,10 @@ def tab_page(
 
 
 @get("/")
-async def front_door(request: Request, tenant: TenantDep) -> Response:
+async def front_door(request: Request, context: ContextDep) -> Response:
     """The portal's address: the Invoices tab when signed in, else the sign-in page."""
-    signed_in = await load_session(request, tenant["id"], "customer")
-    return see_other(request, "/invoices" if signed_in else "/sign-in")
+    customer = context.signed_in("customer")
+    return see_other(request, "/invoices" if customer else "/sign-in")
 
 
 ROUTES = [front_door]

@@ -11,15 +11,15 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from portal.auth.guards import CustomerDep, CustomerViewer
+from portal.auth.context import CustomerViewer, TenantDep
+from portal.auth.guards import CustomerDep
 from portal.db import invoices as invoices_db
 from portal.db import payments as payments_db
 from portal.db import queries
+from portal.forms import record_id
 from portal.handlers.customer import tab_page
-from portal.handlers.scheduler import record_id
 from portal.payments import service
 from portal.pdf import invoice_pdf
-from portal.tenancy import TenantDep
 from portal.web import form_lists, see_other
 
 
@@ -33,11 +33,6 @@ def _customer_id(viewer: CustomerViewer) -> int:
 def _file_name(number: str) -> str:
     """An invoice number made safe for a download's file name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", number)[:60] or "invoice"
-
-
-def _int_param(value: str | None) -> int | None:
-    """An id from the query string (within the database's integer range), else None."""
-    return record_id(value)
 
 
 async def _settle_lost_callbacks(
@@ -95,8 +90,8 @@ async def invoices_page(
 ) -> Response:
     """The Invoices tab (also rendered whole as the answer to an htmx sign-in)."""
     await _settle_lost_callbacks(request, tenant, viewer)
-    selected = [i for i in map(_int_param, request.query_params.getall("select", [])) if i]
-    retry = _int_param(request.query_params.get("retry"))
+    selected = [i for i in map(record_id, request.query_params.getall("select", [])) if i]
+    retry = record_id(request.query_params.get("retry"))
     failed = (
         await service.failed_payment(tenant, viewer.customer["id"], retry)
         if retry and viewer.customer
@@ -178,7 +173,7 @@ async def history(request: Request, tenant: TenantDep, viewer: CustomerDep) -> R
         params = request.query_params
         raw_location = params.get("location") or ""
         if raw_location:
-            location_id = _int_param(raw_location)
+            location_id = record_id(raw_location)
             found = (
                 await invoices_db.location_history(
                     tenant["id"],

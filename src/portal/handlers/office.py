@@ -16,30 +16,19 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep, signed_in
 from portal.auth.guards import StaffDep, safe_next
 from portal.auth.passwords import LaneBusy, hash_password, needs_rehash
 from portal.auth.policy import normalize
-from portal.auth.sessions import SessionInfo, end_session, load_session, start_session
+from portal.auth.sessions import SessionInfo, end_session, start_session
 from portal.auth.signin import check_password, sign_in_limits
 from portal.db import office as office_db
 from portal.db import office_alerts
-from portal.handlers.account import MAX_FIELD, clean_email, client_of, refusal
-from portal.tenancy import TenantDep
+from portal.forms import clean_email
+from portal.handlers.account import MAX_FIELD, client_of, refusal
 from portal.web import form_data, is_fragment_request, is_htmx, render, see_other
 
 ROLE_NAMES = {"admin": "Administrator", "office": "Office"}
-
-
-MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
-
-
-def int_param(value: str | None) -> int | None:
-    """A page-cursor id from the query string; anything else is None (the first page).
-    Beyond the database's integer range is not an id either (PostgreSQL would refuse it)."""
-    if not value or not value.isascii() or not value.isdigit() or len(value) > 10:
-        return None
-    number = int(value)
-    return number if number <= MAX_ID else None
 
 
 def is_admin(staff: SessionInfo) -> bool:
@@ -140,7 +129,7 @@ def _sign_in_page(
 async def sign_in_page(request: Request, tenant: TenantDep) -> Response:
     """The office sign-in page (separate from the customers' sign-in)."""
     next_path = _office_next(request.query_params.get("next"))
-    if await load_session(request, tenant["id"], "staff"):
+    if await signed_in(request, "staff"):
         return see_other(request, next_path)
     notice = SIGN_IN_NOTICES.get(request.query_params.get("done", ""), "")
     return _sign_in_page(request, tenant, {"next": next_path, "notice": notice})

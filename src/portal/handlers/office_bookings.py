@@ -9,13 +9,14 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import office as office_db
 from portal.db import office_bookings as bookings
-from portal.handlers.office import int_param, office_page
+from portal.forms import record_id
+from portal.handlers.office import office_page
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
 from portal.web import form_data, is_fragment_request, see_other
 
 BOOK_FIELDS = ("date", "window", "business_unit", "summary")
@@ -27,7 +28,7 @@ async def bookings_page(request: Request, tenant: TenantDep, staff: StaffDep) ->
     """Appointment requests from the portal's scheduler, newest first; new ones stand out."""
     status = request.query_params.get("status", "all")
     status = status if status in FILTERS else "all"
-    after = int_param(request.query_params.get("after"))
+    after = record_id(request.query_params.get("after"))
     rows, next_after = await bookings.list_requests(tenant["id"], status, after)
     notice = ""
     if request.query_params.get("done") == "booked":

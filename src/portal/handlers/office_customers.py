@@ -9,14 +9,14 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth import links
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
-from portal.db import accounts
 from portal.db import office_customers as customers
-from portal.handlers.account import clean_email
-from portal.handlers.office import int_param, office_page
+from portal.forms import clean_email, record_id
+from portal.handlers.office import office_page
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
 from portal.web import form_data, is_fragment_request, see_other
 
 
@@ -25,7 +25,7 @@ async def customers_page(request: Request, tenant: TenantDep, staff: StaffDep) -
     """Find a customer by name, customer number or email."""
     # A NUL byte is never part of a name (and PostgreSQL refuses one in a query).
     query = request.query_params.get("q", "")[:100].replace("\x00", "")
-    after = int_param(request.query_params.get("after"))
+    after = record_id(request.query_params.get("after"))
     rows, next_after = await customers.search(tenant["id"], query, after)
     # The search box asks for the results only; a menu click or plain load gets the page.
     results_only = request.headers.get("hx-target", "").endswith("#customer-results")
@@ -71,7 +71,7 @@ async def _customer_page(
     invoices_notice: str = "",
     invoices_error: str = "",
 ) -> Response:
-    after = int_param(request.query_params.get("after"))
+    after = record_id(request.query_params.get("after"))
     rows, next_after = await customers.invoices(tenant["id"], who["id"], after)
     done = DONE.get(request.query_params.get("done", ""), "")
     if done and request.query_params.get("done") == "emailed":
@@ -204,7 +204,7 @@ async def invite(
             customer_id,
             error=f"{email} already has a portal account. They can use “Forgot password?” if needed.",
         )
-    await accounts.request_invitation(request.app.state.settings, tenant, email)
+    await links.request_invitation(request.app.state.settings, tenant, email)
     wake()
     return await _emails_answer(request, tenant, staff, customer_id, done="invited")
 

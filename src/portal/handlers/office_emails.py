@@ -9,12 +9,13 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import office_emails as emails
-from portal.handlers.office import int_param, office_page
+from portal.forms import record_id
+from portal.handlers.office import office_page
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
 from portal.web import is_fragment_request, see_other
 
 NOT_FAILED = {
@@ -33,7 +34,7 @@ async def _emails_page(
     block: str = "region",
     status: int = 200,
 ) -> Response:
-    before = int_param(request.query_params.get("before"))
+    before = record_id(request.query_params.get("before"))
     failed, next_before = await emails.failed(tenant["id"], before)
     return await office_page(
         request,

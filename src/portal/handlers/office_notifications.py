@@ -11,12 +11,12 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import office_bookings as bookings
 from portal.db import office_notifications as notes
 from portal.handlers.office import office_page
-from portal.tenancy import TenantDep
 from portal.web import form_data, is_fragment_request, see_other
 
 

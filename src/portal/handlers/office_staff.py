@@ -15,7 +15,8 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from portal.auth import throttle
+from portal.auth import links, throttle
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.passwords import LaneBusy, hash_password
 from portal.auth.policy import normalize
@@ -27,7 +28,6 @@ from portal.db import staff as staff_db
 from portal.handlers.account import BUSY, MAX_FIELD, client_of, refusal
 from portal.handlers.office import ROLE_NAMES, is_admin, office_page, refuse
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
 from portal.web import form_data, is_fragment_request, render, see_other
 
 PASSWORD_NOTICES = {
@@ -172,7 +172,7 @@ async def send_reset_link(
     if member is None:
         raise NotFoundException()
     settings = request.app.state.settings
-    await staff_db.send_reset_link(
+    await links.send_reset_link(
         settings, tenant, member, {"name": staff.name, "email": staff.email}
     )
     wake()
@@ -219,7 +219,7 @@ async def reset_page(request: Request, tenant: TenantDep) -> Response:
     """Choose a new password. Opening the link does not use it up (mail scanners open
     links); the form's button does."""
     token = request.query_params.get("token", "")
-    link = await staff_db.check_reset_link(tenant["id"], token)
+    link = await links.check_reset_link(tenant["id"], token)
     if link.problem:
         return _link_problem(request, tenant, link.problem)
     return _reset_page(request, tenant, {"token": token, "email": link.email})
@@ -230,7 +230,7 @@ async def reset(request: Request, tenant: TenantDep) -> Response:
     form = await form_data(request)
     token = form.get("token", "")[: staff_db.MAX_TOKEN_LENGTH + 1]
     password = normalize(form.get("password", "")[:MAX_FIELD])
-    link = await staff_db.check_reset_link(tenant["id"], token)
+    link = await links.check_reset_link(tenant["id"], token)
     if link.problem:
         return _link_problem(request, tenant, link.problem)
     problem = staff_password_problem(password, tenant, link.email)
@@ -242,7 +242,7 @@ async def reset(request: Request, tenant: TenantDep) -> Response:
     except LaneBusy as busy:
         context = {"token": token, "email": link.email, "form_error": BUSY}
         return _reset_page(request, tenant, context, 503, {"Retry-After": str(busy.retry_after)})
-    used = await staff_db.use_reset_link(tenant["id"], token, password_hash)
+    used = await links.use_reset_link(tenant["id"], token, password_hash)
     if used.problem:
         return _link_problem(request, tenant, used.problem)
     await throttle.clear(tenant["id"], email_limit("staff-signin", used.email).key)
