@@ -48,7 +48,7 @@ from portal.handlers import (
 )
 from portal.security import head_as_get, nonce_of, with_security_headers
 from portal.tenancy import BareDomain
-from portal.web import HTML, VARY, Renderer, csrf_token, is_htmx
+from portal.web import HTML, VARY, Renderer, csrf_token, see_other
 from portal.worker import run_forever
 
 log = logging.getLogger("portal")
@@ -215,9 +215,7 @@ def _portal_closed(request: Request, exc: PortalClosed) -> Response:
 
 def _sign_in_required(request: Request, exc: SignInRequired) -> Response:
     """htmx gets `HX-Redirect` (a whole page load); a plain request a 303."""
-    if is_htmx(request):
-        return Response("", status_code=200, headers={"HX-Redirect": exc.location, "Vary": VARY})
-    return Response("", status_code=303, headers={"Location": exc.location, "Vary": VARY})
+    return see_other(request, exc.location)
 
 
 def _not_found(request: Request, exc: NotFoundException) -> Response:

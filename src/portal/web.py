@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import mimetypes
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -186,6 +186,13 @@ def is_fragment_request(request: Request) -> bool:
     )
 
 
+def renders_block(request: Request, block: str | None) -> str | None:
+    """The block `render` answers this request with: `block` for an htmx swap of one
+    region, None (the whole page) for anything else. Helpers that skip work a fragment
+    does not show (the office menu's counts) ask this, not the headers."""
+    return block if block is not None and is_fragment_request(request) else None
+
+
 def csrf_token(request: Request) -> str:
     """The CSRF token for forms on this page (set by Litestar's CSRF middleware)."""
     token = ScopeState.from_scope(request.scope).csrf_token
@@ -209,12 +216,24 @@ def render(
     full_context = {**request.app.state.template_globals, "request": request, **(context or {})}
     full_context.setdefault("csrf_token", csrf_token(request))
     full_context.setdefault("csp_nonce", nonce_of(request.scope))
-    fragment = block is not None and is_fragment_request(request)
-    full_context["fragment"] = fragment
-    body = renderer.render_string(template_name, full_context, block if fragment else None)
+    shown = renders_block(request, block)
+    full_context["fragment"] = shown is not None
+    body = renderer.render_string(template_name, full_context, shown)
     all_headers = {"Vary": VARY, "Cache-Control": "no-store"}
     all_headers.update(headers or {})
     return Response(body, status_code=status_code, media_type=HTML, headers=all_headers)
+
+
+async def after_write(
+    request: Request, url: str, fragment: Callable[[], Awaitable[Response[str]]]
+) -> Response[str]:
+    """The answer to a successful write: an htmx swap gets the region `fragment()`
+    renders (the page's new state, with its notice); a plain form post (JavaScript off)
+    is sent on to `url` with a 303, so a reload never posts twice. Only the answer given
+    is built. With `render`, the one place that tells the two kinds of request apart."""
+    if is_fragment_request(request):
+        return await fragment()
+    return see_other(request, url)
 
 
 def is_htmx(request: Request) -> bool:

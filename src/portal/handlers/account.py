@@ -22,24 +22,24 @@ from portal.auth.sessions import (
     set_active_customer,
     start_session,
 )
-from portal.auth.signin import WINDOW, PasswordCheck, check_password, email_limit, sign_in_limits
+from portal.auth.signin import (
+    BUSY,
+    MAX_FIELD,
+    WINDOW,
+    check_password,
+    client_of,
+    email_limit,
+    refusal,
+    sign_in_limits,
+)
 from portal.auth.throttle import Limit
 from portal.db import accounts
 from portal.forms import clean_email
-from portal.forwarded import client_ip, client_key
-from portal.handlers.invoices import invoices_page
 from portal.mail.worker import wake
-from portal.web import form_data, is_htmx, render, see_other
+from portal.pages import invoices_page
+from portal.web import after_write, form_data, render, see_other
 
 HOUR = timedelta(hours=1)
-MAX_FIELD = 1024
-BUSY = "Lots of people are signing in right now. Please try again in a moment."
-NO_MATCH = "That email and password don't match our records. Check both and try again."
-
-
-def client_of(request: Request) -> str:
-    """The client as throttles and the hashing lane count it (see portal.forwarded)."""
-    return client_key(client_ip(request))
 
 
 def _page(
@@ -80,16 +80,6 @@ def _busy(
     """503 with Retry-After, the form kept and the message in it (htmx 4 swaps a 503)."""
     context = {**context, "form_error": BUSY}
     return _page(request, tenant, template, context, 503, {"Retry-After": str(wait)})
-
-
-def refusal(check: PasswordCheck) -> tuple[int, str, dict[str, str] | None]:
-    """(status, message, headers) for a password that did not open the account."""
-    if check.too_many:
-        message = f"Too many attempts. Please try again in {throttle.minutes_text(check.too_many)}."
-        return 429, message, {"Retry-After": str(check.too_many)}
-    if check.busy:
-        return 503, BUSY, {"Retry-After": str(check.busy)}
-    return 422, NO_MATCH, None
 
 
 # --- sign in / out ---------------------------------------------------------------------------
@@ -137,25 +127,25 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
     token = await start_session(
         request, None, tenant_id=tenant["id"], kind="customer", account_id=account["id"]
     )
-    if is_htmx(request) and next_path == "/invoices":
+
+    async def invoices_now() -> Response:
         # One round trip on a slow connection: answer with the Invoices page itself,
         # swapped in for the whole body, instead of a redirect and a second request.
         info = await session_for_token(request, tenant["id"], token)
-        if info is not None:
-            response = await invoices_page(
-                request,
-                tenant,
-                viewer_for(info),
-                block=None,
-                headers={
-                    "HX-Retarget": "body",
-                    "HX-Reswap": "outerHTML",
-                    "HX-Push-Url": "/invoices",
-                },
-            )
-            attach_cookie(request, response, token)
-            return response
-    response = see_other(request, next_path)
+        if info is None:
+            return see_other(request, next_path)
+        return await invoices_page(
+            request,
+            tenant,
+            viewer_for(info),
+            block=None,
+            headers={"HX-Retarget": "body", "HX-Reswap": "outerHTML", "HX-Push-Url": "/invoices"},
+        )
+
+    if next_path == "/invoices":
+        response = await after_write(request, next_path, invoices_now)
+    else:
+        response = see_other(request, next_path)
     attach_cookie(request, response, token)
     return response
 

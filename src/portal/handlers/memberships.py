@@ -15,7 +15,7 @@ from portal.db import card_updates as card_db
 from portal.db import memberships as db
 from portal.formatting import business_now, day_text, window_text
 from portal.forms import record_id
-from portal.handlers.customer import tab_page
+from portal.pages import tab_page
 from portal.payments import card_updates
 from portal.payments.service import new_key
 from portal.web import form_data, see_other

@@ -15,9 +15,9 @@ from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import office_customers as customers
 from portal.forms import clean_email, record_id
-from portal.handlers.office import office_page
 from portal.mail.worker import wake
-from portal.web import form_data, is_fragment_request, see_other
+from portal.pages import office_page
+from portal.web import after_write, form_data
 
 
 @get("/customers")
@@ -120,21 +120,25 @@ async def _emails_answer(
     new_email: str = "",
 ) -> Response:
     """After a change to the emails: the emails card (htmx) or the page again."""
-    if done and not is_fragment_request(request):
-        return see_other(request, f"/office/customers/{customer_id}?done={done}")
-    who = await _customer_or_404(tenant, customer_id)
-    return await _customer_page(
-        request,
-        tenant,
-        staff,
-        who,
-        block="emails" if is_fragment_request(request) else "region",
-        status=422 if (error or errors) else 200,
-        emails_notice=DONE.get(done, ""),
-        emails_error=error,
-        errors=errors,
-        new_email=new_email,
-    )
+
+    async def emails_card() -> Response:
+        who = await _customer_or_404(tenant, customer_id)
+        return await _customer_page(
+            request,
+            tenant,
+            staff,
+            who,
+            block="emails",
+            status=422 if (error or errors) else 200,
+            emails_notice=DONE.get(done, ""),
+            emails_error=error,
+            errors=errors,
+            new_email=new_email,
+        )
+
+    if not done:  # a problem: the card (htmx) or the page, with the message
+        return await emails_card()
+    return await after_write(request, f"/office/customers/{customer_id}?done={done}", emails_card)
 
 
 @post("/customers/{customer_id:int}/emails")
@@ -237,21 +241,19 @@ async def email_invoice(
             tenant,
             staff,
             who,
-            block="invoices" if is_fragment_request(request) else "region",
+            block="invoices",
             status=422,
             invoices_error=error,
         )
     await customers.email_invoice(request.app.state.settings, tenant, who, invoice, to, staff.email)
     wake()
-    if not is_fragment_request(request):
-        return see_other(request, f"/office/customers/{customer_id}?done=emailed")
-    return await _customer_page(
+    notice = f"The invoice email is on its way: invoice {invoice['number']} to {to}."
+    return await after_write(
         request,
-        tenant,
-        staff,
-        who,
-        block="invoices",
-        invoices_notice=f"The invoice email is on its way: invoice {invoice['number']} to {to}.",
+        f"/office/customers/{customer_id}?done=emailed",
+        lambda: _customer_page(
+            request, tenant, staff, who, block="invoices", invoices_notice=notice
+        ),
     )
 
 

@@ -14,9 +14,9 @@ from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import office_emails as emails
 from portal.forms import record_id
-from portal.handlers.office import office_page
 from portal.mail.worker import wake
-from portal.web import is_fragment_request, see_other
+from portal.pages import office_page
+from portal.web import after_write
 
 NOT_FAILED = {
     "sent": "That email was already sent: there is nothing to retry.",
@@ -71,16 +71,17 @@ async def retry(
     outcome, recipient = await emails.retry(tenant["id"], email_id)
     if outcome == "missing":
         raise NotFoundException()
-    block = "lists" if is_fragment_request(request) else "region"
     if outcome != "retried":
         return await _emails_page(
-            request, tenant, staff, error=NOT_FAILED[outcome], block=block, status=409
+            request, tenant, staff, error=NOT_FAILED[outcome], block="lists", status=409
         )
     wake()
-    if not is_fragment_request(request):
-        return see_other(request, "/office/emails?done=retried")
     notice = f"The email to {recipient} is on its way again."
-    return await _emails_page(request, tenant, staff, notice=notice, block=block)
+    return await after_write(
+        request,
+        "/office/emails?done=retried",
+        lambda: _emails_page(request, tenant, staff, notice=notice, block="lists"),
+    )
 
 
 ROUTES = [emails_page, retry]

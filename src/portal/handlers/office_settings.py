@@ -24,11 +24,11 @@ from portal.auth.sessions import SessionInfo, end_session
 from portal.db import office as office_db
 from portal.db import office_settings as settings_db
 from portal.db import queries
-from portal.handlers.office import is_admin, office_page, refuse
 from portal.mail.links import portal_url
+from portal.pages import is_admin, office_page, refuse
 from portal.payments import accounts as payment_accounts
 from portal.payments import sandbox
-from portal.web import form_lists, is_htmx, see_other
+from portal.web import after_write, form_lists, see_other
 
 LOCKED_MESSAGE = "An administrator must accept the legal agreement before anything can be changed."
 ADMIN_MESSAGE = "Only an administrator can change the host, the legal agreement and payments."
@@ -218,8 +218,6 @@ async def _after_one(
     """The answer to an inline save: the setting's block with "Saved" or its error.
     Without JavaScript (a plain form post), back to the page."""
     if errors:
-        if not is_htmx(request):
-            return await _page(request, tenant, staff, status=422, values=values, errors=errors)
         return await _page(
             request,
             tenant,
@@ -229,10 +227,12 @@ async def _after_one(
             values=values,
             errors=errors,
         )
-    if not is_htmx(request):
-        return see_other(request, "/office/settings?saved=1")
-    fresh = await office_db.tenant_by_id(tenant["id"])
-    return await _page(request, fresh, staff, block=BLOCKS[key], saved=(key,))
+
+    async def saved() -> Response:
+        fresh = await office_db.tenant_by_id(tenant["id"])
+        return await _page(request, fresh, staff, block=BLOCKS[key], saved=(key,))
+
+    return await after_write(request, "/office/settings?saved=1", saved)
 
 
 @post("/settings/legal")
@@ -300,17 +300,19 @@ async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) 
     if refusal:
         return refusal
     await payment_accounts.unlink(request.app.state.settings, tenant)
-    if not is_htmx(request):
-        return see_other(request, "/office/settings?saved=unlinked")
-    fresh = await office_db.tenant_by_id(tenant["id"])
-    return await _page(
-        request,
-        fresh,
-        staff,
-        block=BLOCKS["payments_enabled"],
-        saved=("payments_enabled",),
-        notice=SAVED_NOTICES["unlinked"],
-    )
+
+    async def unlinked() -> Response:
+        fresh = await office_db.tenant_by_id(tenant["id"])
+        return await _page(
+            request,
+            fresh,
+            staff,
+            block=BLOCKS["payments_enabled"],
+            saved=("payments_enabled",),
+            notice=SAVED_NOTICES["unlinked"],
+        )
+
+    return await after_write(request, "/office/settings?saved=unlinked", unlinked)
 
 
 @post("/settings/{key:str}")

@@ -21,14 +21,13 @@ from portal.auth.guards import StaffDep
 from portal.auth.passwords import LaneBusy, hash_password
 from portal.auth.policy import normalize
 from portal.auth.sessions import SessionInfo, end_other_sessions, start_session
-from portal.auth.signin import check_password, email_limit
+from portal.auth.signin import BUSY, MAX_FIELD, check_password, client_of, email_limit, refusal
 from portal.auth.staff import staff_password_problem
 from portal.db import office as office_db
 from portal.db import staff as staff_db
-from portal.handlers.account import BUSY, MAX_FIELD, client_of, refusal
-from portal.handlers.office import ROLE_NAMES, is_admin, office_page, refuse
 from portal.mail.worker import wake
-from portal.web import form_data, is_fragment_request, render, see_other
+from portal.pages import ROLE_NAMES, is_admin, office_page, refuse
+from portal.web import after_write, form_data, render, see_other
 
 PASSWORD_NOTICES = {
     "changed": "Your password was changed. Your other devices were signed out.",
@@ -101,10 +100,12 @@ async def change_password(request: Request, tenant: TenantDep, staff: StaffDep) 
         return await _password_page(request, tenant, staff, context, 503, headers)
     await staff_db.change_password(member["id"], new_hash)
     await end_other_sessions(staff_id=member["id"], keep_session_id=staff.id)
-    if is_fragment_request(request):
-        notice = PASSWORD_NOTICES["changed"]
-        return await _password_page(request, tenant, staff, {"notice": notice})
-    return see_other(request, "/office/password?done=changed")
+    notice = PASSWORD_NOTICES["changed"]
+    return await after_write(
+        request,
+        "/office/password?done=changed",
+        lambda: _password_page(request, tenant, staff, {"notice": notice}),
+    )
 
 
 # --- Staff: the list, and reset links --------------------------------------------------------
@@ -176,10 +177,11 @@ async def send_reset_link(
         settings, tenant, member, {"name": staff.name, "email": staff.email}
     )
     wake()
-    if is_fragment_request(request):
-        notice = _sent_notice(request, member)
-        return await _staff_page(request, tenant, staff, notice, block="members")
-    return see_other(request, f"/office/staff?sent={member['id']}")
+    return await after_write(
+        request,
+        f"/office/staff?sent={member['id']}",
+        lambda: _staff_page(request, tenant, staff, _sent_notice(request, member), block="members"),
+    )
 
 
 # --- the reset link's page (signed out) ------------------------------------------------------

@@ -22,10 +22,10 @@ from portal.auth.guards import CustomerDep
 from portal.db import bookings
 from portal.formatting import appointment_text, business_now, day_text, window_text
 from portal.forms import parse_day, record_id
-from portal.handlers.customer import tab_page
 from portal.mail.links import portal_url
 from portal.mail.worker import wake
-from portal.web import form_data, is_fragment_request, is_htmx, see_other
+from portal.pages import tab_page
+from portal.web import after_write, form_data, renders_block
 
 OTHER = "Other"
 WINDOWS = {"any": "Any time", "morning": "Morning", "afternoon": "Afternoon"}
@@ -276,18 +276,20 @@ async def request_appointment(request: Request, tenant: TenantDep, viewer: Custo
         if "form" in errors:
             form.key = RequestForm().key
         context.update(errors=errors, form_error=_error_summary(errors))
-        if not is_fragment_request(request):  # the whole page comes back
+        if renders_block(request, "request_form") is None:  # the whole page comes back
             context.update(await _lists(tenant, customer_id, now))
         return tab_page(
             request, tenant, viewer, "schedule", context, block="request_form", status_code=422
         )
-    if not is_htmx(request):
-        return see_other(request, f"/schedule?requested={request_id}")
-    # htmx: a fresh form with the thank-you note, and the list of requests brought up to date.
-    context.update(await _lists(tenant, customer_id, now), form=RequestForm())
-    saved = next((r for r in context["requests"].rows if r["id"] == request_id), None)
-    context["notice"] = _received_message(saved) if saved else ""
-    return tab_page(request, tenant, viewer, "schedule", context, block="request_saved")
+
+    async def thanks() -> Response:
+        # A fresh form with the thank-you note, and the list of requests brought up to date.
+        context.update(await _lists(tenant, customer_id, now), form=RequestForm())
+        saved = next((r for r in context["requests"].rows if r["id"] == request_id), None)
+        context["notice"] = _received_message(saved) if saved else ""
+        return tab_page(request, tenant, viewer, "schedule", context, block="request_saved")
+
+    return await after_write(request, f"/schedule?requested={request_id}", thanks)
 
 
 def _error_summary(errors: dict[str, str]) -> str:
