@@ -12,11 +12,11 @@ from datetime import date
 from typing import Any
 
 from portal.db import fast
+from portal.forms import MAX_ID
 
 STATUSES = ("active", "canceled", "expired", "suspended")
 HIDEABLE = ("canceled", "expired", "suspended")
 PAST_VISITS_PAGE = 20
-MAX_ID = 2**31 - 1
 
 
 def visible_statuses(tenant: dict[str, Any]) -> list[str]:
