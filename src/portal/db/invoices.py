@@ -75,12 +75,20 @@ def _in_list(values: list[int]) -> str:
 # The page's rows are chosen (and limited) on invoice and job alone, and only those are
 # joined to their location and business unit. Each row also carries how many invoices
 # are open and their total balance, counted over all of them: a customer with more
-# open invoices than the tab lists still sees the whole amount due.
+# open invoices than the tab lists still sees the whole amount due. The count is a CTE
+# MATERIALIZED, so it runs once: PostgreSQL's generic plan for this prepared statement
+# (estimating one row) otherwise ran it again for every row listed — 200 times over
+# 1,700 invoices for the biggest customer.
 _OPEN_WHERE = """
     i.tenant = {} AND i.customer = {} AND i.balance_cents > 0 AND i.total_cents > 0
     AND j.status = 'completed'
 """
 OPEN_INVOICES_SQL = f"""
+    WITH totals AS MATERIALIZED (
+        SELECT COUNT(*) AS open_count, SUM(i.balance_cents) AS open_total
+        FROM invoice i JOIN job j ON j.id = i.job
+        WHERE {_OPEN_WHERE}
+    )
     SELECT i.id, i.number, i.invoice_date, i.total_cents, i.balance_cents, i.job_summary,
         l.name AS location_name, l.street AS location_street, bu.name AS unit_name,
         totals.open_count, totals.open_total
@@ -92,11 +100,7 @@ OPEN_INVOICES_SQL = f"""
         ORDER BY i.invoice_date, i.id
         LIMIT {{}}
     ) i
-    CROSS JOIN (
-        SELECT COUNT(*) AS open_count, SUM(i.balance_cents) AS open_total
-        FROM invoice i JOIN job j ON j.id = i.job
-        WHERE {_OPEN_WHERE}
-    ) totals
+    CROSS JOIN totals
     JOIN location l ON l.id = i.location
     JOIN business_unit bu ON bu.id = i.business_unit
     ORDER BY i.invoice_date, i.id
@@ -109,7 +113,7 @@ async def open_invoices(tenant_id: int, customer_id: int) -> list[dict[str, Any]
     (`invoice_date` is ISO text on SQLite; the template's `date` filter reads both), and
     `open_count` / `open_total` over all of them. One statement."""
     return await fast.fetch(
-        OPEN_INVOICES_SQL, tenant_id, customer_id, MAX_OPEN_INVOICES, tenant_id, customer_id
+        OPEN_INVOICES_SQL, tenant_id, customer_id, tenant_id, customer_id, MAX_OPEN_INVOICES
     )
 
 
