@@ -6,16 +6,17 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Request, Response, Router
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
-from litestar.types import Receive, Scope, Send
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
 from portal import payments
 from portal.auth import passwords
@@ -165,7 +166,7 @@ def create_app(settings: Settings) -> PortalApp:
     return app
 
 
-async def _ids_in_range(request: Request) -> None:
+async def _ids_in_range(request: Request[Any, Any, Any]) -> None:
     """An id in a URL beyond the database's integer range names no record: a 404 like any
     missing id, never a database error (PostgreSQL refuses such a parameter)."""
     for value in request.path_params.values():
@@ -179,16 +180,25 @@ class PortalApp(Litestar):
 
     https: bool = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope, send = head_as_get(scope, send)
-            send = with_security_headers(scope, send, self.https)
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            # An HTTP request: its scope and send are the HTTP kinds.
+            http_scope, http_send = head_as_get(cast(Scope, scope), cast(Send, send))
+            scope, send = http_scope, with_security_headers(http_scope, http_send, self.https)
         await super().__call__(scope, receive, send)
 
 
 def _page(
-    request: Request, template: str, status: int, context: dict[str, Any] | None = None
-) -> Response:
+    request: Request[Any, Any, Any],
+    template: str,
+    status: int,
+    context: dict[str, Any] | None = None,
+) -> Response[Any]:
     """An error page: always a whole document (htmx swaps it too, so it must make sense alone)."""
     renderer: Renderer = request.app.state.renderer
     body = renderer.render_string(
@@ -203,31 +213,31 @@ def _page(
     return Response(body, status_code=status, media_type=HTML, headers={"Vary": VARY})
 
 
-def _bare_domain(request: Request, exc: BareDomain) -> Response:
+def _bare_domain(request: Request[Any, Any, Any], exc: BareDomain) -> Response[Any]:
     if request.url.path == "/":
         return _page(request, "public/bare_domain.html", 200)
     return _page(request, "errors/404.html", 404)
 
 
-def _portal_closed(request: Request, exc: PortalClosed) -> Response:
+def _portal_closed(request: Request[Any, Any, Any], exc: PortalClosed) -> Response[Any]:
     return _page(request, "public/portal_closed.html", 503, {"tenant": exc.tenant})
 
 
-def _sign_in_required(request: Request, exc: SignInRequired) -> Response:
+def _sign_in_required(request: Request[Any, Any, Any], exc: SignInRequired) -> Response[Any]:
     """htmx gets `HX-Redirect` (a whole page load); a plain request a 303."""
     return see_other(request, exc.location)
 
 
-def _not_found(request: Request, exc: NotFoundException) -> Response:
+def _not_found(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[Any]:
     return _page(request, "errors/404.html", 404)
 
 
-def _forbidden(request: Request, exc: PermissionDeniedException) -> Response:
+def _forbidden(request: Request[Any, Any, Any], exc: PermissionDeniedException) -> Response[Any]:
     csrf = "CSRF" in str(exc.detail)
     return _page(request, "errors/403.html", 403, {"csrf": csrf})
 
 
-def _http_error(request: Request, exc: HTTPException) -> Response:
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if exc.status_code >= 500:
         return _server_error(request, exc)
     return _page(
@@ -238,7 +248,7 @@ def _http_error(request: Request, exc: HTTPException) -> Response:
     )
 
 
-def _server_error(request: Request, exc: Exception) -> Response:
+def _server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if unavailable_in(exc):
         # Nothing was done: the database is out of reach for now (db/outage.py). The
         # incident is logged once, when it starts and when it ends, not per request.

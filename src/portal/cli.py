@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("piccolo").setLevel(logging.WARNING)
-    return args.func(Settings.from_env(), args)
+    result: int = args.func(Settings.from_env(), args)
+    return result
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.table import Table
 
 from portal.db import fast, piccolo_conf
 from portal.db.engines import (
@@ -46,19 +47,20 @@ __all__ = [
 
 def use_database(
     url: str, *, pool_size: int = POOL_SIZE, wait_seconds: float = WAIT_SECONDS
-) -> Engine:
+) -> Engine[Any]:
     """Make `url` the database of every table (and of Piccolo's migration runner)."""
     engine = make_engine(url, pool_size=pool_size, wait_seconds=wait_seconds)
     if isinstance(engine, SQLiteEngine):
         # A first run with the default `var/portal.sqlite3`: SQLite makes the file, not its folder.
         Path(engine.path).parent.mkdir(parents=True, exist_ok=True)
     piccolo_conf.DB = engine
-    for table in [*TABLES, Migration]:
+    tables: list[type[Table]] = [*TABLES, Migration]
+    for table in tables:
         table._meta.db = engine
     return engine
 
 
-async def start(engine: Engine) -> None:
+async def start(engine: Engine[Any]) -> None:
     """Open pools / set per-file pragmas; call once per event loop before serving.
 
     A database that cannot be reached yet (still starting up, say) does not stop the
@@ -81,7 +83,7 @@ async def start(engine: Engine) -> None:
             OUTAGE.note(exc, refused=False)
 
 
-async def stop(engine: Engine) -> None:
+async def stop(engine: Engine[Any]) -> None:
     """Close pools opened by `start`."""
     if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()

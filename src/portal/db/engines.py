@@ -76,7 +76,9 @@ class _PostgresTransaction(PostgresTransaction):
     async def get_connection(self) -> Any:
         with translated():
             if self.engine.pool:
-                return await self.engine.pool.acquire(timeout=self.engine.wait_seconds)
+                return await self.engine.pool.acquire(
+                    timeout=getattr(self.engine, "wait_seconds", WAIT_SECONDS)
+                )
             return await self.engine.get_new_connection()
 
     async def __aenter__(self) -> PostgresTransaction:
@@ -262,7 +264,7 @@ def sqlite_path(url: str) -> str:
 
 def make_engine(
     url: str, *, pool_size: int = POOL_SIZE, wait_seconds: float = WAIT_SECONDS
-) -> Engine:
+) -> Engine[Any]:
     """An engine for `url`: `sqlite:///file` or `postgresql://user@host:port/db`, waiting
     at most `wait_seconds` for a connection (PostgreSQL, pool of `pool_size`) or a lock."""
     scheme = urlparse(url).scheme
