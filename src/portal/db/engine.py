@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -50,10 +52,24 @@ class PortalPostgresEngine(PostgresEngine):
         self.wait_seconds = wait_seconds
 
     async def _run_in_pool(self, query: str, args: Any = None) -> Any:
+        async with self.connection() as connection:
+            return await connection.fetch(query, *(args or []))
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A pooled connection for one statement outside a transaction: the request's own
+        (see `one_connection_per_request`) when there is one, else one from the pool."""
         if not self.pool:
             raise ValueError("A pool isn't currently running.")
-        async with self.pool.acquire(timeout=self.wait_seconds) as connection:
-            return await connection.fetch(query, *(args or []))
+        held = _REQUEST_CONNECTION.get()
+        if held is None or held.pool is not self.pool:
+            async with self.pool.acquire(timeout=self.wait_seconds) as connection:
+                yield connection
+            return
+        async with held.lock:
+            if held.connection is None:
+                held.connection = await self.pool.acquire(timeout=self.wait_seconds)
+            yield held.connection
 
     async def run_querystring(self, querystring: Any, in_pool: bool = True) -> Any:
         with translated():
@@ -65,6 +81,51 @@ class PortalPostgresEngine(PostgresEngine):
 
     def transaction(self, allow_nested: bool = True) -> PostgresTransaction:
         return _PostgresTransaction(engine=self, allow_nested=allow_nested)
+
+
+class _HeldConnection:
+    """The pooled connection a request's statements share, taken at its first statement
+    and given back when the request ends (a lock keeps concurrent statements in turn)."""
+
+    __slots__ = ("connection", "lock", "pool")
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.connection: Any = None
+        self.lock = asyncio.Lock()
+
+
+_REQUEST_CONNECTION: contextvars.ContextVar[_HeldConnection | None] = contextvars.ContextVar(
+    "portal_request_connection", default=None
+)
+
+
+@contextlib.asynccontextmanager
+async def one_connection_per_request() -> AsyncIterator[None]:
+    """Within this block every statement outside a transaction runs on one pooled
+    connection (PostgreSQL): a page of five reads takes one connection from the pool once,
+    not five times. Transactions keep their own connection. No-op on SQLite."""
+    engine = current_engine()
+    pool = getattr(engine, "pool", None)
+    if pool is None:
+        yield
+        return
+    held = _HeldConnection(pool)
+    token = _REQUEST_CONNECTION.set(held)
+    try:
+        yield
+    finally:
+        _REQUEST_CONNECTION.reset(token)
+        if held.connection is not None:
+            with contextlib.suppress(Exception):
+                await pool.release(held.connection)
+
+
+async def _keep_session(connection: Any) -> None:
+    """The pool's reset on release: nothing. The portal keeps no session state on a
+    connection (no SET, LISTEN, advisory locks or cursors outside a transaction), so
+    asyncpg's default `RESET ALL; UNLISTEN *; …` would be a round trip for nothing; an
+    open transaction is still rolled back by asyncpg itself."""
 
 
 class _PostgresTransaction(PostgresTransaction):
@@ -259,32 +320,68 @@ def sqlite_path(url: str) -> str:
 
 
 def make_engine(
-    url: str, *, pool_size: int = POOL_SIZE, wait_seconds: float = WAIT_SECONDS
+    url: str,
+    *,
+    pool_size: int = POOL_SIZE,
+    wait_seconds: float = WAIT_SECONDS,
+    command_timeout: float | None = None,
+    application_name: str = "portal",
+    statement_cache: bool = True,
 ) -> Engine:
     """An engine for `url`: `sqlite:///file` or `postgresql://user@host:port/db`, waiting
-    at most `wait_seconds` for a connection (PostgreSQL, pool of `pool_size`) or a lock."""
+    at most `wait_seconds` for a connection (PostgreSQL, pool of `pool_size`) or a lock.
+
+    PostgreSQL only: `command_timeout` bounds each statement (client side, so it holds
+    behind pgbouncer too), `application_name` names the connections in
+    pg_stat_activity, and `statement_cache=False` turns asyncpg's prepared-statement
+    cache off (required behind pgbouncer in transaction mode)."""
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         return PooledSQLiteEngine(path=sqlite_path(url), wait_seconds=wait_seconds)
     if scheme in ("postgres", "postgresql"):
-        return PortalPostgresEngine(
-            config={"dsn": url, "timeout": wait_seconds},
-            pool_size=pool_size,
-            wait_seconds=wait_seconds,
-        )
+        config: dict[str, Any] = {
+            "dsn": url,
+            "timeout": wait_seconds,
+            "command_timeout": command_timeout,
+            "server_settings": {"application_name": application_name},
+        }
+        if not statement_cache:
+            config["statement_cache_size"] = 0
+        return PortalPostgresEngine(config=config, pool_size=pool_size, wait_seconds=wait_seconds)
     raise ValueError(f"unsupported DATABASE_URL scheme {scheme!r} (use sqlite or postgresql)")
+
+
+def engine_for(settings: Any) -> Engine:
+    """The engine `settings` (config.Settings) describe, not yet bound to the tables."""
+    return make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        wait_seconds=settings.db_wait_seconds,
+        command_timeout=settings.db_command_timeout,
+        application_name=settings.db_application_name,
+        statement_cache=settings.db_statement_cache,
+    )
+
+
+def use_settings(settings: Any) -> Engine:
+    """Make the database of `settings` (config.Settings) the one every table uses."""
+    return bind(engine_for(settings))
 
 
 def use_database(
     url: str, *, pool_size: int = POOL_SIZE, wait_seconds: float = WAIT_SECONDS
 ) -> Engine:
     """Make `url` the database of every table (and of Piccolo's migration runner)."""
+    return bind(make_engine(url, pool_size=pool_size, wait_seconds=wait_seconds))
+
+
+def bind(engine: Engine) -> Engine:
+    """Bind every table (and Piccolo's migration runner) to `engine`."""
     from piccolo.apps.migrations.tables import Migration
 
     from portal.db import piccolo_conf
     from portal.db.tables import TABLES
 
-    engine = make_engine(url, pool_size=pool_size, wait_seconds=wait_seconds)
     if isinstance(engine, SQLiteEngine):
         # A first run with the default `var/portal.sqlite3`: SQLite makes the file, not its folder.
         Path(engine.path).parent.mkdir(parents=True, exist_ok=True)
@@ -311,11 +408,11 @@ async def start(engine: Engine) -> None:
         size = getattr(engine, "pool_size", POOL_SIZE)
         try:
             with translated():
-                await engine.start_connection_pool(min_size=1, max_size=size)
+                await engine.start_connection_pool(min_size=1, max_size=size, reset=_keep_session)
         except DatabaseUnavailable as exc:
             OUTAGE.note(exc, refused=False)
             # No connection at start: the pool connects when asked.
-            await engine.start_connection_pool(min_size=0, max_size=size)
+            await engine.start_connection_pool(min_size=0, max_size=size, reset=_keep_session)
     elif isinstance(engine, SQLiteEngine):
         # WAL lets readers run while one writer writes; it is stored in the file.
         try:

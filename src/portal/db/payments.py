@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from portal import logs
 from portal.config import Settings
 from portal.db import fast, office_alerts
 from portal.db.engine import current_engine, transaction
@@ -271,6 +272,8 @@ async def fail_payment(
     )
     if done and ref:
         await attach_checkout(tenant_id, payment_id, ref)
+    if done:
+        logs.event("payment.failed", "payment failed", tenant=tenant_id, payment=payment_id)
     return bool(done)
 
 
@@ -407,6 +410,7 @@ async def settle_payment(
                 ),
                 reference=checkout.ref,
             )
+    logs.event("payment.succeeded", "payment succeeded", tenant=tenant["id"], payment=payment_id)
     return "succeeded"
 
 

@@ -453,6 +453,14 @@ class DomainEvent(Table, tablename="domain_event"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class WorkerHeartbeat(Table, tablename="worker_heartbeat"):
+    """When each `portal worker` process last finished a round (one row per process, by
+    host and pid); `/readyz` reads the newest. Operational state, of no business."""
+
+    worker = Varchar(length=200)  # "host:pid"; unique index in the migration
+    beat_at = Timestamptz(default=TimestamptzNow())
+
+
 TABLES: list[type[Table]] = [
     Tenant,
     BusinessUnit,
@@ -483,4 +491,5 @@ TABLES: list[type[Table]] = [
     StaffToken,
     ActivityEvent,
     DomainEvent,
+    WorkerHeartbeat,
 ]

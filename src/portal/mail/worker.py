@@ -81,16 +81,32 @@ async def claim(limit: int = 1, now: datetime | None = None) -> list[dict[str, A
 
 
 async def deliver_due(
-    settings: Settings, backend: Backend | None = None, now: datetime | None = None
+    settings: Settings,
+    backend: Backend | None = None,
+    now: datetime | None = None,
+    stop: asyncio.Event | None = None,
 ) -> dict[str, int]:
-    """Send every due row once, one at a time; returns counts of sent, retried and
+    """Send every due row once, one at a time, until none is left or `stop` is set
+    (then the email in hand is finished first); returns counts of sent, retried and
     failed rows."""
     backend = backend or backend_for(settings)
     counts = {"sent": 0, "retry": 0, "failed": await give_up_on_abandoned(now)}
-    while rows := await claim(now=now):
+    while not (stop and stop.is_set()) and (rows := await claim(now=now)):
         for row in rows:
             counts[await _deliver(settings, backend, row, now)] += 1
     return counts
+
+
+async def release(row: dict[str, Any]) -> None:
+    """Give a claimed row back untried (its lease cleared, the attempt not counted), for
+    the next worker to send at once instead of after the lease (the worker is stopping)."""
+    await (
+        OutboxEmail.update(
+            {OutboxEmail.locked_until: None, OutboxEmail.attempts: OutboxEmail.attempts - 1}
+        )
+        .where((OutboxEmail.id == row["id"]) & (OutboxEmail.status == "pending"))
+        .run()
+    )
 
 
 async def give_up_on_abandoned(now: datetime | None = None) -> int:
@@ -134,6 +150,12 @@ async def _deliver(
         return "failed"
     try:
         await backend.send(message)
+    except asyncio.CancelledError:
+        # Stopped past the grace period mid-send: the server did not accept it (or we
+        # cannot know), so the row goes back for the next worker now, not in 90 s.
+        log.warning("email %s released unsent: the worker is stopping", row["id"])
+        await asyncio.shield(release(row))
+        raise
     except PermanentFailure as exc:
         log.warning("email %s to %s failed for good: %s", row["id"], row["to_addr"], exc)
         await _finish(
@@ -215,11 +237,11 @@ class Job:
     every: timedelta | None = None
 
 
-def jobs(settings: Settings, backend: Backend) -> list[Job]:
+def jobs(settings: Settings, backend: Backend, stop: asyncio.Event | None = None) -> list[Job]:
     """What the worker does, in order, each round (new background work is a new entry)."""
     return [
         Job("answer account requests", lambda: answer_account_requests(settings)),
-        Job("deliver emails", lambda: deliver_due(settings, backend)),
+        Job("deliver emails", lambda: deliver_due(settings, backend, stop=stop)),
         Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
     ]
 
@@ -231,22 +253,48 @@ async def answer_account_requests(settings: Settings) -> None:
     await answer_pending(settings)
 
 
-async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run the jobs until `stop` is set (inside `serve`, or as `portal worker`)."""
+# After SIGTERM, how long the email in flight may take to finish before it is released
+# (well inside systemd's 90 s TimeoutStopSec, a little less than one SMTP timeout).
+GRACE_SECONDS = 25.0
+HEARTBEAT_EVERY = timedelta(seconds=10)
+
+
+async def run_forever(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    heartbeat: bool = False,
+    grace_seconds: float = GRACE_SECONDS,
+) -> None:
+    """Run the jobs until `stop` is set (inside `serve`, or as `portal worker`, which
+    also reports a `heartbeat` for /readyz). When `stop` is set mid-job, the job finishes
+    the email in hand within `grace_seconds`; past that it is cancelled, releasing it."""
+    from portal.db import health
+
     global _wakeup
     _wakeup = asyncio.Event()
     stop = stop or asyncio.Event()
     backend = backend_for(settings)
     log.info("mail worker started (%s)", type(backend).__name__)
-    work = jobs(settings, backend)
+    work = jobs(settings, backend, stop)
     next_run: dict[str, datetime] = {}
+    if heartbeat:
+        work.insert(0, Job("heartbeat", health.beat, every=HEARTBEAT_EVERY))
+    schema = health.SchemaGate()
     while not stop.is_set():
+        if not await _schema_ready(schema):
+            # Started before `portal migrate` finished: wait for it, quietly.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=settings.mail_poll_seconds)
+            continue
         for job in work:
             due = next_run.get(job.name)
             if due is not None and datetime.now(UTC) < due:
                 continue
+            if stop.is_set():
+                break
             try:
-                await job.run()
+                await _finish_or_release(job.run(), stop, grace_seconds)
             except (
                 Exception
             ) as exc:  # outlive a database hiccup; one failing job never skips the rest
@@ -260,6 +308,39 @@ async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> 
         _wakeup.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_first(stop, _wakeup), timeout=settings.mail_poll_seconds)
+
+    if heartbeat:
+        with contextlib.suppress(Exception):
+            await health.forget_worker()
+    log.info("mail worker stopped")
+
+
+async def _schema_ready(schema: Any) -> bool:
+    try:
+        return await schema.is_current()
+    except Exception as exc:
+        if unavailable_in(exc):
+            OUTAGE.note(exc, refused=False)
+            return False
+        raise
+
+
+async def _finish_or_release(work: Awaitable[object], stop: asyncio.Event, grace: float) -> None:
+    """Run `work`; once `stop` is set give it `grace` seconds more, then cancel it."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            done, _ = await asyncio.wait([task], timeout=grace)
+            if not done:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return
+        task.result()
+    finally:
+        stopped.cancel()
 
 
 async def _first(*events: asyncio.Event) -> None:
