@@ -334,9 +334,13 @@ async def _finish_or_release(work: Awaitable[object], stop: asyncio.Event, grace
         if not task.done():
             done, _ = await asyncio.wait([task], timeout=grace)
             if not done:
-                task.cancel()
+                # Cancelled again while it is not done: an SMTP client's clean-up (QUIT)
+                # waits for the same unanswering server and must not hold the stop up.
+                while not task.done():
+                    task.cancel()
+                    await asyncio.wait([task], timeout=1)
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    task.result()
                 return
         task.result()
     finally:
