@@ -60,8 +60,8 @@ ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("PORTAL_WORKER_GRACE_SECONDS", "25", "after SIGTERM, time to finish the email in flight"),
     ("PORTAL_HOST_REDIRECT_DAYS", "90", "an old host name redirects to the new this long"),
     ("PORTAL_CHEAP_PASSWORD_HASHING_FOR_TESTS", "0", "test suites only"),
-    ("SENTRY_DSN", "unset", "errors to Sentry (needs sentry-sdk installed)"),
-    ("OTEL_EXPORTER_OTLP_ENDPOINT", "unset", "traces via OpenTelemetry (needs its packages)"),
+    ("SENTRY_DSN", "unset", "reserved for Sentry; not read yet"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "unset", "for opentelemetry-instrument, not the app"),
 )
 
 SCHEMES = {"http": 80, "https": 443}
