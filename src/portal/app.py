@@ -51,7 +51,7 @@ from portal.handlers import (
 )
 from portal.mail.worker import run_forever
 from portal.security import head_as_get, nonce_of, with_security_headers
-from portal.tenancy import BareDomain, resolve_tenant
+from portal.tenancy import BareDomain, MovedPermanently, resolve_tenant
 from portal.web import HTML, VARY, Renderer, csrf_token, is_htmx
 
 log = logging.getLogger("portal")
@@ -136,6 +136,7 @@ def create_app(settings: Settings) -> PortalApp:
         exception_handlers={
             BeingUpgraded: _being_upgraded,
             BareDomain: _bare_domain,
+            MovedPermanently: _moved_permanently,
             PortalClosed: _portal_closed,
             SignInRequired: _sign_in_required,
             NotFoundException: _not_found,
@@ -275,6 +276,11 @@ def _is_trusted(peer: str, settings: Settings) -> bool:
 
     # The peer is trusted when reading the header would move past it.
     return client_address(peer, ["0.0.0.0"], settings.trusted_proxies) != peer
+
+
+def _moved_permanently(request: Request, exc: MovedPermanently) -> Response:
+    """A business's former host name: 301 to its address now (docs/deploy.md)."""
+    return Response("", status_code=301, headers={"Location": exc.location})
 
 
 def _bare_domain(request: Request, exc: BareDomain) -> Response:

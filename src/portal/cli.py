@@ -63,7 +63,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
-    from portal.db.importer import ImportProblem, import_file
+    from portal.db.importer import ImportProblem
 
     path = Path(args.file)
     try:
@@ -72,12 +72,23 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         print(f"Cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        tenant_id = asyncio.run(_with_database(settings, lambda: import_file(raw)))
+        tenant_id = asyncio.run(_with_database(settings, lambda: _import_and_analyze(raw)))
     except ImportProblem as exc:
         print(f"Import failed, nothing was imported.\n{path}: {exc}", file=sys.stderr)
         return 1
     print(f"Imported {path} (business id {tenant_id}).")
     return 0
+
+
+async def _import_and_analyze(raw: bytes) -> int:
+    """Import, then refresh the planner's statistics (PostgreSQL): a big import changes
+    the tables' sizes by orders of magnitude."""
+    from portal.db.importer import import_file
+    from portal.db.migrate import analyze
+
+    tenant_id = await import_file(raw)
+    await analyze()
+    return tenant_id
 
 
 def cmd_create_staff(settings: Settings, args: argparse.Namespace) -> int:
@@ -107,6 +118,40 @@ def cmd_create_staff(settings: Settings, args: argparse.Namespace) -> int:
     if problem:
         return refuse(problem)
     print(f"Created {args.role} {args.email} for {args.host}.")
+    return 0
+
+
+def cmd_domain(settings: Settings, args: argparse.Namespace) -> int:
+    """Give a business its own domain (or take it away): its primary address from now on.
+    DNS and the TLS certificate for it are the operator's (docs/deploy.md)."""
+    from portal.db import office_settings
+    from portal.db.activity import Actor
+    from portal.db.queries import tenant_by_host
+
+    domain = None
+    if not args.remove:
+        domain, problem = office_settings.clean_domain(args.domain or "", settings.base_domain)
+        if problem:
+            print(f"Not changed: {problem}", file=sys.stderr)
+            return 1
+
+    async def work() -> str | None:
+        tenant = await tenant_by_host(args.host)
+        if tenant is None:
+            return f"no business has the host name {args.host!r}"
+        try:
+            await office_settings.set_custom_domain(
+                tenant["id"], domain, Actor("operator (portal domain)", "system")
+            )
+        except office_settings.DomainTaken:
+            return f"another business already uses {domain}"
+        return None
+
+    problem = asyncio.run(_with_database(settings, work))
+    if problem:
+        print(f"Not changed: {problem}", file=sys.stderr)
+        return 1
+    print(f"{args.host}: own domain {domain}." if domain else f"{args.host}: no own domain.")
     return 0
 
 
@@ -279,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--password", action=_NoPasswordArgument, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_create_staff)
+
+    p = sub.add_parser("domain", help="give a business its own domain (its primary address)")
+    p.add_argument("--host", required=True, help="the business's portal host name")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--domain", help="e.g. portal.xyzplumbing.com")
+    group.add_argument("--remove", action="store_true", help="back to <host>.<base domain>")
+    p.set_defaults(func=cmd_domain)
 
     p = sub.add_parser("worker", help="deliver queued emails (also runs inside `serve`)")
     p.set_defaults(func=cmd_worker)

@@ -26,6 +26,22 @@ class BareDomain(Exception):
     """The request is for the base domain itself, not for a business."""
 
 
+class MovedPermanently(Exception):
+    """The business moved from this host name: answer 301 to `location`."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+def bare_host(host_header: str) -> str:
+    """A Host header without its port and trailing dot, lower case."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host
+    return (host.rsplit(":", 1)[0] if ":" in host else host).rstrip(".")
+
+
 def host_label(host_header: str, base_domain: str) -> str | None:
     """The business label of a Host header, "" for the bare base domain, None if foreign.
 
@@ -51,9 +67,15 @@ async def resolve_tenant(request: Request) -> dict[str, Any]:
     cached = request.scope.get("portal_tenant")
     if cached is not None:
         return cached
-    label = host_label(request.headers.get("host", ""), request.app.state.settings.base_domain)
+    settings = request.app.state.settings
+    host_header = request.headers.get("host", "")
+    label = host_label(host_header, settings.base_domain)
     if label == "":
         raise BareDomain()
+    if label is None:
+        # Not under the base domain: maybe a business's own domain (one small read).
+        domain = bare_host(host_header)
+        label = await queries.host_of_domain(domain) if "." in domain else None
     if not label:
         raise NotFoundException("No business here")
     token = sessions.session_token(request)
@@ -67,6 +89,22 @@ async def resolve_tenant(request: Request) -> dict[str, Any]:
         )
         request.scope["portal_session"] = session  # type: ignore[typeddict-unknown-key]
     if tenant is None:
+        await _redirect_if_moved(request, label)
         raise NotFoundException("No business here")
     request.scope["portal_tenant"] = tenant  # type: ignore[typeddict-unknown-key]
     return tenant
+
+
+async def _redirect_if_moved(request: Request, label: str) -> None:
+    """A host name a business gave up lately answers 301 to its address now, same path
+    and query (only GET and HEAD: a form posted to the old address is not replayed)."""
+    if request.method not in ("GET", "HEAD"):
+        return
+    moved = await queries.moved_host(label)
+    if moved is None:
+        return
+    from portal.mail.links import portal_url
+
+    query = request.url.query
+    path = request.url.path + (f"?{query}" if query else "")
+    raise MovedPermanently(portal_url(request.app.state.settings, moved, path))

@@ -41,7 +41,7 @@ async def raise_alert(
         .order_by(StaffUser.id)
         .run()
     )
-    link = portal_url(settings, tenant["host"], "/office/settings")
+    link = portal_url(settings, tenant, "/office/settings")
     for admin in admins:
         await queue_email(
             settings,

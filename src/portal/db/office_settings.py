@@ -16,16 +16,16 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 from email_validator import EmailNotValidError, validate_email
 from PIL import Image, UnidentifiedImageError
 
-from portal.db import payment_accounts
+from portal.db import activity, payment_accounts
 from portal.db.engine import transaction
-from portal.db.tables import BusinessUnit, Tenant
+from portal.db.tables import BusinessUnit, HostRedirect, Tenant
 from portal.forms import multi_line, one_line
 
 # --- which settings there are -------------------------------------------------------------
@@ -422,9 +422,17 @@ def clean_form(
     return Changes(columns=columns, downloadable_units=downloadable), values, errors
 
 
-async def save(tenant_id: int, changes: Changes) -> None:
+async def save(
+    tenant_id: int,
+    changes: Changes,
+    *,
+    actor: activity.Actor = activity.SYSTEM,
+    redirect_days: int = 90,
+) -> None:
     """Store settings in one transaction; raises `HostTaken` (and stores nothing) when the
-    new host name belongs to another business."""
+    new host name belongs to another business. A new host name keeps the old one
+    redirecting for `redirect_days` and goes into the activity log, in the same
+    transaction."""
     try:
         async with transaction():
             host = changes.columns.get("host")
@@ -436,6 +444,7 @@ async def save(tenant_id: int, changes: Changes) -> None:
                 )
                 if taken:
                     raise HostTaken(host)
+                await _host_moves(tenant_id, host, actor, redirect_days)
             if changes.columns:
                 values = {
                     getattr(Tenant, key): _column_value(key, value)
@@ -450,6 +459,65 @@ async def save(tenant_id: int, changes: Changes) -> None:
         if "host" in str(exc):
             raise HostTaken(changes.columns.get("host", "")) from exc
         raise
+
+
+async def _host_moves(
+    tenant_id: int, new_host: str, actor: activity.Actor, redirect_days: int
+) -> None:
+    """The old host name redirects to the new one for a while; the change is logged."""
+    row = await Tenant.select(Tenant.host).where(Tenant.id == tenant_id).first().run()
+    old_host = row["host"] if row else ""
+    if not old_host or old_host == new_host:
+        return
+    # The new name may be one this business (or another) gave up: it is a real host now.
+    await HostRedirect.delete().where(HostRedirect.old_host == new_host).run()
+    if redirect_days > 0:
+        until = datetime.now(UTC) + timedelta(days=redirect_days)
+        await HostRedirect.insert(
+            HostRedirect(tenant=tenant_id, old_host=old_host, until=until)
+        ).run()
+    await activity.record(tenant_id, actor, "host.changed", "Host", old_host, new_host)
+
+
+async def set_custom_domain(tenant_id: int, domain: str | None, actor: activity.Actor) -> None:
+    """Give the business its own domain (None: take it away), logged in the same
+    transaction; raises `DomainTaken` when another business has it."""
+    async with transaction():
+        if domain:
+            taken = (
+                await Tenant.exists()
+                .where((Tenant.custom_domain == domain) & (Tenant.id != tenant_id))
+                .run()
+            )
+            if taken:
+                raise DomainTaken(domain)
+        row = await Tenant.select(Tenant.custom_domain).where(Tenant.id == tenant_id).first().run()
+        old = (row or {}).get("custom_domain") or ""
+        await (
+            Tenant.update({Tenant.custom_domain: domain or None})
+            .where(Tenant.id == tenant_id)
+            .run()
+        )
+        await activity.record(tenant_id, actor, "domain.changed", "Own domain", old, domain or "")
+
+
+class DomainTaken(Exception):
+    """Another business already uses the domain."""
+
+
+DOMAIN_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def clean_domain(value: str, base_domain: str) -> tuple[str, str | None]:
+    """A business's own domain: a full host name such as portal.xyzplumbing.com, not
+    under the portal's base domain (those are host names)."""
+    domain = value.strip().lower().rstrip(".")
+    labels = domain.split(".")
+    if len(domain) > 253 or len(labels) < 2 or not all(DOMAIN_LABEL.match(x) for x in labels):
+        return domain, "Enter a full domain name, for example portal.xyzplumbing.com."
+    if domain == base_domain or domain.endswith("." + base_domain):
+        return domain, f"Names under {base_domain} are host names, not a business's own domain."
+    return domain, None
 
 
 async def _set_downloadable(tenant_id: int, unit_ids: set[int]) -> None:

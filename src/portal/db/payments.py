@@ -388,7 +388,7 @@ async def settle_payment(
                         }
                         for line in lines
                     ],
-                    "link": portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
+                    "link": portal_url(settings, tenant, f"/payments/{payment_id}"),
                 },
             )
         if late:

@@ -90,7 +90,7 @@ async def send_reset_link(
             member["email"],
             "staff_reset",
             {
-                "link": portal_url(settings, tenant["host"], f"/office/reset?token={token}"),
+                "link": portal_url(settings, tenant, f"/office/reset?token={token}"),
                 "hours": settings.reset_token_hours,
                 "name": member["name"],
                 "sent_by": sent_by["name"] or sent_by["email"],

@@ -21,6 +21,7 @@ from portal.auth.sessions import SessionInfo, end_session
 from portal.db import office as office_db
 from portal.db import office_settings as rules
 from portal.db import queries
+from portal.db.activity import Actor
 from portal.handlers.office import is_admin, office_page, refuse
 from portal.mail.links import portal_url
 from portal.payments import accounts as payment_accounts
@@ -73,7 +74,7 @@ async def _page(
 ) -> Response:
     units = await queries.business_units(tenant["id"])
     settings = request.app.state.settings
-    url = portal_url(settings, tenant["host"], "/")
+    url = portal_url(settings, tenant, "/")
     shown = current_values(tenant, units)
     shown.update(values or {})
     return await office_page(
@@ -183,7 +184,12 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
             errors["logo"] = problem
     if not errors:
         try:
-            await rules.save(tenant["id"], changes)
+            await rules.save(
+                tenant["id"],
+                changes,
+                actor=Actor(staff.email),
+                redirect_days=request.app.state.settings.host_redirect_days,
+            )
         except rules.HostTaken:
             errors["host"] = rules.HOST_TAKEN_MESSAGE
     if errors:
@@ -325,7 +331,12 @@ async def save_one(
     changes, values, errors = rules.clean_form([key], form, tenant, units)
     if not errors:
         try:
-            await rules.save(tenant["id"], changes)
+            await rules.save(
+                tenant["id"],
+                changes,
+                actor=Actor(staff.email),
+                redirect_days=request.app.state.settings.host_redirect_days,
+            )
         except rules.HostTaken:
             errors["host"] = rules.HOST_TAKEN_MESSAGE
     if not errors and "host" in changes.columns:
