@@ -267,6 +267,8 @@ async def test_readyz_wants_a_recent_worker_heartbeat_when_serve_sends_no_email(
         serving.append(server)
         status, _, body = get(server.port, "/readyz")
         assert status == 503 and "worker" in json.loads(body)["checks"], body
+        # No demo business here: no demo sign-ins printed either.
+        assert "sign in as" not in server.log.read_text() and "demo" not in server.log.read_text()
         worker = subprocess.Popen(
             [sys.executable, "-m", "portal.cli", "worker"],
             env=env,
@@ -342,3 +344,35 @@ def test_one_json_line_per_request_and_prometheus_metrics(tmp_path: Path, servin
         assert name in text, name
     # Never through the proxy: the counts are no visitor's business.
     assert get(server.port, "/metrics", headers={"X-Forwarded-For": "203.0.113.9"})[0] == 404
+
+
+def test_uvicorn_serves_the_module_level_app_with_several_workers(tmp_path: Path):
+    """`portal.asgi:app` is an ordinary ASGI app: uvicorn itself, two worker processes."""
+    url = f"sqlite:///{tmp_path}/portal.sqlite3"
+    env = env_for(tmp_path, url)
+    assert portal(env, "migrate", "--quiet").returncode == 0
+    assert portal(env, "demo").returncode == 0
+    port = free_port()
+    log = tmp_path / "uvicorn.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "portal.asgi:app", "--port", str(port),
+         "--workers", "2", "--no-proxy-headers"],
+        env=env,
+        stdout=open(log, "w"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if get(port, "/readyz")[0] == 200:
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        status, _, page = get(port, "/sign-in", f"{DEMO_HOST}.localhost")
+        assert status == 200 and "Sign in" in page
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
