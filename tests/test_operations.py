@@ -376,3 +376,20 @@ def test_uvicorn_serves_the_module_level_app_with_several_workers(tmp_path: Path
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.skipif(engine_kind() != "postgres", reason="PostgreSQL's pool")
+async def test_a_request_takes_one_pooled_connection_not_one_per_statement(app):
+    from portal.db import engine as db_engine
+    from portal.db import fast
+
+    pool = db_engine.current_engine().pool
+    async with db_engine.one_connection_per_request():
+        pids = {(await fast.fetch("SELECT pg_backend_pid() AS pid"))[0]["pid"] for _ in range(5)}
+        in_use = pool.get_size() - pool.get_idle_size()
+        async with db_engine.transaction():
+            # The request's connection went back first: never two held by one request.
+            assert pool.get_size() - pool.get_idle_size() == in_use
+        pids.add((await fast.fetch("SELECT pg_backend_pid() AS pid"))[0]["pid"])
+    assert len(pids) == 1
+    assert in_use >= 1 and pool.get_size() - pool.get_idle_size() == in_use - 1

@@ -121,6 +121,20 @@ async def one_connection_per_request() -> AsyncIterator[None]:
                 await pool.release(held.connection)
 
 
+async def _give_back_request_connection(pool: Any) -> None:
+    """Before a transaction takes a connection, the request's idle one goes back to the
+    pool: a request never holds two, so a full pool of requests that each start a
+    transaction cannot wait on one another (the transaction likely gets it again)."""
+    held = _REQUEST_CONNECTION.get()
+    if held is None or held.pool is not pool or held.connection is None:
+        return
+    async with held.lock:
+        if held.connection is not None:
+            connection, held.connection = held.connection, None
+            with contextlib.suppress(Exception):
+                await pool.release(connection)
+
+
 async def _keep_session(connection: Any) -> None:
     """The pool's reset on release: nothing. The portal keeps no session state on a
     connection (no SET, LISTEN, advisory locks or cursors outside a transaction), so
@@ -135,6 +149,7 @@ class _PostgresTransaction(PostgresTransaction):
     async def get_connection(self) -> Any:
         with translated():
             if self.engine.pool:
+                await _give_back_request_connection(self.engine.pool)
                 return await self.engine.pool.acquire(timeout=self.engine.wait_seconds)
             return await self.engine.get_new_connection()
 
