@@ -63,7 +63,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
-    from portal.db.importer import ImportProblem
+    from portal.importer import ImportProblem
 
     path = Path(args.file)
     try:
@@ -83,8 +83,8 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 async def _import_and_analyze(raw: bytes) -> int:
     """Import, then refresh the planner's statistics (PostgreSQL): a big import changes
     the tables' sizes by orders of magnitude."""
-    from portal.db.importer import import_file
     from portal.db.migrate import analyze
+    from portal.importer import import_file
 
     tenant_id = await import_file(raw)
     await analyze()
@@ -127,10 +127,11 @@ def cmd_domain(settings: Settings, args: argparse.Namespace) -> int:
     from portal.db import office_settings
     from portal.db.activity import Actor
     from portal.db.queries import tenant_by_host
+    from portal.settings_form import clean_domain
 
     domain = None
     if not args.remove:
-        domain, problem = office_settings.clean_domain(args.domain or "", settings.base_domain)
+        domain, problem = clean_domain(args.domain or "", settings.base_domain)
         if problem:
             print(f"Not changed: {problem}", file=sys.stderr)
             return 1
@@ -182,7 +183,7 @@ def _read_new_password(from_stdin: bool) -> tuple[str, str | None]:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run the worker until SIGTERM or SIGINT: then the email in flight is finished (or,
     past the grace period, released for another worker) before the process exits 0."""
-    from portal.mail.worker import run_forever
+    from portal.worker import run_forever
 
     async def work() -> None:
         stop = asyncio.Event()
