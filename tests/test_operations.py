@@ -393,3 +393,29 @@ async def test_a_request_takes_one_pooled_connection_not_one_per_statement(app):
         pids.add((await fast.fetch("SELECT pg_backend_pid() AS pid"))[0]["pid"])
     assert len(pids) == 1
     assert in_use >= 1 and pool.get_size() - pool.get_idle_size() == in_use - 1
+
+
+def test_portal_serve_keeps_an_idle_connection_open_past_the_old_five_seconds(
+    tmp_path: Path, serving: list[Serving]
+):
+    """A phone reading a page keeps its connection for the next click (issue 18.1:
+    `portal serve` keeps idle connections 75 s; uvicorn's default closed them after 5 s)."""
+    import http.client
+
+    env = env_for(tmp_path, f"sqlite:///{tmp_path}/portal.sqlite3")
+    assert portal(env, "migrate", "--quiet").returncode == 0
+    server = Serving(env)
+    serving.append(server)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("GET", "/healthz", headers={"Host": "localhost"})
+    first = connection.getresponse()
+    first.read()
+    assert first.status == 200
+    local = connection.sock.getsockname()
+    time.sleep(8)  # reading the page
+    connection.request("GET", "/healthz", headers={"Host": "localhost"})
+    second = connection.getresponse()
+    second.read()
+    assert second.status == 200
+    assert connection.sock.getsockname() == local  # the same connection, not a new one
+    connection.close()

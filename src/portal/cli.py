@@ -1,4 +1,4 @@
-"""`portal serve|migrate|demo|import|create-staff|worker`."""
+"""`portal serve|migrate|demo|import|create-staff|domain|worker`."""
 
 from __future__ import annotations
 

@@ -56,14 +56,12 @@ def sign_in(area: str, outcome: str) -> None:
     SIGN_INS.labels(area, outcome).inc()
 
 
-async def exposition() -> tuple[bytes, str]:
-    """The metrics page: this process's counters plus the database's gauges."""
-    from portal.db import health
-
-    outbox = await health.outbox_summary()
+def exposition(outbox: dict[str, Any], payments: dict[str, int]) -> tuple[bytes, str]:
+    """The metrics page: this process's counters plus the database's gauges (`outbox`:
+    pending and oldest_seconds; `payments`: count by state, read by the caller)."""
     OUTBOX_DEPTH.set(outbox["pending"])
     OUTBOX_OLDEST.set(outbox["oldest_seconds"])
-    for state, count in (await health.payments_by_state()).items():
+    for state, count in payments.items():
         PAYMENTS.labels(state).set(count)
     registry: Any = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

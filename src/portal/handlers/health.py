@@ -60,7 +60,8 @@ async def prometheus_metrics(request: Request) -> Response[bytes]:
         from litestar.exceptions import NotFoundException
 
         raise NotFoundException()
-    body, content_type = await metrics.exposition()
+    outbox = await health.outbox_summary()
+    body, content_type = metrics.exposition(outbox, await health.payments_by_state())
     return Response(body, media_type=content_type, headers=NO_STORE)
 
 
