@@ -25,6 +25,7 @@ from portal.auth.sessions import SessionInfo, end_session
 from portal.db import office as office_db
 from portal.db import office_settings as settings_db
 from portal.db import queries
+from portal.db.activity import Actor
 from portal.db.rows import TenantRow
 from portal.mail.links import portal_url
 from portal.pages import is_admin, office_page, refuse
@@ -79,7 +80,7 @@ async def _page(
 ) -> Response[Any]:
     units = await queries.business_units(tenant["id"])
     settings = request.app.state.settings
-    url = portal_url(settings, tenant["host"], "/")
+    url = portal_url(settings, tenant, "/")
     shown = current_values(tenant, units)
     shown.update(values or {})
     return await office_page(
@@ -197,7 +198,12 @@ async def save_all(
             errors["logo"] = problem
     if not errors:
         try:
-            await settings_db.save(tenant["id"], changes)
+            await settings_db.save(
+                tenant["id"],
+                changes,
+                actor=Actor(staff.email),
+                redirect_days=request.app.state.settings.host_redirect_days,
+            )
         except settings_db.HostTaken:
             errors["host"] = settings_db.HOST_TAKEN_MESSAGE
     if errors:
@@ -352,7 +358,12 @@ async def save_one(
     changes, values, errors = checked.clean, checked.values, checked.problems
     if not errors:
         try:
-            await settings_db.save(tenant["id"], changes)
+            await settings_db.save(
+                tenant["id"],
+                changes,
+                actor=Actor(staff.email),
+                redirect_days=request.app.state.settings.host_redirect_days,
+            )
         except settings_db.HostTaken:
             errors["host"] = settings_db.HOST_TAKEN_MESSAGE
     if not errors and "host" in changes.columns:
