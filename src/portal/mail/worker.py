@@ -183,6 +183,14 @@ async def _finish(
 
 
 HOUSEKEEPING_EVERY = timedelta(hours=1)
+PAYMENTS_EVERY = timedelta(minutes=1)
+
+
+async def settle_stale_payments(settings: Settings) -> None:
+    """Payments whose gateway answer never came are asked about (payments/service.py)."""
+    from portal.payments.service import reconcile_stale
+
+    await reconcile_stale(settings)
 
 
 async def housekeeping(settings: Settings) -> None:
@@ -220,6 +228,7 @@ def jobs(settings: Settings, backend: Backend) -> list[Job]:
     return [
         Job("answer account requests", lambda: answer_account_requests(settings)),
         Job("deliver emails", lambda: deliver_due(settings, backend)),
+        Job("settle stale payments", lambda: settle_stale_payments(settings), every=PAYMENTS_EVERY),
         Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
     ]
 
