@@ -259,6 +259,7 @@ class Figures:
     # The killed app process: its port and the time it was down (monotonic, start to end).
     down: tuple[int, float, float] | None = None
     while_down: Counter = field(default_factory=Counter)
+    resent: int = 0  # requests sent again after the server closed without answering
     settle_wait: float = 0.0  # after the run, until no charged payment was still pending
 
     def record(
@@ -321,13 +322,25 @@ class Person:
             limits=httpx.Limits(keepalive_expiry=2.5),
         )
         self.token = ""
+        self.last_error = ""
 
     async def request(self, kind: str, method: str, path: str, **kw) -> httpx.Response | None:
         started = time.monotonic()
         try:
-            response = await self.client.request(method, path, **kw)
+            try:
+                response = await self.client.request(method, path, **kw)
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                # The server closed the connection without a byte of answer: the keep-alive
+                # race (uvicorn closes a connection idle for 5 s as a request, sent late
+                # by this loaded client, crosses it). A browser sends such a request again
+                # on a new connection; so does this script, once (counted).
+                self.figures.resent += 1
+                response = await self.client.request(method, path, **kw)
         except httpx.HTTPError as exc:
             self.figures.record(kind, started, None, repr(exc), self.port)
+            self.last_error = (
+                f"no answer ({type(exc).__name__} after {time.monotonic() - started:.0f} s)"
+            )
             return None
         self.figures.record(kind, started, response, path, self.port)
         return response
@@ -353,7 +366,7 @@ class Person:
                 tally.waited.append(time.monotonic() - began)
                 return True
             if r is None or r.status_code != 503:
-                tally.refused[r.status_code if r is not None else "no answer"] += 1
+                tally.refused[r.status_code if r is not None else self.last_error] += 1
                 return False
             if "Lots of people are signing in" in r.text:
                 tally.busy += 1
@@ -854,7 +867,9 @@ async def run(args: argparse.Namespace) -> int:
         f"{percentile(tally.waited, 0.5):.1f} s, max {max(tally.waited, default=0):.1f} s"
     )
     print(
-        f"requests: {total} ({total / elapsed:.1f}/s); failures (5xx or no answer): {failures}; "
+        f"requests: {total} ({total / elapsed:.1f}/s); sent again after a close without an "
+        f"answer (keep-alive race, or the killed process): {figures.resent}; "
+        f"failures (5xx or no answer): {failures}; "
         f"statuses: {dict(sorted(figures.statuses.items(), key=str))}"
     )
     if figures.down:
