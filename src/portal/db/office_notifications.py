@@ -17,10 +17,10 @@ from markupsafe import Markup, escape
 
 from portal.config import Settings
 from portal.db.tables import Customer, CustomerEmail, Invoice, NotificationTemplate
+from portal.formatting import format_date, money
 from portal.forms import is_one_line, multi_line, one_line
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
-from portal.web import format_date, money
 
 COMMON = ("CustomerPortalLink", "CustomerName", "BusinessName")
 INVOICE = ("InvoiceNumber", "AmountDue", "DueDate")
@@ -254,7 +254,7 @@ async def reset(tenant_id: int, key: str) -> None:
 
 def sign_in_link(settings: Settings, tenant: dict[str, Any]) -> str:
     """{CustomerPortalLink}: the business's real portal sign-in page."""
-    return portal_url(settings, tenant["host"], "/sign-in")
+    return portal_url(settings, tenant, "/sign-in")
 
 
 def common_values(settings: Settings, tenant: dict[str, Any], customer_name: str) -> dict[str, str]:

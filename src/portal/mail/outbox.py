@@ -11,9 +11,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from portal.config import Settings
 from portal.db.tables import OutboxEmail
+from portal.formatting import money
 from portal.forms import one_line
 from portal.mail.links import portal_url
-from portal.web import TEMPLATES_DIR, money
+from portal.web import TEMPLATES_DIR
 
 _env = Environment(
     loader=FileSystemLoader(TEMPLATES_DIR / "email"),
@@ -54,10 +55,10 @@ async def queue_email(
     """Render `template` for `to` and add it to the outbox; returns the row id."""
     full_context = {"tenant": tenant, **context}
     if tenant is not None:
-        full_context.setdefault("portal_link", portal_url(settings, tenant["host"], "/sign-in"))
+        full_context.setdefault("portal_link", portal_url(settings, tenant, "/sign-in"))
         full_context.setdefault(
             "logo_url",
-            portal_url(settings, tenant["host"], f"/logo/{tenant['logo_version']}")
+            portal_url(settings, tenant, f"/logo/{tenant['logo_version']}")
             if tenant.get("logo_version")
             else "",
         )
