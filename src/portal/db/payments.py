@@ -121,6 +121,26 @@ async def pending_for_customer(tenant_id: int, customer_id: int) -> list[dict[st
     return rows
 
 
+async def pending_since_before(moment: datetime, limit: int = 100) -> list[dict[str, Any]]:
+    """Payments of every business still waiting for the gateway's answer, started before
+    `moment` (oldest first, at most `limit`): for the worker to ask their gateway."""
+    return (
+        await Payment.select(
+            Payment.id,
+            Payment.tenant,
+            Payment.gateway_ref,
+            Payment.account_email,
+            Payment.created_at,
+            Payment.payment_account_id,
+            Payment.amount_cents,
+        )
+        .where((Payment.status == "pending") & (Payment.created_at < moment))
+        .order_by(Payment.id)
+        .limit(limit)
+        .run()
+    )
+
+
 async def pending_on_account(tenant_id: int, account_id: str) -> list[dict[str, Any]]:
     """The business's payments still waiting for the gateway that started on this account."""
     return (

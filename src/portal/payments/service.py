@@ -54,6 +54,9 @@ MAX_SELECTED = 200
 # A pending payment that never got a checkout (the request died half-way) stops holding
 # its invoices after this long.
 UNREFERENCED_HOLD = timedelta(minutes=5)
+# A payment still pending this long after it started is asked about by the worker (a
+# customer on the card page for longer is not disturbed: an open checkout is left open).
+STALE_AFTER = timedelta(minutes=2)
 MAX_CALLBACK_BYTES = 64 * 1024
 ACCOUNT_CHANGED = "The business changed its payment account before this payment was finished."
 
@@ -574,7 +577,37 @@ async def reconcile_customer(settings: Settings, tenant: TenantRow, customer_id:
     (a callback that never arrived must not leave a paid invoice looking unpaid), each
     with the gateway of the account it started on. Pages call it only when the session
     read flagged a pending payment."""
-    for payment in await db.pending_for_customer(tenant["id"], customer_id):
+    await _ask_gateways(settings, tenant, await db.pending_for_customer(tenant["id"], customer_id))
+
+
+async def reconcile_stale(settings: Settings, moment: datetime | None = None) -> int:
+    """Settle the pending payments of every business that are older than `STALE_AFTER`
+    and have in fact ended at the gateway (run by the background worker). A callback can
+    be lost for good — the sandbox delivers it once, from the process that took the card,
+    and that process may die right after the charge — and the customer may never come
+    back to a page that would ask: the money was taken, so the payment must be recorded
+    all the same. Returns how many payments were asked about."""
+    from portal.db import queries
+    from portal.db.tables import Tenant
+
+    before = (moment or datetime.now(UTC)) - STALE_AFTER
+    pending = await db.pending_since_before(before)
+    by_tenant: dict[int, list[dict[str, Any]]] = {}
+    for payment in pending:
+        by_tenant.setdefault(payment["tenant"], []).append(payment)
+    for tenant_id, payments in by_tenant.items():
+        row = await Tenant.select(Tenant.host).where(Tenant.id == tenant_id).first().run()
+        tenant = await queries.tenant_by_host(row["host"]) if row else None
+        if tenant is not None:
+            await _ask_gateways(settings, tenant, payments)
+    return len(pending)
+
+
+async def _ask_gateways(
+    settings: Settings, tenant: dict[str, Any], pending: list[dict[str, Any]]
+) -> None:
+    """Ask each pending payment's own gateway how it ended; settle those that did."""
+    for payment in pending:
         try:
             gateway = gateway_for(settings, payment["payment_account_id"])
             checkout = await _current_checkout(settings, tenant, gateway, payment)
