@@ -43,6 +43,10 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/logo/{version:int}"): "public",  # the logo of the host's own business only
     ("GET", "/logo/{version:int}/2x"): "public",  # its 2× copy, the same way
     ("GET", "/_hello"): "public",
+    # Operations: no business data (metrics only on the app port, never via the proxy).
+    ("GET", "/healthz"): "public",
+    ("GET", "/readyz"): "public",
+    ("GET", "/metrics"): "public",
     ("GET", "/sandbox-gateway/checkout/{checkout_id:str}"): "capability",
     ("POST", "/sandbox-gateway/checkout/{checkout_id:str}"): "capability",
     ("POST", "/sandbox-gateway/checkout/{checkout_id:str}/cancel"): "capability",

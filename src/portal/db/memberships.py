@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 from portal.db import fast
+from portal.db.rows import TenantRow
 from portal.forms import MAX_ID
 
 STATUSES = ("active", "canceled", "expired", "suspended")
@@ -19,7 +20,7 @@ HIDEABLE = ("canceled", "expired", "suspended")
 PAST_VISITS_PAGE = 20
 
 
-def visible_statuses(tenant: dict[str, Any]) -> list[str]:
+def visible_statuses(tenant: TenantRow) -> list[str]:
     """The statuses a customer sees: active always, others only if the office chose them."""
     chosen = set(tenant.get("membership_statuses") or [])
     return ["active", *[s for s in HIDEABLE if s in chosen]]
@@ -32,7 +33,7 @@ _COLUMNS = """
 """
 
 
-def _visible(tenant: dict[str, Any]) -> tuple[str, list[str]]:
+def _visible(tenant: TenantRow) -> tuple[str, list[str]]:
     """The WHERE clause of the customer's visible memberships (business and customer
     placeholders first, then the statuses) and the statuses."""
     statuses = visible_statuses(tenant)
@@ -41,7 +42,7 @@ def _visible(tenant: dict[str, Any]) -> tuple[str, list[str]]:
 
 
 async def memberships_for_customer(
-    tenant: dict[str, Any], customer_id: int, today: date
+    tenant: TenantRow, customer_id: int, today: date
 ) -> list[dict[str, Any]]:
     """The customer's visible memberships, active first, newest first; each with
     `next_visit` (the next upcoming visit, or None). One statement."""
@@ -65,7 +66,7 @@ async def memberships_for_customer(
 
 
 async def membership_for_customer(
-    tenant: dict[str, Any], customer_id: int, membership_id: int
+    tenant: TenantRow, customer_id: int, membership_id: int
 ) -> dict[str, Any] | None:
     """One visible membership of the customer, or None (foreign, hidden and unknown alike)."""
     where, statuses = _visible(tenant)
