@@ -95,7 +95,7 @@ async def pending_for_invoices(tenant_id: int, invoice_ids: list[int]) -> list[d
     """Pending payments holding any of these invoices (whoever started them)."""
     if not invoice_ids:
         return []
-    return await Payment.raw(
+    result: list[dict[str, Any]] = await Payment.raw(
         f"""SELECT DISTINCT p.id, p.gateway_ref, p.account_email, p.idempotency_key,
             p.created_at, p.customer, p.payment_account_id, p.amount_cents
         FROM payment p JOIN payment_allocation pa ON pa.payment = p.id
@@ -104,6 +104,7 @@ async def pending_for_invoices(tenant_id: int, invoice_ids: list[int]) -> list[d
         tenant_id,
         *invoice_ids,
     ).run()
+    return result
 
 
 async def pending_for_customer(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
@@ -249,7 +250,8 @@ async def start_payment(
                 for invoice_id in ids
             ]
         ).run()
-    return payment_id
+    result: int | Refusal | KeyUsed = payment_id
+    return result
 
 
 async def attach_checkout(tenant_id: int, payment_id: int, ref: str) -> None:
