@@ -332,8 +332,9 @@ class Person:
             except (httpx.RemoteProtocolError, httpx.ReadError):
                 # The server closed the connection without a byte of answer: the keep-alive
                 # race (the server closes an idle connection as a request, sent late by
-                # this loaded client, crosses it), or the killed process. A browser sends such a request again
-                # on a new connection; so does this script, once (counted).
+                # this loaded client, crosses it), or the killed process. A browser sends
+                # such a request again on a new connection; so does this script, once
+                # (counted).
                 self.figures.resent += 1
                 response = await self.client.request(method, path, **kw)
         except httpx.HTTPError as exc:
