@@ -397,27 +397,61 @@ def clean_reason(value: str) -> tuple[str, str | None]:
     return reason, None
 
 
-async def dismiss(tenant: dict[str, Any], request_id: int, reason: str, staff_email: str) -> None:
-    """Close a request with a reason; raises `AlreadyHandled` if it is not new any more."""
-    rows = await (
-        BookingRequest.update(
-            {
-                BookingRequest.status: "dismissed",
-                BookingRequest.dismiss_reason: reason,
-                BookingRequest.handled_at: datetime.now(UTC),
-                BookingRequest.handled_by: staff_email,
-            }
+async def dismiss(
+    settings: Settings,
+    tenant: dict[str, Any],
+    request_id: int,
+    reason: str,
+    staff_email: str,
+) -> None:
+    """Close a request with a reason and email the reason to the customer (in the same
+    transaction); raises `AlreadyHandled` if it is not new any more. Call
+    `portal.mail.worker.wake()` after."""
+    try:
+        await _dismiss(settings, tenant, request_id, reason, staff_email)
+    except AlreadyHandled:
+        raise AlreadyHandled(await get_request(tenant["id"], request_id)) from None
+
+
+async def _dismiss(
+    settings: Settings, tenant: dict[str, Any], request_id: int, reason: str, staff_email: str
+) -> None:
+    async with transaction():
+        rows = await (
+            BookingRequest.update(
+                {
+                    BookingRequest.status: "dismissed",
+                    BookingRequest.dismiss_reason: reason,
+                    BookingRequest.handled_at: datetime.now(UTC),
+                    BookingRequest.handled_by: staff_email,
+                }
+            )
+            .where(
+                (BookingRequest.tenant == tenant["id"])
+                & (BookingRequest.id == request_id)
+                & (BookingRequest.status == "new")
+            )
+            .returning(BookingRequest.id)
+            .run()
         )
-        .where(
-            (BookingRequest.tenant == tenant["id"])
-            & (BookingRequest.id == request_id)
-            & (BookingRequest.status == "new")
-        )
-        .returning(BookingRequest.id)
-        .run()
-    )
-    if not rows:
-        raise AlreadyHandled(await get_request(tenant["id"], request_id))
+        if not rows:
+            raise AlreadyHandled(None)
+        request = await get_request(tenant["id"], request_id)
+        assert request is not None
+        to = request["account_email"] or await _first_email(tenant["id"], request["customer"])
+        if to:
+            await notes.queue_notification(
+                settings,
+                tenant,
+                to,
+                "booking_dismissed",
+                {
+                    **notes.common_values(settings, tenant, request["customer_name"]),
+                    "ServiceType": request["service_type"],
+                    "ServiceAddress": request["address"],
+                    "Reason": reason,
+                },
+            )
 
 
 async def units(tenant_id: int) -> list[dict[str, Any]]:

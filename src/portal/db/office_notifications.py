@@ -91,6 +91,24 @@ KINDS: dict[str, Kind] = {
                 "{BusinessName}"
             ),
         ),
+        Kind(
+            key="booking_dismissed",
+            title="Booking request closed",
+            purpose=(
+                "Sent when the office dismisses a customer's appointment request, with the "
+                "reason the office gave."
+            ),
+            placeholders=(*COMMON, *BOOKING, "Reason"),
+            subject="About your appointment request",
+            body=(
+                "Hello {CustomerName},\n\n"
+                "We can't book your request for {ServiceType} at {ServiceAddress}.\n\n"
+                "{Reason}\n\n"
+                "Call us or send a new request in our customer portal:\n"
+                "{CustomerPortalLink}\n\n"
+                "{BusinessName}"
+            ),
+        ),
     ]
 }
 

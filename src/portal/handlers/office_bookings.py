@@ -34,7 +34,7 @@ async def bookings_page(request: Request, tenant: TenantDep, staff: StaffDep) ->
         job = request.query_params.get("job", "")[:32]
         notice = f"Job {job} is booked and the customer was emailed."
     elif request.query_params.get("done") == "dismissed":
-        notice = "The request was dismissed."
+        notice = "The request was dismissed and the customer was emailed the reason."
     return await office_page(
         request,
         tenant,
@@ -201,7 +201,7 @@ async def dismiss(
             status=422,
         )
     try:
-        await bookings.dismiss(tenant, request_id, reason, staff.email)
+        await bookings.dismiss(request.app.state.settings, tenant, request_id, reason, staff.email)
     except bookings.AlreadyHandled as exc:
         return await _one(
             request,
@@ -211,10 +211,17 @@ async def dismiss(
             message=bookings.handled_message(exc.request, tenant),
             status=409,
         )
+    wake()
     if not is_fragment_request(request):
         return see_other(request, "/office/bookings?done=dismissed")
     dismissed = await _request_or_404(tenant, request_id)
-    return await _one(request, tenant, staff, dismissed, done="The request was dismissed.")
+    return await _one(
+        request,
+        tenant,
+        staff,
+        dismissed,
+        done="The request was dismissed and the customer was emailed the reason.",
+    )
 
 
 ROUTES = [bookings_page, booking_page, book_form, book, dismiss_form, dismiss]

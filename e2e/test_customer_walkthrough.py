@@ -1,0 +1,79 @@
+"""What a first real use of the portal found on the customer side (issue 17, items 1–6), in a
+real browser with JavaScript on and off: each test is something a customer would notice."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+from playwright.sync_api import Page, expect
+
+from portal.demo import JANE_EMAIL
+from tests.support.browser import sign_in
+from tests.support.mail import dev_mailbox
+
+OFFICE = ("office@xyzservices.example", "office-demo-pass")
+
+
+def office_sign_in(page: Page, base: str) -> None:
+    page.goto(base + "/office/sign-in")
+    page.get_by_label("Email").fill(OFFICE[0])
+    page.get_by_label("Password").fill(OFFICE[1])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Settings › Customer Portal")).to_be_visible()
+
+
+def insert_request(server, service_type: str) -> int:
+    """An appointment request of Jane's in the server's database, as the scheduler stores it."""
+    day = (date.today() + timedelta(days=3)).isoformat()
+    with sqlite3.connect(server.var_dir / "portal.sqlite3") as db:
+        tenant, customer, location = db.execute(
+            "SELECT c.tenant, c.id, l.id FROM customer c JOIN location l ON l.customer = c.id "
+            "WHERE c.external_id = 'C-1001' ORDER BY l.id LIMIT 1"
+        ).fetchone()
+        cursor = db.execute(
+            "INSERT INTO booking_request (tenant, customer, location, account_email, service_type,"
+            " preferred_windows, notes, status, dismiss_reason, idempotency_key, created_at,"
+            " handled_by) VALUES (?, ?, ?, ?, ?, ?, '', 'new', '', ?, ?, '')",
+            (
+                tenant,
+                customer,
+                location,
+                JANE_EMAIL,
+                service_type,
+                json.dumps([{"date": day, "window": "morning"}]),
+                uuid.uuid4().hex,
+                datetime.now(UTC).isoformat(),
+            ),
+        )
+        return cursor.lastrowid
+
+
+def test_the_dismissal_reason_reaches_the_customer_on_the_page_and_by_email(
+    server, page: Page, js: bool
+):
+    service = f"Pool heater {'js' if js else 'nojs'}"
+    reason = f"We don't service pool heaters ({'js' if js else 'nojs'}); try Sunny Pools."
+    insert_request(server, service)
+    office_sign_in(page, server.base_url)
+    page.goto(server.url("/office/bookings"))
+    card = page.get_by_role("article", name=service)
+    card.get_by_role("link", name="Dismiss").click()
+    card = page.get_by_role("article", name=service)
+    card.get_by_label("Reason").fill(reason)
+    card.get_by_role("button", name="Dismiss request").click()
+    expect(page.get_by_text("the customer was emailed the reason")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, server.base_url)
+    page.get_by_role("link", name="Scheduler").click()
+    row = page.locator("#your-requests").get_by_role("row").filter(has_text=service)
+    expect(row).to_contain_text("Closed")
+    expect(row).to_contain_text(reason)
+
+    message = dev_mailbox(server.var_dir / "mail", JANE_EMAIL, reason)
+    text = message.get_body(("plain",)).get_content()
+    assert service in text
+    assert "Hello Jane" in text
