@@ -8,13 +8,28 @@ import sqlite3
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from portal.demo import JANE_EMAIL
-from tests.support.browser import sign_in
+from tests.support.browser import add_portal_account, fits_the_width, sign_in, text_lines
 from tests.support.mail import dev_mailbox
 
 OFFICE = ("office@xyzservices.example", "office-demo-pass")
+# On two records (Acme Property Management and Maple Court HOA): the record switcher shows.
+ACME = ("facilities@acme.example", "acme-contracts-2026")
+
+
+@pytest.fixture(scope="module")
+def acme(server) -> tuple[str, str]:
+    add_portal_account(server, *ACME)
+    return ACME
+
+
+@pytest.fixture(params=[1280, 360])
+def width(request: pytest.FixtureRequest) -> int:
+    """Desktop and phone widths, for what a person sees of the layout."""
+    return request.param
 
 
 def office_sign_in(page: Page, base: str) -> None:
@@ -77,3 +92,24 @@ def test_the_dismissal_reason_reaches_the_customer_on_the_page_and_by_email(
     text = message.get_body(("plain",)).get_content()
     assert service in text
     assert "Hello Jane" in text
+
+
+def test_the_record_switcher_reads_in_whole_words_and_switches(
+    server, acme, page: Page, js: bool, width: int
+):
+    page.set_viewport_size({"width": width, "height": 800})
+    sign_in(page, server.base_url, *acme)
+    switcher = page.locator("form.switch")
+    label = switcher.get_by_text("Viewing", exact=True)
+    button = switcher.get_by_role("button", name="Switch")
+    expect(label).to_be_visible()
+    assert text_lines(label) == 1, "Viewing wraps"
+    assert text_lines(button) == 1, "Switch wraps"
+    assert fits_the_width(page)
+    box = switcher.get_by_label("Viewing").bounding_box()
+    assert box is not None and box["x"] + box["width"] <= width
+    switcher.get_by_label("Viewing").select_option(label="Maple Court HOA")
+    button.click()
+    expect(page.locator("form.switch").get_by_label("Viewing")).to_have_value(
+        page.locator("form.switch option", has_text="Maple Court HOA").get_attribute("value")
+    )
