@@ -4,6 +4,7 @@ real browser with JavaScript on and off: each test is something a customer would
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -113,3 +114,23 @@ def test_the_record_switcher_reads_in_whole_words_and_switches(
     expect(page.locator("form.switch").get_by_label("Viewing")).to_have_value(
         page.locator("form.switch option", has_text="Maple Court HOA").get_attribute("value")
     )
+
+
+def test_a_declined_card_is_explained_in_whole_sentences(server, page: Page, js: bool):
+    sign_in(page, server.base_url)
+    page.get_by_role("link", name="Memberships").click()
+    page.locator("li.membership").filter(has_text="Comfort Club Gold").get_by_role(
+        "link", name=re.compile("Visits")
+    ).first.click()
+    page.get_by_role("button", name="Update payment card").click()
+    expect(page).to_have_url(re.compile(r"/sandbox-gateway/checkout/chk_[\w-]+$"))
+    page.get_by_label("Card number").fill("4000 0000 0000 0002")
+    page.get_by_label("Expiry date (MM / YY)").fill("12 / 39")
+    page.get_by_label("Security code (CVC)").fill("123")
+    page.get_by_role("button", name="Save card").click()
+    # The card page sends the customer back to the membership, which says what happened.
+    message = page.get_by_text("Your card on file was not changed")
+    expect(message).to_have_text(
+        "Your card on file was not changed. Your card was declined. You can try again."
+    )
+    assert ".." not in page.locator("main").inner_text()
