@@ -134,3 +134,31 @@ def test_a_declined_card_is_explained_in_whole_sentences(server, page: Page, js:
         "Your card on file was not changed. Your card was declined. You can try again."
     )
     assert ".." not in page.locator("main").inner_text()
+
+
+def test_back_after_paying_never_ticks_an_invoice_the_customer_did_not_choose(
+    server, page: Page, js: bool
+):
+    sign_in(page, server.base_url)
+    boxes = page.get_by_role("checkbox")
+    assert boxes.count() >= 2
+    boxes.first.check()
+    page.get_by_role("button", name="Pay in full").click()
+    expect(page).to_have_url(re.compile(r"/sandbox-gateway/checkout/chk_[\w-]+$"))
+    page.get_by_label("Card number").fill("4242 4242 4242 4242")
+    page.get_by_label("Expiry date (MM / YY)").fill("12 / 39")
+    page.get_by_label("Security code (CVC)").fill("123")
+    page.get_by_role("button", name=re.compile(r"^Pay \$")).click()
+    expect(page.get_by_role("heading", name="Payment received")).to_be_visible()
+
+    page.go_back()
+    page.go_back()
+    expect(page).to_have_url(server.url("/invoices"))
+    expect(page.get_by_role("button", name="Pay in full")).to_be_visible()
+    # The paid invoice left the list; the one that moved into its place is not ticked.
+    page.wait_for_load_state("load")
+    checked = page.locator("input[type=checkbox]:checked")
+    expect(checked).to_have_count(0)
+    page.get_by_role("button", name="Pay in full").click()
+    expect(page.get_by_role("alert")).to_be_visible()  # nothing chosen: nothing to pay
+    expect(page).not_to_have_url(re.compile(r"/sandbox-gateway/"))
