@@ -136,6 +136,52 @@ def test_a_declined_card_is_explained_in_whole_sentences(server, page: Page, js:
     assert ".." not in page.locator("main").inner_text()
 
 
+def test_an_invoice_opened_from_invoices_stays_under_invoices_with_its_pdf(
+    server, page: Page, js: bool
+):
+    sign_in(page, server.base_url)
+    rows = page.locator("table.open-invoices tbody tr")
+    downloadable = rows.filter(has_text="HVAC").or_(rows.filter(has_text="Plumbing")).first
+    number = downloadable.locator("td[data-label='Invoice'] .pick > span").evaluate(
+        "el => el.lastChild.textContent.trim()"
+    )
+    pdf = downloadable.get_by_role("link", name=f"PDF of {number}")
+    expect(pdf).to_be_visible()
+    with page.expect_download() as download:
+        pdf.click()
+    assert download.value.suggested_filename.endswith(".pdf")
+    # Electrical invoices are not downloadable: no PDF link on their rows.
+    for row in rows.filter(has_text="Electrical").all():
+        expect(row.get_by_role("link", name=re.compile("^PDF"))).to_have_count(0)
+
+    downloadable.get_by_role("link", name=f"View {number}").click()
+    expect(page.get_by_role("heading", name=re.compile(f"Invoice {number}"))).to_be_visible()
+    tabs = page.get_by_role("navigation", name="Portal sections")
+    expect(tabs.get_by_role("link", name="Invoices")).to_have_attribute("aria-current", "page")
+    page.get_by_role("link", name="Back to Invoices").click()
+    expect(page).to_have_url(server.url("/invoices"))
+    expect(page.get_by_role("heading", name="Invoices", level=1)).to_be_visible()
+
+    # From History, the same invoice is under History.
+    tabs.get_by_role("link", name="History").click()
+    page.get_by_role("link", name=number, exact=True).first.click()
+    expect(tabs.get_by_role("link", name="History")).to_have_attribute("aria-current", "page")
+    expect(page.get_by_role("link", name="Back to History")).to_be_visible()
+
+
+def test_a_pdf_that_is_not_offered_explains_itself_and_stays_a_404(server, page: Page, js: bool):
+    sign_in(page, server.base_url)
+    page.get_by_role("link", name="History", exact=True).click()
+    row = page.get_by_role("row").filter(has_text="Electrical").first
+    link = row.get_by_role("link").first
+    href = link.get_attribute("href")
+    response = page.goto(server.url(href.split("?")[0] + "/pdf"))
+    assert response is not None and response.status == 404
+    expect(page.get_by_role("alert")).to_have_text(
+        "This invoice can't be downloaded here — call us at (555) 010-4477 for a copy."
+    )
+
+
 def test_back_after_paying_never_ticks_an_invoice_the_customer_did_not_choose(
     server, page: Page, js: bool
 ):
