@@ -182,6 +182,73 @@ def test_a_pdf_that_is_not_offered_explains_itself_and_stays_a_404(server, page:
     )
 
 
+DAY = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [A-Z][a-z]{2} \d{1,2}, \d{4}$")
+DATE = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{4}$")
+
+
+def test_one_date_style_everywhere(server, page: Page, js: bool):
+    sign_in(page, server.base_url)
+    for cell in page.locator("td[data-label='Date']").all():
+        assert DATE.match(cell.inner_text().strip()), cell.inner_text()
+    page.get_by_role("link", name="Memberships").click()
+    page.locator("li.membership").filter(has_text="Comfort Club Gold").get_by_role(
+        "link", name=re.compile("Visits")
+    ).first.click()
+    expect(page.get_by_role("heading", name="Upcoming visits")).to_be_visible()
+    # Upcoming and past visits: the same style, each day with its weekday.
+    visit_days = page.locator("td[data-label='Date']").all()
+    assert len(visit_days) >= 2
+    for cell in visit_days:
+        text = cell.inner_text().replace("Canceled", "").strip()
+        assert DAY.match(text), text
+    page.get_by_role("link", name="Scheduler").click()
+    appointment = page.locator(".card strong").first
+    assert re.match(
+        r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [A-Z][a-z]{2} \d{1,2}, \d{4} · ",
+        (appointment.inner_text()),
+    ), appointment.inner_text()
+
+
+def test_phone_numbers_and_history_rows_read_right_on_a_phone(
+    server, page: Page, js: bool, width: int
+):
+    page.set_viewport_size({"width": width, "height": 800})
+    page.goto(server.url("/sign-in"))
+    footer_phone = page.locator("footer, .auth-footer, p").get_by_role(
+        "link", name="(555) 010-4477"
+    )
+    expect(footer_phone.first).to_be_visible()
+    for phone in page.get_by_role("link", name="(555) 010-4477").all():
+        assert text_lines(phone) == 1, "the phone number breaks across lines"
+    sign_in(page, server.base_url)
+    page.get_by_role("link", name="History", exact=True).click()
+    assert fits_the_width(page)
+    # An Electrical invoice has no download: its row shows no empty "Download" label.
+    row = page.get_by_role("row").filter(has_text="Electrical").first
+    expect(row).to_be_visible()
+    if width < 600:  # stacked rows label each cell; an empty cell would be a bare label
+        expect(row.locator("td[data-label='Download']")).not_to_be_visible()
+    downloadable = page.get_by_role("row").filter(has_text="HVAC").first
+    expect(downloadable.get_by_role("link", name=re.compile("^Download PDF"))).to_be_visible()
+
+
+def test_each_scheduler_choice_stands_clear_of_the_field_above(
+    server, page: Page, js: bool, width: int
+):
+    page.set_viewport_size({"width": width, "height": 800})
+    sign_in(page, server.base_url)
+    page.get_by_role("link", name="Scheduler").click()
+    form = page.locator("form#request-appointment")
+    first = form.get_by_role("group", name="First choice")
+    for earlier, later in (("First choice", "Second choice"), ("Second choice", "Third choice")):
+        above = form.get_by_role("group", name=earlier).get_by_label("Time of day").bounding_box()
+        heading = form.get_by_role("group", name=later).locator("legend").bounding_box()
+        assert above and heading
+        gap = heading["y"] - (above["y"] + above["height"])
+        assert gap >= 12, f"{later} sits {gap:.0f} px under the field above"
+    expect(first).to_be_visible()
+
+
 def test_back_after_paying_never_ticks_an_invoice_the_customer_did_not_choose(
     server, page: Page, js: bool
 ):
@@ -208,3 +275,6 @@ def test_back_after_paying_never_ticks_an_invoice_the_customer_did_not_choose(
     page.get_by_role("button", name="Pay in full").click()
     expect(page.get_by_role("alert")).to_be_visible()  # nothing chosen: nothing to pay
     expect(page).not_to_have_url(re.compile(r"/sandbox-gateway/"))
+    # The receipt email greets the customer by name.
+    receipt = dev_mailbox(server.var_dir / "mail", JANE_EMAIL, "This is your receipt")
+    assert receipt.get_body(("plain",)).get_content().startswith("Hello Jane Doe,")

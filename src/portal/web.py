@@ -124,6 +124,19 @@ def format_date(value: date | datetime | str | None, tz: str | None = None) -> s
     return f"{MONTHS[value.month - 1]} {value.day}, {value.year}"
 
 
+def format_day(value: date | datetime | str | None, tz: str | None = None) -> str:
+    """A day to plan around (a visit, an appointment, a preferred date), in the one date
+    style with its weekday: "Tue, Nov 3, 2026"."""
+    text = format_date(value, tz)
+    if not text:
+        return ""
+    if isinstance(value, str):
+        value = date.fromisoformat(value[:10])
+    if isinstance(value, datetime) and tz:
+        value = value.astimezone(ZoneInfo(tz))
+    return f"{value:%a}, {text}"
+
+
 def format_datetime(value: datetime | None, tz: str | None = None) -> str:
     """A moment in the business's time zone: "Nov 3, 2026, 2:05 PM"."""
     if value is None:
@@ -173,6 +186,7 @@ class Renderer:
         )
         self.env.filters["money"] = money
         self.env.filters["date"] = format_date
+        self.env.filters["day"] = format_day
         self.env.filters["datetime"] = format_datetime
         self.env.globals["static_url"] = self.static_url
         # Shared macros, available in whole pages and in blocks rendered alone.

@@ -29,7 +29,7 @@ from portal.db.tables import (
     Tenant,
 )
 from portal.forms import multi_line, one_line
-from portal.web import format_date
+from portal.web import format_date, format_day
 
 # Arrival windows, in the business's local time: (label, start hour, end hour).
 WINDOWS: dict[str, tuple[str, int, int]] = {
@@ -77,8 +77,8 @@ def preferred_windows(raw: str) -> list[dict[str, Any]]:
 
 
 def preferences_text(windows: list[dict[str, Any]]) -> str:
-    """ "Mon, Dec 7 (morning); Tue, Dec 8 (any time)" """
-    return "; ".join(f"{w['date']:%a}, {format_date(w['date'])} ({w['label']})" for w in windows)
+    """ "Mon, Dec 7, 2026 (morning); Tue, Dec 8, 2026 (any time)" """
+    return "; ".join(f"{format_day(w['date'])} ({w['label']})" for w in windows)
 
 
 def address(row: dict[str, Any], prefix: str = "location_") -> str:

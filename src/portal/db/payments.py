@@ -23,7 +23,7 @@ from portal.config import Settings
 from portal.db import fast, office_alerts
 from portal.db.engine import current_engine, transaction
 from portal.db.invoices import _in_list, as_date
-from portal.db.tables import AuditEvent, Invoice, Payment, PaymentAllocation
+from portal.db.tables import AuditEvent, Customer, Invoice, Payment, PaymentAllocation
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
 from portal.payments.gateway import Checkout
@@ -366,12 +366,19 @@ async def settle_payment(
             ]
         ).run()
         if paid["account_email"]:
+            payer = (
+                await Customer.select(Customer.name)
+                .where((Customer.tenant == tenant["id"]) & (Customer.id == paid["customer"]))
+                .first()
+                .run()
+            )
             await queue_email(
                 settings,
                 tenant,
                 paid["account_email"],
                 "receipt",
                 {
+                    "name": payer["name"] if payer else "",
                     "amount": money(paid["amount_cents"], currency),
                     "paid_at": format_datetime(moment, tenant["time_zone"]),
                     "card": card_text,

@@ -24,7 +24,7 @@ from portal.handlers.customer import tab_page
 from portal.mail.links import portal_url
 from portal.mail.worker import wake
 from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, is_htmx, see_other
+from portal.web import form_data, format_day, is_fragment_request, is_htmx, see_other
 
 OTHER = "Other"
 WINDOWS = {"any": "Any time", "morning": "Morning", "afternoon": "Afternoon"}
@@ -46,9 +46,9 @@ def business_now(tenant: dict[str, Any]) -> datetime:
 
 
 def day_text(day: date, today: date | None = None) -> str:
-    """ "Tue 3 Dec", with the year when it is not this year's."""
-    text = f"{day:%a} {day.day} {day:%b}"
-    return text if today is not None and day.year == today.year else f"{text} {day.year}"
+    """ "Tue, Dec 3, 2026": the portal's one date style, with the weekday (`today` is
+    accepted for callers that pass it; the year is always written)."""
+    return format_day(day)
 
 
 def _hour_minute(hhmm: str) -> tuple[int, int] | None:
@@ -79,22 +79,22 @@ def window_text(start: str, end: str) -> str:
 def appointment_text(
     start: datetime, end: datetime | None, tz: str, today: date | None = None
 ) -> str:
-    """A booked time in the business's zone: "Tue 3 Dec, 8 AM–12 PM"."""
+    """A booked time in the business's zone: "Tue, Dec 3, 2026 · 8 AM–12 PM"."""
     zone = ZoneInfo(tz)
     local_start = start.astimezone(zone)
-    text = f"{day_text(local_start.date(), today)}, "
+    text = f"{day_text(local_start.date(), today)} · "
     if end is not None and end.astimezone(zone).date() == local_start.date():
         return text + window_text(f"{local_start:%H:%M}", f"{end.astimezone(zone):%H:%M}")
     return text + f"from {clock(f'{local_start:%H:%M}')}"
 
 
 def choice_text(choice: dict[str, str], today: date | None = None) -> str:
-    """A preferred date and time of day: "Tue 3 Dec, morning"."""
+    """A preferred date and time of day: "Tue, Dec 3, 2026 · morning"."""
     try:
         day = day_text(date.fromisoformat(choice["date"]), today)
     except (KeyError, ValueError):
         return ""
-    return f"{day}, {WINDOWS.get(choice.get('window', 'any'), 'Any time').lower()}"
+    return f"{day} · {WINDOWS.get(choice.get('window', 'any'), 'Any time').lower()}"
 
 
 def request_status(row: dict[str, Any], tz: str, today: date) -> tuple[str, str]:
