@@ -354,7 +354,15 @@ async def test_reserved_and_taken_hosts_are_refused_in_the_office(app, demo):
 
 async def test_changing_the_host_moves_the_portal_and_the_office_follows(app, demo, settings):
     async with business(app, "oldname", open_portal=True) as boss:
-        response = await post(boss, "/office/settings/host", {"host": "NewName"}, htmx=True)
+        # With JavaScript the new name is checked and the move asked about first; nothing
+        # moves until it is confirmed.
+        asked = await post(boss, "/office/settings/host", {"host": "NewName"}, htmx=True)
+        assert asked.status_code == 200
+        assert "Move your customer portal to http://newname.localhost:8000/?" in asked.text
+        assert (await boss.get("/sign-in")).status_code == 200  # still at the old address
+        response = await post(
+            boss, "/office/settings/host", {"host": "NewName", "move": "yes"}, htmx=True
+        )
         target = response.headers["hx-redirect"]
         assert target == (
             "http://newname.localhost:8000/office/sign-in?done=moved"
@@ -368,6 +376,23 @@ async def test_changing_the_host_moves_the_portal_and_the_office_follows(app, de
         await staff_sign_in(moved, "boss@oldname.example", NEW_ADMIN_PASSWORD)
         assert "newname" in (await moved.get("/office/settings?saved=moved")).text
         await sign_in(moved, "pat@oldname.example", NEW_CUSTOMER_PASSWORD)
+
+
+async def test_a_host_that_cannot_be_used_is_refused_before_any_move_is_asked(app, demo):
+    async with business(app, "checkfirst", open_portal=True) as boss:
+        for host, message in (
+            ("www", "That name is reserved"),
+            ("xyzplumbing", "Another business already uses that name"),
+        ):
+            answer = await post(boss, "/office/settings/host", {"host": host}, htmx=True)
+            assert answer.status_code == 422
+            assert message in answer.text
+            assert "Move your customer portal" not in answer.text
+        kept = await post(
+            boss, "/office/settings/host", {"host": "fine-name", "keep": "yes"}, htmx=True
+        )
+        assert 'value="checkfirst"' in kept.text
+        assert (await boss.get("/office/settings")).status_code == 200  # nothing moved
 
 
 async def test_host_change_without_javascript_is_a_plain_redirect(app, demo):

@@ -422,6 +422,12 @@ def clean_form(
     return Changes(columns=columns, downloadable_units=downloadable), values, errors
 
 
+async def host_taken(tenant_id: int, host: str) -> bool:
+    """Another business already uses `host` (checked before asking to move the portal;
+    `save` checks again, as the name may be claimed in between)."""
+    return await Tenant.exists().where((Tenant.host == host) & (Tenant.id != tenant_id)).run()
+
+
 async def save(tenant_id: int, changes: Changes) -> None:
     """Store settings in one transaction; raises `HostTaken` (and stores nothing) when the
     new host name belongs to another business."""

@@ -70,6 +70,7 @@ async def _page(
     saved: tuple[str, ...] = (),
     notice: str = "",
     form_error: str = "",
+    confirm_host: str = "",
 ) -> Response:
     units = await queries.business_units(tenant["id"])
     settings = request.app.state.settings
@@ -89,6 +90,7 @@ async def _page(
             "saved": saved,
             "notice": notice,
             "form_error": form_error,
+            "confirm_host": confirm_host,
             "locked": not tenant["legal_accepted_at"],
             "portal_url": url,
             "share_label": SHARE_LABEL,
@@ -310,6 +312,30 @@ async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) 
     )
 
 
+async def _check_move(
+    request: Request,
+    tenant: dict[str, Any],
+    staff: SessionInfo,
+    form: dict[str, list[str]],
+    changes: rules.Changes,
+    values: dict[str, Any],
+    errors: dict[str, str],
+) -> Response:
+    """A new host typed in (htmx): check it first, and only a name that can be used is
+    offered as a move, confirmed in place ("Move portal" posts it again with `move`).
+    "Keep the current address" shows the stored host again. Nothing is saved here."""
+    new_host = changes.columns.get("host")
+    if not errors and new_host and await rules.host_taken(tenant["id"], new_host):
+        errors["host"] = rules.HOST_TAKEN_MESSAGE
+    if errors:
+        return await _after_one(request, tenant, staff, "host", errors, values)
+    if form.get("keep") or not new_host:
+        return await _page(request, tenant, staff, block=BLOCKS["host"])
+    return await _page(
+        request, tenant, staff, block=BLOCKS["host"], values=values, confirm_host=new_host
+    )
+
+
 @post("/settings/{key:str}")
 async def save_one(
     request: Request, tenant: TenantDep, staff: StaffDep, key: FromPath[str]
@@ -323,6 +349,8 @@ async def save_one(
     form = await form_lists(request)
     units = await queries.business_units(tenant["id"])
     changes, values, errors = rules.clean_form([key], form, tenant, units)
+    if key == "host" and is_htmx(request) and not form.get("move"):
+        return await _check_move(request, tenant, staff, form, changes, values, errors)
     if not errors:
         try:
             await rules.save(tenant["id"], changes)
