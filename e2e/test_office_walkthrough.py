@@ -4,9 +4,11 @@ messages tell the truth."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 from portal.demo import ADMIN_EMAIL, ADMIN_PASSWORD, OFFICE_EMAIL, OFFICE_PASSWORD
@@ -125,3 +127,21 @@ def test_before_the_agreement_locked_settings_look_and_behave_locked(
     expect(toggle).not_to_be_checked()
     page.reload()
     expect(page.get_by_label("Enable Customer Portal")).not_to_be_checked()
+
+
+def noisy_png(path: Path, megabytes: float) -> Path:
+    """A PNG of random pixels (it barely compresses) of about `megabytes` MB."""
+    side = int((megabytes * 1024 * 1024 / 3) ** 0.5)
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(path, format="PNG")
+    return path
+
+
+def test_a_too_big_logo_is_reported_at_its_real_size(server, page: Page, js: bool, tmp_path):
+    logo = noisy_png(tmp_path / "big-logo.png", 3.2)
+    size = f"{logo.stat().st_size / (1024 * 1024):.1f} MB"
+    assert size != "2.0 MB"
+    office_sign_in(page, server.base_url, OFFICE_EMAIL, OFFICE_PASSWORD)
+    page.get_by_label("Logo", exact=True).set_input_files(str(logo))
+    if not js:
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_text(f"That file is {size}; a logo can be at most 2 MB.")).to_be_visible()

@@ -707,3 +707,36 @@ async def test_customer_side_follows_each_setting(app, demo):
         closed = await pat.get("/invoices")
         assert closed.status_code == 503
         assert "(555) 777-1234" in closed.text
+
+
+# --- sizes in messages --------------------------------------------------------------------------
+
+
+async def test_sizes_in_messages_are_the_real_ones_or_say_more_than(steady):
+    boss = steady
+    # A 3.2 MB upload: its real size, not the 2 MB the portal read of it.
+    big = b"\x89PNG" + b"\0" * int(3.2 * 1024 * 1024)
+    answer = await upload(boss, big, "big.png", "image/png")
+    assert answer.status_code == 422
+    assert "That file is 3.2 MB; a logo can be at most 2 MB." in answer.text
+    # A 100,000-character name: more than the portal reads, and said so.
+    answer = await post(boss, "/office/settings/name", {"name": "N" * 100_000}, htmx=True)
+    assert answer.status_code == 422
+    assert "Use at most 120 characters (this has more than 5,000)." in answer.text
+    answer = await post(boss, "/office/settings/name", {"name": "N" * 300}, htmx=True)
+    assert "Use at most 120 characters (this has 300)." in answer.text
+
+
+async def test_a_huge_password_is_said_to_be_more_than_the_limit(steady):
+    boss = steady
+    answer = await boss.post(
+        "/office/password",
+        data={
+            "_csrf_token": await csrf_from(boss, "/office/password"),
+            "current_password": NEW_ADMIN_PASSWORD,
+            "new_password": "x" * 100_000,
+        },
+    )
+    assert answer.status_code == 422
+    assert "Use at most 128 characters (this has more than 1,000)." in answer.text
+    assert "1024" not in answer.text

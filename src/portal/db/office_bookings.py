@@ -28,7 +28,7 @@ from portal.db.tables import (
     Job,
     Tenant,
 )
-from portal.forms import multi_line, one_line
+from portal.forms import count_text, multi_line, one_line
 from portal.web import format_date, format_day
 
 # Arrival windows, in the business's local time: (label, start hour, end hour).
@@ -387,13 +387,17 @@ async def _first_email(tenant_id: int, customer_id: int) -> str:
     return row["email"] if row else ""
 
 
+REASON_READ = 2000  # characters of a dismissal reason read from the form (plus one)
+
+
 def clean_reason(value: str) -> tuple[str, str | None]:
     """Why a request is dismissed (the customer sees it): a few lines, up to 500 characters."""
     reason = multi_line(value)
     if not reason:
         return reason, "Say why the request is dismissed (the customer sees it)."
     if len(reason) > 500:
-        return reason, f"Use at most 500 characters (this has {len(reason)})."
+        count = count_text(len(value) if len(value) > REASON_READ else len(reason), REASON_READ)
+        return reason, f"Use at most 500 characters (this has {count})."
     return reason, None
 
 

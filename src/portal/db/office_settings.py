@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from portal.db import payment_accounts
 from portal.db.engine import transaction
 from portal.db.tables import BusinessUnit, Tenant
-from portal.forms import multi_line, one_line
+from portal.forms import count_text, multi_line, one_line
 
 # --- which settings there are -------------------------------------------------------------
 
@@ -94,13 +94,24 @@ def clean_host(value: str) -> tuple[str, str | None]:
 # --- business information -----------------------------------------------------------------
 
 
+# Characters of a typed setting read from a form: a longer field is cut here (plus one) and
+# said to have "more than" this many.
+FIELD_READ = 5000
+
+
+def _has(cleaned: str, typed: str) -> str:
+    """How long a typed setting is, for "(this has …)": the cleaned text's length, or
+    "more than 5,000" when what was typed was cut on reading."""
+    return count_text(len(typed) if len(typed) > FIELD_READ else len(cleaned), FIELD_READ)
+
+
 def clean_name(value: str) -> tuple[str, str | None]:
     """The company's official name, 1–120 characters on one line."""
     name = one_line(value)
     if not name:
         return name, "Enter your company's name."
     if len(name) > 120:
-        return name, f"Use at most 120 characters (this has {len(name)})."
+        return name, f"Use at most 120 characters (this has {_has(name, value)})."
     return name, None
 
 
@@ -162,7 +173,7 @@ def clean_message(value: str) -> tuple[str, str | None]:
     """The recurring service message shown on a membership's visits (up to 1,000 characters)."""
     message = multi_line(value)
     if len(message) > 1000:
-        return message, f"Use at most 1,000 characters (this has {len(message):,})."
+        return message, (f"Use at most 1,000 characters (this has {_has(message, value)}).")
     return message, None
 
 
@@ -235,14 +246,17 @@ def _format_name(fmt: str) -> str:
     return FORMAT_NAMES.get(fmt, fmt)
 
 
-async def read_logo(data: bytes, filename: str, content_type: str) -> tuple[bytes, str | None]:
-    """`process_logo` in the logo thread (the event loop keeps serving meanwhile)."""
+async def read_logo(
+    data: bytes, filename: str, content_type: str, size: int | None = None
+) -> tuple[bytes, str | None]:
+    """`process_logo` in the logo thread (the event loop keeps serving meanwhile); `size`
+    is the whole upload's size in bytes when known (`data` may be only its start)."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(LOGO_THREAD, process_logo, data, filename, content_type)
+    return await loop.run_in_executor(LOGO_THREAD, process_logo, data, filename, content_type, size)
 
 
 def process_logo(
-    data: bytes, filename: str = "", content_type: str = ""
+    data: bytes, filename: str = "", content_type: str = "", size: int | None = None
 ) -> tuple[bytes, str | None]:
     """Check an uploaded logo and return it as a PNG 50 px high (metadata dropped).
 
@@ -255,8 +269,11 @@ def process_logo(
     if not data:
         return b"", f"Choose a logo file to upload ({UPLOAD_KINDS})."
     if len(data) > MAX_LOGO_BYTES:
-        size = len(data) / (1024 * 1024)
-        return b"", f"That file is {size:.1f} MB; a logo can be at most 2 MB."
+        # Only the first 2 MB and a byte are read: say the real size when the upload knows
+        # it, never the size of the part that was read.
+        if size is None:
+            return b"", "That file is more than 2 MB; a logo can be at most 2 MB."
+        return b"", f"That file is {size / (1024 * 1024):.1f} MB; a logo can be at most 2 MB."
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -367,7 +384,7 @@ TEXT_CLEANERS: dict[str, Any] = {
 
 
 def _first(form: dict[str, list[str]], key: str) -> str:
-    return (form.get(key) or [""])[0][:5000]
+    return (form.get(key) or [""])[0][: FIELD_READ + 1]
 
 
 def clean_form(

@@ -10,7 +10,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from litestar import Request, Response, get, post
 
-from portal.auth import account_requests, throttle
+from portal.auth import account_requests, policy, throttle
 from portal.auth.guards import CustomerDep, safe_next, viewer_for
 from portal.auth.passwords import LaneBusy, hash_password, needs_rehash
 from portal.auth.policy import normalize, password_problem
@@ -33,7 +33,7 @@ from portal.tenancy import TenantDep
 from portal.web import form_data, is_htmx, render, see_other
 
 HOUR = timedelta(hours=1)
-MAX_FIELD = 1024
+MAX_FIELD = policy.READ_LIMIT + 1  # a password's characters read (see auth/policy.py)
 BUSY = "Lots of people are signing in right now. Please try again in a moment."
 NO_MATCH = "That email and password don't match our records. Check both and try again."
 

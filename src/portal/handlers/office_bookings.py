@@ -188,7 +188,7 @@ async def dismiss(
     """Close a request with a reason."""
     booking = await _request_or_404(tenant, request_id)
     form = await form_data(request)
-    reason, problem = bookings.clean_reason(form.get("reason", "")[:2000])
+    reason, problem = bookings.clean_reason(form.get("reason", "")[: bookings.REASON_READ + 1])
     if problem:
         return await _one(
             request,

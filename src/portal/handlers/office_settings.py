@@ -8,6 +8,7 @@ gets a message next to its field and nothing is saved.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -135,7 +136,10 @@ async def _logo_upload(request: Request) -> UploadFile | None:
 
 async def _read_logo(upload: UploadFile) -> tuple[bytes, str | None]:
     data = await upload.read(rules.MAX_LOGO_BYTES + 1)
-    return await rules.read_logo(data, upload.filename or "", upload.content_type or "")
+    size: int | None = None
+    if len(data) > rules.MAX_LOGO_BYTES:  # too big: find its real size for the message
+        size = upload.file.seek(0, os.SEEK_END)  # the whole upload is already spooled
+    return await rules.read_logo(data, upload.filename or "", upload.content_type or "", size)
 
 
 async def _moved(request: Request, new_host: str) -> Response:
