@@ -37,7 +37,11 @@ async def raise_alert(
     ).run()
     admins = (
         await StaffUser.select(StaffUser.email)
-        .where((StaffUser.tenant == tenant["id"]) & (StaffUser.role == "admin"))
+        .where(
+            (StaffUser.tenant == tenant["id"])
+            & (StaffUser.role == "admin")
+            & StaffUser.disabled_at.is_null()
+        )
         .order_by(StaffUser.id)
         .run()
     )

@@ -1,7 +1,8 @@
 """Office › Staff and "Your password": every staff member changes their own password; an
-administrator sends a staff member a password-reset link; the link's page (signed out)
-sets the new password. Adding, disabling and changing staff are for a later issue: the
-Staff page is where they will go.
+administrator adds staff (who choose their first password from an emailed link), changes
+roles, disables and re-enables staff and sends password-reset links; the link's page
+(signed out) sets the new password. The last active administrator cannot be disabled or
+made office staff (db/staff.py).
 
 Passwords follow the customers' policy (auth/policy.py via auth/staff.py). A changed or
 reset password signs the staff member out everywhere else.
@@ -22,9 +23,11 @@ from portal.auth.policy import normalize
 from portal.auth.sessions import SessionInfo, end_other_sessions, start_session
 from portal.auth.signin import check_password, email_limit
 from portal.auth.staff import staff_password_problem
+from portal.db import activity
 from portal.db import office as office_db
 from portal.db import staff as staff_db
-from portal.handlers.account import BUSY, MAX_FIELD, client_of, refusal
+from portal.forms import count_text, one_line
+from portal.handlers.account import BUSY, MAX_FIELD, clean_email, client_of, refusal
 from portal.handlers.office import ROLE_NAMES, is_admin, office_page, refuse
 from portal.mail.worker import wake
 from portal.tenancy import TenantDep
@@ -117,6 +120,10 @@ async def _staff_page(
     notice: str = "",
     *,
     block: str = "region",
+    problem: str = "",
+    new: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
 ) -> Response:
     return await office_page(
         request,
@@ -128,22 +135,179 @@ async def _staff_page(
             "members": await staff_db.staff_list(tenant["id"]),
             "role_names": ROLE_NAMES,
             "notice": notice,
+            "problem": problem,
+            "new": new or {"name": "", "email": "", "role": "office"},
+            "errors": errors or {},
             "hours": request.app.state.settings.reset_token_hours,
         },
         block=block,
+        status_code=status,
+    )
+
+
+# What the Staff page says after a change, by `?done=` (with `?member=<id>`).
+DONE = {
+    "added": "{who} was added. We've emailed {email} a link to choose a password.",
+    "role": "{who} is now {role}.",
+    "disabled": "{who} is disabled: signed out everywhere, and cannot sign in.",
+    "enabled": "{who} can sign in again.",
+}
+
+
+def _done_notice(done: str, member: dict[str, Any]) -> str:
+    return DONE[done].format(
+        who=member["name"] or member["email"],
+        email=member["email"],
+        role="an administrator" if member["role"] == "admin" else "office staff",
     )
 
 
 @get("/staff")
 async def staff_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
-    """The business's staff; administrators send password-reset links from here."""
-    sent = request.query_params.get("sent", "")
+    """The business's staff; administrators add staff, change roles, disable and re-enable
+    staff and send password-reset links from here."""
+    params = request.query_params
+    sent = params.get("sent", "")
+    done, member_id = params.get("done", ""), params.get("member", "")
     notice = ""
     if sent.isascii() and sent.isdigit() and len(sent) <= 10:
         member = await staff_db.staff_member(tenant["id"], int(sent))
         if member is not None:
             notice = _sent_notice(request, member)
+    elif done in DONE and member_id.isascii() and member_id.isdigit() and len(member_id) <= 10:
+        member = await staff_db.staff_member(tenant["id"], int(member_id))
+        if member is not None:
+            notice = _done_notice(done, member)
     return await _staff_page(request, tenant, staff, notice)
+
+
+async def _admins_only(
+    request: Request, tenant: dict[str, Any], staff: SessionInfo
+) -> Response | None:
+    if is_admin(staff):
+        return None
+    return await refuse(
+        request,
+        tenant,
+        staff,
+        "Only an administrator can add or change staff.",
+        section="staff",
+        back="/office/staff",
+    )
+
+
+async def _changed(
+    request: Request, tenant: dict[str, Any], staff: SessionInfo, done: str, member_id: int
+) -> Response:
+    """After a change: htmx swaps the staff list with the notice; without JavaScript, back
+    to the Staff page, which says what changed."""
+    if not is_fragment_request(request):
+        return see_other(request, f"/office/staff?done={done}&member={member_id}")
+    member = await staff_db.staff_member(tenant["id"], member_id)
+    assert member is not None
+    return await _staff_page(request, tenant, staff, _done_notice(done, member), block="members")
+
+
+async def _refused_change(
+    request: Request, tenant: dict[str, Any], staff: SessionInfo, message: str
+) -> Response:
+    """A change that cannot be made: the staff list again with why; nothing changed."""
+    block = "members" if is_fragment_request(request) else "region"
+    return await _staff_page(request, tenant, staff, block=block, problem=message, status=409)
+
+
+@post("/staff")
+async def add_staff(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+    """Add a staff member: they get an email with a link to choose their password."""
+    refusal = await _admins_only(request, tenant, staff)
+    if refusal:
+        return refusal
+    form = await form_data(request)
+    typed_name = form.get("name", "")[:1001]
+    name = one_line(typed_name)
+    email, email_problem = clean_email(form.get("email", ""))
+    role = form.get("role", "")
+    errors: dict[str, str] = {}
+    if not name:
+        errors["name"] = "Enter their name."
+    elif len(name) > 120:
+        errors["name"] = f"Use at most 120 characters (this has {count_text(len(name), 1000)})."
+    if email_problem:
+        errors["email"] = email_problem.replace("your email", "their email")
+    if role not in staff_db.ROLES:
+        errors["role"] = "Choose Administrator or Office."
+    new = {"name": name, "email": email, "role": role if role in staff_db.ROLES else "office"}
+    if not errors:
+        try:
+            member = await staff_db.add_staff(
+                request.app.state.settings,
+                tenant,
+                name=name,
+                email=email,
+                role=role,
+                added_by={"name": staff.name, "email": staff.email},
+            )
+        except staff_db.StaffProblem as problem:
+            errors["email"] = str(problem)
+    if errors:
+        block = "members" if is_fragment_request(request) else "region"
+        return await _staff_page(
+            request, tenant, staff, block=block, new=new, errors=errors, status=422
+        )
+    wake()
+    return await _changed(request, tenant, staff, "added", member["id"])
+
+
+@post("/staff/{staff_id:int}/role")
+async def change_role(
+    request: Request, tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
+) -> Response:
+    """Make a staff member an administrator or office staff (never the last active
+    administrator office staff)."""
+    refusal = await _admins_only(request, tenant, staff)
+    if refusal:
+        return refusal
+    role = (await form_data(request)).get("role", "")
+    if role not in staff_db.ROLES:
+        return await _refused_change(request, tenant, staff, "Choose Administrator or Office.")
+    try:
+        await staff_db.set_role(tenant["id"], staff_id, role, activity.Actor(staff.email))
+    except LookupError:
+        raise NotFoundException() from None
+    except staff_db.StaffProblem as problem:
+        return await _refused_change(request, tenant, staff, str(problem))
+    return await _changed(request, tenant, staff, "role", staff_id)
+
+
+async def _set_disabled(
+    request: Request, tenant: dict[str, Any], staff: SessionInfo, staff_id: int, disabled: bool
+) -> Response:
+    refusal = await _admins_only(request, tenant, staff)
+    if refusal:
+        return refusal
+    try:
+        await staff_db.set_disabled(tenant["id"], staff_id, disabled, activity.Actor(staff.email))
+    except LookupError:
+        raise NotFoundException() from None
+    except staff_db.StaffProblem as problem:
+        return await _refused_change(request, tenant, staff, str(problem))
+    return await _changed(request, tenant, staff, "disabled" if disabled else "enabled", staff_id)
+
+
+@post("/staff/{staff_id:int}/disable")
+async def disable_staff(
+    request: Request, tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
+) -> Response:
+    """Disable a staff member: signed out everywhere, and they cannot sign in."""
+    return await _set_disabled(request, tenant, staff, staff_id, True)
+
+
+@post("/staff/{staff_id:int}/enable")
+async def enable_staff(
+    request: Request, tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
+) -> Response:
+    """Let a disabled staff member sign in again."""
+    return await _set_disabled(request, tenant, staff, staff_id, False)
 
 
 def _sent_notice(request: Request, member: dict[str, Any]) -> str:
@@ -171,6 +335,9 @@ async def send_reset_link(
     member = await staff_db.staff_member(tenant["id"], staff_id)
     if member is None:
         raise NotFoundException()
+    if member["disabled_at"] is not None:
+        message = f"{member['name'] or member['email']} is disabled: enable them first."
+        return await _refused_change(request, tenant, staff, message)
     settings = request.app.state.settings
     await staff_db.send_reset_link(
         settings, tenant, member, {"name": staff.name, "email": staff.email}
@@ -254,4 +421,15 @@ async def reset(request: Request, tenant: TenantDep) -> Response:
     return response
 
 
-ROUTES = [password_page, change_password, staff_page, send_reset_link, reset_page, reset]
+ROUTES = [
+    password_page,
+    change_password,
+    staff_page,
+    add_staff,
+    change_role,
+    disable_staff,
+    enable_staff,
+    send_reset_link,
+    reset_page,
+    reset,
+]
