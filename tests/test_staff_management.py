@@ -178,9 +178,8 @@ async def test_roles_change_and_the_last_active_admin_is_kept(app, business, bos
     )
     assert admins == 1
     # Put things back for the other tests.
-    for row in await t.StaffUser.select().where(t.StaffUser.tenant == business):
-        role = "admin" if row["email"] == BOSS else row["role"]
-        await t.StaffUser.update({t.StaffUser.role: role}).where(t.StaffUser.id == row["id"])
+    for email, role in ((BOSS, "admin"), (DESK, "office")):
+        await t.StaffUser.update({t.StaffUser.role: role}).where(t.StaffUser.email == email)
 
 
 async def test_office_staff_cannot_manage_staff_and_other_businesses_are_not_found(

@@ -16,22 +16,22 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from portal.auth import throttle
+from portal.auth import links, throttle
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.passwords import LaneBusy, hash_password
 from portal.auth.policy import normalize
 from portal.auth.sessions import SessionInfo, end_other_sessions, start_session
-from portal.auth.signin import check_password, email_limit
+from portal.auth.signin import BUSY, MAX_FIELD, check_password, client_of, email_limit, refusal
+from portal.auth.staff import add_staff as add_staff_member
 from portal.auth.staff import staff_password_problem
 from portal.db import activity
 from portal.db import office as office_db
 from portal.db import staff as staff_db
-from portal.forms import count_text, one_line
-from portal.handlers.account import BUSY, MAX_FIELD, clean_email, client_of, refusal
-from portal.handlers.office import ROLE_NAMES, is_admin, office_page, refuse
+from portal.forms import clean_email, count_text, one_line
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, render, see_other
+from portal.pages import ROLE_NAMES, is_admin, office_page, refuse
+from portal.web import after_write, form_data, render, see_other
 
 PASSWORD_NOTICES = {
     "changed": "Your password was changed. Your other devices were signed out.",
@@ -104,10 +104,12 @@ async def change_password(request: Request, tenant: TenantDep, staff: StaffDep) 
         return await _password_page(request, tenant, staff, context, 503, headers)
     await staff_db.change_password(member["id"], new_hash)
     await end_other_sessions(staff_id=member["id"], keep_session_id=staff.id)
-    if is_fragment_request(request):
-        notice = PASSWORD_NOTICES["changed"]
-        return await _password_page(request, tenant, staff, {"notice": notice})
-    return see_other(request, "/office/password?done=changed")
+    notice = PASSWORD_NOTICES["changed"]
+    return await after_write(
+        request,
+        "/office/password?done=changed",
+        lambda: _password_page(request, tenant, staff, {"notice": notice}),
+    )
 
 
 # --- Staff: the list, and reset links --------------------------------------------------------
@@ -156,10 +158,14 @@ DONE = {
 
 def _done_notice(done: str, member: dict[str, Any]) -> str:
     return DONE[done].format(
-        who=member["name"] or member["email"],
+        who=staff_db.who(member),
         email=member["email"],
         role="an administrator" if member["role"] == "admin" else "office staff",
     )
+
+
+def _id(value: str) -> int | None:
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 10 else None
 
 
 @get("/staff")
@@ -167,17 +173,14 @@ async def staff_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Re
     """The business's staff; administrators add staff, change roles, disable and re-enable
     staff and send password-reset links from here."""
     params = request.query_params
-    sent = params.get("sent", "")
-    done, member_id = params.get("done", ""), params.get("member", "")
+    sent, done, member_id = _id(params.get("sent", "")), params.get("done", ""), None
+    if done in DONE:
+        member_id = _id(params.get("member", ""))
     notice = ""
-    if sent.isascii() and sent.isdigit() and len(sent) <= 10:
-        member = await staff_db.staff_member(tenant["id"], int(sent))
-        if member is not None:
-            notice = _sent_notice(request, member)
-    elif done in DONE and member_id.isascii() and member_id.isdigit() and len(member_id) <= 10:
-        member = await staff_db.staff_member(tenant["id"], int(member_id))
-        if member is not None:
-            notice = _done_notice(done, member)
+    wanted = sent or member_id
+    member = await staff_db.staff_member(tenant["id"], wanted) if wanted else None
+    if member is not None:
+        notice = _sent_notice(request, member) if sent else _done_notice(done, member)
     return await _staff_page(request, tenant, staff, notice)
 
 
@@ -201,19 +204,20 @@ async def _changed(
 ) -> Response:
     """After a change: htmx swaps the staff list with the notice; without JavaScript, back
     to the Staff page, which says what changed."""
-    if not is_fragment_request(request):
-        return see_other(request, f"/office/staff?done={done}&member={member_id}")
-    member = await staff_db.staff_member(tenant["id"], member_id)
-    assert member is not None
-    return await _staff_page(request, tenant, staff, _done_notice(done, member), block="members")
+
+    async def fragment() -> Response:
+        member = await staff_db.staff_member(tenant["id"], member_id)
+        notice = _done_notice(done, member) if member else ""
+        return await _staff_page(request, tenant, staff, notice, block="members")
+
+    return await after_write(request, f"/office/staff?done={done}&member={member_id}", fragment)
 
 
 async def _refused_change(
     request: Request, tenant: dict[str, Any], staff: SessionInfo, message: str
 ) -> Response:
     """A change that cannot be made: the staff list again with why; nothing changed."""
-    block = "members" if is_fragment_request(request) else "region"
-    return await _staff_page(request, tenant, staff, block=block, problem=message, status=409)
+    return await _staff_page(request, tenant, staff, block="members", problem=message, status=409)
 
 
 @post("/staff")
@@ -223,8 +227,7 @@ async def add_staff(request: Request, tenant: TenantDep, staff: StaffDep) -> Res
     if refusal:
         return refusal
     form = await form_data(request)
-    typed_name = form.get("name", "")[:1001]
-    name = one_line(typed_name)
+    name = one_line(form.get("name", "")[:1001])
     email, email_problem = clean_email(form.get("email", ""))
     role = form.get("role", "")
     errors: dict[str, str] = {}
@@ -237,9 +240,10 @@ async def add_staff(request: Request, tenant: TenantDep, staff: StaffDep) -> Res
     if role not in staff_db.ROLES:
         errors["role"] = "Choose Administrator or Office."
     new = {"name": name, "email": email, "role": role if role in staff_db.ROLES else "office"}
+    member: dict[str, Any] | None = None
     if not errors:
         try:
-            member = await staff_db.add_staff(
+            member = await add_staff_member(
                 request.app.state.settings,
                 tenant,
                 name=name,
@@ -249,10 +253,9 @@ async def add_staff(request: Request, tenant: TenantDep, staff: StaffDep) -> Res
             )
         except staff_db.StaffProblem as problem:
             errors["email"] = str(problem)
-    if errors:
-        block = "members" if is_fragment_request(request) else "region"
+    if member is None:
         return await _staff_page(
-            request, tenant, staff, block=block, new=new, errors=errors, status=422
+            request, tenant, staff, block="members", new=new, errors=errors, status=422
         )
     wake()
     return await _changed(request, tenant, staff, "added", member["id"])
@@ -268,8 +271,6 @@ async def change_role(
     if refusal:
         return refusal
     role = (await form_data(request)).get("role", "")
-    if role not in staff_db.ROLES:
-        return await _refused_change(request, tenant, staff, "Choose Administrator or Office.")
     try:
         await staff_db.set_role(tenant["id"], staff_id, role, activity.Actor(staff.email))
     except LookupError:
@@ -336,17 +337,18 @@ async def send_reset_link(
     if member is None:
         raise NotFoundException()
     if member["disabled_at"] is not None:
-        message = f"{member['name'] or member['email']} is disabled: enable them first."
+        message = f"{staff_db.who(member)} is disabled: enable them first."
         return await _refused_change(request, tenant, staff, message)
     settings = request.app.state.settings
-    await staff_db.send_reset_link(
+    await links.send_reset_link(
         settings, tenant, member, {"name": staff.name, "email": staff.email}
     )
     wake()
-    if is_fragment_request(request):
-        notice = _sent_notice(request, member)
-        return await _staff_page(request, tenant, staff, notice, block="members")
-    return see_other(request, f"/office/staff?sent={member['id']}")
+    return await after_write(
+        request,
+        f"/office/staff?sent={member['id']}",
+        lambda: _staff_page(request, tenant, staff, _sent_notice(request, member), block="members"),
+    )
 
 
 # --- the reset link's page (signed out) ------------------------------------------------------
@@ -386,7 +388,7 @@ async def reset_page(request: Request, tenant: TenantDep) -> Response:
     """Choose a new password. Opening the link does not use it up (mail scanners open
     links); the form's button does."""
     token = request.query_params.get("token", "")
-    link = await staff_db.check_reset_link(tenant["id"], token)
+    link = await links.check_reset_link(tenant["id"], token)
     if link.problem:
         return _link_problem(request, tenant, link.problem)
     return _reset_page(request, tenant, {"token": token, "email": link.email})
@@ -397,7 +399,7 @@ async def reset(request: Request, tenant: TenantDep) -> Response:
     form = await form_data(request)
     token = form.get("token", "")[: staff_db.MAX_TOKEN_LENGTH + 1]
     password = normalize(form.get("password", "")[:MAX_FIELD])
-    link = await staff_db.check_reset_link(tenant["id"], token)
+    link = await links.check_reset_link(tenant["id"], token)
     if link.problem:
         return _link_problem(request, tenant, link.problem)
     problem = staff_password_problem(password, tenant, link.email)
@@ -409,7 +411,7 @@ async def reset(request: Request, tenant: TenantDep) -> Response:
     except LaneBusy as busy:
         context = {"token": token, "email": link.email, "form_error": BUSY}
         return _reset_page(request, tenant, context, 503, {"Retry-After": str(busy.retry_after)})
-    used = await staff_db.use_reset_link(tenant["id"], token, password_hash)
+    used = await links.use_reset_link(tenant["id"], token, password_hash)
     if used.problem:
         return _link_problem(request, tenant, used.problem)
     await throttle.clear(tenant["id"], email_limit("staff-signin", used.email).key)
