@@ -5,6 +5,7 @@ messages tell the truth."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,35 @@ def test_a_too_big_logo_is_reported_at_its_real_size(server, page: Page, js: boo
     if not js:
         page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_text(f"That file is {size}; a logo can be at most 2 MB.")).to_be_visible()
+
+
+def test_the_activity_page_shows_who_changed_what_and_filters(server, page: Page, js: bool):
+    phone = "(555) 010-7001" if js else "(555) 010-7002"
+    office_sign_in(page, server.base_url, ADMIN_EMAIL, ADMIN_PASSWORD)
+    field = page.get_by_label("Phone", exact=True)
+    field.fill(phone)
+    if js:
+        field.press("Tab")
+        expect(page.locator("#saved-phone")).to_have_text("Saved")
+    else:
+        page.get_by_role("button", name="Save", exact=True).click()
+        expect(page.get_by_text("Your settings were saved.")).to_be_visible()
+    menu = page.get_by_role("navigation", name="Office sections")
+    menu.get_by_role("link", name="Activity").click()
+    expect(page.get_by_role("heading", name="Activity", level=1)).to_be_visible()
+    row = page.get_by_role("row").filter(has_text=phone).first
+    expect(row).to_contain_text("Setting changed: Phone")
+    expect(row).to_contain_text(ADMIN_EMAIL)
+    expect(row.locator("td[data-label='After']")).to_have_text(phone)
+    if js:
+        page.evaluate("window.stayed = true")
+    page.get_by_label("What changed").select_option(label="Staff")
+    page.get_by_role("button", name="Show").click()
+    expect(page).to_have_url(re.compile(r"/office/activity\?kind=staff\.(&|$)"))
+    expect(page.get_by_role("row").filter(has_text=phone)).to_have_count(0)
+    page.get_by_label("What changed").select_option(label="Settings")
+    page.get_by_label("Who").select_option(label=ADMIN_EMAIL)
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_role("row").filter(has_text=phone).first).to_be_visible()
+    if js:  # only the list was swapped
+        assert page.evaluate("window.stayed") is True

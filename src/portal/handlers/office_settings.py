@@ -22,9 +22,9 @@ from portal import settings_form as rules
 from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo, end_session
+from portal.db import activity, queries
 from portal.db import office as office_db
 from portal.db import office_settings as settings_db
-from portal.db import queries
 from portal.mail.links import portal_url
 from portal.pages import is_admin, office_page, refuse
 from portal.payments import accounts as payment_accounts
@@ -38,6 +38,11 @@ BLOCKS = {key: f"s_{key}" for key in rules.SETTINGS} | {
     "payments_enabled": "s_payments",
     "logo": "s_logo",
 }
+
+
+def _actor(staff: SessionInfo) -> activity.Actor:
+    """The staff member, as the activity log records who changed a setting."""
+    return activity.Actor(staff.email)
 
 
 def current_values(tenant: dict[str, Any], units: list[dict[str, Any]]) -> dict[str, Any]:
@@ -192,7 +197,7 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
             errors["logo"] = problem
     if not errors:
         try:
-            await settings_db.save(tenant["id"], changes)
+            await settings_db.save(tenant["id"], changes, _actor(staff))
         except settings_db.HostTaken:
             errors["host"] = settings_db.HOST_TAKEN_MESSAGE
     if errors:
@@ -207,7 +212,7 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
             form_error="Nothing was saved. Please correct the fields marked below.",
         )
     if png:
-        await settings_db.save_logo(tenant["id"], png)
+        await settings_db.save_logo(tenant["id"], png, _actor(staff))
     if "host" in changes.columns:
         return await _moved(request, changes.columns["host"])
     return see_other(request, "/office/settings?saved=1")
@@ -275,7 +280,7 @@ async def upload_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> R
         png, problem = await _read_logo(upload)
     if problem:
         return await _after_one(request, tenant, staff, "logo", {"logo": problem}, {})
-    await settings_db.save_logo(tenant["id"], png)
+    await settings_db.save_logo(tenant["id"], png, _actor(staff))
     return await _after_one(request, tenant, staff, "logo", {}, {})
 
 
@@ -284,7 +289,7 @@ async def remove_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> R
     refusal = await _refusal(request, tenant, staff, ["logo"])
     if refusal:
         return refusal
-    await settings_db.remove_logo(tenant["id"])
+    await settings_db.remove_logo(tenant["id"], _actor(staff))
     return await _after_one(request, tenant, staff, "logo", {}, {})
 
 
@@ -294,7 +299,9 @@ async def link_payments(request: Request, tenant: TenantDep, staff: StaffDep) ->
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
         return refusal
-    linked = await settings_db.link_payment_account(tenant["id"], sandbox.new_account_id())
+    linked = await settings_db.link_payment_account(
+        tenant["id"], sandbox.new_account_id(), _actor(staff)
+    )
     errors = {} if linked else {"payments_enabled": "A payment account is already linked."}
     return await _after_one(request, tenant, staff, "payments_enabled", errors, {})
 
@@ -305,7 +312,7 @@ async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) 
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
         return refusal
-    await payment_accounts.unlink(request.app.state.settings, tenant)
+    await payment_accounts.unlink(request.app.state.settings, tenant, _actor(staff))
 
     async def unlinked() -> Response:
         fresh = await office_db.tenant_by_id(tenant["id"])
@@ -364,7 +371,7 @@ async def save_one(
         return await _check_move(request, tenant, staff, form, changes, values, errors)
     if not errors:
         try:
-            await settings_db.save(tenant["id"], changes)
+            await settings_db.save(tenant["id"], changes, _actor(staff))
         except settings_db.HostTaken:
             errors["host"] = settings_db.HOST_TAKEN_MESSAGE
     if not errors and "host" in changes.columns:
