@@ -1,8 +1,6 @@
 """Settings › Customer Portal: the writes (settings, the legal agreement, the logo, the
 payment account). What each value must be is `portal/settings_form.py`; the logo's
-image work is `portal/logos.py`. Each write records who changed what, from what to what,
-in the office activity log, in its own transaction (`actor`: the staff member; the
-system for the import and commands).
+image work is `portal/logos.py`.
 """
 
 from __future__ import annotations
@@ -11,14 +9,14 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from portal.db import activity, payment_accounts
 from portal.db.engine import transaction
-from portal.db.tables import BusinessUnit, Tenant
+from portal.db.tables import BusinessUnit, HostRedirect, Tenant
 
 LOGO_EPOCH = 1_577_836_800  # 2020-01-01: logo versions count seconds from here (fit 32 bits)
 
@@ -69,22 +67,29 @@ def _shown(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _column_value(key: str, value: Any) -> Any:
-    if key in ("service_types", "membership_statuses"):
-        return json.dumps(value)
-    return value
-
-
 async def host_taken(tenant_id: int, host: str) -> bool:
     """Another business already uses `host` (checked before asking to move the portal;
     `save` checks again, as the name may be claimed in between)."""
     return bool(await Tenant.exists().where((Tenant.host == host) & (Tenant.id != tenant_id)).run())
 
 
-async def save(tenant_id: int, changes: Changes, actor: activity.Actor = activity.SYSTEM) -> None:
+def _column_value(key: str, value: Any) -> Any:
+    if key in ("service_types", "membership_statuses"):
+        return json.dumps(value)
+    return value
+
+
+async def save(
+    tenant_id: int,
+    changes: Changes,
+    *,
+    actor: activity.Actor = activity.SYSTEM,
+    redirect_days: int = 90,
+) -> None:
     """Store settings in one transaction, each change in the activity log (old and new
     value); raises `HostTaken` (and stores nothing) when the new host name belongs to
-    another business."""
+    another business. A new host name keeps the old one redirecting for
+    `redirect_days`."""
     try:
         async with transaction():
             before = await Tenant.select().where(Tenant.id == tenant_id).first().run() or {}
@@ -97,6 +102,7 @@ async def save(tenant_id: int, changes: Changes, actor: activity.Actor = activit
                 )
                 if taken:
                     raise HostTaken(host)
+                await _host_moves(tenant_id, host, actor, redirect_days)
             if changes.columns:
                 values = {
                     getattr(Tenant, key): _column_value(key, value)
@@ -105,10 +111,9 @@ async def save(tenant_id: int, changes: Changes, actor: activity.Actor = activit
                 await Tenant.update(values).where(Tenant.id == tenant_id).run()
             for key, value in changes.columns.items():
                 old, new = _shown(before.get(key)), _shown(_column_value(key, value))
-                if old != new:
-                    action = "host.changed" if key == "host" else "setting.changed"
+                if key != "host" and old != new:  # a host change is logged as it moves
                     name = SETTING_NAMES.get(key, key)
-                    await activity.record(tenant_id, actor, action, name, old, new)
+                    await activity.record(tenant_id, actor, "setting.changed", name, old, new)
             if changes.downloadable_units is not None:
                 await _set_downloadable(tenant_id, changes.downloadable_units, actor)
     except (sqlite3.IntegrityError, asyncpg.UniqueViolationError) as exc:
@@ -117,6 +122,50 @@ async def save(tenant_id: int, changes: Changes, actor: activity.Actor = activit
         if "host" in str(exc):
             raise HostTaken(changes.columns.get("host", "")) from exc
         raise
+
+
+async def _host_moves(
+    tenant_id: int, new_host: str, actor: activity.Actor, redirect_days: int
+) -> None:
+    """The old host name redirects to the new one for a while; the change is logged."""
+    row = await Tenant.select(Tenant.host).where(Tenant.id == tenant_id).first().run()
+    old_host = row["host"] if row else ""
+    if not old_host or old_host == new_host:
+        return
+    # The new name may be one this business (or another) gave up: it is a real host now.
+    await HostRedirect.delete().where(HostRedirect.old_host == new_host).run()
+    if redirect_days > 0:
+        until = datetime.now(UTC) + timedelta(days=redirect_days)
+        await HostRedirect.insert(
+            HostRedirect(tenant=tenant_id, old_host=old_host, until=until)
+        ).run()
+    await activity.record(tenant_id, actor, "host.changed", "Host", old_host, new_host)
+
+
+async def set_custom_domain(tenant_id: int, domain: str | None, actor: activity.Actor) -> None:
+    """Give the business its own domain (None: take it away), logged in the same
+    transaction; raises `DomainTaken` when another business has it."""
+    async with transaction():
+        if domain:
+            taken = (
+                await Tenant.exists()
+                .where((Tenant.custom_domain == domain) & (Tenant.id != tenant_id))
+                .run()
+            )
+            if taken:
+                raise DomainTaken(domain)
+        row = await Tenant.select(Tenant.custom_domain).where(Tenant.id == tenant_id).first().run()
+        old = (row or {}).get("custom_domain") or ""
+        await (
+            Tenant.update({Tenant.custom_domain: domain or None})
+            .where(Tenant.id == tenant_id)
+            .run()
+        )
+        await activity.record(tenant_id, actor, "domain.changed", "Own domain", old, domain or "")
+
+
+class DomainTaken(Exception):
+    """Another business already uses the domain."""
 
 
 async def _set_downloadable(

@@ -23,6 +23,7 @@ PAGE = 50
 KINDS = {
     "setting.": "Settings",
     "host.": "Host",
+    "domain.": "Own domain",
     "agreement.": "Legal agreement",
     "payment_account.": "Payment account",
     "template.": "Email templates",
@@ -31,6 +32,7 @@ KINDS = {
 ACTIONS = {
     "setting.changed": "Setting changed",
     "host.changed": "Host changed",
+    "domain.changed": "Own domain changed",
     "agreement.accepted": "Agreement accepted",
     "payment_account.linked": "Payment account linked",
     "payment_account.unlinked": "Payment account unlinked",
