@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,29 @@ def test_the_activity_page_shows_who_changed_what_and_filters(server, page: Page
     expect(page.get_by_role("row").filter(has_text=phone).first).to_be_visible()
     if js:  # only the list was swapped
         assert page.evaluate("window.stayed") is True
+
+
+def test_an_admin_exports_and_then_erases_a_customer(server, page: Page, js: bool, tmp_path):
+    host = f"privacy-{'js' if js else 'nojs'}"
+    base = import_business_into(server, tmp_path, host)
+    page.goto(base + "/office/sign-in")
+    page.get_by_label("Email").fill(f"boss@{host}.example")
+    page.get_by_label("Password").fill(NEW_ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Settings › Customer Portal")).to_be_visible()
+    page.goto(base + "/office/customers")
+    page.get_by_role("link", name="Pat Lee").click()
+    privacy = page.locator("section#privacy")
+    with page.expect_download() as download:
+        privacy.get_by_role("link", name="Download this customer's data").click()
+    archive = zipfile.ZipFile(download.value.path())
+    assert "Pat Lee" in archive.read("customer.json").decode()
+    assert any(n.endswith(".pdf") for n in archive.namelist())
+
+    privacy.get_by_role("button", name="Erase personal data").click()
+    expect(privacy.get_by_label(re.compile("I understand"))).to_be_focused()  # required first
+    privacy.get_by_label(re.compile("I understand")).check()
+    privacy.get_by_role("button", name="Erase personal data").click()
+    expect(page.get_by_role("status").filter(has_text="personal data is erased")).to_be_visible()
+    expect(page.get_by_role("heading", name="Erased customer")).to_be_visible()
+    expect(page.get_by_text("Pat Lee")).to_have_count(0)

@@ -116,7 +116,12 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/staff/{staff_id:int}/role"): "ids",
     ("POST", "/office/staff/{staff_id:int}/disable"): "ids",
     ("POST", "/office/staff/{staff_id:int}/enable"): "ids",
-    ("GET", "/office/activity"): "office",  # ?who= must be one of its own actors
+    ("GET", "/office/activity"): "office",
+    ("GET", "/office/customers/{customer_id:int}/export"): "ids",
+    (
+        "POST",
+        "/office/customers/{customer_id:int}/erase",
+    ): "ids",  # ?who= must be one of its own actors
     ("GET", "/office/reset"): "public",  # tokens: tests/test_staff_passwords.py
     ("POST", "/office/reset"): "public",
     ("GET", "/office/emails"): "office",  # ?before= is a cursor into its own list
@@ -361,6 +366,18 @@ def office_probes(me: Business | None) -> list[Probe]:
             "/office/staff",
             "staff",
             lambda v: (f"/office/staff?done=role&member={v}", None),
+        ),
+        Probe(
+            "GET",
+            "/office/customers/{customer_id:int}/export",
+            "customer",
+            lambda v: (f"/office/customers/{v}/export", None),
+        ),
+        Probe(
+            "POST",
+            "/office/customers/{customer_id:int}/erase",
+            "customer",
+            lambda v: (f"/office/customers/{v}/erase", {"confirm": "yes"}),
         ),
         Probe(
             "POST",
