@@ -16,6 +16,7 @@ import anyio
 from portal.db import invoices as invoices_db
 from portal.db import privacy as privacy_db
 from portal.db import queries
+from portal.db.rows import TenantRow
 from portal.pdf import invoice_pdf
 
 
@@ -32,7 +33,7 @@ def _file_name(number: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", number)[:60] or "invoice"
 
 
-async def export_zip(tenant: dict[str, Any], customer_id: int) -> tuple[str, bytes]:
+async def export_zip(tenant: TenantRow, customer_id: int) -> tuple[str, bytes]:
     """(file name, zip bytes) of one customer's data; raises `db.privacy.NotFound`."""
     data = await privacy_db.export_data(tenant["id"], customer_id)
     logo = await queries.tenant_logo(tenant["id"])

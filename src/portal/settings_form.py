@@ -14,7 +14,8 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from portal.db.office_settings import Changes
-from portal.forms import count_text, multi_line, one_line
+from portal.db.rows import TenantRow
+from portal.forms import Checked, count_text, multi_line, one_line
 
 # --- which settings there are -------------------------------------------------------------
 
@@ -194,10 +195,11 @@ def _first(form: dict[str, list[str]], key: str) -> str:
 def clean_form(
     keys: tuple[str, ...] | list[str],
     form: dict[str, list[str]],
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     units: list[dict[str, Any]],
-) -> tuple[Changes, dict[str, Any], dict[str, str]]:
-    """Check the settings `keys` from a form: (changes to store, values to show, errors)."""
+) -> Checked[Changes]:
+    """Check the settings `keys` from a form (`forms.Checked`): the changes to store, the
+    values to show again, the problems by field."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
     columns: dict[str, Any] = {}
@@ -240,7 +242,8 @@ def clean_form(
             )
     if "service_types" in values and isinstance(values["service_types"], list):
         values["service_types"] = "\n".join(values["service_types"])
-    return Changes(columns=columns, downloadable_units=downloadable), values, errors
+    changes = Changes(columns=columns, downloadable_units=downloadable)
+    return Checked(changes, problems=errors, values=values)
 
 
 # --- a business's own domain (`portal domain`) ---------------------------------------------

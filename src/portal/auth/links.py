@@ -18,6 +18,7 @@ from portal.config import Settings
 from portal.db import accounts, activity
 from portal.db import staff as staff_db
 from portal.db.engine import transaction
+from portal.db.rows import TenantRow
 from portal.db.tables import AuthToken, PortalAccount, StaffToken
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
@@ -46,7 +47,7 @@ async def _new_link_token(tenant_id: int, account_id: int, purpose: str, hours: 
     return token
 
 
-async def request_invitation(settings: Settings, tenant: dict[str, Any], email: str) -> bool:
+async def request_invitation(settings: Settings, tenant: TenantRow, email: str) -> bool:
     """Queue a confirmation email if `email` is on a customer record of this business
     and has no confirmed account. Returns whether an email was queued (never shown)."""
     async with transaction():
@@ -76,7 +77,7 @@ async def request_invitation(settings: Settings, tenant: dict[str, Any], email: 
     return True
 
 
-async def request_reset(settings: Settings, tenant: dict[str, Any], email: str) -> bool:
+async def request_reset(settings: Settings, tenant: TenantRow, email: str) -> bool:
     """Queue a password-reset email if `email` has a confirmed account here."""
     async with transaction():
         account = await accounts.account_by_email(tenant["id"], email)
@@ -169,7 +170,7 @@ async def use_link(tenant_id: int, purpose: str, token: str, password_hash: str)
 
 async def send_reset_link(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     member: dict[str, Any],
     sent_by: dict[str, str],
     *,

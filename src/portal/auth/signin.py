@@ -77,10 +77,10 @@ async def check_password(
         return PasswordCheck(too_many=counted.wait)
     try:
         right = await verify_password(stored_hash, password, client)
-    except LaneBusy as busy:
+    except LaneBusy as full:
         await counted.release()
         metrics.sign_in(area, "busy")
-        return PasswordCheck(busy=busy.retry_after)
+        return PasswordCheck(busy=full.retry_after)
     if right:
         await counted.succeeded()
         metrics.sign_in(area, "right")

@@ -4,6 +4,7 @@ customers': auth/policy.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -15,11 +16,12 @@ from portal.config import Settings
 from portal.db import activity
 from portal.db import staff as staff_db
 from portal.db.engine import transaction
+from portal.db.rows import TenantRow
 from portal.db.tables import StaffUser, Tenant
 from portal.forms import one_line
 
 
-def staff_password_problem(password: str, tenant: dict[str, Any], email: str) -> str | None:
+def staff_password_problem(password: str, tenant: Mapping[str, Any], email: str) -> str | None:
     """Why a staff member of `tenant` with `email` cannot use `password` (None: fine)."""
     return password_problem(normalize(password), business_name=tenant["name"], email=email)
 
@@ -70,7 +72,7 @@ async def create_staff(host: str, email: str, name: str, role: str, password: st
 
 async def add_staff(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     *,
     name: str,
     email: str,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from piccolo.custom_types import Combinable
+
 from portal.db.tables import ActivityEvent
 
 ACTOR_KINDS = ("staff", "customer", "system", "api")
@@ -76,7 +78,7 @@ async def entries(
     id of the last entry of the previous page); optionally only one kind of change
     (`action_prefix`, e.g. "staff."), one actor, or a time span (`since` included,
     `until` not)."""
-    where = ActivityEvent.tenant == tenant_id
+    where: Combinable = ActivityEvent.tenant == tenant_id
     if before is not None:
         where &= ActivityEvent.id < before
     if since is not None:

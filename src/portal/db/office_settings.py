@@ -61,7 +61,7 @@ def _shown(value: Any) -> str:
         try:
             value = json.loads(value)
         except ValueError:
-            return value
+            return str(value)
     if isinstance(value, list | set | tuple):
         return ", ".join(str(v) for v in value) or "None"
     return "" if value is None else str(value)

@@ -34,6 +34,7 @@ from portal.auth.signin import (
 )
 from portal.auth.throttle import Limit
 from portal.db import accounts
+from portal.db.rows import TenantRow
 from portal.forms import clean_email
 from portal.mail.worker import wake
 from portal.pages import invoices_page
@@ -43,13 +44,13 @@ HOUR = timedelta(hours=1)
 
 
 def _page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     template: str,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return render(
         request,
         f"auth/{template}.html",
@@ -61,8 +62,12 @@ def _page(
 
 
 def _throttled(
-    request: Request, tenant: dict[str, Any], template: str, context: dict[str, Any], wait: int
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    template: str,
+    context: dict[str, Any],
+    wait: int,
+) -> Response[Any]:
     message = f"Too many attempts. Please try again in {throttle.minutes_text(wait)}."
     return _page(
         request,
@@ -75,8 +80,12 @@ def _throttled(
 
 
 def _busy(
-    request: Request, tenant: dict[str, Any], template: str, context: dict[str, Any], wait: int
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    template: str,
+    context: dict[str, Any],
+    wait: int,
+) -> Response[Any]:
     """503 with Retry-After, the form kept and the message in it (htmx 4 swaps a 503)."""
     context = {**context, "form_error": BUSY}
     return _page(request, tenant, template, context, 503, {"Retry-After": str(wait)})
@@ -86,7 +95,7 @@ def _busy(
 
 
 @get("/sign-in")
-async def sign_in_page(request: Request, tenant: TenantDep) -> Response:
+async def sign_in_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """The sign-in page, with the business's contact details and the way to register."""
     next_path = safe_next(request.query_params.get("next"))
     if await signed_in(request, "customer"):
@@ -96,7 +105,7 @@ async def sign_in_page(request: Request, tenant: TenantDep) -> Response:
 
 
 @post("/sign-in")
-async def sign_in(request: Request, tenant: TenantDep) -> Response:
+async def sign_in(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     form = await form_data(request)
     next_path = safe_next(form.get("next"))
     email, problem = clean_email(form.get("email", ""))
@@ -113,7 +122,7 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
         tenant["id"],
         sign_in_limits("signin", email, client),
         client,
-        account["password_hash"] if usable else None,
+        account["password_hash"] if account is not None and usable else None,
         password,
     )
     if not check.right or account is None:
@@ -128,7 +137,7 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
         request, None, tenant_id=tenant["id"], kind="customer", account_id=account["id"]
     )
 
-    async def invoices_now() -> Response:
+    async def invoices_now() -> Response[Any]:
         # One round trip on a slow connection: answer with the Invoices page itself,
         # swapped in for the whole body, instead of a redirect and a second request.
         info = await session_for_token(request, tenant["id"], token)
@@ -151,7 +160,7 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
 
 
 @post("/sign-out")
-async def sign_out(request: Request, tenant: TenantDep) -> Response:
+async def sign_out(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     response = see_other(request, "/sign-in?done=signed-out")
     await end_session(request, response)
     return response
@@ -160,7 +169,7 @@ async def sign_out(request: Request, tenant: TenantDep) -> Response:
 # --- request an invitation -> confirmation email -> create password -----------------------------
 
 
-def _sent_message(tenant: dict[str, Any]) -> str:
+def _sent_message(tenant: TenantRow) -> str:
     phone = tenant["phone"] or tenant["email"]
     return (
         f"If this email is on your account with {tenant['name']}, we've sent you a link. "
@@ -169,8 +178,8 @@ def _sent_message(tenant: dict[str, Any]) -> str:
 
 
 async def _email_request(
-    request: Request, tenant: dict[str, Any], template: str, kind: str
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantRow, template: str, kind: str
+) -> Response[Any]:
     """Invitation and reset requests: one answer whatever the email, throttled."""
     form = await form_data(request)
     email, problem = clean_email(form.get("email", ""))
@@ -194,30 +203,32 @@ async def _email_request(
 
 
 @get("/invite")
-async def invite_page(request: Request, tenant: TenantDep) -> Response:
+async def invite_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """Request an invitation: the email on the customer's record gets a confirmation link."""
     return _page(request, tenant, "invite", {"email": ""})
 
 
 @post("/invite")
-async def invite(request: Request, tenant: TenantDep) -> Response:
+async def invite(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _email_request(request, tenant, "invite", "invite")
 
 
 @get("/forgot")
-async def forgot_page(request: Request, tenant: TenantDep) -> Response:
+async def forgot_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return _page(request, tenant, "forgot", {"email": ""})
 
 
 @post("/forgot")
-async def forgot(request: Request, tenant: TenantDep) -> Response:
+async def forgot(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _email_request(request, tenant, "forgot", "reset")
 
 
 LINK_PAGES = {"confirm": ("confirm", "/invite"), "reset": ("reset", "/forgot")}
 
 
-async def _link_page(request: Request, tenant: dict[str, Any], purpose: str) -> Response:
+async def _link_page(
+    request: Request[Any, Any, Any], tenant: TenantRow, purpose: str
+) -> Response[Any]:
     token = request.query_params.get("token", "")
     check = await links.check_link(tenant["id"], purpose, token)
     if check.problem:
@@ -231,7 +242,9 @@ async def _link_page(request: Request, tenant: dict[str, Any], purpose: str) -> 
     return _page(request, tenant, purpose, {"token": token, "email": check.email})
 
 
-async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> Response:
+async def _use_link(
+    request: Request[Any, Any, Any], tenant: TenantRow, purpose: str
+) -> Response[Any]:
     form = await form_data(request)
     token = form.get("token", "")[:200]
     password = normalize(form.get("password", "")[:MAX_FIELD])
@@ -275,23 +288,23 @@ async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> R
 
 
 @get("/confirm")
-async def confirm_page(request: Request, tenant: TenantDep) -> Response:
+async def confirm_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """Create your password (opening the link does not use it up)."""
     return await _link_page(request, tenant, "confirm")
 
 
 @post("/confirm")
-async def confirm(request: Request, tenant: TenantDep) -> Response:
+async def confirm(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _use_link(request, tenant, "confirm")
 
 
 @get("/reset")
-async def reset_page(request: Request, tenant: TenantDep) -> Response:
+async def reset_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _link_page(request, tenant, "reset")
 
 
 @post("/reset")
-async def reset(request: Request, tenant: TenantDep) -> Response:
+async def reset(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _use_link(request, tenant, "reset")
 
 
@@ -299,13 +312,13 @@ async def reset(request: Request, tenant: TenantDep) -> Response:
 
 
 def _account_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     viewer: Any,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return render(
         request,
         "customer/account.html",
@@ -324,7 +337,9 @@ def _account_page(
 
 
 @get("/account")
-async def account_page(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def account_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """Your account: change password, and which customer record you are viewing."""
     done = request.query_params.get("done", "")
     notice = {"password": "Your password was changed. Other devices were signed out."}.get(done, "")
@@ -332,7 +347,9 @@ async def account_page(request: Request, tenant: TenantDep, viewer: CustomerDep)
 
 
 @post("/account/password")
-async def change_password(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def change_password(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     form = await form_data(request)
     current = normalize(form.get("current_password", "")[:MAX_FIELD])
     new = normalize(form.get("new_password", "")[:MAX_FIELD])
@@ -365,7 +382,9 @@ async def change_password(request: Request, tenant: TenantDep, viewer: CustomerD
 
 
 @post("/account/customer")
-async def switch_customer(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def switch_customer(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """View another customer record that lists this account's email."""
     form = await form_data(request)
     wanted = form.get("customer", "")

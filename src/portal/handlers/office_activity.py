@@ -93,7 +93,9 @@ def _moment(day: date | None, zone: ZoneInfo) -> datetime | None:
 
 
 @get("/activity")
-async def activity_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def activity_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """The office activity log, newest first; `?kind=`, `?who=`, `?from=`, `?to=` filter
     it and `?before=<id>` pages back."""
     actors = await activity.actors(tenant["id"])

@@ -9,7 +9,8 @@ gets a message next to its field and nothing is saved.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
@@ -26,6 +27,7 @@ from portal.db import activity, queries
 from portal.db import office as office_db
 from portal.db import office_settings as settings_db
 from portal.db.activity import Actor
+from portal.db.rows import TenantRow
 from portal.mail.links import portal_url
 from portal.pages import is_admin, office_page, refuse
 from portal.payments import accounts as payment_accounts
@@ -46,9 +48,10 @@ def _actor(staff: SessionInfo) -> activity.Actor:
     return activity.Actor(staff.email)
 
 
-def current_values(tenant: dict[str, Any], units: list[dict[str, Any]]) -> dict[str, Any]:
+def current_values(tenant: TenantRow, units: list[dict[str, Any]]) -> dict[str, Any]:
     """What the settings form shows for the business as stored."""
-    values = {key: tenant[key] for key in rules.SETTINGS if key in tenant}
+    stored = cast(Mapping[str, Any], tenant)  # the settings are columns of the business
+    values = {key: stored[key] for key in rules.SETTINGS if key in stored}
     values["service_types"] = "\n".join(tenant["service_types"])
     values["downloadable_units"] = {u["id"] for u in units if u["invoices_downloadable"]}
     return values
@@ -69,8 +72,8 @@ def share_snippet(url: str, name: str) -> str:
 
 
 async def _page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     *,
     block: str | None = "region",
@@ -81,7 +84,7 @@ async def _page(
     notice: str = "",
     form_error: str = "",
     confirm_host: str = "",
-) -> Response:
+) -> Response[Any]:
     units = await queries.business_units(tenant["id"])
     settings = request.app.state.settings
     url = portal_url(settings, tenant, "/")
@@ -125,13 +128,15 @@ SAVED_NOTICES = {
 
 
 @get("/settings")
-async def settings_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def settings_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Settings › Customer Portal."""
     notice = SAVED_NOTICES.get(request.query_params.get("saved", ""), "")
     return await _page(request, tenant, staff, notice=notice)
 
 
-async def _logo_upload(request: Request) -> UploadFile | None:
+async def _logo_upload(request: Request[Any, Any, Any]) -> UploadFile | None:
     """The uploaded logo file, if one was chosen."""
     try:
         form = await request.form()
@@ -151,7 +156,7 @@ async def _read_logo(upload: UploadFile) -> tuple[bytes, str | None]:
     return await logos.read_logo(data, upload.filename or "", upload.content_type or "", size)
 
 
-async def _moved(request: Request, new_host: str) -> Response:
+async def _moved(request: Request[Any, Any, Any], new_host: str) -> Response[Any]:
     """After the host changed, the office follows the portal to its new address (signing
     in again there: a session belongs to the address it was made on)."""
     settings = request.app.state.settings
@@ -164,8 +169,11 @@ async def _moved(request: Request, new_host: str) -> Response:
 
 
 async def _refusal(
-    request: Request, tenant: dict[str, Any], staff: SessionInfo, keys: list[str] | tuple[str, ...]
-) -> Response | None:
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    staff: SessionInfo,
+    keys: list[str] | tuple[str, ...],
+) -> Response[Any] | None:
     """A 403 response when this staff member may not change `keys` now, else None."""
     if not tenant["legal_accepted_at"]:
         return await refuse(request, tenant, staff, LOCKED_MESSAGE)
@@ -178,7 +186,9 @@ async def _refusal(
 
 
 @post("/settings")
-async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def save_all(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Save the whole form (the Save button, without JavaScript): all or nothing."""
     form = await form_lists(request)
     admin = is_admin(staff)
@@ -189,7 +199,8 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
     if refusal:
         return refusal
     units = await queries.business_units(tenant["id"])
-    changes, values, errors = rules.clean_form(keys, form, tenant, units)
+    checked = rules.clean_form(keys, form, tenant, units)
+    changes, values, errors = checked.clean, checked.values, checked.problems
     upload = await _logo_upload(request)
     png = b""
     if upload is not None:
@@ -225,13 +236,13 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
 
 
 async def _after_one(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     key: str,
     errors: dict[str, str],
     values: dict[str, Any],
-) -> Response:
+) -> Response[Any]:
     """The answer to an inline save: the setting's block with "Saved" or its error.
     Without JavaScript (a plain form post), back to the page."""
     if errors:
@@ -245,7 +256,7 @@ async def _after_one(
             errors=errors,
         )
 
-    async def saved() -> Response:
+    async def saved() -> Response[Any]:
         fresh = await office_db.tenant_by_id(tenant["id"])
         return await _page(request, fresh, staff, block=BLOCKS[key], saved=(key,))
 
@@ -253,7 +264,9 @@ async def _after_one(
 
 
 @post("/settings/legal")
-async def accept_legal(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def accept_legal(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """An administrator accepts the legal agreement (recorded with who and when)."""
     if not is_admin(staff):
         return await refuse(
@@ -274,7 +287,9 @@ async def accept_legal(request: Request, tenant: TenantDep, staff: StaffDep) -> 
 
 
 @post("/settings/logo")
-async def upload_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def upload_logo(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Upload a new logo (inline, or the page's Save without JavaScript)."""
     refusal = await _refusal(request, tenant, staff, ["logo"])
     if refusal:
@@ -291,7 +306,9 @@ async def upload_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> R
 
 
 @post("/settings/logo/remove")
-async def remove_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def remove_logo(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     refusal = await _refusal(request, tenant, staff, ["logo"])
     if refusal:
         return refusal
@@ -300,7 +317,9 @@ async def remove_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> R
 
 
 @post("/settings/payments/link")
-async def link_payments(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def link_payments(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Link the portal's one payment account (a new sandbox account for now)."""
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
@@ -313,14 +332,16 @@ async def link_payments(request: Request, tenant: TenantDep, staff: StaffDep) ->
 
 
 @post("/settings/payments/unlink")
-async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def unlink_payments(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Unlink the payment account, closing the card pages still open on it first."""
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
         return refusal
     await payment_accounts.unlink(request.app.state.settings, tenant, _actor(staff))
 
-    async def unlinked() -> Response:
+    async def unlinked() -> Response[Any]:
         fresh = await office_db.tenant_by_id(tenant["id"])
         return await _page(
             request,
@@ -335,14 +356,14 @@ async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) 
 
 
 async def _check_move(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     form: dict[str, list[str]],
     changes: settings_db.Changes,
     values: dict[str, Any],
     errors: dict[str, str],
-) -> Response:
+) -> Response[Any]:
     """A new host typed in (htmx): check it first, and only a name that can be used is
     offered as a move, confirmed in place ("Move portal" posts it again with `move`).
     "Keep the current address" shows the stored host again. Nothing is saved here."""
@@ -360,8 +381,8 @@ async def _check_move(
 
 @post("/settings/{key:str}")
 async def save_one(
-    request: Request, tenant: TenantDep, staff: StaffDep, key: FromPath[str]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, key: FromPath[str]
+) -> Response[Any]:
     """Save one setting (htmx posts it when its field changes)."""
     if key not in rules.SETTINGS:
         raise NotFoundException()
@@ -370,7 +391,8 @@ async def save_one(
         return refusal
     form = await form_lists(request)
     units = await queries.business_units(tenant["id"])
-    changes, values, errors = rules.clean_form([key], form, tenant, units)
+    checked = rules.clean_form([key], form, tenant, units)
+    changes, values, errors = checked.clean, checked.values, checked.problems
     # With JavaScript a new host is checked and the move asked about in place first; the
     # page's Save (JavaScript off) saves it at once.
     if key == "host" and renders_block(request, BLOCKS["host"]) and not form.get("move"):

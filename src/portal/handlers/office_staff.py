@@ -28,6 +28,7 @@ from portal.auth.staff import staff_password_problem
 from portal.db import activity
 from portal.db import office as office_db
 from portal.db import staff as staff_db
+from portal.db.rows import TenantRow
 from portal.forms import clean_email, count_text, one_line
 from portal.mail.worker import wake
 from portal.pages import ROLE_NAMES, is_admin, office_page, refuse
@@ -43,13 +44,13 @@ PASSWORD_NOTICES = {
 
 
 async def _password_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return await office_page(
         request,
         tenant,
@@ -64,14 +65,18 @@ async def _password_page(
 
 
 @get("/password")
-async def password_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def password_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Your password: change it (current password, then the new one)."""
     notice = PASSWORD_NOTICES.get(request.query_params.get("done", ""), "")
     return await _password_page(request, tenant, staff, {"notice": notice})
 
 
 @post("/password")
-async def change_password(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def change_password(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     form = await form_data(request)
     current = normalize(form.get("current_password", "")[:MAX_FIELD])
     new = normalize(form.get("new_password", "")[:MAX_FIELD])
@@ -116,8 +121,8 @@ async def change_password(request: Request, tenant: TenantDep, staff: StaffDep) 
 
 
 async def _staff_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     notice: str = "",
     *,
@@ -126,7 +131,7 @@ async def _staff_page(
     new: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
-) -> Response:
+) -> Response[Any]:
     return await office_page(
         request,
         tenant,
@@ -169,7 +174,9 @@ def _id(value: str) -> int | None:
 
 
 @get("/staff")
-async def staff_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def staff_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """The business's staff; administrators add staff, change roles, disable and re-enable
     staff and send password-reset links from here."""
     params = request.query_params
@@ -185,8 +192,8 @@ async def staff_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Re
 
 
 async def _admins_only(
-    request: Request, tenant: dict[str, Any], staff: SessionInfo
-) -> Response | None:
+    request: Request[Any, Any, Any], tenant: TenantRow, staff: SessionInfo
+) -> Response[Any] | None:
     if is_admin(staff):
         return None
     return await refuse(
@@ -200,12 +207,16 @@ async def _admins_only(
 
 
 async def _changed(
-    request: Request, tenant: dict[str, Any], staff: SessionInfo, done: str, member_id: int
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    staff: SessionInfo,
+    done: str,
+    member_id: int,
+) -> Response[Any]:
     """After a change: htmx swaps the staff list with the notice; without JavaScript, back
     to the Staff page, which says what changed."""
 
-    async def fragment() -> Response:
+    async def fragment() -> Response[Any]:
         member = await staff_db.staff_member(tenant["id"], member_id)
         notice = _done_notice(done, member) if member else ""
         return await _staff_page(request, tenant, staff, notice, block="members")
@@ -214,14 +225,16 @@ async def _changed(
 
 
 async def _refused_change(
-    request: Request, tenant: dict[str, Any], staff: SessionInfo, message: str
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantRow, staff: SessionInfo, message: str
+) -> Response[Any]:
     """A change that cannot be made: the staff list again with why; nothing changed."""
     return await _staff_page(request, tenant, staff, block="members", problem=message, status=409)
 
 
 @post("/staff")
-async def add_staff(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def add_staff(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Add a staff member: they get an email with a link to choose their password."""
     refusal = await _admins_only(request, tenant, staff)
     if refusal:
@@ -263,8 +276,8 @@ async def add_staff(request: Request, tenant: TenantDep, staff: StaffDep) -> Res
 
 @post("/staff/{staff_id:int}/role")
 async def change_role(
-    request: Request, tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
+) -> Response[Any]:
     """Make a staff member an administrator or office staff (never the last active
     administrator office staff)."""
     refusal = await _admins_only(request, tenant, staff)
@@ -281,8 +294,12 @@ async def change_role(
 
 
 async def _set_disabled(
-    request: Request, tenant: dict[str, Any], staff: SessionInfo, staff_id: int, disabled: bool
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    staff: SessionInfo,
+    staff_id: int,
+    disabled: bool,
+) -> Response[Any]:
     refusal = await _admins_only(request, tenant, staff)
     if refusal:
         return refusal
@@ -297,21 +314,21 @@ async def _set_disabled(
 
 @post("/staff/{staff_id:int}/disable")
 async def disable_staff(
-    request: Request, tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
+) -> Response[Any]:
     """Disable a staff member: signed out everywhere, and they cannot sign in."""
     return await _set_disabled(request, tenant, staff, staff_id, True)
 
 
 @post("/staff/{staff_id:int}/enable")
 async def enable_staff(
-    request: Request, tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
+) -> Response[Any]:
     """Let a disabled staff member sign in again."""
     return await _set_disabled(request, tenant, staff, staff_id, False)
 
 
-def _sent_notice(request: Request, member: dict[str, Any]) -> str:
+def _sent_notice(request: Request[Any, Any, Any], member: dict[str, Any]) -> str:
     hours = request.app.state.settings.reset_token_hours
     return (
         f"We've sent a password reset link to {member['email']}. It works once, for "
@@ -321,8 +338,8 @@ def _sent_notice(request: Request, member: dict[str, Any]) -> str:
 
 @post("/staff/{staff_id:int}/reset-link")
 async def send_reset_link(
-    request: Request, tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
+) -> Response[Any]:
     """Email a staff member a link to choose a new password (administrators only)."""
     if not is_admin(staff):
         return await refuse(
@@ -355,12 +372,12 @@ async def send_reset_link(
 
 
 def _reset_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return render(
         request,
         "office/reset.html",
@@ -379,12 +396,14 @@ def _reset_page(
     )
 
 
-def _link_problem(request: Request, tenant: dict[str, Any], problem: str) -> Response:
+def _link_problem(
+    request: Request[Any, Any, Any], tenant: TenantRow, problem: str
+) -> Response[Any]:
     return _reset_page(request, tenant, {"problem": problem}, 404 if problem == "unknown" else 410)
 
 
 @get("/reset")
-async def reset_page(request: Request, tenant: TenantDep) -> Response:
+async def reset_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """Choose a new password. Opening the link does not use it up (mail scanners open
     links); the form's button does."""
     token = request.query_params.get("token", "")
@@ -395,7 +414,7 @@ async def reset_page(request: Request, tenant: TenantDep) -> Response:
 
 
 @post("/reset")
-async def reset(request: Request, tenant: TenantDep) -> Response:
+async def reset(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     form = await form_data(request)
     token = form.get("token", "")[: staff_db.MAX_TOKEN_LENGTH + 1]
     password = normalize(form.get("password", "")[:MAX_FIELD])
