@@ -112,6 +112,16 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/password"): "office",
     ("GET", "/office/staff"): "office",  # ?sent= names a staff member: a notice, own only
     ("POST", "/office/staff/{staff_id:int}/reset-link"): "ids",
+    ("POST", "/office/staff"): "office",  # adds to the signed-in business only
+    ("POST", "/office/staff/{staff_id:int}/role"): "ids",
+    ("POST", "/office/staff/{staff_id:int}/disable"): "ids",
+    ("POST", "/office/staff/{staff_id:int}/enable"): "ids",
+    ("GET", "/office/activity"): "office",
+    ("GET", "/office/customers/{customer_id:int}/export"): "ids",
+    (
+        "POST",
+        "/office/customers/{customer_id:int}/erase",
+    ): "ids",  # ?who= must be one of its own actors
     ("GET", "/office/reset"): "public",  # tokens: tests/test_staff_passwords.py
     ("POST", "/office/reset"): "public",
     ("GET", "/office/emails"): "office",  # ?before= is a cursor into its own list
@@ -351,6 +361,42 @@ def office_probes(me: Business | None) -> list[Probe]:
             lambda v: (f"/office/staff/{v}/reset-link", {}),
         ),
         Probe("GET", "/office/staff", "staff", lambda v: (f"/office/staff?sent={v}", None)),
+        Probe(
+            "GET",
+            "/office/staff",
+            "staff",
+            lambda v: (f"/office/staff?done=role&member={v}", None),
+        ),
+        Probe(
+            "GET",
+            "/office/customers/{customer_id:int}/export",
+            "customer",
+            lambda v: (f"/office/customers/{v}/export", None),
+        ),
+        Probe(
+            "POST",
+            "/office/customers/{customer_id:int}/erase",
+            "customer",
+            lambda v: (f"/office/customers/{v}/erase", {"confirm": "yes"}),
+        ),
+        Probe(
+            "POST",
+            "/office/staff/{staff_id:int}/role",
+            "staff",
+            lambda v: (f"/office/staff/{v}/role", {"role": "office"}),
+        ),
+        Probe(
+            "POST",
+            "/office/staff/{staff_id:int}/disable",
+            "staff",
+            lambda v: (f"/office/staff/{v}/disable", {}),
+        ),
+        Probe(
+            "POST",
+            "/office/staff/{staff_id:int}/enable",
+            "staff",
+            lambda v: (f"/office/staff/{v}/enable", {}),
+        ),
         Probe(
             "POST",
             "/office/emails/{email_id:int}/retry",

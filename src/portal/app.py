@@ -43,6 +43,7 @@ from portal.handlers import (
     invoices,
     memberships,
     office,
+    office_activity,
     office_bookings,
     office_customers,
     office_emails,
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> PortalApp:
             *office_notifications.ROUTES,
             *office_staff.ROUTES,
             *office_emails.ROUTES,
+            *office_activity.ROUTES,
         ],
     )
     app = PortalApp(

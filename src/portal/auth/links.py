@@ -15,7 +15,7 @@ from typing import Any
 
 from portal.auth.tokens import new_token, token_hash
 from portal.config import Settings
-from portal.db import accounts
+from portal.db import accounts, activity
 from portal.db import staff as staff_db
 from portal.db.engine import transaction
 from portal.db.rows import TenantRow
@@ -169,12 +169,26 @@ async def use_link(tenant_id: int, purpose: str, token: str, password_hash: str)
 
 
 async def send_reset_link(
-    settings: Settings, tenant: TenantRow, member: dict[str, Any], sent_by: dict[str, str]
+    settings: Settings,
+    tenant: TenantRow,
+    member: dict[str, Any],
+    sent_by: dict[str, str],
+    *,
+    welcome: bool = False,
 ) -> None:
     """Queue a password-reset email to staff member `member`, sent by administrator
-    `sent_by` (their name and email, shown in the email)."""
+    `sent_by` (their name and email, shown in the email); `welcome`: the first one, to a
+    member just added, who chooses their first password with it (its activity entry is
+    the member's being added)."""
     token, digest = new_token()
     async with transaction():
+        if not welcome:
+            await activity.record(
+                tenant["id"],
+                activity.Actor(sent_by["email"]),
+                "staff.reset_link_sent",
+                staff_db.who(member),
+            )
         await StaffToken.insert(
             StaffToken(
                 tenant=tenant["id"],
@@ -195,6 +209,7 @@ async def send_reset_link(
                 "hours": settings.reset_token_hours,
                 "name": member["name"],
                 "sent_by": sent_by["name"] or sent_by["email"],
+                "welcome": welcome,
             },
         )
 
@@ -220,6 +235,7 @@ async def check_reset_link(tenant_id: int, token: str) -> StaffLink:
             StaffToken.expires_at,
             StaffToken.used_at,
             StaffToken.staff.email.as_alias("email"),
+            StaffToken.staff.disabled_at.as_alias("disabled_at"),
         )
         .where(
             (StaffToken.token_hash == token_hash(token))
@@ -229,7 +245,7 @@ async def check_reset_link(tenant_id: int, token: str) -> StaffLink:
         .first()
         .run()
     )
-    if row is None:
+    if row is None or row["disabled_at"] is not None:  # a disabled member's links stop working
         return StaffLink("unknown")
     if row["used_at"] is not None:
         return StaffLink("used")

@@ -84,6 +84,7 @@ class StaffUser(Table, tablename="staff_user"):
     role = Varchar(length=10, default="office")  # admin | office
     password_hash = Varchar(length=200, default="")
     created_at = Timestamptz(default=TimestamptzNow())
+    disabled_at = Timestamptz(null=True, default=None)  # set: cannot sign in (re-enabled: cleared)
 
 
 class Customer(Table, tablename="customer"):
