@@ -282,7 +282,7 @@ class AuthToken(Table, tablename="auth_token"):
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account = ForeignKey(null=False, references=PortalAccount, on_delete=OnDelete.cascade)
-    purpose = Varchar(length=10)  # confirm | reset
+    purpose = Varchar(length=10)  # confirm | reset | signin
     token_hash = Varchar(length=64, unique=True)
     expires_at = Timestamptz()
     used_at = Timestamptz(null=True, default=None)
@@ -336,7 +336,7 @@ class AccountRequest(Table, tablename="account_request"):
     request does the same work whatever the email (auth/account_requests.py)."""
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    kind = Varchar(length=10)  # invite | reset
+    kind = Varchar(length=10)  # invite | reset | signin
     email = Varchar(length=320)
     created_at = Timestamptz(default=TimestamptzNow())
 

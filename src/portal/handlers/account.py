@@ -35,6 +35,8 @@ from portal.web import form_data, is_htmx, render, see_other
 HOUR = timedelta(hours=1)
 MAX_FIELD = 1024
 BUSY = "Lots of people are signing in right now. Please try again in a moment."
+# A link's page never tells another site its token (the page's own links, its logo).
+NO_REFERRER = {"Referrer-Policy": "no-referrer"}
 NO_MATCH = "That email and password don't match our records. Check both and try again."
 
 
@@ -114,7 +116,16 @@ async def sign_in_page(request: Request, tenant: TenantDep) -> Response:
     if await load_session(request, tenant["id"], "customer"):
         return see_other(request, next_path)
     notice = {"signed-out": "You're signed out."}.get(request.query_params.get("done", ""), "")
-    return _page(request, tenant, "sign_in", {"next": next_path, "email": "", "notice": notice})
+    return _page(request, tenant, "sign_in", _sign_in_context(next_path, "", notice))
+
+
+def _sign_in_context(next_path: str, email: str, notice: str = "") -> dict[str, Any]:
+    return {
+        "next": next_path,
+        "email": email,
+        "notice": notice,
+        "link_minutes": accounts.SIGN_IN_LINK_MINUTES,
+    }
 
 
 @post("/sign-in")
@@ -123,7 +134,7 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
     next_path = safe_next(form.get("next"))
     email, problem = clean_email(form.get("email", ""))
     password = normalize(form.get("password", "")[:MAX_FIELD])
-    context: dict[str, Any] = {"next": next_path, "email": email, "notice": ""}
+    context = _sign_in_context(next_path, email)
     if problem or not password:
         errors = {"email": problem} if problem else {"password": "Enter your password."}
         return _page(request, tenant, "sign_in", {**context, "errors": errors}, 422)
@@ -191,12 +202,17 @@ def _sent_message(tenant: dict[str, Any]) -> str:
 
 
 async def _email_request(
-    request: Request, tenant: dict[str, Any], template: str, kind: str
+    request: Request,
+    tenant: dict[str, Any],
+    template: str,
+    kind: str,
+    context: dict[str, Any] | None = None,
 ) -> Response:
-    """Invitation and reset requests: one answer whatever the email, throttled."""
+    """Invitation, reset and sign-in-link requests: one answer whatever the email,
+    throttled."""
     form = await form_data(request)
     email, problem = clean_email(form.get("email", ""))
-    context: dict[str, Any] = {"email": email}
+    context = {**(context or {}), "email": email}
     if problem:
         return _page(request, tenant, template, {**context, "errors": {"email": problem}}, 422)
     # The same statements whatever the email (issue 11.5): count, record, answer. The
@@ -212,7 +228,38 @@ async def _email_request(
         return _throttled(request, tenant, template, context, counted.wait)
     await account_requests.record(tenant["id"], kind, email)
     wake()
+    if template == "sign_in":  # the sign-in form stays, with the answer above it
+        return _page(request, tenant, template, {**context, "notice": _sent_message(tenant)})
     return _page(request, tenant, template, {**context, "sent": _sent_message(tenant)})
+
+
+@post("/sign-in/link")
+async def request_sign_in_link(request: Request, tenant: TenantDep) -> Response:
+    """ "Email me a sign-in link": the same answer for every email (the worker decides)."""
+    form = await form_data(request)
+    context = _sign_in_context(safe_next(form.get("next")), "")
+    return await _email_request(request, tenant, "sign_in", "signin", context)
+
+
+@get("/sign-in/email")
+async def sign_in_link_page(request: Request, tenant: TenantDep) -> Response:
+    """The emailed sign-in link's page: opening it uses nothing; its button signs in."""
+    return await _link_page(request, tenant, "signin")
+
+
+@post("/sign-in/email")
+async def sign_in_with_link(request: Request, tenant: TenantDep) -> Response:
+    form = await form_data(request)
+    used = await accounts.use_sign_in_link(tenant["id"], form.get("token", "")[:200])
+    if used.problem:
+        return _link_problem(request, tenant, used.problem, "signin")
+    await throttle.clear(tenant["id"], email_limit("signin", used.email).key)
+    await accounts.record_sign_in(used.account_id)  # type: ignore[arg-type]
+    response = see_other(request, "/invoices")
+    await start_session(
+        request, response, tenant_id=tenant["id"], kind="customer", account_id=used.account_id
+    )
+    return response
 
 
 @get("/invite")
@@ -236,21 +283,25 @@ async def forgot(request: Request, tenant: TenantDep) -> Response:
     return await _email_request(request, tenant, "forgot", "reset")
 
 
-LINK_PAGES = {"confirm": ("confirm", "/invite"), "reset": ("reset", "/forgot")}
+LINK_TEMPLATES = {"confirm": "confirm", "reset": "reset", "signin": "sign_in_link"}
+
+
+def _link_problem(request: Request, tenant: dict[str, Any], problem: str, purpose: str) -> Response:
+    """An unknown (404), used or expired (410) link: what happened and a way to a new one."""
+    status = 404 if problem == "unknown" else 410
+    context = {"problem": problem, "purpose": purpose}
+    return _page(request, tenant, "link_problem", context, status)
 
 
 async def _link_page(request: Request, tenant: dict[str, Any], purpose: str) -> Response:
+    """An emailed link's page. A GET only looks the token up, never uses it: mail scanners
+    (Safe Links and the like) open every link, and the person must still find it working."""
     token = request.query_params.get("token", "")
     check = await accounts.check_link(tenant["id"], purpose, token)
     if check.problem:
-        return _page(
-            request,
-            tenant,
-            "link_problem",
-            {"problem": check.problem, "purpose": purpose},
-            410 if check.problem != "unknown" else 404,
-        )
-    return _page(request, tenant, purpose, {"token": token, "email": check.email})
+        return _link_problem(request, tenant, check.problem, purpose)
+    context = {"token": token, "email": check.email}
+    return _page(request, tenant, LINK_TEMPLATES[purpose], context, headers=NO_REFERRER)
 
 
 async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> Response:
@@ -259,13 +310,7 @@ async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> R
     password = normalize(form.get("password", "")[:MAX_FIELD])
     check = await accounts.check_link(tenant["id"], purpose, token)
     if check.problem:
-        return _page(
-            request,
-            tenant,
-            "link_problem",
-            {"problem": check.problem, "purpose": purpose},
-            410 if check.problem != "unknown" else 404,
-        )
+        return _link_problem(request, tenant, check.problem, purpose)
     problem = password_problem(password, business_name=tenant["name"], email=check.email)
     if problem:
         return _page(
@@ -282,9 +327,7 @@ async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> R
         return _busy(request, tenant, purpose, context, busy.retry_after)
     used = await accounts.use_link(tenant["id"], purpose, token, password_hash)
     if used.problem:
-        return _page(
-            request, tenant, "link_problem", {"problem": used.problem, "purpose": purpose}, 410
-        )
+        return _link_problem(request, tenant, used.problem, purpose)
     await throttle.clear(tenant["id"], email_limit("signin", used.email).key)
     if purpose == "reset":
         await end_other_sessions(account_id=used.account_id)
@@ -401,6 +444,9 @@ ROUTES = [
     sign_in_page,
     sign_in,
     sign_out,
+    request_sign_in_link,
+    sign_in_link_page,
+    sign_in_with_link,
     invite_page,
     invite,
     forgot_page,
