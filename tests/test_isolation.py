@@ -49,6 +49,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/memberships/card-callback"): "signed",
     ("GET", "/sign-in"): "public",
     ("POST", "/sign-in"): "public",
+    ("POST", "/sign-in/link"): "public",
+    ("GET", "/sign-in/email"): "public",  # tokens: tests/test_email_links.py
+    ("POST", "/sign-in/email"): "public",
     ("POST", "/sign-out"): "public",
     ("GET", "/invite"): "public",
     ("POST", "/invite"): "public",
