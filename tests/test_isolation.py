@@ -63,6 +63,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/reset"): "public",
     ("GET", "/account"): "customer",
     ("POST", "/account/password"): "customer",
+    ("GET", "/account/security"): "customer",  # own account only: tests/test_security_page.py
+    ("POST", "/account/security/sign-out-others"): "customer",
     ("POST", "/account/customer"): "ids",
     ("GET", "/"): "public",
     ("GET", "/invoices"): "ids",

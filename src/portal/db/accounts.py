@@ -15,7 +15,15 @@ from portal.auth.tokens import new_token, token_hash
 from portal.config import Settings
 from portal.db import fast
 from portal.db.engine import current_engine, transaction
-from portal.db.tables import AccountRequest, AuthToken, CustomerEmail, PortalAccount
+from portal.db.events import emit
+from portal.db.tables import (
+    AccountRequest,
+    AuthToken,
+    CustomerEmail,
+    PortalAccount,
+    Session,
+    SignInRecord,
+)
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
 
@@ -256,11 +264,14 @@ async def use_link(tenant_id: int, purpose: str, token: str, password_hash: str)
         if not claimed:
             return LinkCheck("used")
         await _set_password(check.account_id, password_hash, moment)  # type: ignore[arg-type]
-        await (
-            PortalAccount.update({PortalAccount.confirmed_at: moment})
+        confirmed = (
+            await PortalAccount.update({PortalAccount.confirmed_at: moment})
             .where((PortalAccount.id == check.account_id) & PortalAccount.confirmed_at.is_null())
+            .returning(PortalAccount.id)
             .run()
         )
+        if confirmed:
+            await emit(tenant_id, "account.registered", {"account_id": check.account_id})
     return check
 
 
@@ -311,9 +322,115 @@ async def update_hash(account_id: int, password_hash: str) -> None:
     )
 
 
-async def record_sign_in(account_id: int) -> None:
-    await (
-        PortalAccount.update({PortalAccount.last_sign_in_at: now()})
-        .where(PortalAccount.id == account_id)
+async def record_customer_sign_in(
+    settings: Settings,
+    tenant: dict[str, Any],
+    account: dict[str, Any],
+    *,
+    method: str,
+    browser: str,
+    network: str,
+    device_hash: str,
+) -> bool:
+    """Record a sign-in (and the account's last sign-in time); when this browser never
+    signed in to the account before, and it is not the account's first sign-in, queue the
+    "new sign-in" email in the same transaction. Returns whether it was queued."""
+    async with transaction():
+        seen = await fast.fetch(
+            """SELECT COUNT(*) AS sign_ins,
+                SUM(CASE WHEN device_hash = {} THEN 1 ELSE 0 END) AS from_here
+            FROM sign_in_record WHERE tenant = {} AND account = {}""",
+            device_hash,
+            tenant["id"],
+            account["id"],
+        )
+        moment = now()
+        await SignInRecord.insert(
+            SignInRecord(
+                tenant=tenant["id"],
+                account=account["id"],
+                method=method,
+                browser=browser[:120],
+                network=network[:64],
+                device_hash=device_hash,
+                signed_in_at=moment,
+            )
+        ).run()
+        await (
+            PortalAccount.update({PortalAccount.last_sign_in_at: moment})
+            .where(PortalAccount.id == account["id"])
+            .run()
+        )
+        new_browser = bool(seen[0]["sign_ins"]) and not seen[0]["from_here"]
+        if new_browser:
+            await queue_email(
+                settings,
+                tenant,
+                account["email"],
+                "new_sign_in",
+                {
+                    "browser": browser,
+                    "network": network,
+                    "security_link": portal_url(settings, tenant["host"], "/account/security"),
+                    "forgot_link": portal_url(settings, tenant["host"], "/forgot"),
+                },
+            )
+    return new_browser
+
+
+async def security_notice(
+    settings: Settings, tenant: dict[str, Any], email: str, change: str
+) -> None:
+    """Tell the account's email that its sign-in changed: `change` is "password",
+    "passkey added" or "passkey removed"."""
+    await queue_email(
+        settings,
+        tenant,
+        email,
+        "security_change",
+        {
+            "change": change,
+            "security_link": portal_url(settings, tenant["host"], "/account/security"),
+            "forgot_link": portal_url(settings, tenant["host"], "/forgot"),
+        },
+    )
+
+
+RECENT_SIGN_INS = 10
+
+
+async def recent_sign_ins(tenant_id: int, account_id: int) -> list[dict[str, Any]]:
+    """The account's last sign-ins, newest first."""
+    return (
+        await SignInRecord.select(
+            SignInRecord.signed_in_at,
+            SignInRecord.method,
+            SignInRecord.browser,
+            SignInRecord.network,
+        )
+        .where((SignInRecord.tenant == tenant_id) & (SignInRecord.account == account_id))
+        .order_by(SignInRecord.id, ascending=False)
+        .limit(RECENT_SIGN_INS)
+        .run()
+    )
+
+
+async def active_sessions(tenant_id: int, account_id: int) -> list[dict[str, Any]]:
+    """The account's sessions that have not passed their absolute limit, newest first
+    (an idle one is deleted when next seen)."""
+    return (
+        await Session.select(
+            Session.id,
+            Session.browser,
+            Session.network,
+            Session.created_at,
+            Session.last_seen_at,
+        )
+        .where(
+            (Session.tenant == tenant_id)
+            & (Session.account == account_id)
+            & (Session.expires_at > now())
+        )
+        .order_by(Session.last_seen_at, ascending=False)
         .run()
     )

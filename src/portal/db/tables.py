@@ -275,6 +275,25 @@ class Session(Table, tablename="session"):
     created_at = Timestamptz(default=TimestamptzNow())
     last_seen_at = Timestamptz(default=TimestamptzNow())
     expires_at = Timestamptz()  # absolute limit
+    # Shown on the customer's security page: "Chrome on Android", "203.0.113.x".
+    browser = Varchar(length=120, default="")
+    network = Varchar(length=64, default="")
+
+
+class SignInRecord(Table, tablename="sign_in_record"):
+    """One sign-in to a customer account: when, how, from which browser and (roughly) which
+    network. `device_hash` is the hash of the browser's long-lived device cookie, so a
+    sign-in from a browser never seen before can be told (and emailed about)."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account = ForeignKey(
+        null=False, references=PortalAccount, on_delete=OnDelete.cascade, index=True
+    )
+    method = Varchar(length=10)  # password | link | passkey | confirm | reset
+    browser = Varchar(length=120, default="")
+    network = Varchar(length=64, default="")
+    device_hash = Varchar(length=64, default="")
+    signed_in_at = Timestamptz(default=TimestamptzNow())
 
 
 class AuthToken(Table, tablename="auth_token"):
@@ -472,6 +491,7 @@ TABLES: list[type[Table]] = [
     AuditEvent,
     Session,
     AuthToken,
+    SignInRecord,
     OutboxEmail,
     NotificationTemplate,
     ThrottleCount,

@@ -15,15 +15,14 @@ from portal.auth.guards import CustomerDep, safe_next, viewer_for
 from portal.auth.passwords import LaneBusy, hash_password, needs_rehash
 from portal.auth.policy import normalize, password_problem
 from portal.auth.sessions import (
-    attach_cookie,
     end_other_sessions,
     end_session,
     load_session,
     session_for_token,
     set_active_customer,
-    start_session,
 )
 from portal.auth.signin import WINDOW, PasswordCheck, check_password, email_limit, sign_in_limits
+from portal.auth.signins import sign_in_customer
 from portal.auth.throttle import Limit
 from portal.db import accounts
 from portal.forwarded import client_ip, client_key
@@ -156,10 +155,8 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
     if needs_rehash(account["password_hash"]):
         with contextlib.suppress(LaneBusy):  # upgraded at a quieter sign-in instead
             await accounts.update_hash(account["id"], await hash_password(password, client))
-    await accounts.record_sign_in(account["id"])
-    token = await start_session(
-        request, None, tenant_id=tenant["id"], kind="customer", account_id=account["id"]
-    )
+    signed_in = await sign_in_customer(request, tenant, account, "password")
+    token = signed_in.token
     if is_htmx(request) and next_path == "/invoices":
         # One round trip on a slow connection: answer with the Invoices page itself,
         # swapped in for the whole body, instead of a redirect and a second request.
@@ -176,11 +173,8 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
                     "HX-Push-Url": "/invoices",
                 },
             )
-            attach_cookie(request, response, token)
-            return response
-    response = see_other(request, next_path)
-    attach_cookie(request, response, token)
-    return response
+            return signed_in.attach(response)
+    return signed_in.attach(see_other(request, next_path))
 
 
 @post("/sign-out")
@@ -254,12 +248,9 @@ async def sign_in_with_link(request: Request, tenant: TenantDep) -> Response:
     if used.problem:
         return _link_problem(request, tenant, used.problem, "signin")
     await throttle.clear(tenant["id"], email_limit("signin", used.email).key)
-    await accounts.record_sign_in(used.account_id)  # type: ignore[arg-type]
-    response = see_other(request, "/invoices")
-    await start_session(
-        request, response, tenant_id=tenant["id"], kind="customer", account_id=used.account_id
-    )
-    return response
+    account = {"id": used.account_id, "email": used.email}
+    signed_in = await sign_in_customer(request, tenant, account, "link")
+    return signed_in.attach(see_other(request, "/invoices"))
 
 
 @get("/invite")
@@ -331,12 +322,11 @@ async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> R
     await throttle.clear(tenant["id"], email_limit("signin", used.email).key)
     if purpose == "reset":
         await end_other_sessions(account_id=used.account_id)
-    await accounts.record_sign_in(used.account_id)  # type: ignore[arg-type]
-    response = see_other(request, "/invoices")
-    await start_session(
-        request, response, tenant_id=tenant["id"], kind="customer", account_id=used.account_id
-    )
-    return response
+        await accounts.security_notice(request.app.state.settings, tenant, used.email, "password")
+        wake()
+    account = {"id": used.account_id, "email": used.email}
+    signed_in = await sign_in_customer(request, tenant, account, purpose)
+    return signed_in.attach(see_other(request, "/invoices"))
 
 
 @get("/confirm")
@@ -426,7 +416,50 @@ async def change_password(request: Request, tenant: TenantDep, viewer: CustomerD
         return _account_page(request, tenant, viewer, {"form_error": BUSY}, 503, headers)
     await accounts.change_password(account["id"], new_hash)
     await end_other_sessions(account_id=account["id"], keep_session_id=viewer.session.id)
+    await accounts.security_notice(request.app.state.settings, tenant, account["email"], "password")
+    wake()
     return see_other(request, "/account?done=password")
+
+
+@get("/account/security")
+async def security_page(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+    """Security: recent sign-ins, the browsers signed in now (sign out everywhere else)."""
+    done = request.query_params.get("done", "")
+    notice = {"others": "You're signed out everywhere else."}.get(done, "")
+    return await _security_page(request, tenant, viewer, {"notice": notice})
+
+
+async def _security_page(
+    request: Request,
+    tenant: dict[str, Any],
+    viewer: Any,
+    context: dict[str, Any],
+    status: int = 200,
+) -> Response:
+    account_id = viewer.session.account_id
+    return render(
+        request,
+        "customer/security.html",
+        {
+            "tenant": tenant,
+            "viewer": viewer,
+            "tab": "account",
+            "notice": "",
+            "sign_ins": await accounts.recent_sign_ins(tenant["id"], account_id),
+            "sessions": await accounts.active_sessions(tenant["id"], account_id),
+            **context,
+        },
+        status_code=status,
+    )
+
+
+@post("/account/security/sign-out-others")
+async def sign_out_others(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+    """Sign out every other browser of this account; this one stays signed in."""
+    await end_other_sessions(
+        account_id=viewer.session.account_id, keep_session_id=viewer.session.id
+    )
+    return see_other(request, "/account/security?done=others")
 
 
 @post("/account/customer")
@@ -457,5 +490,7 @@ ROUTES = [
     reset,
     account_page,
     change_password,
+    security_page,
+    sign_out_others,
     switch_customer,
 ]
