@@ -65,6 +65,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/account/password"): "customer",
     ("GET", "/account/security"): "customer",  # own account only: tests/test_security_page.py
     ("POST", "/account/security/sign-out-others"): "customer",
+    ("POST", "/account/passkeys/options"): "customer",  # passkeys: tests/test_passkeys.py
+    ("POST", "/account/passkeys"): "customer",
+    ("POST", "/account/passkeys/{passkey_id:int}/remove"): "ids",
+    ("POST", "/sign-in/passkey/options"): "public",
+    ("POST", "/sign-in/passkey"): "public",
     ("POST", "/account/customer"): "ids",
     ("GET", "/"): "public",
     ("GET", "/invoices"): "ids",
@@ -160,6 +165,7 @@ def _id(c: Customer | None, slot: str) -> Any:
         "location": c.location_id,
         "membership": c.membership_id,
         "card_update": c.card_update_id,
+        "passkey": c.passkey_id,
         "booking": c.booking_id,
         "customer": c.id,
         "email": c.email_id,
@@ -246,6 +252,12 @@ def customer_probes(me: Customer | None) -> list[Probe]:
                     "request_key": fresh_key(),
                 },
             ),
+        ),
+        Probe(
+            "POST",
+            "/account/passkeys/{passkey_id:int}/remove",
+            "passkey",
+            lambda v: (f"/account/passkeys/{v}/remove", {}),
         ),
         Probe(
             "POST",

@@ -41,6 +41,7 @@ from portal.handlers import (
     office_notifications,
     office_settings,
     office_staff,
+    passkeys,
     public,
     scheduler,
 )
@@ -83,6 +84,7 @@ def create_app(settings: Settings) -> PortalApp:
         path="/",
         route_handlers=[
             *account.ROUTES,
+            *passkeys.ROUTES,
             *customer.ROUTES,
             *invoices.ROUTES,
             *memberships.ROUTES,

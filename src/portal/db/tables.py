@@ -296,6 +296,36 @@ class SignInRecord(Table, tablename="sign_in_record"):
     signed_in_at = Timestamptz(default=TimestamptzNow())
 
 
+class Passkey(Table, tablename="passkey"):
+    """A WebAuthn credential of a customer account (the business's host is its relying
+    party). Only the public key is kept; the private key never leaves the authenticator."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account = ForeignKey(
+        null=False, references=PortalAccount, on_delete=OnDelete.cascade, index=True
+    )
+    credential_id = Varchar(length=1400, unique=True)  # base64url, up to 1023 bytes
+    public_key = Text()  # base64url COSE key
+    sign_count = Integer(default=0)
+    transports = Varchar(length=200, default="")
+    name = Varchar(length=120, default="")  # the browser it was added with
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_used_at = Timestamptz(null=True, default=None)
+
+
+class PasskeyChallenge(Table, tablename="passkey_challenge"):
+    """A WebAuthn challenge handed to a browser: used once, for a few minutes, bound to the
+    business, the purpose and (adding a passkey) the account."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account = ForeignKey(
+        references=PortalAccount, null=True, default=None, on_delete=OnDelete.cascade
+    )
+    purpose = Varchar(length=10)  # register | sign-in
+    challenge_hash = Varchar(length=64, unique=True)
+    expires_at = Timestamptz()
+
+
 class AuthToken(Table, tablename="auth_token"):
     """A confirmation or password-reset link's token, stored hashed, single use."""
 
@@ -492,6 +522,8 @@ TABLES: list[type[Table]] = [
     Session,
     AuthToken,
     SignInRecord,
+    Passkey,
+    PasskeyChallenge,
     OutboxEmail,
     NotificationTemplate,
     ThrottleCount,

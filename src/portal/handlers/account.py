@@ -25,6 +25,7 @@ from portal.auth.signin import WINDOW, PasswordCheck, check_password, email_limi
 from portal.auth.signins import sign_in_customer
 from portal.auth.throttle import Limit
 from portal.db import accounts
+from portal.db.passkeys import passkeys_of
 from portal.forwarded import client_ip, client_key
 from portal.handlers.invoices import invoices_page
 from portal.mail.worker import wake
@@ -425,7 +426,11 @@ async def change_password(request: Request, tenant: TenantDep, viewer: CustomerD
 async def security_page(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
     """Security: recent sign-ins, the browsers signed in now (sign out everywhere else)."""
     done = request.query_params.get("done", "")
-    notice = {"others": "You're signed out everywhere else."}.get(done, "")
+    notice = {
+        "others": "You're signed out everywhere else.",
+        "passkey-added": "Your passkey was added. Next time, sign in with it.",
+        "passkey-removed": "The passkey was removed.",
+    }.get(done, "")
     return await _security_page(request, tenant, viewer, {"notice": notice})
 
 
@@ -447,6 +452,7 @@ async def _security_page(
             "notice": "",
             "sign_ins": await accounts.recent_sign_ins(tenant["id"], account_id),
             "sessions": await accounts.active_sessions(tenant["id"], account_id),
+            "passkeys": await passkeys_of(tenant["id"], account_id),
             **context,
         },
         status_code=status,
