@@ -10,7 +10,7 @@ import pytest
 
 from portal.auth.account_requests import answer_pending
 from portal.db import tables as t
-from portal.db.importer import import_file
+from portal.importer import import_file
 from portal.demo import JANE_EMAIL, JANE_PASSWORD
 from tests.support.authenticator import SoftAuthenticator
 from tests.support.http import make_client, sign_in, token_of

@@ -4,7 +4,7 @@ The request handler only records the request (after its throttle): the same stat
 whatever the email, so the answer's timing cannot tell which emails a business knows
 (looking the email up, making an account and a link and queuing the email took 4 ms more
 for known emails). The worker — inside `portal serve`, or `portal worker` — then looks the
-email up and queues the email that helps (db/accounts.py): for an invitation, a
+email up and queues the email that helps (auth/links.py): for an invitation, a
 confirmation link or, already registered, "sign in or reset your password"; for a reset
 or a sign-in link, that link or, never registered, "finish creating your account"; for an
 email on no customer record, nothing.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 
+from portal.auth import links
 from portal.config import Settings
 from portal.db import accounts
 from portal.db.engine import transaction
@@ -22,9 +23,9 @@ from portal.db.office import tenant_by_id
 KINDS = ("invite", "reset", "signin")
 log = logging.getLogger("portal.mail")
 ANSWERS = {
-    "invite": accounts.request_invitation,
-    "reset": accounts.request_reset,
-    "signin": accounts.request_sign_in_link,
+    "invite": links.request_invitation,
+    "reset": links.request_reset,
+    "signin": links.request_sign_in_link,
 }
 
 
@@ -47,7 +48,7 @@ async def answer_pending(settings: Settings, limit: int = 100) -> int:
                 if request is None:
                     break
                 tenant = await tenant_by_id(request["tenant"])
-                answer = ANSWERS.get(request["kind"], accounts.request_reset)
+                answer = ANSWERS.get(request["kind"], links.request_reset)
                 await answer(settings, tenant, request["email"])
         except Exception:
             if request is None:

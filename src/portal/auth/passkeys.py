@@ -30,6 +30,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from portal.auth.tokens import token_hash
 from portal.config import Settings
 from portal.db import passkeys as store
 from portal.mail.links import portal_url
@@ -67,7 +68,9 @@ async def registration_options(
             for p in existing
         ],
     )
-    await store.remember_challenge(tenant["id"], "register", options.challenge, account["id"])
+    await store.remember_challenge(
+        tenant["id"], "register", _hash(options.challenge), account["id"]
+    )
     return options_to_json(options)
 
 
@@ -78,8 +81,13 @@ async def authentication_options(settings: Settings, tenant: dict[str, Any]) -> 
         rp_id=rp_id(settings, tenant),
         user_verification=UserVerificationRequirement.PREFERRED,
     )
-    await store.remember_challenge(tenant["id"], "sign-in", options.challenge)
+    await store.remember_challenge(tenant["id"], "sign-in", _hash(options.challenge))
     return options_to_json(options)
+
+
+def _hash(challenge: bytes) -> str:
+    """A challenge as stored: its hash only, like every token."""
+    return token_hash(challenge.hex())
 
 
 def _answer(body: bytes) -> dict[str, Any] | None:
@@ -110,7 +118,7 @@ async def add_passkey(
     answer = _answer(body)
     challenge = _challenge_of(answer) if answer else None
     if challenge is None or not await store.take_challenge(
-        tenant["id"], "register", challenge, account_id
+        tenant["id"], "register", _hash(challenge), account_id
     ):
         return False
     try:
@@ -148,7 +156,9 @@ async def check_sign_in(settings: Settings, tenant: dict[str, Any], body: bytes)
     account it belongs to (confirmed accounts only), or None."""
     answer = _answer(body)
     challenge = _challenge_of(answer) if answer else None
-    if challenge is None or not await store.take_challenge(tenant["id"], "sign-in", challenge):
+    if challenge is None or not await store.take_challenge(
+        tenant["id"], "sign-in", _hash(challenge)
+    ):
         return PasskeySignIn(None)
     credential_id = answer.get("id") if isinstance(answer.get("id"), str) else ""
     passkey = await store.passkey_by_credential(tenant["id"], credential_id[:1400])

@@ -21,7 +21,10 @@ from portal.auth.sessions import session_cookie, start_session
 from portal.auth.tokens import new_token, token_hash
 from portal.config import Settings
 from portal.db import accounts
+from portal.db.engine import transaction
 from portal.forwarded import client_ip
+from portal.mail.links import portal_url
+from portal.mail.outbox import queue_email
 from portal.mail.worker import wake
 
 DEVICE_DAYS = 400  # browsers cap cookie lifetimes at about 400 days
@@ -95,16 +98,7 @@ async def sign_in_customer(
         device = new_token()[0]
     browser = browser_of(request.headers.get("user-agent", "")[:500])
     network = network_of(client_ip(request))
-    new_browser = await accounts.record_customer_sign_in(
-        settings,
-        tenant,
-        account,
-        method=method,
-        browser=browser,
-        network=network,
-        device_hash=token_hash(device),
-    )
-    if new_browser:
+    if await _record(settings, tenant, account, method, browser, network, token_hash(device)):
         wake()
     token = await start_session(
         request,
@@ -125,3 +119,61 @@ async def sign_in_customer(
         max_age=DEVICE_DAYS * 86400,
     )
     return SignedIn(token, [session_cookie(settings, token), device_cookie])
+
+
+async def _record(
+    settings: Settings,
+    tenant: dict[str, Any],
+    account: dict[str, Any],
+    method: str,
+    browser: str,
+    network: str,
+    device_hash: str,
+) -> bool:
+    """Record the sign-in; when this browser never signed in to the account before, and
+    it is not the account's first sign-in, queue the "new sign-in" email in the same
+    transaction. Returns whether it was queued."""
+    async with transaction():
+        sign_ins, from_here = await accounts.sign_ins_seen(tenant["id"], account["id"], device_hash)
+        await accounts.add_sign_in_record(
+            tenant["id"],
+            account["id"],
+            method=method,
+            browser=browser,
+            network=network,
+            device_hash=device_hash,
+        )
+        new_browser = sign_ins > 0 and from_here == 0
+        if new_browser:
+            await queue_email(
+                settings,
+                tenant,
+                account["email"],
+                "new_sign_in",
+                {
+                    "browser": browser,
+                    "network": network,
+                    "security_link": portal_url(settings, tenant["host"], "/account/security"),
+                    "forgot_link": portal_url(settings, tenant["host"], "/forgot"),
+                },
+            )
+    return new_browser
+
+
+async def security_notice(
+    settings: Settings, tenant: dict[str, Any], email: str, change: str
+) -> None:
+    """Tell the account's email that how it signs in changed: `change` is "password",
+    "passkey added" or "passkey removed"."""
+    await queue_email(
+        settings,
+        tenant,
+        email,
+        "security_change",
+        {
+            "change": change,
+            "security_link": portal_url(settings, tenant["host"], "/account/security"),
+            "forgot_link": portal_url(settings, tenant["host"], "/forgot"),
+        },
+    )
+    wake()

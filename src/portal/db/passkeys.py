@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from portal.auth.tokens import token_hash
 from portal.db.engine import transaction
 from portal.db.tables import Passkey, PasskeyChallenge
 
@@ -18,9 +17,9 @@ def now() -> datetime:
 
 
 async def remember_challenge(
-    tenant_id: int, purpose: str, challenge: bytes, account_id: int | None = None
+    tenant_id: int, purpose: str, challenge_hash: str, account_id: int | None = None
 ) -> None:
-    """Keep (the hash of) a challenge handed to a browser, for a few minutes; expired ones
+    """Keep the hash of a challenge handed to a browser, for a few minutes; expired ones
     of the business are cleared on the way."""
     moment = now()
     async with transaction():
@@ -34,21 +33,21 @@ async def remember_challenge(
                 tenant=tenant_id,
                 account=account_id,
                 purpose=purpose,
-                challenge_hash=token_hash(challenge.hex()),
+                challenge_hash=challenge_hash,
                 expires_at=moment + timedelta(minutes=CHALLENGE_MINUTES),
             )
         ).run()
 
 
 async def take_challenge(
-    tenant_id: int, purpose: str, challenge: bytes, account_id: int | None = None
+    tenant_id: int, purpose: str, challenge_hash: str, account_id: int | None = None
 ) -> bool:
     """Use a challenge once: True if it was handed out here, for this purpose (and
     account), and has not expired or been used."""
     where = (
         (PasskeyChallenge.tenant == tenant_id)
         & (PasskeyChallenge.purpose == purpose)
-        & (PasskeyChallenge.challenge_hash == token_hash(challenge.hex()))
+        & (PasskeyChallenge.challenge_hash == challenge_hash)
         & (PasskeyChallenge.expires_at > now())
     )
     if account_id is not None:

@@ -7,53 +7,41 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from litestar import Request, Response, get, post
 
-from portal.auth import account_requests, throttle
-from portal.auth.guards import CustomerDep, safe_next, viewer_for
+from portal.auth import account_requests, links, throttle
+from portal.auth.context import TenantDep, signed_in, viewer_for
+from portal.auth.guards import CustomerDep, safe_next
 from portal.auth.passwords import LaneBusy, hash_password, needs_rehash
 from portal.auth.policy import normalize, password_problem
 from portal.auth.sessions import (
     end_other_sessions,
     end_session,
-    load_session,
     session_for_token,
     set_active_customer,
 )
-from portal.auth.signin import WINDOW, PasswordCheck, check_password, email_limit, sign_in_limits
-from portal.auth.signins import sign_in_customer
+from portal.auth.signin import (
+    BUSY,
+    MAX_FIELD,
+    WINDOW,
+    check_password,
+    client_of,
+    email_limit,
+    refusal,
+    sign_in_limits,
+)
+from portal.auth.signins import security_notice, sign_in_customer
 from portal.auth.throttle import Limit
 from portal.db import accounts
 from portal.db.passkeys import passkeys_of
-from portal.forwarded import client_ip, client_key
-from portal.handlers.invoices import invoices_page
+from portal.forms import clean_email
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_htmx, render, see_other
+from portal.pages import invoices_page
+from portal.web import after_write, form_data, render, see_other
 
 HOUR = timedelta(hours=1)
-MAX_FIELD = 1024
-BUSY = "Lots of people are signing in right now. Please try again in a moment."
 # A link's page never tells another site its token (the page's own links, its logo).
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
-NO_MATCH = "That email and password don't match our records. Check both and try again."
-
-
-def client_of(request: Request) -> str:
-    """The client as throttles and the hashing lane count it (see portal.forwarded)."""
-    return client_key(client_ip(request))
-
-
-def clean_email(value: str) -> tuple[str, str | None]:
-    """(normalized email, problem) for what someone typed in an email field."""
-    value = value.strip()[:320]
-    if not value:
-        return "", "Enter your email address."
-    try:
-        return validate_email(value, check_deliverability=False).normalized.lower(), None
-    except EmailNotValidError:
-        return value, "Enter an email address like name@example.com."
 
 
 def _page(
@@ -96,16 +84,6 @@ def _busy(
     return _page(request, tenant, template, context, 503, {"Retry-After": str(wait)})
 
 
-def refusal(check: PasswordCheck) -> tuple[int, str, dict[str, str] | None]:
-    """(status, message, headers) for a password that did not open the account."""
-    if check.too_many:
-        message = f"Too many attempts. Please try again in {throttle.minutes_text(check.too_many)}."
-        return 429, message, {"Retry-After": str(check.too_many)}
-    if check.busy:
-        return 503, BUSY, {"Retry-After": str(check.busy)}
-    return 422, NO_MATCH, None
-
-
 # --- sign in / out ---------------------------------------------------------------------------
 
 
@@ -113,7 +91,7 @@ def refusal(check: PasswordCheck) -> tuple[int, str, dict[str, str] | None]:
 async def sign_in_page(request: Request, tenant: TenantDep) -> Response:
     """The sign-in page, with the business's contact details and the way to register."""
     next_path = safe_next(request.query_params.get("next"))
-    if await load_session(request, tenant["id"], "customer"):
+    if await signed_in(request, "customer"):
         return see_other(request, next_path)
     notice = {"signed-out": "You're signed out."}.get(request.query_params.get("done", ""), "")
     return _page(request, tenant, "sign_in", _sign_in_context(next_path, "", notice))
@@ -124,7 +102,7 @@ def _sign_in_context(next_path: str, email: str, notice: str = "") -> dict[str, 
         "next": next_path,
         "email": email,
         "notice": notice,
-        "link_minutes": accounts.SIGN_IN_LINK_MINUTES,
+        "link_minutes": links.SIGN_IN_LINK_MINUTES,
     }
 
 
@@ -156,26 +134,28 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
     if needs_rehash(account["password_hash"]):
         with contextlib.suppress(LaneBusy):  # upgraded at a quieter sign-in instead
             await accounts.update_hash(account["id"], await hash_password(password, client))
-    signed_in = await sign_in_customer(request, tenant, account, "password")
-    token = signed_in.token
-    if is_htmx(request) and next_path == "/invoices":
+    started = await sign_in_customer(request, tenant, account, "password")
+    token = started.token
+
+    async def invoices_now() -> Response:
         # One round trip on a slow connection: answer with the Invoices page itself,
         # swapped in for the whole body, instead of a redirect and a second request.
         info = await session_for_token(request, tenant["id"], token)
-        if info is not None:
-            response = await invoices_page(
-                request,
-                tenant,
-                await viewer_for(tenant["id"], info),
-                block=None,
-                headers={
-                    "HX-Retarget": "body",
-                    "HX-Reswap": "outerHTML",
-                    "HX-Push-Url": "/invoices",
-                },
-            )
-            return signed_in.attach(response)
-    return signed_in.attach(see_other(request, next_path))
+        if info is None:
+            return see_other(request, next_path)
+        return await invoices_page(
+            request,
+            tenant,
+            viewer_for(info),
+            block=None,
+            headers={"HX-Retarget": "body", "HX-Reswap": "outerHTML", "HX-Push-Url": "/invoices"},
+        )
+
+    if next_path == "/invoices":
+        response = await after_write(request, next_path, invoices_now)
+    else:
+        response = see_other(request, next_path)
+    return started.attach(response)
 
 
 @post("/sign-out")
@@ -245,13 +225,13 @@ async def sign_in_link_page(request: Request, tenant: TenantDep) -> Response:
 @post("/sign-in/email")
 async def sign_in_with_link(request: Request, tenant: TenantDep) -> Response:
     form = await form_data(request)
-    used = await accounts.use_sign_in_link(tenant["id"], form.get("token", "")[:200])
+    used = await links.use_sign_in_link(tenant["id"], form.get("token", "")[:200])
     if used.problem:
         return _link_problem(request, tenant, used.problem, "signin")
     await throttle.clear(tenant["id"], email_limit("signin", used.email).key)
     account = {"id": used.account_id, "email": used.email}
-    signed_in = await sign_in_customer(request, tenant, account, "link")
-    return signed_in.attach(see_other(request, "/invoices"))
+    started = await sign_in_customer(request, tenant, account, "link")
+    return started.attach(see_other(request, "/invoices"))
 
 
 @get("/invite")
@@ -289,7 +269,7 @@ async def _link_page(request: Request, tenant: dict[str, Any], purpose: str) -> 
     """An emailed link's page. A GET only looks the token up, never uses it: mail scanners
     (Safe Links and the like) open every link, and the person must still find it working."""
     token = request.query_params.get("token", "")
-    check = await accounts.check_link(tenant["id"], purpose, token)
+    check = await links.check_link(tenant["id"], purpose, token)
     if check.problem:
         return _link_problem(request, tenant, check.problem, purpose)
     context = {"token": token, "email": check.email}
@@ -300,7 +280,7 @@ async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> R
     form = await form_data(request)
     token = form.get("token", "")[:200]
     password = normalize(form.get("password", "")[:MAX_FIELD])
-    check = await accounts.check_link(tenant["id"], purpose, token)
+    check = await links.check_link(tenant["id"], purpose, token)
     if check.problem:
         return _link_problem(request, tenant, check.problem, purpose)
     problem = password_problem(password, business_name=tenant["name"], email=check.email)
@@ -317,17 +297,16 @@ async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> R
     except LaneBusy as busy:
         context = {"token": token, "email": check.email}
         return _busy(request, tenant, purpose, context, busy.retry_after)
-    used = await accounts.use_link(tenant["id"], purpose, token, password_hash)
+    used = await links.use_link(tenant["id"], purpose, token, password_hash)
     if used.problem:
         return _link_problem(request, tenant, used.problem, purpose)
     await throttle.clear(tenant["id"], email_limit("signin", used.email).key)
     if purpose == "reset":
         await end_other_sessions(account_id=used.account_id)
-        await accounts.security_notice(request.app.state.settings, tenant, used.email, "password")
-        wake()
+        await security_notice(request.app.state.settings, tenant, used.email, "password")
     account = {"id": used.account_id, "email": used.email}
-    signed_in = await sign_in_customer(request, tenant, account, purpose)
-    return signed_in.attach(see_other(request, "/invoices"))
+    started = await sign_in_customer(request, tenant, account, purpose)
+    return started.attach(see_other(request, "/invoices"))
 
 
 @get("/confirm")
@@ -417,8 +396,7 @@ async def change_password(request: Request, tenant: TenantDep, viewer: CustomerD
         return _account_page(request, tenant, viewer, {"form_error": BUSY}, 503, headers)
     await accounts.change_password(account["id"], new_hash)
     await end_other_sessions(account_id=account["id"], keep_session_id=viewer.session.id)
-    await accounts.security_notice(request.app.state.settings, tenant, account["email"], "password")
-    wake()
+    await security_notice(request.app.state.settings, tenant, account["email"], "password")
     return see_other(request, "/account?done=password")
 
 

@@ -14,14 +14,12 @@ from litestar import Request, Response, post
 from litestar.params import FromPath
 
 from portal.auth import passkeys, throttle
+from portal.auth.context import TenantDep
 from portal.auth.guards import CustomerDep, safe_next
-from portal.auth.signins import browser_of, sign_in_customer
+from portal.auth.signins import browser_of, security_notice, sign_in_customer
 from portal.auth.throttle import Limit
-from portal.db import accounts
 from portal.db import passkeys as store
 from portal.forwarded import client_ip, client_key
-from portal.mail.worker import wake
-from portal.tenancy import TenantDep
 from portal.web import see_other
 
 JSON = "application/json"
@@ -56,8 +54,7 @@ async def add_passkey(request: Request, tenant: TenantDep, viewer: CustomerDep) 
     )
     if not added:
         return _json({"error": "The passkey wasn't saved. Please try again."}, 422)
-    await accounts.security_notice(settings, tenant, viewer.session.email, "passkey added")
-    wake()
+    await security_notice(settings, tenant, viewer.session.email, "passkey added")
     return _json({"redirect": "/account/security?done=passkey-added"})
 
 
@@ -68,8 +65,7 @@ async def remove_passkey(
     """Remove one of the account's passkeys (another account's: nothing happens)."""
     if await store.remove_passkey(tenant["id"], viewer.session.account_id, passkey_id):
         settings = request.app.state.settings
-        await accounts.security_notice(settings, tenant, viewer.session.email, "passkey removed")
-        wake()
+        await security_notice(settings, tenant, viewer.session.email, "passkey removed")
     return see_other(request, "/account/security?done=passkey-removed")
 
 
