@@ -10,8 +10,8 @@ import pytest
 
 from portal.auth.account_requests import answer_pending
 from portal.db import tables as t
-from portal.importer import import_file
 from portal.demo import JANE_EMAIL, JANE_PASSWORD
+from portal.importer import import_file
 from tests.support.authenticator import SoftAuthenticator
 from tests.support.http import make_client, sign_in, token_of
 

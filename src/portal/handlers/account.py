@@ -210,7 +210,7 @@ async def _email_request(
 
 @post("/sign-in/link")
 async def request_sign_in_link(request: Request, tenant: TenantDep) -> Response:
-    """ "Email me a sign-in link": the same answer for every email (the worker decides)."""
+    """The sign-in form's "Email me a sign-in link": one answer for every email."""
     form = await form_data(request)
     context = _sign_in_context(safe_next(form.get("next")), "")
     return await _email_request(request, tenant, "sign_in", "signin", context)
