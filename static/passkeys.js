@@ -85,7 +85,8 @@
 
   function showError(scope, message) {
     var box = (scope || document).querySelector("[data-passkey-error]");
-    if (box) { box.textContent = message; box.hidden = false; }
+    // role="alert" only once there is something to say (an empty alert is still an alert).
+    if (box) { box.setAttribute("role", "alert"); box.textContent = message; box.hidden = false; }
   }
 
   function nextPath() {

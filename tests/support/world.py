@@ -511,6 +511,7 @@ def concrete(route: str, world, app) -> str:
         "email_id": me.email_id,
         "staff_id": me.staff_id,
         "alert_id": me.alert_id,
+        "passkey_id": me.passkey_id,
         "key": "invoice_email",
     }
     return re.sub(r"\{(\w+):\w+\}", lambda m: str(values[m.group(1)]), route)
