@@ -32,7 +32,8 @@ UNITS = [
     {"id": "BU-EL", "name": "Electrical", "invoices_downloadable": False},
     {"id": "BU-HV", "name": "HVAC", "invoices_downloadable": True},
 ]
-WORK = {
+# Per business unit: (job summary, invoice lines as (description, quantity, unit price cents)).
+WORK: dict[str, list[tuple[str, list[tuple[str, float, int]]]]] = {
     "BU-PL": [
         (
             "Water heater flush and anode check",

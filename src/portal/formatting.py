@@ -6,7 +6,7 @@ in the business's time zone; dates without a time are the business's calendar da
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -56,7 +56,7 @@ def format_datetime(value: datetime | None, tz: str | None = None) -> str:
 # --- days and arrival windows as customers read them -------------------------------------------
 
 
-def business_now(tenant: dict[str, Any]) -> datetime:
+def business_now(tenant: Mapping[str, Any]) -> datetime:
     """Now, in the business's time zone (its calendar decides what "today" is)."""
     return datetime.now(UTC).astimezone(ZoneInfo(tenant["time_zone"]))
 

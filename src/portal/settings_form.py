@@ -14,7 +14,8 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from portal.db.office_settings import Changes
-from portal.forms import multi_line, one_line
+from portal.db.rows import TenantRow
+from portal.forms import Checked, multi_line, one_line
 
 # --- which settings there are -------------------------------------------------------------
 
@@ -183,10 +184,11 @@ def _first(form: dict[str, list[str]], key: str) -> str:
 def clean_form(
     keys: tuple[str, ...] | list[str],
     form: dict[str, list[str]],
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     units: list[dict[str, Any]],
-) -> tuple[Changes, dict[str, Any], dict[str, str]]:
-    """Check the settings `keys` from a form: (changes to store, values to show, errors)."""
+) -> Checked[Changes]:
+    """Check the settings `keys` from a form (`forms.Checked`): the changes to store, the
+    values to show again, the problems by field."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
     columns: dict[str, Any] = {}
@@ -229,4 +231,23 @@ def clean_form(
             )
     if "service_types" in values and isinstance(values["service_types"], list):
         values["service_types"] = "\n".join(values["service_types"])
-    return Changes(columns=columns, downloadable_units=downloadable), values, errors
+    changes = Changes(columns=columns, downloadable_units=downloadable)
+    return Checked(changes, problems=errors, values=values)
+
+
+# --- a business's own domain (`portal domain`) ---------------------------------------------
+
+
+DOMAIN_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def clean_domain(value: str, base_domain: str) -> tuple[str, str | None]:
+    """A business's own domain: a full host name such as portal.xyzplumbing.com, not
+    under the portal's base domain (those are host names)."""
+    domain = value.strip().lower().rstrip(".")
+    labels = domain.split(".")
+    if len(domain) > 253 or len(labels) < 2 or not all(DOMAIN_LABEL.match(x) for x in labels):
+        return domain, "Enter a full domain name, for example portal.xyzplumbing.com."
+    if domain == base_domain or domain.endswith("." + base_domain):
+        return domain, f"Names under {base_domain} are host names, not a business's own domain."
+    return domain, None

@@ -20,6 +20,7 @@ from portal.db import accounts
 from portal.db import staff as staff_db
 from portal.db.engine import transaction
 from portal.db.events import emit
+from portal.db.rows import TenantRow
 from portal.db.tables import AuthToken, PortalAccount, StaffToken
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
@@ -58,7 +59,7 @@ async def _new_link_token(
 
 async def _send_confirm_link(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     email: str,
     account: dict[str, Any] | None,
     template: str,
@@ -72,11 +73,11 @@ async def _send_confirm_link(
         account_id = account["id"]
     hours = settings.confirm_token_hours
     token = await _new_link_token(tenant["id"], account_id, "confirm", timedelta(hours=hours))
-    link = portal_url(settings, tenant["host"], f"/confirm?token={token}")
+    link = portal_url(settings, tenant, f"/confirm?token={token}")
     await queue_email(settings, tenant, email, template, {"link": link, "hours": hours})
 
 
-async def _send_already_registered(settings: Settings, tenant: dict[str, Any], email: str) -> None:
+async def _send_already_registered(settings: Settings, tenant: TenantRow, email: str) -> None:
     """The email for a registered customer who asked for an invitation: sign in, or reset."""
     await queue_email(
         settings,
@@ -84,13 +85,13 @@ async def _send_already_registered(settings: Settings, tenant: dict[str, Any], e
         email,
         "already_registered",
         {
-            "sign_in_link": portal_url(settings, tenant["host"], "/sign-in"),
-            "forgot_link": portal_url(settings, tenant["host"], "/forgot"),
+            "sign_in_link": portal_url(settings, tenant, "/sign-in"),
+            "forgot_link": portal_url(settings, tenant, "/forgot"),
         },
     )
 
 
-async def request_invitation(settings: Settings, tenant: dict[str, Any], email: str) -> str:
+async def request_invitation(settings: Settings, tenant: TenantRow, email: str) -> str:
     """Answer an invitation request for `email`: a confirmation link if it is on a customer
     record of this business without a confirmed account, "you already have an account"
     if it has one, else nothing. Returns which email was queued ("" for none; never shown)."""
@@ -105,7 +106,7 @@ async def request_invitation(settings: Settings, tenant: dict[str, Any], email: 
     return "confirm"
 
 
-async def request_reset(settings: Settings, tenant: dict[str, Any], email: str) -> str:
+async def request_reset(settings: Settings, tenant: TenantRow, email: str) -> str:
     """Answer a reset request: a reset link for a confirmed account here, "finish creating
     your account" for an email on a record that never registered, else nothing."""
     async with transaction():
@@ -122,12 +123,12 @@ async def request_reset(settings: Settings, tenant: dict[str, Any], email: str) 
             tenant,
             email,
             "reset",
-            {"link": portal_url(settings, tenant["host"], f"/reset?token={token}"), "hours": hours},
+            {"link": portal_url(settings, tenant, f"/reset?token={token}"), "hours": hours},
         )
     return "reset"
 
 
-async def request_sign_in_link(settings: Settings, tenant: dict[str, Any], email: str) -> str:
+async def request_sign_in_link(settings: Settings, tenant: TenantRow, email: str) -> str:
     """Answer "email me a sign-in link": a single-use link for 15 minutes for a confirmed
     account here, "finish creating your account" for an email on a record that never
     registered, else nothing."""
@@ -147,7 +148,7 @@ async def request_sign_in_link(settings: Settings, tenant: dict[str, Any], email
             email,
             "sign_in_link",
             {
-                "link": portal_url(settings, tenant["host"], f"/sign-in/email?token={token}"),
+                "link": portal_url(settings, tenant, f"/sign-in/email?token={token}"),
                 "minutes": SIGN_IN_LINK_MINUTES,
             },
         )
@@ -241,7 +242,7 @@ async def use_sign_in_link(tenant_id: int, token: str) -> LinkCheck:
 
 
 async def send_reset_link(
-    settings: Settings, tenant: dict[str, Any], member: dict[str, Any], sent_by: dict[str, str]
+    settings: Settings, tenant: TenantRow, member: dict[str, Any], sent_by: dict[str, str]
 ) -> None:
     """Queue a password-reset email to staff member `member`, sent by administrator
     `sent_by` (their name and email, shown in the email)."""
@@ -263,7 +264,7 @@ async def send_reset_link(
             member["email"],
             "staff_reset",
             {
-                "link": portal_url(settings, tenant["host"], f"/office/reset?token={token}"),
+                "link": portal_url(settings, tenant, f"/office/reset?token={token}"),
                 "hours": settings.reset_token_hours,
                 "name": member["name"],
                 "sent_by": sent_by["name"] or sent_by["email"],

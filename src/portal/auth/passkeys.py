@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from webauthn import (
     generate_authentication_options,
@@ -33,23 +34,25 @@ from webauthn.helpers.structs import (
 from portal.auth.tokens import token_hash
 from portal.config import Settings
 from portal.db import passkeys as store
+from portal.db.rows import TenantRow
 from portal.mail.links import portal_url
 
 MAX_ANSWER = 20_000  # bytes of JSON a browser's answer may take
 
 
-def rp_id(settings: Settings, tenant: dict[str, Any]) -> str:
-    """The relying party: the business's host name, without scheme or port."""
-    return f"{tenant['host']}.{settings.base_domain}"
+def rp_id(settings: Settings, tenant: TenantRow) -> str:
+    """The relying party: the business's primary host name (its own domain when it has
+    one), without scheme or port."""
+    return urlsplit(portal_url(settings, tenant, "/")).hostname or ""
 
 
-def origin(settings: Settings, tenant: dict[str, Any]) -> str:
+def origin(settings: Settings, tenant: TenantRow) -> str:
     """The origin the browser reports: the business's public URL."""
-    return portal_url(settings, tenant["host"], "")
+    return portal_url(settings, tenant, "")
 
 
 async def registration_options(
-    settings: Settings, tenant: dict[str, Any], account: dict[str, Any], existing: list[dict]
+    settings: Settings, tenant: TenantRow, account: dict[str, Any], existing: list[dict[str, Any]]
 ) -> str:
     """The JSON options for navigator.credentials.create(): a discoverable credential (so
     signing in needs no email), the account's passkeys excluded (one per authenticator)."""
@@ -74,7 +77,7 @@ async def registration_options(
     return options_to_json(options)
 
 
-async def authentication_options(settings: Settings, tenant: dict[str, Any]) -> str:
+async def authentication_options(settings: Settings, tenant: TenantRow) -> str:
     """The JSON options for navigator.credentials.get(): no credential list, so the browser
     offers this host's passkeys (and an unknown email reveals nothing)."""
     options = generate_authentication_options(
@@ -111,14 +114,16 @@ def _challenge_of(answer: dict[str, Any]) -> bytes | None:
 
 
 async def add_passkey(
-    settings: Settings, tenant: dict[str, Any], account_id: int, body: bytes, name: str
+    settings: Settings, tenant: TenantRow, account_id: int, body: bytes, name: str
 ) -> bool:
     """Verify a browser's new credential against a challenge this account was given and
     keep it. False (nothing kept) for anything else."""
     answer = _answer(body)
     challenge = _challenge_of(answer) if answer else None
-    if challenge is None or not await store.take_challenge(
-        tenant["id"], "register", _hash(challenge), account_id
+    if (
+        answer is None
+        or challenge is None
+        or not await store.take_challenge(tenant["id"], "register", _hash(challenge), account_id)
     ):
         return False
     try:
@@ -151,16 +156,19 @@ class PasskeySignIn:
     account: dict[str, Any] | None
 
 
-async def check_sign_in(settings: Settings, tenant: dict[str, Any], body: bytes) -> PasskeySignIn:
+async def check_sign_in(settings: Settings, tenant: TenantRow, body: bytes) -> PasskeySignIn:
     """Verify a browser's passkey answer to a sign-in challenge of this business; the
     account it belongs to (confirmed accounts only), or None."""
     answer = _answer(body)
     challenge = _challenge_of(answer) if answer else None
-    if challenge is None or not await store.take_challenge(
-        tenant["id"], "sign-in", _hash(challenge)
+    if (
+        answer is None
+        or challenge is None
+        or not await store.take_challenge(tenant["id"], "sign-in", _hash(challenge))
     ):
         return PasskeySignIn(None)
-    credential_id = answer.get("id") if isinstance(answer.get("id"), str) else ""
+    raw_id = answer.get("id")
+    credential_id = raw_id if isinstance(raw_id, str) else ""
     passkey = await store.passkey_by_credential(tenant["id"], credential_id[:1400])
     if passkey is None or passkey["confirmed_at"] is None:
         return PasskeySignIn(None)

@@ -15,6 +15,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
+from piccolo.custom_types import Combinable
 
 from portal.auth.tokens import new_token, token_hash
 from portal.config import Settings
@@ -75,8 +76,8 @@ class SessionInfo:
 
 
 async def start_session(
-    request: Request,
-    response: Response | None,
+    request: Request[Any, Any, Any],
+    response: Response[Any] | None,
     *,
     tenant_id: int,
     kind: str,
@@ -112,17 +113,19 @@ async def start_session(
     return token
 
 
-def attach_cookie(request: Request, response: Response, token: str) -> None:
+def attach_cookie(request: Request[Any, Any, Any], response: Response[Any], token: str) -> None:
     """Set the session cookie for `token` on a response built after `start_session`."""
     response.set_cookie(session_cookie(request.app.state.settings, token))
 
 
-async def session_for_token(request: Request, tenant_id: int, token: str) -> SessionInfo | None:
+async def session_for_token(
+    request: Request[Any, Any, Any], tenant_id: int, token: str
+) -> SessionInfo | None:
     """The session a token names (for a response rendered right after sign-in)."""
     return await _load_token(request.app.state.settings, token, tenant_id)
 
 
-async def end_session(request: Request, response: Response) -> None:
+async def end_session(request: Request[Any, Any, Any], response: Response[Any]) -> None:
     """Sign out: delete the session row and clear the cookie."""
     settings: Settings = request.app.state.settings
     token = request.cookies.get(cookie_name(settings))
@@ -252,7 +255,7 @@ async def end_other_sessions(
 ) -> None:
     """Sign out everywhere else (after a password change)."""
     if account_id is not None:
-        where = Session.account == account_id
+        where: Combinable = Session.account == account_id
     elif staff_id is not None:
         where = Session.staff == staff_id
     else:

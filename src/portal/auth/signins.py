@@ -22,6 +22,7 @@ from portal.auth.tokens import new_token, token_hash
 from portal.config import Settings
 from portal.db import accounts
 from portal.db.engine import transaction
+from portal.db.rows import TenantRow
 from portal.forwarded import client_ip
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
@@ -80,14 +81,14 @@ class SignedIn:
     token: str
     cookies: list[Cookie] = field(default_factory=list)
 
-    def attach(self, response: Response) -> Response:
+    def attach(self, response: Response[Any]) -> Response[Any]:
         for cookie in self.cookies:
             response.set_cookie(cookie)
         return response
 
 
 async def sign_in_customer(
-    request: Request, tenant: dict[str, Any], account: dict[str, Any], method: str
+    request: Request[Any, Any, Any], tenant: TenantRow, account: dict[str, Any], method: str
 ) -> SignedIn:
     """Start a session for `account` ({"id", "email"}) signed in by `method` (password |
     link | passkey | confirm | reset); record it, and email the account when this browser
@@ -123,7 +124,7 @@ async def sign_in_customer(
 
 async def _record(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     account: dict[str, Any],
     method: str,
     browser: str,
@@ -153,16 +154,14 @@ async def _record(
                 {
                     "browser": browser,
                     "network": network,
-                    "security_link": portal_url(settings, tenant["host"], "/account/security"),
-                    "forgot_link": portal_url(settings, tenant["host"], "/forgot"),
+                    "security_link": portal_url(settings, tenant, "/account/security"),
+                    "forgot_link": portal_url(settings, tenant, "/forgot"),
                 },
             )
     return new_browser
 
 
-async def security_notice(
-    settings: Settings, tenant: dict[str, Any], email: str, change: str
-) -> None:
+async def security_notice(settings: Settings, tenant: TenantRow, email: str, change: str) -> None:
     """Tell the account's email that how it signs in changed: `change` is "password",
     "passkey added" or "passkey removed"."""
     await queue_email(
@@ -172,8 +171,8 @@ async def security_notice(
         "security_change",
         {
             "change": change,
-            "security_link": portal_url(settings, tenant["host"], "/account/security"),
-            "forgot_link": portal_url(settings, tenant["host"], "/forgot"),
+            "security_link": portal_url(settings, tenant, "/account/security"),
+            "forgot_link": portal_url(settings, tenant, "/forgot"),
         },
     )
     wake()

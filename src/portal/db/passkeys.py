@@ -94,7 +94,7 @@ async def add_passkey(
             name=name[:120],
         )
     ).run()
-    return rows[0]["id"]
+    return int(rows[0]["id"])
 
 
 async def passkey_by_credential(tenant_id: int, credential_id: str) -> dict[str, Any] | None:

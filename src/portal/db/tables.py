@@ -10,6 +10,8 @@ with `ALTER TABLE … ADD CONSTRAINT`, which SQLite does not support.
 
 from __future__ import annotations
 
+from typing import Any
+
 from piccolo.columns import (
     BigInt,
     Boolean,
@@ -18,6 +20,7 @@ from piccolo.columns import (
     ForeignKey,
     Integer,
     Real,
+    Serial,
     Text,
     Timestamptz,
     Varchar,
@@ -31,7 +34,13 @@ from piccolo.table import Table
 class Tenant(Table, tablename="tenant"):
     """A business with its customer portal and portal settings."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     host = Varchar(length=40, unique=True)
+    # The business's own domain (portal.xyzplumbing.com), its primary address when set;
+    # unique (index in the migration). `portal domain` sets it (DNS and TLS are the
+    # operator's: docs/deploy.md).
+    custom_domain = Varchar(length=253, null=True, default=None)
     name = Varchar(length=120)
     email = Varchar(length=254, default="")
     phone = Varchar(length=40, default="")
@@ -57,6 +66,8 @@ class Tenant(Table, tablename="tenant"):
 class BusinessUnit(Table, tablename="business_unit"):
     """A trade division (Plumbing, HVAC…); the office chooses whose invoices download."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     name = Varchar(length=80)
     invoices_downloadable = Boolean(default=True)
@@ -64,6 +75,8 @@ class BusinessUnit(Table, tablename="business_unit"):
 
 class StaffUser(Table, tablename="staff_user"):
     """Office staff who sign in under /office/."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     email = Varchar(length=254)
@@ -76,6 +89,8 @@ class StaffUser(Table, tablename="staff_user"):
 class Customer(Table, tablename="customer"):
     """A customer record of the business (residential or commercial)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     external_id = Varchar(length=64)  # the business's own customer number
     name = Varchar(length=200)
@@ -87,6 +102,8 @@ class Customer(Table, tablename="customer"):
 class CustomerEmail(Table, tablename="customer_email"):
     """A contact email on a customer's record; only these may sign up."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
     email = Varchar(length=254)  # stored lower-cased
@@ -94,6 +111,8 @@ class CustomerEmail(Table, tablename="customer_email"):
 
 class Location(Table, tablename="location"):
     """A service address of a customer."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -107,6 +126,8 @@ class Location(Table, tablename="location"):
 
 class BookingRequest(Table, tablename="booking_request"):
     """An appointment request from the portal's scheduler, handled under Bookings."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -125,6 +146,8 @@ class BookingRequest(Table, tablename="booking_request"):
 
 class Job(Table, tablename="job"):
     """Work done (or to be done) at a location by a business unit."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -145,6 +168,8 @@ class Job(Table, tablename="job"):
 class Invoice(Table, tablename="invoice"):
     """An invoice for a job. `balance_cents` never goes below zero (checked in the database)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
     job = ForeignKey(null=False, references=Job, on_delete=OnDelete.cascade)
@@ -162,6 +187,8 @@ class Invoice(Table, tablename="invoice"):
 class InvoiceLine(Table, tablename="invoice_line"):
     """One line of an invoice."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
     position = Integer(default=0)
@@ -174,6 +201,8 @@ class InvoiceLine(Table, tablename="invoice_line"):
 class PortalAccount(Table, tablename="portal_account"):
     """A customer's sign-in for one business; sees every customer record listing its email."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     email = Varchar(length=254)  # lower-cased
     password_hash = Varchar(length=200, default="")
@@ -185,6 +214,8 @@ class PortalAccount(Table, tablename="portal_account"):
 
 class Payment(Table, tablename="payment"):
     """One payment, allocated to one or more invoices. Never holds a card number."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -210,6 +241,8 @@ class Payment(Table, tablename="payment"):
 class PaymentAllocation(Table, tablename="payment_allocation"):
     """The part of a payment applied to one invoice."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
     invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
@@ -218,6 +251,8 @@ class PaymentAllocation(Table, tablename="payment_allocation"):
 
 class Membership(Table, tablename="membership"):
     """A membership (residential) or contract (commercial) with its billing card on file."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -236,6 +271,8 @@ class Membership(Table, tablename="membership"):
 class Visit(Table, tablename="visit"):
     """A maintenance visit included in a membership."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     membership = ForeignKey(null=False, references=Membership, on_delete=OnDelete.cascade)
     visit_date = Date()
@@ -247,6 +284,8 @@ class Visit(Table, tablename="visit"):
 
 class AuditEvent(Table, tablename="audit_event"):
     """The trail of a job, invoice or membership: who did what, when."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     job = ForeignKey(references=Job, null=True, default=None, on_delete=OnDelete.cascade)
@@ -264,6 +303,8 @@ class AuditEvent(Table, tablename="audit_event"):
 
 class Session(Table, tablename="session"):
     """A signed-in browser. The cookie holds a random token; only its hash is stored."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     token_hash = Varchar(length=64, unique=True)
@@ -286,6 +327,8 @@ class SignInRecord(Table, tablename="sign_in_record"):
     network. `device_hash` is the hash of the browser's long-lived device cookie, so a
     sign-in from a browser never seen before can be told (and emailed about)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account = ForeignKey(
         null=False, references=PortalAccount, on_delete=OnDelete.cascade, index=True
@@ -300,6 +343,8 @@ class SignInRecord(Table, tablename="sign_in_record"):
 class Passkey(Table, tablename="passkey"):
     """A WebAuthn credential of a customer account (the business's host is its relying
     party). Only the public key is kept; the private key never leaves the authenticator."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account = ForeignKey(
@@ -318,6 +363,8 @@ class PasskeyChallenge(Table, tablename="passkey_challenge"):
     """A WebAuthn challenge handed to a browser: used once, for a few minutes, bound to the
     business, the purpose and (adding a passkey) the account."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account = ForeignKey(
         references=PortalAccount, null=True, default=None, on_delete=OnDelete.cascade
@@ -330,6 +377,8 @@ class PasskeyChallenge(Table, tablename="passkey_challenge"):
 class AuthToken(Table, tablename="auth_token"):
     """A confirmation or password-reset link's token, stored hashed, single use."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account = ForeignKey(null=False, references=PortalAccount, on_delete=OnDelete.cascade)
     purpose = Varchar(length=10)  # confirm | reset | signin
@@ -341,6 +390,8 @@ class AuthToken(Table, tablename="auth_token"):
 
 class OutboxEmail(Table, tablename="outbox_email"):
     """An email waiting to be sent (or sent). Written in the transaction that causes it."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(references=Tenant, null=True, default=None, on_delete=OnDelete.cascade)
     message_id = Varchar(length=200, unique=True)
@@ -362,6 +413,8 @@ class OutboxEmail(Table, tablename="outbox_email"):
 class NotificationTemplate(Table, tablename="notification_template"):
     """A business's wording for one kind of email (invoice, booking received…)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     key = Varchar(length=40)
     subject = Varchar(length=300)
@@ -374,6 +427,8 @@ class ThrottleCount(Table, tablename="throttle_count"):
     current window. One row per (tenant, key), counted and checked in one statement
     (auth/throttle.py); unique on (tenant, key)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     key = Varchar(length=400)
     hits = Integer(default=0)
@@ -385,6 +440,8 @@ class AccountRequest(Table, tablename="account_request"):
     records this; the background worker looks the email up and decides what to send, so the
     request does the same work whatever the email (auth/account_requests.py)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     kind = Varchar(length=10)  # invite | reset | signin
     email = Varchar(length=320)
@@ -393,6 +450,8 @@ class AccountRequest(Table, tablename="account_request"):
 
 class CardUpdate(Table, tablename="card_update"):
     """A customer's request to change the card on file of a membership, via the gateway."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -414,6 +473,8 @@ class PaymentAccount(Table, tablename="payment_account"):
     with the account they are signed for, if it is one of these, so a payment that
     started on an account the office has since unlinked is still recorded."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account_id = Varchar(length=80)
     linked_at = Timestamptz(default=TimestamptzNow())
@@ -424,6 +485,8 @@ class OfficeAlert(Table, tablename="office_alert"):
     """Something office staff must look at (e.g. a card payment that arrived after the
     portal had called it failed): shown at the top of every office page until a staff
     member marks it as seen."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     kind = Varchar(length=40)  # late_payment | late_payment_refunded
@@ -442,6 +505,8 @@ class SandboxCheckout(Table, tablename="sandbox_checkout"):
     provider. The portal's tables never see the card number; this one neither
     (only brand, last four digits and a token).
     """
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     public_id = Varchar(length=64, unique=True)
     account_id = Varchar(length=80)
@@ -468,6 +533,8 @@ class StaffToken(Table, tablename="staff_token"):
     """A staff member's password-reset link, sent by an administrator: stored hashed,
     single use, expiring (AuthToken's twin; its account is a customer's)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     staff = ForeignKey(null=False, references=StaffUser, on_delete=OnDelete.cascade)
     purpose = Varchar(length=10, default="reset")  # reset
@@ -481,6 +548,8 @@ class StaffToken(Table, tablename="staff_token"):
 class ActivityEvent(Table, tablename="activity_event"):
     """The office activity log: who changed what, when, from what to what (settings, host,
     agreement, payment account, templates, staff). Shown on the office Activity page."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     actor = Varchar(length=254, default="")  # a staff email, "system", or "api:<key name>"
@@ -497,10 +566,29 @@ class DomainEvent(Table, tablename="domain_event"):
     (payment succeeded, booking requested, ...): the events feed and outgoing webhooks
     read these in id order. Written in the same transaction as the change."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     type = Varchar(length=60)  # one of portal.db.events.EVENT_TYPES
     data = Text(default="{}")  # JSON: ids, numbers and amounts only (no personal data)
     created_at = Timestamptz(default=TimestamptzNow())
+
+
+class HostRedirect(Table, tablename="host_redirect"):
+    """A business's former host name: until `until`, `<old host>.<base domain>` answers
+    301 to its new address, so links already emailed keep working."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    old_host = Varchar(length=40)  # index in the migration
+    until = Timestamptz(default=TimestamptzNow())
+
+
+class WorkerHeartbeat(Table, tablename="worker_heartbeat"):
+    """When each `portal worker` process last finished a round (one row per process, by
+    host and pid); `/readyz` reads the newest. Operational state, of no business."""
+
+    worker = Varchar(length=200)  # "host:pid"; unique index in the migration
+    beat_at = Timestamptz(default=TimestamptzNow())
 
 
 TABLES: list[type[Table]] = [
@@ -536,9 +624,11 @@ TABLES: list[type[Table]] = [
     StaffToken,
     ActivityEvent,
     DomainEvent,
+    HostRedirect,
+    WorkerHeartbeat,
 ]
 
 
-def current_engine() -> Engine:
+def current_engine() -> Engine[Any]:
     """The engine the tables are bound to now (`engine.use_database` binds them)."""
     return Tenant._meta.db

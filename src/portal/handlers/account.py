@@ -34,6 +34,7 @@ from portal.auth.signins import security_notice, sign_in_customer
 from portal.auth.throttle import Limit
 from portal.db import accounts
 from portal.db.passkeys import passkeys_of
+from portal.db.rows import TenantRow
 from portal.forms import clean_email
 from portal.mail.worker import wake
 from portal.pages import invoices_page
@@ -45,13 +46,13 @@ NO_REFERRER = {"Referrer-Policy": "no-referrer"}
 
 
 def _page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     template: str,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return render(
         request,
         f"auth/{template}.html",
@@ -63,8 +64,12 @@ def _page(
 
 
 def _throttled(
-    request: Request, tenant: dict[str, Any], template: str, context: dict[str, Any], wait: int
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    template: str,
+    context: dict[str, Any],
+    wait: int,
+) -> Response[Any]:
     message = f"Too many attempts. Please try again in {throttle.minutes_text(wait)}."
     return _page(
         request,
@@ -77,8 +82,12 @@ def _throttled(
 
 
 def _busy(
-    request: Request, tenant: dict[str, Any], template: str, context: dict[str, Any], wait: int
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    template: str,
+    context: dict[str, Any],
+    wait: int,
+) -> Response[Any]:
     """503 with Retry-After, the form kept and the message in it (htmx 4 swaps a 503)."""
     context = {**context, "form_error": BUSY}
     return _page(request, tenant, template, context, 503, {"Retry-After": str(wait)})
@@ -88,7 +97,7 @@ def _busy(
 
 
 @get("/sign-in")
-async def sign_in_page(request: Request, tenant: TenantDep) -> Response:
+async def sign_in_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """The sign-in page, with the business's contact details and the way to register."""
     next_path = safe_next(request.query_params.get("next"))
     if await signed_in(request, "customer"):
@@ -107,7 +116,7 @@ def _sign_in_context(next_path: str, email: str, notice: str = "") -> dict[str, 
 
 
 @post("/sign-in")
-async def sign_in(request: Request, tenant: TenantDep) -> Response:
+async def sign_in(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     form = await form_data(request)
     next_path = safe_next(form.get("next"))
     email, problem = clean_email(form.get("email", ""))
@@ -124,7 +133,7 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
         tenant["id"],
         sign_in_limits("signin", email, client),
         client,
-        account["password_hash"] if usable else None,
+        account["password_hash"] if account is not None and usable else None,
         password,
     )
     if not check.right or account is None:
@@ -137,7 +146,7 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
     started = await sign_in_customer(request, tenant, account, "password")
     token = started.token
 
-    async def invoices_now() -> Response:
+    async def invoices_now() -> Response[Any]:
         # One round trip on a slow connection: answer with the Invoices page itself,
         # swapped in for the whole body, instead of a redirect and a second request.
         info = await session_for_token(request, tenant["id"], token)
@@ -159,7 +168,7 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
 
 
 @post("/sign-out")
-async def sign_out(request: Request, tenant: TenantDep) -> Response:
+async def sign_out(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     response = see_other(request, "/sign-in?done=signed-out")
     await end_session(request, response)
     return response
@@ -168,7 +177,7 @@ async def sign_out(request: Request, tenant: TenantDep) -> Response:
 # --- request an invitation -> confirmation email -> create password -----------------------------
 
 
-def _sent_message(tenant: dict[str, Any]) -> str:
+def _sent_message(tenant: TenantRow) -> str:
     phone = tenant["phone"] or tenant["email"]
     return (
         f"If this email is on your account with {tenant['name']}, we've sent you a link. "
@@ -177,12 +186,12 @@ def _sent_message(tenant: dict[str, Any]) -> str:
 
 
 async def _email_request(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     template: str,
     kind: str,
     context: dict[str, Any] | None = None,
-) -> Response:
+) -> Response[Any]:
     """Invitation, reset and sign-in-link requests: one answer whatever the email,
     throttled."""
     form = await form_data(request)
@@ -209,7 +218,7 @@ async def _email_request(
 
 
 @post("/sign-in/link")
-async def request_sign_in_link(request: Request, tenant: TenantDep) -> Response:
+async def request_sign_in_link(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """The sign-in form's "Email me a sign-in link": one answer for every email."""
     form = await form_data(request)
     context = _sign_in_context(safe_next(form.get("next")), "")
@@ -217,13 +226,13 @@ async def request_sign_in_link(request: Request, tenant: TenantDep) -> Response:
 
 
 @get("/sign-in/email")
-async def sign_in_link_page(request: Request, tenant: TenantDep) -> Response:
+async def sign_in_link_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """The emailed sign-in link's page: opening it uses nothing; its button signs in."""
     return await _link_page(request, tenant, "signin")
 
 
 @post("/sign-in/email")
-async def sign_in_with_link(request: Request, tenant: TenantDep) -> Response:
+async def sign_in_with_link(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     form = await form_data(request)
     used = await links.use_sign_in_link(tenant["id"], form.get("token", "")[:200])
     if used.problem:
@@ -235,37 +244,41 @@ async def sign_in_with_link(request: Request, tenant: TenantDep) -> Response:
 
 
 @get("/invite")
-async def invite_page(request: Request, tenant: TenantDep) -> Response:
+async def invite_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """Request an invitation: the email on the customer's record gets a confirmation link."""
     return _page(request, tenant, "invite", {"email": ""})
 
 
 @post("/invite")
-async def invite(request: Request, tenant: TenantDep) -> Response:
+async def invite(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _email_request(request, tenant, "invite", "invite")
 
 
 @get("/forgot")
-async def forgot_page(request: Request, tenant: TenantDep) -> Response:
+async def forgot_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return _page(request, tenant, "forgot", {"email": ""})
 
 
 @post("/forgot")
-async def forgot(request: Request, tenant: TenantDep) -> Response:
+async def forgot(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _email_request(request, tenant, "forgot", "reset")
 
 
 LINK_TEMPLATES = {"confirm": "confirm", "reset": "reset", "signin": "sign_in_link"}
 
 
-def _link_problem(request: Request, tenant: dict[str, Any], problem: str, purpose: str) -> Response:
+def _link_problem(
+    request: Request[Any, Any, Any], tenant: TenantRow, problem: str, purpose: str
+) -> Response[Any]:
     """An unknown (404), used or expired (410) link: what happened and a way to a new one."""
     status = 404 if problem == "unknown" else 410
     context = {"problem": problem, "purpose": purpose}
     return _page(request, tenant, "link_problem", context, status)
 
 
-async def _link_page(request: Request, tenant: dict[str, Any], purpose: str) -> Response:
+async def _link_page(
+    request: Request[Any, Any, Any], tenant: TenantRow, purpose: str
+) -> Response[Any]:
     """An emailed link's page. A GET only looks the token up, never uses it: mail scanners
     (Safe Links and the like) open every link, and the person must still find it working."""
     token = request.query_params.get("token", "")
@@ -276,7 +289,9 @@ async def _link_page(request: Request, tenant: dict[str, Any], purpose: str) -> 
     return _page(request, tenant, LINK_TEMPLATES[purpose], context, headers=NO_REFERRER)
 
 
-async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> Response:
+async def _use_link(
+    request: Request[Any, Any, Any], tenant: TenantRow, purpose: str
+) -> Response[Any]:
     form = await form_data(request)
     token = form.get("token", "")[:200]
     password = normalize(form.get("password", "")[:MAX_FIELD])
@@ -310,23 +325,23 @@ async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> R
 
 
 @get("/confirm")
-async def confirm_page(request: Request, tenant: TenantDep) -> Response:
+async def confirm_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """Create your password (opening the link does not use it up)."""
     return await _link_page(request, tenant, "confirm")
 
 
 @post("/confirm")
-async def confirm(request: Request, tenant: TenantDep) -> Response:
+async def confirm(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _use_link(request, tenant, "confirm")
 
 
 @get("/reset")
-async def reset_page(request: Request, tenant: TenantDep) -> Response:
+async def reset_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _link_page(request, tenant, "reset")
 
 
 @post("/reset")
-async def reset(request: Request, tenant: TenantDep) -> Response:
+async def reset(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _use_link(request, tenant, "reset")
 
 
@@ -334,13 +349,13 @@ async def reset(request: Request, tenant: TenantDep) -> Response:
 
 
 def _account_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     viewer: Any,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return render(
         request,
         "customer/account.html",
@@ -359,7 +374,9 @@ def _account_page(
 
 
 @get("/account")
-async def account_page(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def account_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """Your account: change password, and which customer record you are viewing."""
     done = request.query_params.get("done", "")
     notice = {"password": "Your password was changed. Other devices were signed out."}.get(done, "")
@@ -367,7 +384,9 @@ async def account_page(request: Request, tenant: TenantDep, viewer: CustomerDep)
 
 
 @post("/account/password")
-async def change_password(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def change_password(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     form = await form_data(request)
     current = normalize(form.get("current_password", "")[:MAX_FIELD])
     new = normalize(form.get("new_password", "")[:MAX_FIELD])
@@ -401,7 +420,9 @@ async def change_password(request: Request, tenant: TenantDep, viewer: CustomerD
 
 
 @get("/account/security")
-async def security_page(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def security_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """Security: recent sign-ins, the browsers signed in now (sign out everywhere else)."""
     done = request.query_params.get("done", "")
     notice = {
@@ -413,12 +434,12 @@ async def security_page(request: Request, tenant: TenantDep, viewer: CustomerDep
 
 
 async def _security_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     viewer: Any,
     context: dict[str, Any],
     status: int = 200,
-) -> Response:
+) -> Response[Any]:
     account_id = viewer.session.account_id
     return render(
         request,
@@ -438,7 +459,9 @@ async def _security_page(
 
 
 @post("/account/security/sign-out-others")
-async def sign_out_others(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def sign_out_others(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """Sign out every other browser of this account; this one stays signed in."""
     await end_other_sessions(
         account_id=viewer.session.account_id, keep_session_id=viewer.session.id
@@ -447,7 +470,9 @@ async def sign_out_others(request: Request, tenant: TenantDep, viewer: CustomerD
 
 
 @post("/account/customer")
-async def switch_customer(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def switch_customer(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """View another customer record that lists this account's email."""
     form = await form_data(request)
     wanted = form.get("customer", "")

@@ -36,23 +36,26 @@ def _file_name(number: str) -> str:
 
 
 @get("/invoices")
-async def invoices(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def invoices(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """Invoices tab: unpaid invoices for completed jobs, oldest first, to pay online.
     `?select=<id>` ticks an invoice; `?retry=<payment>` explains a failed payment."""
     return await invoices_page(request, tenant, viewer)
 
 
 @post("/invoices/pay")
-async def pay(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def pay(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """Pay in full (one or more invoices) or part of one invoice: on to the card page."""
     customer_id = _customer_id(viewer)
     form = service.read_pay_form(await form_lists(request))
-    if isinstance(form, service.PayForm):
-        outcome = await service.begin(
-            request.app.state.settings, tenant, customer_id, viewer.session.email, form
-        )
-    else:
-        outcome = form
+    if not form.ok:  # a tampered form names no invoice
+        raise NotFoundException()
+    outcome = await service.begin(
+        request.app.state.settings, tenant, customer_id, viewer.session.email, form.clean
+    )
     if outcome.not_found:
         raise NotFoundException()
     if outcome.redirect:
@@ -61,7 +64,7 @@ async def pay(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Respo
         tenant,
         viewer,
         selected=outcome.selected,
-        amount=form.amount if isinstance(form, service.PayForm) else "",
+        amount=form.clean.amount,
         message=outcome.message,
         errors=outcome.errors,
     )
@@ -70,8 +73,11 @@ async def pay(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Respo
 
 @get("/payments/{payment_id:int}")
 async def payment_page(
-    request: Request, tenant: TenantDep, viewer: CustomerDep, payment_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantDep,
+    viewer: CustomerDep,
+    payment_id: FromPath[int],
+) -> Response[Any]:
     """Where the gateway sends the customer back: the receipt, a failed payment's
     message (on the Invoices tab, to try again), or a payment not finished yet."""
     customer_id = _customer_id(viewer)
@@ -96,7 +102,9 @@ async def payment_page(
 
 
 @get("/history")
-async def history(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def history(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """History tab: invoices (paid and unpaid, never $0) by service location, newest first.
     `?location=<id>` shows one location, a page at a time (`older`/`newer` cursors)."""
     context: dict[str, Any] = {"history": None}
@@ -127,8 +135,11 @@ async def history(request: Request, tenant: TenantDep, viewer: CustomerDep) -> R
 
 @get("/invoices/{invoice_id:int}")
 async def invoice_page(
-    request: Request, tenant: TenantDep, viewer: CustomerDep, invoice_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantDep,
+    viewer: CustomerDep,
+    invoice_id: FromPath[int],
+) -> Response[Any]:
     """One invoice: lines, totals, payments and its audit trail."""
     invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
     if invoice is None:
@@ -145,8 +156,11 @@ async def invoice_page(
 
 @get("/invoices/{invoice_id:int}/pdf")
 async def invoice_pdf_download(
-    request: Request, tenant: TenantDep, viewer: CustomerDep, invoice_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantDep,
+    viewer: CustomerDep,
+    invoice_id: FromPath[int],
+) -> Response[Any]:
     """The invoice as a PDF, only for business units the office allowed (else 404)."""
     invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
     if invoice is None or not invoice["downloadable"]:

@@ -14,6 +14,7 @@ from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import office_customers as customers
+from portal.db.rows import TenantRow
 from portal.forms import clean_email, record_id
 from portal.mail.worker import wake
 from portal.pages import office_page
@@ -21,7 +22,9 @@ from portal.web import after_write, form_data
 
 
 @get("/customers")
-async def customers_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def customers_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Find a customer by name, customer number or email."""
     # A NUL byte is never part of a name (and PostgreSQL refuses one in a query).
     query = request.query_params.get("q", "")[:100].replace("\x00", "")
@@ -40,7 +43,7 @@ async def customers_page(request: Request, tenant: TenantDep, staff: StaffDep) -
     )
 
 
-async def _customer_or_404(tenant: dict[str, Any], customer_id: int) -> dict[str, Any]:
+async def _customer_or_404(tenant: TenantRow, customer_id: int) -> dict[str, Any]:
     who = await customers.customer(tenant["id"], customer_id)
     if who is None:
         raise NotFoundException()
@@ -57,8 +60,8 @@ DONE = {
 
 
 async def _customer_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     who: dict[str, Any],
     *,
@@ -70,7 +73,7 @@ async def _customer_page(
     new_email: str = "",
     invoices_notice: str = "",
     invoices_error: str = "",
-) -> Response:
+) -> Response[Any]:
     after = record_id(request.query_params.get("after"))
     rows, next_after = await customers.invoices(tenant["id"], who["id"], after)
     done = DONE.get(request.query_params.get("done", ""), "")
@@ -103,25 +106,25 @@ async def _customer_page(
 
 @get("/customers/{customer_id:int}")
 async def customer_page(
-    request: Request, tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
+) -> Response[Any]:
     """A customer: contact emails and portal access, invoices (Email invoice)."""
     return await _customer_page(request, tenant, staff, await _customer_or_404(tenant, customer_id))
 
 
 async def _emails_answer(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     customer_id: int,
     done: str = "",
     error: str = "",
     errors: dict[str, str] | None = None,
     new_email: str = "",
-) -> Response:
+) -> Response[Any]:
     """After a change to the emails: the emails card (htmx) or the page again."""
 
-    async def emails_card() -> Response:
+    async def emails_card() -> Response[Any]:
         who = await _customer_or_404(tenant, customer_id)
         return await _customer_page(
             request,
@@ -143,8 +146,8 @@ async def _emails_answer(
 
 @post("/customers/{customer_id:int}/emails")
 async def add_email(
-    request: Request, tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
+) -> Response[Any]:
     """Add a contact email (so the customer can sign up with it)."""
     await _customer_or_404(tenant, customer_id)
     form = await form_data(request)
@@ -164,12 +167,12 @@ async def add_email(
 
 @post("/customers/{customer_id:int}/emails/{email_id:int}/remove")
 async def remove_email(
-    request: Request,
+    request: Request[Any, Any, Any],
     tenant: TenantDep,
     staff: StaffDep,
     customer_id: FromPath[int],
     email_id: FromPath[int],
-) -> Response:
+) -> Response[Any]:
     """Remove a contact email: that email's portal account loses access to this record."""
     await _customer_or_404(tenant, customer_id)
     removed = await customers.remove_email(tenant["id"], customer_id, email_id)
@@ -180,8 +183,8 @@ async def remove_email(
 
 @post("/customers/{customer_id:int}/invite")
 async def invite(
-    request: Request, tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
+) -> Response[Any]:
     """Send the same confirmation email as "Request an invitation" to one of the
     customer's emails."""
     who = await _customer_or_404(tenant, customer_id)
@@ -215,12 +218,12 @@ async def invite(
 
 @post("/customers/{customer_id:int}/invoices/{invoice_id:int}/email")
 async def email_invoice(
-    request: Request,
+    request: Request[Any, Any, Any],
     tenant: TenantDep,
     staff: StaffDep,
     customer_id: FromPath[int],
     invoice_id: FromPath[int],
-) -> Response:
+) -> Response[Any]:
     """Send the invoice email (the business's template, with the portal's sign-in link)."""
     who = await _customer_or_404(tenant, customer_id)
     invoice = await customers.invoice_for_customer(tenant["id"], customer_id, invoice_id)

@@ -8,7 +8,8 @@ gets a message next to its field and nothing is saved.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
@@ -24,6 +25,8 @@ from portal.auth.sessions import SessionInfo, end_session
 from portal.db import office as office_db
 from portal.db import office_settings as settings_db
 from portal.db import queries
+from portal.db.activity import Actor
+from portal.db.rows import TenantRow
 from portal.mail.links import portal_url
 from portal.pages import is_admin, office_page, refuse
 from portal.payments import accounts as payment_accounts
@@ -39,9 +42,10 @@ BLOCKS = {key: f"s_{key}" for key in rules.SETTINGS} | {
 }
 
 
-def current_values(tenant: dict[str, Any], units: list[dict[str, Any]]) -> dict[str, Any]:
+def current_values(tenant: TenantRow, units: list[dict[str, Any]]) -> dict[str, Any]:
     """What the settings form shows for the business as stored."""
-    values = {key: tenant[key] for key in rules.SETTINGS if key in tenant}
+    stored = cast(Mapping[str, Any], tenant)  # the settings are columns of the business
+    values = {key: stored[key] for key in rules.SETTINGS if key in stored}
     values["service_types"] = "\n".join(tenant["service_types"])
     values["downloadable_units"] = {u["id"] for u in units if u["invoices_downloadable"]}
     return values
@@ -62,8 +66,8 @@ def share_snippet(url: str, name: str) -> str:
 
 
 async def _page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     *,
     block: str | None = "region",
@@ -73,10 +77,10 @@ async def _page(
     saved: tuple[str, ...] = (),
     notice: str = "",
     form_error: str = "",
-) -> Response:
+) -> Response[Any]:
     units = await queries.business_units(tenant["id"])
     settings = request.app.state.settings
-    url = portal_url(settings, tenant["host"], "/")
+    url = portal_url(settings, tenant, "/")
     shown = current_values(tenant, units)
     shown.update(values or {})
     return await office_page(
@@ -116,13 +120,15 @@ SAVED_NOTICES = {
 
 
 @get("/settings")
-async def settings_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def settings_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Settings › Customer Portal."""
     notice = SAVED_NOTICES.get(request.query_params.get("saved", ""), "")
     return await _page(request, tenant, staff, notice=notice)
 
 
-async def _logo_upload(request: Request) -> UploadFile | None:
+async def _logo_upload(request: Request[Any, Any, Any]) -> UploadFile | None:
     """The uploaded logo file, if one was chosen."""
     try:
         form = await request.form()
@@ -139,7 +145,7 @@ async def _read_logo(upload: UploadFile) -> tuple[bytes, str | None]:
     return await logos.read_logo(data, upload.filename or "", upload.content_type or "")
 
 
-async def _moved(request: Request, new_host: str) -> Response:
+async def _moved(request: Request[Any, Any, Any], new_host: str) -> Response[Any]:
     """After the host changed, the office follows the portal to its new address (signing
     in again there: a session belongs to the address it was made on)."""
     settings = request.app.state.settings
@@ -152,8 +158,11 @@ async def _moved(request: Request, new_host: str) -> Response:
 
 
 async def _refusal(
-    request: Request, tenant: dict[str, Any], staff: SessionInfo, keys: list[str] | tuple[str, ...]
-) -> Response | None:
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    staff: SessionInfo,
+    keys: list[str] | tuple[str, ...],
+) -> Response[Any] | None:
     """A 403 response when this staff member may not change `keys` now, else None."""
     if not tenant["legal_accepted_at"]:
         return await refuse(request, tenant, staff, LOCKED_MESSAGE)
@@ -166,7 +175,9 @@ async def _refusal(
 
 
 @post("/settings")
-async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def save_all(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Save the whole form (the Save button, without JavaScript): all or nothing."""
     form = await form_lists(request)
     admin = is_admin(staff)
@@ -177,7 +188,8 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
     if refusal:
         return refusal
     units = await queries.business_units(tenant["id"])
-    changes, values, errors = rules.clean_form(keys, form, tenant, units)
+    checked = rules.clean_form(keys, form, tenant, units)
+    changes, values, errors = checked.clean, checked.values, checked.problems
     upload = await _logo_upload(request)
     png = b""
     if upload is not None:
@@ -186,7 +198,12 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
             errors["logo"] = problem
     if not errors:
         try:
-            await settings_db.save(tenant["id"], changes)
+            await settings_db.save(
+                tenant["id"],
+                changes,
+                actor=Actor(staff.email),
+                redirect_days=request.app.state.settings.host_redirect_days,
+            )
         except settings_db.HostTaken:
             errors["host"] = settings_db.HOST_TAKEN_MESSAGE
     if errors:
@@ -208,13 +225,13 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
 
 
 async def _after_one(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     key: str,
     errors: dict[str, str],
     values: dict[str, Any],
-) -> Response:
+) -> Response[Any]:
     """The answer to an inline save: the setting's block with "Saved" or its error.
     Without JavaScript (a plain form post), back to the page."""
     if errors:
@@ -228,7 +245,7 @@ async def _after_one(
             errors=errors,
         )
 
-    async def saved() -> Response:
+    async def saved() -> Response[Any]:
         fresh = await office_db.tenant_by_id(tenant["id"])
         return await _page(request, fresh, staff, block=BLOCKS[key], saved=(key,))
 
@@ -236,7 +253,9 @@ async def _after_one(
 
 
 @post("/settings/legal")
-async def accept_legal(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def accept_legal(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """An administrator accepts the legal agreement (recorded with who and when)."""
     if not is_admin(staff):
         return await refuse(
@@ -257,7 +276,9 @@ async def accept_legal(request: Request, tenant: TenantDep, staff: StaffDep) -> 
 
 
 @post("/settings/logo")
-async def upload_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def upload_logo(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Upload a new logo (inline, or the page's Save without JavaScript)."""
     refusal = await _refusal(request, tenant, staff, ["logo"])
     if refusal:
@@ -274,7 +295,9 @@ async def upload_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> R
 
 
 @post("/settings/logo/remove")
-async def remove_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def remove_logo(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     refusal = await _refusal(request, tenant, staff, ["logo"])
     if refusal:
         return refusal
@@ -283,7 +306,9 @@ async def remove_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> R
 
 
 @post("/settings/payments/link")
-async def link_payments(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def link_payments(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Link the portal's one payment account (a new sandbox account for now)."""
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
@@ -294,14 +319,16 @@ async def link_payments(request: Request, tenant: TenantDep, staff: StaffDep) ->
 
 
 @post("/settings/payments/unlink")
-async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def unlink_payments(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Unlink the payment account, closing the card pages still open on it first."""
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
         return refusal
     await payment_accounts.unlink(request.app.state.settings, tenant)
 
-    async def unlinked() -> Response:
+    async def unlinked() -> Response[Any]:
         fresh = await office_db.tenant_by_id(tenant["id"])
         return await _page(
             request,
@@ -317,8 +344,8 @@ async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) 
 
 @post("/settings/{key:str}")
 async def save_one(
-    request: Request, tenant: TenantDep, staff: StaffDep, key: FromPath[str]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, key: FromPath[str]
+) -> Response[Any]:
     """Save one setting (htmx posts it when its field changes)."""
     if key not in rules.SETTINGS:
         raise NotFoundException()
@@ -327,10 +354,16 @@ async def save_one(
         return refusal
     form = await form_lists(request)
     units = await queries.business_units(tenant["id"])
-    changes, values, errors = rules.clean_form([key], form, tenant, units)
+    checked = rules.clean_form([key], form, tenant, units)
+    changes, values, errors = checked.clean, checked.values, checked.problems
     if not errors:
         try:
-            await settings_db.save(tenant["id"], changes)
+            await settings_db.save(
+                tenant["id"],
+                changes,
+                actor=Actor(staff.email),
+                redirect_days=request.app.state.settings.host_redirect_days,
+            )
         except settings_db.HostTaken:
             errors["host"] = settings_db.HOST_TAKEN_MESSAGE
     if not errors and "host" in changes.columns:

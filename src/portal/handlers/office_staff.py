@@ -25,6 +25,7 @@ from portal.auth.signin import BUSY, MAX_FIELD, check_password, client_of, email
 from portal.auth.staff import staff_password_problem
 from portal.db import office as office_db
 from portal.db import staff as staff_db
+from portal.db.rows import TenantRow
 from portal.mail.worker import wake
 from portal.pages import ROLE_NAMES, is_admin, office_page, refuse
 from portal.web import after_write, form_data, render, see_other
@@ -39,13 +40,13 @@ PASSWORD_NOTICES = {
 
 
 async def _password_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return await office_page(
         request,
         tenant,
@@ -60,14 +61,18 @@ async def _password_page(
 
 
 @get("/password")
-async def password_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def password_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Your password: change it (current password, then the new one)."""
     notice = PASSWORD_NOTICES.get(request.query_params.get("done", ""), "")
     return await _password_page(request, tenant, staff, {"notice": notice})
 
 
 @post("/password")
-async def change_password(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def change_password(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     form = await form_data(request)
     current = normalize(form.get("current_password", "")[:MAX_FIELD])
     new = normalize(form.get("new_password", "")[:MAX_FIELD])
@@ -112,13 +117,13 @@ async def change_password(request: Request, tenant: TenantDep, staff: StaffDep) 
 
 
 async def _staff_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     notice: str = "",
     *,
     block: str = "region",
-) -> Response:
+) -> Response[Any]:
     return await office_page(
         request,
         tenant,
@@ -136,7 +141,9 @@ async def _staff_page(
 
 
 @get("/staff")
-async def staff_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def staff_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """The business's staff; administrators send password-reset links from here."""
     sent = request.query_params.get("sent", "")
     notice = ""
@@ -147,7 +154,7 @@ async def staff_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Re
     return await _staff_page(request, tenant, staff, notice)
 
 
-def _sent_notice(request: Request, member: dict[str, Any]) -> str:
+def _sent_notice(request: Request[Any, Any, Any], member: dict[str, Any]) -> str:
     hours = request.app.state.settings.reset_token_hours
     return (
         f"We've sent a password reset link to {member['email']}. It works once, for "
@@ -157,8 +164,8 @@ def _sent_notice(request: Request, member: dict[str, Any]) -> str:
 
 @post("/staff/{staff_id:int}/reset-link")
 async def send_reset_link(
-    request: Request, tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
+) -> Response[Any]:
     """Email a staff member a link to choose a new password (administrators only)."""
     if not is_admin(staff):
         return await refuse(
@@ -188,12 +195,12 @@ async def send_reset_link(
 
 
 def _reset_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return render(
         request,
         "office/reset.html",
@@ -212,12 +219,14 @@ def _reset_page(
     )
 
 
-def _link_problem(request: Request, tenant: dict[str, Any], problem: str) -> Response:
+def _link_problem(
+    request: Request[Any, Any, Any], tenant: TenantRow, problem: str
+) -> Response[Any]:
     return _reset_page(request, tenant, {"problem": problem}, 404 if problem == "unknown" else 410)
 
 
 @get("/reset")
-async def reset_page(request: Request, tenant: TenantDep) -> Response:
+async def reset_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """Choose a new password. Opening the link does not use it up (mail scanners open
     links); the form's button does."""
     token = request.query_params.get("token", "")
@@ -228,7 +237,7 @@ async def reset_page(request: Request, tenant: TenantDep) -> Response:
 
 
 @post("/reset")
-async def reset(request: Request, tenant: TenantDep) -> Response:
+async def reset(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     form = await form_data(request)
     token = form.get("token", "")[: staff_db.MAX_TOKEN_LENGTH + 1]
     password = normalize(form.get("password", "")[:MAX_FIELD])

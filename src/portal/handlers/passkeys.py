@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 from litestar import Request, Response, post
 from litestar.params import FromPath
 
 from portal.auth import passkeys, throttle
-from portal.auth.context import TenantDep
+from portal.auth.context import CustomerViewer, TenantDep
 from portal.auth.guards import CustomerDep, safe_next
-from portal.auth.signins import browser_of, security_notice, sign_in_customer
+from portal.auth.signins import SignedIn, browser_of, security_notice, sign_in_customer
 from portal.auth.throttle import Limit
 from portal.db import passkeys as store
 from portal.forwarded import client_ip, client_key
@@ -29,28 +30,38 @@ DIDNT_WORK = (
 )
 
 
-def _json(data: object, status: int = 200, cookies_from=None) -> Response:
+def _json(data: object, status: int = 200, cookies_from: SignedIn | None = None) -> Response[Any]:
     body = data if isinstance(data, str) else json.dumps(data)
     response = Response(body, status_code=status, media_type=JSON)
     return cookies_from.attach(response) if cookies_from else response
 
 
+def _account_id(viewer: CustomerViewer) -> int:
+    """The signed-in customer's account (a customer session always has one)."""
+    assert viewer.session.account_id is not None
+    return viewer.session.account_id
+
+
 @post("/account/passkeys/options")
-async def add_passkey_options(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def add_passkey_options(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """The options the browser needs to make a passkey for this account."""
-    account = {"id": viewer.session.account_id, "email": viewer.session.email}
-    existing = await store.passkeys_of(tenant["id"], account["id"])
+    account: dict[str, Any] = {"id": _account_id(viewer), "email": viewer.session.email}
+    existing = await store.passkeys_of(tenant["id"], _account_id(viewer))
     settings = request.app.state.settings
     return _json(await passkeys.registration_options(settings, tenant, account, existing))
 
 
 @post("/account/passkeys")
-async def add_passkey(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def add_passkey(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """Keep the passkey the browser made (verified first); email the account."""
     settings = request.app.state.settings
     name = browser_of(request.headers.get("user-agent", "")[:500])
     added = await passkeys.add_passkey(
-        settings, tenant, viewer.session.account_id, await request.body(), name
+        settings, tenant, _account_id(viewer), await request.body(), name
     )
     if not added:
         return _json({"error": "The passkey wasn't saved. Please try again."}, 422)
@@ -60,24 +71,27 @@ async def add_passkey(request: Request, tenant: TenantDep, viewer: CustomerDep) 
 
 @post("/account/passkeys/{passkey_id:int}/remove")
 async def remove_passkey(
-    request: Request, tenant: TenantDep, viewer: CustomerDep, passkey_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantDep,
+    viewer: CustomerDep,
+    passkey_id: FromPath[int],
+) -> Response[Any]:
     """Remove one of the account's passkeys (another account's: nothing happens)."""
-    if await store.remove_passkey(tenant["id"], viewer.session.account_id, passkey_id):
+    if await store.remove_passkey(tenant["id"], _account_id(viewer), passkey_id):
         settings = request.app.state.settings
         await security_notice(settings, tenant, viewer.session.email, "passkey removed")
     return see_other(request, "/account/security?done=passkey-removed")
 
 
 @post("/sign-in/passkey/options")
-async def sign_in_options(request: Request, tenant: TenantDep) -> Response:
+async def sign_in_options(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """A sign-in challenge for this business's passkeys. Every sign-in page asks for one as
     it loads (autofill), so it is not counted; the answers are."""
     return _json(await passkeys.authentication_options(request.app.state.settings, tenant))
 
 
 @post("/sign-in/passkey")
-async def sign_in_with_passkey(request: Request, tenant: TenantDep) -> Response:
+async def sign_in_with_passkey(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """Check the browser's passkey answer and sign its account in."""
     client = client_key(client_ip(request))
     limit = Limit(f"passkey:client:{client}", PER_CLIENT, timedelta(minutes=15))

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from portal import logs
 from portal.config import Settings
 from portal.db import payments as db
 from portal.db.engine import transaction
+from portal.db.rows import TenantRow
 from portal.db.tables import AuditEvent, Invoice, Payment
 from portal.formatting import format_datetime, money
 from portal.mail.alerts import raise_alert
@@ -26,7 +28,7 @@ from portal.payments.gateway import Checkout
 
 async def settle_payment(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     payment_id: int,
     checkout: Checkout,
     *,
@@ -46,6 +48,8 @@ async def settle_payment(
     if not checkout.succeeded:
         reason = checkout.failure_reason or "The payment did not go through."
         done = await db.fail_payment(tenant["id"], payment_id, reason, checkout.ref)
+        if done:
+            logs.event("payment.failed", "payment failed", tenant=tenant["id"], payment=payment_id)
         return "failed" if done else "unchanged"
     moment = db.now()
     card = checkout.card
@@ -135,7 +139,7 @@ async def settle_payment(
                         }
                         for line in lines
                     ],
-                    "link": portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
+                    "link": portal_url(settings, tenant, f"/payments/{payment_id}"),
                 },
             )
         if late:
@@ -157,12 +161,13 @@ async def settle_payment(
                 ),
                 reference=checkout.ref,
             )
+    logs.event("payment.succeeded", "payment succeeded", tenant=tenant["id"], payment=payment_id)
     return "succeeded"
 
 
 async def record_late_refund(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     payment_id: int,
     checkout: Checkout,
     why: str,
