@@ -53,6 +53,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/memberships/card-callback"): "signed",
     ("GET", "/sign-in"): "public",
     ("POST", "/sign-in"): "public",
+    ("POST", "/sign-in/link"): "public",
+    ("GET", "/sign-in/email"): "public",  # tokens: tests/test_email_links.py
+    ("POST", "/sign-in/email"): "public",
     ("POST", "/sign-out"): "public",
     ("GET", "/invite"): "public",
     ("POST", "/invite"): "public",
@@ -64,6 +67,13 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/reset"): "public",
     ("GET", "/account"): "customer",
     ("POST", "/account/password"): "customer",
+    ("GET", "/account/security"): "customer",  # own account only: tests/test_security_page.py
+    ("POST", "/account/security/sign-out-others"): "customer",
+    ("POST", "/account/passkeys/options"): "customer",  # passkeys: tests/test_passkeys.py
+    ("POST", "/account/passkeys"): "customer",
+    ("POST", "/account/passkeys/{passkey_id:int}/remove"): "ids",
+    ("POST", "/sign-in/passkey/options"): "public",
+    ("POST", "/sign-in/passkey"): "public",
     ("POST", "/account/customer"): "ids",
     ("GET", "/"): "public",
     ("GET", "/invoices"): "ids",
@@ -169,6 +179,7 @@ def _id(c: Customer | None, slot: str) -> Any:
         "location": c.location_id,
         "membership": c.membership_id,
         "card_update": c.card_update_id,
+        "passkey": c.passkey_id,
         "booking": c.booking_id,
         "customer": c.id,
         "email": c.email_id,
@@ -255,6 +266,12 @@ def customer_probes(me: Customer | None) -> list[Probe]:
                     "request_key": fresh_key(),
                 },
             ),
+        ),
+        Probe(
+            "POST",
+            "/account/passkeys/{passkey_id:int}/remove",
+            "passkey",
+            lambda v: (f"/account/passkeys/{v}/remove", {}),
         ),
         Probe(
             "POST",

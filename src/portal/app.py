@@ -50,6 +50,7 @@ from portal.handlers import (
     office_notifications,
     office_settings,
     office_staff,
+    passkeys,
     public,
     scheduler,
 )
@@ -90,6 +91,7 @@ def create_app(settings: Settings) -> PortalApp:
         path="/",
         route_handlers=[
             *account.ROUTES,
+            *passkeys.ROUTES,
             *customer.ROUTES,
             *invoices.ROUTES,
             *memberships.ROUTES,
