@@ -43,12 +43,14 @@ from portal.handlers import (
     invoices,
     memberships,
     office,
+    office_activity,
     office_bookings,
     office_customers,
     office_emails,
     office_notifications,
     office_settings,
     office_staff,
+    passkeys,
     public,
     scheduler,
 )
@@ -89,6 +91,7 @@ def create_app(settings: Settings) -> PortalApp:
         path="/",
         route_handlers=[
             *account.ROUTES,
+            *passkeys.ROUTES,
             *customer.ROUTES,
             *invoices.ROUTES,
             *memberships.ROUTES,
@@ -107,6 +110,7 @@ def create_app(settings: Settings) -> PortalApp:
             *office_notifications.ROUTES,
             *office_staff.ROUTES,
             *office_emails.ROUTES,
+            *office_activity.ROUTES,
         ],
     )
     app = PortalApp(

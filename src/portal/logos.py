@@ -83,23 +83,26 @@ class LogoFiles:
 
 
 async def read_logo(
-    data: bytes, filename: str, content_type: str
+    data: bytes, filename: str, content_type: str, size: int | None = None
 ) -> tuple[LogoFiles | None, str | None]:
-    """`process_logo_files` in the logo thread (the event loop keeps serving meanwhile)."""
+    """`process_logo_files` in the logo thread (the event loop keeps serving meanwhile);
+    `size` is the whole upload's size in bytes when known (`data` may be only its start)."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(LOGO_THREAD, process_logo_files, data, filename, content_type)
+    return await loop.run_in_executor(
+        LOGO_THREAD, process_logo_files, data, filename, content_type, size
+    )
 
 
 def process_logo(
-    data: bytes, filename: str = "", content_type: str = ""
+    data: bytes, filename: str = "", content_type: str = "", size: int | None = None
 ) -> tuple[bytes, str | None]:
     """`process_logo_files`, the PNG 50 px high only."""
-    files, problem = process_logo_files(data, filename, content_type)
+    files, problem = process_logo_files(data, filename, content_type, size)
     return (files.png if files else b""), problem
 
 
 def process_logo_files(
-    data: bytes, filename: str = "", content_type: str = ""
+    data: bytes, filename: str = "", content_type: str = "", size: int | None = None
 ) -> tuple[LogoFiles | None, str | None]:
     """Check an uploaded logo and return it as PNGs 50 and 100 px high (metadata dropped).
 
@@ -112,8 +115,11 @@ def process_logo_files(
     if not data:
         return None, f"Choose a logo file to upload ({UPLOAD_KINDS})."
     if len(data) > MAX_LOGO_BYTES:
-        size = len(data) / (1024 * 1024)
-        return None, f"That file is {size:.1f} MB; a logo can be at most 2 MB."
+        # Only the first 2 MB and a byte are read: say the real size when the upload knows
+        # it, never the size of the part that was read.
+        if size is None:
+            return None, "That file is more than 2 MB; a logo can be at most 2 MB."
+        return None, f"That file is {size / (1024 * 1024):.1f} MB; a logo can be at most 2 MB."
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

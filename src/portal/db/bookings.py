@@ -109,12 +109,13 @@ async def requests_for_customer(
         keyset = "AND r.id < {}"
         args.append(before)
     rows = await fast.fetch(
-        f"""SELECT r.id, r.service_type, r.preferred_windows, r.notes, r.status, r.created_at,
+        f"""SELECT r.id, r.service_type, r.preferred_windows, r.notes, r.status,
+            r.dismiss_reason, r.created_at,
             l.name AS location_name, l.street AS location_street,
             j.scheduled_start AS job_start, j.scheduled_end AS job_end, j.status AS job_status
         FROM (
             SELECT id, tenant, customer, location, service_type, preferred_windows, notes,
-                status, created_at
+                status, dismiss_reason, created_at
             FROM booking_request r
             WHERE tenant = {{}} AND customer = {{}} {keyset}
             ORDER BY id DESC LIMIT {REQUESTS_PAGE + 1}

@@ -92,7 +92,7 @@ OPEN_INVOICES_SQL = f"""
     )
     SELECT i.id, i.number, i.invoice_date, i.total_cents, i.balance_cents, i.job_summary,
         l.name AS location_name, l.street AS location_street, bu.name AS unit_name,
-        totals.open_count, totals.open_total
+        bu.invoices_downloadable AS downloadable, totals.open_count, totals.open_total
     FROM (
         SELECT i.id, i.number, i.invoice_date, i.total_cents, i.balance_cents, i.location,
             i.business_unit, j.summary AS job_summary

@@ -548,6 +548,16 @@ async def refresh(
         return None
 
 
+def as_sentence(text: str) -> str:
+    """A reason as one sentence: capitalised, ending in exactly one full stop (a gateway's
+    reason may come with or without one), so it reads right before "You can try again."."""
+    text = text.strip().rstrip(".").rstrip()
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in "!?" else text + "."
+
+
 async def failed_payment(tenant: TenantRow, customer_id: int, payment_id: int) -> Outcome | None:
     """What to show on the Invoices tab after a payment failed: why (and that its charge
     was given back, if it was), with its invoices (and amount) chosen again so the
@@ -558,11 +568,11 @@ async def failed_payment(tenant: TenantRow, customer_id: int, payment_id: int) -
     if failed["refunded_at"] is not None:
         message = (
             f"Your payment of {money(failed['amount_cents'], tenant['currency'])} was refunded: "
-            f"{failed['failure_reason']} Your balances are unchanged."
+            f"{as_sentence(failed['failure_reason'])} Your balances are unchanged."
         )
     else:
         message = (
-            f"Your payment didn't go through: {failed['failure_reason']} "
+            f"Your payment didn't go through: {as_sentence(failed['failure_reason'])} "
             "Nothing was charged and your balances are unchanged. You can try again."
         )
     return Outcome(
@@ -604,7 +614,7 @@ async def reconcile_stale(settings: Settings, moment: datetime | None = None) ->
 
 
 async def _ask_gateways(
-    settings: Settings, tenant: dict[str, Any], pending: list[dict[str, Any]]
+    settings: Settings, tenant: TenantRow, pending: list[dict[str, Any]]
 ) -> None:
     """Ask each pending payment's own gateway how it ended; settle those that did."""
     for payment in pending:
