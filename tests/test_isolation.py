@@ -47,6 +47,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/sandbox-gateway/checkout/{checkout_id:str}/cancel"): "capability",
     ("POST", "/payments/callback"): "signed",
     ("POST", "/memberships/card-callback"): "signed",
+    ("POST", "/payments/stripe/webhook"): "signed",  # tests/test_stripe_payments.py
     ("GET", "/sign-in"): "public",
     ("POST", "/sign-in"): "public",
     ("POST", "/sign-out"): "public",
@@ -86,6 +87,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/settings/logo/remove"): "office",
     ("POST", "/office/settings/payments/link"): "office",
     ("POST", "/office/settings/payments/unlink"): "office",
+    ("POST", "/office/settings/payments/stripe"): "office",
     ("POST", "/office/settings/{key:str}"): "office",
     ("GET", "/office/bookings"): "office",  # ?after= is a cursor into its own list
     ("GET", "/office/bookings/{request_id:int}"): "ids",

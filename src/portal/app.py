@@ -41,6 +41,7 @@ from portal.handlers import (
     office_notifications,
     office_settings,
     office_staff,
+    office_stripe,
     public,
     scheduler,
 )
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> PortalApp:
         route_handlers=[
             *office.ROUTES,
             *office_settings.ROUTES,
+            *office_stripe.ROUTES,
             *office_bookings.ROUTES,
             *office_customers.ROUTES,
             *office_notifications.ROUTES,

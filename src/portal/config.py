@@ -60,6 +60,16 @@ class Settings:
     hash_max_wait_seconds: float = 3.0
     # argon2 at its smallest cost, for test suites only (never with https: see from_env).
     cheap_password_hashing_for_tests: bool = False
+    # The key (Fernet, urlsafe base64 of 32 bytes) that encrypts the payment provider's
+    # keys at rest: its own setting, never PORTAL_SECRET_KEY, so rotating one never
+    # touches the other. Without it no Stripe account can be linked.
+    encryption_key: str = ""
+    # Where the Stripe SDK sends API calls: "" is Stripe itself; the test suites point it
+    # at the Stripe test double (tests/support/stripe_double.py).
+    stripe_api_base: str = ""
+    # A payment still pending this long is asked about at the gateway by the worker (a
+    # lost webhook never leaves a paid invoice unpaid).
+    reconcile_after_seconds: float = 600.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -118,6 +128,9 @@ class Settings:
             hash_threads=int(env.get("PORTAL_HASH_THREADS", "2")),
             hash_max_wait_seconds=float(env.get("PORTAL_HASH_MAX_WAIT", "3")),
             cheap_password_hashing_for_tests=cheap_hashing,
+            encryption_key=env.get("PORTAL_ENCRYPTION_KEY", ""),
+            stripe_api_base=env.get("PORTAL_STRIPE_API_BASE", ""),
+            reconcile_after_seconds=float(env.get("PORTAL_RECONCILE_AFTER_SECONDS", "600")),
         )
 
 

@@ -20,10 +20,11 @@ from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo, end_session
 from portal.db import office as office_db
 from portal.db import office_settings as rules
-from portal.db import queries
+from portal.db import queries, stripe_accounts
 from portal.handlers.office import is_admin, office_page, refuse
 from portal.mail.links import portal_url
 from portal.payments import accounts as payment_accounts
+from portal.payments.webhooks import WEBHOOK_PATH
 from portal.tenancy import TenantDep
 from portal.web import form_lists, is_htmx, see_other
 
@@ -95,6 +96,8 @@ async def _page(
             "address_for": lambda host: portal_url(settings, host, "/"),
             "snippet": share_snippet(url, tenant["name"]),
             "statuses": rules.HIDDEN_STATUSES,
+            "stripe_account": await stripe_accounts.shown(tenant["payment_account_id"]),
+            "webhook_url": portal_url(settings, tenant["host"], WEBHOOK_PATH),
             "om": request.app.state.renderer.env.get_template("office/macros.html").module,
         },
         block=block,
@@ -109,6 +112,8 @@ SAVED_NOTICES = {
     "unlinked": "The payment account is unlinked. Card pages customers still had open on it "
     "were closed first, so nothing more can be paid into it; payments that had already gone "
     "through were recorded.",
+    "stripe": "The Stripe account is linked. Turn on card payments when you are ready.",
+    "keys": "The Stripe keys were replaced.",
 }
 
 

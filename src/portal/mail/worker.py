@@ -220,8 +220,27 @@ def jobs(settings: Settings, backend: Backend) -> list[Job]:
     return [
         Job("answer account requests", lambda: answer_account_requests(settings)),
         Job("deliver emails", lambda: deliver_due(settings, backend)),
+        Job("process payment webhooks", lambda: process_payment_webhooks(settings)),
+        Job("reconcile payments", lambda: reconcile_payments(settings), every=RECONCILE_EVERY),
         Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
     ]
+
+
+RECONCILE_EVERY = timedelta(minutes=1)
+
+
+async def process_payment_webhooks(settings: Settings) -> None:
+    """Stripe events kept by the webhook endpoint and not processed yet (issue 14)."""
+    from portal.payments.webhooks import process_due
+
+    await process_due(settings)
+
+
+async def reconcile_payments(settings: Settings) -> None:
+    """Ask the gateway about payments pending too long (a lost webhook)."""
+    from portal.payments.webhooks import reconcile
+
+    await reconcile(settings)
 
 
 async def answer_account_requests(settings: Settings) -> None:

@@ -72,6 +72,10 @@ class Checkout:
     merchant_reference: str
     card: Card | None = None
     failure_reason: str = ""
+    # A bank debit (ACH) submitted and not yet settled: still "open", nothing to apply
+    # yet, but the customer is done with the page (it cannot be closed any more).
+    processing: bool = False
+    payment_intent: str = ""  # Stripe's PaymentIntent id ("" for the sandbox)
 
     @property
     def is_final(self) -> bool:
@@ -125,10 +129,12 @@ class PaymentGateway(Protocol):
         description: str,
         return_url: str,
         callback_url: str,
+        metadata: Mapping[str, str] | None = None,
     ) -> Checkout:
         """A hosted card page for `amount_cents` (mode "payment") or to save a card
         (mode "setup", amount 0). The same `merchant_reference` returns the same
-        checkout. Raises GatewayError."""
+        checkout. `metadata` travels with it where the gateway keeps such things (e.g.
+        the allocations to invoices). Raises GatewayError."""
         ...
 
     async def get_checkout(self, ref: str) -> Checkout | None:
@@ -150,17 +156,41 @@ class PaymentGateway(Protocol):
         ...
 
 
+def allocation_metadata(allocations: Mapping[int, int]) -> dict[str, str]:
+    """A payment's allocations to invoices as checkout metadata: "id:cents,..." in values of at most 500 characters."""
+    parts = [f"{invoice}:{cents}" for invoice, cents in sorted(allocations.items())]
+    chunks: list[str] = []
+    for part in parts:
+        if chunks and len(chunks[-1]) + 1 + len(part) <= 500:
+            chunks[-1] += "," + part
+        else:
+            chunks.append(part)
+    if len(chunks) == 1:
+        return {"allocations": chunks[0]}
+    return {f"allocations_{i + 1}": chunk for i, chunk in enumerate(chunks[:40])}
+
+
+def is_test_mode(account_id: str) -> bool:
+    """Whether payments on this account are tests (no real money moves): the sandbox
+    always, a Stripe account linked with test keys ("stripe_test_...")."""
+    return bool(account_id) and not account_id.startswith("stripe_live_")
+
+
 def gateway_for(settings: Settings, account_id: str) -> PaymentGateway:
     """The gateway of one payment account: the business's linked account for a new
     payment, the account a payment or card update started on for everything after.
 
-    Only the built-in sandbox exists so far; real providers plug in here, chosen by
-    the account. Raises PaymentsUnavailable when there is no account.
+    The provider is chosen by the account: "stripe_acct_..." is a linked Stripe account,
+    anything else the built-in sandbox. Raises PaymentsUnavailable when there is no
+    account.
     """
     from portal.payments.sandbox import SandboxGateway
+    from portal.payments.stripe_gateway import StripeGateway
 
     if not account_id:
         raise PaymentsUnavailable()
+    if account_id.startswith("stripe_"):
+        return StripeGateway(settings, account_id)
     return SandboxGateway(settings, account_id)
 
 

@@ -174,8 +174,10 @@ class SandboxGateway:
         description: str,
         return_url: str,
         callback_url: str,
+        metadata: Mapping[str, str] | None = None,
     ) -> Checkout:
-        """A hosted card page; the same merchant reference gives the same checkout."""
+        """A hosted card page; the same merchant reference gives the same checkout
+        (`metadata` is not kept: the portal's own rows hold the allocations)."""
         if mode not in MODES:
             raise GatewayError(f"unknown checkout mode {mode!r}")
         if mode == "payment" and amount_cents <= 0:
