@@ -114,6 +114,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/reset"): "public",
     ("GET", "/office/emails"): "office",  # ?before= is a cursor into its own list
     ("POST", "/office/emails/{email_id:int}/retry"): "ids",
+    ("GET", "/office/invoices/{invoice_id:int}"): "ids",
+    ("GET", "/office/jobs/{job_id:int}"): "ids",
+    ("POST", "/office/payments/{payment_id:int}/refund"): "ids",
+    ("GET", "/office/payments"): "office",  # ?before= is a cursor into its own list
+    ("GET", "/office/payments.csv"): "office",
 }
 
 
@@ -154,6 +159,7 @@ def _id(c: Customer | None, slot: str) -> Any:
     return {
         "invoice": c.invoice_ids[0],
         "payment": c.payment_ids[-1],
+        "job": c.job_id,
         "location": c.location_id,
         "membership": c.membership_id,
         "card_update": c.card_update_id,
@@ -264,6 +270,29 @@ def office_probes(me: Business | None) -> list[Probe]:
     tomorrow = (date.today() + timedelta(days=1)).isoformat()
     book_form = {"date": tomorrow, "window": "08:00-12:00", "business_unit": "", "summary": "x"}
     return [
+        Probe(
+            "GET",
+            "/office/invoices/{invoice_id:int}",
+            "invoice",
+            lambda v: (f"/office/invoices/{v}", None),
+        ),
+        Probe("GET", "/office/jobs/{job_id:int}", "job", lambda v: (f"/office/jobs/{v}", None)),
+        Probe(
+            "POST",
+            "/office/payments/{payment_id:int}/refund",
+            "payment",
+            lambda v: (f"/office/payments/{v}/refund", {"invoice": str(inv), "reason": "x"}),
+        ),
+        Probe(
+            "POST",
+            "/office/payments/{payment_id:int}/refund",
+            "invoice",
+            lambda v: (
+                f"/office/payments/{own.payment_ids[-1] if own else 1}/refund",
+                {"invoice": str(v), "reason": "x"},
+            ),
+            "invoice",
+        ),
         Probe(
             "POST",
             "/office/alerts/{alert_id:int}/seen",

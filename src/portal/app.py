@@ -38,6 +38,7 @@ from portal.handlers import (
     office_bookings,
     office_customers,
     office_emails,
+    office_money,
     office_notifications,
     office_settings,
     office_staff,
@@ -46,6 +47,7 @@ from portal.handlers import (
     scheduler,
 )
 from portal.mail.worker import run_forever
+from portal.payments.gateway import is_test_mode
 from portal.security import head_as_get, nonce_of, with_security_headers
 from portal.tenancy import BareDomain, resolve_tenant
 from portal.web import HTML, VARY, Renderer, csrf_token, is_htmx
@@ -98,6 +100,7 @@ def create_app(settings: Settings) -> PortalApp:
             *office.ROUTES,
             *office_settings.ROUTES,
             *office_stripe.ROUTES,
+            *office_money.ROUTES,
             *office_bookings.ROUTES,
             *office_customers.ROUTES,
             *office_notifications.ROUTES,
@@ -124,7 +127,10 @@ def create_app(settings: Settings) -> PortalApp:
             {
                 "settings": settings,
                 "renderer": renderer,
-                "template_globals": {"base_domain": settings.base_domain},
+                "template_globals": {
+                    "base_domain": settings.base_domain,
+                    "test_mode": is_test_mode,
+                },
             }
         ),
         exception_handlers={

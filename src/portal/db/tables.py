@@ -217,6 +217,25 @@ class PaymentAllocation(Table, tablename="payment_allocation"):
     payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
     invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
     amount_cents = Integer()
+    refunded_cents = Integer(default=0)  # given back to the payer: owed on the invoice again
+
+
+class PaymentRefund(Table, tablename="payment_refund"):
+    """Money given back from a payment, in full or in part: by an administrator in the
+    office (recorded before the gateway is asked, as a payment is) or in the gateway's
+    own dashboard (learnt from its webhook)."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
+    amount_cents = Integer()
+    reason = Varchar(length=200, default="")
+    status = Varchar(length=10, default="pending")  # pending | succeeded | failed
+    source = Varchar(length=10, default="office")  # office | gateway (its dashboard)
+    actor = Varchar(length=254, default="")  # the staff member's email
+    gateway_refund_id = Varchar(length=80, default="")  # re_... (Stripe)
+    failure_reason = Varchar(length=200, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    completed_at = Timestamptz(null=True, default=None)
 
 
 class Membership(Table, tablename="membership"):
@@ -505,6 +524,7 @@ TABLES: list[type[Table]] = [
     PortalAccount,
     Payment,
     PaymentAllocation,
+    PaymentRefund,
     Membership,
     Visit,
     AuditEvent,

@@ -9,8 +9,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from portal.config import Settings
+from portal.db import payments as payments_db
+from portal.db.engine import transaction
 from portal.db.tables import Payment
+from portal.mail.links import portal_url
+from portal.mail.outbox import queue_email
+from portal.mail.worker import wake
 from portal.payments.gateway import Checkout
+from portal.web import money
 
 
 async def mark_processing(tenant: dict[str, Any], payment_id: int, checkout: Checkout) -> str:
@@ -34,3 +41,52 @@ async def mark_processing(tenant: dict[str, Any], payment_id: int, checkout: Che
         .run()
     )
     return "processing"
+
+
+async def fail_processing(
+    settings: Settings, tenant: dict[str, Any], payment_id: int, checkout: Checkout
+) -> bool:
+    """A processing bank debit failed (days later): the payment fails, so its invoices'
+    balances are due again (they were only held), and the customer is emailed, in one
+    transaction. False if the payment was not a processing bank debit (any more)."""
+    reason = checkout.failure_reason or "The bank debit did not go through."
+    moment = datetime.now(UTC)
+    async with transaction():
+        claimed = (
+            await Payment.update(
+                {
+                    Payment.status: "failed",
+                    Payment.failure_reason: reason[:200],
+                    Payment.completed_at: moment,
+                }
+            )
+            .where(
+                (Payment.tenant == tenant["id"])
+                & (Payment.id == payment_id)
+                & (Payment.status == "pending")
+                & Payment.processing_at.is_not_null()
+            )
+            .returning(Payment.account_email, Payment.amount_cents, Payment.card_last4)
+            .run()
+        )
+        if not claimed:
+            return False
+        paid = claimed[0]
+        found = await payments_db.payment(tenant["id"], payment_id)
+        numbers = [a["number"] for a in found["allocations"]] if found else []
+        if paid["account_email"]:
+            await queue_email(
+                settings,
+                tenant,
+                paid["account_email"],
+                "bank_debit_failed",
+                {
+                    "amount": money(paid["amount_cents"], tenant["currency"]),
+                    "last4": paid["card_last4"],
+                    "reason": reason,
+                    "numbers": ", ".join(numbers),
+                    "link": portal_url(settings, tenant["host"], "/invoices"),
+                },
+            )
+    wake()
+    return True

@@ -150,6 +150,12 @@ class PaymentGateway(Protocol):
         """Give back a succeeded payment in full."""
         ...
 
+    async def refund_amount(self, ref: str, amount_cents: int, *, key: str, reason: str) -> str:
+        """Give back `amount_cents` of a succeeded payment (all or part; the same `key`
+        never refunds twice) with the office's `reason`; returns the gateway's id of the
+        refund. Raises GatewayError with the gateway's reason when it refuses."""
+        ...
+
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackEvent:
         """Check a callback's signature over the raw `body` and parse it.
         Raises BadCallback."""

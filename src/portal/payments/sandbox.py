@@ -257,6 +257,19 @@ class SandboxGateway:
         )
         return await self.get_checkout(ref)
 
+    async def refund_amount(self, ref: str, amount_cents: int, *, key: str, reason: str) -> str:
+        """A refund of a succeeded payment: in full, the checkout becomes "refunded"; in
+        part, nothing changes here (the sandbox keeps no balances: the portal's refund
+        row is the record)."""
+        found = await self.get_checkout(ref)
+        if found is None or found.mode != "payment" or found.status not in ("succeeded",):
+            raise GatewayError("only a payment that went through can be refunded")
+        if not 0 < amount_cents <= found.amount_cents:
+            raise GatewayError("a refund is more than the payment")
+        if amount_cents == found.amount_cents:
+            await self.refund(ref)
+        return f"sbr_{hashlib.sha256(f'{self.account_id}:{key}'.encode()).hexdigest()[:24]}"
+
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackEvent:
         """Check the signature over the raw body, then parse it (raises BadCallback)."""
         given = headers.get(SIGNATURE_HEADER) or headers.get(SIGNATURE_HEADER.lower()) or ""

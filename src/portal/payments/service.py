@@ -532,6 +532,10 @@ async def refresh(
         checkout = await _current_checkout(settings, tenant, gateway, payment)
         if checkout is not None and checkout.is_final:
             await settle(settings, tenant, gateway, payment["id"], checkout)
+        elif checkout is not None and checkout.processing:
+            from portal.payments import bank_debits  # a bank debit: days to settle
+
+            await bank_debits.mark_processing(tenant, payment["id"], checkout)
         return checkout
     except (GatewayError, PaymentsUnavailable) as exc:
         log.warning("payment %s: status unknown: %s", payment["id"], exc)

@@ -268,22 +268,40 @@ class StripeGateway:
         checkout = await self.get_checkout(ref)
         if checkout is None or not checkout.payment_intent:
             return checkout
-        await self.refund_amount(checkout.payment_intent, None, key=f"{ref}-full")
+        await self._refund_intent(checkout.payment_intent, None, key=f"{ref}-full")
         return checkout
 
-    async def refund_amount(
+    async def refund_amount(self, ref: str, amount_cents: int, *, key: str, reason: str) -> str:
+        """A refund of part or all of a session's payment; the office's reason travels
+        in the refund's metadata (Stripe's own `reason` is a short list)."""
+        checkout = await self.get_checkout(ref)
+        if checkout is None or not checkout.payment_intent or not checkout.succeeded:
+            raise GatewayError("only a payment that went through can be refunded")
+        refund = await self._refund_intent(
+            checkout.payment_intent,
+            amount_cents,
+            key=key,
+            metadata={"portal_refund": key, "reason": reason[:500]},
+        )
+        if refund.get("status") in ("failed", "canceled"):
+            raise GatewayError(refund.get("failure_reason") or "Stripe could not refund it")
+        return refund["id"]
+
+    async def _refund_intent(
         self,
         payment_intent: str,
         amount_cents: int | None,
         *,
         key: str,
-        reason: str = "requested_by_customer",
         metadata: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """A refund of `amount_cents` (None: all that is left) of a payment. Raises
+        """A refund of `amount_cents` (None: all that is left) of a PaymentIntent. Raises
         GatewayError with Stripe's message when it is refused."""
         client = await self.client()
-        params: dict[str, Any] = {"payment_intent": payment_intent, "reason": reason}
+        params: dict[str, Any] = {
+            "payment_intent": payment_intent,
+            "reason": "requested_by_customer",
+        }
         if amount_cents is not None:
             params["amount"] = amount_cents
         if metadata:

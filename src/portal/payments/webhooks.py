@@ -149,6 +149,11 @@ async def apply_checkout(
     payment = PAYMENT_REF.match(checkout.merchant_reference)
     if payment and checkout.mode == "payment":
         payment_id = int(payment.group(1))
+        if checkout.status == "declined" and checkout.payment_intent:
+            from portal.payments import bank_debits
+
+            if await bank_debits.fail_processing(settings, tenant, payment_id, checkout):
+                return "failed"
         if checkout.is_final:
             return await service.settle(settings, tenant, gateway, payment_id, checkout)
         if checkout.processing:
@@ -183,6 +188,7 @@ async def reconcile(settings: Settings, now: datetime | None = None) -> int:
             Payment.payment_account_id,
             Payment.amount_cents,
             Payment.status,
+            Payment.processing_at,
         )
         .where((Payment.status == "pending") & (Payment.created_at < cutoff))
         .order_by(Payment.id)
@@ -195,6 +201,13 @@ async def reconcile(settings: Settings, now: datetime | None = None) -> int:
             tenants[payment["tenant"]] = await tenant_by_id(payment["tenant"])
         tenant = tenants[payment["tenant"]]
         try:
+            if payment["processing_at"] and payment["gateway_ref"]:
+                # A bank debit on its way: days, not minutes; only its end matters.
+                gateway = gateway_for(settings, payment["payment_account_id"])
+                found = await gateway.get_checkout(payment["gateway_ref"])
+                if found is not None and isinstance(gateway, StripeGateway):
+                    await apply_checkout(settings, tenant, gateway, found)
+                continue
             checkout = await service.refresh(settings, tenant, payment)
             if checkout is None or checkout.is_final:
                 continue

@@ -12,6 +12,9 @@ DESCRIPTION = "stripe event and gateway reference uniqueness"
 STATEMENTS = [
     "CREATE UNIQUE INDEX stripe_event_once ON stripe_event (tenant, event_id)",
     "CREATE INDEX stripe_event_due ON stripe_event (processed_at, id)",
+    "CREATE UNIQUE INDEX payment_refund_gateway_once ON payment_refund (tenant, gateway_refund_id) "
+    "WHERE gateway_refund_id <> ''",
+    "CREATE INDEX payment_refund_payment ON payment_refund (tenant, payment)",
     "CREATE UNIQUE INDEX payment_gateway_ref_once ON payment (gateway, gateway_ref) "
     "WHERE gateway_ref <> ''",
 ]
