@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from portal.db import events
 from portal.db.engine import transaction
 from portal.db.tables import AuditEvent, CardUpdate, Membership
 from portal.payments.gateway import Checkout
@@ -176,6 +177,11 @@ async def settle(tenant_id: int, update_id: int, checkout: Checkout, account_id:
                 created_at=moment,
             )
         ).run()
+        await events.emit(
+            tenant_id,
+            "card.updated",
+            {"membership_id": row["membership"], "brand": card.brand, "last4": card.last4},
+        )
     return status
 
 

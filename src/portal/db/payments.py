@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portal.config import Settings
-from portal.db import fast, office_alerts
+from portal.db import events, fast, office_alerts
 from portal.db.engine import current_engine, transaction
 from portal.db.invoices import _in_list, as_date
 from portal.db.tables import AuditEvent, Invoice, Payment, PaymentAllocation
@@ -259,16 +259,23 @@ async def fail_payment(
     }
     if refunded:
         changes[Payment.refunded_at] = moment
-    done = (
-        await Payment.update(changes)
-        .where(
-            (Payment.tenant == tenant_id)
-            & (Payment.id == payment_id)
-            & (Payment.status == "pending")
+    async with transaction():
+        done = (
+            await Payment.update(changes)
+            .where(
+                (Payment.tenant == tenant_id)
+                & (Payment.id == payment_id)
+                & (Payment.status == "pending")
+            )
+            .returning(Payment.id, Payment.amount_cents)
+            .run()
         )
-        .returning(Payment.id)
-        .run()
-    )
+        if done:
+            await events.emit(
+                tenant_id,
+                "payment.failed",
+                {"payment_id": payment_id, "amount_cents": done[0]["amount_cents"]},
+            )
     if done and ref:
         await attach_checkout(tenant_id, payment_id, ref)
     return bool(done)
@@ -388,6 +395,17 @@ async def settle_payment(
                     "link": portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
                 },
             )
+        await events.emit(
+            tenant["id"],
+            "payment.succeeded",
+            {
+                "payment_id": payment_id,
+                "amount_cents": paid["amount_cents"],
+                "invoices": [
+                    {"id": line["invoice"], "amount_cents": line["amount_cents"]} for line in lines
+                ],
+            },
+        )
         if late:
             amount = money(paid["amount_cents"], currency)
             balances = "; ".join(

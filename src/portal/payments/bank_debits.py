@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portal.config import Settings
+from portal.db import events
 from portal.db import payments as payments_db
 from portal.db.engine import transaction
 from portal.db.tables import Payment
@@ -72,6 +73,11 @@ async def fail_processing(
         if not claimed:
             return False
         paid = claimed[0]
+        await events.emit(
+            tenant["id"],
+            "payment.failed",
+            {"payment_id": payment_id, "amount_cents": paid["amount_cents"]},
+        )
         found = await payments_db.payment(tenant["id"], payment_id)
         numbers = [a["number"] for a in found["allocations"]] if found else []
         if paid["account_email"]:
