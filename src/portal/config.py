@@ -70,6 +70,7 @@ class Settings:
     # A payment still pending this long is asked about at the gateway by the worker (a
     # lost webhook never leaves a paid invoice unpaid).
     reconcile_after_seconds: float = 600.0
+    reconcile_every_seconds: float = 60.0  # how often the worker's reconciliation runs
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -131,6 +132,7 @@ class Settings:
             encryption_key=env.get("PORTAL_ENCRYPTION_KEY", ""),
             stripe_api_base=env.get("PORTAL_STRIPE_API_BASE", ""),
             reconcile_after_seconds=float(env.get("PORTAL_RECONCILE_AFTER_SECONDS", "600")),
+            reconcile_every_seconds=float(env.get("PORTAL_RECONCILE_EVERY_SECONDS", "60")),
         )
 
 

@@ -110,7 +110,7 @@ async def refund_payment(
     )
     if outcome.not_found:
         raise NotFoundException()
-    block = "payments" if is_htmx(request) else None
+    block = "region" if is_htmx(request) else None  # the trail changes too
     if outcome.done:
         if not is_htmx(request):
             return see_other(request, f"/office/invoices/{invoice_id}?refunded=1")

@@ -221,12 +221,13 @@ def jobs(settings: Settings, backend: Backend) -> list[Job]:
         Job("answer account requests", lambda: answer_account_requests(settings)),
         Job("deliver emails", lambda: deliver_due(settings, backend)),
         Job("process payment webhooks", lambda: process_payment_webhooks(settings)),
-        Job("reconcile payments", lambda: reconcile_payments(settings), every=RECONCILE_EVERY),
+        Job(
+            "reconcile payments",
+            lambda: reconcile_payments(settings),
+            every=timedelta(seconds=settings.reconcile_every_seconds),
+        ),
         Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
     ]
-
-
-RECONCILE_EVERY = timedelta(minutes=1)
 
 
 async def process_payment_webhooks(settings: Settings) -> None:
