@@ -216,6 +216,12 @@ async def test_job_page_has_the_trail_and_other_businesses_get_404(admin, jane, 
     job_link = re.search(r'href="(/office/jobs/\d+)"', invoice_page.text).group(1)
     job = text_of(await admin.get(job_link))
     assert a["number"] in job and "Paid" in job and "Payment started" in job
+    # Jane opens the invoice (twice): the office trail says so once; hers does not.
+    for _ in range(2):
+        mine = text_of(await jane.get(f"/invoices/{a['id']}"))
+    assert "Viewed by the customer" not in mine
+    office_view = text_of(await admin.get(f"/office/invoices/{a['id']}"))
+    assert office_view.count("Viewed by the customer") == 1
     assert (await admin.get("/office/invoices/999999")).status_code == 404
     assert (await admin.get("/office/jobs/999999")).status_code == 404
 

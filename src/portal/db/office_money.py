@@ -9,7 +9,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from portal.db import fast
+from portal.db import events, fast
+from portal.db.engine import transaction
 from portal.db.invoices import _INVOICE_COLUMNS, _INVOICE_JOINS, _in_list, as_date
 from portal.db.tables import AuditEvent, Invoice, Payment
 
@@ -81,7 +82,12 @@ def _trail_of_payments(payments: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _audit_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    names = {"payment": "paid", "refund": "refunded", "card_updated": "card updated"}
+    names = {
+        "payment": "paid",
+        "refund": "refunded",
+        "card_updated": "card updated",
+        "viewed": "viewed by the customer",
+    }
     return [
         {
             "at": _utc(r["created_at"]),
@@ -335,3 +341,32 @@ async def pays_invoice(tenant_id: int, payment_id: int, invoice_id: int) -> bool
         invoice_id,
     ).run()
     return bool(rows)
+
+
+async def note_viewed(tenant_id: int, invoice: dict[str, Any], email: str) -> None:
+    """The customer's account opened the invoice: recorded once per account in the
+    invoice's audit trail (the office's "viewed by the customer"), with `invoice.viewed`."""
+    async with transaction():
+        seen = (
+            await AuditEvent.count()
+            .where(
+                (AuditEvent.tenant == tenant_id)
+                & (AuditEvent.invoice == invoice["id"])
+                & (AuditEvent.action == "viewed")
+                & (AuditEvent.actor == email)
+            )
+            .run()
+        )
+        if seen:
+            return
+        await AuditEvent.insert(
+            AuditEvent(
+                tenant=tenant_id,
+                job=invoice["job_id"],
+                invoice=invoice["id"],
+                actor=email,
+                action="viewed",
+                detail="Viewed in the customer portal",
+            )
+        ).run()
+        await events.emit(tenant_id, "invoice.viewed", {"invoice_id": invoice["id"]})

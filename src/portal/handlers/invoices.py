@@ -13,8 +13,8 @@ from litestar.params import FromPath
 
 from portal.auth.guards import CustomerDep, CustomerViewer
 from portal.db import invoices as invoices_db
+from portal.db import office_money, queries
 from portal.db import payments as payments_db
-from portal.db import queries
 from portal.handlers.customer import tab_page
 from portal.handlers.scheduler import record_id
 from portal.payments import service
@@ -206,6 +206,7 @@ async def invoice_page(
     invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
     if invoice is None:
         raise NotFoundException()
+    await office_money.note_viewed(tenant["id"], invoice, viewer.session.email)
     return tab_page(
         request,
         tenant,

@@ -15,7 +15,9 @@ STATEMENTS = [
     "CREATE UNIQUE INDEX payment_refund_gateway_once ON payment_refund (tenant, gateway_refund_id) "
     "WHERE gateway_refund_id <> ''",
     "CREATE INDEX payment_refund_payment ON payment_refund (tenant, payment)",
-    "CREATE UNIQUE INDEX payment_gateway_ref_once ON payment (gateway, gateway_ref) "
+    # Per business (tenant-scoped keys, as everywhere): imported payments keep the business's
+    # own references, which two businesses may share.
+    "CREATE UNIQUE INDEX payment_gateway_ref_once ON payment (tenant, gateway, gateway_ref) "
     "WHERE gateway_ref <> ''",
 ]
 
