@@ -10,8 +10,11 @@ from html import unescape
 
 import pytest
 
+from portal.db.office import tenant_by_id
 from portal.db.tables import AuditEvent, Payment, StripeAccount, StripeEvent
-from portal.payments import webhooks
+from portal.payments import stripe_link, webhooks
+from portal.payments.gateway import is_test_mode
+from tests.support.businesses import import_business
 from tests.support.http import make_client, post_form
 from tests.support.paying import balances, new_invoice, path_of, submit_pay
 from tests.support.stripe_double import stripe_double_fixture
@@ -198,3 +201,30 @@ async def test_a_declined_card_leaves_the_page_open_and_nothing_charged(jane, de
     (payment,) = await payments_of(demo, a["id"])
     assert payment["status"] == "pending"
     assert await balances(demo, a["number"]) == {a["number"]: 5000}
+
+
+async def test_a_webhook_signed_for_another_business_is_refused(app, account, stripe_double):
+    """Business B's endpoint secret does not open A's endpoint (and nothing is kept)."""
+    other = stripe_double.create_account("Someone Else")
+    (event, *_) = account.events()
+    before = await StripeEvent.count().run()
+    async with make_client(app) as stranger:
+        (answer,) = await deliver(stranger, account, event, secret=other.webhook_secret)
+    assert answer.status_code == 400
+    assert await StripeEvent.count().run() == before
+
+
+async def test_live_keys_show_no_test_mode(app, stripe_double, settings):
+    """A live account at the double: linked as live, so nothing says "Test mode"."""
+    live = stripe_double.create_account("Live Plumbing", live=True)
+    tenant_id = await import_business("liveplumbing", open_portal=True)
+    tenant = await tenant_by_id(tenant_id)
+    result = await stripe_link.link(
+        settings,
+        tenant,
+        "boss@liveplumbing.example",
+        {"stripe_secret_key": live.secret_key, "stripe_webhook_secret": live.webhook_secret},
+    )
+    assert not result.errors and result.account_id.startswith("stripe_live_")
+    assert not is_test_mode(result.account_id)
+    assert is_test_mode("stripe_test_acct_x") and is_test_mode("sandbox_acct_1")
