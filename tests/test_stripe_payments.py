@@ -11,7 +11,7 @@ from html import unescape
 import pytest
 
 from portal.db.office import tenant_by_id
-from portal.db.tables import AuditEvent, Payment, StripeAccount, StripeEvent
+from portal.db.tables import AuditEvent, OutboxEmail, Payment, StripeAccount, StripeEvent
 from portal.payments import stripe_link, webhooks
 from portal.payments.gateway import is_test_mode
 from tests.support.businesses import import_business
@@ -114,6 +114,15 @@ async def test_pay_two_invoices_in_full_through_checkout(jane, demo, account, ap
     assert await balances(demo, a["number"], b["number"]) == {a["number"]: 0, b["number"]: 0}
     events = await AuditEvent.select().where(AuditEvent.invoice == a["id"]).run()
     assert [e["action"] for e in events] == ["payment"]
+    assert "Test mode" in text
+    receipt_email = (
+        await OutboxEmail.select()
+        .where(OutboxEmail.subject.like("Receipt%"))
+        .order_by(OutboxEmail.id, ascending=False)
+        .first()
+        .run()
+    )
+    assert "Test mode: this was a test payment" in receipt_email["text_body"]
 
     # The webhooks then arrive, twice each: acknowledged, kept once, nothing changes again.
     async with make_client(app) as stripe_side:

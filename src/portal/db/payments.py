@@ -26,7 +26,7 @@ from portal.db.invoices import _in_list, as_date
 from portal.db.tables import AuditEvent, Invoice, Payment, PaymentAllocation
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
-from portal.payments.gateway import Checkout
+from portal.payments.gateway import Checkout, is_test_mode
 from portal.web import format_datetime, money
 
 
@@ -325,7 +325,13 @@ async def settle_payment(
                 }
             )
             .where((Payment.tenant == tenant["id"]) & (Payment.id == payment_id) & claimable)
-            .returning(Payment.account_email, Payment.amount_cents, Payment.kind, Payment.customer)
+            .returning(
+                Payment.account_email,
+                Payment.amount_cents,
+                Payment.kind,
+                Payment.customer,
+                Payment.payment_account_id,
+            )
             .run()
         )
         if not claimed:
@@ -383,6 +389,7 @@ async def settle_payment(
                     "paid_at": format_datetime(moment, tenant["time_zone"]),
                     "card": card_text,
                     "reference": checkout.ref,
+                    "test_mode": is_test_mode(paid["payment_account_id"]),
                     "lines": [
                         {
                             "number": line["number"],
