@@ -198,6 +198,10 @@ async def test_bank_debit_that_settles_is_paid(jane, demo, account, app):
 
 async def test_payments_page_filters_totals_and_csv(admin, jane, demo, account):
     await paid_payment(jane, demo, totals=(3000,))
+    debit = await new_invoice(demo, total=4000)
+    started = await submit_pay(jane, [debit["id"]])
+    back = await pay_on_page(started.headers["location"], bank_account=GOOD_BANK)
+    await jane.get(path_of(back.headers["location"]))  # processing, as a bank debit
     page = text_of(await admin.get("/office/payments?status=succeeded&method=card"))
     assert "Payments" in page and "Received" in page and "Net" in page
     assert "Bank account" not in page
