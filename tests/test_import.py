@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from portal.db import tables as t
-from portal.db.importer import ImportProblem, import_file
 from portal.demo import demo_data
+from portal.importer import ImportProblem, import_file
 
 
 def small_business(host: str = "acmeplumbing") -> dict:
@@ -163,7 +163,7 @@ async def test_duplicate_host_is_refused_and_rolls_back(app):
 
 async def test_failure_half_way_leaves_nothing_behind(app, monkeypatch):
     """A database error after some rows were written rolls the whole import back."""
-    from portal.db import importer
+    from portal import importer
 
     real_insert = importer._insert
 

@@ -15,7 +15,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from portal.db import office_settings as rules
+from portal import logos
+from portal import settings_form as rules
+from portal.db import activity
 from portal.db.tables import BusinessUnit, Tenant
 from portal.testing import engine_kind
 from tests.support.businesses import (
@@ -360,8 +362,18 @@ async def test_changing_the_host_moves_the_portal_and_the_office_follows(app, de
             "http://newname.localhost:8000/office/sign-in?done=moved"
             "&next=/office/settings%3Fsaved%3Dmoved"
         )
-        assert (await boss.get("/sign-in")).status_code == 404  # the old host stops resolving
-        assert (await boss.get("/office/settings")).status_code == 404
+        # The old address answers 301 to the new one (links already emailed keep working),
+        # path and query kept; a form posted there is not replayed.
+        moved_page = await boss.get("/reset?token=abc")
+        assert moved_page.status_code == 301
+        assert moved_page.headers["location"] == "http://newname.localhost:8000/reset?token=abc"
+        assert (await boss.get("/office/settings")).headers["location"] == (
+            "http://newname.localhost:8000/office/settings"
+        )
+        assert (await boss.post("/sign-in", data={})).status_code in (403, 404)
+        logged = await activity.entries((await tenant_row("newname"))["id"], action_prefix="host.")
+        assert [(e["old_value"], e["new_value"]) for e in logged] == [("oldname", "newname")]
+        assert logged[0]["actor"] == "boss@oldname.example"
     async with make_client(app, "http://newname.localhost") as moved:
         page = await moved.get("/office/sign-in?done=moved&next=/office/settings%3Fsaved%3Dmoved")
         assert "The portal moved to this address." in page.text
@@ -525,7 +537,7 @@ def test_the_pixel_limit_is_checked_before_anything_is_decoded(monkeypatch):
 
     monkeypatch.setattr(Image.Image, "load", no_decoding)
     monkeypatch.setattr(Image.Image, "draft", no_decoding)
-    png_, problem = rules.process_logo(blank_png(4001, 4000), "big.png", "image/png")
+    png_, problem = logos.process_logo(blank_png(4001, 4000), "big.png", "image/png")
     assert png_ == b"" and "at most 16 megapixels" in (problem or "")
 
 
@@ -542,7 +554,7 @@ def test_a_large_photo_is_decoded_small(monkeypatch):
         return real_load(self)
 
     monkeypatch.setattr(Image.Image, "load", spy)
-    out, problem = rules.process_logo(buf.getvalue(), "van.jpg", "image/jpeg")
+    out, problem = logos.process_logo(buf.getvalue(), "van.jpg", "image/jpeg")
     assert problem is None
     assert Image.open(io.BytesIO(out)).size == (67, 50)
     assert decoded and max(w * h for w, h in decoded) <= 4032 * 3024 // 64
@@ -554,7 +566,7 @@ def test_a_photo_taken_sideways_is_stored_upright():
     exif[0x0112] = 6
     buf = io.BytesIO()
     Image.new("RGB", (400, 200), (200, 30, 30)).save(buf, format="JPEG", exif=exif.tobytes())
-    out, problem = rules.process_logo(buf.getvalue(), "side.jpg", "image/jpeg")
+    out, problem = logos.process_logo(buf.getvalue(), "side.jpg", "image/jpeg")
     assert problem is None and Image.open(io.BytesIO(out)).size == (25, 50)
 
 
@@ -579,7 +591,7 @@ def test_logo_processing_keeps_transparency_and_drops_metadata():
     buf = io.BytesIO()
     image = Image.new("RGBA", (80, 40), (0, 0, 0, 0))
     image.save(buf, format="PNG", pnginfo=None)
-    out, problem = rules.process_logo(buf.getvalue(), "t.png", "image/png")
+    out, problem = logos.process_logo(buf.getvalue(), "t.png", "image/png")
     assert problem is None
     stored = Image.open(io.BytesIO(out))
     assert stored.size == (100, 50) and stored.mode == "RGBA"

@@ -32,7 +32,8 @@ UNITS = [
     {"id": "BU-EL", "name": "Electrical", "invoices_downloadable": False},
     {"id": "BU-HV", "name": "HVAC", "invoices_downloadable": True},
 ]
-WORK = {
+# Per business unit: (job summary, invoice lines as (description, quantity, unit price cents)).
+WORK: dict[str, list[tuple[str, list[tuple[str, float, int]]]]] = {
     "BU-PL": [
         (
             "Water heater flush and anode check",
@@ -517,6 +518,6 @@ async def load_demo(today: date | None = None) -> int:
     """Import the demo business through the normal import path; returns its id."""
     import json
 
-    from portal.db.importer import import_file
+    from portal.importer import import_file
 
     return await import_file(json.dumps(demo_data(today)))

@@ -1,5 +1,6 @@
 """Form rules shared by every way text enters the portal (office forms, `portal import`,
-any future API): plain functions, no imports from handlers or the database.
+any future API): plain functions, no imports from handlers or the database — text
+folding, ids, emails, days, and the one convention every form check follows (below).
 
 One-line text (a business, customer or staff name, an email subject) must stay on one
 line: it ends up in email headers, where a line break either ends the header or makes
@@ -9,6 +10,13 @@ Python's email package refuse to build the message, and in page headings.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Generic, TypeVar
+
+from email_validator import EmailNotValidError, validate_email
+
+T = TypeVar("T")
 
 # Every character that breaks a line or is a control character: C0 controls (tab, line
 # feed, vertical tab, form feed, carriage return and the file/group/record separators
@@ -36,3 +44,67 @@ def multi_line(value: str) -> str:
     break becomes "\\n", other control characters (tabs aside) a space; trimmed."""
     text = _LINE_BREAK.sub("\n", value)
     return _BREAKING.sub(lambda m: m.group(0) if m.group(0) in "\n\t" else " ", text).strip()
+
+
+# --- the one validation convention ---------------------------------------------------------------
+#
+# Every field check is a `clean_*` function: what was typed in, `(clean value, problem)` out,
+# the problem a sentence to show beside the field (None when the value is fine). A whole
+# form is checked by one function that runs its fields' checks and returns `Checked`: what
+# to act on, what to show again in the form, and the problems by field name. Handlers
+# re-render with the problems (422) or act on the clean result; nothing else decides.
+
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL: the one limit for every id
+
+
+@dataclass
+class Checked(Generic[T]):
+    """A form as checked: the clean result to act on, the values to show again when the
+    form comes back, and its problems by field name; `ok` when there are none."""
+
+    clean: T
+    problems: dict[str, str] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def record_id(value: str | None) -> int | None:
+    """A row id from a URL, query string or form: digits within the database's integer
+    range (beyond it names no record, and PostgreSQL would refuse it), else None."""
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 10:
+        return None
+    number = int(value)
+    return number if 0 < number <= MAX_ID else None
+
+
+def clean_email(value: str) -> tuple[str, str | None]:
+    """(normalized email, problem) for what someone typed in an email field."""
+    value = value.strip()[:320]
+    if not value:
+        return "", "Enter your email address."
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower(), None
+    except EmailNotValidError:
+        return value, "Enter an email address like name@example.com."
+
+
+ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+US_DAY = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+
+
+def parse_day(value: str) -> date | None:
+    """A date typed as 2026-12-03 (what date pickers send) or 12/3/2026; else None."""
+    value = value.strip()
+    try:
+        if ISO_DAY.match(value):
+            return date.fromisoformat(value)
+        match = US_DAY.match(value)
+        if match:
+            month, day, year = (int(g) for g in match.groups())
+            return date(year, month, day)
+    except ValueError:
+        return None
+    return None

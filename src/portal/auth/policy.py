@@ -30,7 +30,7 @@ COMMON = (
 # Leetspeak: what each disguise usually stands for. "1" and "!" stand for "i" or "l", so
 # both readings are tried.
 LEET = str.maketrans("034@5$7+89(|", "oeaasstt bgcl".replace(" ", ""))
-AMBIGUOUS = ({"1": "i", "!": "i"}, {"1": "l", "!": "l"})
+AMBIGUOUS: tuple[dict[str, str | int | None], ...] = ({"1": "i", "!": "i"}, {"1": "l", "!": "l"})
 MAX_ADDED = 6  # digits and symbols added to a common password that still make it common
 # Digits and symbols added at the end, at the start, or both.
 ENDS = (re.compile(r"[\W\d_]+$"), re.compile(r"^[\W\d_]+"), re.compile(r"^[\W\d_]+|[\W\d_]+$"))

@@ -3,6 +3,7 @@ policy as customers': auth/policy.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -13,7 +14,7 @@ from portal.db.tables import StaffUser, Tenant
 from portal.forms import one_line
 
 
-def staff_password_problem(password: str, tenant: dict[str, Any], email: str) -> str | None:
+def staff_password_problem(password: str, tenant: Mapping[str, Any], email: str) -> str | None:
     """Why a staff member of `tenant` with `email` cannot use `password` (None: fine)."""
     return password_problem(normalize(password), business_name=tenant["name"], email=email)
 

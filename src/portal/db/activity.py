@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from piccolo.custom_types import Combinable
+
 from portal.db.tables import ActivityEvent
 
 ACTOR_KINDS = ("staff", "customer", "system", "api")
@@ -72,7 +74,7 @@ async def entries(
     """The business's entries, newest first, `limit` at a time (keyset: `before` is the
     id of the last entry of the previous page); optionally only one kind of change
     (`action_prefix`, e.g. "staff.") or one actor."""
-    where = ActivityEvent.tenant == tenant_id
+    where: Combinable = ActivityEvent.tenant == tenant_id
     if before is not None:
         where &= ActivityEvent.id < before
     if action_prefix:

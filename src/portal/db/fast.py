@@ -24,13 +24,13 @@ import sqlite3
 import threading
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 
-from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
 
-from portal.db.engine import WAIT_SECONDS, current_engine
+from portal.db.engines import WAIT_SECONDS, PortalPostgresEngine
 from portal.db.outage import translated
+from portal.db.tables import Tenant, current_engine
 
 _readers: dict[tuple[str, int], sqlite3.Connection] = {}
 
@@ -44,6 +44,10 @@ def driver_sql(sql: str, dialect: str) -> str:
     return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))
 
 
+@overload
+def timestamp(value: datetime | str) -> datetime: ...
+@overload
+def timestamp(value: None) -> None: ...
 def timestamp(value: datetime | str | None) -> datetime | None:
     """A TIMESTAMPTZ column's value as an aware datetime (SQLite keeps UTC ISO text)."""
     if value is None or isinstance(value, datetime):
@@ -71,10 +75,9 @@ async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
     """Rows of a read-only query written with `{}` placeholders."""
     engine = current_engine()
     if engine.current_transaction.get() is None:
-        if isinstance(engine, PostgresEngine) and engine.pool is not None:
-            wait = getattr(engine, "wait_seconds", WAIT_SECONDS)
+        if isinstance(engine, PortalPostgresEngine) and engine.pool is not None:
             with translated():
-                async with engine.pool.acquire(timeout=wait) as connection:
+                async with engine.connection() as connection:
                     records = await connection.fetch(driver_sql(sql, "postgres"), *args)
             return [dict(r.items()) for r in records]
         if isinstance(engine, SQLiteEngine):
@@ -83,9 +86,8 @@ async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
                 rows = cursor.fetchall()
             names = [col[0] for col in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in rows]
-    from portal.db.tables import Tenant
-
-    return await Tenant.raw(sql, *args).run()
+    result: list[dict[str, Any]] = await Tenant.raw(sql, *args).run()
+    return result
 
 
 def close_readers() -> None:

@@ -9,16 +9,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from portal.db import fast
+from portal.db.rows import InvoiceRow
 from portal.db.tables import AuditEvent, Invoice, InvoiceLine, Location
+from portal.forms import MAX_ID
 
 MAX_OPEN_INVOICES = 200  # the Invoices tab lists at most this many (oldest first)
 HISTORY_PREVIEW = 5  # newest invoices shown per location on the History tab
 HISTORY_PAGE = 15  # invoices per page when one location is chosen
 CURSOR = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(\d{1,10})$", re.ASCII)
-MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 
 _INVOICE_COLUMNS = """
     i.id, i.number, i.invoice_date, i.due_date, i.summary, i.total_cents, i.balance_cents,
@@ -88,12 +89,13 @@ OPEN_INVOICES_SQL = f"""
 """
 
 
-async def open_invoices(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
+async def open_invoices(tenant_id: int, customer_id: int) -> list[InvoiceRow]:
     """Unpaid invoices of completed jobs, over $0, oldest first (the Invoices tab), at most
     MAX_OPEN_INVOICES of them: just the columns the tab shows, as the driver gives them
     (`invoice_date` is ISO text on SQLite; the template's `date` filter reads both), and
     `open_count` / `open_total` over all of them."""
-    return await fast.fetch(OPEN_INVOICES_SQL, tenant_id, customer_id, MAX_OPEN_INVOICES)
+    rows = await fast.fetch(OPEN_INVOICES_SQL, tenant_id, customer_id, MAX_OPEN_INVOICES)
+    return cast(list[InvoiceRow], rows)  # the columns of OPEN_INVOICES_SQL
 
 
 async def customer_invoices(

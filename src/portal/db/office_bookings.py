@@ -16,10 +16,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+from piccolo.custom_types import Combinable
 
 from portal.config import Settings
 from portal.db import office_notifications as notes
 from portal.db.engine import current_engine, transaction
+from portal.db.rows import TenantRow
 from portal.db.tables import (
     AuditEvent,
     BookingRequest,
@@ -28,8 +30,8 @@ from portal.db.tables import (
     Job,
     Tenant,
 )
+from portal.formatting import format_date
 from portal.forms import multi_line, one_line
-from portal.web import format_date
 
 # Arrival windows, in the business's local time: (label, start hour, end hour).
 WINDOWS: dict[str, tuple[str, int, int]] = {
@@ -71,7 +73,7 @@ def preferred_windows(raw: str) -> list[dict[str, Any]]:
             day = date.fromisoformat(str(item.get("date", "")))
         except ValueError:
             continue
-        window = item.get("window") if item.get("window") in WINDOWS else "any"
+        window = str(item["window"]) if item.get("window") in WINDOWS else "any"
         out.append({"date": day, "window": window, "label": PREFERENCE_LABELS[window]})
     return out
 
@@ -121,7 +123,7 @@ async def list_requests(
     Returns the page and the id to continue after (None on the last page). The booked
     job's number comes in one more query for the whole page.
     """
-    where = BookingRequest.tenant == tenant_id
+    where: Combinable = BookingRequest.tenant == tenant_id
     if status in ("new", "booked", "dismissed"):
         where &= BookingRequest.status == status
     if after is not None:
@@ -180,11 +182,11 @@ async def get_request(tenant_id: int, request_id: int) -> dict[str, Any] | None:
     return row
 
 
-def local_today(tenant: dict[str, Any]) -> date:
+def local_today(tenant: TenantRow) -> date:
     return datetime.now(ZoneInfo(tenant["time_zone"])).date()
 
 
-def default_slot(tenant: dict[str, Any], request: dict[str, Any]) -> tuple[str, str]:
+def default_slot(tenant: TenantRow, request: dict[str, Any]) -> tuple[str, str]:
     """The first preferred window that is not in the past (date, window), for the form."""
     today = local_today(tenant)
     for w in request["windows"]:
@@ -205,7 +207,7 @@ class BookingForm:
 
 
 async def check_booking(
-    tenant: dict[str, Any], form: dict[str, str], units: list[dict[str, Any]]
+    tenant: TenantRow, form: dict[str, str], units: list[dict[str, Any]]
 ) -> BookingForm:
     """Check a Book-job form: a date from today within a year, a window, one of the
     business's units, and a summary."""
@@ -235,7 +237,7 @@ async def check_booking(
     return BookingForm(day, window, unit_id, summary, errors)
 
 
-def scheduled_times(tenant: dict[str, Any], day: date, window: str) -> tuple[datetime, datetime]:
+def scheduled_times(tenant: TenantRow, day: date, window: str) -> tuple[datetime, datetime]:
     """The job's start and end in UTC, from the business's local date and arrival window."""
     zone = ZoneInfo(tenant["time_zone"])
     _, start, end = WINDOWS[window]
@@ -252,7 +254,7 @@ class AlreadyHandled(Exception):
         self.request = request
 
 
-def handled_message(request: dict[str, Any] | None, tenant: dict[str, Any]) -> str:
+def handled_message(request: dict[str, Any] | None, tenant: TenantRow) -> str:
     """Why a request can no longer be booked or dismissed."""
     if request is None:
         return "This request no longer exists."
@@ -289,7 +291,7 @@ async def _lock_numbering(tenant_id: int) -> None:
 
 async def book(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     request_id: int,
     checked: BookingForm,
     staff_email: str,
@@ -397,7 +399,7 @@ def clean_reason(value: str) -> tuple[str, str | None]:
     return reason, None
 
 
-async def dismiss(tenant: dict[str, Any], request_id: int, reason: str, staff_email: str) -> None:
+async def dismiss(tenant: TenantRow, request_id: int, reason: str, staff_email: str) -> None:
     """Close a request with a reason; raises `AlreadyHandled` if it is not new any more."""
     rows = await (
         BookingRequest.update(

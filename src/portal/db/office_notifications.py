@@ -16,11 +16,12 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from portal.config import Settings
+from portal.db.rows import TenantRow
 from portal.db.tables import Customer, CustomerEmail, Invoice, NotificationTemplate
+from portal.formatting import format_date, money
 from portal.forms import is_one_line, multi_line, one_line
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
-from portal.web import format_date, money
 
 COMMON = ("CustomerPortalLink", "CustomerName", "BusinessName")
 INVOICE = ("InvoiceNumber", "AmountDue", "DueDate")
@@ -252,12 +253,12 @@ async def reset(tenant_id: int, key: str) -> None:
 # --- values and sending ---------------------------------------------------------------------------
 
 
-def sign_in_link(settings: Settings, tenant: dict[str, Any]) -> str:
+def sign_in_link(settings: Settings, tenant: TenantRow) -> str:
     """{CustomerPortalLink}: the business's real portal sign-in page."""
-    return portal_url(settings, tenant["host"], "/sign-in")
+    return portal_url(settings, tenant, "/sign-in")
 
 
-def common_values(settings: Settings, tenant: dict[str, Any], customer_name: str) -> dict[str, str]:
+def common_values(settings: Settings, tenant: TenantRow, customer_name: str) -> dict[str, str]:
     return {
         "CustomerPortalLink": sign_in_link(settings, tenant),
         "CustomerName": customer_name,
@@ -266,7 +267,7 @@ def common_values(settings: Settings, tenant: dict[str, Any], customer_name: str
 
 
 def invoice_values(
-    settings: Settings, tenant: dict[str, Any], customer_name: str, invoice: dict[str, Any]
+    settings: Settings, tenant: TenantRow, customer_name: str, invoice: dict[str, Any]
 ) -> dict[str, str]:
     """Placeholder values of an invoice email."""
     due: date | None = invoice.get("due_date")
@@ -280,7 +281,7 @@ def invoice_values(
 
 async def queue_notification(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     to: str,
     key: str,
     values: dict[str, str],
@@ -359,7 +360,7 @@ async def preview_customer(tenant_id: int, key: str) -> dict[str, Any] | None:
 
 
 def sample_values(
-    settings: Settings, tenant: dict[str, Any], key: str, customer: dict[str, Any] | None
+    settings: Settings, tenant: TenantRow, key: str, customer: dict[str, Any] | None
 ) -> dict[str, str]:
     """Values for a preview: the customer's real data, with example booking details."""
     name = customer["name"] if customer else "Jane Customer"

@@ -19,18 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from portal.config import Settings
-from portal.db import events, fast, office_alerts
+from portal.db import fast
 from portal.db.engine import current_engine, transaction
 from portal.db.invoices import _in_list, as_date
-from portal.db.tables import AuditEvent, Invoice, Payment, PaymentAllocation
-from portal.mail.links import portal_url
-from portal.mail.outbox import queue_email
-from portal.payments.gateway import Checkout, is_test_mode
-from portal.web import format_datetime, money
+from portal.db.tables import Invoice, Payment, PaymentAllocation
 
 
 def now() -> datetime:
+    """The moment written to payment rows (UTC)."""
     return datetime.now(UTC)
 
 
@@ -63,7 +59,7 @@ async def payment(tenant_id: int, payment_id: int) -> dict[str, Any] | None:
         .run()
     )
     if row is not None:
-        row["allocations"] = await _allocations(payment_id)
+        row["allocations"] = await allocations(payment_id)
     return row
 
 
@@ -76,11 +72,12 @@ async def payment_by_key(tenant_id: int, key: str) -> dict[str, Any] | None:
         .run()
     )
     if row is not None:
-        row["allocations"] = await _allocations(row["id"])
+        row["allocations"] = await allocations(row["id"])
     return row
 
 
-async def _allocations(payment_id: int) -> list[dict[str, Any]]:
+async def allocations(payment_id: int) -> list[dict[str, Any]]:
+    """What a payment pays on each invoice (with the invoice's number and job)."""
     return (
         await PaymentAllocation.select(
             PaymentAllocation.invoice,
@@ -98,7 +95,7 @@ async def pending_for_invoices(tenant_id: int, invoice_ids: list[int]) -> list[d
     """Pending payments holding any of these invoices (whoever started them)."""
     if not invoice_ids:
         return []
-    return await Payment.raw(
+    result: list[dict[str, Any]] = await Payment.raw(
         f"""SELECT DISTINCT p.id, p.gateway_ref, p.account_email, p.idempotency_key,
             p.created_at, p.customer, p.payment_account_id, p.amount_cents
         FROM payment p JOIN payment_allocation pa ON pa.payment = p.id
@@ -107,6 +104,7 @@ async def pending_for_invoices(tenant_id: int, invoice_ids: list[int]) -> list[d
         tenant_id,
         *invoice_ids,
     ).run()
+    return result
 
 
 async def pending_for_customer(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
@@ -121,6 +119,26 @@ async def pending_for_customer(tenant_id: int, customer_id: int) -> list[dict[st
     for row in rows:
         row["created_at"] = fast.timestamp(row["created_at"])
     return rows
+
+
+async def pending_since_before(moment: datetime, limit: int = 100) -> list[dict[str, Any]]:
+    """Payments of every business still waiting for the gateway's answer, started before
+    `moment` (oldest first, at most `limit`): for the worker to ask their gateway."""
+    return (
+        await Payment.select(
+            Payment.id,
+            Payment.tenant,
+            Payment.gateway_ref,
+            Payment.account_email,
+            Payment.created_at,
+            Payment.payment_account_id,
+            Payment.amount_cents,
+        )
+        .where((Payment.status == "pending") & (Payment.created_at < moment))
+        .order_by(Payment.id)
+        .limit(limit)
+        .run()
+    )
 
 
 async def pending_on_account(tenant_id: int, account_id: str) -> list[dict[str, Any]]:
@@ -232,7 +250,8 @@ async def start_payment(
                 for invoice_id in ids
             ]
         ).run()
-    return payment_id
+    result: int | Refusal | KeyUsed = payment_id
+    return result
 
 
 async def attach_checkout(tenant_id: int, payment_id: int, ref: str) -> None:
@@ -259,261 +278,19 @@ async def fail_payment(
     }
     if refunded:
         changes[Payment.refunded_at] = moment
-    async with transaction():
-        done = (
-            await Payment.update(changes)
-            .where(
-                (Payment.tenant == tenant_id)
-                & (Payment.id == payment_id)
-                & (Payment.status == "pending")
-            )
-            .returning(Payment.id, Payment.amount_cents)
-            .run()
+    done = (
+        await Payment.update(changes)
+        .where(
+            (Payment.tenant == tenant_id)
+            & (Payment.id == payment_id)
+            & (Payment.status == "pending")
         )
-        if done:
-            await events.emit(
-                tenant_id,
-                "payment.failed",
-                {"payment_id": payment_id, "amount_cents": done[0]["amount_cents"]},
-            )
+        .returning(Payment.id)
+        .run()
+    )
     if done and ref:
         await attach_checkout(tenant_id, payment_id, ref)
     return bool(done)
-
-
-async def settle_payment(
-    settings: Settings,
-    tenant: dict[str, Any],
-    payment_id: int,
-    checkout: Checkout,
-    *,
-    late_reason: str | None = None,
-) -> str:
-    """Apply a checkout's final outcome to a pending payment, once.
-
-    Success: balances go down (conditionally), an audit event per invoice and a receipt
-    email are written in the same transaction. Returns "succeeded", "failed" or
-    "unchanged" (already settled). Raises BalanceChanged (nothing applied) when a
-    balance no longer covers its allocation.
-
-    `late_reason`: the payment was already marked failed for this reason when its
-    success arrived. It is recorded all the same (failed -> succeeded, once), its audit
-    events say so, and the office is alerted in the same transaction.
-    """
-    if not checkout.succeeded:
-        reason = checkout.failure_reason or "The payment did not go through."
-        done = await fail_payment(tenant["id"], payment_id, reason, checkout.ref)
-        return "failed" if done else "unchanged"
-    moment = now()
-    card = checkout.card
-    late = late_reason is not None
-    claimable = (
-        (Payment.status == "failed") & Payment.refunded_at.is_null()
-        if late
-        else (Payment.status == "pending")
-    )
-    async with transaction():
-        claimed = (
-            await Payment.update(
-                {
-                    Payment.status: "succeeded",
-                    Payment.gateway_ref: checkout.ref,
-                    Payment.card_brand: card.brand if card else "",
-                    Payment.card_last4: card.last4 if card else "",
-                    Payment.failure_reason: "",
-                    Payment.completed_at: moment,
-                }
-            )
-            .where((Payment.tenant == tenant["id"]) & (Payment.id == payment_id) & claimable)
-            .returning(
-                Payment.account_email,
-                Payment.amount_cents,
-                Payment.kind,
-                Payment.customer,
-                Payment.payment_account_id,
-            )
-            .run()
-        )
-        if not claimed:
-            return "unchanged"
-        paid = claimed[0]
-        lines = []
-        for alloc in await _allocations(payment_id):
-            updated = (
-                await Invoice.update(
-                    {Invoice.balance_cents: Invoice.balance_cents - alloc["amount_cents"]}
-                )
-                .where(
-                    (Invoice.tenant == tenant["id"])
-                    & (Invoice.id == alloc["invoice"])
-                    & (Invoice.balance_cents >= alloc["amount_cents"])
-                )
-                .returning(Invoice.balance_cents, Invoice.summary)
-                .run()
-            )
-            if not updated:
-                raise BalanceChanged(alloc["number"])  # rolls the whole payment back
-            lines.append({**alloc, **updated[0]})
-        card_text = f"{card.brand} ending {card.last4}" if card else "card"
-        currency = tenant["currency"]
-        recorded = f"Paid online in the customer portal ({card_text})"
-        if late:
-            recorded += f", recorded late: it had been reported as failed ({late_reason})"
-        await AuditEvent.insert(
-            *[
-                AuditEvent(
-                    tenant=tenant["id"],
-                    job=line["job_id"],
-                    invoice=line["invoice"],
-                    actor=paid["account_email"],
-                    action="payment",
-                    detail=(
-                        f"{recorded}; {line['number']} balance now "
-                        f"{money(line['balance_cents'], currency)}"
-                    ),
-                    amount_cents=line["amount_cents"],
-                    reference=checkout.ref,
-                    created_at=moment,
-                )
-                for line in lines
-            ]
-        ).run()
-        if paid["account_email"]:
-            await queue_email(
-                settings,
-                tenant,
-                paid["account_email"],
-                "receipt",
-                {
-                    "amount": money(paid["amount_cents"], currency),
-                    "paid_at": format_datetime(moment, tenant["time_zone"]),
-                    "card": card_text,
-                    "reference": checkout.ref,
-                    "test_mode": is_test_mode(paid["payment_account_id"]),
-                    "lines": [
-                        {
-                            "number": line["number"],
-                            "summary": line["summary"],
-                            "amount": money(line["amount_cents"], currency),
-                            "balance": money(line["balance_cents"], currency),
-                        }
-                        for line in lines
-                    ],
-                    "link": portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
-                },
-            )
-        await events.emit(
-            tenant["id"],
-            "payment.succeeded",
-            {
-                "payment_id": payment_id,
-                "amount_cents": paid["amount_cents"],
-                "invoices": [
-                    {"id": line["invoice"], "amount_cents": line["amount_cents"]} for line in lines
-                ],
-            },
-        )
-        if late:
-            amount = money(paid["amount_cents"], currency)
-            balances = "; ".join(
-                f"{line['number']} balance now {money(line['balance_cents'], currency)}"
-                for line in lines
-            )
-            await office_alerts.raise_alert(
-                settings,
-                tenant,
-                kind="late_payment",
-                title=f"Late card payment of {amount} recorded ({_numbers(lines)})",
-                message=(
-                    f"A card payment of {amount} by {paid['account_email'] or 'a customer'} "
-                    f"({card_text}, reference {checkout.ref}) went through after the portal "
-                    f"had reported it as failed ({late_reason}). It is now recorded and "
-                    f"applied: {balances}. The customer was emailed a receipt."
-                ),
-                reference=checkout.ref,
-            )
-    return "succeeded"
-
-
-async def record_late_refund(
-    settings: Settings,
-    tenant: dict[str, Any],
-    payment_id: int,
-    checkout: Checkout,
-    why: str,
-) -> bool:
-    """A payment already marked failed went through after all, but could not be applied
-    (`why`, e.g. "INV-7 had been paid in the meantime"), and the charge was refunded in
-    full at the gateway: record the refund on the payment, in the job's audit trail and
-    as an office alert (once; False if it was recorded already)."""
-    moment = now()
-    currency = tenant["currency"]
-    card = checkout.card
-    card_text = f"{card.brand} ending {card.last4}" if card else "card"
-    reason = (
-        f"It went through after it was reported as failed, but {why}, so it was refunded in full."
-    )
-    async with transaction():
-        claimed = (
-            await Payment.update(
-                {
-                    Payment.failure_reason: reason[:200],
-                    Payment.refunded_at: moment,
-                    Payment.gateway_ref: checkout.ref,
-                }
-            )
-            .where(
-                (Payment.tenant == tenant["id"])
-                & (Payment.id == payment_id)
-                & (Payment.status == "failed")
-                & Payment.refunded_at.is_null()
-            )
-            .returning(Payment.account_email, Payment.amount_cents)
-            .run()
-        )
-        if not claimed:
-            return False
-        payment = claimed[0]
-        lines = await _allocations(payment_id)
-        await AuditEvent.insert(
-            *[
-                AuditEvent(
-                    tenant=tenant["id"],
-                    job=line["job_id"],
-                    invoice=line["invoice"],
-                    actor=payment["account_email"],
-                    action="refund",
-                    detail=(
-                        f"A card payment in the customer portal ({card_text}) went through "
-                        f"after it was reported as failed; {why}, so it was refunded in full"
-                    ),
-                    amount_cents=line["amount_cents"],
-                    reference=checkout.ref,
-                    created_at=moment,
-                )
-                for line in lines
-            ]
-        ).run()
-        amount = money(payment["amount_cents"], currency)
-        await office_alerts.raise_alert(
-            settings,
-            tenant,
-            kind="late_payment_refunded",
-            title=f"Late card payment of {amount} refunded ({_numbers(lines)})",
-            message=(
-                f"A card payment of {amount} by {payment['account_email'] or 'a customer'} "
-                f"({card_text}, reference {checkout.ref}) went through after the portal had "
-                f"reported it as failed, but {why}, so the charge was refunded in full and no "
-                "balance changed. The customer may see both the charge and the refund on "
-                "their card statement."
-            ),
-            reference=checkout.ref,
-        )
-    return True
-
-
-def _numbers(lines: list[dict[str, Any]]) -> str:
-    return ", ".join(line["number"] for line in lines)
 
 
 async def receipt(tenant_id: int, customer_id: int, payment_id: int) -> dict[str, Any] | None:

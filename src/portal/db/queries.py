@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from portal.db import fast
+from portal.db.rows import TenantRow
 from portal.db.tables import BusinessUnit, Tenant
 
 TENANT_COLUMNS = [
@@ -27,10 +29,11 @@ TENANT_COLUMNS = [
     Tenant.recurring_service_message,
     Tenant.payment_account_id,
     Tenant.payments_enabled,
+    Tenant.custom_domain,
 ]
 
 
-def tenant_row(row: dict[str, Any]) -> dict[str, Any]:
+def tenant_row(row: dict[str, Any]) -> TenantRow:
     """A business row as pages use it (Python values; `portal_open`, `card_payments`)."""
     row["legal_accepted_at"] = fast.timestamp(row["legal_accepted_at"])
     for toggle in (
@@ -45,18 +48,36 @@ def tenant_row(row: dict[str, Any]) -> dict[str, Any]:
     # The customer portal is open only after an admin accepted the agreement and staff enabled it.
     row["portal_open"] = bool(row["legal_accepted_at"]) and bool(row["portal_enabled"])
     row["card_payments"] = bool(row["payment_account_id"]) and bool(row["payments_enabled"])
-    return row
+    return row  # type: ignore[return-value]  # the columns above, with the derived keys
 
 
 TENANT_COLUMN_NAMES = [c._meta.db_column_name for c in TENANT_COLUMNS]
 _TENANT_SQL = "SELECT " + ", ".join(TENANT_COLUMN_NAMES) + " FROM tenant WHERE host = {} LIMIT 1"
 
 
-async def tenant_by_host(host: str) -> dict[str, Any] | None:
+async def tenant_by_host(host: str) -> TenantRow | None:
     """The business with this host name (without its logo bytes), or None.
     Every request asks this, so it is one plain SQL read."""
     rows = await fast.fetch(_TENANT_SQL, host)
     return tenant_row(rows[0]) if rows else None
+
+
+async def host_of_domain(domain: str) -> str | None:
+    """The host name of the business whose own domain is `domain`, or None."""
+    rows = await fast.fetch("SELECT host FROM tenant WHERE custom_domain = {} LIMIT 1", domain)
+    return rows[0]["host"] if rows else None
+
+
+async def moved_host(old_host: str) -> dict[str, Any] | None:
+    """The business that used `old_host` until lately (its redirect still running) and no
+    longer does: its current host and own domain; None when nothing moved from there."""
+    rows = await fast.fetch(
+        "SELECT t.host, t.custom_domain FROM host_redirect r JOIN tenant t ON t.id = r.tenant "
+        "WHERE r.old_host = {} AND r.until > {} ORDER BY r.until DESC LIMIT 1",
+        old_host,
+        datetime.now(UTC),
+    )
+    return rows[0] if rows else None
 
 
 async def tenant_logo(tenant_id: int) -> tuple[bytes, str] | None:

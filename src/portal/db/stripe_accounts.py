@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from portal import vault
 from portal.config import Settings
 from portal.db.engine import current_engine
 from portal.db.tables import StripeAccount, StripeEvent
-from portal.payments import vault
 
 # The portal's payment account ids for Stripe: "stripe_test_acct_..." or
 # "stripe_live_acct_...": test and live mode are separate worlds at Stripe (no object of

@@ -10,6 +10,8 @@ with `ALTER TABLE … ADD CONSTRAINT`, which SQLite does not support.
 
 from __future__ import annotations
 
+from typing import Any
+
 from piccolo.columns import (
     BigInt,
     Boolean,
@@ -18,19 +20,27 @@ from piccolo.columns import (
     ForeignKey,
     Integer,
     Real,
+    Serial,
     Text,
     Timestamptz,
     Varchar,
 )
 from piccolo.columns.base import OnDelete
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.engine.base import Engine
 from piccolo.table import Table
 
 
 class Tenant(Table, tablename="tenant"):
     """A business with its customer portal and portal settings."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     host = Varchar(length=40, unique=True)
+    # The business's own domain (portal.xyzplumbing.com), its primary address when set;
+    # unique (index in the migration). `portal domain` sets it (DNS and TLS are the
+    # operator's: docs/deploy.md).
+    custom_domain = Varchar(length=253, null=True, default=None)
     name = Varchar(length=120)
     email = Varchar(length=254, default="")
     phone = Varchar(length=40, default="")
@@ -56,6 +66,8 @@ class Tenant(Table, tablename="tenant"):
 class BusinessUnit(Table, tablename="business_unit"):
     """A trade division (Plumbing, HVAC…); the office chooses whose invoices download."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     name = Varchar(length=80)
     invoices_downloadable = Boolean(default=True)
@@ -63,6 +75,8 @@ class BusinessUnit(Table, tablename="business_unit"):
 
 class StaffUser(Table, tablename="staff_user"):
     """Office staff who sign in under /office/."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     email = Varchar(length=254)
@@ -75,6 +89,8 @@ class StaffUser(Table, tablename="staff_user"):
 class Customer(Table, tablename="customer"):
     """A customer record of the business (residential or commercial)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     external_id = Varchar(length=64)  # the business's own customer number
     name = Varchar(length=200)
@@ -86,6 +102,8 @@ class Customer(Table, tablename="customer"):
 class CustomerEmail(Table, tablename="customer_email"):
     """A contact email on a customer's record; only these may sign up."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
     email = Varchar(length=254)  # stored lower-cased
@@ -93,6 +111,8 @@ class CustomerEmail(Table, tablename="customer_email"):
 
 class Location(Table, tablename="location"):
     """A service address of a customer."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -106,6 +126,8 @@ class Location(Table, tablename="location"):
 
 class BookingRequest(Table, tablename="booking_request"):
     """An appointment request from the portal's scheduler, handled under Bookings."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -124,6 +146,8 @@ class BookingRequest(Table, tablename="booking_request"):
 
 class Job(Table, tablename="job"):
     """Work done (or to be done) at a location by a business unit."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -144,6 +168,8 @@ class Job(Table, tablename="job"):
 class Invoice(Table, tablename="invoice"):
     """An invoice for a job. `balance_cents` never goes below zero (checked in the database)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
     job = ForeignKey(null=False, references=Job, on_delete=OnDelete.cascade)
@@ -161,6 +187,8 @@ class Invoice(Table, tablename="invoice"):
 class InvoiceLine(Table, tablename="invoice_line"):
     """One line of an invoice."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
     position = Integer(default=0)
@@ -173,6 +201,8 @@ class InvoiceLine(Table, tablename="invoice_line"):
 class PortalAccount(Table, tablename="portal_account"):
     """A customer's sign-in for one business; sees every customer record listing its email."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     email = Varchar(length=254)  # lower-cased
     password_hash = Varchar(length=200, default="")
@@ -184,6 +214,8 @@ class PortalAccount(Table, tablename="portal_account"):
 
 class Payment(Table, tablename="payment"):
     """One payment, allocated to one or more invoices. Never holds a card number."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -213,6 +245,8 @@ class Payment(Table, tablename="payment"):
 class PaymentAllocation(Table, tablename="payment_allocation"):
     """The part of a payment applied to one invoice."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
     invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
@@ -224,6 +258,8 @@ class PaymentRefund(Table, tablename="payment_refund"):
     """Money given back from a payment, in full or in part: by an administrator in the
     office (recorded before the gateway is asked, as a payment is) or in the gateway's
     own dashboard (learnt from its webhook)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
@@ -240,6 +276,8 @@ class PaymentRefund(Table, tablename="payment_refund"):
 
 class Membership(Table, tablename="membership"):
     """A membership (residential) or contract (commercial) with its billing card on file."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -258,6 +296,8 @@ class Membership(Table, tablename="membership"):
 class Visit(Table, tablename="visit"):
     """A maintenance visit included in a membership."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     membership = ForeignKey(null=False, references=Membership, on_delete=OnDelete.cascade)
     visit_date = Date()
@@ -269,6 +309,8 @@ class Visit(Table, tablename="visit"):
 
 class AuditEvent(Table, tablename="audit_event"):
     """The trail of a job, invoice or membership: who did what, when."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     job = ForeignKey(references=Job, null=True, default=None, on_delete=OnDelete.cascade)
@@ -287,6 +329,8 @@ class AuditEvent(Table, tablename="audit_event"):
 class Session(Table, tablename="session"):
     """A signed-in browser. The cookie holds a random token; only its hash is stored."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     token_hash = Varchar(length=64, unique=True)
     kind = Varchar(length=10)  # customer | staff
@@ -303,6 +347,8 @@ class Session(Table, tablename="session"):
 class AuthToken(Table, tablename="auth_token"):
     """A confirmation or password-reset link's token, stored hashed, single use."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account = ForeignKey(null=False, references=PortalAccount, on_delete=OnDelete.cascade)
     purpose = Varchar(length=10)  # confirm | reset
@@ -314,6 +360,8 @@ class AuthToken(Table, tablename="auth_token"):
 
 class OutboxEmail(Table, tablename="outbox_email"):
     """An email waiting to be sent (or sent). Written in the transaction that causes it."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(references=Tenant, null=True, default=None, on_delete=OnDelete.cascade)
     message_id = Varchar(length=200, unique=True)
@@ -335,6 +383,8 @@ class OutboxEmail(Table, tablename="outbox_email"):
 class NotificationTemplate(Table, tablename="notification_template"):
     """A business's wording for one kind of email (invoice, booking received…)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     key = Varchar(length=40)
     subject = Varchar(length=300)
@@ -347,6 +397,8 @@ class ThrottleCount(Table, tablename="throttle_count"):
     current window. One row per (tenant, key), counted and checked in one statement
     (auth/throttle.py); unique on (tenant, key)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     key = Varchar(length=400)
     hits = Integer(default=0)
@@ -358,6 +410,8 @@ class AccountRequest(Table, tablename="account_request"):
     records this; the background worker looks the email up and decides what to send, so the
     request does the same work whatever the email (auth/account_requests.py)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     kind = Varchar(length=10)  # invite | reset
     email = Varchar(length=320)
@@ -366,6 +420,8 @@ class AccountRequest(Table, tablename="account_request"):
 
 class CardUpdate(Table, tablename="card_update"):
     """A customer's request to change the card on file of a membership, via the gateway."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -387,6 +443,8 @@ class PaymentAccount(Table, tablename="payment_account"):
     with the account they are signed for, if it is one of these, so a payment that
     started on an account the office has since unlinked is still recorded."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account_id = Varchar(length=80)
     linked_at = Timestamptz(default=TimestamptzNow())
@@ -397,6 +455,8 @@ class OfficeAlert(Table, tablename="office_alert"):
     """Something office staff must look at (e.g. a card payment that arrived after the
     portal had called it failed): shown at the top of every office page until a staff
     member marks it as seen."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     kind = Varchar(length=40)  # late_payment | late_payment_refunded
@@ -415,6 +475,8 @@ class SandboxCheckout(Table, tablename="sandbox_checkout"):
     provider. The portal's tables never see the card number; this one neither
     (only brand, last four digits and a token).
     """
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     public_id = Varchar(length=64, unique=True)
     account_id = Varchar(length=80)
@@ -441,6 +503,8 @@ class StaffToken(Table, tablename="staff_token"):
     """A staff member's password-reset link, sent by an administrator: stored hashed,
     single use, expiring (AuthToken's twin; its account is a customer's)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     staff = ForeignKey(null=False, references=StaffUser, on_delete=OnDelete.cascade)
     purpose = Varchar(length=10, default="reset")  # reset
@@ -454,6 +518,8 @@ class StaffToken(Table, tablename="staff_token"):
 class ActivityEvent(Table, tablename="activity_event"):
     """The office activity log: who changed what, when, from what to what (settings, host,
     agreement, payment account, templates, staff). Shown on the office Activity page."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     actor = Varchar(length=254, default="")  # a staff email, "system", or "api:<key name>"
@@ -470,6 +536,8 @@ class DomainEvent(Table, tablename="domain_event"):
     (payment succeeded, booking requested, ...): the events feed and outgoing webhooks
     read these in id order. Written in the same transaction as the change."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     type = Varchar(length=60)  # one of portal.db.events.EVENT_TYPES
     data = Text(default="{}")  # JSON: ids, numbers and amounts only (no personal data)
@@ -481,6 +549,8 @@ class StripeAccount(Table, tablename="stripe_account"):
     PORTAL_ENCRYPTION_KEY; portal.payments.vault), and what the office may see of them.
     `account_id` is the portal's payment account id ("stripe_acct_..."), the one payments
     keep; it stays after an unlink so payments started on it still settle."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account_id = Varchar(length=80, unique=True)
@@ -498,6 +568,8 @@ class StripeEvent(Table, tablename="stripe_event"):
     """A verified Stripe webhook, kept once per event id (Stripe sends some twice) and
     processed after the answer (portal.payments.webhooks): an inbox."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account_id = Varchar(length=80)  # the portal's payment account whose secret verified it
     event_id = Varchar(length=80)  # evt_...
@@ -508,6 +580,23 @@ class StripeEvent(Table, tablename="stripe_event"):
     processed_at = Timestamptz(null=True, default=None)
     attempts = Integer(default=0)
     last_error = Varchar(length=300, default="")
+
+
+class HostRedirect(Table, tablename="host_redirect"):
+    """A business's former host name: until `until`, `<old host>.<base domain>` answers
+    301 to its new address, so links already emailed keep working."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    old_host = Varchar(length=40)  # index in the migration
+    until = Timestamptz(default=TimestamptzNow())
+
+
+class WorkerHeartbeat(Table, tablename="worker_heartbeat"):
+    """When each `portal worker` process last finished a round (one row per process, by
+    host and pid); `/readyz` reads the newest. Operational state, of no business."""
+
+    worker = Varchar(length=200)  # "host:pid"; unique index in the migration
+    beat_at = Timestamptz(default=TimestamptzNow())
 
 
 TABLES: list[type[Table]] = [
@@ -543,4 +632,11 @@ TABLES: list[type[Table]] = [
     DomainEvent,
     StripeAccount,
     StripeEvent,
+    HostRedirect,
+    WorkerHeartbeat,
 ]
+
+
+def current_engine() -> Engine[Any]:
+    """The engine the tables are bound to now (`engine.use_database` binds them)."""
+    return Tenant._meta.db

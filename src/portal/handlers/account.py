@@ -7,61 +7,50 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from litestar import Request, Response, get, post
 
-from portal.auth import account_requests, throttle
-from portal.auth.guards import CustomerDep, safe_next, viewer_for
+from portal.auth import account_requests, links, throttle
+from portal.auth.context import TenantDep, signed_in, viewer_for
+from portal.auth.guards import CustomerDep, safe_next
 from portal.auth.passwords import LaneBusy, hash_password, needs_rehash
 from portal.auth.policy import normalize, password_problem
 from portal.auth.sessions import (
     attach_cookie,
     end_other_sessions,
     end_session,
-    load_session,
     session_for_token,
     set_active_customer,
     start_session,
 )
-from portal.auth.signin import WINDOW, PasswordCheck, check_password, email_limit, sign_in_limits
+from portal.auth.signin import (
+    BUSY,
+    MAX_FIELD,
+    WINDOW,
+    check_password,
+    client_of,
+    email_limit,
+    refusal,
+    sign_in_limits,
+)
 from portal.auth.throttle import Limit
 from portal.db import accounts
-from portal.forwarded import client_ip, client_key
-from portal.handlers.invoices import invoices_page
+from portal.db.rows import TenantRow
+from portal.forms import clean_email
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_htmx, render, see_other
+from portal.pages import invoices_page
+from portal.web import after_write, form_data, render, see_other
 
 HOUR = timedelta(hours=1)
-MAX_FIELD = 1024
-BUSY = "Lots of people are signing in right now. Please try again in a moment."
-NO_MATCH = "That email and password don't match our records. Check both and try again."
-
-
-def client_of(request: Request) -> str:
-    """The client as throttles and the hashing lane count it (see portal.forwarded)."""
-    return client_key(client_ip(request))
-
-
-def clean_email(value: str) -> tuple[str, str | None]:
-    """(normalized email, problem) for what someone typed in an email field."""
-    value = value.strip()[:320]
-    if not value:
-        return "", "Enter your email address."
-    try:
-        return validate_email(value, check_deliverability=False).normalized.lower(), None
-    except EmailNotValidError:
-        return value, "Enter an email address like name@example.com."
 
 
 def _page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     template: str,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return render(
         request,
         f"auth/{template}.html",
@@ -73,8 +62,12 @@ def _page(
 
 
 def _throttled(
-    request: Request, tenant: dict[str, Any], template: str, context: dict[str, Any], wait: int
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    template: str,
+    context: dict[str, Any],
+    wait: int,
+) -> Response[Any]:
     message = f"Too many attempts. Please try again in {throttle.minutes_text(wait)}."
     return _page(
         request,
@@ -87,38 +80,32 @@ def _throttled(
 
 
 def _busy(
-    request: Request, tenant: dict[str, Any], template: str, context: dict[str, Any], wait: int
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    template: str,
+    context: dict[str, Any],
+    wait: int,
+) -> Response[Any]:
     """503 with Retry-After, the form kept and the message in it (htmx 4 swaps a 503)."""
     context = {**context, "form_error": BUSY}
     return _page(request, tenant, template, context, 503, {"Retry-After": str(wait)})
-
-
-def refusal(check: PasswordCheck) -> tuple[int, str, dict[str, str] | None]:
-    """(status, message, headers) for a password that did not open the account."""
-    if check.too_many:
-        message = f"Too many attempts. Please try again in {throttle.minutes_text(check.too_many)}."
-        return 429, message, {"Retry-After": str(check.too_many)}
-    if check.busy:
-        return 503, BUSY, {"Retry-After": str(check.busy)}
-    return 422, NO_MATCH, None
 
 
 # --- sign in / out ---------------------------------------------------------------------------
 
 
 @get("/sign-in")
-async def sign_in_page(request: Request, tenant: TenantDep) -> Response:
+async def sign_in_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """The sign-in page, with the business's contact details and the way to register."""
     next_path = safe_next(request.query_params.get("next"))
-    if await load_session(request, tenant["id"], "customer"):
+    if await signed_in(request, "customer"):
         return see_other(request, next_path)
     notice = {"signed-out": "You're signed out."}.get(request.query_params.get("done", ""), "")
     return _page(request, tenant, "sign_in", {"next": next_path, "email": "", "notice": notice})
 
 
 @post("/sign-in")
-async def sign_in(request: Request, tenant: TenantDep) -> Response:
+async def sign_in(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     form = await form_data(request)
     next_path = safe_next(form.get("next"))
     email, problem = clean_email(form.get("email", ""))
@@ -135,7 +122,7 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
         tenant["id"],
         sign_in_limits("signin", email, client),
         client,
-        account["password_hash"] if usable else None,
+        account["password_hash"] if account is not None and usable else None,
         password,
     )
     if not check.right or account is None:
@@ -149,31 +136,31 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
     token = await start_session(
         request, None, tenant_id=tenant["id"], kind="customer", account_id=account["id"]
     )
-    if is_htmx(request) and next_path == "/invoices":
+
+    async def invoices_now() -> Response[Any]:
         # One round trip on a slow connection: answer with the Invoices page itself,
         # swapped in for the whole body, instead of a redirect and a second request.
         info = await session_for_token(request, tenant["id"], token)
-        if info is not None:
-            response = await invoices_page(
-                request,
-                tenant,
-                await viewer_for(tenant["id"], info),
-                block=None,
-                headers={
-                    "HX-Retarget": "body",
-                    "HX-Reswap": "outerHTML",
-                    "HX-Push-Url": "/invoices",
-                },
-            )
-            attach_cookie(request, response, token)
-            return response
-    response = see_other(request, next_path)
+        if info is None:
+            return see_other(request, next_path)
+        return await invoices_page(
+            request,
+            tenant,
+            viewer_for(info),
+            block=None,
+            headers={"HX-Retarget": "body", "HX-Reswap": "outerHTML", "HX-Push-Url": "/invoices"},
+        )
+
+    if next_path == "/invoices":
+        response = await after_write(request, next_path, invoices_now)
+    else:
+        response = see_other(request, next_path)
     attach_cookie(request, response, token)
     return response
 
 
 @post("/sign-out")
-async def sign_out(request: Request, tenant: TenantDep) -> Response:
+async def sign_out(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     response = see_other(request, "/sign-in?done=signed-out")
     await end_session(request, response)
     return response
@@ -182,7 +169,7 @@ async def sign_out(request: Request, tenant: TenantDep) -> Response:
 # --- request an invitation -> confirmation email -> create password -----------------------------
 
 
-def _sent_message(tenant: dict[str, Any]) -> str:
+def _sent_message(tenant: TenantRow) -> str:
     phone = tenant["phone"] or tenant["email"]
     return (
         f"If this email is on your account with {tenant['name']}, we've sent you a link. "
@@ -191,8 +178,8 @@ def _sent_message(tenant: dict[str, Any]) -> str:
 
 
 async def _email_request(
-    request: Request, tenant: dict[str, Any], template: str, kind: str
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantRow, template: str, kind: str
+) -> Response[Any]:
     """Invitation and reset requests: one answer whatever the email, throttled."""
     form = await form_data(request)
     email, problem = clean_email(form.get("email", ""))
@@ -216,32 +203,34 @@ async def _email_request(
 
 
 @get("/invite")
-async def invite_page(request: Request, tenant: TenantDep) -> Response:
+async def invite_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """Request an invitation: the email on the customer's record gets a confirmation link."""
     return _page(request, tenant, "invite", {"email": ""})
 
 
 @post("/invite")
-async def invite(request: Request, tenant: TenantDep) -> Response:
+async def invite(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _email_request(request, tenant, "invite", "invite")
 
 
 @get("/forgot")
-async def forgot_page(request: Request, tenant: TenantDep) -> Response:
+async def forgot_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return _page(request, tenant, "forgot", {"email": ""})
 
 
 @post("/forgot")
-async def forgot(request: Request, tenant: TenantDep) -> Response:
+async def forgot(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _email_request(request, tenant, "forgot", "reset")
 
 
 LINK_PAGES = {"confirm": ("confirm", "/invite"), "reset": ("reset", "/forgot")}
 
 
-async def _link_page(request: Request, tenant: dict[str, Any], purpose: str) -> Response:
+async def _link_page(
+    request: Request[Any, Any, Any], tenant: TenantRow, purpose: str
+) -> Response[Any]:
     token = request.query_params.get("token", "")
-    check = await accounts.check_link(tenant["id"], purpose, token)
+    check = await links.check_link(tenant["id"], purpose, token)
     if check.problem:
         return _page(
             request,
@@ -253,11 +242,13 @@ async def _link_page(request: Request, tenant: dict[str, Any], purpose: str) -> 
     return _page(request, tenant, purpose, {"token": token, "email": check.email})
 
 
-async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> Response:
+async def _use_link(
+    request: Request[Any, Any, Any], tenant: TenantRow, purpose: str
+) -> Response[Any]:
     form = await form_data(request)
     token = form.get("token", "")[:200]
     password = normalize(form.get("password", "")[:MAX_FIELD])
-    check = await accounts.check_link(tenant["id"], purpose, token)
+    check = await links.check_link(tenant["id"], purpose, token)
     if check.problem:
         return _page(
             request,
@@ -280,7 +271,7 @@ async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> R
     except LaneBusy as busy:
         context = {"token": token, "email": check.email}
         return _busy(request, tenant, purpose, context, busy.retry_after)
-    used = await accounts.use_link(tenant["id"], purpose, token, password_hash)
+    used = await links.use_link(tenant["id"], purpose, token, password_hash)
     if used.problem:
         return _page(
             request, tenant, "link_problem", {"problem": used.problem, "purpose": purpose}, 410
@@ -297,23 +288,23 @@ async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> R
 
 
 @get("/confirm")
-async def confirm_page(request: Request, tenant: TenantDep) -> Response:
+async def confirm_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """Create your password (opening the link does not use it up)."""
     return await _link_page(request, tenant, "confirm")
 
 
 @post("/confirm")
-async def confirm(request: Request, tenant: TenantDep) -> Response:
+async def confirm(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _use_link(request, tenant, "confirm")
 
 
 @get("/reset")
-async def reset_page(request: Request, tenant: TenantDep) -> Response:
+async def reset_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _link_page(request, tenant, "reset")
 
 
 @post("/reset")
-async def reset(request: Request, tenant: TenantDep) -> Response:
+async def reset(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     return await _use_link(request, tenant, "reset")
 
 
@@ -321,13 +312,13 @@ async def reset(request: Request, tenant: TenantDep) -> Response:
 
 
 def _account_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     viewer: Any,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return render(
         request,
         "customer/account.html",
@@ -346,7 +337,9 @@ def _account_page(
 
 
 @get("/account")
-async def account_page(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def account_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """Your account: change password, and which customer record you are viewing."""
     done = request.query_params.get("done", "")
     notice = {"password": "Your password was changed. Other devices were signed out."}.get(done, "")
@@ -354,7 +347,9 @@ async def account_page(request: Request, tenant: TenantDep, viewer: CustomerDep)
 
 
 @post("/account/password")
-async def change_password(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def change_password(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     form = await form_data(request)
     current = normalize(form.get("current_password", "")[:MAX_FIELD])
     new = normalize(form.get("new_password", "")[:MAX_FIELD])
@@ -387,7 +382,9 @@ async def change_password(request: Request, tenant: TenantDep, viewer: CustomerD
 
 
 @post("/account/customer")
-async def switch_customer(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def switch_customer(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """View another customer record that lists this account's email."""
     form = await form_data(request)
     wanted = form.get("customer", "")

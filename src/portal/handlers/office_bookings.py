@@ -9,25 +9,29 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import office as office_db
 from portal.db import office_bookings as bookings
-from portal.handlers.office import int_param, office_page
+from portal.db.rows import TenantRow
+from portal.forms import record_id
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, see_other
+from portal.pages import office_page
+from portal.web import after_write, form_data, renders_block
 
 BOOK_FIELDS = ("date", "window", "business_unit", "summary")
 FILTERS = {"all": "All requests", "new": "New", "booked": "Booked", "dismissed": "Dismissed"}
 
 
 @get("/bookings")
-async def bookings_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def bookings_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Appointment requests from the portal's scheduler, newest first; new ones stand out."""
     status = request.query_params.get("status", "all")
     status = status if status in FILTERS else "all"
-    after = int_param(request.query_params.get("after"))
+    after = record_id(request.query_params.get("after"))
     rows, next_after = await bookings.list_requests(tenant["id"], status, after)
     notice = ""
     if request.query_params.get("done") == "booked":
@@ -53,8 +57,8 @@ async def bookings_page(request: Request, tenant: TenantDep, staff: StaffDep) ->
 
 
 async def _one(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     booking: dict[str, Any],
     *,
@@ -64,10 +68,10 @@ async def _one(
     message: str = "",
     done: str = "",
     status: int = 200,
-) -> Response:
+) -> Response[Any]:
     """One request: only its card for htmx (swapped in place), else a page around it."""
     units = await bookings.units(tenant["id"]) if mode == "book" else []
-    context = {
+    context: dict[str, Any] = {
         "b": booking,
         "mode": mode,
         "form": form or {},
@@ -78,7 +82,7 @@ async def _one(
         "windows": bookings.WINDOWS,
         "today": bookings.local_today(tenant).isoformat(),
     }
-    if done and is_fragment_request(request):
+    if done and renders_block(request, "booking"):
         # The menu's count of new requests changes too.
         context["new_count"] = await office_db.new_bookings_count(tenant["id"])
     return await office_page(
@@ -93,7 +97,7 @@ async def _one(
     )
 
 
-async def _request_or_404(tenant: dict[str, Any], request_id: int) -> dict[str, Any]:
+async def _request_or_404(tenant: TenantRow, request_id: int) -> dict[str, Any]:
     booking = await bookings.get_request(tenant["id"], request_id)
     if booking is None:
         raise NotFoundException()
@@ -102,16 +106,16 @@ async def _request_or_404(tenant: dict[str, Any], request_id: int) -> dict[str, 
 
 @get("/bookings/{request_id:int}")
 async def booking_page(
-    request: Request, tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
+) -> Response[Any]:
     """One appointment request (also what Cancel shows again)."""
     return await _one(request, tenant, staff, await _request_or_404(tenant, request_id))
 
 
 @get("/bookings/{request_id:int}/book")
 async def book_form(
-    request: Request, tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
+) -> Response[Any]:
     """The Book-job form, opened inline in the request's card."""
     booking = await _request_or_404(tenant, request_id)
     if booking["status"] != "new":
@@ -125,8 +129,8 @@ async def book_form(
 
 @post("/bookings/{request_id:int}/book")
 async def book(
-    request: Request, tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
+) -> Response[Any]:
     """Book a scheduled job from the request; the customer gets a booking-confirmed email."""
     booking = await _request_or_404(tenant, request_id)
     # Missing fields show empty again (a hand-made post may leave any out).
@@ -160,18 +164,19 @@ async def book(
             status=409,
         )
     wake()
-    if not is_fragment_request(request):
-        return see_other(request, f"/office/bookings?done=booked&job={number}")
-    booked = await _request_or_404(tenant, request_id)
-    return await _one(
-        request, tenant, staff, booked, done=f"Job {number} is booked and the customer was emailed."
-    )
+
+    async def booked() -> Response[Any]:
+        row = await _request_or_404(tenant, request_id)
+        done = f"Job {number} is booked and the customer was emailed."
+        return await _one(request, tenant, staff, row, done=done)
+
+    return await after_write(request, f"/office/bookings?done=booked&job={number}", booked)
 
 
 @get("/bookings/{request_id:int}/dismiss")
 async def dismiss_form(
-    request: Request, tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
+) -> Response[Any]:
     """The Dismiss form (a reason), opened inline in the request's card."""
     booking = await _request_or_404(tenant, request_id)
     if booking["status"] != "new":
@@ -183,8 +188,8 @@ async def dismiss_form(
 
 @post("/bookings/{request_id:int}/dismiss")
 async def dismiss(
-    request: Request, tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
+) -> Response[Any]:
     """Close a request with a reason."""
     booking = await _request_or_404(tenant, request_id)
     form = await form_data(request)
@@ -211,10 +216,12 @@ async def dismiss(
             message=bookings.handled_message(exc.request, tenant),
             status=409,
         )
-    if not is_fragment_request(request):
-        return see_other(request, "/office/bookings?done=dismissed")
-    dismissed = await _request_or_404(tenant, request_id)
-    return await _one(request, tenant, staff, dismissed, done="The request was dismissed.")
+
+    async def dismissed() -> Response[Any]:
+        row = await _request_or_404(tenant, request_id)
+        return await _one(request, tenant, staff, row, done="The request was dismissed.")
+
+    return await after_write(request, "/office/bookings?done=dismissed", dismissed)
 
 
 ROUTES = [bookings_page, booking_page, book_form, book, dismiss_form, dismiss]

@@ -9,13 +9,15 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import office_emails as emails
-from portal.handlers.office import int_param, office_page
+from portal.db.rows import TenantRow
+from portal.forms import record_id
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
-from portal.web import is_fragment_request, see_other
+from portal.pages import office_page
+from portal.web import after_write
 
 NOT_FAILED = {
     "sent": "That email was already sent: there is nothing to retry.",
@@ -24,16 +26,16 @@ NOT_FAILED = {
 
 
 async def _emails_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     *,
     notice: str = "",
     error: str = "",
     block: str = "region",
     status: int = 200,
-) -> Response:
-    before = int_param(request.query_params.get("before"))
+) -> Response[Any]:
+    before = record_id(request.query_params.get("before"))
     failed, next_before = await emails.failed(tenant["id"], before)
     return await office_page(
         request,
@@ -55,7 +57,9 @@ async def _emails_page(
 
 
 @get("/emails")
-async def emails_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def emails_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Failed emails (with the reason and Retry) and the latest emails."""
     done = request.query_params.get("done") == "retried"
     notice = "The email is on its way again." if done else ""
@@ -64,22 +68,23 @@ async def emails_page(request: Request, tenant: TenantDep, staff: StaffDep) -> R
 
 @post("/emails/{email_id:int}/retry")
 async def retry(
-    request: Request, tenant: TenantDep, staff: StaffDep, email_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, email_id: FromPath[int]
+) -> Response[Any]:
     """Queue a failed email again; another business's email is a 404."""
     outcome, recipient = await emails.retry(tenant["id"], email_id)
     if outcome == "missing":
         raise NotFoundException()
-    block = "lists" if is_fragment_request(request) else "region"
     if outcome != "retried":
         return await _emails_page(
-            request, tenant, staff, error=NOT_FAILED[outcome], block=block, status=409
+            request, tenant, staff, error=NOT_FAILED[outcome], block="lists", status=409
         )
     wake()
-    if not is_fragment_request(request):
-        return see_other(request, "/office/emails?done=retried")
     notice = f"The email to {recipient} is on its way again."
-    return await _emails_page(request, tenant, staff, notice=notice, block=block)
+    return await after_write(
+        request,
+        "/office/emails?done=retried",
+        lambda: _emails_page(request, tenant, staff, notice=notice, block="lists"),
+    )
 
 
 ROUTES = [emails_page, retry]

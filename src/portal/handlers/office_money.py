@@ -13,11 +13,11 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.db import office_money
-from portal.handlers.office import is_admin, office_page, refuse
+from portal.pages import is_admin, office_page, refuse
 from portal.payments import refunds
-from portal.tenancy import TenantDep
 from portal.web import VARY, form_data, is_htmx, see_other
 
 STATUS_LABELS = [

@@ -8,7 +8,8 @@ gets a message next to its field and nothing is saved.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
@@ -16,17 +17,22 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from markupsafe import escape
 
+from portal import logos
+from portal import settings_form as rules
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo, end_session
 from portal.db import office as office_db
-from portal.db import office_settings as rules
+from portal.db import office_settings as settings_db
 from portal.db import queries, stripe_accounts
-from portal.handlers.office import is_admin, office_page, refuse
+from portal.db.activity import Actor
+from portal.db.rows import TenantRow
 from portal.mail.links import portal_url
+from portal.pages import is_admin, office_page, refuse
 from portal.payments import accounts as payment_accounts
+from portal.payments import sandbox, stripe_link
 from portal.payments.webhooks import WEBHOOK_PATH
-from portal.tenancy import TenantDep
-from portal.web import form_lists, is_htmx, see_other
+from portal.web import after_write, form_data, form_lists, is_htmx, see_other
 
 LOCKED_MESSAGE = "An administrator must accept the legal agreement before anything can be changed."
 ADMIN_MESSAGE = "Only an administrator can change the host, the legal agreement and payments."
@@ -37,9 +43,10 @@ BLOCKS = {key: f"s_{key}" for key in rules.SETTINGS} | {
 }
 
 
-def current_values(tenant: dict[str, Any], units: list[dict[str, Any]]) -> dict[str, Any]:
+def current_values(tenant: TenantRow, units: list[dict[str, Any]]) -> dict[str, Any]:
     """What the settings form shows for the business as stored."""
-    values = {key: tenant[key] for key in rules.SETTINGS if key in tenant}
+    stored = cast(Mapping[str, Any], tenant)  # the settings are columns of the business
+    values = {key: stored[key] for key in rules.SETTINGS if key in stored}
     values["service_types"] = "\n".join(tenant["service_types"])
     values["downloadable_units"] = {u["id"] for u in units if u["invoices_downloadable"]}
     return values
@@ -60,8 +67,8 @@ def share_snippet(url: str, name: str) -> str:
 
 
 async def _page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     *,
     block: str | None = "region",
@@ -71,10 +78,10 @@ async def _page(
     saved: tuple[str, ...] = (),
     notice: str = "",
     form_error: str = "",
-) -> Response:
+) -> Response[Any]:
     units = await queries.business_units(tenant["id"])
     settings = request.app.state.settings
-    url = portal_url(settings, tenant["host"], "/")
+    url = portal_url(settings, tenant, "/")
     shown = current_values(tenant, units)
     shown.update(values or {})
     return await office_page(
@@ -97,7 +104,7 @@ async def _page(
             "snippet": share_snippet(url, tenant["name"]),
             "statuses": rules.HIDDEN_STATUSES,
             "stripe_account": await stripe_accounts.shown(tenant["payment_account_id"]),
-            "webhook_url": portal_url(settings, tenant["host"], WEBHOOK_PATH),
+            "webhook_url": portal_url(settings, tenant, WEBHOOK_PATH),
             "om": request.app.state.renderer.env.get_template("office/macros.html").module,
         },
         block=block,
@@ -118,13 +125,15 @@ SAVED_NOTICES = {
 
 
 @get("/settings")
-async def settings_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def settings_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Settings › Customer Portal."""
     notice = SAVED_NOTICES.get(request.query_params.get("saved", ""), "")
     return await _page(request, tenant, staff, notice=notice)
 
 
-async def _logo_upload(request: Request) -> UploadFile | None:
+async def _logo_upload(request: Request[Any, Any, Any]) -> UploadFile | None:
     """The uploaded logo file, if one was chosen."""
     try:
         form = await request.form()
@@ -137,11 +146,11 @@ async def _logo_upload(request: Request) -> UploadFile | None:
 
 
 async def _read_logo(upload: UploadFile) -> tuple[bytes, str | None]:
-    data = await upload.read(rules.MAX_LOGO_BYTES + 1)
-    return await rules.read_logo(data, upload.filename or "", upload.content_type or "")
+    data = await upload.read(logos.MAX_LOGO_BYTES + 1)
+    return await logos.read_logo(data, upload.filename or "", upload.content_type or "")
 
 
-async def _moved(request: Request, new_host: str) -> Response:
+async def _moved(request: Request[Any, Any, Any], new_host: str) -> Response[Any]:
     """After the host changed, the office follows the portal to its new address (signing
     in again there: a session belongs to the address it was made on)."""
     settings = request.app.state.settings
@@ -154,8 +163,11 @@ async def _moved(request: Request, new_host: str) -> Response:
 
 
 async def _refusal(
-    request: Request, tenant: dict[str, Any], staff: SessionInfo, keys: list[str] | tuple[str, ...]
-) -> Response | None:
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    staff: SessionInfo,
+    keys: list[str] | tuple[str, ...],
+) -> Response[Any] | None:
     """A 403 response when this staff member may not change `keys` now, else None."""
     if not tenant["legal_accepted_at"]:
         return await refuse(request, tenant, staff, LOCKED_MESSAGE)
@@ -168,7 +180,9 @@ async def _refusal(
 
 
 @post("/settings")
-async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def save_all(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Save the whole form (the Save button, without JavaScript): all or nothing."""
     form = await form_lists(request)
     admin = is_admin(staff)
@@ -179,7 +193,8 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
     if refusal:
         return refusal
     units = await queries.business_units(tenant["id"])
-    changes, values, errors = rules.clean_form(keys, form, tenant, units)
+    checked = rules.clean_form(keys, form, tenant, units)
+    changes, values, errors = checked.clean, checked.values, checked.problems
     upload = await _logo_upload(request)
     png = b""
     if upload is not None:
@@ -188,9 +203,14 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
             errors["logo"] = problem
     if not errors:
         try:
-            await rules.save(tenant["id"], changes)
-        except rules.HostTaken:
-            errors["host"] = rules.HOST_TAKEN_MESSAGE
+            await settings_db.save(
+                tenant["id"],
+                changes,
+                actor=Actor(staff.email),
+                redirect_days=request.app.state.settings.host_redirect_days,
+            )
+        except settings_db.HostTaken:
+            errors["host"] = settings_db.HOST_TAKEN_MESSAGE
     if errors:
         return await _page(
             request,
@@ -203,25 +223,23 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
             form_error="Nothing was saved. Please correct the fields marked below.",
         )
     if png:
-        await rules.save_logo(tenant["id"], png)
+        await settings_db.save_logo(tenant["id"], png)
     if "host" in changes.columns:
         return await _moved(request, changes.columns["host"])
     return see_other(request, "/office/settings?saved=1")
 
 
 async def _after_one(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     key: str,
     errors: dict[str, str],
     values: dict[str, Any],
-) -> Response:
+) -> Response[Any]:
     """The answer to an inline save: the setting's block with "Saved" or its error.
     Without JavaScript (a plain form post), back to the page."""
     if errors:
-        if not is_htmx(request):
-            return await _page(request, tenant, staff, status=422, values=values, errors=errors)
         return await _page(
             request,
             tenant,
@@ -231,14 +249,18 @@ async def _after_one(
             values=values,
             errors=errors,
         )
-    if not is_htmx(request):
-        return see_other(request, "/office/settings?saved=1")
-    fresh = await office_db.tenant_by_id(tenant["id"])
-    return await _page(request, fresh, staff, block=BLOCKS[key], saved=(key,))
+
+    async def saved() -> Response[Any]:
+        fresh = await office_db.tenant_by_id(tenant["id"])
+        return await _page(request, fresh, staff, block=BLOCKS[key], saved=(key,))
+
+    return await after_write(request, "/office/settings?saved=1", saved)
 
 
 @post("/settings/legal")
-async def accept_legal(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def accept_legal(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """An administrator accepts the legal agreement (recorded with who and when)."""
     if not is_admin(staff):
         return await refuse(
@@ -254,71 +276,81 @@ async def accept_legal(request: Request, tenant: TenantDep, staff: StaffDep) -> 
             status=422,
             errors={"agree": "Tick the box to accept the agreement."},
         )
-    await rules.accept_legal(tenant["id"], staff.email)
+    await settings_db.accept_legal(tenant["id"], staff.email)
     return see_other(request, "/office/settings?saved=legal")
 
 
 @post("/settings/logo")
-async def upload_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def upload_logo(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Upload a new logo (inline, or the page's Save without JavaScript)."""
     refusal = await _refusal(request, tenant, staff, ["logo"])
     if refusal:
         return refusal
     upload = await _logo_upload(request)
     if upload is None:
-        png, problem = rules.process_logo(b"")
+        png, problem = logos.process_logo(b"")
     else:
         png, problem = await _read_logo(upload)
     if problem:
         return await _after_one(request, tenant, staff, "logo", {"logo": problem}, {})
-    await rules.save_logo(tenant["id"], png)
+    await settings_db.save_logo(tenant["id"], png)
     return await _after_one(request, tenant, staff, "logo", {}, {})
 
 
 @post("/settings/logo/remove")
-async def remove_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def remove_logo(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     refusal = await _refusal(request, tenant, staff, ["logo"])
     if refusal:
         return refusal
-    await rules.remove_logo(tenant["id"])
+    await settings_db.remove_logo(tenant["id"])
     return await _after_one(request, tenant, staff, "logo", {}, {})
 
 
 @post("/settings/payments/link")
-async def link_payments(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def link_payments(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Link the portal's one payment account (a new sandbox account for now)."""
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
         return refusal
-    linked = await rules.link_payment_account(tenant["id"], rules.new_sandbox_account_id())
+    linked = await settings_db.link_payment_account(tenant["id"], sandbox.new_account_id())
     errors = {} if linked else {"payments_enabled": "A payment account is already linked."}
     return await _after_one(request, tenant, staff, "payments_enabled", errors, {})
 
 
 @post("/settings/payments/unlink")
-async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def unlink_payments(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Unlink the payment account, closing the card pages still open on it first."""
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
         return refusal
     await payment_accounts.unlink(request.app.state.settings, tenant)
-    if not is_htmx(request):
-        return see_other(request, "/office/settings?saved=unlinked")
-    fresh = await office_db.tenant_by_id(tenant["id"])
-    return await _page(
-        request,
-        fresh,
-        staff,
-        block=BLOCKS["payments_enabled"],
-        saved=("payments_enabled",),
-        notice=SAVED_NOTICES["unlinked"],
-    )
+
+    async def unlinked() -> Response[Any]:
+        fresh = await office_db.tenant_by_id(tenant["id"])
+        return await _page(
+            request,
+            fresh,
+            staff,
+            block=BLOCKS["payments_enabled"],
+            saved=("payments_enabled",),
+            notice=SAVED_NOTICES["unlinked"],
+        )
+
+    return await after_write(request, "/office/settings?saved=unlinked", unlinked)
 
 
 @post("/settings/{key:str}")
 async def save_one(
-    request: Request, tenant: TenantDep, staff: StaffDep, key: FromPath[str]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, key: FromPath[str]
+) -> Response[Any]:
     """Save one setting (htmx posts it when its field changes)."""
     if key not in rules.SETTINGS:
         raise NotFoundException()
@@ -327,18 +359,53 @@ async def save_one(
         return refusal
     form = await form_lists(request)
     units = await queries.business_units(tenant["id"])
-    changes, values, errors = rules.clean_form([key], form, tenant, units)
+    checked = rules.clean_form([key], form, tenant, units)
+    changes, values, errors = checked.clean, checked.values, checked.problems
     if not errors:
         try:
-            await rules.save(tenant["id"], changes)
-        except rules.HostTaken:
-            errors["host"] = rules.HOST_TAKEN_MESSAGE
+            await settings_db.save(
+                tenant["id"],
+                changes,
+                actor=Actor(staff.email),
+                redirect_days=request.app.state.settings.host_redirect_days,
+            )
+        except settings_db.HostTaken:
+            errors["host"] = settings_db.HOST_TAKEN_MESSAGE
     if not errors and "host" in changes.columns:
         return await _moved(request, changes.columns["host"])
     return await _after_one(request, tenant, staff, key, errors, values)
 
 
+# --- linking a Stripe account (portal.payments.stripe_link) --------------------------------------
+
+LINKED = "The Stripe account is linked. Turn on card payments when you are ready."
+KEYS_REPLACED = "The Stripe keys were replaced."
+
+
+@post("/settings/payments/stripe")
+async def link_stripe(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
+    """Check the pasted keys with Stripe, then store them sealed and link the account."""
+    refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
+    if refusal:
+        return refusal
+    was_linked = bool(tenant["payment_account_id"])
+    result = await stripe_link.link(
+        request.app.state.settings, tenant, staff.email, await form_data(request)
+    )
+    block = BLOCKS["payments_enabled"] if is_htmx(request) else None
+    if result.errors:
+        return await _page(request, tenant, staff, block=block, status=422, errors=result.errors)
+    if not is_htmx(request):
+        return see_other(request, "/office/settings?saved=" + ("keys" if was_linked else "stripe"))
+    fresh = await office_db.tenant_by_id(tenant["id"])
+    notice = KEYS_REPLACED if was_linked else LINKED
+    return await _page(request, fresh, staff, block=block, notice=notice)
+
+
 ROUTES = [
+    link_stripe,
     settings_page,
     save_all,
     accept_legal,

@@ -15,20 +15,20 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from portal.auth import throttle
+from portal.auth import links, throttle
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.passwords import LaneBusy, hash_password
 from portal.auth.policy import normalize
 from portal.auth.sessions import SessionInfo, end_other_sessions, start_session
-from portal.auth.signin import check_password, email_limit
+from portal.auth.signin import BUSY, MAX_FIELD, check_password, client_of, email_limit, refusal
 from portal.auth.staff import staff_password_problem
 from portal.db import office as office_db
 from portal.db import staff as staff_db
-from portal.handlers.account import BUSY, MAX_FIELD, client_of, refusal
-from portal.handlers.office import ROLE_NAMES, is_admin, office_page, refuse
+from portal.db.rows import TenantRow
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, render, see_other
+from portal.pages import ROLE_NAMES, is_admin, office_page, refuse
+from portal.web import after_write, form_data, render, see_other
 
 PASSWORD_NOTICES = {
     "changed": "Your password was changed. Your other devices were signed out.",
@@ -40,13 +40,13 @@ PASSWORD_NOTICES = {
 
 
 async def _password_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return await office_page(
         request,
         tenant,
@@ -61,14 +61,18 @@ async def _password_page(
 
 
 @get("/password")
-async def password_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def password_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Your password: change it (current password, then the new one)."""
     notice = PASSWORD_NOTICES.get(request.query_params.get("done", ""), "")
     return await _password_page(request, tenant, staff, {"notice": notice})
 
 
 @post("/password")
-async def change_password(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def change_password(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     form = await form_data(request)
     current = normalize(form.get("current_password", "")[:MAX_FIELD])
     new = normalize(form.get("new_password", "")[:MAX_FIELD])
@@ -101,23 +105,25 @@ async def change_password(request: Request, tenant: TenantDep, staff: StaffDep) 
         return await _password_page(request, tenant, staff, context, 503, headers)
     await staff_db.change_password(member["id"], new_hash)
     await end_other_sessions(staff_id=member["id"], keep_session_id=staff.id)
-    if is_fragment_request(request):
-        notice = PASSWORD_NOTICES["changed"]
-        return await _password_page(request, tenant, staff, {"notice": notice})
-    return see_other(request, "/office/password?done=changed")
+    notice = PASSWORD_NOTICES["changed"]
+    return await after_write(
+        request,
+        "/office/password?done=changed",
+        lambda: _password_page(request, tenant, staff, {"notice": notice}),
+    )
 
 
 # --- Staff: the list, and reset links --------------------------------------------------------
 
 
 async def _staff_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     notice: str = "",
     *,
     block: str = "region",
-) -> Response:
+) -> Response[Any]:
     return await office_page(
         request,
         tenant,
@@ -135,7 +141,9 @@ async def _staff_page(
 
 
 @get("/staff")
-async def staff_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def staff_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """The business's staff; administrators send password-reset links from here."""
     sent = request.query_params.get("sent", "")
     notice = ""
@@ -146,7 +154,7 @@ async def staff_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Re
     return await _staff_page(request, tenant, staff, notice)
 
 
-def _sent_notice(request: Request, member: dict[str, Any]) -> str:
+def _sent_notice(request: Request[Any, Any, Any], member: dict[str, Any]) -> str:
     hours = request.app.state.settings.reset_token_hours
     return (
         f"We've sent a password reset link to {member['email']}. It works once, for "
@@ -156,8 +164,8 @@ def _sent_notice(request: Request, member: dict[str, Any]) -> str:
 
 @post("/staff/{staff_id:int}/reset-link")
 async def send_reset_link(
-    request: Request, tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
+) -> Response[Any]:
     """Email a staff member a link to choose a new password (administrators only)."""
     if not is_admin(staff):
         return await refuse(
@@ -172,26 +180,27 @@ async def send_reset_link(
     if member is None:
         raise NotFoundException()
     settings = request.app.state.settings
-    await staff_db.send_reset_link(
+    await links.send_reset_link(
         settings, tenant, member, {"name": staff.name, "email": staff.email}
     )
     wake()
-    if is_fragment_request(request):
-        notice = _sent_notice(request, member)
-        return await _staff_page(request, tenant, staff, notice, block="members")
-    return see_other(request, f"/office/staff?sent={member['id']}")
+    return await after_write(
+        request,
+        f"/office/staff?sent={member['id']}",
+        lambda: _staff_page(request, tenant, staff, _sent_notice(request, member), block="members"),
+    )
 
 
 # --- the reset link's page (signed out) ------------------------------------------------------
 
 
 def _reset_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return render(
         request,
         "office/reset.html",
@@ -210,27 +219,29 @@ def _reset_page(
     )
 
 
-def _link_problem(request: Request, tenant: dict[str, Any], problem: str) -> Response:
+def _link_problem(
+    request: Request[Any, Any, Any], tenant: TenantRow, problem: str
+) -> Response[Any]:
     return _reset_page(request, tenant, {"problem": problem}, 404 if problem == "unknown" else 410)
 
 
 @get("/reset")
-async def reset_page(request: Request, tenant: TenantDep) -> Response:
+async def reset_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """Choose a new password. Opening the link does not use it up (mail scanners open
     links); the form's button does."""
     token = request.query_params.get("token", "")
-    link = await staff_db.check_reset_link(tenant["id"], token)
+    link = await links.check_reset_link(tenant["id"], token)
     if link.problem:
         return _link_problem(request, tenant, link.problem)
     return _reset_page(request, tenant, {"token": token, "email": link.email})
 
 
 @post("/reset")
-async def reset(request: Request, tenant: TenantDep) -> Response:
+async def reset(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     form = await form_data(request)
     token = form.get("token", "")[: staff_db.MAX_TOKEN_LENGTH + 1]
     password = normalize(form.get("password", "")[:MAX_FIELD])
-    link = await staff_db.check_reset_link(tenant["id"], token)
+    link = await links.check_reset_link(tenant["id"], token)
     if link.problem:
         return _link_problem(request, tenant, link.problem)
     problem = staff_password_problem(password, tenant, link.email)
@@ -242,7 +253,7 @@ async def reset(request: Request, tenant: TenantDep) -> Response:
     except LaneBusy as busy:
         context = {"token": token, "email": link.email, "form_error": BUSY}
         return _reset_page(request, tenant, context, 503, {"Retry-After": str(busy.retry_after)})
-    used = await staff_db.use_reset_link(tenant["id"], token, password_hash)
+    used = await links.use_reset_link(tenant["id"], token, password_hash)
     if used.problem:
         return _link_problem(request, tenant, used.problem)
     await throttle.clear(tenant["id"], email_limit("staff-signin", used.email).key)

@@ -1,4 +1,5 @@
-"""The delivery worker: sends due outbox rows, retries with backoff and jitter.
+"""Email delivery: sends due outbox rows, retries with backoff and jitter (run each
+round by the background worker, `portal/worker.py`).
 
 Rows are *claimed* one at a time before sending, by setting a lease (`locked_until`)
 and counting the attempt in one UPDATE (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite:
@@ -15,17 +16,13 @@ mail server refuses for good fails at once. A failed email keeps its reason in w
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from portal.config import Settings
 from portal.db.engine import current_engine
-from portal.db.outage import OUTAGE, unavailable_in
 from portal.db.tables import OutboxEmail
 from portal.mail.backends import (
     Backend,
@@ -54,7 +51,8 @@ def wake() -> None:
 def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
     """Seconds before retry number `attempts` + 1: exponential, capped, ±25 % jitter."""
     base = min(MAX_DELAY, BASE_DELAY * 2 ** max(0, attempts - 1))
-    return base * (rng or random).uniform(0.75, 1.25)
+    result: float = base * (rng or random).uniform(0.75, 1.25)
+    return result
 
 
 async def claim(limit: int = 1, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -62,7 +60,7 @@ async def claim(limit: int = 1, now: datetime | None = None) -> list[dict[str, A
     and return them."""
     moment = now or datetime.now(UTC)
     skip_locked = "" if current_engine().engine_type == "sqlite" else "FOR UPDATE SKIP LOCKED"
-    return await OutboxEmail.raw(
+    result: list[dict[str, Any]] = await OutboxEmail.raw(
         f"""UPDATE outbox_email SET locked_until = {{}}, attempts = attempts + 1
         WHERE id IN (
             SELECT id FROM outbox_email
@@ -78,19 +76,36 @@ async def claim(limit: int = 1, now: datetime | None = None) -> list[dict[str, A
         moment,
         limit,
     ).run()
+    return result
 
 
 async def deliver_due(
-    settings: Settings, backend: Backend | None = None, now: datetime | None = None
+    settings: Settings,
+    backend: Backend | None = None,
+    now: datetime | None = None,
+    stop: asyncio.Event | None = None,
 ) -> dict[str, int]:
-    """Send every due row once, one at a time; returns counts of sent, retried and
+    """Send every due row once, one at a time, until none is left or `stop` is set
+    (then the email in hand is finished first); returns counts of sent, retried and
     failed rows."""
     backend = backend or backend_for(settings)
     counts = {"sent": 0, "retry": 0, "failed": await give_up_on_abandoned(now)}
-    while rows := await claim(now=now):
+    while not (stop and stop.is_set()) and (rows := await claim(now=now)):
         for row in rows:
             counts[await _deliver(settings, backend, row, now)] += 1
     return counts
+
+
+async def release(row: dict[str, Any]) -> None:
+    """Give a claimed row back untried (its lease cleared, the attempt not counted), for
+    the next worker to send at once instead of after the lease (the worker is stopping)."""
+    await (
+        OutboxEmail.update(
+            {OutboxEmail.locked_until: None, OutboxEmail.attempts: OutboxEmail.attempts - 1}
+        )
+        .where((OutboxEmail.id == row["id"]) & (OutboxEmail.status == "pending"))
+        .run()
+    )
 
 
 async def give_up_on_abandoned(now: datetime | None = None) -> int:
@@ -134,6 +149,12 @@ async def _deliver(
         return "failed"
     try:
         await backend.send(message)
+    except asyncio.CancelledError:
+        # Stopped past the grace period mid-send: the server did not accept it (or we
+        # cannot know), so the row goes back for the next worker now, not in 90 s.
+        log.warning("email %s released unsent: the worker is stopping", row["id"])
+        await asyncio.shield(release(row))
+        raise
     except PermanentFailure as exc:
         log.warning("email %s to %s failed for good: %s", row["id"], row["to_addr"], exc)
         await _finish(
@@ -182,110 +203,9 @@ async def _finish(
     await OutboxEmail.update(changes).where(OutboxEmail.id == row_id).run()
 
 
-HOUSEKEEPING_EVERY = timedelta(hours=1)
-
-
-async def housekeeping(settings: Settings) -> None:
-    """Forget what no longer matters: old throttle counts, dead sessions and links, and
-    emails done with (sent or failed) for longer than the retention period."""
-    from portal.auth import throttle
-    from portal.db.tables import AuthToken, Session
-
-    moment = datetime.now(UTC)
-    await throttle.prune()
-    await Session.delete().where(Session.expires_at < moment).run()
-    await AuthToken.delete().where(AuthToken.expires_at < moment - timedelta(days=30)).run()
-    kept_since = moment - timedelta(days=settings.mail_retention_days)
-    await (
-        OutboxEmail.delete()
-        .where(
-            ((OutboxEmail.status == "sent") & (OutboxEmail.sent_at < kept_since))
-            | ((OutboxEmail.status == "failed") & (OutboxEmail.created_at < kept_since))
-        )
-        .run()
-    )
-
-
-@dataclass(frozen=True)
-class Job:
-    """One kind of background work: run each round, or at most once every `every`."""
-
-    name: str
-    run: Callable[[], Awaitable[object]]
-    every: timedelta | None = None
-
-
-def jobs(settings: Settings, backend: Backend) -> list[Job]:
-    """What the worker does, in order, each round (new background work is a new entry)."""
-    return [
-        Job("answer account requests", lambda: answer_account_requests(settings)),
-        Job("deliver emails", lambda: deliver_due(settings, backend)),
-        Job("process payment webhooks", lambda: process_payment_webhooks(settings)),
-        Job(
-            "reconcile payments",
-            lambda: reconcile_payments(settings),
-            every=timedelta(seconds=settings.reconcile_every_seconds),
-        ),
-        Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
-    ]
-
-
-async def process_payment_webhooks(settings: Settings) -> None:
-    """Stripe events kept by the webhook endpoint and not processed yet (issue 14)."""
-    from portal.payments.webhooks import process_due
-
-    await process_due(settings)
-
-
-async def reconcile_payments(settings: Settings) -> None:
-    """Ask the gateway about payments pending too long (a lost webhook)."""
-    from portal.payments.webhooks import reconcile
-
-    await reconcile(settings)
-
-
-async def answer_account_requests(settings: Settings) -> None:
-    """Invitation and reset requests recorded by the pages become emails (issue 11.5)."""
-    from portal.auth.account_requests import answer_pending
-
-    await answer_pending(settings)
-
-
-async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run the jobs until `stop` is set (inside `serve`, or as `portal worker`)."""
+def listen() -> asyncio.Event:
+    """A new wake-up event for this process's worker loop (`portal.worker`), which
+    `wake` sets."""
     global _wakeup
     _wakeup = asyncio.Event()
-    stop = stop or asyncio.Event()
-    backend = backend_for(settings)
-    log.info("mail worker started (%s)", type(backend).__name__)
-    work = jobs(settings, backend)
-    next_run: dict[str, datetime] = {}
-    while not stop.is_set():
-        for job in work:
-            due = next_run.get(job.name)
-            if due is not None and datetime.now(UTC) < due:
-                continue
-            try:
-                await job.run()
-            except (
-                Exception
-            ) as exc:  # outlive a database hiccup; one failing job never skips the rest
-                if unavailable_in(exc):
-                    OUTAGE.note(exc, refused=False)  # logged once per incident, not per round
-                else:
-                    log.exception("mail worker: %s failed; will try again", job.name)
-                continue
-            if job.every:
-                next_run[job.name] = datetime.now(UTC) + job.every
-        _wakeup.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_first(stop, _wakeup), timeout=settings.mail_poll_seconds)
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
+    return _wakeup

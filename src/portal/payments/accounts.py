@@ -21,9 +21,12 @@ from typing import Any
 
 from portal.config import Settings
 from portal.db import card_updates
-from portal.db import office_settings as rules
+from portal.db import office_settings as settings_db
 from portal.db import payments as payments_db
-from portal.payments.gateway import GatewayError, PaymentGateway, gateway_for
+from portal.db.rows import TenantRow
+from portal.payments import card_updates as card_service
+from portal.payments.gateway import GatewayError, PaymentGateway
+from portal.payments.registry import gateway_for
 from portal.payments.service import ACCOUNT_CHANGED, close_and_settle
 
 log = logging.getLogger("portal.payments")
@@ -31,17 +34,17 @@ log = logging.getLogger("portal.payments")
 CARD_ACCOUNT_CHANGED = "The business changed its payment account before the card was saved."
 
 
-async def unlink(settings: Settings, tenant: dict[str, Any]) -> bool:
+async def unlink(settings: Settings, tenant: TenantRow) -> bool:
     """Close the card pages open on the business's linked account, then unlink it.
     False if no account was linked."""
     account_id = tenant["payment_account_id"]
     if not account_id:
         return False
     await close_open_checkouts(settings, tenant, account_id)
-    return await rules.unlink_payment_account(tenant["id"], account_id)
+    return await settings_db.unlink_payment_account(tenant["id"], account_id)
 
 
-async def close_open_checkouts(settings: Settings, tenant: dict[str, Any], account_id: str) -> None:
+async def close_open_checkouts(settings: Settings, tenant: TenantRow, account_id: str) -> None:
     """Close every pending payment's and card update's checkout on `account_id` at its
     gateway, settling the ones the customer had already paid (or saved a card on)."""
     gateway = gateway_for(settings, account_id)
@@ -58,12 +61,10 @@ async def close_open_checkouts(settings: Settings, tenant: dict[str, Any], accou
 
 
 async def _close_card_update(
-    gateway: PaymentGateway, tenant: dict[str, Any], update: dict[str, Any]
+    gateway: PaymentGateway, tenant: TenantRow, update: dict[str, Any]
 ) -> None:
     """Like `close_and_settle` for a card update: closed first, a card saved is applied."""
     if not update["gateway_ref"]:  # no card page was given to the customer
-        await card_updates.fail(tenant["id"], update["id"], CARD_ACCOUNT_CHANGED)
-        return
         await card_updates.fail(tenant["id"], update["id"], CARD_ACCOUNT_CHANGED)
         return
     found = await gateway.get_checkout(update["gateway_ref"])
@@ -77,4 +78,4 @@ async def _close_card_update(
     if found is None:
         await card_updates.fail(tenant["id"], update["id"], CARD_ACCOUNT_CHANGED)
         return
-    await card_updates.settle(tenant["id"], update["id"], found, gateway.account_id)
+    await card_service.settle(tenant["id"], update["id"], found, gateway.account_id)

@@ -14,11 +14,11 @@ from portal.db import events
 from portal.db import payments as payments_db
 from portal.db.engine import transaction
 from portal.db.tables import Payment
+from portal.formatting import money
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
 from portal.mail.worker import wake
 from portal.payments.gateway import Checkout
-from portal.web import money
 
 
 async def mark_processing(tenant: dict[str, Any], payment_id: int, checkout: Checkout) -> str:
@@ -91,7 +91,7 @@ async def fail_processing(
                     "last4": paid["card_last4"],
                     "reason": reason,
                     "numbers": ", ".join(numbers),
-                    "link": portal_url(settings, tenant["host"], "/invoices"),
+                    "link": portal_url(settings, tenant, "/invoices"),
                 },
             )
     wake()

@@ -17,12 +17,15 @@ request never makes a second checkout.
 
 A gateway object acts for one merchant *account*. A payment (or card update) keeps
 the account it started on and is settled, closed and refunded through that account's
-gateway, even after the office unlinks it: `gateway_for(settings, account_id)`.
+gateway, even after the office unlinks it: `registry.gateway_for(settings, account_id)`.
+
+This module is the protocol only: it knows no gateway. The gateways are listed in
+`registry.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -133,8 +136,7 @@ class PaymentGateway(Protocol):
     ) -> Checkout:
         """A hosted card page for `amount_cents` (mode "payment") or to save a card
         (mode "setup", amount 0). The same `merchant_reference` returns the same
-        checkout. `metadata` travels with it where the gateway keeps such things (e.g.
-        the allocations to invoices). Raises GatewayError."""
+        checkout. Raises GatewayError."""
         ...
 
     async def get_checkout(self, ref: str) -> Checkout | None:
@@ -162,8 +164,20 @@ class PaymentGateway(Protocol):
         ...
 
 
+# What the registry (`registry.py`) holds per gateway: the class, called with the
+# settings and the merchant account it acts for.
+GatewayFactory = Callable[[Settings, str], PaymentGateway]
+
+
+def is_test_mode(account_id: str) -> bool:
+    """Whether payments on this account are tests (no real money moves): the sandbox
+    always, a Stripe account linked with test keys ("stripe_test_...")."""
+    return bool(account_id) and not account_id.startswith("stripe_live_")
+
+
 def allocation_metadata(allocations: Mapping[int, int]) -> dict[str, str]:
-    """A payment's allocations to invoices as checkout metadata: "id:cents,..." in values of at most 500 characters."""
+    """A payment's allocations to invoices as checkout metadata: "id:cents,..." in values
+    of at most 500 characters."""
     parts = [f"{invoice}:{cents}" for invoice, cents in sorted(allocations.items())]
     chunks: list[str] = []
     for part in parts:
@@ -174,43 +188,3 @@ def allocation_metadata(allocations: Mapping[int, int]) -> dict[str, str]:
     if len(chunks) == 1:
         return {"allocations": chunks[0]}
     return {f"allocations_{i + 1}": chunk for i, chunk in enumerate(chunks[:40])}
-
-
-def is_test_mode(account_id: str) -> bool:
-    """Whether payments on this account are tests (no real money moves): the sandbox
-    always, a Stripe account linked with test keys ("stripe_test_...")."""
-    return bool(account_id) and not account_id.startswith("stripe_live_")
-
-
-def gateway_for(settings: Settings, account_id: str) -> PaymentGateway:
-    """The gateway of one payment account: the business's linked account for a new
-    payment, the account a payment or card update started on for everything after.
-
-    The provider is chosen by the account: "stripe_acct_..." is a linked Stripe account,
-    anything else the built-in sandbox. Raises PaymentsUnavailable when there is no
-    account.
-    """
-    from portal.payments.sandbox import SandboxGateway
-    from portal.payments.stripe_gateway import StripeGateway
-
-    if not account_id:
-        raise PaymentsUnavailable()
-    if account_id.startswith("stripe_"):
-        return StripeGateway(settings, account_id)
-    return SandboxGateway(settings, account_id)
-
-
-def verify_callback(
-    settings: Settings, account_ids: list[str], headers: Mapping[str, str], body: bytes
-) -> CallbackEvent:
-    """A callback checked against each of the business's payment accounts (the linked
-    one first, then those it linked before): its event names the account that signed
-    it. Raises BadCallback when none of them did (or PaymentsUnavailable: no accounts)."""
-    if not account_ids:
-        raise PaymentsUnavailable()
-    for account_id in account_ids:
-        try:
-            return gateway_for(settings, account_id).verify_callback(headers, body)
-        except BadCallback:
-            continue
-    raise BadCallback("not signed by any of the business's payment accounts")

@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portal.config import Settings
-from portal.db import office_alerts
-from portal.db import refunds as db
 from portal.db.engine import transaction
 from portal.db.payments import payment as payment_row
+from portal.formatting import money
 from portal.forms import one_line
+from portal.mail import alerts as office_alerts
 from portal.mail.worker import wake
-from portal.payments.gateway import GatewayError, PaymentsUnavailable, gateway_for
+from portal.payments import refund_records as db
+from portal.payments.gateway import GatewayError, PaymentsUnavailable
+from portal.payments.registry import gateway_for
 from portal.payments.service import parse_cents
-from portal.web import money
 
 log = logging.getLogger("portal.payments.refunds")
 

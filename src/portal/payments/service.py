@@ -28,8 +28,12 @@ from portal.config import Settings
 from portal.db import invoices as invoices_db
 from portal.db import payment_accounts
 from portal.db import payments as db
+from portal.db.rows import TenantRow
+from portal.formatting import money
+from portal.forms import Checked, record_id
 from portal.mail.links import portal_url
 from portal.mail.worker import wake
+from portal.payments import settlement
 from portal.payments.gateway import (
     BadCallback,
     Checkout,
@@ -37,10 +41,8 @@ from portal.payments.gateway import (
     PaymentGateway,
     PaymentsUnavailable,
     allocation_metadata,
-    gateway_for,
-    verify_callback,
 )
-from portal.web import money
+from portal.payments.registry import gateway_for, verify_callback
 
 log = logging.getLogger("portal.payments")
 
@@ -50,10 +52,12 @@ AMOUNT = re.compile(r"^\$?\s*(\d{1,3}(?:,\d{3})+|\d{1,9})(?:\.(\d{1,2}))?$")
 REFERENCE = re.compile(r"^pay_(\d{1,12})$")
 MIN_PART_PAYMENT = 100  # cents
 MAX_SELECTED = 200
-MAX_ID = 2**31 - 1
 # A pending payment that never got a checkout (the request died half-way) stops holding
 # its invoices after this long.
 UNREFERENCED_HOLD = timedelta(minutes=5)
+# A payment still pending this long after it started is asked about by the worker (a
+# customer on the card page for longer is not disturbed: an open checkout is left open).
+STALE_AFTER = timedelta(minutes=2)
 MAX_CALLBACK_BYTES = 64 * 1024
 ACCOUNT_CHANGED = "The business changed its payment account before this payment was finished."
 
@@ -63,7 +67,7 @@ def new_key() -> str:
     return secrets.token_urlsafe(16)
 
 
-def call_us(tenant: dict[str, Any]) -> str:
+def call_us(tenant: TenantRow) -> str:
     """How to pay when card payments are off."""
     contact = tenant.get("phone") or tenant.get("email") or ""
     return f"To pay, call us at {contact}." if contact else "To pay, call us."
@@ -73,10 +77,10 @@ def call_us(tenant: dict[str, Any]) -> str:
 class PayForm:
     """What the pay form asked for (to be checked, never trusted)."""
 
-    action: str
-    invoice_ids: list[int]
-    amount: str
-    key: str
+    action: str = ""
+    invoice_ids: list[int] = field(default_factory=list)
+    amount: str = ""
+    key: str = ""
 
 
 @dataclass
@@ -91,20 +95,27 @@ class Outcome:
     amount: str = ""  # the amount to show in the form again
 
 
-def read_pay_form(form: Mapping[str, list[str]]) -> PayForm | Outcome:
-    """Parse the pay form; ids that are not numbers are a tampered form (404)."""
+TAMPERED = "invoice"  # the problem of a pay form whose invoice ids name no invoice (404)
+
+
+def read_pay_form(form: Mapping[str, list[str]]) -> Checked[PayForm]:
+    """Read the pay form (`forms.Checked`). Ids that are not numbers are a tampered form:
+    the problem `TAMPERED`, answered 404. The amounts are checked by `begin`, against the
+    balances of the moment."""
     ids: list[int] = []
     for raw in form.get("invoice", [])[: MAX_SELECTED + 1]:
-        # Ids are 32-bit integers in the database: anything else names no invoice.
-        if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or int(raw) > MAX_ID:
-            return Outcome(not_found=True)
-        if int(raw) not in ids:
-            ids.append(int(raw))
-    return PayForm(
-        action=(form.get("action") or [""])[0],
-        invoice_ids=ids,
-        amount=(form.get("amount") or [""])[0].strip()[:40],
-        key=(form.get("key") or [""])[0],
+        invoice_id = record_id(raw)
+        if invoice_id is None:  # not an id within the database's range: names no invoice
+            return Checked(PayForm(), problems={TAMPERED: "No such invoice."})
+        if invoice_id not in ids:
+            ids.append(invoice_id)
+    return Checked(
+        PayForm(
+            action=(form.get("action") or [""])[0],
+            invoice_ids=ids,
+            amount=(form.get("amount") or [""])[0].strip()[:40],
+            key=(form.get("key") or [""])[0],
+        )
     )
 
 
@@ -135,7 +146,7 @@ def _part_amount(text: str, invoice: dict[str, Any], currency: str) -> tuple[int
 
 async def begin(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     customer_id: int,
     account_email: str,
     form: PayForm,
@@ -229,7 +240,7 @@ async def begin(
 
 async def _create_checkout(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     gateway: PaymentGateway,
     payment_id: int,
     allocations: dict[int, int],
@@ -243,15 +254,15 @@ async def _create_checkout(
         amount_cents=sum(allocations.values()),
         currency=tenant["currency"],
         description=description,
-        return_url=portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
-        callback_url=portal_url(settings, tenant["host"], CALLBACK_PATH),
+        return_url=portal_url(settings, tenant, f"/payments/{payment_id}"),
+        callback_url=portal_url(settings, tenant, CALLBACK_PATH),
         metadata=allocation_metadata(allocations),
     )
 
 
 async def _open_checkout(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     gateway: PaymentGateway,
     payment_id: int,
     invoices: list[dict[str, Any]],
@@ -281,7 +292,7 @@ async def _open_checkout(
 
 async def _resume(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     customer_id: int,
     existing: dict[str, Any],
     form: PayForm,
@@ -321,7 +332,7 @@ async def _resume(
 
 async def _release_holds(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     allocations: dict[int, int],
     account_email: str,
     key: str,
@@ -345,7 +356,7 @@ async def _release_holds(
 
 
 async def _current_checkout(
-    settings: Settings, tenant: dict[str, Any], gateway: PaymentGateway, pending: dict[str, Any]
+    settings: Settings, tenant: TenantRow, gateway: PaymentGateway, pending: dict[str, Any]
 ) -> Checkout | None:
     """The gateway's view of a pending payment. A payment whose checkout was never
     recorded (the request died half-way) is given up after a while, and one the gateway
@@ -373,7 +384,7 @@ async def _current_checkout(
 
 async def close_and_settle(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     gateway: PaymentGateway,
     payment: dict[str, Any],
     reason: str,
@@ -415,7 +426,7 @@ async def close_and_settle(
 
 async def settle(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     gateway: PaymentGateway,
     payment_id: int,
     checkout: Checkout,
@@ -435,7 +446,8 @@ async def settle(
     if payment["status"] == "failed" and checkout.succeeded:
         return await _late_success(settings, tenant, gateway, payment, checkout)
     if payment["status"] != "pending":
-        return payment["status"]  # a retried, replayed or late report: already done
+        result: str = payment["status"]
+        return result
     if checkout.succeeded and (
         checkout.amount_cents != payment["amount_cents"] or checkout.currency != tenant["currency"]
     ):
@@ -449,7 +461,7 @@ async def settle(
         )
         return "failed"
     try:
-        result = await db.settle_payment(settings, tenant, payment_id, checkout)
+        result = await settlement.settle_payment(settings, tenant, payment_id, checkout)
     except db.BalanceChanged as exc:
         # Someone else paid this invoice meanwhile: give the money back, apply nothing.
         await gateway.refund(checkout.ref)
@@ -472,7 +484,7 @@ async def settle(
 
 async def _late_success(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     gateway: PaymentGateway,
     payment: dict[str, Any],
     reported: Checkout,
@@ -488,18 +500,19 @@ async def _late_success(
     # Ask the gateway itself: a replayed old report must not count a refunded charge.
     current = await gateway.get_checkout(reported.ref)
     if current is None or not current.succeeded:
-        return payment["status"]
+        result: str = payment["status"]
+        return result
     if current.amount_cents != payment["amount_cents"] or current.currency != tenant["currency"]:
         log.warning("payment %s: late success for another amount", payment["id"])
         await gateway.refund(current.ref)
-        await db.record_late_refund(
+        await settlement.record_late_refund(
             settings, tenant, payment["id"], current, "the amount charged did not match"
         )
         wake()  # the office's alert email
         return "failed"
     log.warning("payment %s: success reported after it was marked failed", payment["id"])
     try:
-        result = await db.settle_payment(
+        result = await settlement.settle_payment(
             settings,
             tenant,
             payment["id"],
@@ -508,7 +521,7 @@ async def _late_success(
         )
     except db.BalanceChanged as exc:
         await gateway.refund(current.ref)
-        await db.record_late_refund(
+        await settlement.record_late_refund(
             settings, tenant, payment["id"], current, f"{exc.number} had been paid in the meantime"
         )
         wake()  # the office's alert email
@@ -521,7 +534,7 @@ async def _late_success(
 
 
 async def refresh(
-    settings: Settings, tenant: dict[str, Any], payment: dict[str, Any]
+    settings: Settings, tenant: TenantRow, payment: dict[str, Any]
 ) -> Checkout | None:
     """Bring a pending payment up to date by asking the gateway of its account (the
     customer came back before the callback). Returns the checkout, if the gateway knows it."""
@@ -542,9 +555,7 @@ async def refresh(
         return None
 
 
-async def failed_payment(
-    tenant: dict[str, Any], customer_id: int, payment_id: int
-) -> Outcome | None:
+async def failed_payment(tenant: TenantRow, customer_id: int, payment_id: int) -> Outcome | None:
     """What to show on the Invoices tab after a payment failed: why (and that its charge
     was given back, if it was), with its invoices (and amount) chosen again so the
     customer can try again."""
@@ -568,12 +579,42 @@ async def failed_payment(
     )
 
 
-async def reconcile_customer(settings: Settings, tenant: dict[str, Any], customer_id: int) -> None:
+async def reconcile_customer(settings: Settings, tenant: TenantRow, customer_id: int) -> None:
     """Settle the customer's pending payments that have in fact ended at the gateway
     (a callback that never arrived must not leave a paid invoice looking unpaid), each
     with the gateway of the account it started on. Pages call it only when the session
     read flagged a pending payment."""
-    for payment in await db.pending_for_customer(tenant["id"], customer_id):
+    await _ask_gateways(settings, tenant, await db.pending_for_customer(tenant["id"], customer_id))
+
+
+async def reconcile_stale(settings: Settings, moment: datetime | None = None) -> int:
+    """Settle the pending payments of every business that are older than `STALE_AFTER`
+    and have in fact ended at the gateway (run by the background worker). A callback can
+    be lost for good — the sandbox delivers it once, from the process that took the card,
+    and that process may die right after the charge — and the customer may never come
+    back to a page that would ask: the money was taken, so the payment must be recorded
+    all the same. Returns how many payments were asked about."""
+    from portal.db import queries
+    from portal.db.tables import Tenant
+
+    before = (moment or datetime.now(UTC)) - STALE_AFTER
+    pending = await db.pending_since_before(before)
+    by_tenant: dict[int, list[dict[str, Any]]] = {}
+    for payment in pending:
+        by_tenant.setdefault(payment["tenant"], []).append(payment)
+    for tenant_id, payments in by_tenant.items():
+        row = await Tenant.select(Tenant.host).where(Tenant.id == tenant_id).first().run()
+        tenant = await queries.tenant_by_host(row["host"]) if row else None
+        if tenant is not None:
+            await _ask_gateways(settings, tenant, payments)
+    return len(pending)
+
+
+async def _ask_gateways(
+    settings: Settings, tenant: dict[str, Any], pending: list[dict[str, Any]]
+) -> None:
+    """Ask each pending payment's own gateway how it ended; settle those that did."""
+    for payment in pending:
         try:
             gateway = gateway_for(settings, payment["payment_account_id"])
             checkout = await _current_checkout(settings, tenant, gateway, payment)
@@ -584,7 +625,7 @@ async def reconcile_customer(settings: Settings, tenant: dict[str, Any], custome
 
 
 async def handle_callback(
-    settings: Settings, tenant: dict[str, Any], headers: Mapping[str, str], body: bytes
+    settings: Settings, tenant: TenantRow, headers: Mapping[str, str], body: bytes
 ) -> tuple[int, dict[str, str]]:
     """A gateway's callback: (HTTP status, JSON answer). Only a callback signed by one of
     this business's payment accounts (linked now or before) for one of its payments that

@@ -35,7 +35,7 @@ from portal.payments.gateway import (
     Checkout,
     GatewayError,
 )
-from portal.payments.vault import VaultUnavailable
+from portal.vault import VaultUnavailable
 
 log = logging.getLogger("portal.payments.stripe")
 

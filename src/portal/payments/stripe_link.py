@@ -18,7 +18,7 @@ from portal.db import activity, stripe_accounts
 from portal.db import office_settings as rules
 from portal.payments.gateway import GatewayError
 from portal.payments.stripe_gateway import KeyRefused, check_key
-from portal.payments.vault import VaultUnavailable, hint
+from portal.vault import VaultUnavailable, hint
 
 SECRET_KEY = re.compile(r"^(?:sk|rk)_(?:test|live)_[A-Za-z0-9]{8,250}$")
 WEBHOOK_SECRET = re.compile(r"^whsec_[A-Za-z0-9+/=]{8,250}$")

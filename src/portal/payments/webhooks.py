@@ -29,15 +29,17 @@ import stripe
 from litestar import Request, Response, post
 from litestar.background_tasks import BackgroundTask
 
+from portal.auth.context import TenantDep
 from portal.config import Settings
 from portal.db import card_updates, payment_accounts, stripe_accounts
 from portal.db.office import tenant_by_id
 from portal.db.tables import Payment
+from portal.payments import card_updates as card_rules
 from portal.payments import service
-from portal.payments.gateway import Checkout, GatewayError, PaymentsUnavailable, gateway_for
+from portal.payments.gateway import Checkout, GatewayError, PaymentsUnavailable
+from portal.payments.registry import gateway_for
 from portal.payments.stripe_gateway import StripeGateway
-from portal.payments.vault import VaultUnavailable
-from portal.tenancy import TenantDep
+from portal.vault import VaultUnavailable
 
 log = logging.getLogger("portal.payments.webhooks")
 
@@ -168,7 +170,7 @@ async def apply_checkout(
             return "mismatch"
         if update["gateway_ref"] and update["gateway_ref"] != checkout.ref:
             return "mismatch"
-        return await card_updates.settle(tenant["id"], update["id"], checkout, gateway.account_id)
+        return await card_rules.settle(tenant["id"], update["id"], checkout, gateway.account_id)
     return "ignored"
 
 

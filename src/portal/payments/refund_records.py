@@ -17,9 +17,9 @@ from portal.config import Settings
 from portal.db import events
 from portal.db.engine import transaction
 from portal.db.tables import AuditEvent, Invoice, Payment, PaymentAllocation, PaymentRefund
+from portal.formatting import format_datetime, money
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
-from portal.web import format_datetime, money
 
 
 async def refundable(tenant_id: int, payment_id: int) -> dict[str, Any] | None:
@@ -265,7 +265,7 @@ async def _reverse(
                     }
                     for line in lines
                 ],
-                "link": portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
+                "link": portal_url(settings, tenant, f"/payments/{payment_id}"),
             },
         )
     await events.emit(
