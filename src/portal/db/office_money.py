@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from portal.db import events, fast
 from portal.db.engine import transaction
 from portal.db.invoices import _INVOICE_COLUMNS, _INVOICE_JOINS, _in_list, as_date
+from portal.db.rows import TenantRow
 from portal.db.tables import AuditEvent, Invoice, Payment
 
 PAGE_SIZE = 50
@@ -24,7 +25,8 @@ def _utc(value: Any) -> datetime | None:
         return None
     if isinstance(value, str):
         return fast.timestamp(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    moment = cast(datetime, value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def payment_state(row: dict[str, Any]) -> str:
@@ -110,7 +112,7 @@ def _sorted(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def _payments_on(tenant_id: int, invoice_ids: list[int]) -> list[dict[str, Any]]:
     if not invoice_ids:
         return []
-    return await Payment.raw(
+    rows: list[dict[str, Any]] = await Payment.raw(
         f"""SELECT p.id, p.status, p.amount_cents, p.refunded_cents, p.gateway, p.gateway_ref,
             p.payment_account_id, p.card_brand, p.card_last4, p.account_email, p.failure_reason,
             p.created_at, p.completed_at, p.processing_at, p.refunded_at, p.source, p.kind,
@@ -122,6 +124,7 @@ async def _payments_on(tenant_id: int, invoice_ids: list[int]) -> list[dict[str,
         tenant_id,
         *invoice_ids,
     ).run()
+    return rows
 
 
 async def invoice_page(tenant_id: int, invoice_id: int) -> dict[str, Any] | None:
@@ -185,7 +188,7 @@ async def invoice_page(tenant_id: int, invoice_id: int) -> dict[str, Any] | None
     invoice["trail"] = [invoiced] + _sorted(
         _audit_entries(audit) + _trail_of_payments(invoice["payments"])
     )
-    return invoice
+    return cast(dict[str, Any], invoice)
 
 
 async def job_page(tenant_id: int, job_id: int) -> dict[str, Any] | None:
@@ -224,7 +227,7 @@ async def job_page(tenant_id: int, job_id: int) -> dict[str, Any] | None:
     for entry in entries:
         entry["invoice"] = numbers.get(entry["invoice_id"], "")
     job["trail"] = _sorted(entries)
-    return job
+    return cast(dict[str, Any], job)
 
 
 @dataclass(frozen=True)
@@ -249,9 +252,10 @@ class PaymentFilters:
         return "&".join(parts)
 
 
-def _where(tenant: dict[str, Any], filters: PaymentFilters) -> tuple[str, list[Any]]:
+def _where(tenant: TenantRow, filters: PaymentFilters) -> tuple[str, list[Any]]:
     zone = ZoneInfo(tenant["time_zone"])
-    clauses, args = ["p.tenant = {}", "p.source = 'portal'"], [tenant["id"]]
+    clauses = ["p.tenant = {}", "p.source = 'portal'"]
+    args: list[Any] = [tenant["id"]]
     if filters.start:
         clauses.append("p.created_at >= {}")
         args.append(datetime.combine(filters.start, time(0), tzinfo=zone).astimezone(UTC))
@@ -276,7 +280,7 @@ def _where(tenant: dict[str, Any], filters: PaymentFilters) -> tuple[str, list[A
 
 
 async def payments(
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     filters: PaymentFilters,
     before: int | None = None,
     limit: int = PAGE_SIZE,

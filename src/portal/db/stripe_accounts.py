@@ -43,9 +43,11 @@ async def save(
     sealed. Returns the portal's account id, or None when another business linked that
     Stripe account (one account's webhooks and money belong to one portal)."""
     account_id = account_id_for(stripe_account_id, livemode)
-    values = {
-        StripeAccount.secret_key: vault.seal(settings, secret_key),
-        StripeAccount.webhook_secret: vault.seal(settings, webhook_secret),
+    sealed_key = vault.seal(settings, secret_key)
+    sealed_webhook = vault.seal(settings, webhook_secret)
+    values: dict[Any, Any] = {
+        StripeAccount.secret_key: sealed_key,
+        StripeAccount.webhook_secret: sealed_webhook,
         StripeAccount.key_hint: vault.hint(secret_key),
         StripeAccount.livemode: livemode,
         StripeAccount.bank_debits: bank_debits,
@@ -67,7 +69,11 @@ async def save(
             tenant=tenant_id,
             account_id=account_id,
             stripe_account_id=stripe_account_id,
-            **{column._meta.name: value for column, value in values.items()},
+            secret_key=sealed_key,
+            webhook_secret=sealed_webhook,
+            key_hint=vault.hint(secret_key),
+            livemode=livemode,
+            bank_debits=bank_debits,
         )
     ).run()
     return account_id
@@ -101,7 +107,9 @@ async def shown(account_id: str) -> dict[str, Any] | None:
     )
 
 
-async def webhook_secrets(settings: Settings, tenant_id: int, account_ids: list[str]) -> list:
+async def webhook_secrets(
+    settings: Settings, tenant_id: int, account_ids: list[str]
+) -> list[tuple[str, str]]:
     """(account id, webhook secret) of the business's Stripe accounts among `account_ids`,
     in that order (the linked one first)."""
     wanted = [a for a in account_ids if is_stripe(a)]
@@ -149,7 +157,7 @@ async def claim_events(limit: int = 20, only: int | None = None) -> list[dict[st
     if only is not None:
         args.append(only)
     args.append(limit)
-    return await StripeEvent.raw(
+    rows: list[dict[str, Any]] = await StripeEvent.raw(
         f"""UPDATE stripe_event SET locked_until = {{}}, attempts = attempts + 1
         WHERE id IN (
             SELECT id FROM stripe_event
@@ -160,6 +168,7 @@ async def claim_events(limit: int = 20, only: int | None = None) -> list[dict[st
         RETURNING id, tenant, account_id, event_id, type, object_id, attempts""",
         *args,
     ).run()
+    return rows
 
 
 async def finish_event(row_id: int, error: str = "") -> None:

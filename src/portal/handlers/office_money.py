@@ -16,6 +16,7 @@ from litestar.params import FromPath
 from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.db import office_money
+from portal.db.rows import TenantRow
 from portal.pages import is_admin, office_page, refuse
 from portal.payments import refunds
 from portal.web import VARY, form_data, is_htmx, see_other
@@ -31,8 +32,8 @@ REFUND_ADMIN_ONLY = "Only an administrator can refund a payment."
 
 
 async def _invoice_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: Any,
     invoice_id: int,
     *,
@@ -41,7 +42,7 @@ async def _invoice_page(
     notice: str = "",
     error: str = "",
     errors: dict[int, dict[str, str]] | None = None,
-) -> Response:
+) -> Response[Any]:
     invoice = await office_money.invoice_page(tenant["id"], invoice_id)
     if invoice is None:
         raise NotFoundException()
@@ -65,8 +66,8 @@ async def _invoice_page(
 
 @get("/invoices/{invoice_id:int}")
 async def invoice_page(
-    request: Request, tenant: TenantDep, staff: StaffDep, invoice_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, invoice_id: FromPath[int]
+) -> Response[Any]:
     """An invoice with each payment and refund and its audit trail."""
     notice = (
         "The refund was made. The customer was emailed."
@@ -78,8 +79,8 @@ async def invoice_page(
 
 @get("/jobs/{job_id:int}")
 async def job_page(
-    request: Request, tenant: TenantDep, staff: StaffDep, job_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, job_id: FromPath[int]
+) -> Response[Any]:
     """A job with its invoices and the audit trail of all of them."""
     job = await office_money.job_page(tenant["id"], job_id)
     if job is None:
@@ -89,8 +90,8 @@ async def job_page(
 
 @post("/payments/{payment_id:int}/refund")
 async def refund_payment(
-    request: Request, tenant: TenantDep, staff: StaffDep, payment_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, payment_id: FromPath[int]
+) -> Response[Any]:
     """An administrator refunds all or part of a payment, with a reason."""
     form = await form_data(request)
     invoice_id = form.get("invoice", "")
@@ -151,7 +152,9 @@ def read_filters(query: Any) -> tuple[office_money.PaymentFilters, str]:
 
 
 @get("/payments")
-async def payments_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def payments_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Every portal payment, newest first, with filters and totals."""
     filters, problem = read_filters(request.query_params)
     raw_before = request.query_params.get("before", "")
@@ -194,7 +197,9 @@ CSV_COLUMNS = [
 
 
 @get("/payments.csv")
-async def payments_csv(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def payments_csv(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """The filtered payments as CSV (all of them, newest first; amounts in dollars)."""
     from portal.payments.gateway import is_test_mode
 
@@ -208,7 +213,7 @@ async def payments_csv(request: Request, tenant: TenantDep, staff: StaffDep) -> 
             [
                 p["id"],
                 p["created_at"].isoformat() if p["created_at"] else "",
-                office_money._utc(p["completed_at"]).isoformat() if p["completed_at"] else "",
+                _iso(office_money._utc(p["completed_at"])),
                 _cell(p["customer_name"]),
                 _cell(p["account_email"]),
                 " ".join(i["number"] for i in p["invoices"]),
@@ -228,6 +233,10 @@ async def payments_csv(request: Request, tenant: TenantDep, staff: StaffDep) -> 
             "Vary": VARY,
         },
     )
+
+
+def _iso(moment: Any) -> str:
+    return moment.isoformat() if moment else ""
 
 
 def _cell(text: str) -> str:

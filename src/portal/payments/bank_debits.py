@@ -7,12 +7,12 @@ fails fails the payment: the balance is due again and the customer is emailed.""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from portal.config import Settings
 from portal.db import events
 from portal.db import payments as payments_db
 from portal.db.engine import transaction
+from portal.db.rows import TenantRow
 from portal.db.tables import Payment
 from portal.formatting import money
 from portal.mail.links import portal_url
@@ -21,7 +21,7 @@ from portal.mail.worker import wake
 from portal.payments.gateway import Checkout
 
 
-async def mark_processing(tenant: dict[str, Any], payment_id: int, checkout: Checkout) -> str:
+async def mark_processing(tenant: TenantRow, payment_id: int, checkout: Checkout) -> str:
     """Record that a pending payment's bank debit was submitted (once)."""
     card = checkout.card
     await (
@@ -45,7 +45,7 @@ async def mark_processing(tenant: dict[str, Any], payment_id: int, checkout: Che
 
 
 async def fail_processing(
-    settings: Settings, tenant: dict[str, Any], payment_id: int, checkout: Checkout
+    settings: Settings, tenant: TenantRow, payment_id: int, checkout: Checkout
 ) -> bool:
     """A processing bank debit failed (days later): the payment fails, so its invoices'
     balances are due again (they were only held), and the customer is emailed, in one

@@ -16,6 +16,7 @@ from typing import Any
 from portal.config import Settings
 from portal.db import events
 from portal.db.engine import transaction
+from portal.db.rows import TenantRow
 from portal.db.tables import AuditEvent, Invoice, Payment, PaymentAllocation, PaymentRefund
 from portal.formatting import format_datetime, money
 from portal.mail.links import portal_url
@@ -69,7 +70,7 @@ async def start(
             .returning(PaymentRefund.id)
             .run()
         )
-    return rows[0]["id"]
+    return int(rows[0]["id"])
 
 
 async def fail(tenant_id: int, refund_id: int, reason: str) -> None:
@@ -105,7 +106,7 @@ async def by_gateway_id(tenant_id: int, gateway_refund_id: str) -> dict[str, Any
 
 async def apply(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     refund_id: int,
     gateway_refund_id: str,
 ) -> bool:
@@ -142,7 +143,7 @@ async def apply(
 
 async def record_external(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     payment_id: int,
     amount_cents: int,
     gateway_refund_id: str,
@@ -157,20 +158,24 @@ async def record_external(
         found = await refundable(tenant["id"], payment_id)
         if found is None or not 0 < amount_cents <= found["left_cents"]:
             return False
-        refund = {
+        actor = "the payment provider's dashboard"
+        refund: dict[str, Any] = {
             "payment": payment_id,
             "amount_cents": amount_cents,
             "reason": reason,
-            "actor": "the payment provider's dashboard",
+            "actor": actor,
         }
         await PaymentRefund.insert(
             PaymentRefund(
                 tenant=tenant["id"],
+                payment=payment_id,
+                amount_cents=amount_cents,
+                reason=reason[:200],
+                actor=actor,
                 status="succeeded",
                 source="gateway",
                 gateway_refund_id=gateway_refund_id,
                 completed_at=moment,
-                **refund,
             )
         ).run()
         await _reverse(settings, tenant, refund, gateway_refund_id, moment)
@@ -179,7 +184,7 @@ async def record_external(
 
 async def _reverse(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     refund: dict[str, Any],
     gateway_refund_id: str,
     moment: datetime,

@@ -17,6 +17,7 @@ from typing import Any
 from portal.config import Settings
 from portal.db.engine import transaction
 from portal.db.payments import payment as payment_row
+from portal.db.rows import TenantRow
 from portal.formatting import money
 from portal.forms import one_line
 from portal.mail import alerts as office_alerts
@@ -51,7 +52,7 @@ class RefundOutcome:
 
 async def refund(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     staff_email: str,
     payment_id: int,
     amount_text: str,
@@ -102,7 +103,7 @@ async def refund(
 
 
 async def on_event(
-    settings: Settings, tenant: dict[str, Any], gateway: Any, kind: str, object_id: str
+    settings: Settings, tenant: TenantRow, gateway: Any, kind: str, object_id: str
 ) -> None:
     """Stripe events about refunds and disputes; other types are acknowledged, ignored."""
     if kind in REFUND_EVENTS:
@@ -117,9 +118,7 @@ async def on_event(
         await flag_dispute(settings, tenant, gateway, object_id)
 
 
-async def _payment_of_intent(
-    tenant: dict[str, Any], gateway: Any, intent: str
-) -> dict[str, Any] | None:
+async def _payment_of_intent(tenant: TenantRow, gateway: Any, intent: str) -> dict[str, Any] | None:
     checkout = await gateway.session_of_intent(intent)
     match = PAYMENT_REF.match(checkout.merchant_reference) if checkout else None
     if match is None:
@@ -130,9 +129,7 @@ async def _payment_of_intent(
     return payment
 
 
-async def sync_refunds(
-    settings: Settings, tenant: dict[str, Any], gateway: Any, intent: str
-) -> int:
+async def sync_refunds(settings: Settings, tenant: TenantRow, gateway: Any, intent: str) -> int:
     """Record every refund Stripe has for a payment and the portal does not (made in the
     dashboard, or the portal's own whose answer was lost). Returns how many."""
     payment = await _payment_of_intent(tenant, gateway, intent)
@@ -160,7 +157,7 @@ async def sync_refunds(
 
 
 async def flag_dispute(
-    settings: Settings, tenant: dict[str, Any], gateway: Any, dispute_id: str
+    settings: Settings, tenant: TenantRow, gateway: Any, dispute_id: str
 ) -> None:
     """A chargeback: the office must answer it in the Stripe dashboard before its deadline."""
     dispute = await gateway.retrieve("dispute", dispute_id)

@@ -611,7 +611,7 @@ async def reconcile_stale(settings: Settings, moment: datetime | None = None) ->
 
 
 async def _ask_gateways(
-    settings: Settings, tenant: dict[str, Any], pending: list[dict[str, Any]]
+    settings: Settings, tenant: TenantRow, pending: list[dict[str, Any]]
 ) -> None:
     """Ask each pending payment's own gateway how it ended; settle those that did."""
     for payment in pending:

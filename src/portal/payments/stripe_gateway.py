@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import stripe
 
@@ -231,7 +231,7 @@ class StripeGateway:
             params["setup_intent_data"] = {"metadata": meta, "description": description[:250]}
         try:
             session = await client.v1.checkout.sessions.create_async(
-                params, {"idempotency_key": self._key(merchant_reference, "checkout")}
+                cast(Any, params), {"idempotency_key": self._key(merchant_reference, "checkout")}
             )
         except stripe.StripeError as exc:
             raise _refusal(exc) from exc
@@ -285,7 +285,7 @@ class StripeGateway:
         )
         if refund.get("status") in ("failed", "canceled"):
             raise GatewayError(refund.get("failure_reason") or "Stripe could not refund it")
-        return refund["id"]
+        return str(refund["id"])
 
     async def _refund_intent(
         self,
@@ -308,7 +308,7 @@ class StripeGateway:
             params["metadata"] = dict(metadata)
         try:
             refund = await client.v1.refunds.create_async(
-                params, {"idempotency_key": f"portal-{self.account_id}-refund-{key}"}
+                cast(Any, params), {"idempotency_key": f"portal-{self.account_id}-refund-{key}"}
             )
         except stripe.StripeError as exc:
             raise _refusal(exc) from exc
@@ -323,19 +323,21 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             raise _refusal(exc) from exc
-        return found.to_dict()["data"]
+        data: list[dict[str, Any]] = found.to_dict()["data"]
+        return data
 
     async def retrieve(self, kind: str, object_id: str) -> dict[str, Any] | None:
         """An object by id: "payment_intent", "charge", "dispute" or "refund"."""
         client = await self.client()
-        service = {
+        service: Any = {
             "payment_intent": client.v1.payment_intents,
             "charge": client.v1.charges,
             "dispute": client.v1.disputes,
             "refund": client.v1.refunds,
         }[kind]
         try:
-            return (await service.retrieve_async(object_id)).to_dict()
+            found: dict[str, Any] = (await service.retrieve_async(object_id)).to_dict()
+            return found
         except stripe.InvalidRequestError as exc:
             if exc.code == "resource_missing":
                 return None

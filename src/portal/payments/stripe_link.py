@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from portal.config import Settings
 from portal.db import activity, stripe_accounts
 from portal.db import office_settings as rules
+from portal.db.rows import TenantRow
 from portal.payments.gateway import GatewayError
 from portal.payments.stripe_gateway import KeyRefused, check_key
 from portal.vault import VaultUnavailable, hint
@@ -34,7 +34,7 @@ class LinkResult:
 
 async def link(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     staff_email: str,
     form: dict[str, str],
 ) -> LinkResult:

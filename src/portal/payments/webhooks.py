@@ -33,6 +33,7 @@ from portal.auth.context import TenantDep
 from portal.config import Settings
 from portal.db import card_updates, payment_accounts, stripe_accounts
 from portal.db.office import tenant_by_id
+from portal.db.rows import TenantRow
 from portal.db.tables import Payment
 from portal.payments import card_updates as card_rules
 from portal.payments import service
@@ -55,7 +56,7 @@ RECONCILE_BATCH = 50
 
 
 async def receive(
-    settings: Settings, tenant: dict[str, Any], signature: str, body: bytes
+    settings: Settings, tenant: TenantRow, signature: str, body: bytes
 ) -> tuple[int, dict[str, Any], int | None]:
     """(HTTP status, JSON answer, inbox row id to process now or None)."""
     if len(body) > MAX_BODY:
@@ -86,7 +87,7 @@ async def receive(
 
 
 @post(WEBHOOK_PATH, exclude_from_csrf=True, include_in_schema=False, status_code=200)
-async def stripe_webhook(request: Request, tenant: TenantDep) -> Response:
+async def stripe_webhook(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """Verify and keep a Stripe event, answer at once, process it after the answer."""
     settings = request.app.state.settings
     status, answer, row_id = await receive(
@@ -145,7 +146,7 @@ async def process_event(settings: Settings, row: dict[str, Any]) -> None:
 
 
 async def apply_checkout(
-    settings: Settings, tenant: dict[str, Any], gateway: StripeGateway, checkout: Checkout
+    settings: Settings, tenant: TenantRow, gateway: StripeGateway, checkout: Checkout
 ) -> str:
     """Settle the payment or card update a session belongs to, if it has ended."""
     payment = PAYMENT_REF.match(checkout.merchant_reference)
@@ -207,7 +208,7 @@ async def reconcile(settings: Settings, now: datetime | None = None) -> int:
         .limit(RECONCILE_BATCH // 5)
         .run()
     )
-    tenants: dict[int, dict[str, Any]] = {}
+    tenants: dict[int, TenantRow] = {}
     for payment in rows:
         if payment["tenant"] not in tenants:
             tenants[payment["tenant"]] = await tenant_by_id(payment["tenant"])
