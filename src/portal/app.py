@@ -43,6 +43,7 @@ from portal.handlers import (
     invoices,
     memberships,
     office,
+    office_activity,
     office_bookings,
     office_customers,
     office_emails,
@@ -50,6 +51,7 @@ from portal.handlers import (
     office_notifications,
     office_settings,
     office_staff,
+    passkeys,
     public,
     scheduler,
 )
@@ -91,6 +93,7 @@ def create_app(settings: Settings) -> PortalApp:
         path="/",
         route_handlers=[
             *account.ROUTES,
+            *passkeys.ROUTES,
             *customer.ROUTES,
             *invoices.ROUTES,
             *memberships.ROUTES,
@@ -110,6 +113,7 @@ def create_app(settings: Settings) -> PortalApp:
             *office_notifications.ROUTES,
             *office_staff.ROUTES,
             *office_emails.ROUTES,
+            *office_activity.ROUTES,
         ],
     )
     app = PortalApp(

@@ -39,6 +39,13 @@ def is_one_line(value: str) -> bool:
     return _BREAKING.search(value) is None
 
 
+def count_text(count: int, read_limit: int) -> str:
+    """A length for a "(this has …)" message: the real count, or "more than <read_limit>"
+    when the field was longer than the portal reads of it (callers cut text at
+    `read_limit + 1` characters, so a longer field is told apart without keeping it all)."""
+    return f"more than {read_limit:,}" if count > read_limit else f"{count:,}"
+
+
 def multi_line(value: str) -> str:
     """Text of several lines (a message, a reason, an email's body): every kind of line
     break becomes "\\n", other control characters (tabs aside) a space; trimmed."""

@@ -15,7 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from portal.db.office_settings import Changes
 from portal.db.rows import TenantRow
-from portal.forms import Checked, multi_line, one_line
+from portal.forms import Checked, count_text, multi_line, one_line
 
 # --- which settings there are -------------------------------------------------------------
 
@@ -83,13 +83,24 @@ def clean_host(value: str) -> tuple[str, str | None]:
 # --- business information -----------------------------------------------------------------
 
 
+# Characters of a typed setting read from a form: a longer field is cut here (plus one) and
+# said to have "more than" this many.
+FIELD_READ = 5000
+
+
+def _has(cleaned: str, typed: str) -> str:
+    """How long a typed setting is, for "(this has …)": the cleaned text's length, or
+    "more than 5,000" when what was typed was cut on reading."""
+    return count_text(len(typed) if len(typed) > FIELD_READ else len(cleaned), FIELD_READ)
+
+
 def clean_name(value: str) -> tuple[str, str | None]:
     """The company's official name, 1–120 characters on one line."""
     name = one_line(value)
     if not name:
         return name, "Enter your company's name."
     if len(name) > 120:
-        return name, f"Use at most 120 characters (this has {len(name)})."
+        return name, f"Use at most 120 characters (this has {_has(name, value)})."
     return name, None
 
 
@@ -151,7 +162,7 @@ def clean_message(value: str) -> tuple[str, str | None]:
     """The recurring service message shown on a membership's visits (up to 1,000 characters)."""
     message = multi_line(value)
     if len(message) > 1000:
-        return message, f"Use at most 1,000 characters (this has {len(message):,})."
+        return message, f"Use at most 1,000 characters (this has {_has(message, value)})."
     return message, None
 
 
@@ -178,7 +189,7 @@ TEXT_CLEANERS: dict[str, Any] = {
 
 
 def _first(form: dict[str, list[str]], key: str) -> str:
-    return (form.get(key) or [""])[0][:5000]
+    return (form.get(key) or [""])[0][: FIELD_READ + 1]
 
 
 def clean_form(

@@ -121,6 +121,7 @@ async def requests_for_customer(
             BookingRequest.preferred_windows,
             BookingRequest.notes,
             BookingRequest.status,
+            BookingRequest.dismiss_reason,
             BookingRequest.created_at,
             BookingRequest.location.name.as_alias("location_name"),
             BookingRequest.location.street.as_alias("location_street"),

@@ -79,7 +79,7 @@ def _in_list(values: list[int]) -> str:
 OPEN_INVOICES_SQL = f"""
     SELECT i.id, i.number, i.invoice_date, i.total_cents, i.balance_cents,
         j.summary AS job_summary, l.name AS location_name, l.street AS location_street,
-        bu.name AS unit_name,
+        bu.name AS unit_name, bu.invoices_downloadable AS downloadable,
         COUNT(*) OVER () AS open_count, SUM(i.balance_cents) OVER () AS open_total
     {_INVOICE_JOINS}
     WHERE i.tenant = {{}} AND i.customer = {{}} AND i.balance_cents > 0

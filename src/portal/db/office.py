@@ -11,10 +11,15 @@ from portal.db.tables import BookingRequest, StaffUser, Tenant
 
 
 async def staff_by_email(tenant_id: int, email: str) -> dict[str, Any] | None:
-    """The business's staff member with this (lower-cased) email, or None."""
+    """The business's staff member with this (lower-cased) email, or None (also for a
+    disabled one: they cannot sign in)."""
     return (
         await StaffUser.select()
-        .where((StaffUser.tenant == tenant_id) & (StaffUser.email == email))
+        .where(
+            (StaffUser.tenant == tenant_id)
+            & (StaffUser.email == email)
+            & StaffUser.disabled_at.is_null()
+        )
         .first()
         .run()
     )

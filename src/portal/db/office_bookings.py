@@ -30,8 +30,8 @@ from portal.db.tables import (
     Job,
     Tenant,
 )
-from portal.formatting import format_date
-from portal.forms import multi_line, one_line
+from portal.formatting import format_date, format_day
+from portal.forms import count_text, multi_line, one_line
 
 # Arrival windows, in the business's local time: (label, start hour, end hour).
 WINDOWS: dict[str, tuple[str, int, int]] = {
@@ -79,8 +79,8 @@ def preferred_windows(raw: str) -> list[dict[str, Any]]:
 
 
 def preferences_text(windows: list[dict[str, Any]]) -> str:
-    """ "Mon, Dec 7 (morning); Tue, Dec 8 (any time)" """
-    return "; ".join(f"{w['date']:%a}, {format_date(w['date'])} ({w['label']})" for w in windows)
+    """ "Mon, Dec 7, 2026 (morning); Tue, Dec 8, 2026 (any time)" """
+    return "; ".join(f"{format_day(w['date'])} ({w['label']})" for w in windows)
 
 
 def address(row: dict[str, Any], prefix: str = "location_") -> str:
@@ -389,37 +389,75 @@ async def _first_email(tenant_id: int, customer_id: int) -> str:
     return row["email"] if row else ""
 
 
+REASON_READ = 2000  # characters of a dismissal reason read from the form (plus one)
+
+
 def clean_reason(value: str) -> tuple[str, str | None]:
     """Why a request is dismissed (the customer sees it): a few lines, up to 500 characters."""
     reason = multi_line(value)
     if not reason:
         return reason, "Say why the request is dismissed (the customer sees it)."
     if len(reason) > 500:
-        return reason, f"Use at most 500 characters (this has {len(reason)})."
+        count = count_text(len(value) if len(value) > REASON_READ else len(reason), REASON_READ)
+        return reason, f"Use at most 500 characters (this has {count})."
     return reason, None
 
 
-async def dismiss(tenant: TenantRow, request_id: int, reason: str, staff_email: str) -> None:
-    """Close a request with a reason; raises `AlreadyHandled` if it is not new any more."""
-    rows = await (
-        BookingRequest.update(
-            {
-                BookingRequest.status: "dismissed",
-                BookingRequest.dismiss_reason: reason,
-                BookingRequest.handled_at: datetime.now(UTC),
-                BookingRequest.handled_by: staff_email,
-            }
+async def dismiss(
+    settings: Settings,
+    tenant: TenantRow,
+    request_id: int,
+    reason: str,
+    staff_email: str,
+) -> None:
+    """Close a request with a reason and email the reason to the customer (in the same
+    transaction); raises `AlreadyHandled` if it is not new any more. Call
+    `portal.mail.worker.wake()` after."""
+    try:
+        await _dismiss(settings, tenant, request_id, reason, staff_email)
+    except AlreadyHandled:
+        raise AlreadyHandled(await get_request(tenant["id"], request_id)) from None
+
+
+async def _dismiss(
+    settings: Settings, tenant: TenantRow, request_id: int, reason: str, staff_email: str
+) -> None:
+    async with transaction():
+        rows = await (
+            BookingRequest.update(
+                {
+                    BookingRequest.status: "dismissed",
+                    BookingRequest.dismiss_reason: reason,
+                    BookingRequest.handled_at: datetime.now(UTC),
+                    BookingRequest.handled_by: staff_email,
+                }
+            )
+            .where(
+                (BookingRequest.tenant == tenant["id"])
+                & (BookingRequest.id == request_id)
+                & (BookingRequest.status == "new")
+            )
+            .returning(BookingRequest.id)
+            .run()
         )
-        .where(
-            (BookingRequest.tenant == tenant["id"])
-            & (BookingRequest.id == request_id)
-            & (BookingRequest.status == "new")
-        )
-        .returning(BookingRequest.id)
-        .run()
-    )
-    if not rows:
-        raise AlreadyHandled(await get_request(tenant["id"], request_id))
+        if not rows:
+            raise AlreadyHandled(None)
+        request = await get_request(tenant["id"], request_id)
+        assert request is not None
+        to = request["account_email"] or await _first_email(tenant["id"], request["customer"])
+        if to:
+            await notes.queue_notification(
+                settings,
+                tenant,
+                to,
+                "booking_dismissed",
+                {
+                    **notes.common_values(settings, tenant, request["customer_name"]),
+                    "ServiceType": request["service_type"],
+                    "ServiceAddress": request["address"],
+                    "Reason": reason,
+                },
+            )
 
 
 async def units(tenant_id: int) -> list[dict[str, Any]]:

@@ -22,7 +22,18 @@ from typing import Any
 from portal.db import fast
 from portal.db.engine import current_engine, transaction
 from portal.db.invoices import _in_list, as_date
-from portal.db.tables import Invoice, Payment, PaymentAllocation
+from portal.db.tables import Customer, Invoice, Payment, PaymentAllocation
+
+
+async def customer_name(tenant_id: int, customer_id: int) -> str:
+    """The name on a customer's record (to greet them in a receipt), or ""."""
+    row = (
+        await Customer.select(Customer.name)
+        .where((Customer.tenant == tenant_id) & (Customer.id == customer_id))
+        .first()
+        .run()
+    )
+    return str(row["name"]) if row else ""
 
 
 def now() -> datetime:

@@ -84,6 +84,7 @@ class StaffUser(Table, tablename="staff_user"):
     role = Varchar(length=10, default="office")  # admin | office
     password_hash = Varchar(length=200, default="")
     created_at = Timestamptz(default=TimestamptzNow())
+    disabled_at = Timestamptz(null=True, default=None)  # set: cannot sign in (re-enabled: cleared)
 
 
 class Customer(Table, tablename="customer"):
@@ -342,6 +343,61 @@ class Session(Table, tablename="session"):
     created_at = Timestamptz(default=TimestamptzNow())
     last_seen_at = Timestamptz(default=TimestamptzNow())
     expires_at = Timestamptz()  # absolute limit
+    # Shown on the customer's security page: "Chrome on Android", "203.0.113.x".
+    browser = Varchar(length=120, default="")
+    network = Varchar(length=64, default="")
+
+
+class SignInRecord(Table, tablename="sign_in_record"):
+    """One sign-in to a customer account: when, how, from which browser and (roughly) which
+    network. `device_hash` is the hash of the browser's long-lived device cookie, so a
+    sign-in from a browser never seen before can be told (and emailed about)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account = ForeignKey(
+        null=False, references=PortalAccount, on_delete=OnDelete.cascade, index=True
+    )
+    method = Varchar(length=10)  # password | link | passkey | confirm | reset
+    browser = Varchar(length=120, default="")
+    network = Varchar(length=64, default="")
+    device_hash = Varchar(length=64, default="")
+    signed_in_at = Timestamptz(default=TimestamptzNow())
+
+
+class Passkey(Table, tablename="passkey"):
+    """A WebAuthn credential of a customer account (the business's host is its relying
+    party). Only the public key is kept; the private key never leaves the authenticator."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account = ForeignKey(
+        null=False, references=PortalAccount, on_delete=OnDelete.cascade, index=True
+    )
+    credential_id = Varchar(length=1400, unique=True)  # base64url, up to 1023 bytes
+    public_key = Text()  # base64url COSE key
+    sign_count = Integer(default=0)
+    transports = Varchar(length=200, default="")
+    name = Varchar(length=120, default="")  # the browser it was added with
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_used_at = Timestamptz(null=True, default=None)
+
+
+class PasskeyChallenge(Table, tablename="passkey_challenge"):
+    """A WebAuthn challenge handed to a browser: used once, for a few minutes, bound to the
+    business, the purpose and (adding a passkey) the account."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account = ForeignKey(
+        references=PortalAccount, null=True, default=None, on_delete=OnDelete.cascade
+    )
+    purpose = Varchar(length=10)  # register | sign-in
+    challenge_hash = Varchar(length=64, unique=True)
+    expires_at = Timestamptz()
 
 
 class AuthToken(Table, tablename="auth_token"):
@@ -351,7 +407,7 @@ class AuthToken(Table, tablename="auth_token"):
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account = ForeignKey(null=False, references=PortalAccount, on_delete=OnDelete.cascade)
-    purpose = Varchar(length=10)  # confirm | reset
+    purpose = Varchar(length=10)  # confirm | reset | signin
     token_hash = Varchar(length=64, unique=True)
     expires_at = Timestamptz()
     used_at = Timestamptz(null=True, default=None)
@@ -413,7 +469,7 @@ class AccountRequest(Table, tablename="account_request"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    kind = Varchar(length=10)  # invite | reset
+    kind = Varchar(length=10)  # invite | reset | signin
     email = Varchar(length=320)
     created_at = Timestamptz(default=TimestamptzNow())
 
@@ -619,6 +675,9 @@ TABLES: list[type[Table]] = [
     AuditEvent,
     Session,
     AuthToken,
+    SignInRecord,
+    Passkey,
+    PasskeyChallenge,
     OutboxEmail,
     NotificationTemplate,
     ThrottleCount,

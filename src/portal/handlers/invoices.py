@@ -16,6 +16,7 @@ from portal.auth.guards import CustomerDep
 from portal.db import invoices as invoices_db
 from portal.db import office_money, queries
 from portal.db import payments as payments_db
+from portal.db.rows import TenantRow
 from portal.forms import record_id
 from portal.pages import invoices_context, invoices_page, settle_lost_callbacks, tab_page
 from portal.payments import service
@@ -140,19 +141,46 @@ async def invoice_page(
     viewer: CustomerDep,
     invoice_id: FromPath[int],
 ) -> Response[Any]:
-    """One invoice: lines, totals, payments and its audit trail."""
+    """One invoice: lines, totals, payments and its audit trail, under the tab the customer
+    came from (`?from=invoices`, else History)."""
     invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
     if invoice is None:
         raise NotFoundException()
     await office_money.note_viewed(tenant["id"], invoice, viewer.session.email)
+    tab = "invoices" if request.query_params.get("from") == "invoices" else "history"
+    return _invoice_view(request, tenant, viewer, invoice, tab)
+
+
+def _invoice_view(
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    viewer: CustomerViewer,
+    invoice: dict[str, Any],
+    tab: str,
+    *,
+    download_refused: str = "",
+    status_code: int = 200,
+) -> Response[Any]:
     return tab_page(
         request,
         tenant,
         viewer,
-        "history",
-        {"invoice": invoice, "call_us": service.call_us(tenant)},
+        tab,
+        {
+            "invoice": invoice,
+            "call_us": service.call_us(tenant),
+            "download_refused": download_refused,
+        },
         template="customer/invoice.html",
+        status_code=status_code,
     )
+
+
+def download_refused(tenant: TenantRow) -> str:
+    """Why an invoice's PDF is not offered: its business unit's invoices don't download."""
+    contact = tenant.get("phone") or tenant.get("email") or ""
+    ask = f" — call us at {contact} for a copy." if contact else " — call us for a copy."
+    return "This invoice can't be downloaded here" + ask
 
 
 @get("/invoices/{invoice_id:int}/pdf")
@@ -162,10 +190,21 @@ async def invoice_pdf_download(
     viewer: CustomerDep,
     invoice_id: FromPath[int],
 ) -> Response[Any]:
-    """The invoice as a PDF, only for business units the office allowed (else 404)."""
+    """The invoice as a PDF, only for business units the office allowed (else 404: the
+    invoice's page, saying why and whom to call)."""
     invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
-    if invoice is None or not invoice["downloadable"]:
+    if invoice is None:
         raise NotFoundException()
+    if not invoice["downloadable"]:
+        return _invoice_view(
+            request,
+            tenant,
+            viewer,
+            invoice,
+            "history",
+            download_refused=download_refused(tenant),
+            status_code=404,
+        )
     logo = await queries.tenant_logo(tenant["id"])
     body = await anyio.to_thread.run_sync(invoice_pdf, tenant, invoice, logo)
     return Response(

@@ -18,7 +18,7 @@ from portal.formatting import business_now, day_text, window_text
 from portal.forms import record_id
 from portal.pages import tab_page
 from portal.payments import card_updates
-from portal.payments.service import new_key
+from portal.payments.service import as_sentence, new_key
 from portal.web import form_data, see_other
 
 STATUS_BADGES = {"active": "ok", "canceled": "bad", "expired": "", "suspended": "warn"}
@@ -126,11 +126,12 @@ def _card_outcome(update: dict[str, Any]) -> tuple[str, bool]:
         )
     if update["status"] == "failed":
         reason = {
-            "declined": "the card was declined",
-            "canceled": "you canceled on the card page",
-            "expired": "the card page timed out",
-        }.get(update["failure_reason"], update["failure_reason"] or "it did not go through")
-        return f"Your card on file was not changed: {reason}. You can try again.", True
+            "declined": "The card was declined.",
+            "canceled": "You canceled on the card page.",
+            "expired": "The card page timed out.",
+        }.get(update["failure_reason"], as_sentence(update["failure_reason"]))
+        reason = reason or "It did not go through."
+        return f"Your card on file was not changed. {reason} You can try again.", True
     return "We're still waiting to hear from the card page. Refresh in a moment.", False
 
 

@@ -38,7 +38,7 @@ async def bookings_page(
         job = request.query_params.get("job", "")[:32]
         notice = f"Job {job} is booked and the customer was emailed."
     elif request.query_params.get("done") == "dismissed":
-        notice = "The request was dismissed."
+        notice = "The request was dismissed and the customer was emailed the reason."
     return await office_page(
         request,
         tenant,
@@ -193,7 +193,7 @@ async def dismiss(
     """Close a request with a reason."""
     booking = await _request_or_404(tenant, request_id)
     form = await form_data(request)
-    reason, problem = bookings.clean_reason(form.get("reason", "")[:2000])
+    reason, problem = bookings.clean_reason(form.get("reason", "")[: bookings.REASON_READ + 1])
     if problem:
         return await _one(
             request,
@@ -206,7 +206,7 @@ async def dismiss(
             status=422,
         )
     try:
-        await bookings.dismiss(tenant, request_id, reason, staff.email)
+        await bookings.dismiss(request.app.state.settings, tenant, request_id, reason, staff.email)
     except bookings.AlreadyHandled as exc:
         return await _one(
             request,
@@ -216,10 +216,12 @@ async def dismiss(
             message=bookings.handled_message(exc.request, tenant),
             status=409,
         )
+    wake()
 
     async def dismissed() -> Response[Any]:
         row = await _request_or_404(tenant, request_id)
-        return await _one(request, tenant, staff, row, done="The request was dismissed.")
+        done = "The request was dismissed and the customer was emailed the reason."
+        return await _one(request, tenant, staff, row, done=done)
 
     return await after_write(request, "/office/bookings?done=dismissed", dismissed)
 

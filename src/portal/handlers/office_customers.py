@@ -9,16 +9,19 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal import privacy
 from portal.auth import links
 from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
+from portal.db import activity
 from portal.db import office_customers as customers
+from portal.db import privacy as privacy_db
 from portal.db.rows import TenantRow
 from portal.forms import clean_email, record_id
 from portal.mail.worker import wake
-from portal.pages import office_page
-from portal.web import after_write, form_data
+from portal.pages import is_admin, office_page, refuse
+from portal.web import after_write, form_data, see_other
 
 
 @get("/customers")
@@ -57,6 +60,11 @@ DONE = {
     # Queued, not sent yet: delivery happens in the background and may fail (Office › Emails).
     "emailed": "The invoice email is on its way.",
 }
+ERASED = (
+    "This customer's personal data is erased: their name, emails, phone and addresses are "
+    "replaced, their portal sign-in and stored emails deleted. Invoices, payments and the "
+    "audit trail stay."
+)
 
 
 async def _customer_page(
@@ -73,6 +81,7 @@ async def _customer_page(
     new_email: str = "",
     invoices_notice: str = "",
     invoices_error: str = "",
+    privacy_error: str = "",
 ) -> Response[Any]:
     after = record_id(request.query_params.get("after"))
     rows, next_after = await customers.invoices(tenant["id"], who["id"], after)
@@ -98,6 +107,8 @@ async def _customer_page(
             "new_email": new_email,
             "invoices_notice": invoices_notice,
             "invoices_error": invoices_error,
+            "privacy_notice": ERASED if request.query_params.get("done") == "erased" else "",
+            "privacy_error": privacy_error,
         },
         block=block,
         status_code=status,
@@ -260,4 +271,71 @@ async def email_invoice(
     )
 
 
-ROUTES = [customers_page, customer_page, add_email, remove_email, invite, email_invoice]
+async def _admin_only(
+    request: Request[Any, Any, Any], tenant: TenantRow, staff: SessionInfo
+) -> Response[Any] | None:
+    if is_admin(staff):
+        return None
+    return await refuse(
+        request,
+        tenant,
+        staff,
+        "Only an administrator can export or erase a customer's data.",
+        section="customers",
+        back="/office/customers",  # not the record's page: the id may be anyone's
+    )
+
+
+@get("/customers/{customer_id:int}/export")
+async def export_customer(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
+) -> Response[Any]:
+    """One customer's data as a zip: customer.json and a PDF of each invoice (admins)."""
+    refusal = await _admin_only(request, tenant, staff)
+    if refusal:
+        return refusal
+    try:
+        name, body = await privacy.export_zip(tenant, customer_id)
+    except privacy_db.NotFound:
+        raise NotFoundException() from None
+    return Response(
+        body,
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+@post("/customers/{customer_id:int}/erase")
+async def erase_customer(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
+) -> Response[Any]:
+    """Erase a customer's personal data on their request (admins; ticked confirmation)."""
+    refusal = await _admin_only(request, tenant, staff)
+    if refusal:
+        return refusal
+    who = await _customer_or_404(tenant, customer_id)
+    if (await form_data(request)).get("confirm") != "yes":
+        problem = "Tick the box to confirm: erasing cannot be undone. Nothing was erased."
+        return await _customer_page(
+            request, tenant, staff, who, block="privacy", status=422, privacy_error=problem
+        )
+    try:
+        await privacy_db.erase(tenant["id"], customer_id, activity.Actor(staff.email))
+    except privacy_db.NotFound:
+        raise NotFoundException() from None
+    return see_other(request, f"/office/customers/{customer_id}?done=erased#privacy")
+
+
+ROUTES = [
+    customers_page,
+    customer_page,
+    add_email,
+    remove_email,
+    invite,
+    email_invoice,
+    export_customer,
+    erase_customer,
+]

@@ -14,6 +14,7 @@ from litestar.params import FromPath
 from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
+from portal.db import activity
 from portal.db import office_bookings as bookings
 from portal.db import office_notifications as notes
 from portal.db.rows import TenantRow
@@ -158,7 +159,7 @@ async def save(
             block="editor",
             status=422,
         )
-    await notes.save(tenant["id"], key, subject, body)
+    await notes.save(tenant["id"], key, subject, body, activity.Actor(staff.email))
     return await after_write(
         request,
         f"/office/notifications/{key}?done=saved",
@@ -194,7 +195,7 @@ async def reset(
 ) -> Response[Any]:
     """Go back to the default wording."""
     _kind(key)
-    await notes.reset(tenant["id"], key)
+    await notes.reset(tenant["id"], key, activity.Actor(staff.email))
     return see_other(request, f"/office/notifications/{key}?done=reset")
 
 

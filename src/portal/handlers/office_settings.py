@@ -8,6 +8,7 @@ gets a message next to its field and nothing is saved.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -22,9 +23,9 @@ from portal import settings_form as rules
 from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo, end_session
+from portal.db import activity, queries, stripe_accounts
 from portal.db import office as office_db
 from portal.db import office_settings as settings_db
-from portal.db import queries, stripe_accounts
 from portal.db.activity import Actor
 from portal.db.rows import TenantRow
 from portal.mail.links import portal_url
@@ -32,7 +33,7 @@ from portal.pages import is_admin, office_page, refuse
 from portal.payments import accounts as payment_accounts
 from portal.payments import sandbox, stripe_link
 from portal.payments.webhooks import WEBHOOK_PATH
-from portal.web import after_write, form_data, form_lists, is_htmx, see_other
+from portal.web import after_write, form_data, form_lists, is_htmx, renders_block, see_other
 
 LOCKED_MESSAGE = "An administrator must accept the legal agreement before anything can be changed."
 ADMIN_MESSAGE = "Only an administrator can change the host, the legal agreement and payments."
@@ -41,6 +42,11 @@ BLOCKS = {key: f"s_{key}" for key in rules.SETTINGS} | {
     "payments_enabled": "s_payments",
     "logo": "s_logo",
 }
+
+
+def _actor(staff: SessionInfo) -> activity.Actor:
+    """The staff member, as the activity log records who changed a setting."""
+    return activity.Actor(staff.email)
 
 
 def current_values(tenant: TenantRow, units: list[dict[str, Any]]) -> dict[str, Any]:
@@ -78,6 +84,7 @@ async def _page(
     saved: tuple[str, ...] = (),
     notice: str = "",
     form_error: str = "",
+    confirm_host: str = "",
 ) -> Response[Any]:
     units = await queries.business_units(tenant["id"])
     settings = request.app.state.settings
@@ -97,6 +104,7 @@ async def _page(
             "saved": saved,
             "notice": notice,
             "form_error": form_error,
+            "confirm_host": confirm_host,
             "locked": not tenant["legal_accepted_at"],
             "portal_url": url,
             "share_label": SHARE_LABEL,
@@ -147,7 +155,10 @@ async def _logo_upload(request: Request[Any, Any, Any]) -> UploadFile | None:
 
 async def _read_logo(upload: UploadFile) -> tuple[bytes, str | None]:
     data = await upload.read(logos.MAX_LOGO_BYTES + 1)
-    return await logos.read_logo(data, upload.filename or "", upload.content_type or "")
+    size: int | None = None
+    if len(data) > logos.MAX_LOGO_BYTES:  # too big: find its real size for the message
+        size = upload.file.seek(0, os.SEEK_END)  # the whole upload is already spooled
+    return await logos.read_logo(data, upload.filename or "", upload.content_type or "", size)
 
 
 async def _moved(request: Request[Any, Any, Any], new_host: str) -> Response[Any]:
@@ -223,7 +234,7 @@ async def save_all(
             form_error="Nothing was saved. Please correct the fields marked below.",
         )
     if png:
-        await settings_db.save_logo(tenant["id"], png)
+        await settings_db.save_logo(tenant["id"], png, _actor(staff))
     if "host" in changes.columns:
         return await _moved(request, changes.columns["host"])
     return see_other(request, "/office/settings?saved=1")
@@ -295,7 +306,7 @@ async def upload_logo(
         png, problem = await _read_logo(upload)
     if problem:
         return await _after_one(request, tenant, staff, "logo", {"logo": problem}, {})
-    await settings_db.save_logo(tenant["id"], png)
+    await settings_db.save_logo(tenant["id"], png, _actor(staff))
     return await _after_one(request, tenant, staff, "logo", {}, {})
 
 
@@ -306,7 +317,7 @@ async def remove_logo(
     refusal = await _refusal(request, tenant, staff, ["logo"])
     if refusal:
         return refusal
-    await settings_db.remove_logo(tenant["id"])
+    await settings_db.remove_logo(tenant["id"], _actor(staff))
     return await _after_one(request, tenant, staff, "logo", {}, {})
 
 
@@ -318,7 +329,9 @@ async def link_payments(
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
         return refusal
-    linked = await settings_db.link_payment_account(tenant["id"], sandbox.new_account_id())
+    linked = await settings_db.link_payment_account(
+        tenant["id"], sandbox.new_account_id(), _actor(staff)
+    )
     errors = {} if linked else {"payments_enabled": "A payment account is already linked."}
     return await _after_one(request, tenant, staff, "payments_enabled", errors, {})
 
@@ -331,7 +344,7 @@ async def unlink_payments(
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
         return refusal
-    await payment_accounts.unlink(request.app.state.settings, tenant)
+    await payment_accounts.unlink(request.app.state.settings, tenant, _actor(staff))
 
     async def unlinked() -> Response[Any]:
         fresh = await office_db.tenant_by_id(tenant["id"])
@@ -345,6 +358,30 @@ async def unlink_payments(
         )
 
     return await after_write(request, "/office/settings?saved=unlinked", unlinked)
+
+
+async def _check_move(
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    staff: SessionInfo,
+    form: dict[str, list[str]],
+    changes: settings_db.Changes,
+    values: dict[str, Any],
+    errors: dict[str, str],
+) -> Response[Any]:
+    """A new host typed in (htmx): check it first, and only a name that can be used is
+    offered as a move, confirmed in place ("Move portal" posts it again with `move`).
+    "Keep the current address" shows the stored host again. Nothing is saved here."""
+    new_host = changes.columns.get("host")
+    if not errors and new_host and await settings_db.host_taken(tenant["id"], new_host):
+        errors["host"] = settings_db.HOST_TAKEN_MESSAGE
+    if errors:
+        return await _after_one(request, tenant, staff, "host", errors, values)
+    if form.get("keep") or not new_host:
+        return await _page(request, tenant, staff, block=BLOCKS["host"])
+    return await _page(
+        request, tenant, staff, block=BLOCKS["host"], values=values, confirm_host=new_host
+    )
 
 
 @post("/settings/{key:str}")
@@ -361,6 +398,10 @@ async def save_one(
     units = await queries.business_units(tenant["id"])
     checked = rules.clean_form([key], form, tenant, units)
     changes, values, errors = checked.clean, checked.values, checked.problems
+    # With JavaScript a new host is checked and the move asked about in place first; the
+    # page's Save (JavaScript off) saves it at once.
+    if key == "host" and renders_block(request, BLOCKS["host"]) and not form.get("move"):
+        return await _check_move(request, tenant, staff, form, changes, values, errors)
     if not errors:
         try:
             await settings_db.save(

@@ -41,12 +41,12 @@ FORM_UNREADABLE = "This form could not be read. Check your choices and send it a
 
 
 def choice_text(choice: dict[str, str], today: date | None = None) -> str:
-    """A preferred date and time of day: "Tue 3 Dec, morning"."""
+    """A preferred date and time of day: "Tue, Dec 3, 2026 · morning"."""
     try:
         day = day_text(date.fromisoformat(choice["date"]), today)
     except (KeyError, ValueError):
         return ""
-    return f"{day}, {WINDOWS.get(choice.get('window', 'any'), 'Any time').lower()}"
+    return f"{day} · {WINDOWS.get(choice.get('window', 'any'), 'Any time').lower()}"
 
 
 def request_status(row: dict[str, Any], tz: str, today: date) -> tuple[str, str]:

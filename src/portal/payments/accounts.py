@@ -20,7 +20,7 @@ import logging
 from typing import Any
 
 from portal.config import Settings
-from portal.db import card_updates
+from portal.db import activity, card_updates
 from portal.db import office_settings as settings_db
 from portal.db import payments as payments_db
 from portal.db.rows import TenantRow
@@ -34,14 +34,16 @@ log = logging.getLogger("portal.payments")
 CARD_ACCOUNT_CHANGED = "The business changed its payment account before the card was saved."
 
 
-async def unlink(settings: Settings, tenant: TenantRow) -> bool:
-    """Close the card pages open on the business's linked account, then unlink it.
-    False if no account was linked."""
+async def unlink(
+    settings: Settings, tenant: TenantRow, actor: activity.Actor = activity.SYSTEM
+) -> bool:
+    """Close the card pages open on the business's linked account, then unlink it
+    (`actor`: who did, for the activity log). False if no account was linked."""
     account_id = tenant["payment_account_id"]
     if not account_id:
         return False
     await close_open_checkouts(settings, tenant, account_id)
-    return await settings_db.unlink_payment_account(tenant["id"], account_id)
+    return await settings_db.unlink_payment_account(tenant["id"], account_id, actor)
 
 
 async def close_open_checkouts(settings: Settings, tenant: TenantRow, account_id: str) -> None:

@@ -555,6 +555,16 @@ async def refresh(
         return None
 
 
+def as_sentence(text: str) -> str:
+    """A reason as one sentence: capitalised, ending in exactly one full stop (a gateway's
+    reason may come with or without one), so it reads right before "You can try again."."""
+    text = text.strip().rstrip(".").rstrip()
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in "!?" else text + "."
+
+
 async def failed_payment(tenant: TenantRow, customer_id: int, payment_id: int) -> Outcome | None:
     """What to show on the Invoices tab after a payment failed: why (and that its charge
     was given back, if it was), with its invoices (and amount) chosen again so the
@@ -565,11 +575,11 @@ async def failed_payment(tenant: TenantRow, customer_id: int, payment_id: int) -
     if failed["refunded_at"] is not None:
         message = (
             f"Your payment of {money(failed['amount_cents'], tenant['currency'])} was refunded: "
-            f"{failed['failure_reason']} Your balances are unchanged."
+            f"{as_sentence(failed['failure_reason'])} Your balances are unchanged."
         )
     else:
         message = (
-            f"Your payment didn't go through: {failed['failure_reason']} "
+            f"Your payment didn't go through: {as_sentence(failed['failure_reason'])} "
             "Nothing was charged and your balances are unchanged. You can try again."
         )
     return Outcome(

@@ -133,6 +133,7 @@ async def settle_payment(
                 paid["account_email"],
                 "receipt",
                 {
+                    "name": await db.customer_name(tenant["id"], paid["customer"]),
                     "amount": money(paid["amount_cents"], currency),
                     "paid_at": format_datetime(moment, tenant["time_zone"]),
                     "card": card_text,
