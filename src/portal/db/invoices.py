@@ -342,11 +342,12 @@ async def invoice_detail(
         payment["completed_at"] = fast.timestamp(payment["completed_at"])
     invoice["paid_cents"] = invoice["total_cents"] - invoice["balance_cents"]
     invoice["trail"] = await fast.fetch(
+        # The office's trail shows views ("viewed"); the customer's does not.
         """SELECT id, created_at, actor, action, detail, amount_cents, reference FROM audit_event
-        WHERE tenant = {} AND invoice = {}
+        WHERE tenant = {} AND invoice = {} AND action <> 'viewed'
         UNION ALL
         SELECT id, created_at, actor, action, detail, amount_cents, reference FROM audit_event
-        WHERE tenant = {} AND job = {} AND invoice IS NULL
+        WHERE tenant = {} AND job = {} AND invoice IS NULL AND action <> 'viewed'
         ORDER BY created_at, id""",
         tenant_id,
         invoice_id,
