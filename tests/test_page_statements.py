@@ -118,10 +118,15 @@ async def test_every_page_reads_in_a_fixed_number_of_plain_statements(jane, demo
     paths = await _paths(jane, ids, invoice["id"])
     before = await _statements(jane, monkeypatch, paths)
     for name, seen in before.items():
-        assert seen.piccolo == [], (name, seen.piccolo)  # all straight to the driver
-        assert 1 < len(seen.all) <= PAGES[name], (name, seen.all)
+        reads = [sql for sql in seen.all if sql not in seen.piccolo]
+        if name != "invoice":  # the invoice page also records that it was viewed (a write)
+            assert seen.piccolo == [], (name, seen.piccolo)  # all straight to the driver
+        assert 1 < len(reads) <= PAGES[name], (name, reads)
 
     await _much_more(demo, ids)
     after = await _statements(jane, monkeypatch, paths)
     for name in paths:
-        assert after[name].all == before[name].all, name  # the same statements, as many
+        # The same reads, as many (the invoice page's view record aside).
+        assert [q for q in after[name].all if q not in after[name].piccolo] == [
+            q for q in before[name].all if q not in before[name].piccolo
+        ], name
