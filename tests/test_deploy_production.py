@@ -247,7 +247,7 @@ async def test_after_a_host_change_links_and_redirects_carry_the_proxy(stack: St
         token = CSRF_FIELD.search(settings_page.text).group(1)
         moved = await admin.post(
             "/office/settings/host",
-            data={"_csrf_token": token, "host": MOVED_HOST},
+            data={"_csrf_token": token, "host": MOVED_HOST, "move": "yes"},  # "Move portal"
             headers={"HX-Request": "true"},
         )
         new_public = f"https://{MOVED_HOST}.localhost:{stack.nginx.https_port}"
