@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, Response, Router
+from litestar import Litestar, Request, Response, Router, asgi
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVI
 from litestar.types import Receive, Scope, Send
 
 from portal import payments
+from portal.api.app import create_api
 from portal.auth import passwords
 from portal.auth.guards import (
     PortalClosed,
@@ -35,6 +36,7 @@ from portal.handlers import (
     invoices,
     memberships,
     office,
+    office_api_keys,
     office_bookings,
     office_customers,
     office_emails,
@@ -101,10 +103,19 @@ def create_app(settings: Settings) -> PortalApp:
             *office_notifications.ROUTES,
             *office_staff.ROUTES,
             *office_emails.ROUTES,
+            *office_api_keys.ROUTES,
         ],
     )
+    # The sync API is its own app: its own schema, problem-details errors, no CSRF or cookies.
+    api = create_api(settings)
+
+    @asgi("/api/v1", is_mount=True, copy_scope=True)
+    async def sync_api(scope: Scope, receive: Receive, send: Send) -> None:
+        await api(scope, receive, send)
+
     app = PortalApp(
         route_handlers=[
+            sync_api,
             *public.ROUTES,
             *payments.ROUTES,
             *memberships.CALLBACK_ROUTES,
@@ -141,6 +152,7 @@ def create_app(settings: Settings) -> PortalApp:
             cookie_httponly=True,
             cookie_samesite="lax",
             header_name="x-csrftoken",
+            exclude=["/api/v1"],  # key-authenticated, never a browser's cookie
         ),
         # Brotli quality 3: a 25-row page 10 % larger than at quality 5 for a third of
         # the time (docs/performance.md); gzip at its usual level for clients without.

@@ -60,6 +60,8 @@ class Settings:
     hash_max_wait_seconds: float = 3.0
     # argon2 at its smallest cost, for test suites only (never with https: see from_env).
     cheap_password_hashing_for_tests: bool = False
+    # The sync API: requests a minute per key (counted in the database, across processes).
+    api_requests_per_minute: int = 600
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -116,6 +118,7 @@ class Settings:
             mail_retention_days=int(env.get("PORTAL_MAIL_RETENTION_DAYS", "30")),
             trusted_proxies=parse_networks(env.get("PORTAL_TRUSTED_PROXIES", "")),
             hash_threads=int(env.get("PORTAL_HASH_THREADS", "2")),
+            api_requests_per_minute=int(env.get("PORTAL_API_REQUESTS_PER_MINUTE", "600")),
             hash_max_wait_seconds=float(env.get("PORTAL_HASH_MAX_WAIT", "3")),
             cheap_password_hashing_for_tests=cheap_hashing,
         )

@@ -184,6 +184,11 @@ class ImportProblem(Exception):
     """A problem in the import file; the message names the record and the field."""
 
 
+def email_address(value: str, where: str) -> str:
+    """`value` as a valid, lower-cased email address, or ImportProblem naming `where`."""
+    return _email(value, where)
+
+
 def _email(value: str, where: str) -> str:
     try:
         return validate_email(value, check_deliverability=False).normalized.lower()
@@ -204,46 +209,77 @@ def parse(raw: bytes | str) -> ImportFile:
     return data
 
 
+def _tidy(record: Any, field: str, where: str, *, required: bool = False) -> None:
+    value = one_line(getattr(record, field))
+    if required and not value:
+        raise ImportProblem(f"{where}.{field}: has no text (only spaces or line breaks)")
+    setattr(record, field, value)
+
+
+def clean_unit(u: BusinessUnitIn, where: str) -> None:
+    """A business unit's one-line text, as the office forms fold it (raises ImportProblem)."""
+    _tidy(u, "name", where, required=True)
+
+
+def clean_customer(c: CustomerIn, where: str) -> None:
+    """A customer's and its locations' one-line text (raises ImportProblem)."""
+    _tidy(c, "name", where, required=True)
+    _tidy(c, "phone", where)
+    for j, loc in enumerate(c.locations):
+        here = f"{where}.locations[{j}]"
+        _tidy(loc, "street", here, required=True)
+        for field in ("name", "city", "state", "zip"):
+            _tidy(loc, field, here)
+
+
+def clean_job(j: JobIn, where: str) -> None:
+    """A job's one-line text (raises ImportProblem)."""
+    _tidy(j, "summary", where)
+
+
+def clean_invoice(inv: InvoiceIn, where: str) -> None:
+    """An invoice's and its lines' one-line text (raises ImportProblem)."""
+    _tidy(inv, "summary", where)
+    for k, line in enumerate(inv.lines):
+        _tidy(line, "description", f"{where}.lines[{k}]", required=True)
+
+
+def clean_membership(m: MembershipIn, where: str) -> None:
+    """A membership's and its visits' one-line text (raises ImportProblem)."""
+    _tidy(m, "type", where, required=True)
+    for k, v in enumerate(m.visits):
+        _tidy(v, "description", f"{where}.visits[{k}]")
+
+
 def _clean_text(data: ImportFile) -> None:
     """Fold line breaks and control characters in one-line text (names, addresses,
     summaries) to spaces, as the office forms do: such text ends up in email headers and
-    page headings. A required field left empty by this is a problem."""
-
-    def tidy(record: Any, field: str, where: str, *, required: bool = False) -> None:
-        value = one_line(getattr(record, field))
-        if required and not value:
-            raise ImportProblem(f"{where}.{field}: has no text (only spaces or line breaks)")
-        setattr(record, field, value)
-
+    page headings. A required field left empty by this is a problem. The sync API cleans
+    its records with the same functions."""
     b = data.business
-    tidy(b, "name", "business", required=True)
-    tidy(b, "phone", "business")
+    _tidy(b, "name", "business", required=True)
+    _tidy(b, "phone", "business")
     b.portal.service_types = [one_line(name) for name in b.portal.service_types]
     if not all(b.portal.service_types):
         raise ImportProblem("business.portal.service_types: a service type has no text")
     b.portal.recurring_service_message = multi_line(b.portal.recurring_service_message)
     for i, u in enumerate(data.business_units):
-        tidy(u, "name", f"business_units[{i}]", required=True)
+        clean_unit(u, f"business_units[{i}]")
     for i, s in enumerate(data.staff):
-        tidy(s, "name", f"staff[{i}]")
+        _tidy(s, "name", f"staff[{i}]")
     for i, c in enumerate(data.customers):
-        tidy(c, "name", f"customers[{i}]", required=True)
-        tidy(c, "phone", f"customers[{i}]")
-        for j, loc in enumerate(c.locations):
-            where = f"customers[{i}].locations[{j}]"
-            tidy(loc, "street", where, required=True)
-            for field in ("name", "city", "state", "zip"):
-                tidy(loc, field, where)
+        clean_customer(c, f"customers[{i}]")
     for i, j in enumerate(data.jobs):
-        tidy(j, "summary", f"jobs[{i}]")
+        clean_job(j, f"jobs[{i}]")
     for i, inv in enumerate(data.invoices):
-        tidy(inv, "summary", f"invoices[{i}]")
-        for k, line in enumerate(inv.lines):
-            tidy(line, "description", f"invoices[{i}].lines[{k}]", required=True)
+        clean_invoice(inv, f"invoices[{i}]")
     for i, m in enumerate(data.memberships):
-        tidy(m, "type", f"memberships[{i}]", required=True)
-        for k, v in enumerate(m.visits):
-            tidy(v, "description", f"memberships[{i}].visits[{k}]")
+        clean_membership(m, f"memberships[{i}]")
+
+
+def friendly_path(message: str) -> str:
+    """msgspec's validation message with its JSON path first (see `_friendly_path`)."""
+    return _friendly_path(message)
 
 
 def _friendly_path(message: str) -> str:
@@ -367,8 +403,7 @@ def _check_references(data: ImportFile) -> None:
             raise ImportProblem(f"{where}.location: {j.location!r} belongs to another customer")
         if j.business_unit not in units:
             raise ImportProblem(f"{where}.business_unit: unknown business unit {j.business_unit!r}")
-        if j.status == "completed" and j.completed_at is None:
-            raise ImportProblem(f"{where}.completed_at: required when status is completed")
+        check_job(j, where)
         job_customer[j.number] = j.customer
 
     invoices = _unique(data.invoices, "number", "invoices")
@@ -410,11 +445,22 @@ def _check_references(data: ImportFile) -> None:
             raise ImportProblem(
                 f"{where}.location: unknown location {m.location!r} for this customer"
             )
-        if m.end_date and m.end_date < m.start_date:
-            raise ImportProblem(f"{where}.end_date: before start_date")
-        for k, v in enumerate(m.visits):
-            if v.window_end <= v.window_start:
-                raise ImportProblem(f"{where}.visits[{k}].window_end: must be after window_start")
+        check_membership(m, where)
+
+
+def check_job(j: JobIn, where: str) -> None:
+    """A job's own rules (its references are checked by the caller)."""
+    if j.status == "completed" and j.completed_at is None:
+        raise ImportProblem(f"{where}.completed_at: required when status is completed")
+
+
+def check_membership(m: MembershipIn, where: str) -> None:
+    """A membership's own rules: dates in order, each visit's window in order."""
+    if m.end_date and m.end_date < m.start_date:
+        raise ImportProblem(f"{where}.end_date: before start_date")
+    for k, v in enumerate(m.visits):
+        if v.window_end <= v.window_start:
+            raise ImportProblem(f"{where}.visits[{k}].window_end: must be after window_start")
 
 
 def invoice_total(inv: InvoiceIn) -> int:

@@ -453,6 +453,38 @@ class DomainEvent(Table, tablename="domain_event"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class ApiKey(Table, tablename="api_key"):
+    """A key the business's own system uses on the sync API (/api/v1/). The secret is shown
+    once when made; only its SHA-256 is kept. `prefix` (the key's first characters) finds
+    the row; the hash decides."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    name = Varchar(length=80)
+    prefix = Varchar(length=16, unique=True)
+    key_hash = Varchar(length=64)
+    scope = Varchar(length=10, default="read")  # read | write
+    created_by = Varchar(length=254, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_used_at = Timestamptz(null=True, default=None)
+    revoked_at = Timestamptz(null=True, default=None)
+
+
+class SyncRecord(Table, tablename="sync_record"):
+    """What the system of record last pushed for one of its records: which row it became,
+    the source's version (its `updated_at` in microseconds, or an explicit version) and a
+    digest of the content, so an older push never overwrites a newer one and an unchanged
+    one writes nothing. Unique on (tenant, kind, external_id). A delete keeps the row
+    (`deleted`) so a late, older upsert cannot bring the record back."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    kind = Varchar(length=20)  # business_unit | customer | job | invoice | membership
+    external_id = Varchar(length=64)
+    row_id = Integer(default=0)
+    version = BigInt(default=0)
+    digest = Varchar(length=32, default="")
+    deleted = Boolean(default=False)
+
+
 TABLES: list[type[Table]] = [
     Tenant,
     BusinessUnit,
@@ -483,4 +515,6 @@ TABLES: list[type[Table]] = [
     StaffToken,
     ActivityEvent,
     DomainEvent,
+    ApiKey,
+    SyncRecord,
 ]
