@@ -63,3 +63,35 @@ async def bulk(client: httpx.AsyncClient, records: list[dict[str, Any]]) -> http
     return await client.post(
         "/bulk", content=ndjson(records), headers={"Content-Type": "application/x-ndjson"}
     )
+
+
+async def register(
+    app: Litestar, settings: Any, host: str, email: str, password: str
+) -> httpx.AsyncClient:
+    """A customer of `host` asks for an invitation, follows the emailed link and creates a
+    password: returns the client, signed in (the caller closes it)."""
+    import re
+
+    from portal.auth.account_requests import answer_pending
+    from portal.db import tables as t
+    from tests.support.http import make_client, post_form
+
+    client = make_client(app, f"http://{host}.localhost")
+    await post_form(client, "/invite", {"email": email})
+    await answer_pending(settings)
+    row = (
+        await t.OutboxEmail.select()
+        .where(t.OutboxEmail.to_addr == email)
+        .order_by(t.OutboxEmail.id, ascending=False)
+        .first()
+        .run()
+    )
+    assert row is not None, f"no invitation email to {email}"
+    link = re.search(r"http://\S+", row["text_body"]).group(0)
+    path = "/" + link.split("/", 3)[3]
+    token = path.split("token=")[1]
+    done = await post_form(
+        client, "/confirm", {"token": token, "password": password}, csrf_page=path
+    )
+    assert done.status_code == 303, done.text
+    return client

@@ -455,6 +455,10 @@ def _http(request: Request, exc: HTTPException) -> Response:
         return Problem(
             413, "body-too-large", "The request body is too large", str(exc.detail)
         ).response()
+    if exc.status_code == 400:  # the body did not decode as JSON at all
+        return Problem(
+            400, "malformed-body", "The body is not valid JSON; nothing was stored", str(exc.detail)
+        ).response()
     if isinstance(exc, NotFoundException):
         return Problem(404, "not-found", "Not found").response()
     if exc.status_code >= 500:
