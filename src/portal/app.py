@@ -43,6 +43,7 @@ from portal.handlers import (
     office_notifications,
     office_settings,
     office_staff,
+    office_webhooks,
     public,
     scheduler,
 )
@@ -104,6 +105,7 @@ def create_app(settings: Settings) -> PortalApp:
             *office_staff.ROUTES,
             *office_emails.ROUTES,
             *office_api_keys.ROUTES,
+            *office_webhooks.ROUTES,
         ],
     )
     # The sync API is its own app: its own schema, problem-details errors, no CSRF or cookies.

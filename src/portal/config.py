@@ -22,6 +22,14 @@ def default_var_dir() -> Path:
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def _webhook_retries(env: dict[str, str]) -> dict[str, object]:
+    """PORTAL_WEBHOOK_RETRY_SECONDS, comma-separated seconds, if set."""
+    raw = env.get("PORTAL_WEBHOOK_RETRY_SECONDS", "")
+    if not raw.strip():
+        return {}
+    return {"webhook_retry_seconds": tuple(float(x) for x in raw.split(",") if x.strip())}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the app needs to know about its environment."""
@@ -62,6 +70,20 @@ class Settings:
     cheap_password_hashing_for_tests: bool = False
     # The sync API: requests a minute per key (counted in the database, across processes).
     api_requests_per_minute: int = 600
+    # Outgoing webhooks: seconds before each retry after a failed delivery (the Standard
+    # Webhooks schedule, stretched to about three days), and how long one may take.
+    webhook_retry_seconds: tuple[float, ...] = (
+        5,
+        300,
+        1800,
+        7200,
+        18000,
+        36000,
+        36000,
+        50400,
+        86400,
+    )
+    webhook_timeout_seconds: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -119,6 +141,7 @@ class Settings:
             trusted_proxies=parse_networks(env.get("PORTAL_TRUSTED_PROXIES", "")),
             hash_threads=int(env.get("PORTAL_HASH_THREADS", "2")),
             api_requests_per_minute=int(env.get("PORTAL_API_REQUESTS_PER_MINUTE", "600")),
+            **_webhook_retries(env),
             hash_max_wait_seconds=float(env.get("PORTAL_HASH_MAX_WAIT", "3")),
             cheap_password_hashing_for_tests=cheap_hashing,
         )

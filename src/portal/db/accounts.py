@@ -13,7 +13,7 @@ from typing import Any
 
 from portal.auth.tokens import new_token, token_hash
 from portal.config import Settings
-from portal.db import fast
+from portal.db import events, fast
 from portal.db.engine import current_engine, transaction
 from portal.db.tables import AccountRequest, AuthToken, CustomerEmail, PortalAccount
 from portal.mail.links import portal_url
@@ -204,11 +204,14 @@ async def use_link(tenant_id: int, purpose: str, token: str, password_hash: str)
         if not claimed:
             return LinkCheck("used")
         await _set_password(check.account_id, password_hash, moment)  # type: ignore[arg-type]
-        await (
+        confirmed = await (
             PortalAccount.update({PortalAccount.confirmed_at: moment})
             .where((PortalAccount.id == check.account_id) & PortalAccount.confirmed_at.is_null())
+            .returning(PortalAccount.id)
             .run()
         )
+        if confirmed:  # the first time only: a reset of a registered account is not news
+            await events.emit(tenant_id, "account.registered", {"account_id": check.account_id})
     return check
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from portal.config import Settings
+from portal.db import events
 from portal.db.engine import transaction
 from portal.db.tables import BookingRequest, Job, Location
 from portal.mail.outbox import queue_email
@@ -95,6 +96,15 @@ async def create_request(
             .run()
         )
         if rows:
+            await events.emit(
+                tenant["id"],
+                "booking.requested",
+                {
+                    "booking_request_id": rows[0]["id"],
+                    "customer": await events.customer_source_id(tenant["id"], new.customer_id),
+                    "service_type": new.service_type,
+                },
+            )
             await queue_email(
                 settings, tenant, new.account_email, "booking_received", email_context
             )

@@ -321,3 +321,12 @@ async def invoice_detail(
         .run()
     )
     return invoice
+
+
+async def note_viewed(tenant_id: int, invoice: dict[str, Any]) -> None:
+    """A customer opened an invoice: the business's system may want to know (an event)."""
+    from portal.db import events
+
+    await events.emit(
+        tenant_id, "invoice.viewed", {"invoice": invoice["number"], "invoice_id": invoice["id"]}
+    )

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from portal.config import Settings
+from portal.db import events
 from portal.db import office_notifications as notes
 from portal.db.engine import current_engine, transaction
 from portal.db.tables import (
@@ -339,6 +340,17 @@ async def book(
                     scheduled_end=end,
                 )
             ).run()
+            await events.emit(
+                tenant["id"],
+                "booking.booked",
+                {
+                    "booking_request_id": request_id,
+                    "customer": await events.customer_source_id(tenant["id"], request["customer"]),
+                    "job": number,
+                    "scheduled_start": start.isoformat(),
+                    "scheduled_end": end.isoformat(),
+                },
+            )
             await AuditEvent.insert(
                 AuditEvent(
                     tenant=tenant["id"],
@@ -399,23 +411,33 @@ def clean_reason(value: str) -> tuple[str, str | None]:
 
 async def dismiss(tenant: dict[str, Any], request_id: int, reason: str, staff_email: str) -> None:
     """Close a request with a reason; raises `AlreadyHandled` if it is not new any more."""
-    rows = await (
-        BookingRequest.update(
-            {
-                BookingRequest.status: "dismissed",
-                BookingRequest.dismiss_reason: reason,
-                BookingRequest.handled_at: datetime.now(UTC),
-                BookingRequest.handled_by: staff_email,
-            }
+    async with transaction():
+        rows = await (
+            BookingRequest.update(
+                {
+                    BookingRequest.status: "dismissed",
+                    BookingRequest.dismiss_reason: reason,
+                    BookingRequest.handled_at: datetime.now(UTC),
+                    BookingRequest.handled_by: staff_email,
+                }
+            )
+            .where(
+                (BookingRequest.tenant == tenant["id"])
+                & (BookingRequest.id == request_id)
+                & (BookingRequest.status == "new")
+            )
+            .returning(BookingRequest.id, BookingRequest.customer)
+            .run()
         )
-        .where(
-            (BookingRequest.tenant == tenant["id"])
-            & (BookingRequest.id == request_id)
-            & (BookingRequest.status == "new")
-        )
-        .returning(BookingRequest.id)
-        .run()
-    )
+        if rows:
+            await events.emit(
+                tenant["id"],
+                "booking.dismissed",
+                {
+                    "booking_request_id": request_id,
+                    "customer": await events.customer_source_id(tenant["id"], rows[0]["customer"]),
+                },
+            )
     if not rows:
         raise AlreadyHandled(await get_request(tenant["id"], request_id))
 

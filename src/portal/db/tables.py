@@ -485,6 +485,41 @@ class SyncRecord(Table, tablename="sync_record"):
     deleted = Boolean(default=False)
 
 
+class WebhookEndpoint(Table, tablename="webhook_endpoint"):
+    """A URL of the business's own system that hears about events, signed per Standard
+    Webhooks with `secret`. `last_event_id` is how far events were fanned out to it (it
+    hears of events from when it was added). Disabled after a delivery kept failing for
+    the whole retry schedule (about three days); the admins are emailed."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    url = Varchar(length=2000)
+    secret = Varchar(length=80)  # whsec_<base64>: the receiver needs it to verify
+    enabled = Boolean(default=True)
+    disabled_reason = Varchar(length=500, default="")
+    last_event_id = BigInt(default=0)
+    created_by = Varchar(length=254, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class WebhookDelivery(Table, tablename="webhook_delivery"):
+    """One event for one endpoint: sent until it is answered 2xx, with backoff
+    (`attempts`, `next_attempt_at`), claimed one row at a time like the mail outbox
+    (`locked_until`). Unique on (endpoint, event): each event is queued once."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    endpoint = ForeignKey(null=False, references=WebhookEndpoint, on_delete=OnDelete.cascade)
+    event = ForeignKey(null=False, references=DomainEvent, on_delete=OnDelete.cascade)
+    event_type = Varchar(length=60)
+    status = Varchar(length=10, default="pending")  # pending | delivered | failed
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz(default=TimestamptzNow())
+    locked_until = Timestamptz(null=True, default=None)
+    response_code = Integer(null=True, default=None)
+    last_error = Varchar(length=500, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    delivered_at = Timestamptz(null=True, default=None)
+
+
 TABLES: list[type[Table]] = [
     Tenant,
     BusinessUnit,
@@ -517,4 +552,6 @@ TABLES: list[type[Table]] = [
     DomainEvent,
     ApiKey,
     SyncRecord,
+    WebhookEndpoint,
+    WebhookDelivery,
 ]

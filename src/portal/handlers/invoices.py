@@ -206,6 +206,7 @@ async def invoice_page(
     invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
     if invoice is None:
         raise NotFoundException()
+    await invoices_db.note_viewed(tenant["id"], invoice)
     return tab_page(
         request,
         tenant,

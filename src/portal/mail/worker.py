@@ -220,8 +220,16 @@ def jobs(settings: Settings, backend: Backend) -> list[Job]:
     return [
         Job("answer account requests", lambda: answer_account_requests(settings)),
         Job("deliver emails", lambda: deliver_due(settings, backend)),
+        Job("deliver webhooks", lambda: deliver_webhooks(settings)),
         Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
     ]
+
+
+async def deliver_webhooks(settings: Settings) -> None:
+    """New events go out to the business's webhook endpoints (api/webhooks.py)."""
+    from portal.api.webhooks import deliver_due as deliver_webhooks_due
+
+    await deliver_webhooks_due(settings)
 
 
 async def answer_account_requests(settings: Settings) -> None:
