@@ -5,6 +5,7 @@ that store nothing."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -376,3 +377,33 @@ async def test_the_schema_describes_the_api_alone(app, bulkco, writer):
     assert {"/bulk", "/customers/{customer_id}", "/invoices/{number}", "/events"} <= paths
     assert not any(p.startswith(("/office", "/invoices/{invoice_id")) for p in paths)
     assert "application/x-ndjson" in schema["paths"]["/bulk"]["post"]["requestBody"]["content"]
+
+
+async def test_an_invoice_pushed_with_its_pdf_downloads_that_pdf(app, settings, bulkco, writer):
+    own_pdf = b"%PDF-1.4\n% the business's own invoice INV-17\n%%EOF\n"
+    line = {
+        "record": "invoice",
+        "number": "INV-17",
+        "job": "J17",
+        "date": "2026-10-01",
+        "lines": [{"description": "Flush", "unit_price_cents": 10017}],
+        "version": 5,
+        "pdf_base64": base64.b64encode(own_pdf).decode(),
+    }
+    assert (await bulk(writer, [line])).json() == {"counts": {"updated": 1}, "errors": []}
+    bad = await bulk(
+        writer, [{**line, "version": 6, "pdf_base64": base64.b64encode(b"GIF89a").decode()}]
+    )
+    assert bad.json()["errors"][0]["field"] == "pdf_base64"
+    invoice = (
+        await t.Invoice.select(t.Invoice.id)
+        .where((t.Invoice.tenant == bulkco) & (t.Invoice.number == "INV-17"))
+        .first()
+        .run()
+    )
+    client = await register(app, settings, "bulkco", "c17@bulk.example", PASSWORD)
+    try:
+        download = await client.get(f"/invoices/{invoice['id']}/pdf")
+    finally:
+        await client.aclose()
+    assert download.status_code == 200 and download.content == own_pdf

@@ -51,6 +51,7 @@ class InvoiceRecord(InvoiceIn, tag="invoice", tag_field="record", kw_only=True):
     optionally replaces the portal's own PDF of the invoice."""
 
     balance_cents: Cents | None = None
+    pdf_base64: str | None = None
     updated_at: UtcTime | None = None
     version: Version | None = None
 

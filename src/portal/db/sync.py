@@ -16,6 +16,8 @@ memberships), deletes last.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -82,6 +84,7 @@ class _Item:
     digest: str = ""
     row_id: int | None = None  # the existing row, when there is one
     known: dict[str, Any] | None = None  # its sync_record
+    pdf: bytes | None = None  # an invoice's own PDF, decoded
 
 
 @dataclass
@@ -622,6 +625,21 @@ class _Batch:
                 for n, line in enumerate(item.record.lines)
             ],
         )
+        # The business's own PDF replaces the portal's drawing; a push without one goes
+        # back to the drawing.
+        if changed_ids:
+            for chunk in _chunks(changed_ids, 500):
+                marks = ", ".join(["{}"] * len(chunk))
+                await _raw(
+                    f"DELETE FROM invoice_document WHERE tenant = {{}} AND invoice IN ({marks})",
+                    self.tenant_id,
+                    *chunk,
+                )
+        await _insert(
+            "invoice_document",
+            ("tenant", "invoice", "pdf", "created_at"),
+            [(self.tenant_id, i.row_id, i.pdf, self.now) for i in kept if i.pdf is not None],
+        )
 
     async def memberships_(self, new: list[_Item], changed: list[_Item]) -> None:
         all_items = new + changed
@@ -771,6 +789,17 @@ class _Batch:
         return ""
 
 
+def _pdf(encoded: str) -> bytes:
+    """An invoice's PDF from base64, or ImportProblem: it must be a PDF file."""
+    try:
+        pdf = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImportProblem("$.pdf_base64: not valid base64") from None
+    if not pdf.startswith(b"%PDF-"):
+        raise ImportProblem("$.pdf_base64: not a PDF file (it does not start with %PDF-)")
+    return pdf
+
+
 def _prepare(index: int, record: Record) -> _Item:
     """Check a record with the importer's rules and compute its digest."""
     if isinstance(record, DeleteRecord):
@@ -801,6 +830,8 @@ def _prepare(index: int, record: Record) -> _Item:
             importer.check_job(record, "$")
         elif isinstance(record, InvoiceRecord):
             importer.clean_invoice(record, "$")
+            if record.pdf_base64 is not None:
+                item.pdf = _pdf(record.pdf_base64)
         elif isinstance(record, MembershipRecord):
             importer.clean_membership(record, "$")
             importer.check_membership(record, "$")

@@ -485,6 +485,16 @@ class SyncRecord(Table, tablename="sync_record"):
     deleted = Boolean(default=False)
 
 
+class InvoiceDocument(Table, tablename="invoice_document"):
+    """The business's own PDF of an invoice, pushed through the sync API: customers download
+    it instead of the one the portal draws. One per invoice (unique on invoice)."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
+    pdf = Bytea()
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
 class WebhookEndpoint(Table, tablename="webhook_endpoint"):
     """A URL of the business's own system that hears about events, signed per Standard
     Webhooks with `secret`. `last_event_id` is how far events were fanned out to it (it
@@ -554,4 +564,5 @@ TABLES: list[type[Table]] = [
     SyncRecord,
     WebhookEndpoint,
     WebhookDelivery,
+    InvoiceDocument,
 ]

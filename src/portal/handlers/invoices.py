@@ -225,8 +225,11 @@ async def invoice_pdf_download(
     invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
     if invoice is None or not invoice["downloadable"]:
         raise NotFoundException()
-    logo = await queries.tenant_logo(tenant["id"])
-    body = await anyio.to_thread.run_sync(invoice_pdf, tenant, invoice, logo)
+    # The business's own PDF (pushed through the sync API) when there is one.
+    body = await invoices_db.business_pdf(tenant["id"], invoice_id)
+    if body is None:
+        logo = await queries.tenant_logo(tenant["id"])
+        body = await anyio.to_thread.run_sync(invoice_pdf, tenant, invoice, logo)
     return Response(
         body,
         media_type="application/pdf",
