@@ -31,9 +31,12 @@ chromium: $(VENV)/.installed-test
 	elif [ "$$(id -u)" = 0 ]; then apt-get install -y chromium; \
 	else $(BIN)/python -m playwright install chromium; fi
 
+# ruff; the layer contract and no import cycles (import-linter: [tool.importlinter] in
+# pyproject.toml, explained in docs/architecture.md).
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests e2e bench
 	$(BIN)/ruff format --check src tests e2e bench
+	$(BIN)/lint-imports --no-cache
 
 # Test modules run in parallel on the machine's two cores (pytest-xdist), each module whole
 # in one worker (its fixtures are made once); WORKERS=0 runs them in this process.

@@ -43,7 +43,7 @@ async def burst(client: httpx.AsyncClient, data: bytes, count: int) -> list[str]
 
 
 async def main(count: int) -> None:
-    from portal.db.office_settings import MAX_LOGO_PIXELS
+    from portal.logos import MAX_LOGO_PIXELS
 
     side = int(MAX_LOGO_PIXELS**0.5)
     cases = [("36 megapixels (6000 × 6000)", blank_png(6000, 6000))]

@@ -18,8 +18,8 @@ from portal.auth.sessions import session_cookie
 from portal.auth.tokens import token_hash
 from portal.config import Settings
 from portal.db import tables as t
-from portal.db.importer import import_file
 from portal.demo import JANE_EMAIL, JANE_PASSWORD
+from portal.importer import import_file
 from tests.support.http import CSRF_FIELD, make_client, post_form, sign_in
 
 BOB = "bob@example.com"

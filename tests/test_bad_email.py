@@ -175,7 +175,7 @@ async def test_names_are_cleaned_by_the_importer(app, demo):
     data["staff"][0]["name"] = "Bea\x85Boss"
     data["customers"][0]["name"] = "Pat\u2029Lee\x0b Jr"
     data["customers"][0]["locations"][0]["street"] = "9 Elm\u2028Row"
-    from portal.db.importer import import_file
+    from portal.importer import import_file
 
     tenant_id = await import_file(json.dumps(data))
     tenant = await t.Tenant.select().where(t.Tenant.id == tenant_id).first().run()
@@ -189,7 +189,7 @@ async def test_names_are_cleaned_by_the_importer(app, demo):
 
 
 async def test_a_name_of_nothing_but_line_breaks_is_refused_by_the_importer(app, demo):
-    from portal.db.importer import ImportProblem, import_file
+    from portal.importer import ImportProblem, import_file
 
     data = new_business_data("onlybreaks")
     data["customers"][0]["name"] = "\u2028\x0c"

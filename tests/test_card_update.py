@@ -8,7 +8,7 @@ import re
 
 from portal.db import tables as t
 from portal.demo import JANE_EMAIL
-from portal.payments.gateway import gateway_for
+from portal.payments.registry import gateway_for
 from portal.payments.sandbox import callback_body, callback_secret, sign
 from tests.support.http import CSRF_FIELD, make_client, sign_in
 from tests.support.paying import DECLINED_CARD, GOOD_CARD, enter_card, path_of

@@ -437,13 +437,13 @@ def test_errors_outside_the_database_layer_are_not_outages():
 async def test_a_bug_is_still_a_500_with_its_traceback_logged(app, demo, caplog, monkeypatch):
     """Fault injection: the sign-in page's tenant lookup raises an OSError that is not the
     database's. The customer gets the generic 500 page; the log gets the traceback."""
-    from portal import tenancy
+    from portal.auth import context
     from tests.support.http import make_client
 
     async def broken(*args, **kwargs):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(tenancy.queries, "tenant_by_host", broken)
+    monkeypatch.setattr(context.queries, "tenant_by_host", broken)
     async with make_client(app) as client:
         response = await client.get("/sign-in")
     assert response.status_code == 500

@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
+from portal.auth import links
 from portal.db import tables as t
 from portal.mail.backends import SMTPBackend
 from portal.mail.worker import deliver_due
@@ -39,15 +40,15 @@ async def outbox() -> list[dict[str, Any]]:
 async def every_kind_of_email(world, app, settings) -> None:
     """Queue one email of each kind through the app: invitation, password reset, booking
     received and confirmed, receipt (the world's payments), invoice email."""
-    from portal.db import accounts, queries
+    from portal.db import queries
 
     tenant = await queries.tenant_by_host(world.a.host)
     a1 = world.customer("A1")
     await t.CustomerEmail.insert(
         t.CustomerEmail(tenant=tenant["id"], customer=a1.id, email="second@alphaplumb.example")
     ).run()
-    assert await accounts.request_invitation(settings, tenant, "second@alphaplumb.example")
-    assert await accounts.request_reset(settings, tenant, a1.email)
+    assert await links.request_invitation(settings, tenant, "second@alphaplumb.example")
+    assert await links.request_reset(settings, tenant, a1.email)
     unit = (
         await t.BusinessUnit.select(t.BusinessUnit.id)
         .where(t.BusinessUnit.tenant == tenant["id"])

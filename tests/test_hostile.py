@@ -24,9 +24,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from portal import settings_form as rules
+from portal.auth import links
 from portal.auth.account_requests import answer_pending
 from portal.auth.policy import password_problem
-from portal.db import office_settings as rules
 from portal.db import tables as t
 from tests.support.http import CSRF_FIELD, make_client, post, token_of
 from tests.support.world import (
@@ -229,7 +230,7 @@ async def test_confirm_and_reset_with_hostile_tokens(anonymous, world, token, pa
 
 async def _confirm_token(app, settings, world: World) -> str:
     """A live confirmation link for a customer email with no account yet."""
-    from portal.db import accounts, queries
+    from portal.db import queries
 
     tenant = await queries.tenant_by_host(world.a.host)
     email = "fresh-contact@alphaplumb.example"
@@ -239,7 +240,7 @@ async def _confirm_token(app, settings, world: World) -> str:
             t.CustomerEmail(tenant=tenant["id"], customer=customer.id, email=email)
         ).run()
     await t.PortalAccount.delete().where(t.PortalAccount.email == email).run()
-    assert await accounts.request_invitation(settings, tenant, email)
+    assert await links.request_invitation(settings, tenant, email)
     row = (
         await t.OutboxEmail.select(t.OutboxEmail.text_body)
         .where(t.OutboxEmail.to_addr == email)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from portal.db import tables as t
-from portal.db.importer import ImportProblem, import_file
 from portal.demo import demo_data
+from portal.importer import ImportProblem, import_file
 
 
 def small_business(host: str = "acmeplumbing") -> dict:
@@ -175,7 +175,7 @@ async def test_bad_file_names_the_problem_and_imports_nothing(app, label, mutate
 @pytest.mark.parametrize("host", ["www", "Bad Host!", "xn--bcher-kva", "AcmePlumbing"])
 def test_bad_host_is_answered_in_words_not_a_pattern(host):
     """The importer refuses what the office refuses, with the office's sentence."""
-    from portal.db.office_settings import clean_host
+    from portal.forms import clean_host
 
     data = small_business(host)
     with pytest.raises(ImportProblem) as info:
@@ -187,7 +187,7 @@ def test_bad_host_is_answered_in_words_not_a_pattern(host):
 
 
 def import_file_check(data: dict) -> None:
-    from portal.db.importer import parse
+    from portal.importer import parse
 
     parse(json.dumps(data))
 
@@ -215,7 +215,7 @@ async def test_duplicate_host_is_refused_and_rolls_back(app):
 
 async def test_failure_half_way_leaves_nothing_behind(app, monkeypatch):
     """A database error after some rows were written rolls the whole import back."""
-    from portal.db import importer
+    from portal import importer
 
     real_insert = importer._insert
 

@@ -11,9 +11,9 @@ from html import unescape
 import pytest
 
 from portal.auth.passwords import hash_password
-from portal.db.importer import import_file
 from portal.db.tables import Invoice, Payment, PortalAccount, Tenant
 from portal.demo import demo_data
+from portal.importer import import_file
 from tests.support.http import CSRF_FIELD, make_client, sign_in
 from tests.support.paying import (
     balances,

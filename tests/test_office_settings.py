@@ -15,7 +15,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from portal.db import office_settings as rules
+from portal import logos
+from portal import settings_form as rules
 from portal.db.tables import BusinessUnit, Tenant
 from portal.testing import engine_kind
 from tests.support.businesses import (
@@ -525,7 +526,7 @@ def test_the_pixel_limit_is_checked_before_anything_is_decoded(monkeypatch):
 
     monkeypatch.setattr(Image.Image, "load", no_decoding)
     monkeypatch.setattr(Image.Image, "draft", no_decoding)
-    png_, problem = rules.process_logo(blank_png(4001, 4000), "big.png", "image/png")
+    png_, problem = logos.process_logo(blank_png(4001, 4000), "big.png", "image/png")
     assert png_ == b"" and "at most 16 megapixels" in (problem or "")
 
 
@@ -542,7 +543,7 @@ def test_a_large_photo_is_decoded_small(monkeypatch):
         return real_load(self)
 
     monkeypatch.setattr(Image.Image, "load", spy)
-    out, problem = rules.process_logo(buf.getvalue(), "van.jpg", "image/jpeg")
+    out, problem = logos.process_logo(buf.getvalue(), "van.jpg", "image/jpeg")
     assert problem is None
     assert Image.open(io.BytesIO(out)).size == (67, 50)
     assert decoded and max(w * h for w, h in decoded) <= 4032 * 3024 // 64
@@ -554,7 +555,7 @@ def test_a_photo_taken_sideways_is_stored_upright():
     exif[0x0112] = 6
     buf = io.BytesIO()
     Image.new("RGB", (400, 200), (200, 30, 30)).save(buf, format="JPEG", exif=exif.tobytes())
-    out, problem = rules.process_logo(buf.getvalue(), "side.jpg", "image/jpeg")
+    out, problem = logos.process_logo(buf.getvalue(), "side.jpg", "image/jpeg")
     assert problem is None and Image.open(io.BytesIO(out)).size == (25, 50)
 
 
@@ -579,7 +580,7 @@ def test_logo_processing_keeps_transparency_and_drops_metadata():
     buf = io.BytesIO()
     image = Image.new("RGBA", (80, 40), (0, 0, 0, 0))
     image.save(buf, format="PNG", pnginfo=None)
-    out, problem = rules.process_logo(buf.getvalue(), "t.png", "image/png")
+    out, problem = logos.process_logo(buf.getvalue(), "t.png", "image/png")
     assert problem is None
     stored = Image.open(io.BytesIO(out))
     assert stored.size == (100, 50) and stored.mode == "RGBA"

@@ -20,8 +20,9 @@ from portal.db import queries
 from portal.db import tables as t
 from portal.demo import DEMO_HOST, JANE_EMAIL
 from portal.mail.backends import SMTPBackend
-from portal.mail.worker import deliver_due, housekeeping
+from portal.mail.worker import deliver_due
 from portal.testing import MailSink, first_link
+from portal.worker import housekeeping
 from tests.support.http import make_client, post_form
 
 

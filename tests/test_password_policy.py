@@ -8,7 +8,7 @@ import pytest
 
 from portal.auth.policy import COMMON, password_problem
 from portal.auth.staff import create_staff
-from portal.db.importer import ImportProblem, import_file
+from portal.importer import ImportProblem, import_file
 from tests.support.businesses import new_business_data
 
 BUSINESS = "Brightwater Plumbing"

@@ -14,7 +14,8 @@ import pytest
 
 from portal.mail.links import portal_url
 from portal.payments.cards import brand_of, check_card, check_expiry, luhn_ok
-from portal.payments.gateway import BadCallback, GatewayError, gateway_for
+from portal.payments.gateway import BadCallback, GatewayError
+from portal.payments.registry import gateway_for
 from portal.payments.sandbox import SIGNATURE_HEADER, SandboxGateway
 from portal.testing import free_port
 from tests.support.http import make_client

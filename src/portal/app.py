@@ -20,6 +20,7 @@ from litestar.types import Receive, Scope, Send
 from portal import payments
 from portal.api.app import create_api
 from portal.auth import passwords
+from portal.auth.context import resolve_context, resolve_tenant
 from portal.auth.guards import (
     PortalClosed,
     SignInRequired,
@@ -30,6 +31,7 @@ from portal.auth.guards import (
 from portal.config import Settings
 from portal.db import engine as db_engine
 from portal.db.outage import OUTAGE, RETRY_AFTER_SECONDS, unavailable_in
+from portal.forms import MAX_ID
 from portal.handlers import (
     account,
     customer,
@@ -47,10 +49,10 @@ from portal.handlers import (
     public,
     scheduler,
 )
-from portal.mail.worker import run_forever
 from portal.security import head_as_get, nonce_of, with_security_headers
-from portal.tenancy import BareDomain, resolve_tenant
-from portal.web import HTML, VARY, Renderer, csrf_token, is_htmx
+from portal.tenancy import BareDomain
+from portal.web import HTML, VARY, Renderer, csrf_token, see_other
+from portal.worker import run_forever
 
 log = logging.getLogger("portal")
 
@@ -120,11 +122,11 @@ def create_app(settings: Settings) -> PortalApp:
             sync_api,
             *public.ROUTES,
             *payments.ROUTES,
-            *memberships.CALLBACK_ROUTES,
             customer_area,
             office_area,
         ],
         dependencies={
+            "context": Provide(resolve_context),
             "tenant": Provide(resolve_tenant),
             "viewer": Provide(require_customer),
             "staff": Provide(require_staff),
@@ -177,9 +179,6 @@ def create_app(settings: Settings) -> PortalApp:
     return app
 
 
-MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
-
-
 async def _ids_in_range(request: Request) -> None:
     """An id in a URL beyond the database's integer range names no record: a 404 like any
     missing id, never a database error (PostgreSQL refuses such a parameter)."""
@@ -230,9 +229,7 @@ def _portal_closed(request: Request, exc: PortalClosed) -> Response:
 
 def _sign_in_required(request: Request, exc: SignInRequired) -> Response:
     """htmx gets `HX-Redirect` (a whole page load); a plain request a 303."""
-    if is_htmx(request):
-        return Response("", status_code=200, headers={"HX-Redirect": exc.location, "Vary": VARY})
-    return Response("", status_code=303, headers={"Location": exc.location, "Vary": VARY})
+    return see_other(request, exc.location)
 
 
 def _not_found(request: Request, exc: NotFoundException) -> Response:

@@ -57,7 +57,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
-    from portal.db.importer import ImportProblem, import_file
+    from portal.importer import ImportProblem, import_file
 
     path = Path(args.file)
     try:
@@ -129,7 +129,7 @@ def _read_new_password(from_stdin: bool) -> tuple[str, str | None]:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from portal.mail.worker import run_forever
+    from portal.worker import run_forever
 
     asyncio.run(_with_database(settings, lambda: run_forever(settings)))
     return 0

@@ -517,6 +517,6 @@ async def load_demo(today: date | None = None) -> int:
     """Import the demo business through the normal import path; returns its id."""
     import json
 
-    from portal.db.importer import import_file
+    from portal.importer import import_file
 
     return await import_file(json.dumps(demo_data(today)))

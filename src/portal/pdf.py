@@ -17,7 +17,7 @@ from fpdf.enums import XPos, YPos
 from fpdf.fonts import FontFace
 
 from portal.db.invoices import as_date
-from portal.web import format_date, money
+from portal.formatting import format_date, money
 
 log = logging.getLogger("portal.pdf")
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import mimetypes
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
 from functools import lru_cache
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import brotli
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, nodes, select_autoescape
@@ -22,14 +20,13 @@ from litestar import Request, Response
 from litestar.status_codes import HTTP_200_OK
 from litestar.utils.scope.state import ScopeState
 
+from portal.formatting import FILTERS
 from portal.security import nonce_of
 
 TEMPLATES_DIR = Path(__file__).parent / "partials"
 HTML = "text/html"  # Litestar adds "; charset=utf-8"
 # Both kinds of response come from the same URL, so caches must keep them apart.
 VARY = "HX-Request, HX-Request-Type, HX-History-Restore-Request"
-
-CURRENCY_SYMBOLS = {"USD": "$", "CAD": "$", "AUD": "$", "NZD": "$", "EUR": "€", "GBP": "£"}
 
 
 @dataclass(frozen=True)
@@ -96,45 +93,6 @@ def load_static() -> dict[str, StaticFile]:
     return files
 
 
-def money(cents: int | None, currency: str = "USD") -> str:
-    """Format integer cents as money: 123456 -> "$1,234.56"."""
-    if cents is None:
-        return ""
-    symbol = CURRENCY_SYMBOLS.get(currency) or currency + " "
-    if cents < 0:
-        return "-" + money(-cents, currency)
-    whole, part = divmod(int(cents), 100)
-    return f"{symbol}{whole:,}.{part:02d}"
-
-
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def format_date(value: date | datetime | str | None, tz: str | None = None) -> str:
-    """A date as people write it: "Nov 3, 2026" (datetimes shown in the business's zone)."""
-    if type(value) is not date:  # a plain date is the common case (a row per invoice)
-        if value is None or value == "":
-            return ""
-        if isinstance(value, str):
-            value = date.fromisoformat(value[:10])
-        if isinstance(value, datetime):
-            if tz:
-                value = value.astimezone(ZoneInfo(tz))
-            value = value.date()
-    return f"{MONTHS[value.month - 1]} {value.day}, {value.year}"
-
-
-def format_datetime(value: datetime | None, tz: str | None = None) -> str:
-    """A moment in the business's time zone: "Nov 3, 2026, 2:05 PM"."""
-    if value is None:
-        return ""
-    if tz:
-        value = value.astimezone(ZoneInfo(tz))
-    hour = value.hour % 12 or 12
-    ampm = "AM" if value.hour < 12 else "PM"
-    return f"{format_date(value)}, {hour}:{value.minute:02d} {ampm}"
-
-
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
@@ -171,9 +129,7 @@ class Renderer:
             lstrip_blocks=True,
             auto_reload=False,
         )
-        self.env.filters["money"] = money
-        self.env.filters["date"] = format_date
-        self.env.filters["datetime"] = format_datetime
+        self.env.filters.update(FILTERS)
         self.env.globals["static_url"] = self.static_url
         # Shared macros, available in whole pages and in blocks rendered alone.
         self.env.globals["forms"] = self.env.get_template("macros/forms.html").module
@@ -230,6 +186,13 @@ def is_fragment_request(request: Request) -> bool:
     )
 
 
+def renders_block(request: Request, block: str | None) -> str | None:
+    """The block `render` answers this request with: `block` for an htmx swap of one
+    region, None (the whole page) for anything else. Helpers that skip work a fragment
+    does not show (the office menu's counts) ask this, not the headers."""
+    return block if block is not None and is_fragment_request(request) else None
+
+
 def csrf_token(request: Request) -> str:
     """The CSRF token for forms on this page (set by Litestar's CSRF middleware)."""
     token = ScopeState.from_scope(request.scope).csrf_token
@@ -253,12 +216,24 @@ def render(
     full_context = {**request.app.state.template_globals, "request": request, **(context or {})}
     full_context.setdefault("csrf_token", csrf_token(request))
     full_context.setdefault("csp_nonce", nonce_of(request.scope))
-    fragment = block is not None and is_fragment_request(request)
-    full_context["fragment"] = fragment
-    body = renderer.render_string(template_name, full_context, block if fragment else None)
+    shown = renders_block(request, block)
+    full_context["fragment"] = shown is not None
+    body = renderer.render_string(template_name, full_context, shown)
     all_headers = {"Vary": VARY, "Cache-Control": "no-store"}
     all_headers.update(headers or {})
     return Response(body, status_code=status_code, media_type=HTML, headers=all_headers)
+
+
+async def after_write(
+    request: Request, url: str, fragment: Callable[[], Awaitable[Response[str]]]
+) -> Response[str]:
+    """The answer to a successful write: an htmx swap gets the region `fragment()`
+    renders (the page's new state, with its notice); a plain form post (JavaScript off)
+    is sent on to `url` with a 303, so a reload never posts twice. Only the answer given
+    is built. With `render`, the one place that tells the two kinds of request apart."""
+    if is_fragment_request(request):
+        return await fragment()
+    return see_other(request, url)
 
 
 def is_htmx(request: Request) -> bool:

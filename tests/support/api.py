@@ -10,7 +10,7 @@ import httpx
 from litestar import Litestar
 
 from portal.db import api_keys
-from portal.db.importer import import_file
+from portal.importer import import_file
 
 ADMIN_PASSWORD = "boss-pass-1234"
 

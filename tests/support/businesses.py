@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from portal.db.importer import import_file
+from portal.importer import import_file
 
 NEW_ADMIN_PASSWORD = "boss-pass-1234"
 NEW_OFFICE_PASSWORD = "desk-pass-1234"

@@ -23,10 +23,10 @@ from litestar import Litestar
 from piccolo.engine.sqlite import SQLiteEngine
 
 from portal.db import engine as db_engine
-from portal.db import office_alerts
 from portal.db import tables as t
-from portal.db.importer import import_file
 from portal.db.queries import tenant_by_host
+from portal.importer import import_file
+from portal.mail import alerts
 from tests.support.http import make_client, post_form, sign_in, staff_sign_in
 from tests.support.paying import enter_card, path_of, submit_pay
 
@@ -332,7 +332,7 @@ async def _customer_activity(c: Customer) -> None:
 async def _office_alert(app: Litestar, c: Customer) -> None:
     """An office alert about the customer's payment, as a late card payment raises one."""
     tenant = await tenant_by_host(c.host)
-    await office_alerts.raise_alert(
+    await alerts.raise_alert(
         app.state.settings,
         tenant,
         kind="late_payment",

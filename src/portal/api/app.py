@@ -31,6 +31,7 @@ from litestar.openapi.spec import (
 )
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
+from portal.api import sync
 from portal.api.records import (
     BulkLine,
     BusinessUnitRecord,
@@ -45,9 +46,9 @@ from portal.api.records import (
 )
 from portal.auth import throttle
 from portal.config import Settings
-from portal.db import api_keys, events, queries, sync
-from portal.db.importer import friendly_path
+from portal.db import api_keys, events, queries
 from portal.db.outage import unavailable_in
+from portal.importer import friendly_path
 from portal.tenancy import host_label
 
 PROBLEM = "application/problem+json"

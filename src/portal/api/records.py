@@ -1,4 +1,4 @@
-"""The records the sync API takes: the import format's records (db/importer.py, so one set
+"""The records the sync API takes: the import format's records (portal/importer.py, so one set
 of rules for both), each with the source's `updated_at` and/or `version`, and the `record` field
 that names it on a line of a bulk batch."""
 
@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from portal.db.importer import (
+from portal.importer import (
     BusinessUnitIn,
     Cents,
     CustomerIn,

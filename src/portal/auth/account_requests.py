@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from portal.auth import links
 from portal.config import Settings
 from portal.db import accounts
 from portal.db.engine import transaction
@@ -41,9 +42,9 @@ async def answer_pending(settings: Settings, limit: int = 100) -> int:
                     break
                 tenant = await tenant_by_id(request["tenant"])
                 if request["kind"] == "invite":
-                    await accounts.request_invitation(settings, tenant, request["email"])
+                    await links.request_invitation(settings, tenant, request["email"])
                 else:
-                    await accounts.request_reset(settings, tenant, request["email"])
+                    await links.request_reset(settings, tenant, request["email"])
         except Exception:
             if request is None:
                 raise  # the database itself: the worker's round fails and is retried

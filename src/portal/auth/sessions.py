@@ -13,11 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from litestar import Request, Response
+from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 
 from portal.auth.tokens import new_token, token_hash
 from portal.config import Settings
 from portal.db import fast, queries
+from portal.db.rows import CustomerRow, TenantRow
 from portal.db.tables import Session
 
 # Refresh `last_seen_at` at most this often (one write per minute, not per request).
@@ -69,7 +71,7 @@ class SessionInfo:
     created_at: datetime
     # The customer records listing the account's email (customer sessions), read with
     # the session in the same query.
-    customers: list[dict[str, Any]] = field(default_factory=list)
+    customers: list[CustomerRow] = field(default_factory=list)
 
 
 async def start_session(
@@ -125,23 +127,6 @@ async def end_session(request: Request, response: Response) -> None:
     response.set_cookie(clear_cookie(settings))
 
 
-async def load_session(request: Request, tenant_id: int, kind: str) -> SessionInfo | None:
-    """The live session of `kind` for this business named by the request's cookie, or None.
-
-    Expired sessions (idle or absolute) are deleted when seen.
-    """
-    cached = request.scope.get("portal_session", False)
-    if cached is not False:
-        return cached if cached is None or cached.kind == kind else None
-    info = await _load(request, tenant_id)
-    request.scope["portal_session"] = info  # type: ignore[typeddict-unknown-key]
-    return info if info is not None and info.kind == kind else None
-
-
-async def _load(request: Request, tenant_id: int) -> SessionInfo | None:
-    return await _load_token(request.app.state.settings, session_token(request), tenant_id)
-
-
 # Every signed-in request reads its session, and a customer's session the customer
 # records its email is on (each with a flag: does it have a payment waiting for the
 # gateway?): one plain SQL read (see portal.db.fast), a row per record. Pages of a
@@ -182,7 +167,7 @@ TENANT_AND_SESSION_SQL = f"""
 
 async def tenant_and_session(
     settings: Settings, host: str, token: str
-) -> tuple[dict[str, Any] | None, SessionInfo | None]:
+) -> tuple[TenantRow | None, SessionInfo | None]:
     """The business with this host and the live session `token` names there, in one read
     (every signed-in page needs both)."""
     rows = await fast.fetch(TENANT_AND_SESSION_SQL, token_hash(token), host)
@@ -192,9 +177,9 @@ async def tenant_and_session(
     return tenant, await session_from_rows(settings, rows, tenant["id"])
 
 
-def session_token(request: Request) -> str | None:
+def session_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     """The session token the request's cookie carries (None when absent or absurd)."""
-    token = request.cookies.get(cookie_name(request.app.state.settings))
+    token = connection.cookies.get(cookie_name(connection.app.state.settings))
     return token if token and len(token) <= 100 else None
 
 
@@ -242,7 +227,7 @@ async def session_from_rows(
         active_customer_id=row["session_active_customer_id"],
         created_at=fast.timestamp(row["session_created_at"]),
         customers=[
-            dict(
+            CustomerRow(
                 id=r["customer_id"],
                 name=r["customer_name"],
                 kind=r["customer_kind"],

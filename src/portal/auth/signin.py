@@ -11,12 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
+
+from litestar.connection import ASGIConnection
 
 from portal.auth import throttle
 from portal.auth.passwords import LANE, LaneBusy, verify_password
 from portal.auth.throttle import Limit
+from portal.forwarded import client_ip, client_key
 
 WINDOW = timedelta(minutes=15)
+MAX_FIELD = 1024  # the longest email or password a sign-in form reads
+BUSY = "Lots of people are signing in right now. Please try again in a moment."
+NO_MATCH = "That email and password don't match our records. Check both and try again."
 PER_EMAIL = 10  # wrong passwords per email and business in the window
 PER_CLIENT = 50  # wrong passwords per client address and business in the window
 
@@ -66,3 +73,18 @@ async def check_password(
     if right:
         await counted.succeeded()
     return PasswordCheck(right=right)
+
+
+def client_of(request: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The client as throttles and the hashing lane count it (see portal.forwarded)."""
+    return client_key(client_ip(request))
+
+
+def refusal(check: PasswordCheck) -> tuple[int, str, dict[str, str] | None]:
+    """(status, message, headers) for a password that did not open the account."""
+    if check.too_many:
+        message = f"Too many attempts. Please try again in {throttle.minutes_text(check.too_many)}."
+        return 429, message, {"Retry-After": str(check.too_many)}
+    if check.busy:
+        return 503, BUSY, {"Retry-After": str(check.busy)}
+    return 422, NO_MATCH, None

@@ -1,10 +1,6 @@
-"""Changing the card on file of a membership (contract) through the payment gateway.
-
-A `CardUpdate` row is written (pending, with the form's idempotency key) before the
-gateway is asked for a "setup" checkout. Its outcome is applied once, by a
-conditional update from pending, whether the gateway's callback or the customer's
-return comes first. The portal stores only brand, last four digits and the
-gateway's token.
+"""Card updates of memberships (contracts): the `CardUpdate` rows and their audit
+trail. The rules — when a card may change, the gateway's setup checkout, applying
+its outcome once — are `payments/card_updates.py`.
 """
 
 from __future__ import annotations
@@ -12,13 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from portal.db.engine import transaction
-from portal.db.tables import AuditEvent, CardUpdate, Membership
-from portal.payments.gateway import Checkout
-
-# A card can be changed on memberships that still bill: active ones, and suspended
-# ones (often suspended because the old card failed).
-BILLING_STATUSES = ("active", "suspended")
+from portal.db.tables import AuditEvent, CardUpdate
 
 
 async def begin(
@@ -105,78 +95,6 @@ async def fail(tenant_id: int, update_id: int, reason: str) -> bool:
         .run()
     )
     return bool(done)
-
-
-async def settle(tenant_id: int, update_id: int, checkout: Checkout, account_id: str) -> str:
-    """Apply a final checkout of payment account `account_id` to its card update once:
-    returns the update's status ("mismatch" for another account's or checkout's)."""
-    async with transaction():
-        row = await get(tenant_id, update_id)
-        if row is None:
-            return "unknown"
-        if (
-            checkout.ref != row["gateway_ref"]
-            or checkout.mode != "setup"
-            or account_id != row["payment_account_id"]
-        ):
-            return "mismatch"
-        if row["status"] != "pending":
-            return row["status"]
-        moment = datetime.now(UTC)
-        card = checkout.card if checkout.succeeded else None
-        status = "succeeded" if card is not None else "failed"
-        claimed = (
-            await CardUpdate.update(
-                {
-                    CardUpdate.status: status,
-                    CardUpdate.card_brand: card.brand if card else "",
-                    CardUpdate.card_last4: card.last4 if card else "",
-                    CardUpdate.failure_reason: ""
-                    if card
-                    else (checkout.failure_reason or checkout.status)[:200],
-                    CardUpdate.completed_at: moment,
-                }
-            )
-            .where((CardUpdate.id == update_id) & (CardUpdate.status == "pending"))
-            .returning(CardUpdate.id)
-            .run()
-        )
-        if not claimed or card is None:
-            return status
-        old = (
-            await Membership.select(Membership.card_brand, Membership.card_last4)
-            .where(Membership.id == row["membership"])
-            .first()
-            .run()
-        )
-        await (
-            Membership.update(
-                {
-                    Membership.card_brand: card.brand,
-                    Membership.card_last4: card.last4,
-                    Membership.card_token: card.token,
-                }
-            )
-            .where((Membership.id == row["membership"]) & (Membership.tenant == tenant_id))
-            .run()
-        )
-        before = (
-            f"{old['card_brand']} ending {old['card_last4']}"
-            if old and old["card_last4"]
-            else "no card"
-        )
-        await AuditEvent.insert(
-            AuditEvent(
-                tenant=tenant_id,
-                membership=row["membership"],
-                actor=row["account_email"],
-                action="card_updated",
-                detail=f"Card on file changed from {before} to {card.brand} ending {card.last4} in the customer portal",
-                reference=checkout.ref,
-                created_at=moment,
-            )
-        ).run()
-    return status
 
 
 async def audit_trail(tenant_id: int, membership_id: int) -> list[dict[str, Any]]:

@@ -1,289 +1,53 @@
-"""Database engines: pick SQLite or PostgreSQL from a URL and bind every table to it.
+"""The database the tables are bound to: choose it, start it, stop it, write to it.
 
-Piccolo's SQLite engine opens a new connection (and a new thread) for every
-query outside a transaction; `PooledSQLiteEngine` keeps a few open instead.
-
-Both engines raise `outage.DatabaseUnavailable` for every form of "cannot reach the
-database now" (see db/outage.py) and wait at most `wait_seconds` for a connection or
-a lock (a pool that stays exhausted is an outage too, never a request that hangs).
-Their transactions always give their connection back — a SQLite BEGIN that meets a
-lock would otherwise leave its connection and thread open — and when ROLLBACK fails on
-a dead connection, the error that caused the rollback is the one reported.
+The engines themselves are made in `engines.py` (which imports no table, so
+`piccolo_conf` can use it while the tables are defined); the hot read path is
+`fast.py`. This module sits above both.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import aiosqlite
+from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.base import Engine
-from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
-from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType, dict_factory
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
+from portal.db import fast, piccolo_conf
+from portal.db.engines import (
+    POOL_SIZE,
+    SQLITE_POOL_SIZE,
+    WAIT_SECONDS,
+    PooledSQLiteEngine,
+    PortalPostgresEngine,
+    make_engine,
+    sqlite_path,
+)
 from portal.db.outage import OUTAGE, DatabaseUnavailable, quiet_pool_floor_tracebacks, translated
+from portal.db.tables import TABLES, Tenant, current_engine
 
-# How long a query waits for a pooled connection (PostgreSQL) or a lock (SQLite's busy
-# timeout) before the request is answered 503; settings can change both (config.py).
-WAIT_SECONDS = 10.0
-POOL_SIZE = 10
-SQLITE_POOL_SIZE = 4
-
-
-class PortalPostgresEngine(PostgresEngine):
-    """PostgreSQL with a bounded wait for a pooled connection and outages recognised."""
-
-    __slots__ = ("pool_size", "wait_seconds")
-
-    def __init__(
-        self,
-        config: dict[str, Any],
-        *,
-        pool_size: int = POOL_SIZE,
-        wait_seconds: float = WAIT_SECONDS,
-    ) -> None:
-        super().__init__(config=config)
-        self.pool_size = pool_size
-        self.wait_seconds = wait_seconds
-
-    async def _run_in_pool(self, query: str, args: Any = None) -> Any:
-        if not self.pool:
-            raise ValueError("A pool isn't currently running.")
-        async with self.pool.acquire(timeout=self.wait_seconds) as connection:
-            return await connection.fetch(query, *(args or []))
-
-    async def run_querystring(self, querystring: Any, in_pool: bool = True) -> Any:
-        with translated():
-            return await super().run_querystring(querystring, in_pool)
-
-    async def run_ddl(self, ddl: str, in_pool: bool = True) -> Any:
-        with translated():
-            return await super().run_ddl(ddl, in_pool)
-
-    def transaction(self, allow_nested: bool = True) -> PostgresTransaction:
-        return _PostgresTransaction(engine=self, allow_nested=allow_nested)
-
-
-class _PostgresTransaction(PostgresTransaction):
-    """Piccolo's transaction, with the engine's bounded wait and outages recognised; the
-    connection goes back to the pool whatever fails."""
-
-    async def get_connection(self) -> Any:
-        with translated():
-            if self.engine.pool:
-                return await self.engine.pool.acquire(timeout=self.engine.wait_seconds)
-            return await self.engine.get_new_connection()
-
-    async def __aenter__(self) -> PostgresTransaction:
-        if self._parent is not None:
-            return self._parent
-        self.connection = await self.get_connection()
-        try:
-            with translated():
-                self.transaction = self.connection.transaction()
-                await self.begin()
-        except BaseException:
-            await self._give_back(broken=True)
-            raise
-        self.context = self.engine.current_transaction.set(self)
-        return self
-
-    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
-        if self._parent:
-            return exception is None
-        broken = False
-        try:
-            if exception is not None:
-                if not self._rolled_back:
-                    # On a dead connection the rollback fails too: the server has rolled
-                    # back already, and the original error is the one to report.
-                    try:
-                        await self.rollback()
-                    except Exception:
-                        broken = True
-            elif not self._committed and not self._rolled_back:
-                try:
-                    with translated():
-                        await self.commit()
-                except BaseException:
-                    broken = True
-                    raise
-        finally:
-            await self._give_back(broken=broken)
-            self.engine.current_transaction.reset(self.context)
-        return exception is None
-
-    async def _give_back(self, *, broken: bool) -> None:
-        """Return the connection to the pool (closed first when it failed)."""
-        if broken:
-            self.connection.terminate()
-        if self.engine.pool:
-            with contextlib.suppress(Exception):
-                await self.engine.pool.release(self.connection)
-        else:
-            with contextlib.suppress(Exception):
-                await self.connection.close()
-
-
-class PooledSQLiteEngine(SQLiteEngine):
-    """SQLite engine that reuses autocommit connections for queries outside transactions."""
-
-    __slots__ = ("_pools", "wait_seconds")
-
-    def __init__(self, path: str, *, wait_seconds: float = WAIT_SECONDS, **kwargs: Any) -> None:
-        super().__init__(path=path, timeout=wait_seconds, **kwargs)
-        self.wait_seconds = wait_seconds
-        # One pool per event loop: aiosqlite connections belong to the loop that opened them.
-        self._pools: dict[int, asyncio.Queue[aiosqlite.Connection]] = {}
-
-    async def run_querystring(self, querystring: Any, in_pool: bool = False) -> Any:
-        with translated():
-            return await super().run_querystring(querystring, in_pool)
-
-    async def run_ddl(self, ddl: str, in_pool: bool = False) -> Any:
-        with translated():
-            return await super().run_ddl(ddl, in_pool)
-
-    def transaction(
-        self,
-        transaction_type: TransactionType = TransactionType.deferred,
-        allow_nested: bool = True,
-    ) -> SQLiteTransaction:
-        return _SQLiteTransaction(
-            engine=self, transaction_type=transaction_type, allow_nested=allow_nested
-        )
-
-    async def _connect(self) -> aiosqlite.Connection:
-        connection = aiosqlite.connect(**self.connection_kwargs)
-        # A daemon thread: a connection left open must not keep the process alive at exit.
-        connection._thread.daemon = True
-        try:
-            await connection
-            connection.row_factory = dict_factory  # type: ignore[assignment]
-            await connection.execute("PRAGMA foreign_keys = 1")
-            await connection.execute("PRAGMA synchronous = NORMAL")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await connection.close()
-            raise
-        return connection
-
-    async def get_connection(self) -> aiosqlite.Connection:  # used by transactions
-        return await self._connect()
-
-    def _pool(self) -> asyncio.Queue[aiosqlite.Connection]:
-        key = id(asyncio.get_running_loop())
-        pool = self._pools.get(key)
-        if pool is None:
-            pool = self._pools[key] = asyncio.Queue()
-        return pool
-
-    async def _run_in_new_connection(
-        self,
-        query: str,
-        args: list[Any] | None = None,
-        query_type: str = "generic",
-        table: Any = None,
-    ) -> Any:
-        pool = self._pool()
-        try:
-            connection = pool.get_nowait()
-        except asyncio.QueueEmpty:
-            connection = await self._connect()
-        ok = False
-        try:
-            async with connection.execute(query, args or []) as cursor:
-                rows = await cursor.fetchall()
-            ok = True
-            return rows
-        finally:
-            if ok and pool.qsize() < SQLITE_POOL_SIZE:
-                pool.put_nowait(connection)
-            else:
-                with contextlib.suppress(Exception):
-                    await connection.close()
-
-    async def close_pool(self) -> None:
-        """Close this loop's pooled connections."""
-        pool = self._pools.pop(id(asyncio.get_running_loop()), None)
-        while pool is not None and not pool.empty():
-            with contextlib.suppress(Exception):
-                await pool.get_nowait().close()
-
-
-class _SQLiteTransaction(SQLiteTransaction):
-    """Piccolo's SQLite transaction, outages recognised; its connection (and thread) is
-    closed whatever fails (a BEGIN that met a lock would otherwise leave both open)."""
-
-    async def __aenter__(self) -> SQLiteTransaction:
-        if self._parent is not None:
-            return self._parent
-        with translated():
-            self.connection = await self.get_connection()
-        try:
-            with translated():
-                await self.begin()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await self.connection.close()
-            raise
-        self.context = self.engine.current_transaction.set(self)
-        return self
-
-    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
-        if self._parent:
-            return exception is None
-        try:
-            if exception is not None:
-                if not self._rolled_back:
-                    with contextlib.suppress(Exception):  # the original error is the one
-                        await self.rollback()
-            elif not self._committed and not self._rolled_back:
-                with translated():
-                    await self.commit()
-        finally:
-            with contextlib.suppress(Exception):
-                await self.connection.close()
-            self.engine.current_transaction.reset(self.context)
-        return exception is None
-
-
-def sqlite_path(url: str) -> str:
-    """The file path of a `sqlite:///path` URL (four slashes for an absolute path)."""
-    if not url.startswith("sqlite:///"):
-        raise ValueError(f"not a SQLite URL: {url}")
-    return url[len("sqlite:///") :]
-
-
-def make_engine(
-    url: str, *, pool_size: int = POOL_SIZE, wait_seconds: float = WAIT_SECONDS
-) -> Engine:
-    """An engine for `url`: `sqlite:///file` or `postgresql://user@host:port/db`, waiting
-    at most `wait_seconds` for a connection (PostgreSQL, pool of `pool_size`) or a lock."""
-    scheme = urlparse(url).scheme
-    if scheme == "sqlite":
-        return PooledSQLiteEngine(path=sqlite_path(url), wait_seconds=wait_seconds)
-    if scheme in ("postgres", "postgresql"):
-        return PortalPostgresEngine(
-            config={"dsn": url, "timeout": wait_seconds},
-            pool_size=pool_size,
-            wait_seconds=wait_seconds,
-        )
-    raise ValueError(f"unsupported DATABASE_URL scheme {scheme!r} (use sqlite or postgresql)")
+__all__ = [
+    "POOL_SIZE",
+    "SQLITE_POOL_SIZE",
+    "WAIT_SECONDS",
+    "PooledSQLiteEngine",
+    "PortalPostgresEngine",
+    "current_engine",
+    "make_engine",
+    "sqlite_path",
+    "start",
+    "stop",
+    "transaction",
+    "use_database",
+]
 
 
 def use_database(
     url: str, *, pool_size: int = POOL_SIZE, wait_seconds: float = WAIT_SECONDS
 ) -> Engine:
     """Make `url` the database of every table (and of Piccolo's migration runner)."""
-    from piccolo.apps.migrations.tables import Migration
-
-    from portal.db import piccolo_conf
-    from portal.db.tables import TABLES
-
     engine = make_engine(url, pool_size=pool_size, wait_seconds=wait_seconds)
     if isinstance(engine, SQLiteEngine):
         # A first run with the default `var/portal.sqlite3`: SQLite makes the file, not its folder.
@@ -292,13 +56,6 @@ def use_database(
     for table in [*TABLES, Migration]:
         table._meta.db = engine
     return engine
-
-
-def current_engine() -> Engine:
-    """The engine tables are bound to now."""
-    from portal.db.tables import Tenant
-
-    return Tenant._meta.db
 
 
 async def start(engine: Engine) -> None:
@@ -330,9 +87,7 @@ async def stop(engine: Engine) -> None:
         await engine.close_connection_pool()
     elif isinstance(engine, PooledSQLiteEngine):
         await engine.close_pool()
-        from portal.db.fast import close_readers
-
-        close_readers()
+        fast.close_readers()
 
 
 def transaction() -> Any:
@@ -345,3 +100,17 @@ def transaction() -> Any:
     if isinstance(engine, SQLiteEngine):
         return engine.transaction(transaction_type=TransactionType.immediate)
     return engine.transaction()
+
+
+async def database_answers() -> bool:
+    """One write-ready round trip: a transaction (on SQLite it takes the write lock, so a
+    lasting lock keeps an outage open) with a `SELECT 1` (the outage probe's question)."""
+    try:
+        async with transaction():
+            await Tenant.raw("SELECT 1").run()
+    except Exception as exc:
+        return OUTAGE.probe_failed(exc)
+    return True
+
+
+OUTAGE.probe = database_answers

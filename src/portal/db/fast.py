@@ -29,8 +29,9 @@ from typing import Any
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
 
-from portal.db.engine import WAIT_SECONDS, current_engine
+from portal.db.engines import WAIT_SECONDS
 from portal.db.outage import translated
+from portal.db.tables import Tenant, current_engine
 
 _readers: dict[tuple[str, int], sqlite3.Connection] = {}
 
@@ -83,8 +84,6 @@ async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
                 rows = cursor.fetchall()
             names = [col[0] for col in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in rows]
-    from portal.db.tables import Tenant
-
     return await Tenant.raw(sql, *args).run()
 
 

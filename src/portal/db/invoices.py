@@ -13,12 +13,12 @@ from typing import Any
 
 from portal.db import fast
 from portal.db.tables import AuditEvent, Invoice, InvoiceLine, Location
+from portal.forms import MAX_ID
 
 MAX_OPEN_INVOICES = 200  # the Invoices tab lists at most this many (oldest first)
 HISTORY_PREVIEW = 5  # newest invoices shown per location on the History tab
 HISTORY_PAGE = 15  # invoices per page when one location is chosen
 CURSOR = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(\d{1,10})$", re.ASCII)
-MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 
 _INVOICE_COLUMNS = """
     i.id, i.number, i.invoice_date, i.due_date, i.summary, i.total_cents, i.balance_cents,

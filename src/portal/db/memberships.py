@@ -14,11 +14,11 @@ from typing import Any
 from piccolo.query.functions.aggregate import Min
 
 from portal.db.tables import Membership, Visit
+from portal.forms import MAX_ID
 
 STATUSES = ("active", "canceled", "expired", "suspended")
 HIDEABLE = ("canceled", "expired", "suspended")
 PAST_VISITS_PAGE = 20
-MAX_ID = 2**31 - 1
 
 
 def visible_statuses(tenant: dict[str, Any]) -> list[str]:

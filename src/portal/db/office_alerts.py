@@ -1,55 +1,38 @@
 """Office alerts: something staff must look at (a card payment that arrived after the
 portal had called it failed). Shown at the top of every office page until a staff
-member marks it as seen, and emailed to the business's administrators when raised."""
+member marks it as seen. Raising one (and emailing the administrators) is
+`mail/alerts.py`."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from portal.config import Settings
 from portal.db.tables import OfficeAlert, StaffUser
-from portal.mail.links import portal_url
-from portal.mail.outbox import queue_email
 
 MAX_SHOWN = 20  # the newest ones; more than that is a pile to deal with, not to list
 
 
-async def raise_alert(
-    settings: Settings,
-    tenant: dict[str, Any],
-    *,
-    kind: str,
-    title: str,
-    message: str,
-    reference: str = "",
+async def insert_alert(
+    tenant_id: int, *, kind: str, title: str, message: str, reference: str = ""
 ) -> None:
-    """Record an alert and queue an email about it to each administrator. Call inside
-    the transaction that records what it is about (both or neither are saved)."""
+    """Record an alert (the title cut to its column's 200 characters)."""
     await OfficeAlert.insert(
         OfficeAlert(
-            tenant=tenant["id"],
-            kind=kind,
-            title=title[:200],
-            message=message,
-            reference=reference,
+            tenant=tenant_id, kind=kind, title=title[:200], message=message, reference=reference
         )
     ).run()
-    admins = (
+
+
+async def admin_emails(tenant_id: int) -> list[str]:
+    """The emails of the business's administrators, oldest account first."""
+    rows = (
         await StaffUser.select(StaffUser.email)
-        .where((StaffUser.tenant == tenant["id"]) & (StaffUser.role == "admin"))
+        .where((StaffUser.tenant == tenant_id) & (StaffUser.role == "admin"))
         .order_by(StaffUser.id)
         .run()
     )
-    link = portal_url(settings, tenant["host"], "/office/settings")
-    for admin in admins:
-        await queue_email(
-            settings,
-            tenant,
-            admin["email"],
-            "office_alert",
-            {"title": title, "message": message, "link": link},
-        )
+    return [row["email"] for row in rows]
 
 
 async def unseen(tenant_id: int) -> list[dict[str, Any]]:

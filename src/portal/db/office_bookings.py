@@ -29,8 +29,8 @@ from portal.db.tables import (
     Job,
     Tenant,
 )
+from portal.formatting import format_date
 from portal.forms import multi_line, one_line
-from portal.web import format_date
 
 # Arrival windows, in the business's local time: (label, start hour, end hour).
 WINDOWS: dict[str, tuple[str, int, int]] = {

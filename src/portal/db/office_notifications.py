@@ -17,10 +17,10 @@ from markupsafe import Markup, escape
 
 from portal.config import Settings
 from portal.db.tables import Customer, CustomerEmail, Invoice, NotificationTemplate
+from portal.formatting import format_date, money
 from portal.forms import is_one_line, multi_line, one_line
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
-from portal.web import format_date, money
 
 COMMON = ("CustomerPortalLink", "CustomerName", "BusinessName")
 INVOICE = ("InvoiceNumber", "AmountDue", "DueDate")

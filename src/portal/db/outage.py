@@ -19,7 +19,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import asyncpg
 
@@ -120,6 +120,17 @@ class Outage:
         self.last_failure = 0.0
         self.refused = 0
         self._probe: asyncio.Task[None] | None = None
+        # The question the probe asks: set by `engine.py` (which knows the tables), so
+        # this module stays below the engines that raise its exception.
+        self.probe: Callable[[], Awaitable[bool]] | None = None
+
+    @staticmethod
+    def probe_failed(exc: Exception) -> bool:
+        """The probe's answer when its round trip raised `exc`: False, logged when it is
+        not an outage at all (a bug would otherwise hide behind the incident)."""
+        if not (unavailable_in(exc) or is_unavailable(exc)):
+            log.warning("database probe failed: %s", describe(exc))
+        return False
 
     @property
     def open(self) -> bool:
@@ -154,7 +165,7 @@ class Outage:
         while self.since is not None:
             await asyncio.sleep(PROBE_EVERY_SECONDS)
             quiet = time.monotonic() - self.last_failure >= QUIET_SECONDS
-            if quiet and await _database_answers():
+            if quiet and self.probe is not None and await self.probe():
                 self.ended()
 
     def ended(self) -> None:
@@ -175,23 +186,6 @@ def _root(exc: BaseException) -> BaseException:
     while isinstance(exc, DatabaseUnavailable) and exc.__cause__ is not None:
         exc = exc.__cause__
     return exc
-
-
-async def _database_answers() -> bool:
-    """One write-ready round trip: a transaction (on SQLite it takes the write lock, so a
-    lasting lock keeps the incident open) with a `SELECT 1`."""
-    from portal.db.engine import transaction
-    from portal.db.tables import Tenant
-
-    try:
-        async with transaction():
-            await Tenant.raw("SELECT 1").run()
-    except Exception as exc:
-        if unavailable_in(exc) or is_unavailable(exc):
-            return False
-        log.warning("database probe failed: %s", describe(exc))
-        return False
-    return True
 
 
 OUTAGE = Outage()

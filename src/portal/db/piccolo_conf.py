@@ -1,14 +1,15 @@
 """Piccolo configuration module (PICCOLO_CONF points here).
 
 `DB` starts as the engine named by `DATABASE_URL` (or the default SQLite file) so
-that Piccolo's own commands work; `portal.db.engine.use_database` replaces it when
+that Piccolo's own commands work; `portal.db.engine.use_database` replaces it (the factory is
+`engines.py`, which imports no table: Piccolo reads `DB` while the tables are defined) when
 the app or a test picks a database.
 """
 
 from piccolo.conf.apps import AppRegistry
 
 from portal.config import database_url_from_env
-from portal.db.engine import make_engine
+from portal.db.engines import make_engine
 
 DB = make_engine(database_url_from_env())
 

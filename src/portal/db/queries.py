@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from portal.db import fast
+from portal.db.rows import TenantRow
 from portal.db.tables import BusinessUnit, Tenant
 
 TENANT_COLUMNS = [
@@ -30,7 +31,7 @@ TENANT_COLUMNS = [
 ]
 
 
-def tenant_row(row: dict[str, Any]) -> dict[str, Any]:
+def tenant_row(row: dict[str, Any]) -> TenantRow:
     """A business row as pages use it (Python values; `portal_open`, `card_payments`)."""
     row["legal_accepted_at"] = fast.timestamp(row["legal_accepted_at"])
     for toggle in (
@@ -45,14 +46,14 @@ def tenant_row(row: dict[str, Any]) -> dict[str, Any]:
     # The customer portal is open only after an admin accepted the agreement and staff enabled it.
     row["portal_open"] = bool(row["legal_accepted_at"]) and bool(row["portal_enabled"])
     row["card_payments"] = bool(row["payment_account_id"]) and bool(row["payments_enabled"])
-    return row
+    return row  # type: ignore[return-value]  # the columns above, with the derived keys
 
 
 TENANT_COLUMN_NAMES = [c._meta.db_column_name for c in TENANT_COLUMNS]
 _TENANT_SQL = "SELECT " + ", ".join(TENANT_COLUMN_NAMES) + " FROM tenant WHERE host = {} LIMIT 1"
 
 
-async def tenant_by_host(host: str) -> dict[str, Any] | None:
+async def tenant_by_host(host: str) -> TenantRow | None:
     """The business with this host name (without its logo bytes), or None.
     Every request asks this, so it is one plain SQL read."""
     rows = await fast.fetch(_TENANT_SQL, host)

@@ -24,6 +24,7 @@ from piccolo.columns import (
 )
 from piccolo.columns.base import OnDelete
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.engine.base import Engine
 from piccolo.table import Table
 
 
@@ -566,3 +567,8 @@ TABLES: list[type[Table]] = [
     WebhookDelivery,
     InvoiceDocument,
 ]
+
+
+def current_engine() -> Engine:
+    """The engine the tables are bound to now (`engine.use_database` binds them)."""
+    return Tenant._meta.db

@@ -7,51 +7,39 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from litestar import Request, Response, get, post
 
-from portal.auth import account_requests, throttle
-from portal.auth.guards import CustomerDep, safe_next, viewer_for
+from portal.auth import account_requests, links, throttle
+from portal.auth.context import TenantDep, signed_in, viewer_for
+from portal.auth.guards import CustomerDep, safe_next
 from portal.auth.passwords import LaneBusy, hash_password, needs_rehash
 from portal.auth.policy import normalize, password_problem
 from portal.auth.sessions import (
     attach_cookie,
     end_other_sessions,
     end_session,
-    load_session,
     session_for_token,
     set_active_customer,
     start_session,
 )
-from portal.auth.signin import WINDOW, PasswordCheck, check_password, email_limit, sign_in_limits
+from portal.auth.signin import (
+    BUSY,
+    MAX_FIELD,
+    WINDOW,
+    check_password,
+    client_of,
+    email_limit,
+    refusal,
+    sign_in_limits,
+)
 from portal.auth.throttle import Limit
 from portal.db import accounts
-from portal.forwarded import client_ip, client_key
-from portal.handlers.invoices import invoices_page
+from portal.forms import clean_email
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_htmx, render, see_other
+from portal.pages import invoices_page
+from portal.web import after_write, form_data, render, see_other
 
 HOUR = timedelta(hours=1)
-MAX_FIELD = 1024
-BUSY = "Lots of people are signing in right now. Please try again in a moment."
-NO_MATCH = "That email and password don't match our records. Check both and try again."
-
-
-def client_of(request: Request) -> str:
-    """The client as throttles and the hashing lane count it (see portal.forwarded)."""
-    return client_key(client_ip(request))
-
-
-def clean_email(value: str) -> tuple[str, str | None]:
-    """(normalized email, problem) for what someone typed in an email field."""
-    value = value.strip()[:320]
-    if not value:
-        return "", "Enter your email address."
-    try:
-        return validate_email(value, check_deliverability=False).normalized.lower(), None
-    except EmailNotValidError:
-        return value, "Enter an email address like name@example.com."
 
 
 def _page(
@@ -94,16 +82,6 @@ def _busy(
     return _page(request, tenant, template, context, 503, {"Retry-After": str(wait)})
 
 
-def refusal(check: PasswordCheck) -> tuple[int, str, dict[str, str] | None]:
-    """(status, message, headers) for a password that did not open the account."""
-    if check.too_many:
-        message = f"Too many attempts. Please try again in {throttle.minutes_text(check.too_many)}."
-        return 429, message, {"Retry-After": str(check.too_many)}
-    if check.busy:
-        return 503, BUSY, {"Retry-After": str(check.busy)}
-    return 422, NO_MATCH, None
-
-
 # --- sign in / out ---------------------------------------------------------------------------
 
 
@@ -111,7 +89,7 @@ def refusal(check: PasswordCheck) -> tuple[int, str, dict[str, str] | None]:
 async def sign_in_page(request: Request, tenant: TenantDep) -> Response:
     """The sign-in page, with the business's contact details and the way to register."""
     next_path = safe_next(request.query_params.get("next"))
-    if await load_session(request, tenant["id"], "customer"):
+    if await signed_in(request, "customer"):
         return see_other(request, next_path)
     notice = {"signed-out": "You're signed out."}.get(request.query_params.get("done", ""), "")
     return _page(request, tenant, "sign_in", {"next": next_path, "email": "", "notice": notice})
@@ -149,25 +127,25 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
     token = await start_session(
         request, None, tenant_id=tenant["id"], kind="customer", account_id=account["id"]
     )
-    if is_htmx(request) and next_path == "/invoices":
+
+    async def invoices_now() -> Response:
         # One round trip on a slow connection: answer with the Invoices page itself,
         # swapped in for the whole body, instead of a redirect and a second request.
         info = await session_for_token(request, tenant["id"], token)
-        if info is not None:
-            response = await invoices_page(
-                request,
-                tenant,
-                await viewer_for(tenant["id"], info),
-                block=None,
-                headers={
-                    "HX-Retarget": "body",
-                    "HX-Reswap": "outerHTML",
-                    "HX-Push-Url": "/invoices",
-                },
-            )
-            attach_cookie(request, response, token)
-            return response
-    response = see_other(request, next_path)
+        if info is None:
+            return see_other(request, next_path)
+        return await invoices_page(
+            request,
+            tenant,
+            viewer_for(info),
+            block=None,
+            headers={"HX-Retarget": "body", "HX-Reswap": "outerHTML", "HX-Push-Url": "/invoices"},
+        )
+
+    if next_path == "/invoices":
+        response = await after_write(request, next_path, invoices_now)
+    else:
+        response = see_other(request, next_path)
     attach_cookie(request, response, token)
     return response
 
@@ -241,7 +219,7 @@ LINK_PAGES = {"confirm": ("confirm", "/invite"), "reset": ("reset", "/forgot")}
 
 async def _link_page(request: Request, tenant: dict[str, Any], purpose: str) -> Response:
     token = request.query_params.get("token", "")
-    check = await accounts.check_link(tenant["id"], purpose, token)
+    check = await links.check_link(tenant["id"], purpose, token)
     if check.problem:
         return _page(
             request,
@@ -257,7 +235,7 @@ async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> R
     form = await form_data(request)
     token = form.get("token", "")[:200]
     password = normalize(form.get("password", "")[:MAX_FIELD])
-    check = await accounts.check_link(tenant["id"], purpose, token)
+    check = await links.check_link(tenant["id"], purpose, token)
     if check.problem:
         return _page(
             request,
@@ -280,7 +258,7 @@ async def _use_link(request: Request, tenant: dict[str, Any], purpose: str) -> R
     except LaneBusy as busy:
         context = {"token": token, "email": check.email}
         return _busy(request, tenant, purpose, context, busy.retry_after)
-    used = await accounts.use_link(tenant["id"], purpose, token, password_hash)
+    used = await links.use_link(tenant["id"], purpose, token, password_hash)
     if used.problem:
         return _page(
             request, tenant, "link_problem", {"problem": used.problem, "purpose": purpose}, 410

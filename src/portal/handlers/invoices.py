@@ -11,15 +11,15 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from portal.auth.guards import CustomerDep, CustomerViewer
+from portal.auth.context import CustomerViewer, TenantDep
+from portal.auth.guards import CustomerDep
 from portal.db import invoices as invoices_db
 from portal.db import payments as payments_db
 from portal.db import queries
-from portal.handlers.customer import tab_page
-from portal.handlers.scheduler import record_id
+from portal.forms import record_id
+from portal.pages import invoices_context, invoices_page, settle_lost_callbacks, tab_page
 from portal.payments import service
 from portal.pdf import invoice_pdf
-from portal.tenancy import TenantDep
 from portal.web import form_lists, see_other
 
 
@@ -35,84 +35,11 @@ def _file_name(number: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", number)[:60] or "invoice"
 
 
-def _int_param(value: str | None) -> int | None:
-    """An id from the query string (within the database's integer range), else None."""
-    return record_id(value)
-
-
-async def _settle_lost_callbacks(
-    request: Request, tenant: dict[str, Any], viewer: CustomerViewer
-) -> None:
-    """Settle the viewed customer's payments still pending at the gateway, when the
-    session read flagged one (a lost callback must not leave a paid invoice unpaid)."""
-    if viewer.customer and viewer.customer["pending_payments"]:
-        await service.reconcile_customer(request.app.state.settings, tenant, viewer.customer["id"])
-
-
-async def _invoices_context(
-    tenant: dict[str, Any],
-    viewer: CustomerViewer,
-    *,
-    selected: list[int] | None = None,
-    amount: str = "",
-    message: str = "",
-    notice: str = "",
-    errors: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    rows = (
-        await invoices_db.open_invoices(tenant["id"], viewer.customer["id"])
-        if viewer.customer
-        else []
-    )
-    return {
-        "rows": rows,
-        "open_count": rows[0]["open_count"] if rows else 0,
-        "total_due": int(rows[0]["open_total"]) if rows else 0,
-        "selected": set(selected or []),
-        "amount": amount,
-        "key": service.new_key(),
-        "message": message,
-        "notice": notice,
-        "errors": errors or {},
-        "call_us": service.call_us(tenant),
-    }
-
-
 @get("/invoices")
 async def invoices(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
     """Invoices tab: unpaid invoices for completed jobs, oldest first, to pay online.
     `?select=<id>` ticks an invoice; `?retry=<payment>` explains a failed payment."""
     return await invoices_page(request, tenant, viewer)
-
-
-async def invoices_page(
-    request: Request,
-    tenant: dict[str, Any],
-    viewer: CustomerViewer,
-    *,
-    block: str | None = "region",
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """The Invoices tab (also rendered whole as the answer to an htmx sign-in)."""
-    await _settle_lost_callbacks(request, tenant, viewer)
-    selected = [i for i in map(_int_param, request.query_params.getall("select", [])) if i]
-    retry = _int_param(request.query_params.get("retry"))
-    failed = (
-        await service.failed_payment(tenant, viewer.customer["id"], retry)
-        if retry and viewer.customer
-        else None
-    )
-    if failed is not None:
-        context = await _invoices_context(
-            tenant,
-            viewer,
-            selected=failed.selected,
-            amount=failed.amount,
-            message=failed.message,
-        )
-    else:
-        context = await _invoices_context(tenant, viewer, selected=selected)
-    return tab_page(request, tenant, viewer, "invoices", context, block=block, headers=headers)
 
 
 @post("/invoices/pay")
@@ -130,7 +57,7 @@ async def pay(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Respo
         raise NotFoundException()
     if outcome.redirect:
         return see_other(request, outcome.redirect)  # htmx: HX-Redirect, a real page load
-    context = await _invoices_context(
+    context = await invoices_context(
         tenant,
         viewer,
         selected=outcome.selected,
@@ -173,12 +100,12 @@ async def history(request: Request, tenant: TenantDep, viewer: CustomerDep) -> R
     """History tab: invoices (paid and unpaid, never $0) by service location, newest first.
     `?location=<id>` shows one location, a page at a time (`older`/`newer` cursors)."""
     context: dict[str, Any] = {"history": None}
-    await _settle_lost_callbacks(request, tenant, viewer)
+    await settle_lost_callbacks(request, tenant, viewer)
     if viewer.customer:
         params = request.query_params
         raw_location = params.get("location") or ""
         if raw_location:
-            location_id = _int_param(raw_location)
+            location_id = record_id(raw_location)
             found = (
                 await invoices_db.location_history(
                     tenant["id"],

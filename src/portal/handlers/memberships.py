@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import re
 from datetime import date
 from typing import Any
 
@@ -11,27 +9,16 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from portal.auth.guards import CustomerDep, CustomerViewer
-from portal.db import card_updates, payment_accounts
+from portal.auth.context import CustomerViewer, TenantDep
+from portal.auth.guards import CustomerDep
+from portal.db import card_updates as card_db
 from portal.db import memberships as db
-from portal.handlers.customer import tab_page
-from portal.handlers.scheduler import business_now, day_text, record_id, window_text
-from portal.mail.links import portal_url
-from portal.payments.gateway import (
-    BadCallback,
-    GatewayError,
-    PaymentsUnavailable,
-    gateway_for,
-    verify_callback,
-)
-from portal.payments.service import call_us, new_key
-from portal.tenancy import TenantDep
+from portal.formatting import business_now, day_text, window_text
+from portal.forms import record_id
+from portal.pages import tab_page
+from portal.payments import card_updates
+from portal.payments.service import new_key
 from portal.web import form_data, see_other
-
-log = logging.getLogger("portal.memberships")
-CARD_CALLBACK_PATH = "/memberships/card-callback"
-CARD_REFERENCE = re.compile(r"^card_(\d{1,10})$")
-KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 STATUS_BADGES = {"active": "ok", "canceled": "bad", "expired": "", "suspended": "warn"}
 VISIT_STATUS = {"completed": "Completed", "canceled": "Canceled", "upcoming": ""}
@@ -97,7 +84,7 @@ async def _visits_page(
     card_notice = ""
     update_id = record_id(request.query_params.get("card"))
     if update_id is not None and viewer.customer is not None:
-        update = await card_updates.get(tenant["id"], update_id, viewer.customer["id"])
+        update = await card_db.get(tenant["id"], update_id, viewer.customer["id"])
         if update is not None and update["membership"] == membership["id"]:
             card_notice, failed = _card_outcome(update)
             card_error = card_error or (card_notice if failed else "")
@@ -111,7 +98,7 @@ async def _visits_page(
         "card_key": new_key(),
         "card_notice": card_notice,
         "card_error": card_error,
-        "trail": await card_updates.audit_trail(tenant["id"], membership["id"]),
+        "trail": await card_db.audit_trail(tenant["id"], membership["id"]),
     }
     return tab_page(
         request,
@@ -160,68 +147,25 @@ async def update_card(
 ) -> Response:
     """Update payment card: off to the gateway's hosted card page (no card number here)."""
     membership = await _visible_membership(tenant, viewer, membership_id)
-    label = viewer.memberships_label[:-1].lower()
-    if membership["status"] not in card_updates.BILLING_STATUSES:
-        error = f"This {label} is {membership['status']}, so it has no card to bill."
-        return await _visits_page(
-            request, tenant, viewer, membership, card_error=error, status_code=422
-        )
-    if not tenant["card_payments"]:
-        error = "Cards can't be changed online right now. " + call_us(tenant)
-        return await _visits_page(
-            request, tenant, viewer, membership, card_error=error, status_code=422
-        )
-    key = (await form_data(request)).get("key", "")
-    update = (
-        await card_updates.begin(
-            tenant["id"],
-            viewer.customer["id"],
-            membership["id"],
-            viewer.session.email,
-            key,
-            tenant["payment_account_id"],
-        )
-        if KEY.match(key)
-        else None
+    started = await card_updates.start(
+        request.app.state.settings,
+        tenant,
+        viewer.customer["id"],
+        viewer.session.email,
+        membership,
+        viewer.memberships_label[:-1].lower(),
+        (await form_data(request)).get("key", ""),
     )
-    if update is None:
-        error = "This form could not be read. Please try again."
+    if started.error:
         return await _visits_page(
-            request, tenant, viewer, membership, card_error=error, status_code=422
+            request,
+            tenant,
+            viewer,
+            membership,
+            card_error=started.error,
+            status_code=started.status_code,
         )
-    back = f"/memberships/{membership['id']}"
-    if update["status"] != "pending":  # a repeated submit of a finished update
-        return see_other(request, f"{back}?card={update['id']}")
-    if update["payment_account_id"] != tenant["payment_account_id"]:
-        # A form sent again after the office changed the payment account: never open a
-        # card page on the unlinked one (the page shown again carries a fresh form).
-        error = (
-            "The business changed its payment account meanwhile. "
-            "Nothing was changed; please try again."
-        )
-        return await _visits_page(
-            request, tenant, viewer, membership, card_error=error, status_code=422
-        )
-    settings = request.app.state.settings
-    try:
-        gateway = gateway_for(settings, update["payment_account_id"])
-        checkout = await gateway.create_checkout(
-            mode="setup",
-            merchant_reference=f"card_{update['id']}",
-            amount_cents=0,
-            currency=tenant["currency"],
-            description=f"Card on file for {membership['type_name']}",
-            return_url=portal_url(settings, tenant["host"], f"{back}/card/{update['id']}"),
-            callback_url=portal_url(settings, tenant["host"], CARD_CALLBACK_PATH),
-        )
-    except (GatewayError, PaymentsUnavailable) as exc:
-        log.warning("card update %s: no checkout: %s", update["id"], exc)
-        error = "We couldn't open the secure card page. Nothing was changed; please try again."
-        return await _visits_page(
-            request, tenant, viewer, membership, card_error=error, status_code=503
-        )
-    await card_updates.set_gateway_ref(update["id"], checkout.ref)
-    return see_other(request, checkout.url)
+    return see_other(request, started.url)
 
 
 @get("/memberships/{membership_id:str}/card/{update_id:str}")
@@ -235,47 +179,11 @@ async def card_return(
     """Back from the card page: settle with the gateway if its callback has not come yet."""
     membership = await _visible_membership(tenant, viewer, membership_id)
     wanted = record_id(update_id)
-    update = await card_updates.get(tenant["id"], wanted, viewer.customer["id"]) if wanted else None
+    update = await card_db.get(tenant["id"], wanted, viewer.customer["id"]) if wanted else None
     if update is None or update["membership"] != membership["id"]:
         raise NotFoundException()
-    if update["status"] == "pending" and update["gateway_ref"]:
-        try:
-            # The account the update started on, even if the office has unlinked it since.
-            gateway = gateway_for(request.app.state.settings, update["payment_account_id"])
-            checkout = await gateway.get_checkout(update["gateway_ref"])
-            if checkout is not None and checkout.is_final:
-                await card_updates.settle(tenant["id"], update["id"], checkout, gateway.account_id)
-        except (GatewayError, PaymentsUnavailable) as exc:
-            log.warning("card update %s: status unknown: %s", update["id"], exc)
+    await card_updates.refresh(request.app.state.settings, tenant, update)
     return see_other(request, f"/memberships/{membership['id']}?card={update['id']}")
 
 
-@post(CARD_CALLBACK_PATH, exclude_from_csrf=True, include_in_schema=False, status_code=200)
-async def card_callback(request: Request, tenant: TenantDep) -> Response:
-    """The gateway's signed report of a card-setup page (server to server)."""
-    body = await request.body()
-    try:
-        # Signed by one of the business's accounts (linked now or before); settle checks
-        # it is the account the card update started on.
-        accounts = await payment_accounts.accounts_of(tenant)
-        event = verify_callback(request.app.state.settings, accounts, request.headers, body[:65536])
-    except PaymentsUnavailable:
-        return Response({"error": "no payment account"}, status_code=404)
-    except BadCallback as exc:
-        log.warning("refused a card callback: %s", exc)
-        return Response({"error": "bad signature"}, status_code=403)
-    match = CARD_REFERENCE.match(event.checkout.merchant_reference)
-    if event.checkout.mode != "setup" or match is None:
-        return Response({"error": "unknown checkout"}, status_code=404)
-    if not event.checkout.is_final:
-        return Response({"status": "pending"}, status_code=200)
-    status = await card_updates.settle(
-        tenant["id"], int(match.group(1)), event.checkout, event.account_id
-    )
-    code = {"unknown": 404, "mismatch": 409}.get(status, 200)
-    return Response({"status": status}, status_code=code)
-
-
 ROUTES = [memberships, membership_visits, update_card, card_return]
-# Outside the customer-area guard: a card saved must be recorded even if the portal closes.
-CALLBACK_ROUTES = [card_callback]

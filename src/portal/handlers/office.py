@@ -16,100 +16,16 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep, signed_in
 from portal.auth.guards import StaffDep, safe_next
 from portal.auth.passwords import LaneBusy, hash_password, needs_rehash
 from portal.auth.policy import normalize
-from portal.auth.sessions import SessionInfo, end_session, load_session, start_session
-from portal.auth.signin import check_password, sign_in_limits
+from portal.auth.sessions import end_session, start_session
+from portal.auth.signin import MAX_FIELD, check_password, client_of, refusal, sign_in_limits
 from portal.db import office as office_db
 from portal.db import office_alerts
-from portal.handlers.account import MAX_FIELD, clean_email, client_of, refusal
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, is_htmx, render, see_other
-
-ROLE_NAMES = {"admin": "Administrator", "office": "Office"}
-
-
-MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
-
-
-def int_param(value: str | None) -> int | None:
-    """A page-cursor id from the query string; anything else is None (the first page).
-    Beyond the database's integer range is not an id either (PostgreSQL would refuse it)."""
-    if not value or not value.isascii() or not value.isdigit() or len(value) > 10:
-        return None
-    number = int(value)
-    return number if number <= MAX_ID else None
-
-
-def is_admin(staff: SessionInfo) -> bool:
-    return staff.role == "admin"
-
-
-async def office_page(
-    request: Request,
-    tenant: dict[str, Any],
-    staff: SessionInfo,
-    section: str,
-    template: str,
-    context: dict[str, Any],
-    *,
-    block: str | None = "region",
-    status_code: int = 200,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """Render an office page: the whole page for a plain request, `block` for htmx.
-
-    The menu (with the count of new bookings) is drawn only when the layout is.
-    """
-    draws_menu = block in (None, "region") or not is_fragment_request(request)
-    new_bookings = await office_db.new_bookings_count(tenant["id"]) if draws_menu else 0
-    alerts = await office_alerts.unseen(tenant["id"]) if draws_menu else []
-    return render(
-        request,
-        template,
-        {
-            "tenant": tenant,
-            "staff": staff,
-            "is_admin": is_admin(staff),
-            "role_name": ROLE_NAMES.get(staff.role, staff.role),
-            "section": section,
-            "new_bookings": new_bookings,
-            "alerts": alerts,
-            **context,
-        },
-        block=block,
-        status_code=status_code,
-        headers=headers,
-    )
-
-
-async def refuse(
-    request: Request,
-    tenant: dict[str, Any],
-    staff: SessionInfo,
-    message: str,
-    *,
-    section: str = "settings",
-    back: str = "/office/settings",
-) -> Response:
-    """A 403 page inside the office layout: the request was refused and nothing changed.
-
-    An htmx request gets the page's region, retargeted to the whole office region,
-    so the refusal is never squeezed into a small part of the page. Alerts marked as
-    seen here lead `back` too (the refused URL may take only a POST).
-    """
-    return await office_page(
-        request,
-        tenant,
-        staff,
-        section,
-        "office/refused.html",
-        {"message": message, "back": back, "alerts_back": back},
-        status_code=403,
-        headers={"HX-Retarget": "#office", "HX-Reswap": "innerHTML"},
-    )
-
+from portal.forms import clean_email
+from portal.web import after_write, form_data, render, see_other
 
 # --- sign in / out ---------------------------------------------------------------------------
 
@@ -140,7 +56,7 @@ def _sign_in_page(
 async def sign_in_page(request: Request, tenant: TenantDep) -> Response:
     """The office sign-in page (separate from the customers' sign-in)."""
     next_path = _office_next(request.query_params.get("next"))
-    if await load_session(request, tenant["id"], "staff"):
+    if await signed_in(request, "staff"):
         return see_other(request, next_path)
     notice = SIGN_IN_NOTICES.get(request.query_params.get("done", ""), "")
     return _sign_in_page(request, tenant, {"next": next_path, "notice": notice})
@@ -206,18 +122,22 @@ async def mark_alert_seen(
     htmx swaps the alerts region; without JavaScript, back to the page it was on."""
     if not await office_alerts.mark_seen(tenant["id"], alert_id, staff.email):
         raise NotFoundException()
-    if not is_htmx(request):
-        back = safe_next((await form_data(request)).get("next"), "/office/settings")
-        return see_other(request, back if back.startswith("/office/") else "/office/settings")
-    return render(
-        request,
-        "office/_alerts.html",
-        {
-            "tenant": tenant,
-            "alerts": await office_alerts.unseen(tenant["id"]),
-            "alerts_back": "/office/settings",
-        },
-        block="alerts",
+    back = safe_next((await form_data(request)).get("next"), "/office/settings")
+
+    async def alerts() -> Response:
+        return render(
+            request,
+            "office/_alerts.html",
+            {
+                "tenant": tenant,
+                "alerts": await office_alerts.unseen(tenant["id"]),
+                "alerts_back": "/office/settings",
+            },
+            block="alerts",
+        )
+
+    return await after_write(
+        request, back if back.startswith("/office/") else "/office/settings", alerts
     )
 
 

@@ -9,12 +9,12 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import api_keys
-from portal.handlers.office import is_admin, office_page, refuse
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, see_other
+from portal.pages import is_admin, office_page, refuse
+from portal.web import after_write, form_data
 
 ADMINS_ONLY = "Only an administrator can see and manage API keys."
 
@@ -71,7 +71,7 @@ async def create_key(request: Request, tenant: TenantDep, staff: StaffDep) -> Re
     if scope not in api_keys.SCOPES:
         errors["scope"] = "Choose what the key may do."
     values = {"name": name, "scope": scope}
-    block = "keys" if is_fragment_request(request) else "region"
+    block = "keys"  # an htmx form swaps its region; without JavaScript the whole page
     if errors:
         context = {"errors": errors, "values": values}
         return await _keys_page(request, tenant, staff, context, block=block, status=422)
@@ -89,10 +89,12 @@ async def revoke_key(
     key = await api_keys.revoke(tenant["id"], key_id, staff.email)
     if key is None:
         raise NotFoundException()
-    if is_fragment_request(request):
-        notice = f"The key “{key['name']}” was revoked."
-        return await _keys_page(request, tenant, staff, {"notice": notice}, block="keys")
-    return see_other(request, "/office/api-keys?done=revoked")
+    notice = f"The key “{key['name']}” was revoked."
+    return await after_write(
+        request,
+        "/office/api-keys?done=revoked",
+        lambda: _keys_page(request, tenant, staff, {"notice": notice}, block="keys"),
+    )
 
 
 ROUTES = [keys_page, create_key, revoke_key]

@@ -9,14 +9,15 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import office as office_db
 from portal.db import office_bookings as bookings
-from portal.handlers.office import int_param, office_page
+from portal.forms import record_id
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, see_other
+from portal.pages import office_page
+from portal.web import after_write, form_data, renders_block
 
 BOOK_FIELDS = ("date", "window", "business_unit", "summary")
 FILTERS = {"all": "All requests", "new": "New", "booked": "Booked", "dismissed": "Dismissed"}
@@ -27,7 +28,7 @@ async def bookings_page(request: Request, tenant: TenantDep, staff: StaffDep) ->
     """Appointment requests from the portal's scheduler, newest first; new ones stand out."""
     status = request.query_params.get("status", "all")
     status = status if status in FILTERS else "all"
-    after = int_param(request.query_params.get("after"))
+    after = record_id(request.query_params.get("after"))
     rows, next_after = await bookings.list_requests(tenant["id"], status, after)
     notice = ""
     if request.query_params.get("done") == "booked":
@@ -78,7 +79,7 @@ async def _one(
         "windows": bookings.WINDOWS,
         "today": bookings.local_today(tenant).isoformat(),
     }
-    if done and is_fragment_request(request):
+    if done and renders_block(request, "booking"):
         # The menu's count of new requests changes too.
         context["new_count"] = await office_db.new_bookings_count(tenant["id"])
     return await office_page(
@@ -160,12 +161,13 @@ async def book(
             status=409,
         )
     wake()
-    if not is_fragment_request(request):
-        return see_other(request, f"/office/bookings?done=booked&job={number}")
-    booked = await _request_or_404(tenant, request_id)
-    return await _one(
-        request, tenant, staff, booked, done=f"Job {number} is booked and the customer was emailed."
-    )
+
+    async def booked() -> Response:
+        row = await _request_or_404(tenant, request_id)
+        done = f"Job {number} is booked and the customer was emailed."
+        return await _one(request, tenant, staff, row, done=done)
+
+    return await after_write(request, f"/office/bookings?done=booked&job={number}", booked)
 
 
 @get("/bookings/{request_id:int}/dismiss")
@@ -211,10 +213,12 @@ async def dismiss(
             message=bookings.handled_message(exc.request, tenant),
             status=409,
         )
-    if not is_fragment_request(request):
-        return see_other(request, "/office/bookings?done=dismissed")
-    dismissed = await _request_or_404(tenant, request_id)
-    return await _one(request, tenant, staff, dismissed, done="The request was dismissed.")
+
+    async def dismissed() -> Response:
+        row = await _request_or_404(tenant, request_id)
+        return await _one(request, tenant, staff, row, done="The request was dismissed.")
+
+    return await after_write(request, "/office/bookings?done=dismissed", dismissed)
 
 
 ROUTES = [bookings_page, booking_page, book_form, book, dismiss_form, dismiss]

@@ -9,15 +9,15 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth import links
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
-from portal.db import accounts
 from portal.db import office_customers as customers
-from portal.handlers.account import clean_email
-from portal.handlers.office import int_param, office_page
+from portal.forms import clean_email, record_id
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, see_other
+from portal.pages import office_page
+from portal.web import after_write, form_data
 
 
 @get("/customers")
@@ -25,7 +25,7 @@ async def customers_page(request: Request, tenant: TenantDep, staff: StaffDep) -
     """Find a customer by name, customer number or email."""
     # A NUL byte is never part of a name (and PostgreSQL refuses one in a query).
     query = request.query_params.get("q", "")[:100].replace("\x00", "")
-    after = int_param(request.query_params.get("after"))
+    after = record_id(request.query_params.get("after"))
     rows, next_after = await customers.search(tenant["id"], query, after)
     # The search box asks for the results only; a menu click or plain load gets the page.
     results_only = request.headers.get("hx-target", "").endswith("#customer-results")
@@ -71,7 +71,7 @@ async def _customer_page(
     invoices_notice: str = "",
     invoices_error: str = "",
 ) -> Response:
-    after = int_param(request.query_params.get("after"))
+    after = record_id(request.query_params.get("after"))
     rows, next_after = await customers.invoices(tenant["id"], who["id"], after)
     done = DONE.get(request.query_params.get("done", ""), "")
     if done and request.query_params.get("done") == "emailed":
@@ -120,21 +120,25 @@ async def _emails_answer(
     new_email: str = "",
 ) -> Response:
     """After a change to the emails: the emails card (htmx) or the page again."""
-    if done and not is_fragment_request(request):
-        return see_other(request, f"/office/customers/{customer_id}?done={done}")
-    who = await _customer_or_404(tenant, customer_id)
-    return await _customer_page(
-        request,
-        tenant,
-        staff,
-        who,
-        block="emails" if is_fragment_request(request) else "region",
-        status=422 if (error or errors) else 200,
-        emails_notice=DONE.get(done, ""),
-        emails_error=error,
-        errors=errors,
-        new_email=new_email,
-    )
+
+    async def emails_card() -> Response:
+        who = await _customer_or_404(tenant, customer_id)
+        return await _customer_page(
+            request,
+            tenant,
+            staff,
+            who,
+            block="emails",
+            status=422 if (error or errors) else 200,
+            emails_notice=DONE.get(done, ""),
+            emails_error=error,
+            errors=errors,
+            new_email=new_email,
+        )
+
+    if not done:  # a problem: the card (htmx) or the page, with the message
+        return await emails_card()
+    return await after_write(request, f"/office/customers/{customer_id}?done={done}", emails_card)
 
 
 @post("/customers/{customer_id:int}/emails")
@@ -204,7 +208,7 @@ async def invite(
             customer_id,
             error=f"{email} already has a portal account. They can use “Forgot password?” if needed.",
         )
-    await accounts.request_invitation(request.app.state.settings, tenant, email)
+    await links.request_invitation(request.app.state.settings, tenant, email)
     wake()
     return await _emails_answer(request, tenant, staff, customer_id, done="invited")
 
@@ -237,21 +241,19 @@ async def email_invoice(
             tenant,
             staff,
             who,
-            block="invoices" if is_fragment_request(request) else "region",
+            block="invoices",
             status=422,
             invoices_error=error,
         )
     await customers.email_invoice(request.app.state.settings, tenant, who, invoice, to, staff.email)
     wake()
-    if not is_fragment_request(request):
-        return see_other(request, f"/office/customers/{customer_id}?done=emailed")
-    return await _customer_page(
+    notice = f"The invoice email is on its way: invoice {invoice['number']} to {to}."
+    return await after_write(
         request,
-        tenant,
-        staff,
-        who,
-        block="invoices",
-        invoices_notice=f"The invoice email is on its way: invoice {invoice['number']} to {to}.",
+        f"/office/customers/{customer_id}?done=emailed",
+        lambda: _customer_page(
+            request, tenant, staff, who, block="invoices", invoices_notice=notice
+        ),
     )
 
 

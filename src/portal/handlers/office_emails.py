@@ -9,13 +9,14 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import office_emails as emails
-from portal.handlers.office import int_param, office_page
+from portal.forms import record_id
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
-from portal.web import is_fragment_request, see_other
+from portal.pages import office_page
+from portal.web import after_write
 
 NOT_FAILED = {
     "sent": "That email was already sent: there is nothing to retry.",
@@ -33,7 +34,7 @@ async def _emails_page(
     block: str = "region",
     status: int = 200,
 ) -> Response:
-    before = int_param(request.query_params.get("before"))
+    before = record_id(request.query_params.get("before"))
     failed, next_before = await emails.failed(tenant["id"], before)
     return await office_page(
         request,
@@ -70,16 +71,17 @@ async def retry(
     outcome, recipient = await emails.retry(tenant["id"], email_id)
     if outcome == "missing":
         raise NotFoundException()
-    block = "lists" if is_fragment_request(request) else "region"
     if outcome != "retried":
         return await _emails_page(
-            request, tenant, staff, error=NOT_FAILED[outcome], block=block, status=409
+            request, tenant, staff, error=NOT_FAILED[outcome], block="lists", status=409
         )
     wake()
-    if not is_fragment_request(request):
-        return see_other(request, "/office/emails?done=retried")
     notice = f"The email to {recipient} is on its way again."
-    return await _emails_page(request, tenant, staff, notice=notice, block=block)
+    return await after_write(
+        request,
+        "/office/emails?done=retried",
+        lambda: _emails_page(request, tenant, staff, notice=notice, block="lists"),
+    )
 
 
 ROUTES = [emails_page, retry]

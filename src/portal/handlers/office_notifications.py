@@ -11,13 +11,13 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import office_bookings as bookings
 from portal.db import office_notifications as notes
-from portal.handlers.office import office_page
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, see_other
+from portal.pages import office_page
+from portal.web import after_write, form_data, see_other
 
 
 @get("/notifications")
@@ -152,13 +152,15 @@ async def save(
             subject=subject,
             body=body,
             errors=errors,
-            block="editor" if is_fragment_request(request) else "region",
+            block="editor",
             status=422,
         )
     await notes.save(tenant["id"], key, subject, body)
-    if not is_fragment_request(request):
-        return see_other(request, f"/office/notifications/{key}?done=saved")
-    return await _editor(request, tenant, staff, kind, notice=NOTICES["saved"], block="editor")
+    return await after_write(
+        request,
+        f"/office/notifications/{key}?done=saved",
+        lambda: _editor(request, tenant, staff, kind, notice=NOTICES["saved"], block="editor"),
+    )
 
 
 @post("/notifications/{key:str}/preview")
@@ -178,7 +180,7 @@ async def preview(
         body=body,
         errors=errors,
         notice="" if errors else "This is a preview: nothing is saved until you press Save.",
-        block="editor" if is_fragment_request(request) else "region",
+        block="editor",
         status=422 if errors else 200,
     )
 

@@ -16,16 +16,19 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from markupsafe import escape
 
+from portal import logos
+from portal import settings_form as rules
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo, end_session
 from portal.db import office as office_db
-from portal.db import office_settings as rules
+from portal.db import office_settings as settings_db
 from portal.db import queries
-from portal.handlers.office import is_admin, office_page, refuse
 from portal.mail.links import portal_url
+from portal.pages import is_admin, office_page, refuse
 from portal.payments import accounts as payment_accounts
-from portal.tenancy import TenantDep
-from portal.web import form_lists, is_htmx, see_other
+from portal.payments import sandbox
+from portal.web import after_write, form_lists, see_other
 
 LOCKED_MESSAGE = "An administrator must accept the legal agreement before anything can be changed."
 ADMIN_MESSAGE = "Only an administrator can change the host, the legal agreement and payments."
@@ -132,8 +135,8 @@ async def _logo_upload(request: Request) -> UploadFile | None:
 
 
 async def _read_logo(upload: UploadFile) -> tuple[bytes, str | None]:
-    data = await upload.read(rules.MAX_LOGO_BYTES + 1)
-    return await rules.read_logo(data, upload.filename or "", upload.content_type or "")
+    data = await upload.read(logos.MAX_LOGO_BYTES + 1)
+    return await logos.read_logo(data, upload.filename or "", upload.content_type or "")
 
 
 async def _moved(request: Request, new_host: str) -> Response:
@@ -183,9 +186,9 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
             errors["logo"] = problem
     if not errors:
         try:
-            await rules.save(tenant["id"], changes)
-        except rules.HostTaken:
-            errors["host"] = rules.HOST_TAKEN_MESSAGE
+            await settings_db.save(tenant["id"], changes)
+        except settings_db.HostTaken:
+            errors["host"] = settings_db.HOST_TAKEN_MESSAGE
     if errors:
         return await _page(
             request,
@@ -198,7 +201,7 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
             form_error="Nothing was saved. Please correct the fields marked below.",
         )
     if png:
-        await rules.save_logo(tenant["id"], png)
+        await settings_db.save_logo(tenant["id"], png)
     if "host" in changes.columns:
         return await _moved(request, changes.columns["host"])
     return see_other(request, "/office/settings?saved=1")
@@ -215,8 +218,6 @@ async def _after_one(
     """The answer to an inline save: the setting's block with "Saved" or its error.
     Without JavaScript (a plain form post), back to the page."""
     if errors:
-        if not is_htmx(request):
-            return await _page(request, tenant, staff, status=422, values=values, errors=errors)
         return await _page(
             request,
             tenant,
@@ -226,10 +227,12 @@ async def _after_one(
             values=values,
             errors=errors,
         )
-    if not is_htmx(request):
-        return see_other(request, "/office/settings?saved=1")
-    fresh = await office_db.tenant_by_id(tenant["id"])
-    return await _page(request, fresh, staff, block=BLOCKS[key], saved=(key,))
+
+    async def saved() -> Response:
+        fresh = await office_db.tenant_by_id(tenant["id"])
+        return await _page(request, fresh, staff, block=BLOCKS[key], saved=(key,))
+
+    return await after_write(request, "/office/settings?saved=1", saved)
 
 
 @post("/settings/legal")
@@ -249,7 +252,7 @@ async def accept_legal(request: Request, tenant: TenantDep, staff: StaffDep) -> 
             status=422,
             errors={"agree": "Tick the box to accept the agreement."},
         )
-    await rules.accept_legal(tenant["id"], staff.email)
+    await settings_db.accept_legal(tenant["id"], staff.email)
     return see_other(request, "/office/settings?saved=legal")
 
 
@@ -261,12 +264,12 @@ async def upload_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> R
         return refusal
     upload = await _logo_upload(request)
     if upload is None:
-        png, problem = rules.process_logo(b"")
+        png, problem = logos.process_logo(b"")
     else:
         png, problem = await _read_logo(upload)
     if problem:
         return await _after_one(request, tenant, staff, "logo", {"logo": problem}, {})
-    await rules.save_logo(tenant["id"], png)
+    await settings_db.save_logo(tenant["id"], png)
     return await _after_one(request, tenant, staff, "logo", {}, {})
 
 
@@ -275,7 +278,7 @@ async def remove_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> R
     refusal = await _refusal(request, tenant, staff, ["logo"])
     if refusal:
         return refusal
-    await rules.remove_logo(tenant["id"])
+    await settings_db.remove_logo(tenant["id"])
     return await _after_one(request, tenant, staff, "logo", {}, {})
 
 
@@ -285,7 +288,7 @@ async def link_payments(request: Request, tenant: TenantDep, staff: StaffDep) ->
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
         return refusal
-    linked = await rules.link_payment_account(tenant["id"], rules.new_sandbox_account_id())
+    linked = await settings_db.link_payment_account(tenant["id"], sandbox.new_account_id())
     errors = {} if linked else {"payments_enabled": "A payment account is already linked."}
     return await _after_one(request, tenant, staff, "payments_enabled", errors, {})
 
@@ -297,17 +300,19 @@ async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) 
     if refusal:
         return refusal
     await payment_accounts.unlink(request.app.state.settings, tenant)
-    if not is_htmx(request):
-        return see_other(request, "/office/settings?saved=unlinked")
-    fresh = await office_db.tenant_by_id(tenant["id"])
-    return await _page(
-        request,
-        fresh,
-        staff,
-        block=BLOCKS["payments_enabled"],
-        saved=("payments_enabled",),
-        notice=SAVED_NOTICES["unlinked"],
-    )
+
+    async def unlinked() -> Response:
+        fresh = await office_db.tenant_by_id(tenant["id"])
+        return await _page(
+            request,
+            fresh,
+            staff,
+            block=BLOCKS["payments_enabled"],
+            saved=("payments_enabled",),
+            notice=SAVED_NOTICES["unlinked"],
+        )
+
+    return await after_write(request, "/office/settings?saved=unlinked", unlinked)
 
 
 @post("/settings/{key:str}")
@@ -325,9 +330,9 @@ async def save_one(
     changes, values, errors = rules.clean_form([key], form, tenant, units)
     if not errors:
         try:
-            await rules.save(tenant["id"], changes)
-        except rules.HostTaken:
-            errors["host"] = rules.HOST_TAKEN_MESSAGE
+            await settings_db.save(tenant["id"], changes)
+        except settings_db.HostTaken:
+            errors["host"] = settings_db.HOST_TAKEN_MESSAGE
     if not errors and "host" in changes.columns:
         return await _moved(request, changes.columns["host"])
     return await _after_one(request, tenant, staff, key, errors, values)

@@ -15,20 +15,19 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from portal.auth import throttle
+from portal.auth import links, throttle
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.passwords import LaneBusy, hash_password
 from portal.auth.policy import normalize
 from portal.auth.sessions import SessionInfo, end_other_sessions, start_session
-from portal.auth.signin import check_password, email_limit
+from portal.auth.signin import BUSY, MAX_FIELD, check_password, client_of, email_limit, refusal
 from portal.auth.staff import staff_password_problem
 from portal.db import office as office_db
 from portal.db import staff as staff_db
-from portal.handlers.account import BUSY, MAX_FIELD, client_of, refusal
-from portal.handlers.office import ROLE_NAMES, is_admin, office_page, refuse
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, render, see_other
+from portal.pages import ROLE_NAMES, is_admin, office_page, refuse
+from portal.web import after_write, form_data, render, see_other
 
 PASSWORD_NOTICES = {
     "changed": "Your password was changed. Your other devices were signed out.",
@@ -101,10 +100,12 @@ async def change_password(request: Request, tenant: TenantDep, staff: StaffDep) 
         return await _password_page(request, tenant, staff, context, 503, headers)
     await staff_db.change_password(member["id"], new_hash)
     await end_other_sessions(staff_id=member["id"], keep_session_id=staff.id)
-    if is_fragment_request(request):
-        notice = PASSWORD_NOTICES["changed"]
-        return await _password_page(request, tenant, staff, {"notice": notice})
-    return see_other(request, "/office/password?done=changed")
+    notice = PASSWORD_NOTICES["changed"]
+    return await after_write(
+        request,
+        "/office/password?done=changed",
+        lambda: _password_page(request, tenant, staff, {"notice": notice}),
+    )
 
 
 # --- Staff: the list, and reset links --------------------------------------------------------
@@ -172,14 +173,15 @@ async def send_reset_link(
     if member is None:
         raise NotFoundException()
     settings = request.app.state.settings
-    await staff_db.send_reset_link(
+    await links.send_reset_link(
         settings, tenant, member, {"name": staff.name, "email": staff.email}
     )
     wake()
-    if is_fragment_request(request):
-        notice = _sent_notice(request, member)
-        return await _staff_page(request, tenant, staff, notice, block="members")
-    return see_other(request, f"/office/staff?sent={member['id']}")
+    return await after_write(
+        request,
+        f"/office/staff?sent={member['id']}",
+        lambda: _staff_page(request, tenant, staff, _sent_notice(request, member), block="members"),
+    )
 
 
 # --- the reset link's page (signed out) ------------------------------------------------------
@@ -219,7 +221,7 @@ async def reset_page(request: Request, tenant: TenantDep) -> Response:
     """Choose a new password. Opening the link does not use it up (mail scanners open
     links); the form's button does."""
     token = request.query_params.get("token", "")
-    link = await staff_db.check_reset_link(tenant["id"], token)
+    link = await links.check_reset_link(tenant["id"], token)
     if link.problem:
         return _link_problem(request, tenant, link.problem)
     return _reset_page(request, tenant, {"token": token, "email": link.email})
@@ -230,7 +232,7 @@ async def reset(request: Request, tenant: TenantDep) -> Response:
     form = await form_data(request)
     token = form.get("token", "")[: staff_db.MAX_TOKEN_LENGTH + 1]
     password = normalize(form.get("password", "")[:MAX_FIELD])
-    link = await staff_db.check_reset_link(tenant["id"], token)
+    link = await links.check_reset_link(tenant["id"], token)
     if link.problem:
         return _link_problem(request, tenant, link.problem)
     problem = staff_password_problem(password, tenant, link.email)
@@ -242,7 +244,7 @@ async def reset(request: Request, tenant: TenantDep) -> Response:
     except LaneBusy as busy:
         context = {"token": token, "email": link.email, "form_error": BUSY}
         return _reset_page(request, tenant, context, 503, {"Retry-After": str(busy.retry_after)})
-    used = await staff_db.use_reset_link(tenant["id"], token, password_hash)
+    used = await links.use_reset_link(tenant["id"], token, password_hash)
     if used.problem:
         return _link_problem(request, tenant, used.problem)
     await throttle.clear(tenant["id"], email_limit("staff-signin", used.email).key)

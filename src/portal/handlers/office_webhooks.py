@@ -10,13 +10,13 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import webhooks as webhooks_db
-from portal.handlers.office import is_admin, office_page, refuse
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, see_other
+from portal.pages import is_admin, office_page, refuse
+from portal.web import after_write, form_data
 
 ADMINS_ONLY = "Only an administrator can see and manage webhooks."
 NOTICES = {
@@ -49,7 +49,7 @@ async def _page(
             "notice": "",
             **(context or {}),
         },
-        block="hooks" if is_fragment_request(request) and request.method == "POST" else "region",
+        block="hooks" if request.method == "POST" else "region",
         status_code=status,
     )
 
@@ -79,9 +79,11 @@ async def add_endpoint(request: Request, tenant: TenantDep, staff: StaffDep) -> 
 
 async def _done(request: Request, tenant: dict[str, Any], staff: SessionInfo, key: str) -> Response:
     wake()
-    if is_fragment_request(request):
-        return await _page(request, tenant, staff, {"notice": NOTICES[key]})
-    return see_other(request, f"/office/webhooks?done={key}")
+    return await after_write(
+        request,
+        f"/office/webhooks?done={key}",
+        lambda: _page(request, tenant, staff, {"notice": NOTICES[key]}),
+    )
 
 
 @post("/webhooks/deliveries/{delivery_id:int}/retry")

@@ -6,8 +6,8 @@ from litestar import Request, Response, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal.auth.context import TenantDep
 from portal.db import queries
-from portal.tenancy import TenantDep
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 

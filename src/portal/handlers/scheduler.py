@@ -13,79 +13,29 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 
-from portal.auth.guards import CustomerDep, CustomerViewer
+from portal.auth.context import CustomerViewer, TenantDep
+from portal.auth.guards import CustomerDep
 from portal.db import bookings
-from portal.handlers.customer import tab_page
+from portal.formatting import appointment_text, business_now, day_text, window_text
+from portal.forms import parse_day, record_id
 from portal.mail.links import portal_url
 from portal.mail.worker import wake
-from portal.tenancy import TenantDep
-from portal.web import form_data, is_fragment_request, is_htmx, see_other
+from portal.pages import tab_page
+from portal.web import after_write, form_data, renders_block
 
 OTHER = "Other"
 WINDOWS = {"any": "Any time", "morning": "Morning", "afternoon": "Afternoon"}
 CHOICES = ("First choice", "Second choice", "Third choice")
 NOTES_MAX = 1000
 KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-US_DAY = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
-MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 FORM_UNREADABLE = "This form could not be read. Check your choices and send it again."
 
 
-# --- dates and times as customers read them ---------------------------------------------------
-
-
-def business_now(tenant: dict[str, Any]) -> datetime:
-    """Now, in the business's time zone (its calendar decides what "today" is)."""
-    return datetime.now(UTC).astimezone(ZoneInfo(tenant["time_zone"]))
-
-
-def day_text(day: date, today: date | None = None) -> str:
-    """ "Tue 3 Dec", with the year when it is not this year's."""
-    text = f"{day:%a} {day.day} {day:%b}"
-    return text if today is not None and day.year == today.year else f"{text} {day.year}"
-
-
-def _hour_minute(hhmm: str) -> tuple[int, int] | None:
-    hours, _, minutes = hhmm.partition(":")
-    if not (hours.isdigit() and (minutes or "0").isdigit()):
-        return None
-    return int(hours), int(minutes or 0)
-
-
-def clock(hhmm: str, with_period: bool = True) -> str:
-    """ "08:00" -> "8 AM", "13:30" -> "1:30 PM" (US customers read a 12-hour clock)."""
-    parsed = _hour_minute(hhmm)
-    if parsed is None:  # not a clock time: show what the office entered
-        return hhmm
-    hour, minute = parsed
-    text = str(hour % 12 or 12) + (f":{minute:02d}" if minute else "")
-    return f"{text} {'AM' if hour < 12 else 'PM'}" if with_period else text
-
-
-def window_text(start: str, end: str) -> str:
-    """An arrival window: "8 AM–12 PM", or "12–4 PM" when both ends share AM/PM."""
-    a, b = _hour_minute(start), _hour_minute(end)
-    if a is not None and b is not None and (a[0] < 12) == (b[0] < 12):
-        return f"{clock(start, with_period=False)}–{clock(end)}"
-    return f"{clock(start)}–{clock(end)}"
-
-
-def appointment_text(
-    start: datetime, end: datetime | None, tz: str, today: date | None = None
-) -> str:
-    """A booked time in the business's zone: "Tue 3 Dec, 8 AM–12 PM"."""
-    zone = ZoneInfo(tz)
-    local_start = start.astimezone(zone)
-    text = f"{day_text(local_start.date(), today)}, "
-    if end is not None and end.astimezone(zone).date() == local_start.date():
-        return text + window_text(f"{local_start:%H:%M}", f"{end.astimezone(zone):%H:%M}")
-    return text + f"from {clock(f'{local_start:%H:%M}')}"
+# --- dates and times as customers read them (the shared pieces are in portal/formatting.py) ---
 
 
 def choice_text(choice: dict[str, str], today: date | None = None) -> str:
@@ -138,21 +88,6 @@ class RequestForm:
     windows: list[str] = field(default_factory=lambda: ["any", "any", "any"])
     notes: str = ""
     key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-
-
-def parse_day(value: str) -> date | None:
-    """A date typed as 2026-12-03 (what date pickers send) or 12/3/2026; else None."""
-    value = value.strip()
-    try:
-        if ISO_DAY.match(value):
-            return date.fromisoformat(value)
-        match = US_DAY.match(value)
-        if match:
-            month, day, year = (int(g) for g in match.groups())
-            return date(year, month, day)
-    except ValueError:
-        return None
-    return None
 
 
 def read_form(values: dict[str, str]) -> RequestForm:
@@ -274,14 +209,6 @@ async def _lists(
     }
 
 
-def record_id(value: str | None) -> int | None:
-    """A row id from a URL or form (digits, within the database's integer range), else None."""
-    if not value or not value.isascii() or not value.isdigit() or len(value) > 10:
-        return None
-    number = int(value)
-    return number if 0 < number <= MAX_ID else None
-
-
 @get("/schedule")
 async def schedule(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
     """Scheduler tab: request an appointment, see requests and upcoming appointments."""
@@ -349,18 +276,20 @@ async def request_appointment(request: Request, tenant: TenantDep, viewer: Custo
         if "form" in errors:
             form.key = RequestForm().key
         context.update(errors=errors, form_error=_error_summary(errors))
-        if not is_fragment_request(request):  # the whole page comes back
+        if renders_block(request, "request_form") is None:  # the whole page comes back
             context.update(await _lists(tenant, customer_id, now))
         return tab_page(
             request, tenant, viewer, "schedule", context, block="request_form", status_code=422
         )
-    if not is_htmx(request):
-        return see_other(request, f"/schedule?requested={request_id}")
-    # htmx: a fresh form with the thank-you note, and the list of requests brought up to date.
-    context.update(await _lists(tenant, customer_id, now), form=RequestForm())
-    saved = next((r for r in context["requests"].rows if r["id"] == request_id), None)
-    context["notice"] = _received_message(saved) if saved else ""
-    return tab_page(request, tenant, viewer, "schedule", context, block="request_saved")
+
+    async def thanks() -> Response:
+        # A fresh form with the thank-you note, and the list of requests brought up to date.
+        context.update(await _lists(tenant, customer_id, now), form=RequestForm())
+        saved = next((r for r in context["requests"].rows if r["id"] == request_id), None)
+        context["notice"] = _received_message(saved) if saved else ""
+        return tab_page(request, tenant, viewer, "schedule", context, block="request_saved")
+
+    return await after_write(request, f"/schedule?requested={request_id}", thanks)
 
 
 def _error_summary(errors: dict[str, str]) -> str:

@@ -11,9 +11,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from portal.config import Settings
 from portal.db.tables import OutboxEmail
+from portal.formatting import money
 from portal.forms import one_line
 from portal.mail.links import portal_url
-from portal.web import TEMPLATES_DIR, money
+from portal.web import TEMPLATES_DIR
 
 _env = Environment(
     loader=FileSystemLoader(TEMPLATES_DIR / "email"),

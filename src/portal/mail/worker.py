@@ -1,4 +1,5 @@
-"""The delivery worker: sends due outbox rows, retries with backoff and jitter.
+"""Email delivery: sends due outbox rows, retries with backoff and jitter (run each
+round by the background worker, `portal/worker.py`).
 
 Rows are *claimed* one at a time before sending, by setting a lease (`locked_until`)
 and counting the attempt in one UPDATE (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite:
@@ -15,17 +16,13 @@ mail server refuses for good fails at once. A failed email keeps its reason in w
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from portal.config import Settings
 from portal.db.engine import current_engine
-from portal.db.outage import OUTAGE, unavailable_in
 from portal.db.tables import OutboxEmail
 from portal.mail.backends import (
     Backend,
@@ -182,98 +179,9 @@ async def _finish(
     await OutboxEmail.update(changes).where(OutboxEmail.id == row_id).run()
 
 
-HOUSEKEEPING_EVERY = timedelta(hours=1)
-
-
-async def housekeeping(settings: Settings) -> None:
-    """Forget what no longer matters: old throttle counts, dead sessions and links, and
-    emails done with (sent or failed) for longer than the retention period."""
-    from portal.auth import throttle
-    from portal.db.tables import AuthToken, Session
-
-    moment = datetime.now(UTC)
-    await throttle.prune()
-    await Session.delete().where(Session.expires_at < moment).run()
-    await AuthToken.delete().where(AuthToken.expires_at < moment - timedelta(days=30)).run()
-    kept_since = moment - timedelta(days=settings.mail_retention_days)
-    await (
-        OutboxEmail.delete()
-        .where(
-            ((OutboxEmail.status == "sent") & (OutboxEmail.sent_at < kept_since))
-            | ((OutboxEmail.status == "failed") & (OutboxEmail.created_at < kept_since))
-        )
-        .run()
-    )
-
-
-@dataclass(frozen=True)
-class Job:
-    """One kind of background work: run each round, or at most once every `every`."""
-
-    name: str
-    run: Callable[[], Awaitable[object]]
-    every: timedelta | None = None
-
-
-def jobs(settings: Settings, backend: Backend) -> list[Job]:
-    """What the worker does, in order, each round (new background work is a new entry)."""
-    return [
-        Job("answer account requests", lambda: answer_account_requests(settings)),
-        Job("deliver emails", lambda: deliver_due(settings, backend)),
-        Job("deliver webhooks", lambda: deliver_webhooks(settings)),
-        Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
-    ]
-
-
-async def deliver_webhooks(settings: Settings) -> None:
-    """New events go out to the business's webhook endpoints (api/webhooks.py)."""
-    from portal.api.webhooks import deliver_due as deliver_webhooks_due
-
-    await deliver_webhooks_due(settings)
-
-
-async def answer_account_requests(settings: Settings) -> None:
-    """Invitation and reset requests recorded by the pages become emails (issue 11.5)."""
-    from portal.auth.account_requests import answer_pending
-
-    await answer_pending(settings)
-
-
-async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run the jobs until `stop` is set (inside `serve`, or as `portal worker`)."""
+def listen() -> asyncio.Event:
+    """A new wake-up event for this process's worker loop (`portal.worker`), which
+    `wake` sets."""
     global _wakeup
     _wakeup = asyncio.Event()
-    stop = stop or asyncio.Event()
-    backend = backend_for(settings)
-    log.info("mail worker started (%s)", type(backend).__name__)
-    work = jobs(settings, backend)
-    next_run: dict[str, datetime] = {}
-    while not stop.is_set():
-        for job in work:
-            due = next_run.get(job.name)
-            if due is not None and datetime.now(UTC) < due:
-                continue
-            try:
-                await job.run()
-            except (
-                Exception
-            ) as exc:  # outlive a database hiccup; one failing job never skips the rest
-                if unavailable_in(exc):
-                    OUTAGE.note(exc, refused=False)  # logged once per incident, not per round
-                else:
-                    log.exception("mail worker: %s failed; will try again", job.name)
-                continue
-            if job.every:
-                next_run[job.name] = datetime.now(UTC) + job.every
-        _wakeup.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_first(stop, _wakeup), timeout=settings.mail_poll_seconds)
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
+    return _wakeup

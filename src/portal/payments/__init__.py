@@ -1,4 +1,5 @@
-"""Payments: the gateway protocol (`gateway.py`), the built-in sandbox gateway with its
+"""Payments: the gateway protocol (`gateway.py`), the list of gateways (`registry.py`),
+the built-in sandbox gateway with its
 hosted card page (`sandbox.py`), and the portal's side of paying invoices
 (`service.py`, with the callback URL in `callbacks.py`)."""
 

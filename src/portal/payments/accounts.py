@@ -21,9 +21,11 @@ from typing import Any
 
 from portal.config import Settings
 from portal.db import card_updates
-from portal.db import office_settings as rules
+from portal.db import office_settings as settings_db
 from portal.db import payments as payments_db
-from portal.payments.gateway import GatewayError, PaymentGateway, gateway_for
+from portal.payments import card_updates as card_service
+from portal.payments.gateway import GatewayError, PaymentGateway
+from portal.payments.registry import gateway_for
 from portal.payments.service import ACCOUNT_CHANGED, close_and_settle
 
 log = logging.getLogger("portal.payments")
@@ -38,7 +40,7 @@ async def unlink(settings: Settings, tenant: dict[str, Any]) -> bool:
     if not account_id:
         return False
     await close_open_checkouts(settings, tenant, account_id)
-    return await rules.unlink_payment_account(tenant["id"], account_id)
+    return await settings_db.unlink_payment_account(tenant["id"], account_id)
 
 
 async def close_open_checkouts(settings: Settings, tenant: dict[str, Any], account_id: str) -> None:
@@ -77,4 +79,4 @@ async def _close_card_update(
     if found is None:
         await card_updates.fail(tenant["id"], update["id"], CARD_ACCOUNT_CHANGED)
         return
-    await card_updates.settle(tenant["id"], update["id"], found, gateway.account_id)
+    await card_service.settle(tenant["id"], update["id"], found, gateway.account_id)

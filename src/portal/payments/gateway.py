@@ -17,12 +17,15 @@ request never makes a second checkout.
 
 A gateway object acts for one merchant *account*. A payment (or card update) keeps
 the account it started on and is settled, closed and refunded through that account's
-gateway, even after the office unlinks it: `gateway_for(settings, account_id)`.
+gateway, even after the office unlinks it: `registry.gateway_for(settings, account_id)`.
+
+This module is the protocol only: it knows no gateway. The gateways are listed in
+`registry.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -150,31 +153,6 @@ class PaymentGateway(Protocol):
         ...
 
 
-def gateway_for(settings: Settings, account_id: str) -> PaymentGateway:
-    """The gateway of one payment account: the business's linked account for a new
-    payment, the account a payment or card update started on for everything after.
-
-    Only the built-in sandbox exists so far; real providers plug in here, chosen by
-    the account. Raises PaymentsUnavailable when there is no account.
-    """
-    from portal.payments.sandbox import SandboxGateway
-
-    if not account_id:
-        raise PaymentsUnavailable()
-    return SandboxGateway(settings, account_id)
-
-
-def verify_callback(
-    settings: Settings, account_ids: list[str], headers: Mapping[str, str], body: bytes
-) -> CallbackEvent:
-    """A callback checked against each of the business's payment accounts (the linked
-    one first, then those it linked before): its event names the account that signed
-    it. Raises BadCallback when none of them did (or PaymentsUnavailable: no accounts)."""
-    if not account_ids:
-        raise PaymentsUnavailable()
-    for account_id in account_ids:
-        try:
-            return gateway_for(settings, account_id).verify_callback(headers, body)
-        except BadCallback:
-            continue
-    raise BadCallback("not signed by any of the business's payment accounts")
+# What the registry (`registry.py`) holds per gateway: the class, called with the
+# settings and the merchant account it acts for.
+GatewayFactory = Callable[[Settings, str], PaymentGateway]

@@ -490,3 +490,8 @@ async def cancel_checkout(request: Request, checkout_id: FromPath[str]) -> Respo
 
 
 ROUTES = [checkout_page, submit_card, cancel_checkout]
+
+
+def new_account_id() -> str:
+    """A new account at the sandbox gateway (stands in for signing up with a provider)."""
+    return f"sandbox_acct_{secrets.token_hex(8)}"

@@ -28,18 +28,19 @@ from portal.config import Settings
 from portal.db import invoices as invoices_db
 from portal.db import payment_accounts
 from portal.db import payments as db
+from portal.formatting import money
+from portal.forms import record_id
 from portal.mail.links import portal_url
 from portal.mail.worker import wake
+from portal.payments import settlement
 from portal.payments.gateway import (
     BadCallback,
     Checkout,
     GatewayError,
     PaymentGateway,
     PaymentsUnavailable,
-    gateway_for,
-    verify_callback,
 )
-from portal.web import money
+from portal.payments.registry import gateway_for, verify_callback
 
 log = logging.getLogger("portal.payments")
 
@@ -49,7 +50,6 @@ AMOUNT = re.compile(r"^\$?\s*(\d{1,3}(?:,\d{3})+|\d{1,9})(?:\.(\d{1,2}))?$")
 REFERENCE = re.compile(r"^pay_(\d{1,12})$")
 MIN_PART_PAYMENT = 100  # cents
 MAX_SELECTED = 200
-MAX_ID = 2**31 - 1
 # A pending payment that never got a checkout (the request died half-way) stops holding
 # its invoices after this long.
 UNREFERENCED_HOLD = timedelta(minutes=5)
@@ -94,11 +94,11 @@ def read_pay_form(form: Mapping[str, list[str]]) -> PayForm | Outcome:
     """Parse the pay form; ids that are not numbers are a tampered form (404)."""
     ids: list[int] = []
     for raw in form.get("invoice", [])[: MAX_SELECTED + 1]:
-        # Ids are 32-bit integers in the database: anything else names no invoice.
-        if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or int(raw) > MAX_ID:
+        invoice_id = record_id(raw)
+        if invoice_id is None:  # not an id within the database's range: names no invoice
             return Outcome(not_found=True)
-        if int(raw) not in ids:
-            ids.append(int(raw))
+        if invoice_id not in ids:
+            ids.append(invoice_id)
     return PayForm(
         action=(form.get("action") or [""])[0],
         invoice_ids=ids,
@@ -446,7 +446,7 @@ async def settle(
         )
         return "failed"
     try:
-        result = await db.settle_payment(settings, tenant, payment_id, checkout)
+        result = await settlement.settle_payment(settings, tenant, payment_id, checkout)
     except db.BalanceChanged as exc:
         # Someone else paid this invoice meanwhile: give the money back, apply nothing.
         await gateway.refund(checkout.ref)
@@ -489,14 +489,14 @@ async def _late_success(
     if current.amount_cents != payment["amount_cents"] or current.currency != tenant["currency"]:
         log.warning("payment %s: late success for another amount", payment["id"])
         await gateway.refund(current.ref)
-        await db.record_late_refund(
+        await settlement.record_late_refund(
             settings, tenant, payment["id"], current, "the amount charged did not match"
         )
         wake()  # the office's alert email
         return "failed"
     log.warning("payment %s: success reported after it was marked failed", payment["id"])
     try:
-        result = await db.settle_payment(
+        result = await settlement.settle_payment(
             settings,
             tenant,
             payment["id"],
@@ -505,7 +505,7 @@ async def _late_success(
         )
     except db.BalanceChanged as exc:
         await gateway.refund(current.ref)
-        await db.record_late_refund(
+        await settlement.record_late_refund(
             settings, tenant, payment["id"], current, f"{exc.number} had been paid in the meantime"
         )
         wake()  # the office's alert email

@@ -1,7 +1,7 @@
 """Writing what the sync API receives: idempotent upserts and deletes keyed by the source
 system's own ids, a batch at a time in one transaction.
 
-Each record is checked with the importer's rules (db/importer.py), then compared with
+Each record is checked with the importer's rules (portal/importer.py), then compared with
 what the source last sent (`sync_record`): a record whose version is older than the
 stored one is `stale` and changes nothing; one whose content digest is the stored one is
 `unchanged` and writes nothing (an unchanged re-push is reads only). New records are
@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 from piccolo.engine.sqlite import SQLiteEngine
 
+from portal import importer
 from portal.api.records import (
     KIND_OF,
     BusinessUnitRecord,
@@ -40,12 +41,11 @@ from portal.api.records import (
     source_id,
     version_of,
 )
-from portal.db import importer
 from portal.db import tables as t
 from portal.db.engine import current_engine, transaction
 from portal.db.fast import driver_sql
-from portal.db.importer import ImportProblem
 from portal.db.outage import translated
+from portal.importer import ImportProblem
 
 MAX_BATCH = 10_000
 CHUNK = 300  # rows per multi-row statement (bound by SQLite's and asyncpg's parameter limits)

@@ -22,8 +22,7 @@ from portal.auth.passwords import hash_password, is_password_hash
 from portal.auth.policy import password_problem
 from portal.db import engine as db_engine
 from portal.db import tables as t
-from portal.db.office_settings import clean_host
-from portal.forms import multi_line, one_line
+from portal.forms import clean_host, multi_line, one_line
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]

@@ -1,0 +1,63 @@
+"""Typed rows: the shape of the rows that cross layers (database -> services ->
+handlers -> templates). They are TypedDicts, so at run time a row stays the plain dict
+the driver made (templates read it as before, at no cost); mypy checks every use.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TypedDict
+
+
+class TenantRow(TypedDict):
+    """A business as every page of it sees it (`queries.tenant_row`): no logo bytes."""
+
+    id: int
+    host: str
+    name: str
+    email: str
+    phone: str
+    time_zone: str
+    currency: str
+    logo_version: int
+    legal_accepted_at: datetime | None
+    legal_accepted_by: str
+    portal_enabled: bool
+    scheduler_enabled: bool
+    service_types: list[str]
+    memberships_enabled: bool
+    membership_statuses: list[str]
+    recurring_service_message: str
+    payment_account_id: str
+    payments_enabled: bool
+    # Derived: an admin accepted the agreement and staff enabled the portal.
+    portal_open: bool
+    # Derived: a payment account is linked and card payments are enabled.
+    card_payments: bool
+
+
+class CustomerRow(TypedDict):
+    """A customer record a signed-in account may see (read with its session)."""
+
+    id: int
+    name: str
+    kind: str  # residential | commercial
+    external_id: str
+    pending_payments: bool  # a card payment of theirs waits for the gateway's answer
+
+
+class InvoiceRow(TypedDict):
+    """An open invoice on the Invoices tab (`invoices.open_invoices`)."""
+
+    id: int
+    number: str
+    invoice_date: date
+    due_date: date | None
+    summary: str
+    total_cents: int
+    balance_cents: int
+    job_id: int
+    location_id: int
+    location: str
+    open_count: int
+    open_total: int

@@ -1,0 +1,190 @@
+"""The page layouts handlers render with — a tab of the customer area, a page of the
+office (with its menu and alerts), the office's refusal page — and the Invoices tab,
+which its handler and the htmx sign-in both answer with. Handlers import these; no
+handler imports another handler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response
+
+from portal.auth.context import CustomerViewer
+from portal.auth.sessions import SessionInfo
+from portal.db import invoices as invoices_db
+from portal.db import office as office_db
+from portal.db import office_alerts
+from portal.forms import record_id
+from portal.payments import service
+from portal.web import render, renders_block
+
+ROLE_NAMES = {"admin": "Administrator", "office": "Office"}
+
+
+def tab_page(
+    request: Request,
+    tenant: dict[str, Any],
+    viewer: CustomerViewer,
+    tab: str,
+    context: dict[str, Any],
+    *,
+    template: str | None = None,
+    block: str | None = "region",
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Render a page of the customer area (`customer/<tab>.html` unless `template` is given):
+    the whole page, or its "region" block for an htmx tab switch."""
+    return render(
+        request,
+        template or f"customer/{tab}.html",
+        {"tenant": tenant, "viewer": viewer, "tab": tab, **context},
+        block=block,
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+# --- the office ---------------------------------------------------------------------------------
+
+
+def is_admin(staff: SessionInfo) -> bool:
+    return staff.role == "admin"
+
+
+async def office_page(
+    request: Request,
+    tenant: dict[str, Any],
+    staff: SessionInfo,
+    section: str,
+    template: str,
+    context: dict[str, Any],
+    *,
+    block: str | None = "region",
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Render an office page: the whole page for a plain request, `block` for htmx.
+
+    The menu (with the count of new bookings) is drawn only when the layout is.
+    """
+    draws_menu = renders_block(request, block) in (None, "region")
+    new_bookings = await office_db.new_bookings_count(tenant["id"]) if draws_menu else 0
+    alerts = await office_alerts.unseen(tenant["id"]) if draws_menu else []
+    return render(
+        request,
+        template,
+        {
+            "tenant": tenant,
+            "staff": staff,
+            "is_admin": is_admin(staff),
+            "role_name": ROLE_NAMES.get(staff.role, staff.role),
+            "section": section,
+            "new_bookings": new_bookings,
+            "alerts": alerts,
+            **context,
+        },
+        block=block,
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+async def refuse(
+    request: Request,
+    tenant: dict[str, Any],
+    staff: SessionInfo,
+    message: str,
+    *,
+    section: str = "settings",
+    back: str = "/office/settings",
+) -> Response:
+    """A 403 page inside the office layout: the request was refused and nothing changed.
+
+    An htmx request gets the page's region, retargeted to the whole office region,
+    so the refusal is never squeezed into a small part of the page. Alerts marked as
+    seen here lead `back` too (the refused URL may take only a POST).
+    """
+    return await office_page(
+        request,
+        tenant,
+        staff,
+        section,
+        "office/refused.html",
+        {"message": message, "back": back, "alerts_back": back},
+        status_code=403,
+        headers={"HX-Retarget": "#office", "HX-Reswap": "innerHTML"},
+    )
+
+
+# --- the Invoices tab ----------------------------------------------------------------------------
+
+
+async def settle_lost_callbacks(
+    request: Request, tenant: dict[str, Any], viewer: CustomerViewer
+) -> None:
+    """Settle the viewed customer's payments still pending at the gateway, when the
+    session read flagged one (a lost callback must not leave a paid invoice unpaid)."""
+    if viewer.customer and viewer.customer["pending_payments"]:
+        await service.reconcile_customer(request.app.state.settings, tenant, viewer.customer["id"])
+
+
+async def invoices_context(
+    tenant: dict[str, Any],
+    viewer: CustomerViewer,
+    *,
+    selected: list[int] | None = None,
+    amount: str = "",
+    message: str = "",
+    notice: str = "",
+    errors: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """What the Invoices tab shows: the viewed customer's open invoices and the pay form."""
+    rows = (
+        await invoices_db.open_invoices(tenant["id"], viewer.customer["id"])
+        if viewer.customer
+        else []
+    )
+    return {
+        "rows": rows,
+        "open_count": rows[0]["open_count"] if rows else 0,
+        "total_due": int(rows[0]["open_total"]) if rows else 0,
+        "selected": set(selected or []),
+        "amount": amount,
+        "key": service.new_key(),
+        "message": message,
+        "notice": notice,
+        "errors": errors or {},
+        "call_us": service.call_us(tenant),
+    }
+
+
+async def invoices_page(
+    request: Request,
+    tenant: dict[str, Any],
+    viewer: CustomerViewer,
+    *,
+    block: str | None = "region",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The Invoices tab (also rendered whole as the answer to an htmx sign-in)."""
+    await settle_lost_callbacks(request, tenant, viewer)
+    selected = [i for i in map(record_id, request.query_params.getall("select", [])) if i]
+    retry = record_id(request.query_params.get("retry"))
+    failed = (
+        await service.failed_payment(tenant, viewer.customer["id"], retry)
+        if retry and viewer.customer
+        else None
+    )
+    if failed is not None:
+        context = await invoices_context(
+            tenant,
+            viewer,
+            selected=failed.selected,
+            amount=failed.amount,
+            message=failed.message,
+        )
+    else:
+        context = await invoices_context(tenant, viewer, selected=selected)
+    return tab_page(request, tenant, viewer, "invoices", context, block=block, headers=headers)

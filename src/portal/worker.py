@@ -1,0 +1,109 @@
+"""The background worker: one loop that runs the portal's background jobs in turn —
+answering invitation and reset requests, delivering email and webhooks, housekeeping — inside
+`portal serve` or as `portal worker`. It sits beside the app (it calls into auth and
+mail alike); new background work is a new `Job` in `jobs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from portal.api.webhooks import deliver_due as deliver_webhooks
+from portal.auth import throttle
+from portal.auth.account_requests import answer_pending
+from portal.config import Settings
+from portal.db.outage import OUTAGE, unavailable_in
+from portal.db.tables import AuthToken, OutboxEmail, Session
+from portal.mail.backends import Backend, backend_for
+from portal.mail.worker import deliver_due, listen
+
+log = logging.getLogger("portal.mail")
+
+
+HOUSEKEEPING_EVERY = timedelta(hours=1)
+
+
+async def housekeeping(settings: Settings) -> None:
+    """Forget what no longer matters: old throttle counts, dead sessions and links, and
+    emails done with (sent or failed) for longer than the retention period."""
+    moment = datetime.now(UTC)
+    await throttle.prune()
+    await Session.delete().where(Session.expires_at < moment).run()
+    await AuthToken.delete().where(AuthToken.expires_at < moment - timedelta(days=30)).run()
+    kept_since = moment - timedelta(days=settings.mail_retention_days)
+    await (
+        OutboxEmail.delete()
+        .where(
+            ((OutboxEmail.status == "sent") & (OutboxEmail.sent_at < kept_since))
+            | ((OutboxEmail.status == "failed") & (OutboxEmail.created_at < kept_since))
+        )
+        .run()
+    )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One kind of background work: run each round, or at most once every `every`."""
+
+    name: str
+    run: Callable[[], Awaitable[object]]
+    every: timedelta | None = None
+
+
+def jobs(settings: Settings, backend: Backend) -> list[Job]:
+    """What the worker does, in order, each round (new background work is a new entry)."""
+    return [
+        Job("answer account requests", lambda: answer_account_requests(settings)),
+        Job("deliver emails", lambda: deliver_due(settings, backend)),
+        Job("deliver webhooks", lambda: deliver_webhooks(settings)),
+        Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
+    ]
+
+
+async def answer_account_requests(settings: Settings) -> None:
+    """Invitation and reset requests recorded by the pages become emails (issue 11.5)."""
+    await answer_pending(settings)
+
+
+async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the jobs until `stop` is set (inside `serve`, or as `portal worker`)."""
+    wakeup = listen()
+    stop = stop or asyncio.Event()
+    backend = backend_for(settings)
+    log.info("mail worker started (%s)", type(backend).__name__)
+    work = jobs(settings, backend)
+    next_run: dict[str, datetime] = {}
+    while not stop.is_set():
+        for job in work:
+            due = next_run.get(job.name)
+            if due is not None and datetime.now(UTC) < due:
+                continue
+            try:
+                await job.run()
+            except (
+                Exception
+            ) as exc:  # outlive a database hiccup; one failing job never skips the rest
+                if unavailable_in(exc):
+                    OUTAGE.note(exc, refused=False)  # logged once per incident, not per round
+                else:
+                    log.exception("mail worker: %s failed; will try again", job.name)
+                continue
+            if job.every:
+                next_run[job.name] = datetime.now(UTC) + job.every
+        wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_first(stop, wakeup), timeout=settings.mail_poll_seconds)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
