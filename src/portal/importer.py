@@ -534,6 +534,15 @@ async def import_data(data: ImportFile) -> int:
         )
         unit_ids_by_name = await _ids(t.BusinessUnit, tenant_id, "name")
         unit_ids = {u.id: unit_ids_by_name[u.name] for u in data.business_units}
+        # The file's business unit ids are kept (the table has no column for them): the
+        # sync API refers to units by them, and `portal export` writes them back.
+        await _insert(
+            t.SyncRecord,
+            [
+                {**tid, "kind": "business_unit", "external_id": u.id, "row_id": unit_ids[u.id]}
+                for u in data.business_units
+            ],
+        )
         await _insert(
             t.StaffUser,
             [
