@@ -40,6 +40,7 @@ from portal.handlers import (
     office,
     office_api_keys,
     office_bookings,
+    office_csv,
     office_customers,
     office_emails,
     office_notifications,
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> PortalApp:
             *office_staff.ROUTES,
             *office_emails.ROUTES,
             *office_api_keys.ROUTES,
+            *office_csv.ROUTES,
             *office_webhooks.ROUTES,
         ],
     )

@@ -843,12 +843,32 @@ def _prepare(index: int, record: Record) -> _Item:
 
 
 async def push(
-    tenant_id: int, records: Sequence[Record], *, all_or_nothing: bool = False
+    tenant_id: int,
+    records: Sequence[Record],
+    *,
+    all_or_nothing: bool = False,
+    dry_run: bool = False,
 ) -> Summary:
     """Write a push of records (at most MAX_BATCH) in one transaction.
 
-    `all_or_nothing`: a single record's push (PUT/DELETE) — any problem stores nothing."""
-    if len(records) > MAX_BATCH:
+    `all_or_nothing`: a single record's push (PUT/DELETE) — any problem stores nothing.
+    `dry_run`: do all the work, say what it did, and roll it back (the office's preview)."""
+    if dry_run:
+        try:
+            await _push(tenant_id, records, all_or_nothing=all_or_nothing, rehearse=True)
+        except _Refused as rehearsed:
+            return rehearsed.summary
+    return await _push(tenant_id, records, all_or_nothing=all_or_nothing)
+
+
+async def _push(
+    tenant_id: int,
+    records: Sequence[Record],
+    *,
+    all_or_nothing: bool = False,
+    rehearse: bool = False,
+) -> Summary:
+    if len(records) > MAX_BATCH * 2:  # an office CSV row may be two records (job, invoice)
         raise ValueError(f"at most {MAX_BATCH} records per push")
     items = [_prepare(n, r) for n, r in enumerate(records)]
     summary = Summary(outcomes=[i.outcome for i in items])
@@ -889,6 +909,8 @@ async def push(
         await batch.flush_sync()
         if all_or_nothing and any(i.outcome.result == "error" for i in items):
             raise _Refused(summary)
+        if rehearse:
+            raise _Refused(_summarize(summary))
     return _summarize(summary)
 
 
@@ -915,3 +937,29 @@ async def push_one(tenant_id: int, record: Record) -> Outcome:
     except _Refused as refused:
         return refused.summary.outcomes[0]
     return summary.outcomes[0]
+
+
+async def first_locations(tenant_id: int) -> dict[str, str]:
+    """Each customer's first service location, by the business's own ids (an invoice row
+    of a CSV names only its customer)."""
+    rows = await _raw(
+        "SELECT c.external_id AS customer, l.external_id AS location FROM location l "
+        "JOIN customer c ON c.id = l.customer WHERE l.tenant = {} ORDER BY l.id",
+        tenant_id,
+    )
+    out: dict[str, str] = {}
+    for row in rows:
+        out.setdefault(row["customer"], row["location"])
+    return out
+
+
+async def unit_choices(tenant_id: int) -> list[tuple[str, str]]:
+    """The business units a pushed job may name: (source id, name)."""
+    rows = await _raw(
+        "SELECT s.external_id AS id, u.name AS name FROM sync_record s "
+        "JOIN business_unit u ON u.id = s.row_id WHERE s.tenant = {} "
+        "AND s.kind = 'business_unit' AND s.deleted = {} ORDER BY u.name",
+        tenant_id,
+        False,
+    )
+    return [(r["id"], r["name"]) for r in rows]
