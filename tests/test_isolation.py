@@ -42,6 +42,10 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/static/{name:path}"): "public",
     ("GET", "/logo/{version:int}"): "public",  # the logo of the host's own business only
     ("GET", "/_hello"): "public",
+    # Operations: no business data (metrics only on the app port, never via the proxy).
+    ("GET", "/healthz"): "public",
+    ("GET", "/readyz"): "public",
+    ("GET", "/metrics"): "public",
     ("GET", "/sandbox-gateway/checkout/{checkout_id:str}"): "capability",
     ("POST", "/sandbox-gateway/checkout/{checkout_id:str}"): "capability",
     ("POST", "/sandbox-gateway/checkout/{checkout_id:str}/cancel"): "capability",

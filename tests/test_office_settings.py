@@ -17,6 +17,7 @@ from PIL import Image
 
 from portal import logos
 from portal import settings_form as rules
+from portal.db import activity
 from portal.db.tables import BusinessUnit, Tenant
 from portal.testing import engine_kind
 from tests.support.businesses import (
@@ -361,8 +362,18 @@ async def test_changing_the_host_moves_the_portal_and_the_office_follows(app, de
             "http://newname.localhost:8000/office/sign-in?done=moved"
             "&next=/office/settings%3Fsaved%3Dmoved"
         )
-        assert (await boss.get("/sign-in")).status_code == 404  # the old host stops resolving
-        assert (await boss.get("/office/settings")).status_code == 404
+        # The old address answers 301 to the new one (links already emailed keep working),
+        # path and query kept; a form posted there is not replayed.
+        moved_page = await boss.get("/reset?token=abc")
+        assert moved_page.status_code == 301
+        assert moved_page.headers["location"] == "http://newname.localhost:8000/reset?token=abc"
+        assert (await boss.get("/office/settings")).headers["location"] == (
+            "http://newname.localhost:8000/office/settings"
+        )
+        assert (await boss.post("/sign-in", data={})).status_code in (403, 404)
+        logged = await activity.entries((await tenant_row("newname"))["id"], action_prefix="host.")
+        assert [(e["old_value"], e["new_value"]) for e in logged] == [("oldname", "newname")]
+        assert logged[0]["actor"] == "boss@oldname.example"
     async with make_client(app, "http://newname.localhost") as moved:
         page = await moved.get("/office/sign-in?done=moved&next=/office/settings%3Fsaved%3Dmoved")
         assert "The portal moved to this address." in page.text

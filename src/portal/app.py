@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,7 +20,7 @@ from litestar.exceptions import HTTPException, NotFoundException, PermissionDeni
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import Receive, Scope, Send
 
-from portal import payments
+from portal import logs, metrics, payments
 from portal.api.app import create_api
 from portal.auth import passwords
 from portal.auth.context import resolve_context, resolve_tenant
@@ -30,11 +33,13 @@ from portal.auth.guards import (
 )
 from portal.config import Settings
 from portal.db import engine as db_engine
+from portal.db.health import SchemaGate
 from portal.db.outage import OUTAGE, RETRY_AFTER_SECONDS, unavailable_in
 from portal.forms import MAX_ID
 from portal.handlers import (
     account,
     customer,
+    health,
     invoices,
     memberships,
     office,
@@ -51,7 +56,7 @@ from portal.handlers import (
     scheduler,
 )
 from portal.security import head_as_get, nonce_of, with_security_headers
-from portal.tenancy import BareDomain
+from portal.tenancy import BareDomain, MovedPermanently
 from portal.web import HTML, VARY, Renderer, csrf_token, see_other
 from portal.worker import run_forever
 
@@ -60,11 +65,7 @@ log = logging.getLogger("portal")
 
 def create_app(settings: Settings) -> PortalApp:
     """Build the Litestar app for `settings` (binds the tables to its database)."""
-    engine = db_engine.use_database(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        wait_seconds=settings.db_wait_seconds,
-    )
+    engine = db_engine.use_settings(settings)
     passwords.use_cost(cheap_for_tests=settings.cheap_password_hashing_for_tests)
     renderer = Renderer()
     passwords.LANE.configure(threads=settings.hash_threads, max_wait=settings.hash_max_wait_seconds)
@@ -72,6 +73,8 @@ def create_app(settings: Settings) -> PortalApp:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await db_engine.start(engine)
+        with contextlib.suppress(Exception):  # unreachable now: the gate asks again later
+            await app.state.schema_gate.is_current()
         stop = asyncio.Event()
         worker = (
             asyncio.create_task(run_forever(settings, stop)) if settings.run_mail_worker else None
@@ -122,6 +125,7 @@ def create_app(settings: Settings) -> PortalApp:
     app = PortalApp(
         route_handlers=[
             sync_api,
+            *health.ROUTES,
             *public.ROUTES,
             *payments.ROUTES,
             customer_area,
@@ -135,15 +139,21 @@ def create_app(settings: Settings) -> PortalApp:
         },
         lifespan=[lifespan],
         before_request=_ids_in_range,
+        guards=[_schema_must_be_current],
+        # Logging is the portal's own (portal/logs.py), not Litestar's default set-up.
+        logging_config=None,
         state=State(
             {
                 "settings": settings,
                 "renderer": renderer,
+                "schema_gate": SchemaGate(),
                 "template_globals": {"base_domain": settings.base_domain},
             }
         ),
         exception_handlers={
+            BeingUpgraded: _being_upgraded,
             BareDomain: _bare_domain,
+            MovedPermanently: _moved_permanently,
             PortalClosed: _portal_closed,
             SignInRequired: _sign_in_required,
             NotFoundException: _not_found,
@@ -181,12 +191,34 @@ def create_app(settings: Settings) -> PortalApp:
     return app
 
 
+class BeingUpgraded(Exception):
+    """Migrations are pending: no page is served on a schema the code does not match."""
+
+
+async def _schema_must_be_current(connection: Any, handler: Any) -> None:
+    """The first guard of every route but the health ones: while migrations are pending,
+    every page is a 503 "being upgraded" (never a 500 from a missing table)."""
+    gate = connection.app.state.schema_gate
+    if not handler.opt.get("operations") and not await gate.is_current():
+        raise BeingUpgraded()
+
+
 async def _ids_in_range(request: Request) -> None:
     """An id in a URL beyond the database's integer range names no record: a 404 like any
     missing id, never a database error (PostgreSQL refuses such a parameter)."""
     for value in request.path_params.values():
         if isinstance(value, int) and not 0 <= value <= MAX_ID:
             raise NotFoundException()
+
+
+def request_id_of(scope: Scope, trusted: bool) -> str:
+    """The request's id: a proxy's X-Request-ID when the proxy is trusted (so nginx's log
+    and ours share it), else a new one."""
+    if trusted:
+        for key, value in scope.get("headers", ()):
+            if key == b"x-request-id" and 0 < len(value) <= 64 and value.isascii():
+                return value.decode()
+    return secrets.token_hex(8)
 
 
 class PortalApp(Litestar):
@@ -196,10 +228,38 @@ class PortalApp(Litestar):
     https: bool = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope, send = head_as_get(scope, send)
-            send = with_security_headers(scope, send, self.https)
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        started = time.perf_counter()
+        settings = self.state.settings
+        peer = (scope.get("client") or ("", 0))[0]
+        trusted = bool(settings.trusted_proxies) and _is_trusted(peer, settings)
+        request_id = request_id_of(scope, trusted)
+        scope["portal_request_id"] = request_id  # type: ignore[typeddict-unknown-key]
+        status = 500
+        scope, send = head_as_get(scope, send)
+        send = with_security_headers(scope, send, self.https)
+        inner_send = send
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *(message.get("headers") or ()),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await inner_send(message)
+
+        try:
+            async with db_engine.one_connection_per_request():
+                await super().__call__(scope, receive, send_with_id)
+        finally:
+            logs.request_line(scope, status, started)
+            handler = scope.get("route_handler")
+            route = next(iter(handler.paths)) if handler is not None else "(unrouted)"
+            metrics.observe_request(scope["method"], route, status, time.perf_counter() - started)
 
 
 def _page(
@@ -213,10 +273,29 @@ def _page(
             "request": request,
             "csrf_token": csrf_token(request),
             "csp_nonce": nonce_of(request.scope),
+            "request_id": request.scope.get("portal_request_id", ""),
             **(context or {}),
         },
     )
     return Response(body, status_code=status, media_type=HTML, headers={"Vary": VARY})
+
+
+def _being_upgraded(request: Request, exc: BeingUpgraded) -> Response:
+    response = _page(request, "errors/upgrading.html", HTTP_503_SERVICE_UNAVAILABLE)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def _is_trusted(peer: str, settings: Settings) -> bool:
+    from portal.forwarded import client_address
+
+    # The peer is trusted when reading the header would move past it.
+    return client_address(peer, ["0.0.0.0"], settings.trusted_proxies) != peer
+
+
+def _moved_permanently(request: Request, exc: MovedPermanently) -> Response:
+    """A business's former host name: 301 to its address now (docs/deploy.md)."""
+    return Response("", status_code=301, headers={"Location": exc.location})
 
 
 def _bare_domain(request: Request, exc: BareDomain) -> Response:
@@ -262,5 +341,11 @@ def _server_error(request: Request, exc: Exception) -> Response:
         response = _page(request, "errors/503.html", HTTP_503_SERVICE_UNAVAILABLE)
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception(
+        "unhandled error on %s %s",
+        request.method,
+        request.url.path,
+        exc_info=exc,
+        extra={"request_id": request.scope.get("portal_request_id", "")},
+    )
     return _page(request, "errors/500.html", HTTP_500_INTERNAL_SERVER_ERROR)

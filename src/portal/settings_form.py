@@ -193,3 +193,21 @@ def clean_form(
     if "service_types" in values and isinstance(values["service_types"], list):
         values["service_types"] = "\n".join(values["service_types"])
     return Changes(columns=columns, downloadable_units=downloadable), values, errors
+
+
+# --- a business's own domain (`portal domain`) ---------------------------------------------
+
+
+DOMAIN_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def clean_domain(value: str, base_domain: str) -> tuple[str, str | None]:
+    """A business's own domain: a full host name such as portal.xyzplumbing.com, not
+    under the portal's base domain (those are host names)."""
+    domain = value.strip().lower().rstrip(".")
+    labels = domain.split(".")
+    if len(domain) > 253 or len(labels) < 2 or not all(DOMAIN_LABEL.match(x) for x in labels):
+        return domain, "Enter a full domain name, for example portal.xyzplumbing.com."
+    if domain == base_domain or domain.endswith("." + base_domain):
+        return domain, f"Names under {base_domain} are host names, not a business's own domain."
+    return domain, None

@@ -34,3 +34,19 @@ def host_label(host_header: str, base_domain: str) -> str | None:
         return None
     label = host[: -len(suffix)]
     return label if HOST_LABEL.match(label) else None
+
+
+class MovedPermanently(Exception):
+    """The business moved from this host name: answer 301 to `location`."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+def bare_host(host_header: str) -> str:
+    """A Host header without its port and trailing dot, lower case."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host
+    return (host.rsplit(":", 1)[0] if ":" in host else host).rstrip(".")

@@ -17,6 +17,7 @@ from portal.api.webhooks import deliver_due as deliver_webhooks
 from portal.auth import throttle
 from portal.auth.account_requests import answer_pending
 from portal.config import Settings
+from portal.db import health
 from portal.db.outage import OUTAGE, unavailable_in
 from portal.db.tables import AuthToken, OutboxEmail, Session
 from portal.mail.backends import Backend, backend_for
@@ -55,11 +56,11 @@ class Job:
     every: timedelta | None = None
 
 
-def jobs(settings: Settings, backend: Backend) -> list[Job]:
+def jobs(settings: Settings, backend: Backend, stop: asyncio.Event | None = None) -> list[Job]:
     """What the worker does, in order, each round (new background work is a new entry)."""
     return [
         Job("answer account requests", lambda: answer_account_requests(settings)),
-        Job("deliver emails", lambda: deliver_due(settings, backend)),
+        Job("deliver emails", lambda: deliver_due(settings, backend, stop=stop)),
         Job("deliver webhooks", lambda: deliver_webhooks(settings)),
         Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
     ]
@@ -70,21 +71,46 @@ async def answer_account_requests(settings: Settings) -> None:
     await answer_pending(settings)
 
 
-async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run the jobs until `stop` is set (inside `serve`, or as `portal worker`)."""
+# After SIGTERM, how long the email in flight may take to finish before it is released
+# (well inside systemd's stop timeout, a little less than one SMTP timeout).
+GRACE_SECONDS = 25.0
+HEARTBEAT_EVERY = timedelta(seconds=10)
+
+
+async def run_forever(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    heartbeat: bool = False,
+    grace_seconds: float = GRACE_SECONDS,
+) -> None:
+    """Run the jobs until `stop` is set (inside `serve`, or as `portal worker`, which
+    also reports a `heartbeat` for /readyz). When `stop` is set mid-job, the job finishes
+    the email in hand within `grace_seconds`; past that it is cancelled, which releases
+    the email for the next worker (mail/worker.py)."""
     wakeup = listen()
     stop = stop or asyncio.Event()
     backend = backend_for(settings)
     log.info("mail worker started (%s)", type(backend).__name__)
-    work = jobs(settings, backend)
+    work = jobs(settings, backend, stop)
+    if heartbeat:
+        work.insert(0, Job("heartbeat", health.beat, every=HEARTBEAT_EVERY))
     next_run: dict[str, datetime] = {}
+    schema = health.SchemaGate()
     while not stop.is_set():
+        if not await _schema_ready(schema):
+            # Started before `portal migrate` finished: wait for it, quietly.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=settings.mail_poll_seconds)
+            continue
         for job in work:
             due = next_run.get(job.name)
             if due is not None and datetime.now(UTC) < due:
                 continue
+            if stop.is_set():
+                break
             try:
-                await job.run()
+                await _finish_or_release(job.run(), stop, grace_seconds)
             except (
                 Exception
             ) as exc:  # outlive a database hiccup; one failing job never skips the rest
@@ -98,6 +124,42 @@ async def run_forever(settings: Settings, stop: asyncio.Event | None = None) -> 
         wakeup.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_first(stop, wakeup), timeout=settings.mail_poll_seconds)
+    if heartbeat:
+        with contextlib.suppress(Exception):
+            await health.forget_worker()
+    log.info("mail worker stopped")
+
+
+async def _schema_ready(schema: health.SchemaGate) -> bool:
+    try:
+        return await schema.is_current()
+    except Exception as exc:
+        if unavailable_in(exc):
+            OUTAGE.note(exc, refused=False)
+            return False
+        raise
+
+
+async def _finish_or_release(work: Awaitable[object], stop: asyncio.Event, grace: float) -> None:
+    """Run `work`; once `stop` is set give it `grace` seconds more, then cancel it."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            done, _ = await asyncio.wait([task], timeout=grace)
+            if not done:
+                # Cancelled again while it is not done: an SMTP client's clean-up (QUIT)
+                # waits for the same unanswering server and must not hold the stop up.
+                while not task.done():
+                    task.cancel()
+                    await asyncio.wait([task], timeout=1)
+                with contextlib.suppress(asyncio.CancelledError):
+                    task.result()
+                return
+        task.result()
+    finally:
+        stopped.cancel()
 
 
 async def _first(*events: asyncio.Event) -> None:

@@ -24,3 +24,26 @@ class SlowSink(MailSink):
         self.arrived.set()
         await asyncio.sleep(120)  # the worker is killed long before this answers
         return "250 too late"
+
+
+class HoldingSink(MailSink):
+    """An SMTP server that holds the first message before answering: for `hold_seconds`
+    and then accepts it (a slow server), or, with `hold_seconds=None`, until the test is
+    over, answering "421 try later" then (a server that never accepted it). Every later
+    message is accepted at once. `arrived` is set when the first message is in."""
+
+    def __init__(self, hold_seconds: float | None) -> None:
+        super().__init__()
+        self.hold_seconds = hold_seconds
+        self.arrived = threading.Event()
+        self._held = False
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if not self._held:
+            self._held = True
+            self.arrived.set()
+            if self.hold_seconds is None:
+                await asyncio.sleep(300)
+                return "421 Service not available, try later"
+            await asyncio.sleep(self.hold_seconds)
+        return await super().handle_DATA(server, session, envelope)

@@ -522,5 +522,7 @@ def create_api(settings: Settings) -> Litestar:
             servers=[Server(url="/api/v1")],
         ),
         request_max_body_size=MAX_BULK_BYTES,
+        # Logging is the portal's (portal/logs.py): Litestar's default would reconfigure it.
+        logging_config=None,
         debug=False,
     )

@@ -21,7 +21,8 @@ from portal.auth import sessions
 from portal.auth.sessions import SessionInfo
 from portal.db import queries
 from portal.db.rows import CustomerRow, TenantRow
-from portal.tenancy import BareDomain, host_label
+from portal.mail.links import portal_url
+from portal.tenancy import BareDomain, MovedPermanently, bare_host, host_label
 
 _STATE_KEY = "portal_context"
 
@@ -89,9 +90,14 @@ async def resolve_context(request: ASGIConnection[Any, Any, Any, Any]) -> Reques
     if isinstance(cached, RequestContext):
         return cached
     settings = request.app.state.settings
-    label = host_label(request.headers.get("host", ""), settings.base_domain)
+    host_header = request.headers.get("host", "")
+    label = host_label(host_header, settings.base_domain)
     if label == "":
         raise BareDomain()
+    if label is None:
+        # Not under the base domain: maybe a business's own domain (one small read).
+        domain = bare_host(host_header)
+        label = await queries.host_of_domain(domain) if "." in domain else None
     if not label:
         raise NotFoundException("No business here")
     token = sessions.session_token(request)
@@ -101,10 +107,24 @@ async def resolve_context(request: ASGIConnection[Any, Any, Any, Any]) -> Reques
     else:
         tenant, session = await sessions.tenant_and_session(settings, label, token)
     if tenant is None:
+        await _redirect_if_moved(request, label)
         raise NotFoundException("No business here")
     context = RequestContext(tenant=tenant, session=session)
     request.state[_STATE_KEY] = context
     return context
+
+
+async def _redirect_if_moved(request: ASGIConnection[Any, Any, Any, Any], label: str) -> None:
+    """A host name a business gave up lately answers 301 to its address now, same path
+    and query (only GET and HEAD: a form posted to the old address is not replayed)."""
+    if request.scope.get("method") not in ("GET", "HEAD"):
+        return
+    moved = await queries.moved_host(label)
+    if moved is None:
+        return
+    query = request.url.query
+    path = request.url.path + (f"?{query}" if query else "")
+    raise MovedPermanently(portal_url(request.app.state.settings, moved, path))
 
 
 async def resolve_tenant(context: ContextDep) -> TenantRow:

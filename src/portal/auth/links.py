@@ -69,7 +69,7 @@ async def request_invitation(settings: Settings, tenant: dict[str, Any], email: 
             email,
             "confirm",
             {
-                "link": portal_url(settings, tenant["host"], f"/confirm?token={token}"),
+                "link": portal_url(settings, tenant, f"/confirm?token={token}"),
                 "hours": settings.confirm_token_hours,
             },
         )
@@ -93,7 +93,7 @@ async def request_reset(settings: Settings, tenant: dict[str, Any], email: str) 
             email,
             "reset",
             {
-                "link": portal_url(settings, tenant["host"], f"/reset?token={token}"),
+                "link": portal_url(settings, tenant, f"/reset?token={token}"),
                 "hours": settings.reset_token_hours,
             },
         )
@@ -193,7 +193,7 @@ async def send_reset_link(
             member["email"],
             "staff_reset",
             {
-                "link": portal_url(settings, tenant["host"], f"/office/reset?token={token}"),
+                "link": portal_url(settings, tenant, f"/office/reset?token={token}"),
                 "hours": settings.reset_token_hours,
                 "name": member["name"],
                 "sent_by": sent_by["name"] or sent_by["email"],

@@ -15,6 +15,7 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 
+from portal import logs, metrics
 from portal.auth import throttle
 from portal.auth.passwords import LANE, LaneBusy, verify_password
 from portal.auth.throttle import Limit
@@ -59,19 +60,30 @@ async def check_password(
     """Count the attempt, then (unless over a limit) verify `password` against
     `stored_hash` (None: no such account; it still costs one verify). A right password and
     a busy lane take the attempt back; a wrong one stays counted."""
+    area = limits[0].key.split(":", 1)[0] if limits else "customer"
     busy = LANE.refusal(client)
     if busy:  # answered before any database work: a storm's surplus costs next to nothing
+        metrics.sign_in(area, "busy")
         return PasswordCheck(busy=busy)
     counted = await throttle.count(tenant_id, limits)
     if counted.wait:
+        metrics.sign_in(area, "locked")
+        logs.event(
+            "signin.locked", "sign-in refused: too many attempts", tenant=tenant_id, client=client
+        )
         return PasswordCheck(too_many=counted.wait)
     try:
         right = await verify_password(stored_hash, password, client)
     except LaneBusy as busy:
         await counted.release()
+        metrics.sign_in(area, "busy")
         return PasswordCheck(busy=busy.retry_after)
     if right:
         await counted.succeeded()
+        metrics.sign_in(area, "right")
+    else:
+        metrics.sign_in(area, "wrong")
+        logs.event("signin.failed", "wrong password", tenant=tenant_id, client=client, area=area)
     return PasswordCheck(right=right)
 
 

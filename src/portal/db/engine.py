@@ -7,6 +7,8 @@ The engines themselves are made in `engines.py` (which imports no table, so
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,14 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from portal.db import fast, piccolo_conf
 from portal.db.engines import (
     POOL_SIZE,
+    REQUEST_CONNECTION,
     SQLITE_POOL_SIZE,
     WAIT_SECONDS,
+    HeldConnection,
     PooledSQLiteEngine,
     PortalPostgresEngine,
+    engine_for,
+    keep_session,
     make_engine,
     sqlite_path,
 )
@@ -35,20 +41,32 @@ __all__ = [
     "PooledSQLiteEngine",
     "PortalPostgresEngine",
     "current_engine",
+    "engine_for",
     "make_engine",
+    "one_connection_per_request",
     "sqlite_path",
     "start",
     "stop",
     "transaction",
     "use_database",
+    "use_settings",
 ]
+
+
+def use_settings(settings: Any) -> Engine:
+    """Make the database of `settings` (config.Settings) the one every table uses."""
+    return bind(engine_for(settings))
 
 
 def use_database(
     url: str, *, pool_size: int = POOL_SIZE, wait_seconds: float = WAIT_SECONDS
 ) -> Engine:
     """Make `url` the database of every table (and of Piccolo's migration runner)."""
-    engine = make_engine(url, pool_size=pool_size, wait_seconds=wait_seconds)
+    return bind(make_engine(url, pool_size=pool_size, wait_seconds=wait_seconds))
+
+
+def bind(engine: Engine) -> Engine:
+    """Bind every table (and Piccolo's migration runner) to `engine`."""
     if isinstance(engine, SQLiteEngine):
         # A first run with the default `var/portal.sqlite3`: SQLite makes the file, not its folder.
         Path(engine.path).parent.mkdir(parents=True, exist_ok=True)
@@ -68,11 +86,11 @@ async def start(engine: Engine) -> None:
         size = getattr(engine, "pool_size", POOL_SIZE)
         try:
             with translated():
-                await engine.start_connection_pool(min_size=1, max_size=size)
+                await engine.start_connection_pool(min_size=1, max_size=size, reset=keep_session)
         except DatabaseUnavailable as exc:
             OUTAGE.note(exc, refused=False)
             # No connection at start: the pool connects when asked.
-            await engine.start_connection_pool(min_size=0, max_size=size)
+            await engine.start_connection_pool(min_size=0, max_size=size, reset=keep_session)
     elif isinstance(engine, SQLiteEngine):
         # WAL lets readers run while one writer writes; it is stored in the file.
         try:
@@ -88,6 +106,27 @@ async def stop(engine: Engine) -> None:
     elif isinstance(engine, PooledSQLiteEngine):
         await engine.close_pool()
         fast.close_readers()
+
+
+@contextlib.asynccontextmanager
+async def one_connection_per_request() -> AsyncIterator[None]:
+    """Within this block every statement outside a transaction runs on one pooled
+    connection (PostgreSQL): a page of five reads takes one connection from the pool once,
+    not five times. A transaction first gives it back and takes its own, so a request
+    never holds two. No-op on SQLite."""
+    pool = getattr(current_engine(), "pool", None)
+    if pool is None:
+        yield
+        return
+    held = HeldConnection(pool)
+    token = REQUEST_CONNECTION.set(held)
+    try:
+        yield
+    finally:
+        REQUEST_CONNECTION.reset(token)
+        if held.connection is not None:
+            with contextlib.suppress(Exception):
+                await pool.release(held.connection)
 
 
 def transaction() -> Any:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -52,10 +54,24 @@ class PortalPostgresEngine(PostgresEngine):
         self.wait_seconds = wait_seconds
 
     async def _run_in_pool(self, query: str, args: Any = None) -> Any:
+        async with self.connection() as connection:
+            return await connection.fetch(query, *(args or []))
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A pooled connection for one statement outside a transaction: the request's own
+        (see `engine.one_connection_per_request`) when there is one, else one from the pool."""
         if not self.pool:
             raise ValueError("A pool isn't currently running.")
-        async with self.pool.acquire(timeout=self.wait_seconds) as connection:
-            return await connection.fetch(query, *(args or []))
+        held = REQUEST_CONNECTION.get()
+        if held is None or held.pool is not self.pool:
+            async with self.pool.acquire(timeout=self.wait_seconds) as connection:
+                yield connection
+            return
+        async with held.lock:
+            if held.connection is None:
+                held.connection = await self.pool.acquire(timeout=self.wait_seconds)
+            yield held.connection
 
     async def run_querystring(self, querystring: Any, in_pool: bool = True) -> Any:
         with translated():
@@ -69,6 +85,44 @@ class PortalPostgresEngine(PostgresEngine):
         return _PostgresTransaction(engine=self, allow_nested=allow_nested)
 
 
+class HeldConnection:
+    """The pooled connection a request's statements share, taken at its first statement
+    and given back when the request ends (a lock keeps concurrent statements in turn)."""
+
+    __slots__ = ("connection", "lock", "pool")
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.connection: Any = None
+        self.lock = asyncio.Lock()
+
+
+REQUEST_CONNECTION: contextvars.ContextVar[HeldConnection | None] = contextvars.ContextVar(
+    "portal_request_connection", default=None
+)
+
+
+async def _give_back_request_connection(pool: Any) -> None:
+    """Before a transaction takes a connection, the request's idle one goes back to the
+    pool: a request never holds two, so a full pool of requests that each start a
+    transaction cannot wait on one another (the transaction likely gets it again)."""
+    held = REQUEST_CONNECTION.get()
+    if held is None or held.pool is not pool or held.connection is None:
+        return
+    async with held.lock:
+        if held.connection is not None:
+            connection, held.connection = held.connection, None
+            with contextlib.suppress(Exception):
+                await pool.release(connection)
+
+
+async def keep_session(connection: Any) -> None:
+    """The pool's reset on release: nothing. The portal keeps no session state on a
+    connection (no SET, LISTEN, advisory locks or cursors outside a transaction), so
+    asyncpg's default `RESET ALL; UNLISTEN *; …` would be a round trip for nothing; an
+    open transaction is still rolled back by asyncpg itself."""
+
+
 class _PostgresTransaction(PostgresTransaction):
     """Piccolo's transaction, with the engine's bounded wait and outages recognised; the
     connection goes back to the pool whatever fails."""
@@ -76,6 +130,7 @@ class _PostgresTransaction(PostgresTransaction):
     async def get_connection(self) -> Any:
         with translated():
             if self.engine.pool:
+                await _give_back_request_connection(self.engine.pool)
                 return await self.engine.pool.acquire(timeout=self.engine.wait_seconds)
             return await self.engine.get_new_connection()
 
@@ -261,17 +316,44 @@ def sqlite_path(url: str) -> str:
 
 
 def make_engine(
-    url: str, *, pool_size: int = POOL_SIZE, wait_seconds: float = WAIT_SECONDS
+    url: str,
+    *,
+    pool_size: int = POOL_SIZE,
+    wait_seconds: float = WAIT_SECONDS,
+    command_timeout: float | None = None,
+    application_name: str = "portal",
+    statement_cache: bool = True,
 ) -> Engine:
     """An engine for `url`: `sqlite:///file` or `postgresql://user@host:port/db`, waiting
-    at most `wait_seconds` for a connection (PostgreSQL, pool of `pool_size`) or a lock."""
+    at most `wait_seconds` for a connection (PostgreSQL, pool of `pool_size`) or a lock.
+
+    PostgreSQL only: `command_timeout` bounds each statement (client side, so it holds
+    behind pgbouncer too), `application_name` names the connections in
+    pg_stat_activity, and `statement_cache=False` turns asyncpg's prepared-statement
+    cache off (required behind pgbouncer in transaction mode)."""
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         return PooledSQLiteEngine(path=sqlite_path(url), wait_seconds=wait_seconds)
     if scheme in ("postgres", "postgresql"):
-        return PortalPostgresEngine(
-            config={"dsn": url, "timeout": wait_seconds},
-            pool_size=pool_size,
-            wait_seconds=wait_seconds,
-        )
+        config: dict[str, Any] = {
+            "dsn": url,
+            "timeout": wait_seconds,
+            "command_timeout": command_timeout,
+            "server_settings": {"application_name": application_name},
+        }
+        if not statement_cache:
+            config["statement_cache_size"] = 0
+        return PortalPostgresEngine(config=config, pool_size=pool_size, wait_seconds=wait_seconds)
     raise ValueError(f"unsupported DATABASE_URL scheme {scheme!r} (use sqlite or postgresql)")
+
+
+def engine_for(settings: Any) -> Engine:
+    """The engine `settings` (config.Settings) describe, not yet bound to the tables."""
+    return make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        wait_seconds=settings.db_wait_seconds,
+        command_timeout=settings.db_command_timeout,
+        application_name=settings.db_application_name,
+        statement_cache=settings.db_statement_cache,
+    )

@@ -26,10 +26,9 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
 
-from portal.db.engines import WAIT_SECONDS
+from portal.db.engines import WAIT_SECONDS, PortalPostgresEngine
 from portal.db.outage import translated
 from portal.db.tables import Tenant, current_engine
 
@@ -72,10 +71,9 @@ async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
     """Rows of a read-only query written with `{}` placeholders."""
     engine = current_engine()
     if engine.current_transaction.get() is None:
-        if isinstance(engine, PostgresEngine) and engine.pool is not None:
-            wait = getattr(engine, "wait_seconds", WAIT_SECONDS)
+        if isinstance(engine, PortalPostgresEngine) and engine.pool is not None:
             with translated():
-                async with engine.pool.acquire(timeout=wait) as connection:
+                async with engine.connection() as connection:
                     records = await connection.fetch(driver_sql(sql, "postgres"), *args)
             return [dict(r.items()) for r in records]
         if isinstance(engine, SQLiteEngine):

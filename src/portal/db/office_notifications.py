@@ -254,7 +254,7 @@ async def reset(tenant_id: int, key: str) -> None:
 
 def sign_in_link(settings: Settings, tenant: dict[str, Any]) -> str:
     """{CustomerPortalLink}: the business's real portal sign-in page."""
-    return portal_url(settings, tenant["host"], "/sign-in")
+    return portal_url(settings, tenant, "/sign-in")
 
 
 def common_values(settings: Settings, tenant: dict[str, Any], customer_name: str) -> dict[str, str]:

@@ -9,14 +9,14 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from portal.db import payment_accounts
+from portal.db import activity, payment_accounts
 from portal.db.engine import transaction
-from portal.db.tables import BusinessUnit, Tenant
+from portal.db.tables import BusinessUnit, HostRedirect, Tenant
 
 LOGO_EPOCH = 1_577_836_800  # 2020-01-01: logo versions count seconds from here (fit 32 bits)
 
@@ -42,9 +42,17 @@ def _column_value(key: str, value: Any) -> Any:
     return value
 
 
-async def save(tenant_id: int, changes: Changes) -> None:
+async def save(
+    tenant_id: int,
+    changes: Changes,
+    *,
+    actor: activity.Actor = activity.SYSTEM,
+    redirect_days: int = 90,
+) -> None:
     """Store settings in one transaction; raises `HostTaken` (and stores nothing) when the
-    new host name belongs to another business."""
+    new host name belongs to another business. A new host name keeps the old one
+    redirecting for `redirect_days` and goes into the activity log, in the same
+    transaction."""
     try:
         async with transaction():
             host = changes.columns.get("host")
@@ -56,6 +64,7 @@ async def save(tenant_id: int, changes: Changes) -> None:
                 )
                 if taken:
                     raise HostTaken(host)
+                await _host_moves(tenant_id, host, actor, redirect_days)
             if changes.columns:
                 values = {
                     getattr(Tenant, key): _column_value(key, value)
@@ -70,6 +79,50 @@ async def save(tenant_id: int, changes: Changes) -> None:
         if "host" in str(exc):
             raise HostTaken(changes.columns.get("host", "")) from exc
         raise
+
+
+async def _host_moves(
+    tenant_id: int, new_host: str, actor: activity.Actor, redirect_days: int
+) -> None:
+    """The old host name redirects to the new one for a while; the change is logged."""
+    row = await Tenant.select(Tenant.host).where(Tenant.id == tenant_id).first().run()
+    old_host = row["host"] if row else ""
+    if not old_host or old_host == new_host:
+        return
+    # The new name may be one this business (or another) gave up: it is a real host now.
+    await HostRedirect.delete().where(HostRedirect.old_host == new_host).run()
+    if redirect_days > 0:
+        until = datetime.now(UTC) + timedelta(days=redirect_days)
+        await HostRedirect.insert(
+            HostRedirect(tenant=tenant_id, old_host=old_host, until=until)
+        ).run()
+    await activity.record(tenant_id, actor, "host.changed", "Host", old_host, new_host)
+
+
+async def set_custom_domain(tenant_id: int, domain: str | None, actor: activity.Actor) -> None:
+    """Give the business its own domain (None: take it away), logged in the same
+    transaction; raises `DomainTaken` when another business has it."""
+    async with transaction():
+        if domain:
+            taken = (
+                await Tenant.exists()
+                .where((Tenant.custom_domain == domain) & (Tenant.id != tenant_id))
+                .run()
+            )
+            if taken:
+                raise DomainTaken(domain)
+        row = await Tenant.select(Tenant.custom_domain).where(Tenant.id == tenant_id).first().run()
+        old = (row or {}).get("custom_domain") or ""
+        await (
+            Tenant.update({Tenant.custom_domain: domain or None})
+            .where(Tenant.id == tenant_id)
+            .run()
+        )
+        await activity.record(tenant_id, actor, "domain.changed", "Own domain", old, domain or "")
+
+
+class DomainTaken(Exception):
+    """Another business already uses the domain."""
 
 
 async def _set_downloadable(tenant_id: int, unit_ids: set[int]) -> None:

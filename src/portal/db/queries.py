@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from portal.db import fast
@@ -28,6 +29,7 @@ TENANT_COLUMNS = [
     Tenant.recurring_service_message,
     Tenant.payment_account_id,
     Tenant.payments_enabled,
+    Tenant.custom_domain,
 ]
 
 
@@ -58,6 +60,24 @@ async def tenant_by_host(host: str) -> TenantRow | None:
     Every request asks this, so it is one plain SQL read."""
     rows = await fast.fetch(_TENANT_SQL, host)
     return tenant_row(rows[0]) if rows else None
+
+
+async def host_of_domain(domain: str) -> str | None:
+    """The host name of the business whose own domain is `domain`, or None."""
+    rows = await fast.fetch("SELECT host FROM tenant WHERE custom_domain = {} LIMIT 1", domain)
+    return rows[0]["host"] if rows else None
+
+
+async def moved_host(old_host: str) -> dict[str, Any] | None:
+    """The business that used `old_host` until lately (its redirect still running) and no
+    longer does: its current host and own domain; None when nothing moved from there."""
+    rows = await fast.fetch(
+        "SELECT t.host, t.custom_domain FROM host_redirect r JOIN tenant t ON t.id = r.tenant "
+        "WHERE r.old_host = {} AND r.until > {} ORDER BY r.until DESC LIMIT 1",
+        old_host,
+        datetime.now(UTC),
+    )
+    return rows[0] if rows else None
 
 
 async def tenant_logo(tenant_id: int) -> tuple[bytes, str] | None:

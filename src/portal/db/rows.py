@@ -30,6 +30,8 @@ class TenantRow(TypedDict):
     recurring_service_message: str
     payment_account_id: str
     payments_enabled: bool
+    # The business's own domain (its primary address), None when it has none.
+    custom_domain: str | None
     # Derived: an admin accepted the agreement and staff enabled the portal.
     portal_open: bool
     # Derived: a payment account is linked and card payments are enabled.

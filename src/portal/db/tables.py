@@ -32,6 +32,10 @@ class Tenant(Table, tablename="tenant"):
     """A business with its customer portal and portal settings."""
 
     host = Varchar(length=40, unique=True)
+    # The business's own domain (portal.xyzplumbing.com), its primary address when set;
+    # unique (index in the migration). `portal domain` sets it (DNS and TLS are the
+    # operator's: docs/deploy.md).
+    custom_domain = Varchar(length=253, null=True, default=None)
     name = Varchar(length=120)
     email = Varchar(length=254, default="")
     phone = Varchar(length=40, default="")
@@ -531,6 +535,23 @@ class WebhookDelivery(Table, tablename="webhook_delivery"):
     delivered_at = Timestamptz(null=True, default=None)
 
 
+class HostRedirect(Table, tablename="host_redirect"):
+    """A business's former host name: until `until`, `<old host>.<base domain>` answers
+    301 to its new address, so links already emailed keep working."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    old_host = Varchar(length=40)  # index in the migration
+    until = Timestamptz(default=TimestamptzNow())
+
+
+class WorkerHeartbeat(Table, tablename="worker_heartbeat"):
+    """When each `portal worker` process last finished a round (one row per process, by
+    host and pid); `/readyz` reads the newest. Operational state, of no business."""
+
+    worker = Varchar(length=200)  # "host:pid"; unique index in the migration
+    beat_at = Timestamptz(default=TimestamptzNow())
+
+
 TABLES: list[type[Table]] = [
     Tenant,
     BusinessUnit,
@@ -566,6 +587,8 @@ TABLES: list[type[Table]] = [
     WebhookEndpoint,
     WebhookDelivery,
     InvoiceDocument,
+    HostRedirect,
+    WorkerHeartbeat,
 ]
 
 

@@ -24,6 +24,7 @@ from portal.auth.sessions import SessionInfo, end_session
 from portal.db import office as office_db
 from portal.db import office_settings as settings_db
 from portal.db import queries
+from portal.db.activity import Actor
 from portal.mail.links import portal_url
 from portal.pages import is_admin, office_page, refuse
 from portal.payments import accounts as payment_accounts
@@ -76,7 +77,7 @@ async def _page(
 ) -> Response:
     units = await queries.business_units(tenant["id"])
     settings = request.app.state.settings
-    url = portal_url(settings, tenant["host"], "/")
+    url = portal_url(settings, tenant, "/")
     shown = current_values(tenant, units)
     shown.update(values or {})
     return await office_page(
@@ -186,7 +187,12 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
             errors["logo"] = problem
     if not errors:
         try:
-            await settings_db.save(tenant["id"], changes)
+            await settings_db.save(
+                tenant["id"],
+                changes,
+                actor=Actor(staff.email),
+                redirect_days=request.app.state.settings.host_redirect_days,
+            )
         except settings_db.HostTaken:
             errors["host"] = settings_db.HOST_TAKEN_MESSAGE
     if errors:
@@ -330,7 +336,12 @@ async def save_one(
     changes, values, errors = rules.clean_form([key], form, tenant, units)
     if not errors:
         try:
-            await settings_db.save(tenant["id"], changes)
+            await settings_db.save(
+                tenant["id"],
+                changes,
+                actor=Actor(staff.email),
+                redirect_days=request.app.state.settings.host_redirect_days,
+            )
         except settings_db.HostTaken:
             errors["host"] = settings_db.HOST_TAKEN_MESSAGE
     if not errors and "host" in changes.columns:

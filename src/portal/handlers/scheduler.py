@@ -315,7 +315,7 @@ def _email_context(
         "location": f"{loc['name']}: {address}" if loc["name"] else address,
         "choices": [choice_text(c) for c in new.preferred_windows],
         "notes": new.notes,
-        "link": portal_url(settings, tenant["host"], "/schedule"),
+        "link": portal_url(settings, tenant, "/schedule"),
     }
 
 

@@ -26,7 +26,7 @@ async def raise_alert(
     await office_alerts.insert_alert(
         tenant["id"], kind=kind, title=title, message=message, reference=reference
     )
-    link = portal_url(settings, tenant["host"], "/office/settings")
+    link = portal_url(settings, tenant, "/office/settings")
     for email in await office_alerts.admin_emails(tenant["id"]):
         await queue_email(
             settings,

@@ -55,10 +55,10 @@ async def queue_email(
     """Render `template` for `to` and add it to the outbox; returns the row id."""
     full_context = {"tenant": tenant, **context}
     if tenant is not None:
-        full_context.setdefault("portal_link", portal_url(settings, tenant["host"], "/sign-in"))
+        full_context.setdefault("portal_link", portal_url(settings, tenant, "/sign-in"))
         full_context.setdefault(
             "logo_url",
-            portal_url(settings, tenant["host"], f"/logo/{tenant['logo_version']}")
+            portal_url(settings, tenant, f"/logo/{tenant['logo_version']}")
             if tenant.get("logo_version")
             else "",
         )

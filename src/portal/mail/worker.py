@@ -78,16 +78,32 @@ async def claim(limit: int = 1, now: datetime | None = None) -> list[dict[str, A
 
 
 async def deliver_due(
-    settings: Settings, backend: Backend | None = None, now: datetime | None = None
+    settings: Settings,
+    backend: Backend | None = None,
+    now: datetime | None = None,
+    stop: asyncio.Event | None = None,
 ) -> dict[str, int]:
-    """Send every due row once, one at a time; returns counts of sent, retried and
+    """Send every due row once, one at a time, until none is left or `stop` is set
+    (then the email in hand is finished first); returns counts of sent, retried and
     failed rows."""
     backend = backend or backend_for(settings)
     counts = {"sent": 0, "retry": 0, "failed": await give_up_on_abandoned(now)}
-    while rows := await claim(now=now):
+    while not (stop and stop.is_set()) and (rows := await claim(now=now)):
         for row in rows:
             counts[await _deliver(settings, backend, row, now)] += 1
     return counts
+
+
+async def release(row: dict[str, Any]) -> None:
+    """Give a claimed row back untried (its lease cleared, the attempt not counted), for
+    the next worker to send at once instead of after the lease (the worker is stopping)."""
+    await (
+        OutboxEmail.update(
+            {OutboxEmail.locked_until: None, OutboxEmail.attempts: OutboxEmail.attempts - 1}
+        )
+        .where((OutboxEmail.id == row["id"]) & (OutboxEmail.status == "pending"))
+        .run()
+    )
 
 
 async def give_up_on_abandoned(now: datetime | None = None) -> int:
@@ -131,6 +147,12 @@ async def _deliver(
         return "failed"
     try:
         await backend.send(message)
+    except asyncio.CancelledError:
+        # Stopped past the grace period mid-send: the server did not accept it (or we
+        # cannot know), so the row goes back for the next worker now, not in 90 s.
+        log.warning("email %s released unsent: the worker is stopping", row["id"])
+        await asyncio.shield(release(row))
+        raise
     except PermanentFailure as exc:
         log.warning("email %s to %s failed for good: %s", row["id"], row["to_addr"], exc)
         await _finish(

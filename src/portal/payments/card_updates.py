@@ -96,8 +96,8 @@ async def start(
             amount_cents=0,
             currency=tenant["currency"],
             description=f"Card on file for {membership['type_name']}",
-            return_url=portal_url(settings, tenant["host"], f"{back}/card/{update['id']}"),
-            callback_url=portal_url(settings, tenant["host"], CALLBACK_PATH),
+            return_url=portal_url(settings, tenant, f"{back}/card/{update['id']}"),
+            callback_url=portal_url(settings, tenant, CALLBACK_PATH),
         )
     except (GatewayError, PaymentsUnavailable) as exc:
         log.warning("card update %s: no checkout: %s", update["id"], exc)

@@ -241,8 +241,8 @@ async def _create_checkout(
         amount_cents=amount_cents,
         currency=tenant["currency"],
         description=description,
-        return_url=portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
-        callback_url=portal_url(settings, tenant["host"], CALLBACK_PATH),
+        return_url=portal_url(settings, tenant, f"/payments/{payment_id}"),
+        callback_url=portal_url(settings, tenant, CALLBACK_PATH),
     )
 
 

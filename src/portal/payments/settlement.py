@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from portal import logs
 from portal.config import Settings
 from portal.db import payments as db
 from portal.db.engine import transaction
@@ -46,6 +47,8 @@ async def settle_payment(
     if not checkout.succeeded:
         reason = checkout.failure_reason or "The payment did not go through."
         done = await db.fail_payment(tenant["id"], payment_id, reason, checkout.ref)
+        if done:
+            logs.event("payment.failed", "payment failed", tenant=tenant["id"], payment=payment_id)
         return "failed" if done else "unchanged"
     moment = db.now()
     card = checkout.card
@@ -135,7 +138,7 @@ async def settle_payment(
                         }
                         for line in lines
                     ],
-                    "link": portal_url(settings, tenant["host"], f"/payments/{payment_id}"),
+                    "link": portal_url(settings, tenant, f"/payments/{payment_id}"),
                 },
             )
         if late:
@@ -157,6 +160,7 @@ async def settle_payment(
                 ),
                 reference=checkout.ref,
             )
+    logs.event("payment.succeeded", "payment succeeded", tenant=tenant["id"], payment=payment_id)
     return "succeeded"
 
 

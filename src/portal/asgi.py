@@ -1,0 +1,37 @@
+"""`portal.asgi:app`: the portal built from the environment, for any ASGI server.
+
+    uvicorn portal.asgi:app --workers 4 --no-proxy-headers --timeout-keep-alive 75
+    gunicorn portal.asgi:app -k uvicorn.workers.UvicornWorker -w 4
+
+(`portal serve` runs uvicorn this way.) A setting that cannot be used stops the import
+with one line naming it.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+from portal import logs
+from portal.app import create_app
+from portal.config import Settings, SettingsProblem
+
+
+def build() -> object:
+    """The app for this process's environment, templates compiled up front."""
+    try:
+        settings = Settings.from_env()
+    except SettingsProblem as problem:
+        sys.exit(f"portal: {problem}")
+    logs.configure(settings)
+    application = create_app(settings)
+    application.state.renderer.compile_all()
+    # Long-lived objects made at start-up (templates, routes) need no more garbage
+    # collection; fewer, later collections keep rare long pauses out of request latency.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    return application
+
+
+app = build()
