@@ -32,11 +32,12 @@ chromium: $(VENV)/.installed-test
 	else $(BIN)/python -m playwright install chromium; fi
 
 # ruff; the layer contract and no import cycles (import-linter: [tool.importlinter] in
-# pyproject.toml, explained in docs/architecture.md).
+# pyproject.toml, explained in docs/architecture.md); mypy, strict, on src/portal.
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests e2e bench
 	$(BIN)/ruff format --check src tests e2e bench
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 # Test modules run in parallel on the machine's two cores (pytest-xdist), each module whole
 # in one worker (its fixtures are made once); WORKERS=0 runs them in this process.

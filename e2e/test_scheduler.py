@@ -21,8 +21,7 @@ def _day(days_ahead: int) -> tuple[str, str]:
     day = datetime.now(UTC).astimezone(ZoneInfo("America/Chicago")).date() + timedelta(
         days=days_ahead
     )
-    today = day - timedelta(days=days_ahead)
-    text = f"{day:%a} {day.day} {day:%b}" + ("" if day.year == today.year else f" {day.year}")
+    text = f"{day:%a}, {day:%b} {day.day}, {day.year}"
     return day.isoformat(), text
 
 
@@ -63,8 +62,8 @@ def test_jane_requests_an_appointment_and_sees_it_as_requested(server, page: Pag
     row = requests.get_by_role("row").filter(has_text=notes)
     expect(row).to_have_count(1)
     expect(row).to_contain_text(service)
-    expect(row).to_contain_text(f"{first_text}, {window.lower()}")
-    expect(row).to_contain_text(f"{second_text}, any time")
+    expect(row).to_contain_text(f"{first_text} · {window.lower()}")
+    expect(row).to_contain_text(f"{second_text} · any time")
     expect(row).to_contain_text("Requested")
     # The form is ready for another request: empty again.
     expect(form.get_by_label("Notes")).to_have_value("")

@@ -53,6 +53,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/memberships/card-callback"): "signed",
     ("GET", "/sign-in"): "public",
     ("POST", "/sign-in"): "public",
+    ("POST", "/sign-in/link"): "public",
+    ("GET", "/sign-in/email"): "public",  # tokens: tests/test_email_links.py
+    ("POST", "/sign-in/email"): "public",
     ("POST", "/sign-out"): "public",
     ("GET", "/invite"): "public",
     ("POST", "/invite"): "public",
@@ -64,6 +67,13 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/reset"): "public",
     ("GET", "/account"): "customer",
     ("POST", "/account/password"): "customer",
+    ("GET", "/account/security"): "customer",  # own account only: tests/test_security_page.py
+    ("POST", "/account/security/sign-out-others"): "customer",
+    ("POST", "/account/passkeys/options"): "customer",  # passkeys: tests/test_passkeys.py
+    ("POST", "/account/passkeys"): "customer",
+    ("POST", "/account/passkeys/{passkey_id:int}/remove"): "ids",
+    ("POST", "/sign-in/passkey/options"): "public",
+    ("POST", "/sign-in/passkey"): "public",
     ("POST", "/account/customer"): "ids",
     ("GET", "/"): "public",
     ("GET", "/invoices"): "ids",
@@ -112,6 +122,16 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/password"): "office",
     ("GET", "/office/staff"): "office",  # ?sent= names a staff member: a notice, own only
     ("POST", "/office/staff/{staff_id:int}/reset-link"): "ids",
+    ("POST", "/office/staff"): "office",  # adds to the signed-in business only
+    ("POST", "/office/staff/{staff_id:int}/role"): "ids",
+    ("POST", "/office/staff/{staff_id:int}/disable"): "ids",
+    ("POST", "/office/staff/{staff_id:int}/enable"): "ids",
+    ("GET", "/office/activity"): "office",
+    ("GET", "/office/customers/{customer_id:int}/export"): "ids",
+    (
+        "POST",
+        "/office/customers/{customer_id:int}/erase",
+    ): "ids",  # ?who= must be one of its own actors
     ("GET", "/office/reset"): "public",  # tokens: tests/test_staff_passwords.py
     ("POST", "/office/reset"): "public",
     ("GET", "/office/emails"): "office",  # ?before= is a cursor into its own list
@@ -171,6 +191,7 @@ def _id(c: Customer | None, slot: str) -> Any:
         "location": c.location_id,
         "membership": c.membership_id,
         "card_update": c.card_update_id,
+        "passkey": c.passkey_id,
         "booking": c.booking_id,
         "customer": c.id,
         "email": c.email_id,
@@ -260,6 +281,12 @@ def customer_probes(me: Customer | None) -> list[Probe]:
                     "request_key": fresh_key(),
                 },
             ),
+        ),
+        Probe(
+            "POST",
+            "/account/passkeys/{passkey_id:int}/remove",
+            "passkey",
+            lambda v: (f"/account/passkeys/{v}/remove", {}),
         ),
         Probe(
             "POST",
@@ -366,6 +393,42 @@ def office_probes(me: Business | None) -> list[Probe]:
             lambda v: (f"/office/staff/{v}/reset-link", {}),
         ),
         Probe("GET", "/office/staff", "staff", lambda v: (f"/office/staff?sent={v}", None)),
+        Probe(
+            "GET",
+            "/office/staff",
+            "staff",
+            lambda v: (f"/office/staff?done=role&member={v}", None),
+        ),
+        Probe(
+            "GET",
+            "/office/customers/{customer_id:int}/export",
+            "customer",
+            lambda v: (f"/office/customers/{v}/export", None),
+        ),
+        Probe(
+            "POST",
+            "/office/customers/{customer_id:int}/erase",
+            "customer",
+            lambda v: (f"/office/customers/{v}/erase", {"confirm": "yes"}),
+        ),
+        Probe(
+            "POST",
+            "/office/staff/{staff_id:int}/role",
+            "staff",
+            lambda v: (f"/office/staff/{v}/role", {"role": "office"}),
+        ),
+        Probe(
+            "POST",
+            "/office/staff/{staff_id:int}/disable",
+            "staff",
+            lambda v: (f"/office/staff/{v}/disable", {}),
+        ),
+        Probe(
+            "POST",
+            "/office/staff/{staff_id:int}/enable",
+            "staff",
+            lambda v: (f"/office/staff/{v}/enable", {}),
+        ),
         Probe(
             "POST",
             "/office/emails/{email_id:int}/retry",

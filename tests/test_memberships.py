@@ -35,9 +35,9 @@ def business_today() -> date:
 
 
 def day_text(day: date) -> str:
-    """How the portal writes a visit's day: "Tue 3 Dec" (with the year if not this year's)."""
-    text = f"{day:%a} {day.day} {day:%b}"
-    return text if day.year == business_today().year else f"{text} {day.year}"
+    """How the portal writes a visit's day: "Tue, Dec 3, 2026" (its one date style, with
+    the weekday)."""
+    return f"{day:%a}, {long_date(day)}"
 
 
 def long_date(day: date) -> str:

@@ -356,7 +356,15 @@ async def test_reserved_and_taken_hosts_are_refused_in_the_office(app, demo):
 
 async def test_changing_the_host_moves_the_portal_and_the_office_follows(app, demo, settings):
     async with business(app, "oldname", open_portal=True) as boss:
-        response = await post(boss, "/office/settings/host", {"host": "NewName"}, htmx=True)
+        # With JavaScript the new name is checked and the move asked about first; nothing
+        # moves until it is confirmed.
+        asked = await post(boss, "/office/settings/host", {"host": "NewName"}, htmx=True)
+        assert asked.status_code == 200
+        assert "Move your customer portal to http://newname.localhost:8000/?" in asked.text
+        assert (await boss.get("/sign-in")).status_code == 200  # still at the old address
+        response = await post(
+            boss, "/office/settings/host", {"host": "NewName", "move": "yes"}, htmx=True
+        )
         target = response.headers["hx-redirect"]
         assert target == (
             "http://newname.localhost:8000/office/sign-in?done=moved"
@@ -380,6 +388,23 @@ async def test_changing_the_host_moves_the_portal_and_the_office_follows(app, de
         await staff_sign_in(moved, "boss@oldname.example", NEW_ADMIN_PASSWORD)
         assert "newname" in (await moved.get("/office/settings?saved=moved")).text
         await sign_in(moved, "pat@oldname.example", NEW_CUSTOMER_PASSWORD)
+
+
+async def test_a_host_that_cannot_be_used_is_refused_before_any_move_is_asked(app, demo):
+    async with business(app, "checkfirst", open_portal=True) as boss:
+        for host, message in (
+            ("www", "That name is reserved"),
+            ("xyzplumbing", "Another business already uses that name"),
+        ):
+            answer = await post(boss, "/office/settings/host", {"host": host}, htmx=True)
+            assert answer.status_code == 422
+            assert message in answer.text
+            assert "Move your customer portal" not in answer.text
+        kept = await post(
+            boss, "/office/settings/host", {"host": "fine-name", "keep": "yes"}, htmx=True
+        )
+        assert 'value="checkfirst"' in kept.text
+        assert (await boss.get("/office/settings")).status_code == 200  # nothing moved
 
 
 async def test_host_change_without_javascript_is_a_plain_redirect(app, demo):
@@ -694,3 +719,36 @@ async def test_customer_side_follows_each_setting(app, demo):
         closed = await pat.get("/invoices")
         assert closed.status_code == 503
         assert "(555) 777-1234" in closed.text
+
+
+# --- sizes in messages --------------------------------------------------------------------------
+
+
+async def test_sizes_in_messages_are_the_real_ones_or_say_more_than(steady):
+    boss = steady
+    # A 3.2 MB upload: its real size, not the 2 MB the portal read of it.
+    big = b"\x89PNG" + b"\0" * int(3.2 * 1024 * 1024)
+    answer = await upload(boss, big, "big.png", "image/png")
+    assert answer.status_code == 422
+    assert "That file is 3.2 MB; a logo can be at most 2 MB." in answer.text
+    # A 100,000-character name: more than the portal reads, and said so.
+    answer = await post(boss, "/office/settings/name", {"name": "N" * 100_000}, htmx=True)
+    assert answer.status_code == 422
+    assert "Use at most 120 characters (this has more than 5,000)." in answer.text
+    answer = await post(boss, "/office/settings/name", {"name": "N" * 300}, htmx=True)
+    assert "Use at most 120 characters (this has 300)." in answer.text
+
+
+async def test_a_huge_password_is_said_to_be_more_than_the_limit(steady):
+    boss = steady
+    answer = await boss.post(
+        "/office/password",
+        data={
+            "_csrf_token": await csrf_from(boss, "/office/password"),
+            "current_password": NEW_ADMIN_PASSWORD,
+            "new_password": "x" * 100_000,
+        },
+    )
+    assert answer.status_code == 422
+    assert "Use at most 128 characters (this has more than 1,000)." in answer.text
+    assert "1024" not in answer.text

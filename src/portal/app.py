@@ -9,16 +9,17 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Request, Response, Router, asgi
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
-from litestar.types import Receive, Scope, Send
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
 from portal import logs, metrics, payments
 from portal.api.app import create_api
@@ -43,6 +44,7 @@ from portal.handlers import (
     invoices,
     memberships,
     office,
+    office_activity,
     office_api_keys,
     office_bookings,
     office_csv,
@@ -52,6 +54,7 @@ from portal.handlers import (
     office_settings,
     office_staff,
     office_webhooks,
+    passkeys,
     public,
     scheduler,
 )
@@ -92,6 +95,7 @@ def create_app(settings: Settings) -> PortalApp:
         path="/",
         route_handlers=[
             *account.ROUTES,
+            *passkeys.ROUTES,
             *customer.ROUTES,
             *invoices.ROUTES,
             *memberships.ROUTES,
@@ -113,6 +117,7 @@ def create_app(settings: Settings) -> PortalApp:
             *office_api_keys.ROUTES,
             *office_csv.ROUTES,
             *office_webhooks.ROUTES,
+            *office_activity.ROUTES,
         ],
     )
     # The sync API is its own app: its own schema, problem-details errors, no CSRF or cookies.
@@ -203,7 +208,7 @@ async def _schema_must_be_current(connection: Any, handler: Any) -> None:
         raise BeingUpgraded()
 
 
-async def _ids_in_range(request: Request) -> None:
+async def _ids_in_range(request: Request[Any, Any, Any]) -> None:
     """An id in a URL beyond the database's integer range names no record: a 404 like any
     missing id, never a database error (PostgreSQL refuses such a parameter)."""
     for value in request.path_params.values():
@@ -227,20 +232,26 @@ class PortalApp(Litestar):
 
     https: bool = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        if scope["type"] != ScopeType.HTTP:
             await super().__call__(scope, receive, send)
             return
+        # An HTTP request: its scope and send are the HTTP kinds.
+        http_scope, http_send = cast(Scope, scope), cast(Send, send)
         started = time.perf_counter()
         settings = self.state.settings
-        peer = (scope.get("client") or ("", 0))[0]
+        peer = (http_scope.get("client") or ("", 0))[0]
         trusted = bool(settings.trusted_proxies) and _is_trusted(peer, settings)
-        request_id = request_id_of(scope, trusted)
-        scope["portal_request_id"] = request_id  # type: ignore[typeddict-unknown-key]
+        request_id = request_id_of(http_scope, trusted)
+        http_scope["portal_request_id"] = request_id  # type: ignore[typeddict-unknown-key]
         status = 500
-        scope, send = head_as_get(scope, send)
-        send = with_security_headers(scope, send, self.https)
-        inner_send = send
+        http_scope, http_send = head_as_get(http_scope, http_send)
+        inner_send = with_security_headers(http_scope, http_send, self.https)
 
         async def send_with_id(message: Any) -> None:
             nonlocal status
@@ -254,17 +265,21 @@ class PortalApp(Litestar):
 
         try:
             async with db_engine.one_connection_per_request():
-                await super().__call__(scope, receive, send_with_id)
+                await super().__call__(http_scope, receive, send_with_id)
         finally:
-            logs.request_line(scope, status, started)
-            handler = scope.get("route_handler")
+            logs.request_line(http_scope, status, started)
+            handler = http_scope.get("route_handler")
             route = next(iter(handler.paths)) if handler is not None else "(unrouted)"
-            metrics.observe_request(scope["method"], route, status, time.perf_counter() - started)
+            method = http_scope["method"] if http_scope["type"] == ScopeType.HTTP else ""
+            metrics.observe_request(method, route, status, time.perf_counter() - started)
 
 
 def _page(
-    request: Request, template: str, status: int, context: dict[str, Any] | None = None
-) -> Response:
+    request: Request[Any, Any, Any],
+    template: str,
+    status: int,
+    context: dict[str, Any] | None = None,
+) -> Response[Any]:
     """An error page: always a whole document (htmx swaps it too, so it must make sense alone)."""
     renderer: Renderer = request.app.state.renderer
     body = renderer.render_string(
@@ -280,7 +295,7 @@ def _page(
     return Response(body, status_code=status, media_type=HTML, headers={"Vary": VARY})
 
 
-def _being_upgraded(request: Request, exc: BeingUpgraded) -> Response:
+def _being_upgraded(request: Request[Any, Any, Any], exc: BeingUpgraded) -> Response[Any]:
     response = _page(request, "errors/upgrading.html", HTTP_503_SERVICE_UNAVAILABLE)
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
@@ -293,36 +308,36 @@ def _is_trusted(peer: str, settings: Settings) -> bool:
     return client_address(peer, ["0.0.0.0"], settings.trusted_proxies) != peer
 
 
-def _moved_permanently(request: Request, exc: MovedPermanently) -> Response:
+def _moved_permanently(request: Request[Any, Any, Any], exc: MovedPermanently) -> Response[Any]:
     """A business's former host name: 301 to its address now (docs/deploy.md)."""
     return Response("", status_code=301, headers={"Location": exc.location})
 
 
-def _bare_domain(request: Request, exc: BareDomain) -> Response:
+def _bare_domain(request: Request[Any, Any, Any], exc: BareDomain) -> Response[Any]:
     if request.url.path == "/":
         return _page(request, "public/bare_domain.html", 200)
     return _page(request, "errors/404.html", 404)
 
 
-def _portal_closed(request: Request, exc: PortalClosed) -> Response:
+def _portal_closed(request: Request[Any, Any, Any], exc: PortalClosed) -> Response[Any]:
     return _page(request, "public/portal_closed.html", 503, {"tenant": exc.tenant})
 
 
-def _sign_in_required(request: Request, exc: SignInRequired) -> Response:
+def _sign_in_required(request: Request[Any, Any, Any], exc: SignInRequired) -> Response[Any]:
     """htmx gets `HX-Redirect` (a whole page load); a plain request a 303."""
     return see_other(request, exc.location)
 
 
-def _not_found(request: Request, exc: NotFoundException) -> Response:
+def _not_found(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[Any]:
     return _page(request, "errors/404.html", 404)
 
 
-def _forbidden(request: Request, exc: PermissionDeniedException) -> Response:
+def _forbidden(request: Request[Any, Any, Any], exc: PermissionDeniedException) -> Response[Any]:
     csrf = "CSRF" in str(exc.detail)
     return _page(request, "errors/403.html", 403, {"csrf": csrf})
 
 
-def _http_error(request: Request, exc: HTTPException) -> Response:
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if exc.status_code >= 500:
         return _server_error(request, exc)
     return _page(
@@ -333,7 +348,7 @@ def _http_error(request: Request, exc: HTTPException) -> Response:
     )
 
 
-def _server_error(request: Request, exc: Exception) -> Response:
+def _server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if unavailable_in(exc):
         # Nothing was done: the database is out of reach for now (db/outage.py). The
         # incident is logged once, when it starts and when it ends, not per request.

@@ -372,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", module="piccolo")
         logging.getLogger("portal.db").setLevel(logging.ERROR)
     try:
-        return args.func(settings, args)
+        result: int = args.func(settings, args)
+        return result
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

@@ -23,13 +23,18 @@ def default_var_dir() -> Path:
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _webhook_retries(env: dict[str, str]) -> dict[str, object]:
-    """PORTAL_WEBHOOK_RETRY_SECONDS, comma-separated seconds, if set."""
+# Seconds before each retry of a failed webhook delivery: the Standard Webhooks schedule,
+# stretched to about three days.
+WEBHOOK_RETRY_SECONDS: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000, 50400, 86400)
+
+
+def _webhook_retries(env: dict[str, str]) -> tuple[float, ...]:
+    """PORTAL_WEBHOOK_RETRY_SECONDS, comma-separated seconds (the default when unset)."""
     raw = env.get("PORTAL_WEBHOOK_RETRY_SECONDS", "")
     if not raw.strip():
-        return {}
+        return WEBHOOK_RETRY_SECONDS
     name = "PORTAL_WEBHOOK_RETRY_SECONDS"
-    return {"webhook_retry_seconds": tuple(_seconds(x, name) for x in raw.split(",") if x.strip())}
+    return tuple(_seconds(x, name) for x in raw.split(",") if x.strip())
 
 
 class SettingsProblem(ValueError):
@@ -131,17 +136,7 @@ class Settings:
     api_requests_per_minute: int = 600
     # Outgoing webhooks: seconds before each retry after a failed delivery (the Standard
     # Webhooks schedule, stretched to about three days), and how long one may take.
-    webhook_retry_seconds: tuple[float, ...] = (
-        5,
-        300,
-        1800,
-        7200,
-        18000,
-        36000,
-        36000,
-        50400,
-        86400,
-    )
+    webhook_retry_seconds: tuple[float, ...] = WEBHOOK_RETRY_SECONDS
     webhook_timeout_seconds: float = 10.0
     # `portal serve`: worker processes and how long idle client connections stay open
     # (a phone reading a page keeps its connection for the next click).
@@ -255,7 +250,7 @@ class Settings:
                 "PORTAL_API_REQUESTS_PER_MINUTE",
                 1,
             ),
-            **_webhook_retries(env),
+            webhook_retry_seconds=_webhook_retries(env),
             cheap_password_hashing_for_tests=cheap_hashing,
             workers=_int(env.get("PORTAL_WORKERS", "1"), "PORTAL_WORKERS", 1),
             keepalive_seconds=_int(

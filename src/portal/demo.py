@@ -32,7 +32,8 @@ UNITS = [
     {"id": "BU-EL", "name": "Electrical", "invoices_downloadable": False},
     {"id": "BU-HV", "name": "HVAC", "invoices_downloadable": True},
 ]
-WORK = {
+# Per business unit: (job summary, invoice lines as (description, quantity, unit price cents)).
+WORK: dict[str, list[tuple[str, list[tuple[str, float, int]]]]] = {
     "BU-PL": [
         (
             "Water heater flush and anode check",
@@ -66,14 +67,16 @@ WORK = {
 
 
 def _logo_png() -> str:
-    """A small logo (50 px high) drawn with Pillow, as base64."""
-    from PIL import Image, ImageDraw
+    """A small logo (50 px high) drawn with Pillow, as base64: "XYZ" in large letters that
+    read at the header's size (Pillow's bundled scalable font; its tiny bitmap font, drawn
+    without a size, was unreadable)."""
+    from PIL import Image, ImageDraw, ImageFont
 
     img = Image.new("RGB", (120, 50), (15, 76, 129))
     draw = ImageDraw.Draw(img)
-    draw.rectangle((4, 4, 115, 45), outline=(255, 255, 255), width=2)
-    draw.text((18, 16), "XYZ", fill=(255, 255, 255))
-    draw.text((52, 16), "Services", fill=(255, 214, 102))
+    draw.rectangle((2, 2, 117, 47), outline=(255, 214, 102), width=3)
+    font = ImageFont.load_default(size=30)
+    draw.text((60, 25), "XYZ", fill=(255, 255, 255), font=font, anchor="mm", stroke_width=1)
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
     return base64.b64encode(buf.getvalue()).decode()

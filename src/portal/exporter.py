@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from piccolo.table import Table
 
 from portal import importer as fmt
 from portal.auth.passwords import is_password_hash
@@ -31,11 +32,12 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
 
-async def _rows(table: type[t.Table], tenant_id: int, *order: Any) -> list[dict[str, Any]]:
-    query = table.select().where(table.tenant == tenant_id)  # type: ignore[attr-defined]
+async def _rows(table: type[Table], tenant_id: int, *order: Any) -> list[dict[str, Any]]:
+    query = table.select().where(getattr(table, "tenant") == tenant_id)  # noqa: B009
     for column in order:
         query = query.order_by(column)
-    return await query.run()
+    rows: list[dict[str, Any]] = await query.run()
+    return rows
 
 
 async def export_business(host: str) -> bytes:

@@ -6,7 +6,7 @@ in the business's time zone; dates without a time are the business's calendar da
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,6 +42,19 @@ def format_date(value: date | datetime | str | None, tz: str | None = None) -> s
     return f"{MONTHS[value.month - 1]} {value.day}, {value.year}"
 
 
+def format_day(value: date | datetime | str | None, tz: str | None = None) -> str:
+    """A day to plan around (a visit, an appointment, a preferred date), in the one date
+    style with its weekday: "Tue, Nov 3, 2026"."""
+    text = format_date(value, tz)
+    if value is None or not text:
+        return ""
+    if isinstance(value, str):
+        value = date.fromisoformat(value[:10])
+    if isinstance(value, datetime) and tz:
+        value = value.astimezone(ZoneInfo(tz))
+    return f"{value:%a}, {text}"
+
+
 def format_datetime(value: datetime | None, tz: str | None = None) -> str:
     """A moment in the business's time zone: "Nov 3, 2026, 2:05 PM"."""
     if value is None:
@@ -56,15 +69,15 @@ def format_datetime(value: datetime | None, tz: str | None = None) -> str:
 # --- days and arrival windows as customers read them -------------------------------------------
 
 
-def business_now(tenant: dict[str, Any]) -> datetime:
+def business_now(tenant: Mapping[str, Any]) -> datetime:
     """Now, in the business's time zone (its calendar decides what "today" is)."""
     return datetime.now(UTC).astimezone(ZoneInfo(tenant["time_zone"]))
 
 
 def day_text(day: date, today: date | None = None) -> str:
-    """ "Tue 3 Dec", with the year when it is not this year's."""
-    text = f"{day:%a} {day.day} {day:%b}"
-    return text if today is not None and day.year == today.year else f"{text} {day.year}"
+    """ "Tue, Dec 3, 2026": the portal's one date style, with the weekday (`today` is
+    accepted for callers that pass it; the year is always written)."""
+    return format_day(day)
 
 
 def _hour_minute(hhmm: str) -> tuple[int, int] | None:
@@ -95,20 +108,21 @@ def window_text(start: str, end: str) -> str:
 def appointment_text(
     start: datetime, end: datetime | None, tz: str, today: date | None = None
 ) -> str:
-    """A booked time in the business's zone: "Tue 3 Dec, 8 AM–12 PM"."""
+    """A booked time in the business's zone: "Tue, Dec 3, 2026 · 8 AM–12 PM"."""
     zone = ZoneInfo(tz)
     local_start = start.astimezone(zone)
-    text = f"{day_text(local_start.date(), today)}, "
+    text = f"{day_text(local_start.date(), today)} · "
     if end is not None and end.astimezone(zone).date() == local_start.date():
         return text + window_text(f"{local_start:%H:%M}", f"{end.astimezone(zone):%H:%M}")
     return text + f"from {clock(f'{local_start:%H:%M}')}"
 
 
 # The template filters: `{{ cents|money(tenant.currency) }}`, `{{ day|date }}`,
-# `{{ moment|datetime(tenant.time_zone) }}`, `{{ "08:00"|clock }}`.
+# `{{ day|day }}` (with its weekday), `{{ moment|datetime(tenant.time_zone) }}`, `{{ "08:00"|clock }}`.
 FILTERS: dict[str, Callable[..., str]] = {
     "money": money,
     "date": format_date,
+    "day": format_day,
     "datetime": format_datetime,
     "clock": clock,
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -39,6 +39,13 @@ def is_one_line(value: str) -> bool:
     return _BREAKING.search(value) is None
 
 
+def count_text(count: int, read_limit: int) -> str:
+    """A length for a "(this has …)" message: the real count, or "more than <read_limit>"
+    when the field was longer than the portal reads of it (callers cut text at
+    `read_limit + 1` characters, so a longer field is told apart without keeping it all)."""
+    return f"more than {read_limit:,}" if count > read_limit else f"{count:,}"
+
+
 def multi_line(value: str) -> str:
     """Text of several lines (a message, a reason, an email's body): every kind of line
     break becomes "\\n", other control characters (tabs aside) a space; trimmed."""
@@ -49,21 +56,22 @@ def multi_line(value: str) -> str:
 # --- the one validation convention ---------------------------------------------------------------
 #
 # Every field check is a `clean_*` function: what was typed in, `(clean value, problem)` out,
-# the problem a sentence to show beside the field (None when the value is fine). A form is
-# read by a `read_*` function that runs its fields' checks and returns a `Checked` form:
-# the values to keep in the re-rendered form and the problems by field name. Handlers
-# re-render with the problems (422) or act on the values; nothing else decides validity.
+# the problem a sentence to show beside the field (None when the value is fine). A whole
+# form is checked by one function that runs its fields' checks and returns `Checked`: what
+# to act on, what to show again in the form, and the problems by field name. Handlers
+# re-render with the problems (422) or act on the clean result; nothing else decides.
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL: the one limit for every id
 
 
 @dataclass
 class Checked(Generic[T]):
-    """A form as read: its values (kept when the form comes back) and its problems by
-    field name; `ok` when there are none."""
+    """A form as checked: the clean result to act on, the values to show again when the
+    form comes back, and its problems by field name; `ok` when there are none."""
 
-    values: T
+    clean: T
     problems: dict[str, str] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

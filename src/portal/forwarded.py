@@ -5,8 +5,9 @@ proxy saw (X-Forwarded-For). The header is believed only from the proxies named 
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
-from litestar import Request
+from litestar.connection import ASGIConnection
 
 from portal.config import IPNetwork
 
@@ -46,7 +47,7 @@ def client_address(peer: str, forwarded_for: list[str], proxies: tuple[IPNetwork
     return str(current)
 
 
-def client_ip(request: Request) -> str:
+def client_ip(request: ASGIConnection[Any, Any, Any, Any]) -> str:
     """The address of the client that sent `request` (see `client_address`)."""
     peer = request.client.host if request.client else ""
     proxies = request.app.state.settings.trusted_proxies

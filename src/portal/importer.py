@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from email_validator import EmailNotValidError, validate_email
+from piccolo.table import Table
 
 from portal.auth.passwords import hash_password, is_password_hash
 from portal.auth.policy import password_problem
@@ -119,11 +120,15 @@ class LineIn(Struct, kw_only=True):
     unit_price_cents: Cents
 
 
+# The field `date` below would hide the type inside the class body.
+Day = date
+
+
 class InvoiceIn(Struct, kw_only=True):
     number: Id
     job: Id
-    date: date
-    due_date: date | None = None
+    date: Day
+    due_date: Day | None = None
     summary: Annotated[str, msgspec.Meta(max_length=300)] = ""
     lines: list[LineIn] = []
 
@@ -392,18 +397,20 @@ def _check_references(data: ImportFile) -> None:
 
     jobs = _unique(data.jobs, "number", "jobs")
     job_customer: dict[str, str] = {}
-    for i, j in enumerate(data.jobs):
-        where = f"jobs[{i}] ({j.number})"
-        if j.customer not in customers:
-            raise ImportProblem(f"{where}.customer: unknown customer {j.customer!r}")
-        if j.location not in location_owner:
-            raise ImportProblem(f"{where}.location: unknown location {j.location!r}")
-        if location_owner[j.location] != j.customer:
-            raise ImportProblem(f"{where}.location: {j.location!r} belongs to another customer")
-        if j.business_unit not in units:
-            raise ImportProblem(f"{where}.business_unit: unknown business unit {j.business_unit!r}")
-        check_job(j, where)
-        job_customer[j.number] = j.customer
+    for i, job in enumerate(data.jobs):
+        where = f"jobs[{i}] ({job.number})"
+        if job.customer not in customers:
+            raise ImportProblem(f"{where}.customer: unknown customer {job.customer!r}")
+        if job.location not in location_owner:
+            raise ImportProblem(f"{where}.location: unknown location {job.location!r}")
+        if location_owner[job.location] != job.customer:
+            raise ImportProblem(f"{where}.location: {job.location!r} belongs to another customer")
+        if job.business_unit not in units:
+            raise ImportProblem(
+                f"{where}.business_unit: unknown business unit {job.business_unit!r}"
+            )
+        check_job(job, where)
+        job_customer[job.number] = job.customer
 
     invoices = _unique(data.invoices, "number", "invoices")
     for i, inv in enumerate(data.invoices):
@@ -474,14 +481,19 @@ def line_amount(line: LineIn) -> int:
 CHUNK = 400
 
 
-async def _insert(table: type[t.Table], rows: list[dict[str, Any]]) -> None:
+async def _insert(table: type[Table], rows: list[dict[str, Any]]) -> None:
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
         await table.insert(*[table(**row) for row in chunk]).run()
 
 
-async def _ids(table: type[t.Table], tenant_id: int, key: str) -> dict[str, int]:
-    rows = await table.select(table.id, getattr(table, key)).where(table.tenant == tenant_id).run()
+async def _ids(table: type[Table], tenant_id: int, key: str) -> dict[str, int]:
+    meta = table._meta
+    rows = (
+        await table.select(meta.primary_key, meta.get_column_by_name(key))
+        .where(meta.get_column_by_name("tenant") == tenant_id)
+        .run()
+    )
     return {r[key]: r["id"] for r in rows}
 
 
@@ -522,7 +534,7 @@ async def import_data(data: ImportFile) -> int:
                 payments_enabled=portal.payments_enabled,
             )
         ).run()
-        tenant_id = rows[0]["id"]
+        tenant_id: int = rows[0]["id"]
         tid = {"tenant": tenant_id}
 
         await _insert(

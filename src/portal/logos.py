@@ -70,14 +70,17 @@ def _format_name(fmt: str) -> str:
     return FORMAT_NAMES.get(fmt, fmt)
 
 
-async def read_logo(data: bytes, filename: str, content_type: str) -> tuple[bytes, str | None]:
-    """`process_logo` in the logo thread (the event loop keeps serving meanwhile)."""
+async def read_logo(
+    data: bytes, filename: str, content_type: str, size: int | None = None
+) -> tuple[bytes, str | None]:
+    """`process_logo` in the logo thread (the event loop keeps serving meanwhile); `size`
+    is the whole upload's size in bytes when known (`data` may be only its start)."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(LOGO_THREAD, process_logo, data, filename, content_type)
+    return await loop.run_in_executor(LOGO_THREAD, process_logo, data, filename, content_type, size)
 
 
 def process_logo(
-    data: bytes, filename: str = "", content_type: str = ""
+    data: bytes, filename: str = "", content_type: str = "", size: int | None = None
 ) -> tuple[bytes, str | None]:
     """Check an uploaded logo and return it as a PNG 50 px high (metadata dropped).
 
@@ -90,8 +93,11 @@ def process_logo(
     if not data:
         return b"", f"Choose a logo file to upload ({UPLOAD_KINDS})."
     if len(data) > MAX_LOGO_BYTES:
-        size = len(data) / (1024 * 1024)
-        return b"", f"That file is {size:.1f} MB; a logo can be at most 2 MB."
+        # Only the first 2 MB and a byte are read: say the real size when the upload knows
+        # it, never the size of the part that was read.
+        if size is None:
+            return b"", "That file is more than 2 MB; a logo can be at most 2 MB."
+        return b"", f"That file is {size / (1024 * 1024):.1f} MB; a logo can be at most 2 MB."
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -97,5 +97,6 @@ def request_line(scope: Any, status: int, started: float) -> None:
 def _host(scope: Any) -> str:
     for key, value in scope.get("headers", ()):
         if key == b"host":
-            return value.decode("latin-1")
+            result: str = value.decode("latin-1")
+            return result
     return ""

@@ -68,5 +68,5 @@ def exposition(outbox: dict[str, Any], payments: dict[str, int]) -> tuple[bytes,
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return generate_latest(registry), CONTENT_TYPE_LATEST

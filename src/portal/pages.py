@@ -15,6 +15,7 @@ from portal.auth.sessions import SessionInfo
 from portal.db import invoices as invoices_db
 from portal.db import office as office_db
 from portal.db import office_alerts
+from portal.db.rows import TenantRow
 from portal.forms import record_id
 from portal.payments import service
 from portal.web import render, renders_block
@@ -23,8 +24,8 @@ ROLE_NAMES = {"admin": "Administrator", "office": "Office"}
 
 
 def tab_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     viewer: CustomerViewer,
     tab: str,
     context: dict[str, Any],
@@ -33,7 +34,7 @@ def tab_page(
     block: str | None = "region",
     status_code: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     """Render a page of the customer area (`customer/<tab>.html` unless `template` is given):
     the whole page, or its "region" block for an htmx tab switch."""
     return render(
@@ -54,8 +55,8 @@ def is_admin(staff: SessionInfo) -> bool:
 
 
 async def office_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     section: str,
     template: str,
@@ -64,7 +65,7 @@ async def office_page(
     block: str | None = "region",
     status_code: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     """Render an office page: the whole page for a plain request, `block` for htmx.
 
     The menu (with the count of new bookings) is drawn only when the layout is.
@@ -92,14 +93,14 @@ async def office_page(
 
 
 async def refuse(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     message: str,
     *,
     section: str = "settings",
     back: str = "/office/settings",
-) -> Response:
+) -> Response[Any]:
     """A 403 page inside the office layout: the request was refused and nothing changed.
 
     An htmx request gets the page's region, retargeted to the whole office region,
@@ -122,7 +123,7 @@ async def refuse(
 
 
 async def settle_lost_callbacks(
-    request: Request, tenant: dict[str, Any], viewer: CustomerViewer
+    request: Request[Any, Any, Any], tenant: TenantRow, viewer: CustomerViewer
 ) -> None:
     """Settle the viewed customer's payments still pending at the gateway, when the
     session read flagged one (a lost callback must not leave a paid invoice unpaid)."""
@@ -131,7 +132,7 @@ async def settle_lost_callbacks(
 
 
 async def invoices_context(
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     viewer: CustomerViewer,
     *,
     selected: list[int] | None = None,
@@ -161,13 +162,13 @@ async def invoices_context(
 
 
 async def invoices_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     viewer: CustomerViewer,
     *,
     block: str | None = "region",
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     """The Invoices tab (also rendered whole as the answer to an htmx sign-in)."""
     await settle_lost_callbacks(request, tenant, viewer)
     selected = [i for i in map(record_id, request.query_params.getall("select", [])) if i]

@@ -17,6 +17,7 @@ from fpdf.enums import XPos, YPos
 from fpdf.fonts import FontFace
 
 from portal.db.invoices import as_date
+from portal.db.rows import TenantRow
 from portal.formatting import format_date, money
 
 log = logging.getLogger("portal.pdf")
@@ -56,7 +57,7 @@ def _when(value: date | datetime | str | None, tz: str) -> str:
 
 
 class _InvoicePDF(FPDF):
-    def __init__(self, tenant: dict[str, Any]) -> None:
+    def __init__(self, tenant: TenantRow) -> None:
         super().__init__(orientation="portrait", unit="mm", format="Letter")
         self.tenant = tenant
         self.set_margins(16, 16, 16)
@@ -74,7 +75,7 @@ class _InvoicePDF(FPDF):
 
 
 def invoice_pdf(
-    tenant: dict[str, Any], invoice: dict[str, Any], logo: tuple[bytes, str] | None
+    tenant: TenantRow, invoice: dict[str, Any], logo: tuple[bytes, str] | None
 ) -> bytes:
     """The PDF of an invoice (as loaded by `portal.db.invoices.invoice_detail`)."""
     currency = tenant["currency"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 
+from litestar.enums import ScopeType
 from litestar.types import Message, Scope, Send
 
 NONCE_KEY = "portal_csp_nonce"
@@ -60,7 +61,7 @@ def with_security_headers(scope: Scope, send: Send, https: bool) -> Send:
             if https:
                 extra.append(_HSTS)
             headers.extend(pair for pair in extra if pair[0] not in present)
-            message["headers"] = headers  # type: ignore[typeddict-unknown-key]
+            message["headers"] = headers
         await send(message)
 
     return send_with_headers
@@ -68,7 +69,7 @@ def with_security_headers(scope: Scope, send: Send, https: bool) -> Send:
 
 def head_as_get(scope: Scope, send: Send) -> tuple[Scope, Send]:
     """Answer HEAD like GET without the body (every page is a GET; HEAD changes nothing)."""
-    if scope["method"] != "HEAD":
+    if scope["type"] != ScopeType.HTTP or scope["method"] != "HEAD":
         return scope, send
 
     async def send_headers_only(message: Message) -> None:
@@ -78,4 +79,4 @@ def head_as_get(scope: Scope, send: Send) -> tuple[Scope, Send]:
             message = {"type": "http.response.body", "body": b"", "more_body": False}
         await send(message)
 
-    return {**scope, "method": "GET"}, send_headers_only  # type: ignore[return-value]
+    return {**scope, "method": "GET"}, send_headers_only

@@ -14,9 +14,10 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from portal.db.office_settings import Changes
+from portal.db.rows import TenantRow
 from portal.forms import RESERVED_HOSTS as RESERVED_HOSTS  # re-exported: the form's rules
 from portal.forms import RESERVED_MESSAGE as RESERVED_MESSAGE
-from portal.forms import clean_host, multi_line, one_line
+from portal.forms import Checked, clean_host, count_text, multi_line, one_line
 
 # --- which settings there are -------------------------------------------------------------
 
@@ -45,13 +46,24 @@ HIDDEN_STATUSES = ("canceled", "expired", "suspended")
 # --- business information -----------------------------------------------------------------
 
 
+# Characters of a typed setting read from a form: a longer field is cut here (plus one) and
+# said to have "more than" this many.
+FIELD_READ = 5000
+
+
+def _has(cleaned: str, typed: str) -> str:
+    """How long a typed setting is, for "(this has …)": the cleaned text's length, or
+    "more than 5,000" when what was typed was cut on reading."""
+    return count_text(len(typed) if len(typed) > FIELD_READ else len(cleaned), FIELD_READ)
+
+
 def clean_name(value: str) -> tuple[str, str | None]:
     """The company's official name, 1–120 characters on one line."""
     name = one_line(value)
     if not name:
         return name, "Enter your company's name."
     if len(name) > 120:
-        return name, f"Use at most 120 characters (this has {len(name)})."
+        return name, f"Use at most 120 characters (this has {_has(name, value)})."
     return name, None
 
 
@@ -113,7 +125,7 @@ def clean_message(value: str) -> tuple[str, str | None]:
     """The recurring service message shown on a membership's visits (up to 1,000 characters)."""
     message = multi_line(value)
     if len(message) > 1000:
-        return message, f"Use at most 1,000 characters (this has {len(message):,})."
+        return message, f"Use at most 1,000 characters (this has {_has(message, value)})."
     return message, None
 
 
@@ -140,16 +152,17 @@ TEXT_CLEANERS: dict[str, Any] = {
 
 
 def _first(form: dict[str, list[str]], key: str) -> str:
-    return (form.get(key) or [""])[0][:5000]
+    return (form.get(key) or [""])[0][: FIELD_READ + 1]
 
 
 def clean_form(
     keys: tuple[str, ...] | list[str],
     form: dict[str, list[str]],
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     units: list[dict[str, Any]],
-) -> tuple[Changes, dict[str, Any], dict[str, str]]:
-    """Check the settings `keys` from a form: (changes to store, values to show, errors)."""
+) -> Checked[Changes]:
+    """Check the settings `keys` from a form (`forms.Checked`): the changes to store, the
+    values to show again, the problems by field."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
     columns: dict[str, Any] = {}
@@ -192,7 +205,8 @@ def clean_form(
             )
     if "service_types" in values and isinstance(values["service_types"], list):
         values["service_types"] = "\n".join(values["service_types"])
-    return Changes(columns=columns, downloadable_units=downloadable), values, errors
+    changes = Changes(columns=columns, downloadable_units=downloadable)
+    return Checked(changes, problems=errors, values=values)
 
 
 # --- a business's own domain (`portal domain`) ---------------------------------------------

@@ -74,7 +74,8 @@ def free_port() -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        result: int = s.getsockname()[1]
+        return result
 
 
 class MailSink:
@@ -149,7 +150,7 @@ class Server:
 
     port: int
     var_dir: Path
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     env: dict[str, str]
 
     @property
@@ -159,7 +160,7 @@ class Server:
     def url(self, path: str = "/") -> str:
         return self.base_url + path
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run a `portal` command against this server's database."""
         return subprocess.run(
             [sys.executable, "-m", "portal.cli", *args],

@@ -176,7 +176,7 @@ class Renderer:
         return cached
 
 
-def is_fragment_request(request: Request) -> bool:
+def is_fragment_request(request: Request[Any, Any, Any]) -> bool:
     """True when htmx asks to swap one region (not a full page, not a history restore)."""
     headers = request.headers
     return (
@@ -186,21 +186,21 @@ def is_fragment_request(request: Request) -> bool:
     )
 
 
-def renders_block(request: Request, block: str | None) -> str | None:
+def renders_block(request: Request[Any, Any, Any], block: str | None) -> str | None:
     """The block `render` answers this request with: `block` for an htmx swap of one
     region, None (the whole page) for anything else. Helpers that skip work a fragment
     does not show (the office menu's counts) ask this, not the headers."""
     return block if block is not None and is_fragment_request(request) else None
 
 
-def csrf_token(request: Request) -> str:
+def csrf_token(request: Request[Any, Any, Any]) -> str:
     """The CSRF token for forms on this page (set by Litestar's CSRF middleware)."""
     token = ScopeState.from_scope(request.scope).csrf_token
     return token if isinstance(token, str) else ""
 
 
 def render(
-    request: Request,
+    request: Request[Any, Any, Any],
     template_name: str,
     context: dict[str, Any] | None = None,
     *,
@@ -225,7 +225,7 @@ def render(
 
 
 async def after_write(
-    request: Request, url: str, fragment: Callable[[], Awaitable[Response[str]]]
+    request: Request[Any, Any, Any], url: str, fragment: Callable[[], Awaitable[Response[str]]]
 ) -> Response[str]:
     """The answer to a successful write: an htmx swap gets the region `fragment()`
     renders (the page's new state, with its notice); a plain form post (JavaScript off)
@@ -236,12 +236,12 @@ async def after_write(
     return see_other(request, url)
 
 
-def is_htmx(request: Request) -> bool:
+def is_htmx(request: Request[Any, Any, Any]) -> bool:
     """True for any request made by htmx."""
     return request.headers.get("hx-request") == "true"
 
 
-def see_other(request: Request, url: str) -> Response[str]:
+def see_other(request: Request[Any, Any, Any], url: str) -> Response[str]:
     """After a successful POST: 303 to `url`; for htmx, `HX-Redirect` (a real page load)."""
     if is_htmx(request):
         return Response(
@@ -250,7 +250,7 @@ def see_other(request: Request, url: str) -> Response[str]:
     return Response("", status_code=303, media_type=HTML, headers={"Location": url, "Vary": VARY})
 
 
-async def form_data(request: Request) -> dict[str, str]:
+async def form_data(request: Request[Any, Any, Any]) -> dict[str, str]:
     """A form's fields as strings (first value of each); malformed bodies give {}."""
     try:
         form = await request.form()
@@ -269,7 +269,7 @@ def _without_nul(value: str) -> str:
     return value.replace("\x00", "") if "\x00" in value else value
 
 
-async def form_lists(request: Request) -> dict[str, list[str]]:
+async def form_lists(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
     """A form's fields with every value (for checkboxes that repeat a name)."""
     try:
         form = await request.form()

@@ -22,11 +22,14 @@ from portal.db.outage import OUTAGE, unavailable_in
 from portal.db.tables import AuthToken, OutboxEmail, Session
 from portal.mail.backends import Backend, backend_for
 from portal.mail.worker import deliver_due, listen
+from portal.payments.service import reconcile_stale
 
 log = logging.getLogger("portal.mail")
 
 
 HOUSEKEEPING_EVERY = timedelta(hours=1)
+# Payments whose gateway answer never came are asked about (payments/service.py).
+PAYMENTS_EVERY = timedelta(minutes=1)
 
 
 async def housekeeping(settings: Settings) -> None:
@@ -62,6 +65,7 @@ def jobs(settings: Settings, backend: Backend, stop: asyncio.Event | None = None
         Job("answer account requests", lambda: answer_account_requests(settings)),
         Job("deliver emails", lambda: deliver_due(settings, backend, stop=stop)),
         Job("deliver webhooks", lambda: deliver_webhooks(settings)),
+        Job("settle stale payments", lambda: reconcile_stale(settings), every=PAYMENTS_EVERY),
         Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
     ]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +33,42 @@ def import_business_into(server: Any, tmp_path: Path, host: str) -> str:
     result = server.cli("import", str(path))
     assert result.returncode == 0, result.stderr
     return f"http://{host}.localhost:{server.port}"
+
+
+# How many lines a text takes on screen: one client rectangle per line box of its text.
+_LINES = """el => {
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  const tops = new Set();
+  for (const r of range.getClientRects()) if (r.width > 0) tops.add(Math.round(r.top));
+  return tops.size;
+}"""
+
+
+def text_lines(locator: Any) -> int:
+    """The number of lines `locator`'s text wraps onto (1: it did not wrap)."""
+    return locator.evaluate(_LINES)
+
+
+def fits_the_width(page: Page) -> bool:
+    """Nothing on the page sticks out sideways (no horizontal scrolling)."""
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def add_portal_account(server: Any, email: str, password: str) -> None:
+    """Give `email` (on one or more customer records of the demo business) a confirmed
+    portal account in a running test server's SQLite database, hashed at test cost."""
+    from argon2 import PasswordHasher
+
+    from portal.auth.passwords import TEST_COST
+
+    moment = datetime.now(UTC).isoformat()
+    with sqlite3.connect(server.var_dir / "portal.sqlite3") as db:
+        (tenant,) = db.execute(
+            "SELECT tenant FROM customer_email WHERE email = ? LIMIT 1", (email,)
+        ).fetchone()
+        db.execute(
+            "INSERT INTO portal_account (tenant, email, password_hash, confirmed_at, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (tenant, email, PasswordHasher(**TEST_COST).hash(password), moment, moment),
+        )

@@ -6,6 +6,9 @@ import asyncio
 import email
 import email.policy
 import threading
+import time
+from email.parser import BytesParser
+from pathlib import Path
 from typing import Any
 
 from portal.testing import MailSink
@@ -47,3 +50,20 @@ class HoldingSink(MailSink):
                 return "421 Service not available, try later"
             await asyncio.sleep(self.hold_seconds)
         return await super().handle_DATA(server, session, envelope)
+
+
+def dev_mailbox(mail_dir: Path, to: str, containing: str, timeout: float = 30.0) -> Any:
+    """The newest email to `to` whose plain text contains `containing`, from the `.eml`
+    files a test server's mail worker writes when it has no SMTP server (it polls every
+    few seconds, so this waits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = []
+        for path in mail_dir.glob("*.eml") if mail_dir.exists() else []:
+            message = BytesParser(policy=email.policy.default).parsebytes(path.read_bytes())
+            if message["To"] == to and containing in message.get_body(("plain",)).get_content():
+                found.append((path.stat().st_mtime, message))
+        if found:
+            return max(found, key=lambda pair: pair[0])[1]
+        time.sleep(0.2)
+    raise AssertionError(f"no email to {to} containing {containing!r} in {mail_dir}")

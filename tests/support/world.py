@@ -76,6 +76,7 @@ class Customer:
     staff_id: int = 0
     failed_email_id: int = 0  # set by the failed_emails fixture
     alert_id: int = 0  # an office alert about this customer's payment
+    passkey_id: int = 0  # a passkey of this customer's portal account
     checkout_ids: list[str] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
 
@@ -263,6 +264,26 @@ async def _ids_of(business: Business) -> None:
         c.staff_id = staff["id"]  # a staff member of the customer's business
 
 
+async def _passkey(business: Business, c: Customer) -> None:
+    """A passkey on the customer's account (its key material is never checked here)."""
+    account = (
+        await t.PortalAccount.select(t.PortalAccount.id)
+        .where((t.PortalAccount.tenant == business.id) & (t.PortalAccount.email == c.email))
+        .first()
+        .run()
+    )
+    rows = await t.Passkey.insert(
+        t.Passkey(
+            tenant=business.id,
+            account=account["id"],
+            credential_id=f"credential-of-{c.key}",
+            public_key="not-a-key",
+            name="Chrome on Android",
+        )
+    ).run()
+    c.passkey_id = rows[0]["id"]
+
+
 async def _customer_activity(c: Customer) -> None:
     """Through the app: a booking request, a card update left pending, a portal payment
     paid on the card page, and a second one left pending on the card page."""
@@ -388,6 +409,7 @@ async def build_world(app: Litestar) -> AsyncIterator[World]:
             c.client = make_client(app, base)
             clients.append(c.client)
             await sign_in(c.client, c.email, PASSWORD)
+            await _passkey(business, c)
             await _customer_activity(c)
             await _office_alert(app, c)
         business.admin_email = f"boss@{business.host}.example"
@@ -489,6 +511,7 @@ def concrete(route: str, world, app) -> str:
         "email_id": me.email_id,
         "staff_id": me.staff_id,
         "alert_id": me.alert_id,
+        "passkey_id": me.passkey_id,
         "key": "invoice_email",
         # The office's sync pages (API keys, webhooks): ids of nothing, answered 404.
         "key_id": 0,

@@ -40,6 +40,13 @@ class CustomerViewer:
         return [c["id"] for c in self.customers]
 
     @property
+    def customer_id(self) -> int:
+        """The id of the record being viewed; an account with none sees no records (404)."""
+        if self.customer is None:
+            raise NotFoundException()
+        return self.customer["id"]
+
+    @property
     def is_commercial(self) -> bool:
         return bool(self.customer and self.customer["kind"] == "commercial")
 

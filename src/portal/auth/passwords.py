@@ -36,11 +36,22 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 # argon2-cffi's default memory and time (64 MiB, 3 passes: above OWASP's floor of
 # 19 MiB and 2), in one lane: a hash then runs in one thread of ours, whose priority we
 # control, instead of fanning out into threads that compete with pages.
-PRODUCTION_COST = {"time_cost": 3, "memory_cost": 65536, "parallelism": 1}
+PRODUCTION_COST: dict[str, int] = {"time_cost": 3, "memory_cost": 65536, "parallelism": 1}
 # Test suites only (Settings.cheap_password_hashing_for_tests): argon2id at its smallest
 # cost, so thousands of test sign-ins do not spend minutes hashing.
 TEST_COST = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
-HASHER = PasswordHasher(**PRODUCTION_COST)
+
+
+def _hasher(cost: dict[str, int]) -> PasswordHasher:
+    """argon2id with these costs (the library's other defaults)."""
+    return PasswordHasher(
+        time_cost=cost["time_cost"],
+        memory_cost=cost["memory_cost"],
+        parallelism=cost["parallelism"],
+    )
+
+
+HASHER = _hasher(PRODUCTION_COST)
 GRACE = 0.1  # seconds
 NICE = 5  # hashing threads yield to the event loop, without starving behind neighbours
 
@@ -57,7 +68,7 @@ class LaneBusy(Exception):
 class _Job:
     client: str
     work: Callable[[], Any]
-    future: asyncio.Future
+    future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     deadline: float | None  # monotonic time after which it is refused instead of run
 
@@ -67,7 +78,7 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
 
 
-def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():  # the request went away meanwhile
         return
     if error is not None:
@@ -221,7 +232,7 @@ _DUMMY_HASH = HASHER.hash("not a real password, only for timing")
 def use_cost(*, cheap_for_tests: bool) -> None:
     """Hash with the production parameters, or (test suites only) the cheapest ones."""
     global HASHER, _DUMMY_HASH
-    wanted = PasswordHasher(**(TEST_COST if cheap_for_tests else PRODUCTION_COST))
+    wanted = _hasher(TEST_COST if cheap_for_tests else PRODUCTION_COST)
     if wanted.check_needs_rehash(_DUMMY_HASH):  # made with the other parameters
         HASHER, _DUMMY_HASH = wanted, wanted.hash("not a real password, only for timing")
 
@@ -233,7 +244,8 @@ def hash_password_sync(password: str) -> str:
 
 async def hash_password(password: str, client: str | None = None) -> str:
     """Hash a password in the lane, in `client`'s turn (see `HashingLane.run`)."""
-    return await LANE.run(client, hash_password_sync, password)
+    hashed: str = await LANE.run(client, hash_password_sync, password)
+    return hashed
 
 
 def _verify(stored_hash: str | None, password: str) -> bool:
@@ -248,7 +260,8 @@ async def verify_password(
 ) -> bool:
     """True if `password` matches `stored_hash`; an empty hash still costs one verify.
     Runs in the lane in `client`'s turn; raises `LaneBusy` when the lane is full."""
-    return await LANE.run(client, _verify, stored_hash, password)
+    matches: bool = await LANE.run(client, _verify, stored_hash, password)
+    return matches
 
 
 def is_password_hash(value: str) -> bool:

@@ -19,8 +19,13 @@ import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
+from portal.forms import count_text
+
 MIN_LENGTH = 8
 MAX_LENGTH = 128
+# Characters of a password read from a form (handlers cut there, plus one: a longer one is
+# said to have "more than" this, never a made-up count).
+READ_LIMIT = 1000
 COMMON_PASSWORDS = Path(__file__).resolve().parent.parent / "data" / "common-passwords.txt"
 COMMON = (
     "That is one of the most common passwords (or one with a few characters changed or "
@@ -30,7 +35,7 @@ COMMON = (
 # Leetspeak: what each disguise usually stands for. "1" and "!" stand for "i" or "l", so
 # both readings are tried.
 LEET = str.maketrans("034@5$7+89(|", "oeaasstt bgcl".replace(" ", ""))
-AMBIGUOUS = ({"1": "i", "!": "i"}, {"1": "l", "!": "l"})
+AMBIGUOUS: tuple[dict[str, str | int | None], ...] = ({"1": "i", "!": "i"}, {"1": "l", "!": "l"})
 MAX_ADDED = 6  # digits and symbols added to a common password that still make it common
 # Digits and symbols added at the end, at the start, or both.
 ENDS = (re.compile(r"[\W\d_]+$"), re.compile(r"^[\W\d_]+"), re.compile(r"^[\W\d_]+|[\W\d_]+$"))
@@ -92,7 +97,7 @@ def password_problem(password: str, *, business_name: str = "", email: str = "")
     if length < MIN_LENGTH:
         return f"Use at least {MIN_LENGTH} characters (this has {length})."
     if length > MAX_LENGTH:
-        return f"Use at most {MAX_LENGTH} characters (this has {length})."
+        return f"Use at most {MAX_LENGTH} characters (this has {count_text(length, READ_LIMIT)})."
     found = readings(password)
     if password.lower() in common_passwords() or found & common_passwords():
         return COMMON

@@ -15,6 +15,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
+from piccolo.custom_types import Combinable
 
 from portal.auth.tokens import new_token, token_hash
 from portal.config import Settings
@@ -75,13 +76,15 @@ class SessionInfo:
 
 
 async def start_session(
-    request: Request,
-    response: Response | None,
+    request: Request[Any, Any, Any],
+    response: Response[Any] | None,
     *,
     tenant_id: int,
     kind: str,
     account_id: int | None = None,
     staff_id: int | None = None,
+    browser: str = "",
+    network: str = "",
 ) -> str:
     """Sign a browser in: drop any session its cookie named, make a new one, set the cookie
     on `response` (or later, with `attach_cookie`). Returns the new session's token."""
@@ -101,6 +104,8 @@ async def start_session(
             created_at=moment,
             last_seen_at=moment,
             expires_at=moment + timedelta(days=settings.session_absolute_days),
+            browser=browser[:120],
+            network=network[:64],
         )
     ).run()
     if response is not None:
@@ -108,17 +113,19 @@ async def start_session(
     return token
 
 
-def attach_cookie(request: Request, response: Response, token: str) -> None:
+def attach_cookie(request: Request[Any, Any, Any], response: Response[Any], token: str) -> None:
     """Set the session cookie for `token` on a response built after `start_session`."""
     response.set_cookie(session_cookie(request.app.state.settings, token))
 
 
-async def session_for_token(request: Request, tenant_id: int, token: str) -> SessionInfo | None:
+async def session_for_token(
+    request: Request[Any, Any, Any], tenant_id: int, token: str
+) -> SessionInfo | None:
     """The session a token names (for a response rendered right after sign-in)."""
     return await _load_token(request.app.state.settings, token, tenant_id)
 
 
-async def end_session(request: Request, response: Response) -> None:
+async def end_session(request: Request[Any, Any, Any], response: Response[Any]) -> None:
     """Sign out: delete the session row and clear the cookie."""
     settings: Settings = request.app.state.settings
     token = request.cookies.get(cookie_name(settings))
@@ -248,7 +255,7 @@ async def end_other_sessions(
 ) -> None:
     """Sign out everywhere else (after a password change)."""
     if account_id is not None:
-        where = Session.account == account_id
+        where: Combinable = Session.account == account_id
     elif staff_id is not None:
         where = Session.staff == staff_id
     else:

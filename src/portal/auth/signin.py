@@ -18,11 +18,14 @@ from litestar.connection import ASGIConnection
 from portal import logs, metrics
 from portal.auth import throttle
 from portal.auth.passwords import LANE, LaneBusy, verify_password
+from portal.auth.policy import READ_LIMIT
 from portal.auth.throttle import Limit
 from portal.forwarded import client_ip, client_key
 
 WINDOW = timedelta(minutes=15)
-MAX_FIELD = 1024  # the longest email or password a sign-in form reads
+# The longest password a form reads (cut there: one more than the policy counts, so a
+# longer one is said to have "more than" that many characters, auth/policy.py).
+MAX_FIELD = READ_LIMIT + 1
 BUSY = "Lots of people are signing in right now. Please try again in a moment."
 NO_MATCH = "That email and password don't match our records. Check both and try again."
 PER_EMAIL = 10  # wrong passwords per email and business in the window
@@ -74,10 +77,10 @@ async def check_password(
         return PasswordCheck(too_many=counted.wait)
     try:
         right = await verify_password(stored_hash, password, client)
-    except LaneBusy as busy:
+    except LaneBusy as full:
         await counted.release()
         metrics.sign_in(area, "busy")
-        return PasswordCheck(busy=busy.retry_after)
+        return PasswordCheck(busy=full.retry_after)
     if right:
         await counted.succeeded()
         metrics.sign_in(area, "right")

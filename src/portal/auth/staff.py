@@ -1,19 +1,27 @@
-"""Office staff accounts: who may be added, and which passwords staff may choose (the same
-policy as customers': auth/policy.py)."""
+"""Office staff accounts: who may be added, adding one from the office (with the emailed
+link to choose a first password), and which passwords staff may choose (the same policy as
+customers': auth/policy.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from portal.auth import links
 from portal.auth.passwords import hash_password
 from portal.auth.policy import normalize, password_problem
+from portal.config import Settings
+from portal.db import activity
+from portal.db import staff as staff_db
+from portal.db.engine import transaction
+from portal.db.rows import TenantRow
 from portal.db.tables import StaffUser, Tenant
 from portal.forms import one_line
 
 
-def staff_password_problem(password: str, tenant: dict[str, Any], email: str) -> str | None:
+def staff_password_problem(password: str, tenant: Mapping[str, Any], email: str) -> str | None:
     """Why a staff member of `tenant` with `email` cannot use `password` (None: fine)."""
     return password_problem(normalize(password), business_name=tenant["name"], email=email)
 
@@ -60,3 +68,23 @@ async def create_staff(host: str, email: str, name: str, role: str, password: st
         )
     ).run()
     return None
+
+
+async def add_staff(
+    settings: Settings,
+    tenant: TenantRow,
+    *,
+    name: str,
+    email: str,
+    role: str,
+    added_by: dict[str, str],
+) -> dict[str, Any]:
+    """Add a staff member from the office (no password yet) and email them a link to
+    choose one, in one transaction; raises `db.staff.StaffProblem` when the email is
+    already on the staff. Call `portal.mail.worker.wake()` after."""
+    async with transaction():
+        member = await staff_db.insert_staff(
+            tenant["id"], name=name, email=email, role=role, actor=activity.Actor(added_by["email"])
+        )
+        await links.send_reset_link(settings, tenant, member, added_by, welcome=True)
+    return member

@@ -9,7 +9,10 @@ makes the change, so the change and its record are saved together or not at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from piccolo.custom_types import Combinable
 
 from portal.db.tables import ActivityEvent
 
@@ -67,14 +70,21 @@ async def entries(
     before: int | None = None,
     action_prefix: str = "",
     actor: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     """The business's entries, newest first, `limit` at a time (keyset: `before` is the
     id of the last entry of the previous page); optionally only one kind of change
-    (`action_prefix`, e.g. "staff.") or one actor."""
-    where = ActivityEvent.tenant == tenant_id
+    (`action_prefix`, e.g. "staff."), one actor, or a time span (`since` included,
+    `until` not)."""
+    where: Combinable = ActivityEvent.tenant == tenant_id
     if before is not None:
         where &= ActivityEvent.id < before
+    if since is not None:
+        where &= ActivityEvent.created_at >= since
+    if until is not None:
+        where &= ActivityEvent.created_at < until
     if action_prefix:
         where &= ActivityEvent.action.like(action_prefix.replace("%", "") + "%")
     if actor:
@@ -86,3 +96,15 @@ async def entries(
         .limit(limit)
         .run()
     )
+
+
+async def actors(tenant_id: int) -> list[str]:
+    """Everyone who has an entry in the business's log, alphabetically (the "who" filter)."""
+    rows = (
+        await ActivityEvent.select(ActivityEvent.actor)
+        .where(ActivityEvent.tenant == tenant_id)
+        .distinct()
+        .order_by(ActivityEvent.actor)
+        .run()
+    )
+    return [str(r["actor"]) for r in rows]

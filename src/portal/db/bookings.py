@@ -12,11 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from portal.config import Settings
-from portal.db import events
-from portal.db.engine import transaction
 from portal.db.tables import BookingRequest, Job, Location
-from portal.mail.outbox import queue_email
 
 REQUESTS_PAGE = 20
 UPCOMING_LIMIT = 10
@@ -62,57 +58,39 @@ async def _by_key(tenant_id: int, key: str) -> dict[str, Any] | None:
     )
 
 
-async def create_request(
-    settings: Settings, tenant: dict[str, Any], new: NewRequest, email_context: dict[str, Any]
-) -> tuple[int | None, bool]:
-    """Save the request and queue its confirmation email, together or not at all.
-
-    Returns (request id, created). A second submit of the same form (same
-    idempotency key), even one racing the first, creates nothing and returns the
-    first request's id; a key that belongs to another customer's request returns
-    (None, False).
-    """
-    async with transaction():
-        # The unique index (tenant, idempotency_key) decides: a repeat inserts nothing.
-        rows = await (
-            BookingRequest.insert(
-                BookingRequest(
-                    tenant=tenant["id"],
-                    customer=new.customer_id,
-                    location=new.location["id"],
-                    account_email=new.account_email,
-                    service_type=new.service_type,
-                    preferred_windows=json.dumps(new.preferred_windows),
-                    notes=new.notes,
-                    status="new",
-                    idempotency_key=new.idempotency_key,
-                )
+async def insert_request(tenant_id: int, new: NewRequest) -> int | None:
+    """Insert the request; None when its idempotency key is taken already (the unique
+    index (tenant, idempotency_key) decides, so a racing repeat inserts nothing)."""
+    rows = await (
+        BookingRequest.insert(
+            BookingRequest(
+                tenant=tenant_id,
+                customer=new.customer_id,
+                location=new.location["id"],
+                account_email=new.account_email,
+                service_type=new.service_type,
+                preferred_windows=json.dumps(new.preferred_windows),
+                notes=new.notes,
+                status="new",
+                idempotency_key=new.idempotency_key,
             )
-            .on_conflict(
-                target=(BookingRequest.tenant, BookingRequest.idempotency_key),
-                action="DO NOTHING",
-            )
-            .returning(BookingRequest.id)
-            .run()
         )
-        if rows:
-            await events.emit(
-                tenant["id"],
-                "booking.requested",
-                {
-                    "booking_request_id": rows[0]["id"],
-                    "customer": await events.customer_source_id(tenant["id"], new.customer_id),
-                    "service_type": new.service_type,
-                },
-            )
-            await queue_email(
-                settings, tenant, new.account_email, "booking_received", email_context
-            )
-            return rows[0]["id"], True
-    existing = await _by_key(tenant["id"], new.idempotency_key)
-    if existing is None:  # cannot happen: the conflict was with this very key
+        .on_conflict(
+            target=(BookingRequest.tenant, BookingRequest.idempotency_key),
+            action="DO NOTHING",
+        )
+        .returning(BookingRequest.id)
+        .run()
+    )
+    return rows[0]["id"] if rows else None
+
+
+async def request_by_key(tenant_id: int, customer_id: int, key: str) -> int | None:
+    """The id of the request made with this idempotency key, if it is this customer's."""
+    existing = await _by_key(tenant_id, key)
+    if existing is None:  # cannot happen after a conflict on this very key
         raise RuntimeError("booking request conflict without a request")
-    return _own(existing, new.customer_id), False
+    return _own(existing, customer_id)
 
 
 def _own(row: dict[str, Any], customer_id: int) -> int | None:
@@ -143,6 +121,7 @@ async def requests_for_customer(
             BookingRequest.preferred_windows,
             BookingRequest.notes,
             BookingRequest.status,
+            BookingRequest.dismiss_reason,
             BookingRequest.created_at,
             BookingRequest.location.name.as_alias("location_name"),
             BookingRequest.location.street.as_alias("location_street"),
@@ -171,10 +150,10 @@ async def requests_for_customer(
             jobs[job["booking_request"]] = job
     for row in rows:
         row["preferred_windows"] = _windows(row["preferred_windows"])
-        job = jobs.get(row["id"])
-        row["job_start"] = job["scheduled_start"] if job else None
-        row["job_end"] = job["scheduled_end"] if job else None
-        row["job_status"] = job["status"] if job else None
+        booked_job = jobs.get(row["id"])
+        row["job_start"] = booked_job["scheduled_start"] if booked_job else None
+        row["job_end"] = booked_job["scheduled_end"] if booked_job else None
+        row["job_status"] = booked_job["status"] if booked_job else None
     return RequestsPage(rows=rows, older=older)
 
 

@@ -16,6 +16,7 @@ from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.table import Table
 
 from portal.db import fast, piccolo_conf
 from portal.db.engines import (
@@ -53,30 +54,31 @@ __all__ = [
 ]
 
 
-def use_settings(settings: Any) -> Engine:
+def use_settings(settings: Any) -> Engine[Any]:
     """Make the database of `settings` (config.Settings) the one every table uses."""
     return bind(engine_for(settings))
 
 
 def use_database(
     url: str, *, pool_size: int = POOL_SIZE, wait_seconds: float = WAIT_SECONDS
-) -> Engine:
+) -> Engine[Any]:
     """Make `url` the database of every table (and of Piccolo's migration runner)."""
     return bind(make_engine(url, pool_size=pool_size, wait_seconds=wait_seconds))
 
 
-def bind(engine: Engine) -> Engine:
+def bind(engine: Engine[Any]) -> Engine[Any]:
     """Bind every table (and Piccolo's migration runner) to `engine`."""
     if isinstance(engine, SQLiteEngine):
         # A first run with the default `var/portal.sqlite3`: SQLite makes the file, not its folder.
         Path(engine.path).parent.mkdir(parents=True, exist_ok=True)
     piccolo_conf.DB = engine
-    for table in [*TABLES, Migration]:
+    tables: list[type[Table]] = [*TABLES, Migration]
+    for table in tables:
         table._meta.db = engine
     return engine
 
 
-async def start(engine: Engine) -> None:
+async def start(engine: Engine[Any]) -> None:
     """Open pools / set per-file pragmas; call once per event loop before serving.
 
     A database that cannot be reached yet (still starting up, say) does not stop the
@@ -99,7 +101,7 @@ async def start(engine: Engine) -> None:
             OUTAGE.note(exc, refused=False)
 
 
-async def stop(engine: Engine) -> None:
+async def stop(engine: Engine[Any]) -> None:
     """Close pools opened by `start`."""
     if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()

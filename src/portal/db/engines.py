@@ -131,7 +131,9 @@ class _PostgresTransaction(PostgresTransaction):
         with translated():
             if self.engine.pool:
                 await _give_back_request_connection(self.engine.pool)
-                return await self.engine.pool.acquire(timeout=self.engine.wait_seconds)
+                return await self.engine.pool.acquire(
+                    timeout=getattr(self.engine, "wait_seconds", WAIT_SECONDS)
+                )
             return await self.engine.get_new_connection()
 
     async def __aenter__(self) -> PostgresTransaction:
@@ -323,7 +325,7 @@ def make_engine(
     command_timeout: float | None = None,
     application_name: str = "portal",
     statement_cache: bool = True,
-) -> Engine:
+) -> Engine[Any]:
     """An engine for `url`: `sqlite:///file` or `postgresql://user@host:port/db`, waiting
     at most `wait_seconds` for a connection (PostgreSQL, pool of `pool_size`) or a lock.
 
@@ -347,7 +349,7 @@ def make_engine(
     raise ValueError(f"unsupported DATABASE_URL scheme {scheme!r} (use sqlite or postgresql)")
 
 
-def engine_for(settings: Any) -> Engine:
+def engine_for(settings: Any) -> Engine[Any]:
     """The engine `settings` (config.Settings) describe, not yet bound to the tables."""
     return make_engine(
         settings.database_url,

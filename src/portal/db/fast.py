@@ -24,7 +24,7 @@ import sqlite3
 import threading
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 
 from piccolo.engine.sqlite import SQLiteEngine
 
@@ -44,6 +44,10 @@ def driver_sql(sql: str, dialect: str) -> str:
     return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))
 
 
+@overload
+def timestamp(value: datetime | str) -> datetime: ...
+@overload
+def timestamp(value: None) -> None: ...
 def timestamp(value: datetime | str | None) -> datetime | None:
     """A TIMESTAMPTZ column's value as an aware datetime (SQLite keeps UTC ISO text)."""
     if value is None or isinstance(value, datetime):
@@ -82,7 +86,8 @@ async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
                 rows = cursor.fetchall()
             names = [col[0] for col in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in rows]
-    return await Tenant.raw(sql, *args).run()
+    result: list[dict[str, Any]] = await Tenant.raw(sql, *args).run()
+    return result
 
 
 def close_readers() -> None:

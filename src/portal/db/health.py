@@ -42,7 +42,8 @@ async def last_heartbeat_age() -> float | None:
     latest = fast.timestamp(rows[0]["beat_at"]) if rows else None
     if latest is None:
         return None
-    return max(0.0, (datetime.now(UTC) - latest).total_seconds())
+    result: float | None = max(0.0, (datetime.now(UTC) - latest).total_seconds())
+    return result
 
 
 async def outbox_summary() -> dict[str, Any]:

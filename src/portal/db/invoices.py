@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from portal.db import fast
+from portal.db.rows import InvoiceRow
 from portal.db.tables import AuditEvent, Invoice, InvoiceLine, Location
 from portal.forms import MAX_ID
 
@@ -78,7 +79,7 @@ def _in_list(values: list[int]) -> str:
 OPEN_INVOICES_SQL = f"""
     SELECT i.id, i.number, i.invoice_date, i.total_cents, i.balance_cents,
         j.summary AS job_summary, l.name AS location_name, l.street AS location_street,
-        bu.name AS unit_name,
+        bu.name AS unit_name, bu.invoices_downloadable AS downloadable,
         COUNT(*) OVER () AS open_count, SUM(i.balance_cents) OVER () AS open_total
     {_INVOICE_JOINS}
     WHERE i.tenant = {{}} AND i.customer = {{}} AND i.balance_cents > 0
@@ -88,12 +89,13 @@ OPEN_INVOICES_SQL = f"""
 """
 
 
-async def open_invoices(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
+async def open_invoices(tenant_id: int, customer_id: int) -> list[InvoiceRow]:
     """Unpaid invoices of completed jobs, over $0, oldest first (the Invoices tab), at most
     MAX_OPEN_INVOICES of them: just the columns the tab shows, as the driver gives them
     (`invoice_date` is ISO text on SQLite; the template's `date` filter reads both), and
     `open_count` / `open_total` over all of them."""
-    return await fast.fetch(OPEN_INVOICES_SQL, tenant_id, customer_id, MAX_OPEN_INVOICES)
+    rows = await fast.fetch(OPEN_INVOICES_SQL, tenant_id, customer_id, MAX_OPEN_INVOICES)
+    return cast(list[InvoiceRow], rows)  # the columns of OPEN_INVOICES_SQL
 
 
 async def customer_invoices(

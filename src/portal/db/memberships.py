@@ -13,6 +13,7 @@ from typing import Any
 
 from piccolo.query.functions.aggregate import Min
 
+from portal.db.rows import TenantRow
 from portal.db.tables import Membership, Visit
 from portal.forms import MAX_ID
 
@@ -21,7 +22,7 @@ HIDEABLE = ("canceled", "expired", "suspended")
 PAST_VISITS_PAGE = 20
 
 
-def visible_statuses(tenant: dict[str, Any]) -> list[str]:
+def visible_statuses(tenant: TenantRow) -> list[str]:
     """The statuses a customer sees: active always, others only if the office chose them."""
     chosen = set(tenant.get("membership_statuses") or [])
     return ["active", *[s for s in HIDEABLE if s in chosen]]
@@ -45,7 +46,7 @@ def _columns() -> list[Any]:
     ]
 
 
-def _visible(tenant: dict[str, Any], customer_id: int) -> Any:
+def _visible(tenant: TenantRow, customer_id: int) -> Any:
     return (
         (Membership.tenant == tenant["id"])
         & (Membership.customer == customer_id)
@@ -54,7 +55,7 @@ def _visible(tenant: dict[str, Any], customer_id: int) -> Any:
 
 
 async def memberships_for_customer(
-    tenant: dict[str, Any], customer_id: int, today: date
+    tenant: TenantRow, customer_id: int, today: date
 ) -> list[dict[str, Any]]:
     """The customer's visible memberships, active first, newest first; each with
     `next_visit` (the next upcoming visit, or None). Two statements."""
@@ -87,7 +88,7 @@ async def memberships_for_customer(
 
 
 async def membership_for_customer(
-    tenant: dict[str, Any], customer_id: int, membership_id: int
+    tenant: TenantRow, customer_id: int, membership_id: int
 ) -> dict[str, Any] | None:
     """One visible membership of the customer, or None (foreign, hidden and unknown alike)."""
     return await (

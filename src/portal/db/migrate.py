@@ -71,7 +71,7 @@ async def migrate(quiet: bool = False, say: Callable[[str], None] = print) -> li
 
     applied: list[str] = []
     async with _migration_lock():
-        await Migration.create_table(if_not_exists=True).run()
+        await Migration.create_table(if_not_exists=True).run()  # type: ignore[no-untyped-call]
         modules = _modules()
         for migration_id in await pending_migrations():
             module = modules[migration_id]

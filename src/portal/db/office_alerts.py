@@ -28,7 +28,11 @@ async def admin_emails(tenant_id: int) -> list[str]:
     """The emails of the business's administrators, oldest account first."""
     rows = (
         await StaffUser.select(StaffUser.email)
-        .where((StaffUser.tenant == tenant_id) & (StaffUser.role == "admin"))
+        .where(
+            (StaffUser.tenant == tenant_id)
+            & (StaffUser.role == "admin")
+            & StaffUser.disabled_at.is_null()
+        )
         .order_by(StaffUser.id)
         .run()
     )

@@ -16,11 +16,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+from piccolo.custom_types import Combinable
 
 from portal.config import Settings
-from portal.db import events
 from portal.db import office_notifications as notes
 from portal.db.engine import current_engine, transaction
+from portal.db.rows import TenantRow
 from portal.db.tables import (
     AuditEvent,
     BookingRequest,
@@ -29,8 +30,8 @@ from portal.db.tables import (
     Job,
     Tenant,
 )
-from portal.formatting import format_date
-from portal.forms import multi_line, one_line
+from portal.formatting import format_date, format_day
+from portal.forms import count_text, multi_line, one_line
 
 # Arrival windows, in the business's local time: (label, start hour, end hour).
 WINDOWS: dict[str, tuple[str, int, int]] = {
@@ -72,14 +73,14 @@ def preferred_windows(raw: str) -> list[dict[str, Any]]:
             day = date.fromisoformat(str(item.get("date", "")))
         except ValueError:
             continue
-        window = item.get("window") if item.get("window") in WINDOWS else "any"
+        window = str(item["window"]) if item.get("window") in WINDOWS else "any"
         out.append({"date": day, "window": window, "label": PREFERENCE_LABELS[window]})
     return out
 
 
 def preferences_text(windows: list[dict[str, Any]]) -> str:
-    """ "Mon, Dec 7 (morning); Tue, Dec 8 (any time)" """
-    return "; ".join(f"{w['date']:%a}, {format_date(w['date'])} ({w['label']})" for w in windows)
+    """ "Mon, Dec 7, 2026 (morning); Tue, Dec 8, 2026 (any time)" """
+    return "; ".join(f"{format_day(w['date'])} ({w['label']})" for w in windows)
 
 
 def address(row: dict[str, Any], prefix: str = "location_") -> str:
@@ -122,7 +123,7 @@ async def list_requests(
     Returns the page and the id to continue after (None on the last page). The booked
     job's number comes in one more query for the whole page.
     """
-    where = BookingRequest.tenant == tenant_id
+    where: Combinable = BookingRequest.tenant == tenant_id
     if status in ("new", "booked", "dismissed"):
         where &= BookingRequest.status == status
     if after is not None:
@@ -181,11 +182,11 @@ async def get_request(tenant_id: int, request_id: int) -> dict[str, Any] | None:
     return row
 
 
-def local_today(tenant: dict[str, Any]) -> date:
+def local_today(tenant: TenantRow) -> date:
     return datetime.now(ZoneInfo(tenant["time_zone"])).date()
 
 
-def default_slot(tenant: dict[str, Any], request: dict[str, Any]) -> tuple[str, str]:
+def default_slot(tenant: TenantRow, request: dict[str, Any]) -> tuple[str, str]:
     """The first preferred window that is not in the past (date, window), for the form."""
     today = local_today(tenant)
     for w in request["windows"]:
@@ -206,7 +207,7 @@ class BookingForm:
 
 
 async def check_booking(
-    tenant: dict[str, Any], form: dict[str, str], units: list[dict[str, Any]]
+    tenant: TenantRow, form: dict[str, str], units: list[dict[str, Any]]
 ) -> BookingForm:
     """Check a Book-job form: a date from today within a year, a window, one of the
     business's units, and a summary."""
@@ -236,7 +237,7 @@ async def check_booking(
     return BookingForm(day, window, unit_id, summary, errors)
 
 
-def scheduled_times(tenant: dict[str, Any], day: date, window: str) -> tuple[datetime, datetime]:
+def scheduled_times(tenant: TenantRow, day: date, window: str) -> tuple[datetime, datetime]:
     """The job's start and end in UTC, from the business's local date and arrival window."""
     zone = ZoneInfo(tenant["time_zone"])
     _, start, end = WINDOWS[window]
@@ -253,7 +254,7 @@ class AlreadyHandled(Exception):
         self.request = request
 
 
-def handled_message(request: dict[str, Any] | None, tenant: dict[str, Any]) -> str:
+def handled_message(request: dict[str, Any] | None, tenant: TenantRow) -> str:
     """Why a request can no longer be booked or dismissed."""
     if request is None:
         return "This request no longer exists."
@@ -290,7 +291,7 @@ async def _lock_numbering(tenant_id: int) -> None:
 
 async def book(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     request_id: int,
     checked: BookingForm,
     staff_email: str,
@@ -340,17 +341,6 @@ async def book(
                     scheduled_end=end,
                 )
             ).run()
-            await events.emit(
-                tenant["id"],
-                "booking.booked",
-                {
-                    "booking_request_id": request_id,
-                    "customer": await events.customer_source_id(tenant["id"], request["customer"]),
-                    "job": number,
-                    "scheduled_start": start.isoformat(),
-                    "scheduled_end": end.isoformat(),
-                },
-            )
             await AuditEvent.insert(
                 AuditEvent(
                     tenant=tenant["id"],
@@ -399,18 +389,39 @@ async def _first_email(tenant_id: int, customer_id: int) -> str:
     return row["email"] if row else ""
 
 
+REASON_READ = 2000  # characters of a dismissal reason read from the form (plus one)
+
+
 def clean_reason(value: str) -> tuple[str, str | None]:
     """Why a request is dismissed (the customer sees it): a few lines, up to 500 characters."""
     reason = multi_line(value)
     if not reason:
         return reason, "Say why the request is dismissed (the customer sees it)."
     if len(reason) > 500:
-        return reason, f"Use at most 500 characters (this has {len(reason)})."
+        count = count_text(len(value) if len(value) > REASON_READ else len(reason), REASON_READ)
+        return reason, f"Use at most 500 characters (this has {count})."
     return reason, None
 
 
-async def dismiss(tenant: dict[str, Any], request_id: int, reason: str, staff_email: str) -> None:
-    """Close a request with a reason; raises `AlreadyHandled` if it is not new any more."""
+async def dismiss(
+    settings: Settings,
+    tenant: TenantRow,
+    request_id: int,
+    reason: str,
+    staff_email: str,
+) -> None:
+    """Close a request with a reason and email the reason to the customer (in the same
+    transaction); raises `AlreadyHandled` if it is not new any more. Call
+    `portal.mail.worker.wake()` after."""
+    try:
+        await _dismiss(settings, tenant, request_id, reason, staff_email)
+    except AlreadyHandled:
+        raise AlreadyHandled(await get_request(tenant["id"], request_id)) from None
+
+
+async def _dismiss(
+    settings: Settings, tenant: TenantRow, request_id: int, reason: str, staff_email: str
+) -> None:
     async with transaction():
         rows = await (
             BookingRequest.update(
@@ -426,20 +437,27 @@ async def dismiss(tenant: dict[str, Any], request_id: int, reason: str, staff_em
                 & (BookingRequest.id == request_id)
                 & (BookingRequest.status == "new")
             )
-            .returning(BookingRequest.id, BookingRequest.customer)
+            .returning(BookingRequest.id)
             .run()
         )
-        if rows:
-            await events.emit(
-                tenant["id"],
-                "booking.dismissed",
+        if not rows:
+            raise AlreadyHandled(None)
+        request = await get_request(tenant["id"], request_id)
+        assert request is not None
+        to = request["account_email"] or await _first_email(tenant["id"], request["customer"])
+        if to:
+            await notes.queue_notification(
+                settings,
+                tenant,
+                to,
+                "booking_dismissed",
                 {
-                    "booking_request_id": request_id,
-                    "customer": await events.customer_source_id(tenant["id"], rows[0]["customer"]),
+                    **notes.common_values(settings, tenant, request["customer_name"]),
+                    "ServiceType": request["service_type"],
+                    "ServiceAddress": request["address"],
+                    "Reason": reason,
                 },
             )
-    if not rows:
-        raise AlreadyHandled(await get_request(tenant["id"], request_id))
 
 
 async def units(tenant_id: int) -> list[dict[str, Any]]:

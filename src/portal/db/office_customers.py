@@ -14,10 +14,12 @@ from typing import Any
 
 import asyncpg
 from piccolo.columns.combination import WhereRaw
+from piccolo.custom_types import Combinable
 
 from portal.config import Settings
 from portal.db import office_notifications as notes
 from portal.db.engine import transaction
+from portal.db.rows import TenantRow
 from portal.db.tables import (
     AuditEvent,
     Customer,
@@ -44,7 +46,7 @@ async def search(
     """Customers whose name or one of whose emails contains `query`, by name, a page at a
     time (keyset on name, id). Each comes with its emails and whether any of them has a
     portal account. Returns the page and the id to continue after (None on the last)."""
-    where = Customer.tenant == tenant_id
+    where: Combinable = Customer.tenant == tenant_id
     query = " ".join(query.split()).lower()[:100]
     if query:
         pattern = _like_pattern(query)
@@ -244,7 +246,7 @@ async def invoice_for_customer(
 
 async def email_invoice(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     who: dict[str, Any],
     invoice: dict[str, Any],
     to: str,

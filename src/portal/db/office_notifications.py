@@ -16,6 +16,9 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from portal.config import Settings
+from portal.db import activity
+from portal.db.engine import transaction
+from portal.db.rows import TenantRow
 from portal.db.tables import Customer, CustomerEmail, Invoice, NotificationTemplate
 from portal.formatting import format_date, money
 from portal.forms import is_one_line, multi_line, one_line
@@ -87,6 +90,24 @@ KINDS: dict[str, Kind] = {
                 "Your appointment for {ServiceType} is booked for {AppointmentDate}, "
                 "arriving {ArrivalWindow}, at {ServiceAddress}.\n\n"
                 "See your appointments and invoices in our customer portal:\n"
+                "{CustomerPortalLink}\n\n"
+                "{BusinessName}"
+            ),
+        ),
+        Kind(
+            key="booking_dismissed",
+            title="Booking request closed",
+            purpose=(
+                "Sent when the office dismisses a customer's appointment request, with the "
+                "reason the office gave."
+            ),
+            placeholders=(*COMMON, *BOOKING, "Reason"),
+            subject="About your appointment request",
+            body=(
+                "Hello {CustomerName},\n\n"
+                "We can't book your request for {ServiceType} at {ServiceAddress}.\n\n"
+                "{Reason}\n\n"
+                "Call us or send a new request in our customer portal:\n"
                 "{CustomerPortalLink}\n\n"
                 "{BusinessName}"
             ),
@@ -224,9 +245,26 @@ async def customised_keys(tenant_id: int) -> dict[str, datetime]:
     return {r["key"]: r["updated_at"] for r in rows}
 
 
-async def save(tenant_id: int, key: str, subject: str, body: str) -> None:
-    """Store the business's wording (checked by the caller with `check`)."""
+async def save(
+    tenant_id: int,
+    key: str,
+    subject: str,
+    body: str,
+    actor: activity.Actor = activity.SYSTEM,
+) -> None:
+    """Store the business's wording (checked by the caller with `check`), with the old
+    and new wording in the activity log."""
     moment = datetime.now(UTC)
+    async with transaction():
+        before = await wording(tenant_id, key)
+        await _store(tenant_id, key, subject, body, moment)
+        old = f"{before['subject']}\n\n{before['body']}"
+        new = f"{subject}\n\n{body}"
+        if old != new:
+            await activity.record(tenant_id, actor, "template.changed", KINDS[key].title, old, new)
+
+
+async def _store(tenant_id: int, key: str, subject: str, body: str, moment: datetime) -> None:
     await NotificationTemplate.raw(
         """INSERT INTO notification_template (tenant, key, subject, body, updated_at)
         VALUES ({}, {}, {}, {}, {})
@@ -240,24 +278,37 @@ async def save(tenant_id: int, key: str, subject: str, body: str) -> None:
     ).run()
 
 
-async def reset(tenant_id: int, key: str) -> None:
-    """Go back to the default wording."""
-    await (
-        NotificationTemplate.delete()
-        .where((NotificationTemplate.tenant == tenant_id) & (NotificationTemplate.key == key))
-        .run()
-    )
+async def reset(tenant_id: int, key: str, actor: activity.Actor = activity.SYSTEM) -> None:
+    """Go back to the default wording (the wording it replaces in the activity log)."""
+    async with transaction():
+        before = await wording(tenant_id, key)
+        deleted = await (
+            NotificationTemplate.delete()
+            .where((NotificationTemplate.tenant == tenant_id) & (NotificationTemplate.key == key))
+            .returning(NotificationTemplate.id)
+            .run()
+        )
+        if deleted:
+            kind = KINDS[key]
+            await activity.record(
+                tenant_id,
+                actor,
+                "template.reset",
+                kind.title,
+                f"{before['subject']}\n\n{before['body']}",
+                f"{kind.subject}\n\n{kind.body}",
+            )
 
 
 # --- values and sending ---------------------------------------------------------------------------
 
 
-def sign_in_link(settings: Settings, tenant: dict[str, Any]) -> str:
+def sign_in_link(settings: Settings, tenant: TenantRow) -> str:
     """{CustomerPortalLink}: the business's real portal sign-in page."""
     return portal_url(settings, tenant, "/sign-in")
 
 
-def common_values(settings: Settings, tenant: dict[str, Any], customer_name: str) -> dict[str, str]:
+def common_values(settings: Settings, tenant: TenantRow, customer_name: str) -> dict[str, str]:
     return {
         "CustomerPortalLink": sign_in_link(settings, tenant),
         "CustomerName": customer_name,
@@ -266,7 +317,7 @@ def common_values(settings: Settings, tenant: dict[str, Any], customer_name: str
 
 
 def invoice_values(
-    settings: Settings, tenant: dict[str, Any], customer_name: str, invoice: dict[str, Any]
+    settings: Settings, tenant: TenantRow, customer_name: str, invoice: dict[str, Any]
 ) -> dict[str, str]:
     """Placeholder values of an invoice email."""
     due: date | None = invoice.get("due_date")
@@ -280,7 +331,7 @@ def invoice_values(
 
 async def queue_notification(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     to: str,
     key: str,
     values: dict[str, str],
@@ -359,7 +410,7 @@ async def preview_customer(tenant_id: int, key: str) -> dict[str, Any] | None:
 
 
 def sample_values(
-    settings: Settings, tenant: dict[str, Any], key: str, customer: dict[str, Any] | None
+    settings: Settings, tenant: TenantRow, key: str, customer: dict[str, Any] | None
 ) -> dict[str, str]:
     """Values for a preview: the customer's real data, with example booking details."""
     name = customer["name"] if customer else "Jane Customer"

@@ -36,6 +36,43 @@ class Changes:
     downloadable_units: set[int] | None = None
 
 
+# Each setting in the activity log, as the settings page names it.
+SETTING_NAMES = {
+    "portal_enabled": "Enable Customer Portal",
+    "scheduler_enabled": "Appointment Scheduler",
+    "service_types": "Service types customers can request",
+    "memberships_enabled": "Enable users to view memberships in Customer Portal",
+    "membership_statuses": "Membership statuses to display",
+    "recurring_service_message": "Recurring service message",
+    "host": "Host",
+    "name": "Name",
+    "email": "Email",
+    "phone": "Phone",
+    "downloadable_units": "Business units whose invoices download",
+    "payments_enabled": "Enable card payments",
+}
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as the activity log shows it."""
+    if isinstance(value, bool):
+        return "On" if value else "Off"
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return str(value)
+    if isinstance(value, list | set | tuple):
+        return ", ".join(str(v) for v in value) or "None"
+    return "" if value is None else str(value)
+
+
+async def host_taken(tenant_id: int, host: str) -> bool:
+    """Another business already uses `host` (checked before asking to move the portal;
+    `save` checks again, as the name may be claimed in between)."""
+    return bool(await Tenant.exists().where((Tenant.host == host) & (Tenant.id != tenant_id)).run())
+
+
 def _column_value(key: str, value: Any) -> Any:
     if key in ("service_types", "membership_statuses"):
         return json.dumps(value)
@@ -49,12 +86,13 @@ async def save(
     actor: activity.Actor = activity.SYSTEM,
     redirect_days: int = 90,
 ) -> None:
-    """Store settings in one transaction; raises `HostTaken` (and stores nothing) when the
-    new host name belongs to another business. A new host name keeps the old one
-    redirecting for `redirect_days` and goes into the activity log, in the same
-    transaction."""
+    """Store settings in one transaction, each change in the activity log (old and new
+    value); raises `HostTaken` (and stores nothing) when the new host name belongs to
+    another business. A new host name keeps the old one redirecting for
+    `redirect_days`."""
     try:
         async with transaction():
+            before = await Tenant.select().where(Tenant.id == tenant_id).first().run() or {}
             host = changes.columns.get("host")
             if host is not None:
                 taken = (
@@ -71,8 +109,13 @@ async def save(
                     for key, value in changes.columns.items()
                 }
                 await Tenant.update(values).where(Tenant.id == tenant_id).run()
+            for key, value in changes.columns.items():
+                old, new = _shown(before.get(key)), _shown(_column_value(key, value))
+                if key != "host" and old != new:  # a host change is logged as it moves
+                    name = SETTING_NAMES.get(key, key)
+                    await activity.record(tenant_id, actor, "setting.changed", name, old, new)
             if changes.downloadable_units is not None:
-                await _set_downloadable(tenant_id, changes.downloadable_units)
+                await _set_downloadable(tenant_id, changes.downloadable_units, actor)
     except (sqlite3.IntegrityError, asyncpg.UniqueViolationError) as exc:
         # Two businesses claimed the same new name at the same moment: the unique index
         # let one through.
@@ -125,9 +168,17 @@ class DomainTaken(Exception):
     """Another business already uses the domain."""
 
 
-async def _set_downloadable(tenant_id: int, unit_ids: set[int]) -> None:
+async def _set_downloadable(
+    tenant_id: int, unit_ids: set[int], actor: activity.Actor = activity.SYSTEM
+) -> None:
     ids = sorted(unit_ids)
     on = BusinessUnit.tenant == tenant_id
+    units = await BusinessUnit.select().where(on).order_by(BusinessUnit.name).run()
+    old = [u["name"] for u in units if u["invoices_downloadable"]]
+    new = [u["name"] for u in units if u["id"] in unit_ids]
+    if old != new:
+        name = SETTING_NAMES["downloadable_units"]
+        await activity.record(tenant_id, actor, "setting.changed", name, _shown(old), _shown(new))
     if ids:
         await (
             BusinessUnit.update({BusinessUnit.invoices_downloadable: True})
@@ -145,18 +196,28 @@ async def _set_downloadable(tenant_id: int, unit_ids: set[int]) -> None:
 
 async def accept_legal(tenant_id: int, staff_email: str) -> bool:
     """Record that an administrator accepted the legal agreement (once: the first stays)."""
-    rows = await (
-        Tenant.update(
-            {Tenant.legal_accepted_at: datetime.now(UTC), Tenant.legal_accepted_by: staff_email}
+    async with transaction():
+        rows = await (
+            Tenant.update(
+                {Tenant.legal_accepted_at: datetime.now(UTC), Tenant.legal_accepted_by: staff_email}
+            )
+            .where((Tenant.id == tenant_id) & Tenant.legal_accepted_at.is_null())
+            .returning(Tenant.id)
+            .run()
         )
-        .where((Tenant.id == tenant_id) & Tenant.legal_accepted_at.is_null())
-        .returning(Tenant.id)
-        .run()
-    )
+        if rows:
+            await activity.record(
+                tenant_id,
+                activity.Actor(staff_email),
+                "agreement.accepted",
+                "Legal agreement",
+                "Not accepted",
+                "Accepted",
+            )
     return bool(rows)
 
 
-async def save_logo(tenant_id: int, png: bytes) -> None:
+async def save_logo(tenant_id: int, png: bytes, actor: activity.Actor = activity.SYSTEM) -> None:
     """Store a processed logo under a new version, so the logo's URL (cached as immutable)
     changes. Versions grow with the clock, so a logo removed and uploaded again never
     reuses an old URL."""
@@ -164,6 +225,14 @@ async def save_logo(tenant_id: int, png: bytes) -> None:
         row = await Tenant.select(Tenant.logo_version).where(Tenant.id == tenant_id).first().run()
         current = row["logo_version"] if row else 0
         version = max(current + 1, int(time.time()) - LOGO_EPOCH)
+        await activity.record(
+            tenant_id,
+            actor,
+            "setting.changed",
+            "Logo",
+            "A logo" if current else "No logo",
+            "A new logo",
+        )
         await (
             Tenant.update(
                 {
@@ -177,16 +246,20 @@ async def save_logo(tenant_id: int, png: bytes) -> None:
         )
 
 
-async def remove_logo(tenant_id: int) -> None:
+async def remove_logo(tenant_id: int, actor: activity.Actor = activity.SYSTEM) -> None:
     """Drop the logo: the business's name shows alone in the header (version 0: no logo)."""
-    await (
-        Tenant.update({Tenant.logo: None, Tenant.logo_content_type: "", Tenant.logo_version: 0})
-        .where(Tenant.id == tenant_id)
-        .run()
-    )
+    async with transaction():
+        await (
+            Tenant.update({Tenant.logo: None, Tenant.logo_content_type: "", Tenant.logo_version: 0})
+            .where(Tenant.id == tenant_id)
+            .run()
+        )
+        await activity.record(tenant_id, actor, "setting.changed", "Logo", "A logo", "No logo")
 
 
-async def link_payment_account(tenant_id: int, account_id: str) -> bool:
+async def link_payment_account(
+    tenant_id: int, account_id: str, actor: activity.Actor = activity.SYSTEM
+) -> bool:
     """Link the one payment account of the portal; False if one is linked already."""
     async with transaction():
         rows = await (
@@ -197,10 +270,15 @@ async def link_payment_account(tenant_id: int, account_id: str) -> bool:
         )
         if rows:
             await payment_accounts.record_linked(tenant_id, account_id)
+            await activity.record(
+                tenant_id, actor, "payment_account.linked", "Payment account", "None", account_id
+            )
     return bool(rows)
 
 
-async def unlink_payment_account(tenant_id: int, account_id: str) -> bool:
+async def unlink_payment_account(
+    tenant_id: int, account_id: str, actor: activity.Actor = activity.SYSTEM
+) -> bool:
     """Unlink the payment account `account_id`; card payments stop with it. The account
     is remembered (its payments still settle on it). False if it was not linked."""
     async with transaction():
@@ -212,4 +290,7 @@ async def unlink_payment_account(tenant_id: int, account_id: str) -> bool:
         )
         if rows and account_id:
             await payment_accounts.record_unlinked(tenant_id, account_id)
+            await activity.record(
+                tenant_id, actor, "payment_account.unlinked", "Payment account", account_id, "None"
+            )
     return bool(rows)

@@ -8,12 +8,12 @@ accounts are the keys a callback may be verified with.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
+from portal.db.rows import TenantRow
 from portal.db.tables import PaymentAccount
 
 
-async def accounts_of(tenant: dict[str, Any]) -> list[str]:
+async def accounts_of(tenant: TenantRow) -> list[str]:
     """The business's accounts: the linked one first, then the others, newest first."""
     rows = (
         await PaymentAccount.select(PaymentAccount.account_id)

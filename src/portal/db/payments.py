@@ -22,7 +22,18 @@ from typing import Any
 from portal.db import fast
 from portal.db.engine import current_engine, transaction
 from portal.db.invoices import _in_list, as_date
-from portal.db.tables import Invoice, Payment, PaymentAllocation
+from portal.db.tables import Customer, Invoice, Payment, PaymentAllocation
+
+
+async def customer_name(tenant_id: int, customer_id: int) -> str:
+    """The name on a customer's record (to greet them in a receipt), or ""."""
+    row = (
+        await Customer.select(Customer.name)
+        .where((Customer.tenant == tenant_id) & (Customer.id == customer_id))
+        .first()
+        .run()
+    )
+    return str(row["name"]) if row else ""
 
 
 def now() -> datetime:
@@ -95,7 +106,7 @@ async def pending_for_invoices(tenant_id: int, invoice_ids: list[int]) -> list[d
     """Pending payments holding any of these invoices (whoever started them)."""
     if not invoice_ids:
         return []
-    return await Payment.raw(
+    result: list[dict[str, Any]] = await Payment.raw(
         f"""SELECT DISTINCT p.id, p.gateway_ref, p.account_email, p.idempotency_key,
             p.created_at, p.customer, p.payment_account_id, p.amount_cents
         FROM payment p JOIN payment_allocation pa ON pa.payment = p.id
@@ -104,6 +115,7 @@ async def pending_for_invoices(tenant_id: int, invoice_ids: list[int]) -> list[d
         tenant_id,
         *invoice_ids,
     ).run()
+    return result
 
 
 async def pending_for_customer(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
@@ -118,6 +130,26 @@ async def pending_for_customer(tenant_id: int, customer_id: int) -> list[dict[st
     for row in rows:
         row["created_at"] = fast.timestamp(row["created_at"])
     return rows
+
+
+async def pending_since_before(moment: datetime, limit: int = 100) -> list[dict[str, Any]]:
+    """Payments of every business still waiting for the gateway's answer, started before
+    `moment` (oldest first, at most `limit`): for the worker to ask their gateway."""
+    return (
+        await Payment.select(
+            Payment.id,
+            Payment.tenant,
+            Payment.gateway_ref,
+            Payment.account_email,
+            Payment.created_at,
+            Payment.payment_account_id,
+            Payment.amount_cents,
+        )
+        .where((Payment.status == "pending") & (Payment.created_at < moment))
+        .order_by(Payment.id)
+        .limit(limit)
+        .run()
+    )
 
 
 async def pending_on_account(tenant_id: int, account_id: str) -> list[dict[str, Any]]:
@@ -229,7 +261,8 @@ async def start_payment(
                 for invoice_id in ids
             ]
         ).run()
-    return payment_id
+    result: int | Refusal | KeyUsed = payment_id
+    return result
 
 
 async def attach_checkout(tenant_id: int, payment_id: int, ref: str) -> None:

@@ -49,17 +49,18 @@ class CustomerRow(TypedDict):
 
 
 class InvoiceRow(TypedDict):
-    """An open invoice on the Invoices tab (`invoices.open_invoices`)."""
+    """An open invoice on the Invoices tab (`invoices.open_invoices`), as the driver gives
+    it (`invoice_date` is ISO text on SQLite; the `date` filter reads both)."""
 
     id: int
     number: str
-    invoice_date: date
-    due_date: date | None
-    summary: str
+    invoice_date: date | str
     total_cents: int
     balance_cents: int
-    job_id: int
-    location_id: int
-    location: str
+    job_summary: str
+    location_name: str
+    location_street: str
+    unit_name: str
+    # Over all the customer's open invoices, not only those listed.
     open_count: int
     open_total: int

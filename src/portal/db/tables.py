@@ -10,6 +10,8 @@ with `ALTER TABLE … ADD CONSTRAINT`, which SQLite does not support.
 
 from __future__ import annotations
 
+from typing import Any
+
 from piccolo.columns import (
     BigInt,
     Boolean,
@@ -18,6 +20,7 @@ from piccolo.columns import (
     ForeignKey,
     Integer,
     Real,
+    Serial,
     Text,
     Timestamptz,
     Varchar,
@@ -30,6 +33,8 @@ from piccolo.table import Table
 
 class Tenant(Table, tablename="tenant"):
     """A business with its customer portal and portal settings."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     host = Varchar(length=40, unique=True)
     # The business's own domain (portal.xyzplumbing.com), its primary address when set;
@@ -61,6 +66,8 @@ class Tenant(Table, tablename="tenant"):
 class BusinessUnit(Table, tablename="business_unit"):
     """A trade division (Plumbing, HVAC…); the office chooses whose invoices download."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     name = Varchar(length=80)
     invoices_downloadable = Boolean(default=True)
@@ -69,16 +76,21 @@ class BusinessUnit(Table, tablename="business_unit"):
 class StaffUser(Table, tablename="staff_user"):
     """Office staff who sign in under /office/."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     email = Varchar(length=254)
     name = Varchar(length=120, default="")
     role = Varchar(length=10, default="office")  # admin | office
     password_hash = Varchar(length=200, default="")
     created_at = Timestamptz(default=TimestamptzNow())
+    disabled_at = Timestamptz(null=True, default=None)  # set: cannot sign in (re-enabled: cleared)
 
 
 class Customer(Table, tablename="customer"):
     """A customer record of the business (residential or commercial)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     external_id = Varchar(length=64)  # the business's own customer number
@@ -91,6 +103,8 @@ class Customer(Table, tablename="customer"):
 class CustomerEmail(Table, tablename="customer_email"):
     """A contact email on a customer's record; only these may sign up."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
     email = Varchar(length=254)  # stored lower-cased
@@ -98,6 +112,8 @@ class CustomerEmail(Table, tablename="customer_email"):
 
 class Location(Table, tablename="location"):
     """A service address of a customer."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -111,6 +127,8 @@ class Location(Table, tablename="location"):
 
 class BookingRequest(Table, tablename="booking_request"):
     """An appointment request from the portal's scheduler, handled under Bookings."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -129,6 +147,8 @@ class BookingRequest(Table, tablename="booking_request"):
 
 class Job(Table, tablename="job"):
     """Work done (or to be done) at a location by a business unit."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -149,6 +169,8 @@ class Job(Table, tablename="job"):
 class Invoice(Table, tablename="invoice"):
     """An invoice for a job. `balance_cents` never goes below zero (checked in the database)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
     job = ForeignKey(null=False, references=Job, on_delete=OnDelete.cascade)
@@ -166,6 +188,8 @@ class Invoice(Table, tablename="invoice"):
 class InvoiceLine(Table, tablename="invoice_line"):
     """One line of an invoice."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
     position = Integer(default=0)
@@ -178,6 +202,8 @@ class InvoiceLine(Table, tablename="invoice_line"):
 class PortalAccount(Table, tablename="portal_account"):
     """A customer's sign-in for one business; sees every customer record listing its email."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     email = Varchar(length=254)  # lower-cased
     password_hash = Varchar(length=200, default="")
@@ -189,6 +215,8 @@ class PortalAccount(Table, tablename="portal_account"):
 
 class Payment(Table, tablename="payment"):
     """One payment, allocated to one or more invoices. Never holds a card number."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -214,6 +242,8 @@ class Payment(Table, tablename="payment"):
 class PaymentAllocation(Table, tablename="payment_allocation"):
     """The part of a payment applied to one invoice."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
     invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
@@ -222,6 +252,8 @@ class PaymentAllocation(Table, tablename="payment_allocation"):
 
 class Membership(Table, tablename="membership"):
     """A membership (residential) or contract (commercial) with its billing card on file."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -240,6 +272,8 @@ class Membership(Table, tablename="membership"):
 class Visit(Table, tablename="visit"):
     """A maintenance visit included in a membership."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     membership = ForeignKey(null=False, references=Membership, on_delete=OnDelete.cascade)
     visit_date = Date()
@@ -251,6 +285,8 @@ class Visit(Table, tablename="visit"):
 
 class AuditEvent(Table, tablename="audit_event"):
     """The trail of a job, invoice or membership: who did what, when."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     job = ForeignKey(references=Job, null=True, default=None, on_delete=OnDelete.cascade)
@@ -269,6 +305,8 @@ class AuditEvent(Table, tablename="audit_event"):
 class Session(Table, tablename="session"):
     """A signed-in browser. The cookie holds a random token; only its hash is stored."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     token_hash = Varchar(length=64, unique=True)
     kind = Varchar(length=10)  # customer | staff
@@ -280,14 +318,71 @@ class Session(Table, tablename="session"):
     created_at = Timestamptz(default=TimestamptzNow())
     last_seen_at = Timestamptz(default=TimestamptzNow())
     expires_at = Timestamptz()  # absolute limit
+    # Shown on the customer's security page: "Chrome on Android", "203.0.113.x".
+    browser = Varchar(length=120, default="")
+    network = Varchar(length=64, default="")
+
+
+class SignInRecord(Table, tablename="sign_in_record"):
+    """One sign-in to a customer account: when, how, from which browser and (roughly) which
+    network. `device_hash` is the hash of the browser's long-lived device cookie, so a
+    sign-in from a browser never seen before can be told (and emailed about)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account = ForeignKey(
+        null=False, references=PortalAccount, on_delete=OnDelete.cascade, index=True
+    )
+    method = Varchar(length=10)  # password | link | passkey | confirm | reset
+    browser = Varchar(length=120, default="")
+    network = Varchar(length=64, default="")
+    device_hash = Varchar(length=64, default="")
+    signed_in_at = Timestamptz(default=TimestamptzNow())
+
+
+class Passkey(Table, tablename="passkey"):
+    """A WebAuthn credential of a customer account (the business's host is its relying
+    party). Only the public key is kept; the private key never leaves the authenticator."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account = ForeignKey(
+        null=False, references=PortalAccount, on_delete=OnDelete.cascade, index=True
+    )
+    credential_id = Varchar(length=1400, unique=True)  # base64url, up to 1023 bytes
+    public_key = Text()  # base64url COSE key
+    sign_count = Integer(default=0)
+    transports = Varchar(length=200, default="")
+    name = Varchar(length=120, default="")  # the browser it was added with
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_used_at = Timestamptz(null=True, default=None)
+
+
+class PasskeyChallenge(Table, tablename="passkey_challenge"):
+    """A WebAuthn challenge handed to a browser: used once, for a few minutes, bound to the
+    business, the purpose and (adding a passkey) the account."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account = ForeignKey(
+        references=PortalAccount, null=True, default=None, on_delete=OnDelete.cascade
+    )
+    purpose = Varchar(length=10)  # register | sign-in
+    challenge_hash = Varchar(length=64, unique=True)
+    expires_at = Timestamptz()
 
 
 class AuthToken(Table, tablename="auth_token"):
     """A confirmation or password-reset link's token, stored hashed, single use."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account = ForeignKey(null=False, references=PortalAccount, on_delete=OnDelete.cascade)
-    purpose = Varchar(length=10)  # confirm | reset
+    purpose = Varchar(length=10)  # confirm | reset | signin
     token_hash = Varchar(length=64, unique=True)
     expires_at = Timestamptz()
     used_at = Timestamptz(null=True, default=None)
@@ -296,6 +391,8 @@ class AuthToken(Table, tablename="auth_token"):
 
 class OutboxEmail(Table, tablename="outbox_email"):
     """An email waiting to be sent (or sent). Written in the transaction that causes it."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(references=Tenant, null=True, default=None, on_delete=OnDelete.cascade)
     message_id = Varchar(length=200, unique=True)
@@ -317,6 +414,8 @@ class OutboxEmail(Table, tablename="outbox_email"):
 class NotificationTemplate(Table, tablename="notification_template"):
     """A business's wording for one kind of email (invoice, booking received…)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     key = Varchar(length=40)
     subject = Varchar(length=300)
@@ -329,6 +428,8 @@ class ThrottleCount(Table, tablename="throttle_count"):
     current window. One row per (tenant, key), counted and checked in one statement
     (auth/throttle.py); unique on (tenant, key)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     key = Varchar(length=400)
     hits = Integer(default=0)
@@ -340,14 +441,18 @@ class AccountRequest(Table, tablename="account_request"):
     records this; the background worker looks the email up and decides what to send, so the
     request does the same work whatever the email (auth/account_requests.py)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    kind = Varchar(length=10)  # invite | reset
+    kind = Varchar(length=10)  # invite | reset | signin
     email = Varchar(length=320)
     created_at = Timestamptz(default=TimestamptzNow())
 
 
 class CardUpdate(Table, tablename="card_update"):
     """A customer's request to change the card on file of a membership, via the gateway."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
@@ -369,6 +474,8 @@ class PaymentAccount(Table, tablename="payment_account"):
     with the account they are signed for, if it is one of these, so a payment that
     started on an account the office has since unlinked is still recorded."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account_id = Varchar(length=80)
     linked_at = Timestamptz(default=TimestamptzNow())
@@ -379,6 +486,8 @@ class OfficeAlert(Table, tablename="office_alert"):
     """Something office staff must look at (e.g. a card payment that arrived after the
     portal had called it failed): shown at the top of every office page until a staff
     member marks it as seen."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     kind = Varchar(length=40)  # late_payment | late_payment_refunded
@@ -397,6 +506,8 @@ class SandboxCheckout(Table, tablename="sandbox_checkout"):
     provider. The portal's tables never see the card number; this one neither
     (only brand, last four digits and a token).
     """
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     public_id = Varchar(length=64, unique=True)
     account_id = Varchar(length=80)
@@ -423,6 +534,8 @@ class StaffToken(Table, tablename="staff_token"):
     """A staff member's password-reset link, sent by an administrator: stored hashed,
     single use, expiring (AuthToken's twin; its account is a customer's)."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     staff = ForeignKey(null=False, references=StaffUser, on_delete=OnDelete.cascade)
     purpose = Varchar(length=10, default="reset")  # reset
@@ -436,6 +549,8 @@ class StaffToken(Table, tablename="staff_token"):
 class ActivityEvent(Table, tablename="activity_event"):
     """The office activity log: who changed what, when, from what to what (settings, host,
     agreement, payment account, templates, staff). Shown on the office Activity page."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     actor = Varchar(length=254, default="")  # a staff email, "system", or "api:<key name>"
@@ -451,6 +566,8 @@ class DomainEvent(Table, tablename="domain_event"):
     """Something that happened that the business's own system may want to hear about
     (payment succeeded, booking requested, ...): the events feed and outgoing webhooks
     read these in id order. Written in the same transaction as the change."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     type = Varchar(length=60)  # one of portal.db.events.EVENT_TYPES
@@ -571,6 +688,9 @@ TABLES: list[type[Table]] = [
     AuditEvent,
     Session,
     AuthToken,
+    SignInRecord,
+    Passkey,
+    PasskeyChallenge,
     OutboxEmail,
     NotificationTemplate,
     ThrottleCount,
@@ -592,6 +712,6 @@ TABLES: list[type[Table]] = [
 ]
 
 
-def current_engine() -> Engine:
+def current_engine() -> Engine[Any]:
     """The engine the tables are bound to now (`engine.use_database` binds them)."""
     return Tenant._meta.db

@@ -25,7 +25,7 @@ async def healthz() -> Response[dict[str, str]]:
 
 
 @get("/readyz", include_in_schema=False, opt=OPERATIONS, media_type="application/json")
-async def readyz(request: Request) -> Response[dict[str, Any]]:
+async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """200 when this process can serve pages, else 503 with what is missing."""
     settings = request.app.state.settings
     checks: dict[str, Any] = {}
@@ -52,7 +52,7 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
 
 
 @get("/metrics", include_in_schema=False, opt=OPERATIONS)
-async def prometheus_metrics(request: Request) -> Response[bytes]:
+async def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus text exposition, for a scraper on the app's own port: 404 through the
     proxy (which always sets X-Forwarded-For) and with PORTAL_METRICS=0, as the counts are
     nobody else's business."""

@@ -16,6 +16,7 @@ from portal.auth.guards import CustomerDep
 from portal.db import invoices as invoices_db
 from portal.db import payments as payments_db
 from portal.db import queries
+from portal.db.rows import TenantRow
 from portal.forms import record_id
 from portal.pages import invoices_context, invoices_page, settle_lost_callbacks, tab_page
 from portal.payments import service
@@ -36,23 +37,26 @@ def _file_name(number: str) -> str:
 
 
 @get("/invoices")
-async def invoices(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def invoices(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """Invoices tab: unpaid invoices for completed jobs, oldest first, to pay online.
     `?select=<id>` ticks an invoice; `?retry=<payment>` explains a failed payment."""
     return await invoices_page(request, tenant, viewer)
 
 
 @post("/invoices/pay")
-async def pay(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def pay(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """Pay in full (one or more invoices) or part of one invoice: on to the card page."""
     customer_id = _customer_id(viewer)
     form = service.read_pay_form(await form_lists(request))
-    if isinstance(form, service.PayForm):
-        outcome = await service.begin(
-            request.app.state.settings, tenant, customer_id, viewer.session.email, form
-        )
-    else:
-        outcome = form
+    if not form.ok:  # a tampered form names no invoice
+        raise NotFoundException()
+    outcome = await service.begin(
+        request.app.state.settings, tenant, customer_id, viewer.session.email, form.clean
+    )
     if outcome.not_found:
         raise NotFoundException()
     if outcome.redirect:
@@ -61,7 +65,7 @@ async def pay(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Respo
         tenant,
         viewer,
         selected=outcome.selected,
-        amount=form.amount if isinstance(form, service.PayForm) else "",
+        amount=form.clean.amount,
         message=outcome.message,
         errors=outcome.errors,
     )
@@ -70,8 +74,11 @@ async def pay(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Respo
 
 @get("/payments/{payment_id:int}")
 async def payment_page(
-    request: Request, tenant: TenantDep, viewer: CustomerDep, payment_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantDep,
+    viewer: CustomerDep,
+    payment_id: FromPath[int],
+) -> Response[Any]:
     """Where the gateway sends the customer back: the receipt, a failed payment's
     message (on the Invoices tab, to try again), or a payment not finished yet."""
     customer_id = _customer_id(viewer)
@@ -96,7 +103,9 @@ async def payment_page(
 
 
 @get("/history")
-async def history(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def history(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """History tab: invoices (paid and unpaid, never $0) by service location, newest first.
     `?location=<id>` shows one location, a page at a time (`older`/`newer` cursors)."""
     context: dict[str, Any] = {"history": None}
@@ -127,31 +136,75 @@ async def history(request: Request, tenant: TenantDep, viewer: CustomerDep) -> R
 
 @get("/invoices/{invoice_id:int}")
 async def invoice_page(
-    request: Request, tenant: TenantDep, viewer: CustomerDep, invoice_id: FromPath[int]
-) -> Response:
-    """One invoice: lines, totals, payments and its audit trail."""
+    request: Request[Any, Any, Any],
+    tenant: TenantDep,
+    viewer: CustomerDep,
+    invoice_id: FromPath[int],
+) -> Response[Any]:
+    """One invoice: lines, totals, payments and its audit trail, under the tab the customer
+    came from (`?from=invoices`, else History)."""
     invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
     if invoice is None:
         raise NotFoundException()
     await invoices_db.note_viewed(tenant["id"], invoice)
+    tab = "invoices" if request.query_params.get("from") == "invoices" else "history"
+    return _invoice_view(request, tenant, viewer, invoice, tab)
+
+
+def _invoice_view(
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    viewer: CustomerViewer,
+    invoice: dict[str, Any],
+    tab: str,
+    *,
+    download_refused: str = "",
+    status_code: int = 200,
+) -> Response[Any]:
     return tab_page(
         request,
         tenant,
         viewer,
-        "history",
-        {"invoice": invoice, "call_us": service.call_us(tenant)},
+        tab,
+        {
+            "invoice": invoice,
+            "call_us": service.call_us(tenant),
+            "download_refused": download_refused,
+        },
         template="customer/invoice.html",
+        status_code=status_code,
     )
+
+
+def download_refused(tenant: TenantRow) -> str:
+    """Why an invoice's PDF is not offered: its business unit's invoices don't download."""
+    contact = tenant.get("phone") or tenant.get("email") or ""
+    ask = f" — call us at {contact} for a copy." if contact else " — call us for a copy."
+    return "This invoice can't be downloaded here" + ask
 
 
 @get("/invoices/{invoice_id:int}/pdf")
 async def invoice_pdf_download(
-    request: Request, tenant: TenantDep, viewer: CustomerDep, invoice_id: FromPath[int]
-) -> Response:
-    """The invoice as a PDF, only for business units the office allowed (else 404)."""
+    request: Request[Any, Any, Any],
+    tenant: TenantDep,
+    viewer: CustomerDep,
+    invoice_id: FromPath[int],
+) -> Response[Any]:
+    """The invoice as a PDF, only for business units the office allowed (else 404: the
+    invoice's page, saying why and whom to call)."""
     invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
-    if invoice is None or not invoice["downloadable"]:
+    if invoice is None:
         raise NotFoundException()
+    if not invoice["downloadable"]:
+        return _invoice_view(
+            request,
+            tenant,
+            viewer,
+            invoice,
+            "history",
+            download_refused=download_refused(tenant),
+            status_code=404,
+        )
     # The business's own PDF (pushed through the sync API) when there is one.
     body = await invoices_db.business_pdf(tenant["id"], invoice_id)
     if body is None:

@@ -13,18 +13,19 @@ from portal.auth.context import CustomerViewer, TenantDep
 from portal.auth.guards import CustomerDep
 from portal.db import card_updates as card_db
 from portal.db import memberships as db
+from portal.db.rows import TenantRow
 from portal.formatting import business_now, day_text, window_text
 from portal.forms import record_id
 from portal.pages import tab_page
 from portal.payments import card_updates
-from portal.payments.service import new_key
+from portal.payments.service import as_sentence, new_key
 from portal.web import form_data, see_other
 
 STATUS_BADGES = {"active": "ok", "canceled": "bad", "expired": "", "suspended": "warn"}
 VISIT_STATUS = {"completed": "Completed", "canceled": "Canceled", "upcoming": ""}
 
 
-def _require_memberships(tenant: dict[str, Any]) -> None:
+def _require_memberships(tenant: TenantRow) -> None:
     if not tenant["memberships_enabled"]:
         raise NotFoundException()
 
@@ -40,7 +41,9 @@ def _formatters(today: date) -> dict[str, Any]:
 
 
 @get("/memberships")
-async def memberships(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def memberships(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """The customer's memberships (contracts), in the statuses the office shows."""
     _require_memberships(tenant)
     today = business_now(tenant).date()
@@ -56,8 +59,11 @@ async def memberships(request: Request, tenant: TenantDep, viewer: CustomerDep) 
 
 @get("/memberships/{membership_id:str}")
 async def membership_visits(
-    request: Request, tenant: TenantDep, viewer: CustomerDep, membership_id: FromPath[str]
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantDep,
+    viewer: CustomerDep,
+    membership_id: FromPath[str],
+) -> Response[Any]:
     """Visits view of one membership: upcoming visits, the office's message, past visits."""
     _require_memberships(tenant)
     wanted = record_id(membership_id)
@@ -70,14 +76,14 @@ async def membership_visits(
 
 
 async def _visits_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     viewer: CustomerViewer,
     membership: dict[str, Any],
     *,
     card_error: str = "",
     status_code: int = 200,
-) -> Response:
+) -> Response[Any]:
     today = business_now(tenant).date()
     before = db.visits_cursor(request.query_params.get("earlier"))
     visits = await db.visits(tenant["id"], membership["id"], today, before)
@@ -120,16 +126,17 @@ def _card_outcome(update: dict[str, Any]) -> tuple[str, bool]:
         )
     if update["status"] == "failed":
         reason = {
-            "declined": "the card was declined",
-            "canceled": "you canceled on the card page",
-            "expired": "the card page timed out",
-        }.get(update["failure_reason"], update["failure_reason"] or "it did not go through")
-        return f"Your card on file was not changed: {reason}. You can try again.", True
+            "declined": "The card was declined.",
+            "canceled": "You canceled on the card page.",
+            "expired": "The card page timed out.",
+        }.get(update["failure_reason"], as_sentence(update["failure_reason"]))
+        reason = reason or "It did not go through."
+        return f"Your card on file was not changed. {reason} You can try again.", True
     return "We're still waiting to hear from the card page. Refresh in a moment.", False
 
 
 async def _visible_membership(
-    tenant: dict[str, Any], viewer: CustomerViewer, membership_id: str
+    tenant: TenantRow, viewer: CustomerViewer, membership_id: str
 ) -> dict[str, Any]:
     _require_memberships(tenant)
     wanted = record_id(membership_id)
@@ -143,14 +150,17 @@ async def _visible_membership(
 
 @post("/memberships/{membership_id:str}/card")
 async def update_card(
-    request: Request, tenant: TenantDep, viewer: CustomerDep, membership_id: FromPath[str]
-) -> Response:
+    request: Request[Any, Any, Any],
+    tenant: TenantDep,
+    viewer: CustomerDep,
+    membership_id: FromPath[str],
+) -> Response[Any]:
     """Update payment card: off to the gateway's hosted card page (no card number here)."""
     membership = await _visible_membership(tenant, viewer, membership_id)
     started = await card_updates.start(
         request.app.state.settings,
         tenant,
-        viewer.customer["id"],
+        viewer.customer_id,
         viewer.session.email,
         membership,
         viewer.memberships_label[:-1].lower(),
@@ -170,16 +180,16 @@ async def update_card(
 
 @get("/memberships/{membership_id:str}/card/{update_id:str}")
 async def card_return(
-    request: Request,
+    request: Request[Any, Any, Any],
     tenant: TenantDep,
     viewer: CustomerDep,
     membership_id: FromPath[str],
     update_id: FromPath[str],
-) -> Response:
+) -> Response[Any]:
     """Back from the card page: settle with the gateway if its callback has not come yet."""
     membership = await _visible_membership(tenant, viewer, membership_id)
     wanted = record_id(update_id)
-    update = await card_db.get(tenant["id"], wanted, viewer.customer["id"]) if wanted else None
+    update = await card_db.get(tenant["id"], wanted, viewer.customer_id) if wanted else None
     if update is None or update["membership"] != membership["id"]:
         raise NotFoundException()
     await card_updates.refresh(request.app.state.settings, tenant, update)

@@ -24,6 +24,7 @@ from portal.auth.sessions import end_session, start_session
 from portal.auth.signin import MAX_FIELD, check_password, client_of, refusal, sign_in_limits
 from portal.db import office as office_db
 from portal.db import office_alerts
+from portal.db.rows import TenantRow
 from portal.forms import clean_email
 from portal.web import after_write, form_data, render, see_other
 
@@ -36,12 +37,12 @@ SIGN_IN_NOTICES = {
 
 
 def _sign_in_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return render(
         request,
         "office/sign_in.html",
@@ -53,7 +54,7 @@ def _sign_in_page(
 
 
 @get("/sign-in")
-async def sign_in_page(request: Request, tenant: TenantDep) -> Response:
+async def sign_in_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """The office sign-in page (separate from the customers' sign-in)."""
     next_path = _office_next(request.query_params.get("next"))
     if await signed_in(request, "staff"):
@@ -69,7 +70,7 @@ def _office_next(value: str | None) -> str:
 
 
 @post("/sign-in")
-async def sign_in(request: Request, tenant: TenantDep) -> Response:
+async def sign_in(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     form = await form_data(request)
     next_path = _office_next(form.get("next"))
     email, problem = clean_email(form.get("email", ""))
@@ -102,29 +103,31 @@ async def sign_in(request: Request, tenant: TenantDep) -> Response:
 
 
 @post("/sign-out")
-async def sign_out(request: Request, tenant: TenantDep) -> Response:
+async def sign_out(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     response = see_other(request, "/office/sign-in?done=signed-out")
     await end_session(request, response)
     return response
 
 
 @get("/")
-async def office_home(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def office_home(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """The office's start page is Settings › Customer Portal (new bookings show in the menu)."""
     return see_other(request, "/office/settings")
 
 
 @post("/alerts/{alert_id:int}/seen")
 async def mark_alert_seen(
-    request: Request, tenant: TenantDep, staff: StaffDep, alert_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, alert_id: FromPath[int]
+) -> Response[Any]:
     """A staff member marks an alert as seen: it leaves the top of the office pages.
     htmx swaps the alerts region; without JavaScript, back to the page it was on."""
     if not await office_alerts.mark_seen(tenant["id"], alert_id, staff.email):
         raise NotFoundException()
     back = safe_next((await form_data(request)).get("next"), "/office/settings")
 
-    async def alerts() -> Response:
+    async def alerts() -> Response[Any]:
         return render(
             request,
             "office/_alerts.html",

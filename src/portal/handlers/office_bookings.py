@@ -14,6 +14,7 @@ from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import office as office_db
 from portal.db import office_bookings as bookings
+from portal.db.rows import TenantRow
 from portal.forms import record_id
 from portal.mail.worker import wake
 from portal.pages import office_page
@@ -24,7 +25,9 @@ FILTERS = {"all": "All requests", "new": "New", "booked": "Booked", "dismissed":
 
 
 @get("/bookings")
-async def bookings_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def bookings_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Appointment requests from the portal's scheduler, newest first; new ones stand out."""
     status = request.query_params.get("status", "all")
     status = status if status in FILTERS else "all"
@@ -35,7 +38,7 @@ async def bookings_page(request: Request, tenant: TenantDep, staff: StaffDep) ->
         job = request.query_params.get("job", "")[:32]
         notice = f"Job {job} is booked and the customer was emailed."
     elif request.query_params.get("done") == "dismissed":
-        notice = "The request was dismissed."
+        notice = "The request was dismissed and the customer was emailed the reason."
     return await office_page(
         request,
         tenant,
@@ -54,8 +57,8 @@ async def bookings_page(request: Request, tenant: TenantDep, staff: StaffDep) ->
 
 
 async def _one(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     booking: dict[str, Any],
     *,
@@ -65,10 +68,10 @@ async def _one(
     message: str = "",
     done: str = "",
     status: int = 200,
-) -> Response:
+) -> Response[Any]:
     """One request: only its card for htmx (swapped in place), else a page around it."""
     units = await bookings.units(tenant["id"]) if mode == "book" else []
-    context = {
+    context: dict[str, Any] = {
         "b": booking,
         "mode": mode,
         "form": form or {},
@@ -94,7 +97,7 @@ async def _one(
     )
 
 
-async def _request_or_404(tenant: dict[str, Any], request_id: int) -> dict[str, Any]:
+async def _request_or_404(tenant: TenantRow, request_id: int) -> dict[str, Any]:
     booking = await bookings.get_request(tenant["id"], request_id)
     if booking is None:
         raise NotFoundException()
@@ -103,16 +106,16 @@ async def _request_or_404(tenant: dict[str, Any], request_id: int) -> dict[str, 
 
 @get("/bookings/{request_id:int}")
 async def booking_page(
-    request: Request, tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
+) -> Response[Any]:
     """One appointment request (also what Cancel shows again)."""
     return await _one(request, tenant, staff, await _request_or_404(tenant, request_id))
 
 
 @get("/bookings/{request_id:int}/book")
 async def book_form(
-    request: Request, tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
+) -> Response[Any]:
     """The Book-job form, opened inline in the request's card."""
     booking = await _request_or_404(tenant, request_id)
     if booking["status"] != "new":
@@ -126,8 +129,8 @@ async def book_form(
 
 @post("/bookings/{request_id:int}/book")
 async def book(
-    request: Request, tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
+) -> Response[Any]:
     """Book a scheduled job from the request; the customer gets a booking-confirmed email."""
     booking = await _request_or_404(tenant, request_id)
     # Missing fields show empty again (a hand-made post may leave any out).
@@ -162,7 +165,7 @@ async def book(
         )
     wake()
 
-    async def booked() -> Response:
+    async def booked() -> Response[Any]:
         row = await _request_or_404(tenant, request_id)
         done = f"Job {number} is booked and the customer was emailed."
         return await _one(request, tenant, staff, row, done=done)
@@ -172,8 +175,8 @@ async def book(
 
 @get("/bookings/{request_id:int}/dismiss")
 async def dismiss_form(
-    request: Request, tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
+) -> Response[Any]:
     """The Dismiss form (a reason), opened inline in the request's card."""
     booking = await _request_or_404(tenant, request_id)
     if booking["status"] != "new":
@@ -185,12 +188,12 @@ async def dismiss_form(
 
 @post("/bookings/{request_id:int}/dismiss")
 async def dismiss(
-    request: Request, tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, request_id: FromPath[int]
+) -> Response[Any]:
     """Close a request with a reason."""
     booking = await _request_or_404(tenant, request_id)
     form = await form_data(request)
-    reason, problem = bookings.clean_reason(form.get("reason", "")[:2000])
+    reason, problem = bookings.clean_reason(form.get("reason", "")[: bookings.REASON_READ + 1])
     if problem:
         return await _one(
             request,
@@ -203,7 +206,7 @@ async def dismiss(
             status=422,
         )
     try:
-        await bookings.dismiss(tenant, request_id, reason, staff.email)
+        await bookings.dismiss(request.app.state.settings, tenant, request_id, reason, staff.email)
     except bookings.AlreadyHandled as exc:
         return await _one(
             request,
@@ -213,10 +216,12 @@ async def dismiss(
             message=bookings.handled_message(exc.request, tenant),
             status=409,
         )
+    wake()
 
-    async def dismissed() -> Response:
+    async def dismissed() -> Response[Any]:
         row = await _request_or_404(tenant, request_id)
-        return await _one(request, tenant, staff, row, done="The request was dismissed.")
+        done = "The request was dismissed and the customer was emailed the reason."
+        return await _one(request, tenant, staff, row, done=done)
 
     return await after_write(request, "/office/bookings?done=dismissed", dismissed)
 

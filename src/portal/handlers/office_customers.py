@@ -9,19 +9,25 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal import privacy
 from portal.auth import links
 from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
+from portal.db import activity
 from portal.db import office_customers as customers
+from portal.db import privacy as privacy_db
+from portal.db.rows import TenantRow
 from portal.forms import clean_email, record_id
 from portal.mail.worker import wake
-from portal.pages import office_page
-from portal.web import after_write, form_data
+from portal.pages import is_admin, office_page, refuse
+from portal.web import after_write, form_data, see_other
 
 
 @get("/customers")
-async def customers_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def customers_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Find a customer by name, customer number or email."""
     # A NUL byte is never part of a name (and PostgreSQL refuses one in a query).
     query = request.query_params.get("q", "")[:100].replace("\x00", "")
@@ -40,7 +46,7 @@ async def customers_page(request: Request, tenant: TenantDep, staff: StaffDep) -
     )
 
 
-async def _customer_or_404(tenant: dict[str, Any], customer_id: int) -> dict[str, Any]:
+async def _customer_or_404(tenant: TenantRow, customer_id: int) -> dict[str, Any]:
     who = await customers.customer(tenant["id"], customer_id)
     if who is None:
         raise NotFoundException()
@@ -54,11 +60,16 @@ DONE = {
     # Queued, not sent yet: delivery happens in the background and may fail (Office › Emails).
     "emailed": "The invoice email is on its way.",
 }
+ERASED = (
+    "This customer's personal data is erased: their name, emails, phone and addresses are "
+    "replaced, their portal sign-in and stored emails deleted. Invoices, payments and the "
+    "audit trail stay."
+)
 
 
 async def _customer_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     who: dict[str, Any],
     *,
@@ -70,7 +81,8 @@ async def _customer_page(
     new_email: str = "",
     invoices_notice: str = "",
     invoices_error: str = "",
-) -> Response:
+    privacy_error: str = "",
+) -> Response[Any]:
     after = record_id(request.query_params.get("after"))
     rows, next_after = await customers.invoices(tenant["id"], who["id"], after)
     done = DONE.get(request.query_params.get("done", ""), "")
@@ -95,6 +107,8 @@ async def _customer_page(
             "new_email": new_email,
             "invoices_notice": invoices_notice,
             "invoices_error": invoices_error,
+            "privacy_notice": ERASED if request.query_params.get("done") == "erased" else "",
+            "privacy_error": privacy_error,
         },
         block=block,
         status_code=status,
@@ -103,25 +117,25 @@ async def _customer_page(
 
 @get("/customers/{customer_id:int}")
 async def customer_page(
-    request: Request, tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
+) -> Response[Any]:
     """A customer: contact emails and portal access, invoices (Email invoice)."""
     return await _customer_page(request, tenant, staff, await _customer_or_404(tenant, customer_id))
 
 
 async def _emails_answer(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     customer_id: int,
     done: str = "",
     error: str = "",
     errors: dict[str, str] | None = None,
     new_email: str = "",
-) -> Response:
+) -> Response[Any]:
     """After a change to the emails: the emails card (htmx) or the page again."""
 
-    async def emails_card() -> Response:
+    async def emails_card() -> Response[Any]:
         who = await _customer_or_404(tenant, customer_id)
         return await _customer_page(
             request,
@@ -143,8 +157,8 @@ async def _emails_answer(
 
 @post("/customers/{customer_id:int}/emails")
 async def add_email(
-    request: Request, tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
+) -> Response[Any]:
     """Add a contact email (so the customer can sign up with it)."""
     await _customer_or_404(tenant, customer_id)
     form = await form_data(request)
@@ -164,12 +178,12 @@ async def add_email(
 
 @post("/customers/{customer_id:int}/emails/{email_id:int}/remove")
 async def remove_email(
-    request: Request,
+    request: Request[Any, Any, Any],
     tenant: TenantDep,
     staff: StaffDep,
     customer_id: FromPath[int],
     email_id: FromPath[int],
-) -> Response:
+) -> Response[Any]:
     """Remove a contact email: that email's portal account loses access to this record."""
     await _customer_or_404(tenant, customer_id)
     removed = await customers.remove_email(tenant["id"], customer_id, email_id)
@@ -180,8 +194,8 @@ async def remove_email(
 
 @post("/customers/{customer_id:int}/invite")
 async def invite(
-    request: Request, tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
+) -> Response[Any]:
     """Send the same confirmation email as "Request an invitation" to one of the
     customer's emails."""
     who = await _customer_or_404(tenant, customer_id)
@@ -215,12 +229,12 @@ async def invite(
 
 @post("/customers/{customer_id:int}/invoices/{invoice_id:int}/email")
 async def email_invoice(
-    request: Request,
+    request: Request[Any, Any, Any],
     tenant: TenantDep,
     staff: StaffDep,
     customer_id: FromPath[int],
     invoice_id: FromPath[int],
-) -> Response:
+) -> Response[Any]:
     """Send the invoice email (the business's template, with the portal's sign-in link)."""
     who = await _customer_or_404(tenant, customer_id)
     invoice = await customers.invoice_for_customer(tenant["id"], customer_id, invoice_id)
@@ -257,4 +271,71 @@ async def email_invoice(
     )
 
 
-ROUTES = [customers_page, customer_page, add_email, remove_email, invite, email_invoice]
+async def _admin_only(
+    request: Request[Any, Any, Any], tenant: TenantRow, staff: SessionInfo
+) -> Response[Any] | None:
+    if is_admin(staff):
+        return None
+    return await refuse(
+        request,
+        tenant,
+        staff,
+        "Only an administrator can export or erase a customer's data.",
+        section="customers",
+        back="/office/customers",  # not the record's page: the id may be anyone's
+    )
+
+
+@get("/customers/{customer_id:int}/export")
+async def export_customer(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
+) -> Response[Any]:
+    """One customer's data as a zip: customer.json and a PDF of each invoice (admins)."""
+    refusal = await _admin_only(request, tenant, staff)
+    if refusal:
+        return refusal
+    try:
+        name, body = await privacy.export_zip(tenant, customer_id)
+    except privacy_db.NotFound:
+        raise NotFoundException() from None
+    return Response(
+        body,
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+@post("/customers/{customer_id:int}/erase")
+async def erase_customer(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, customer_id: FromPath[int]
+) -> Response[Any]:
+    """Erase a customer's personal data on their request (admins; ticked confirmation)."""
+    refusal = await _admin_only(request, tenant, staff)
+    if refusal:
+        return refusal
+    who = await _customer_or_404(tenant, customer_id)
+    if (await form_data(request)).get("confirm") != "yes":
+        problem = "Tick the box to confirm: erasing cannot be undone. Nothing was erased."
+        return await _customer_page(
+            request, tenant, staff, who, block="privacy", status=422, privacy_error=problem
+        )
+    try:
+        await privacy_db.erase(tenant["id"], customer_id, activity.Actor(staff.email))
+    except privacy_db.NotFound:
+        raise NotFoundException() from None
+    return see_other(request, f"/office/customers/{customer_id}?done=erased#privacy")
+
+
+ROUTES = [
+    customers_page,
+    customer_page,
+    add_email,
+    remove_email,
+    invite,
+    email_invoice,
+    export_customer,
+    erase_customer,
+]

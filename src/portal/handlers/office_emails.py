@@ -13,6 +13,7 @@ from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import office_emails as emails
+from portal.db.rows import TenantRow
 from portal.forms import record_id
 from portal.mail.worker import wake
 from portal.pages import office_page
@@ -25,15 +26,15 @@ NOT_FAILED = {
 
 
 async def _emails_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     *,
     notice: str = "",
     error: str = "",
     block: str = "region",
     status: int = 200,
-) -> Response:
+) -> Response[Any]:
     before = record_id(request.query_params.get("before"))
     failed, next_before = await emails.failed(tenant["id"], before)
     return await office_page(
@@ -56,7 +57,9 @@ async def _emails_page(
 
 
 @get("/emails")
-async def emails_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def emails_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Failed emails (with the reason and Retry) and the latest emails."""
     done = request.query_params.get("done") == "retried"
     notice = "The email is on its way again." if done else ""
@@ -65,8 +68,8 @@ async def emails_page(request: Request, tenant: TenantDep, staff: StaffDep) -> R
 
 @post("/emails/{email_id:int}/retry")
 async def retry(
-    request: Request, tenant: TenantDep, staff: StaffDep, email_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, email_id: FromPath[int]
+) -> Response[Any]:
     """Queue a failed email again; another business's email is a 404."""
     outcome, recipient = await emails.retry(tenant["id"], email_id)
     if outcome == "missing":

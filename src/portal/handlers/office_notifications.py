@@ -14,14 +14,18 @@ from litestar.params import FromPath
 from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
+from portal.db import activity
 from portal.db import office_bookings as bookings
 from portal.db import office_notifications as notes
+from portal.db.rows import TenantRow
 from portal.pages import office_page
 from portal.web import after_write, form_data, see_other
 
 
 @get("/notifications")
-async def notifications_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def notifications_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """The emails the business can word, and which ones it has reworded."""
     custom = await notes.customised_keys(tenant["id"])
     return await office_page(
@@ -42,7 +46,7 @@ def _kind(key: str) -> notes.Kind:
 
 
 async def _preview_values(
-    request: Request, tenant: dict[str, Any], kind: notes.Kind
+    request: Request[Any, Any, Any], tenant: TenantRow, kind: notes.Kind
 ) -> tuple[dict[str, str], str]:
     """Values for the preview, from real records, and a note saying whose they are."""
     settings = request.app.state.settings
@@ -69,8 +73,8 @@ async def _preview_values(
 
 
 async def _editor(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     kind: notes.Kind,
     *,
@@ -80,7 +84,7 @@ async def _editor(
     notice: str = "",
     block: str = "region",
     status: int = 200,
-) -> Response:
+) -> Response[Any]:
     stored = await notes.wording(tenant["id"], kind.key)
     subject = stored["subject"] if subject is None else subject
     body = stored["body"] if body is None else body
@@ -123,22 +127,22 @@ NOTICES = {
 
 @get("/notifications/{key:str}")
 async def edit_page(
-    request: Request, tenant: TenantDep, staff: StaffDep, key: FromPath[str]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, key: FromPath[str]
+) -> Response[Any]:
     """Edit one email's subject and text, with a preview."""
     notice = NOTICES.get(request.query_params.get("done", ""), "")
     return await _editor(request, tenant, staff, _kind(key), notice=notice)
 
 
-async def _draft(request: Request) -> tuple[str, str]:
+async def _draft(request: Request[Any, Any, Any]) -> tuple[str, str]:
     form = await form_data(request)
     return notes.clean_draft(form.get("subject", ""), form.get("body", ""))
 
 
 @post("/notifications/{key:str}")
 async def save(
-    request: Request, tenant: TenantDep, staff: StaffDep, key: FromPath[str]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, key: FromPath[str]
+) -> Response[Any]:
     """Save the wording; an unknown placeholder or unbalanced brace is refused, naming it."""
     kind = _kind(key)
     subject, body = await _draft(request)
@@ -155,7 +159,7 @@ async def save(
             block="editor",
             status=422,
         )
-    await notes.save(tenant["id"], key, subject, body)
+    await notes.save(tenant["id"], key, subject, body, activity.Actor(staff.email))
     return await after_write(
         request,
         f"/office/notifications/{key}?done=saved",
@@ -165,8 +169,8 @@ async def save(
 
 @post("/notifications/{key:str}/preview")
 async def preview(
-    request: Request, tenant: TenantDep, staff: StaffDep, key: FromPath[str]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, key: FromPath[str]
+) -> Response[Any]:
     """Show the draft filled in with a real customer's data (nothing is saved)."""
     kind = _kind(key)
     subject, body = await _draft(request)
@@ -187,11 +191,11 @@ async def preview(
 
 @post("/notifications/{key:str}/reset")
 async def reset(
-    request: Request, tenant: TenantDep, staff: StaffDep, key: FromPath[str]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, key: FromPath[str]
+) -> Response[Any]:
     """Go back to the default wording."""
     _kind(key)
-    await notes.reset(tenant["id"], key)
+    await notes.reset(tenant["id"], key, activity.Actor(staff.email))
     return see_other(request, f"/office/notifications/{key}?done=reset")
 
 

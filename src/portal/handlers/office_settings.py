@@ -8,7 +8,9 @@ gets a message next to its field and nothing is saved.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from collections.abc import Mapping
+from typing import Any, cast
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
@@ -21,15 +23,16 @@ from portal import settings_form as rules
 from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo, end_session
+from portal.db import activity, queries
 from portal.db import office as office_db
 from portal.db import office_settings as settings_db
-from portal.db import queries
 from portal.db.activity import Actor
+from portal.db.rows import TenantRow
 from portal.mail.links import portal_url
 from portal.pages import is_admin, office_page, refuse
 from portal.payments import accounts as payment_accounts
 from portal.payments import sandbox
-from portal.web import after_write, form_lists, see_other
+from portal.web import after_write, form_lists, renders_block, see_other
 
 LOCKED_MESSAGE = "An administrator must accept the legal agreement before anything can be changed."
 ADMIN_MESSAGE = "Only an administrator can change the host, the legal agreement and payments."
@@ -40,9 +43,15 @@ BLOCKS = {key: f"s_{key}" for key in rules.SETTINGS} | {
 }
 
 
-def current_values(tenant: dict[str, Any], units: list[dict[str, Any]]) -> dict[str, Any]:
+def _actor(staff: SessionInfo) -> activity.Actor:
+    """The staff member, as the activity log records who changed a setting."""
+    return activity.Actor(staff.email)
+
+
+def current_values(tenant: TenantRow, units: list[dict[str, Any]]) -> dict[str, Any]:
     """What the settings form shows for the business as stored."""
-    values = {key: tenant[key] for key in rules.SETTINGS if key in tenant}
+    stored = cast(Mapping[str, Any], tenant)  # the settings are columns of the business
+    values = {key: stored[key] for key in rules.SETTINGS if key in stored}
     values["service_types"] = "\n".join(tenant["service_types"])
     values["downloadable_units"] = {u["id"] for u in units if u["invoices_downloadable"]}
     return values
@@ -63,8 +72,8 @@ def share_snippet(url: str, name: str) -> str:
 
 
 async def _page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     *,
     block: str | None = "region",
@@ -74,7 +83,8 @@ async def _page(
     saved: tuple[str, ...] = (),
     notice: str = "",
     form_error: str = "",
-) -> Response:
+    confirm_host: str = "",
+) -> Response[Any]:
     units = await queries.business_units(tenant["id"])
     settings = request.app.state.settings
     url = portal_url(settings, tenant, "/")
@@ -93,6 +103,7 @@ async def _page(
             "saved": saved,
             "notice": notice,
             "form_error": form_error,
+            "confirm_host": confirm_host,
             "locked": not tenant["legal_accepted_at"],
             "portal_url": url,
             "share_label": SHARE_LABEL,
@@ -117,13 +128,15 @@ SAVED_NOTICES = {
 
 
 @get("/settings")
-async def settings_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def settings_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Settings › Customer Portal."""
     notice = SAVED_NOTICES.get(request.query_params.get("saved", ""), "")
     return await _page(request, tenant, staff, notice=notice)
 
 
-async def _logo_upload(request: Request) -> UploadFile | None:
+async def _logo_upload(request: Request[Any, Any, Any]) -> UploadFile | None:
     """The uploaded logo file, if one was chosen."""
     try:
         form = await request.form()
@@ -137,10 +150,13 @@ async def _logo_upload(request: Request) -> UploadFile | None:
 
 async def _read_logo(upload: UploadFile) -> tuple[bytes, str | None]:
     data = await upload.read(logos.MAX_LOGO_BYTES + 1)
-    return await logos.read_logo(data, upload.filename or "", upload.content_type or "")
+    size: int | None = None
+    if len(data) > logos.MAX_LOGO_BYTES:  # too big: find its real size for the message
+        size = upload.file.seek(0, os.SEEK_END)  # the whole upload is already spooled
+    return await logos.read_logo(data, upload.filename or "", upload.content_type or "", size)
 
 
-async def _moved(request: Request, new_host: str) -> Response:
+async def _moved(request: Request[Any, Any, Any], new_host: str) -> Response[Any]:
     """After the host changed, the office follows the portal to its new address (signing
     in again there: a session belongs to the address it was made on)."""
     settings = request.app.state.settings
@@ -153,8 +169,11 @@ async def _moved(request: Request, new_host: str) -> Response:
 
 
 async def _refusal(
-    request: Request, tenant: dict[str, Any], staff: SessionInfo, keys: list[str] | tuple[str, ...]
-) -> Response | None:
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    staff: SessionInfo,
+    keys: list[str] | tuple[str, ...],
+) -> Response[Any] | None:
     """A 403 response when this staff member may not change `keys` now, else None."""
     if not tenant["legal_accepted_at"]:
         return await refuse(request, tenant, staff, LOCKED_MESSAGE)
@@ -167,7 +186,9 @@ async def _refusal(
 
 
 @post("/settings")
-async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def save_all(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Save the whole form (the Save button, without JavaScript): all or nothing."""
     form = await form_lists(request)
     admin = is_admin(staff)
@@ -178,7 +199,8 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
     if refusal:
         return refusal
     units = await queries.business_units(tenant["id"])
-    changes, values, errors = rules.clean_form(keys, form, tenant, units)
+    checked = rules.clean_form(keys, form, tenant, units)
+    changes, values, errors = checked.clean, checked.values, checked.problems
     upload = await _logo_upload(request)
     png = b""
     if upload is not None:
@@ -207,20 +229,20 @@ async def save_all(request: Request, tenant: TenantDep, staff: StaffDep) -> Resp
             form_error="Nothing was saved. Please correct the fields marked below.",
         )
     if png:
-        await settings_db.save_logo(tenant["id"], png)
+        await settings_db.save_logo(tenant["id"], png, _actor(staff))
     if "host" in changes.columns:
         return await _moved(request, changes.columns["host"])
     return see_other(request, "/office/settings?saved=1")
 
 
 async def _after_one(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     key: str,
     errors: dict[str, str],
     values: dict[str, Any],
-) -> Response:
+) -> Response[Any]:
     """The answer to an inline save: the setting's block with "Saved" or its error.
     Without JavaScript (a plain form post), back to the page."""
     if errors:
@@ -234,7 +256,7 @@ async def _after_one(
             errors=errors,
         )
 
-    async def saved() -> Response:
+    async def saved() -> Response[Any]:
         fresh = await office_db.tenant_by_id(tenant["id"])
         return await _page(request, fresh, staff, block=BLOCKS[key], saved=(key,))
 
@@ -242,7 +264,9 @@ async def _after_one(
 
 
 @post("/settings/legal")
-async def accept_legal(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def accept_legal(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """An administrator accepts the legal agreement (recorded with who and when)."""
     if not is_admin(staff):
         return await refuse(
@@ -263,7 +287,9 @@ async def accept_legal(request: Request, tenant: TenantDep, staff: StaffDep) -> 
 
 
 @post("/settings/logo")
-async def upload_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def upload_logo(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Upload a new logo (inline, or the page's Save without JavaScript)."""
     refusal = await _refusal(request, tenant, staff, ["logo"])
     if refusal:
@@ -275,39 +301,47 @@ async def upload_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> R
         png, problem = await _read_logo(upload)
     if problem:
         return await _after_one(request, tenant, staff, "logo", {"logo": problem}, {})
-    await settings_db.save_logo(tenant["id"], png)
+    await settings_db.save_logo(tenant["id"], png, _actor(staff))
     return await _after_one(request, tenant, staff, "logo", {}, {})
 
 
 @post("/settings/logo/remove")
-async def remove_logo(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def remove_logo(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     refusal = await _refusal(request, tenant, staff, ["logo"])
     if refusal:
         return refusal
-    await settings_db.remove_logo(tenant["id"])
+    await settings_db.remove_logo(tenant["id"], _actor(staff))
     return await _after_one(request, tenant, staff, "logo", {}, {})
 
 
 @post("/settings/payments/link")
-async def link_payments(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def link_payments(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Link the portal's one payment account (a new sandbox account for now)."""
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
         return refusal
-    linked = await settings_db.link_payment_account(tenant["id"], sandbox.new_account_id())
+    linked = await settings_db.link_payment_account(
+        tenant["id"], sandbox.new_account_id(), _actor(staff)
+    )
     errors = {} if linked else {"payments_enabled": "A payment account is already linked."}
     return await _after_one(request, tenant, staff, "payments_enabled", errors, {})
 
 
 @post("/settings/payments/unlink")
-async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def unlink_payments(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Unlink the payment account, closing the card pages still open on it first."""
     refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
     if refusal:
         return refusal
-    await payment_accounts.unlink(request.app.state.settings, tenant)
+    await payment_accounts.unlink(request.app.state.settings, tenant, _actor(staff))
 
-    async def unlinked() -> Response:
+    async def unlinked() -> Response[Any]:
         fresh = await office_db.tenant_by_id(tenant["id"])
         return await _page(
             request,
@@ -321,10 +355,34 @@ async def unlink_payments(request: Request, tenant: TenantDep, staff: StaffDep) 
     return await after_write(request, "/office/settings?saved=unlinked", unlinked)
 
 
+async def _check_move(
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    staff: SessionInfo,
+    form: dict[str, list[str]],
+    changes: settings_db.Changes,
+    values: dict[str, Any],
+    errors: dict[str, str],
+) -> Response[Any]:
+    """A new host typed in (htmx): check it first, and only a name that can be used is
+    offered as a move, confirmed in place ("Move portal" posts it again with `move`).
+    "Keep the current address" shows the stored host again. Nothing is saved here."""
+    new_host = changes.columns.get("host")
+    if not errors and new_host and await settings_db.host_taken(tenant["id"], new_host):
+        errors["host"] = settings_db.HOST_TAKEN_MESSAGE
+    if errors:
+        return await _after_one(request, tenant, staff, "host", errors, values)
+    if form.get("keep") or not new_host:
+        return await _page(request, tenant, staff, block=BLOCKS["host"])
+    return await _page(
+        request, tenant, staff, block=BLOCKS["host"], values=values, confirm_host=new_host
+    )
+
+
 @post("/settings/{key:str}")
 async def save_one(
-    request: Request, tenant: TenantDep, staff: StaffDep, key: FromPath[str]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, key: FromPath[str]
+) -> Response[Any]:
     """Save one setting (htmx posts it when its field changes)."""
     if key not in rules.SETTINGS:
         raise NotFoundException()
@@ -333,7 +391,12 @@ async def save_one(
         return refusal
     form = await form_lists(request)
     units = await queries.business_units(tenant["id"])
-    changes, values, errors = rules.clean_form([key], form, tenant, units)
+    checked = rules.clean_form([key], form, tenant, units)
+    changes, values, errors = checked.clean, checked.values, checked.problems
+    # With JavaScript a new host is checked and the move asked about in place first; the
+    # page's Save (JavaScript off) saves it at once.
+    if key == "host" and renders_block(request, BLOCKS["host"]) and not form.get("move"):
+        return await _check_move(request, tenant, staff, form, changes, values, errors)
     if not errors:
         try:
             await settings_db.save(

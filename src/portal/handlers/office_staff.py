@@ -1,7 +1,8 @@
 """Office › Staff and "Your password": every staff member changes their own password; an
-administrator sends a staff member a password-reset link; the link's page (signed out)
-sets the new password. Adding, disabling and changing staff are for a later issue: the
-Staff page is where they will go.
+administrator adds staff (who choose their first password from an emailed link), changes
+roles, disables and re-enables staff and sends password-reset links; the link's page
+(signed out) sets the new password. The last active administrator cannot be disabled or
+made office staff (db/staff.py).
 
 Passwords follow the customers' policy (auth/policy.py via auth/staff.py). A changed or
 reset password signs the staff member out everywhere else.
@@ -22,9 +23,13 @@ from portal.auth.passwords import LaneBusy, hash_password
 from portal.auth.policy import normalize
 from portal.auth.sessions import SessionInfo, end_other_sessions, start_session
 from portal.auth.signin import BUSY, MAX_FIELD, check_password, client_of, email_limit, refusal
+from portal.auth.staff import add_staff as add_staff_member
 from portal.auth.staff import staff_password_problem
+from portal.db import activity
 from portal.db import office as office_db
 from portal.db import staff as staff_db
+from portal.db.rows import TenantRow
+from portal.forms import clean_email, count_text, one_line
 from portal.mail.worker import wake
 from portal.pages import ROLE_NAMES, is_admin, office_page, refuse
 from portal.web import after_write, form_data, render, see_other
@@ -39,13 +44,13 @@ PASSWORD_NOTICES = {
 
 
 async def _password_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return await office_page(
         request,
         tenant,
@@ -60,14 +65,18 @@ async def _password_page(
 
 
 @get("/password")
-async def password_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def password_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Your password: change it (current password, then the new one)."""
     notice = PASSWORD_NOTICES.get(request.query_params.get("done", ""), "")
     return await _password_page(request, tenant, staff, {"notice": notice})
 
 
 @post("/password")
-async def change_password(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def change_password(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     form = await form_data(request)
     current = normalize(form.get("current_password", "")[:MAX_FIELD])
     new = normalize(form.get("new_password", "")[:MAX_FIELD])
@@ -112,13 +121,17 @@ async def change_password(request: Request, tenant: TenantDep, staff: StaffDep) 
 
 
 async def _staff_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     notice: str = "",
     *,
     block: str = "region",
-) -> Response:
+    problem: str = "",
+    new: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response[Any]:
     return await office_page(
         request,
         tenant,
@@ -129,25 +142,193 @@ async def _staff_page(
             "members": await staff_db.staff_list(tenant["id"]),
             "role_names": ROLE_NAMES,
             "notice": notice,
+            "problem": problem,
+            "new": new or {"name": "", "email": "", "role": "office"},
+            "errors": errors or {},
             "hours": request.app.state.settings.reset_token_hours,
         },
         block=block,
+        status_code=status,
     )
 
 
+# What the Staff page says after a change, by `?done=` (with `?member=<id>`).
+DONE = {
+    "added": "{who} was added. We've emailed {email} a link to choose a password.",
+    "role": "{who} is now {role}.",
+    "disabled": "{who} is disabled: signed out everywhere, and cannot sign in.",
+    "enabled": "{who} can sign in again.",
+}
+
+
+def _done_notice(done: str, member: dict[str, Any]) -> str:
+    return DONE[done].format(
+        who=staff_db.who(member),
+        email=member["email"],
+        role="an administrator" if member["role"] == "admin" else "office staff",
+    )
+
+
+def _id(value: str) -> int | None:
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 10 else None
+
+
 @get("/staff")
-async def staff_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
-    """The business's staff; administrators send password-reset links from here."""
-    sent = request.query_params.get("sent", "")
+async def staff_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
+    """The business's staff; administrators add staff, change roles, disable and re-enable
+    staff and send password-reset links from here."""
+    params = request.query_params
+    sent, done, member_id = _id(params.get("sent", "")), params.get("done", ""), None
+    if done in DONE:
+        member_id = _id(params.get("member", ""))
     notice = ""
-    if sent.isascii() and sent.isdigit() and len(sent) <= 10:
-        member = await staff_db.staff_member(tenant["id"], int(sent))
-        if member is not None:
-            notice = _sent_notice(request, member)
+    wanted = sent or member_id
+    member = await staff_db.staff_member(tenant["id"], wanted) if wanted else None
+    if member is not None:
+        notice = _sent_notice(request, member) if sent else _done_notice(done, member)
     return await _staff_page(request, tenant, staff, notice)
 
 
-def _sent_notice(request: Request, member: dict[str, Any]) -> str:
+async def _admins_only(
+    request: Request[Any, Any, Any], tenant: TenantRow, staff: SessionInfo
+) -> Response[Any] | None:
+    if is_admin(staff):
+        return None
+    return await refuse(
+        request,
+        tenant,
+        staff,
+        "Only an administrator can add or change staff.",
+        section="staff",
+        back="/office/staff",
+    )
+
+
+async def _changed(
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    staff: SessionInfo,
+    done: str,
+    member_id: int,
+) -> Response[Any]:
+    """After a change: htmx swaps the staff list with the notice; without JavaScript, back
+    to the Staff page, which says what changed."""
+
+    async def fragment() -> Response[Any]:
+        member = await staff_db.staff_member(tenant["id"], member_id)
+        notice = _done_notice(done, member) if member else ""
+        return await _staff_page(request, tenant, staff, notice, block="members")
+
+    return await after_write(request, f"/office/staff?done={done}&member={member_id}", fragment)
+
+
+async def _refused_change(
+    request: Request[Any, Any, Any], tenant: TenantRow, staff: SessionInfo, message: str
+) -> Response[Any]:
+    """A change that cannot be made: the staff list again with why; nothing changed."""
+    return await _staff_page(request, tenant, staff, block="members", problem=message, status=409)
+
+
+@post("/staff")
+async def add_staff(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
+    """Add a staff member: they get an email with a link to choose their password."""
+    refusal = await _admins_only(request, tenant, staff)
+    if refusal:
+        return refusal
+    form = await form_data(request)
+    name = one_line(form.get("name", "")[:1001])
+    email, email_problem = clean_email(form.get("email", ""))
+    role = form.get("role", "")
+    errors: dict[str, str] = {}
+    if not name:
+        errors["name"] = "Enter their name."
+    elif len(name) > 120:
+        errors["name"] = f"Use at most 120 characters (this has {count_text(len(name), 1000)})."
+    if email_problem:
+        errors["email"] = email_problem.replace("your email", "their email")
+    if role not in staff_db.ROLES:
+        errors["role"] = "Choose Administrator or Office."
+    new = {"name": name, "email": email, "role": role if role in staff_db.ROLES else "office"}
+    member: dict[str, Any] | None = None
+    if not errors:
+        try:
+            member = await add_staff_member(
+                request.app.state.settings,
+                tenant,
+                name=name,
+                email=email,
+                role=role,
+                added_by={"name": staff.name, "email": staff.email},
+            )
+        except staff_db.StaffProblem as problem:
+            errors["email"] = str(problem)
+    if member is None:
+        return await _staff_page(
+            request, tenant, staff, block="members", new=new, errors=errors, status=422
+        )
+    wake()
+    return await _changed(request, tenant, staff, "added", member["id"])
+
+
+@post("/staff/{staff_id:int}/role")
+async def change_role(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
+) -> Response[Any]:
+    """Make a staff member an administrator or office staff (never the last active
+    administrator office staff)."""
+    refusal = await _admins_only(request, tenant, staff)
+    if refusal:
+        return refusal
+    role = (await form_data(request)).get("role", "")
+    try:
+        await staff_db.set_role(tenant["id"], staff_id, role, activity.Actor(staff.email))
+    except LookupError:
+        raise NotFoundException() from None
+    except staff_db.StaffProblem as problem:
+        return await _refused_change(request, tenant, staff, str(problem))
+    return await _changed(request, tenant, staff, "role", staff_id)
+
+
+async def _set_disabled(
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    staff: SessionInfo,
+    staff_id: int,
+    disabled: bool,
+) -> Response[Any]:
+    refusal = await _admins_only(request, tenant, staff)
+    if refusal:
+        return refusal
+    try:
+        await staff_db.set_disabled(tenant["id"], staff_id, disabled, activity.Actor(staff.email))
+    except LookupError:
+        raise NotFoundException() from None
+    except staff_db.StaffProblem as problem:
+        return await _refused_change(request, tenant, staff, str(problem))
+    return await _changed(request, tenant, staff, "disabled" if disabled else "enabled", staff_id)
+
+
+@post("/staff/{staff_id:int}/disable")
+async def disable_staff(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
+) -> Response[Any]:
+    """Disable a staff member: signed out everywhere, and they cannot sign in."""
+    return await _set_disabled(request, tenant, staff, staff_id, True)
+
+
+@post("/staff/{staff_id:int}/enable")
+async def enable_staff(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
+) -> Response[Any]:
+    """Let a disabled staff member sign in again."""
+    return await _set_disabled(request, tenant, staff, staff_id, False)
+
+
+def _sent_notice(request: Request[Any, Any, Any], member: dict[str, Any]) -> str:
     hours = request.app.state.settings.reset_token_hours
     return (
         f"We've sent a password reset link to {member['email']}. It works once, for "
@@ -157,8 +338,8 @@ def _sent_notice(request: Request, member: dict[str, Any]) -> str:
 
 @post("/staff/{staff_id:int}/reset-link")
 async def send_reset_link(
-    request: Request, tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, staff_id: FromPath[int]
+) -> Response[Any]:
     """Email a staff member a link to choose a new password (administrators only)."""
     if not is_admin(staff):
         return await refuse(
@@ -172,6 +353,9 @@ async def send_reset_link(
     member = await staff_db.staff_member(tenant["id"], staff_id)
     if member is None:
         raise NotFoundException()
+    if member["disabled_at"] is not None:
+        message = f"{staff_db.who(member)} is disabled: enable them first."
+        return await _refused_change(request, tenant, staff, message)
     settings = request.app.state.settings
     await links.send_reset_link(
         settings, tenant, member, {"name": staff.name, "email": staff.email}
@@ -188,12 +372,12 @@ async def send_reset_link(
 
 
 def _reset_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     context: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> Response[Any]:
     return render(
         request,
         "office/reset.html",
@@ -212,12 +396,14 @@ def _reset_page(
     )
 
 
-def _link_problem(request: Request, tenant: dict[str, Any], problem: str) -> Response:
+def _link_problem(
+    request: Request[Any, Any, Any], tenant: TenantRow, problem: str
+) -> Response[Any]:
     return _reset_page(request, tenant, {"problem": problem}, 404 if problem == "unknown" else 410)
 
 
 @get("/reset")
-async def reset_page(request: Request, tenant: TenantDep) -> Response:
+async def reset_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """Choose a new password. Opening the link does not use it up (mail scanners open
     links); the form's button does."""
     token = request.query_params.get("token", "")
@@ -228,7 +414,7 @@ async def reset_page(request: Request, tenant: TenantDep) -> Response:
 
 
 @post("/reset")
-async def reset(request: Request, tenant: TenantDep) -> Response:
+async def reset(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     form = await form_data(request)
     token = form.get("token", "")[: staff_db.MAX_TOKEN_LENGTH + 1]
     password = normalize(form.get("password", "")[:MAX_FIELD])
@@ -256,4 +442,15 @@ async def reset(request: Request, tenant: TenantDep) -> Response:
     return response
 
 
-ROUTES = [password_page, change_password, staff_page, send_reset_link, reset_page, reset]
+ROUTES = [
+    password_page,
+    change_password,
+    staff_page,
+    add_staff,
+    change_role,
+    disable_staff,
+    enable_staff,
+    send_reset_link,
+    reset_page,
+    reset,
+]

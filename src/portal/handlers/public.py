@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Request, Response, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
@@ -18,7 +20,7 @@ ALREADY_COMPRESSED = {ALREADY_COMPRESSED_KEY: True}
 
 
 @get("/static/{name:path}", include_in_schema=False, exclude_from_csrf=True, opt=ALREADY_COMPRESSED)
-async def static_file(request: Request, name: FromPath[str]) -> Response[bytes]:
+async def static_file(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     """A fingerprinted static file (its name changes when its content does), compressed
     ahead of time."""
     found = request.app.state.renderer.static.get(name.lstrip("/"))

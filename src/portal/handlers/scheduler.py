@@ -17,11 +17,13 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 
+from portal import appointments
 from portal.auth.context import CustomerViewer, TenantDep
 from portal.auth.guards import CustomerDep
 from portal.db import bookings
+from portal.db.rows import TenantRow
 from portal.formatting import appointment_text, business_now, day_text, window_text
-from portal.forms import parse_day, record_id
+from portal.forms import Checked, parse_day, record_id
 from portal.mail.links import portal_url
 from portal.mail.worker import wake
 from portal.pages import tab_page
@@ -39,12 +41,12 @@ FORM_UNREADABLE = "This form could not be read. Check your choices and send it a
 
 
 def choice_text(choice: dict[str, str], today: date | None = None) -> str:
-    """A preferred date and time of day: "Tue 3 Dec, morning"."""
+    """A preferred date and time of day: "Tue, Dec 3, 2026 · morning"."""
     try:
         day = day_text(date.fromisoformat(choice["date"]), today)
     except (KeyError, ValueError):
         return ""
-    return f"{day}, {WINDOWS.get(choice.get('window', 'any'), 'Any time').lower()}"
+    return f"{day} · {WINDOWS.get(choice.get('window', 'any'), 'Any time').lower()}"
 
 
 def request_status(row: dict[str, Any], tz: str, today: date) -> tuple[str, str]:
@@ -63,7 +65,7 @@ def request_status(row: dict[str, Any], tz: str, today: date) -> tuple[str, str]
     return "Requested", "warn"
 
 
-def _formatters(tenant: dict[str, Any], today: date) -> dict[str, Any]:
+def _formatters(tenant: TenantRow, today: date) -> dict[str, Any]:
     tz = tenant["time_zone"]
     return {
         "today": today,
@@ -108,8 +110,9 @@ def validate(
     service_types: list[str],
     today: date,
     max_days: int,
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Check a request; returns (clean values, errors by field). Errors mean save nothing."""
+) -> Checked[dict[str, Any]]:
+    """Check a request (`forms.Checked`: the clean values to save, the problems by field;
+    a problem means save nothing). The form itself is what is shown again."""
     errors: dict[str, str] = {}
     clean: dict[str, Any] = {}
     location = next((loc for loc in locations if str(loc["id"]) == form.location.strip()), None)
@@ -159,19 +162,19 @@ def validate(
     clean["notes"] = form.notes
     if not KEY.match(form.key):
         errors["form"] = FORM_UNREADABLE
-    return clean, errors
+    return Checked(clean, problems=errors)
 
 
 # --- pages ------------------------------------------------------------------------------------
 
 
-def _require_scheduler(tenant: dict[str, Any]) -> None:
+def _require_scheduler(tenant: TenantRow) -> None:
     if not tenant["scheduler_enabled"]:
         raise NotFoundException()
 
 
 def _base_context(
-    tenant: dict[str, Any], settings: Any, now: datetime, form: RequestForm | None = None
+    tenant: TenantRow, settings: Any, now: datetime, form: RequestForm | None = None
 ) -> dict[str, Any]:
     """What every rendering of the Scheduler tab needs, before any list is loaded."""
     today = now.date()
@@ -198,7 +201,7 @@ def _base_context(
 
 
 async def _lists(
-    tenant: dict[str, Any], customer_id: int, now: datetime, before: int | None = None
+    tenant: TenantRow, customer_id: int, now: datetime, before: int | None = None
 ) -> dict[str, Any]:
     """The customer's upcoming appointments and (a page of) their requests."""
     return {
@@ -210,7 +213,9 @@ async def _lists(
 
 
 @get("/schedule")
-async def schedule(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def schedule(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """Scheduler tab: request an appointment, see requests and upcoming appointments."""
     _require_scheduler(tenant)
     now = business_now(tenant)
@@ -237,7 +242,9 @@ def _received_message(row: dict[str, Any]) -> str:
 
 
 @post("/schedule")
-async def request_appointment(request: Request, tenant: TenantDep, viewer: CustomerDep) -> Response:
+async def request_appointment(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
     """Save an appointment request (once per form, however often it is sent)."""
     _require_scheduler(tenant)
     settings = request.app.state.settings
@@ -248,13 +255,14 @@ async def request_appointment(request: Request, tenant: TenantDep, viewer: Custo
         return tab_page(request, tenant, viewer, "schedule", context, status_code=409)
     customer_id = viewer.customer["id"]
     context["locations"] = await bookings.customer_locations(tenant["id"], customer_id)
-    clean, errors = validate(
+    checked = validate(
         form,
         context["locations"],
         tenant["service_types"],
         now.date(),
         settings.booking_max_days_ahead,
     )
+    clean, errors = checked.clean, checked.problems
     request_id: int | None = None
     if not errors:
         new = bookings.NewRequest(
@@ -267,7 +275,7 @@ async def request_appointment(request: Request, tenant: TenantDep, viewer: Custo
             idempotency_key=form.key,
         )
         email = _email_context(settings, tenant, viewer, new)
-        request_id, created = await bookings.create_request(settings, tenant, new, email)
+        request_id, created = await appointments.request_appointment(settings, tenant, new, email)
         if request_id is None:  # the key is another customer's: never show their request
             errors["form"] = FORM_UNREADABLE
         elif created:
@@ -282,7 +290,7 @@ async def request_appointment(request: Request, tenant: TenantDep, viewer: Custo
             request, tenant, viewer, "schedule", context, block="request_form", status_code=422
         )
 
-    async def thanks() -> Response:
+    async def thanks() -> Response[Any]:
         # A fresh form with the thank-you note, and the list of requests brought up to date.
         context.update(await _lists(tenant, customer_id, now), form=RequestForm())
         saved = next((r for r in context["requests"].rows if r["id"] == request_id), None)
@@ -303,7 +311,7 @@ def _error_summary(errors: dict[str, str]) -> str:
 
 def _email_context(
     settings: Any,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     viewer: CustomerViewer,
     new: bookings.NewRequest,
 ) -> dict[str, Any]:

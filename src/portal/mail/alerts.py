@@ -4,17 +4,16 @@ to each of the business's administrators in the same transaction."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from portal.config import Settings
 from portal.db import office_alerts
+from portal.db.rows import TenantRow
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
 
 
 async def raise_alert(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     *,
     kind: str,
     title: str,

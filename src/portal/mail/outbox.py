@@ -10,6 +10,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from portal.config import Settings
+from portal.db.rows import TenantRow
 from portal.db.tables import OutboxEmail
 from portal.formatting import money
 from portal.forms import one_line
@@ -47,7 +48,7 @@ def message_id(settings: Settings) -> str:
 
 async def queue_email(
     settings: Settings,
-    tenant: dict[str, Any] | None,
+    tenant: TenantRow | None,
     to: str,
     template: str,
     context: dict[str, Any],
@@ -68,7 +69,7 @@ async def queue_email(
 
 async def queue_raw(
     settings: Settings,
-    tenant: dict[str, Any] | None,
+    tenant: TenantRow | None,
     to: str,
     subject: str,
     text: str,
@@ -82,11 +83,12 @@ async def queue_raw(
             to_addr=to,
             # Names and subjects end up in headers: kept on one line.
             from_name=one_line(tenant["name"] if tenant else "Customer Portal")[:120],
-            reply_to=(tenant or {}).get("email", ""),
+            reply_to=tenant["email"] if tenant else "",
             subject=one_line(subject)[:300],
             text_body=text,
             html_body=html,
             next_attempt_at=datetime.now(UTC),
         )
     ).run()
-    return rows[0]["id"]
+    email_id: int = rows[0]["id"]
+    return email_id

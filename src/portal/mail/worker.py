@@ -51,7 +51,8 @@ def wake() -> None:
 def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
     """Seconds before retry number `attempts` + 1: exponential, capped, ±25 % jitter."""
     base = min(MAX_DELAY, BASE_DELAY * 2 ** max(0, attempts - 1))
-    return base * (rng or random).uniform(0.75, 1.25)
+    result: float = base * (rng or random).uniform(0.75, 1.25)
+    return result
 
 
 async def claim(limit: int = 1, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -59,7 +60,7 @@ async def claim(limit: int = 1, now: datetime | None = None) -> list[dict[str, A
     and return them."""
     moment = now or datetime.now(UTC)
     skip_locked = "" if current_engine().engine_type == "sqlite" else "FOR UPDATE SKIP LOCKED"
-    return await OutboxEmail.raw(
+    result: list[dict[str, Any]] = await OutboxEmail.raw(
         f"""UPDATE outbox_email SET locked_until = {{}}, attempts = attempts + 1
         WHERE id IN (
             SELECT id FROM outbox_email
@@ -75,6 +76,7 @@ async def claim(limit: int = 1, now: datetime | None = None) -> list[dict[str, A
         moment,
         limit,
     ).run()
+    return result
 
 
 async def deliver_due(

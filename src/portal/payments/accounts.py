@@ -20,9 +20,10 @@ import logging
 from typing import Any
 
 from portal.config import Settings
-from portal.db import card_updates
+from portal.db import activity, card_updates
 from portal.db import office_settings as settings_db
 from portal.db import payments as payments_db
+from portal.db.rows import TenantRow
 from portal.payments import card_updates as card_service
 from portal.payments.gateway import GatewayError, PaymentGateway
 from portal.payments.registry import gateway_for
@@ -33,17 +34,19 @@ log = logging.getLogger("portal.payments")
 CARD_ACCOUNT_CHANGED = "The business changed its payment account before the card was saved."
 
 
-async def unlink(settings: Settings, tenant: dict[str, Any]) -> bool:
-    """Close the card pages open on the business's linked account, then unlink it.
-    False if no account was linked."""
+async def unlink(
+    settings: Settings, tenant: TenantRow, actor: activity.Actor = activity.SYSTEM
+) -> bool:
+    """Close the card pages open on the business's linked account, then unlink it
+    (`actor`: who did, for the activity log). False if no account was linked."""
     account_id = tenant["payment_account_id"]
     if not account_id:
         return False
     await close_open_checkouts(settings, tenant, account_id)
-    return await settings_db.unlink_payment_account(tenant["id"], account_id)
+    return await settings_db.unlink_payment_account(tenant["id"], account_id, actor)
 
 
-async def close_open_checkouts(settings: Settings, tenant: dict[str, Any], account_id: str) -> None:
+async def close_open_checkouts(settings: Settings, tenant: TenantRow, account_id: str) -> None:
     """Close every pending payment's and card update's checkout on `account_id` at its
     gateway, settling the ones the customer had already paid (or saved a card on)."""
     gateway = gateway_for(settings, account_id)
@@ -60,12 +63,10 @@ async def close_open_checkouts(settings: Settings, tenant: dict[str, Any], accou
 
 
 async def _close_card_update(
-    gateway: PaymentGateway, tenant: dict[str, Any], update: dict[str, Any]
+    gateway: PaymentGateway, tenant: TenantRow, update: dict[str, Any]
 ) -> None:
     """Like `close_and_settle` for a card update: closed first, a card saved is applied."""
     if not update["gateway_ref"]:  # no card page was given to the customer
-        await card_updates.fail(tenant["id"], update["id"], CARD_ACCOUNT_CHANGED)
-        return
         await card_updates.fail(tenant["id"], update["id"], CARD_ACCOUNT_CHANGED)
         return
     found = await gateway.get_checkout(update["gateway_ref"])

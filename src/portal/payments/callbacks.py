@@ -10,6 +10,7 @@ closes the portal meanwhile.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import Request, Response, post
 
@@ -24,7 +25,7 @@ log = logging.getLogger("portal.payments")
 
 
 @post(CALLBACK_PATH, exclude_from_csrf=True, include_in_schema=False, status_code=200)
-async def payment_callback(request: Request, tenant: TenantDep) -> Response:
+async def payment_callback(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """Verify and apply a gateway callback; answers JSON (2xx: accepted, do not retry)."""
     status, answer = await handle_callback(
         request.app.state.settings, tenant, request.headers, await request.body()
@@ -33,7 +34,7 @@ async def payment_callback(request: Request, tenant: TenantDep) -> Response:
 
 
 @post(card_updates.CALLBACK_PATH, exclude_from_csrf=True, include_in_schema=False, status_code=200)
-async def card_callback(request: Request, tenant: TenantDep) -> Response:
+async def card_callback(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     """The gateway's signed report of a card-setup page (server to server)."""
     body = await request.body()
     try:

@@ -20,6 +20,7 @@ from typing import Any
 from portal.config import Settings
 from portal.db import card_updates as db
 from portal.db.engine import transaction
+from portal.db.rows import TenantRow
 from portal.db.tables import AuditEvent, CardUpdate, Membership
 from portal.mail.links import portal_url
 from portal.payments.gateway import Checkout, GatewayError, PaymentsUnavailable
@@ -48,7 +49,7 @@ class CardStart:
 
 async def start(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     customer_id: int,
     account_email: str,
     membership: dict[str, Any],
@@ -107,7 +108,7 @@ async def start(
     return CardStart(url=checkout.url)
 
 
-async def refresh(settings: Settings, tenant: dict[str, Any], update: dict[str, Any]) -> None:
+async def refresh(settings: Settings, tenant: TenantRow, update: dict[str, Any]) -> None:
     """The customer is back from the card page: settle the update with the gateway if
     its callback has not come yet (a gateway out of reach leaves it pending)."""
     if update["status"] != "pending" or not update["gateway_ref"]:
@@ -147,7 +148,8 @@ async def settle(tenant_id: int, update_id: int, checkout: Checkout, account_id:
         ):
             return "mismatch"
         if row["status"] != "pending":
-            return row["status"]
+            result: str = row["status"]
+            return result
         moment = datetime.now(UTC)
         card = checkout.card if checkout.succeeded else None
         status = "succeeded" if card is not None else "failed"

@@ -25,7 +25,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -34,6 +34,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
+from piccolo.custom_types import Combinable
 
 from portal.config import Settings
 from portal.db.tables import PaymentAccount, SandboxCheckout, Tenant
@@ -113,14 +114,14 @@ def _origin(url: str) -> str:
 
 def page_url(row: dict[str, Any]) -> str:
     """The hosted card page of a checkout, on the site the customer comes from."""
-    return _origin(row["return_url"]) + PAGE_PATH + row["public_id"]
+    return _origin(row["return_url"]) + PAGE_PATH + str(row["public_id"])
 
 
 def status_of(row: dict[str, Any], moment: datetime | None = None) -> str:
     """The checkout's status; an open checkout past its lifetime has expired."""
     if row["status"] == "open" and row["expires_at"] <= (moment or now()):
         return "expired"
-    return row["status"]
+    return str(row["status"])
 
 
 def to_checkout(row: dict[str, Any]) -> Checkout:
@@ -148,7 +149,7 @@ def to_checkout(row: dict[str, Any]) -> Checkout:
 
 
 async def _row(public_id: str, account_id: str | None = None) -> dict[str, Any] | None:
-    where = SandboxCheckout.public_id == public_id
+    where: Combinable = SandboxCheckout.public_id == public_id
     if account_id is not None:
         where &= SandboxCheckout.account_id == account_id
     return await SandboxCheckout.select().where(where).first().run()
@@ -317,7 +318,8 @@ async def deliver_callback(app: Litestar, settings: Settings, public_id: str) ->
     }
     url = row["callback_url"]
     portal_host = host_label(urlsplit(url).netloc, settings.base_domain)
-    transport = httpx.ASGITransport(app=app) if portal_host else None
+    # Litestar declares a narrower ASGI signature than httpx asks for; it is one all the same.
+    transport = httpx.ASGITransport(app=cast(Any, app)) if portal_host else None
     try:
         async with httpx.AsyncClient(
             transport=transport, timeout=CALLBACK_TIMEOUT_SECONDS, follow_redirects=False
@@ -372,13 +374,13 @@ def _today(merchant: dict[str, Any]) -> date:
 
 
 async def _page(
-    request: Request,
+    request: Request[Any, Any, Any],
     row: dict[str, Any],
     *,
     errors: dict[str, str] | None = None,
     values: dict[str, str] | None = None,
     status_code: int = 200,
-) -> Response:
+) -> Response[Any]:
     merchant = await _merchant(row["account_id"])
     return render(
         request,
@@ -404,13 +406,15 @@ async def _load(checkout_id: str) -> dict[str, Any]:
 
 
 @get(PAGE_PATH + "{checkout_id:str}", include_in_schema=False)
-async def checkout_page(request: Request, checkout_id: FromPath[str]) -> Response:
+async def checkout_page(
+    request: Request[Any, Any, Any], checkout_id: FromPath[str]
+) -> Response[Any]:
     """The hosted card page (or why it is closed)."""
     return await _page(request, await _load(checkout_id))
 
 
 @post(PAGE_PATH + "{checkout_id:str}", include_in_schema=False)
-async def submit_card(request: Request, checkout_id: FromPath[str]) -> Response:
+async def submit_card(request: Request[Any, Any, Any], checkout_id: FromPath[str]) -> Response[Any]:
     """Check the card; a good card pays (or is saved), a declined one ends the checkout.
     Either way the merchant gets a signed callback and the customer goes back."""
     row = await _load(checkout_id)
@@ -453,8 +457,8 @@ async def submit_card(request: Request, checkout_id: FromPath[str]) -> Response:
 
 
 async def _finish(
-    request: Request, row: dict[str, Any], changes: dict[str, Any], moment: datetime
-) -> Response:
+    request: Request[Any, Any, Any], row: dict[str, Any], changes: dict[str, Any], moment: datetime
+) -> Response[Any]:
     """End an open checkout (once), tell the merchant, send the customer back."""
     done = (
         await SandboxCheckout.update(
@@ -481,7 +485,9 @@ async def _finish(
 
 
 @post(PAGE_PATH + "{checkout_id:str}/cancel", include_in_schema=False)
-async def cancel_checkout(request: Request, checkout_id: FromPath[str]) -> Response:
+async def cancel_checkout(
+    request: Request[Any, Any, Any], checkout_id: FromPath[str]
+) -> Response[Any]:
     """The customer gave up: close the checkout, tell the merchant, go back."""
     row = await _load(checkout_id)
     if status_of(row) != "open":

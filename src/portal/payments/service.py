@@ -28,8 +28,9 @@ from portal.config import Settings
 from portal.db import invoices as invoices_db
 from portal.db import payment_accounts
 from portal.db import payments as db
+from portal.db.rows import TenantRow
 from portal.formatting import money
-from portal.forms import record_id
+from portal.forms import Checked, record_id
 from portal.mail.links import portal_url
 from portal.mail.worker import wake
 from portal.payments import settlement
@@ -53,6 +54,9 @@ MAX_SELECTED = 200
 # A pending payment that never got a checkout (the request died half-way) stops holding
 # its invoices after this long.
 UNREFERENCED_HOLD = timedelta(minutes=5)
+# A payment still pending this long after it started is asked about by the worker (a
+# customer on the card page for longer is not disturbed: an open checkout is left open).
+STALE_AFTER = timedelta(minutes=2)
 MAX_CALLBACK_BYTES = 64 * 1024
 ACCOUNT_CHANGED = "The business changed its payment account before this payment was finished."
 
@@ -62,7 +66,7 @@ def new_key() -> str:
     return secrets.token_urlsafe(16)
 
 
-def call_us(tenant: dict[str, Any]) -> str:
+def call_us(tenant: TenantRow) -> str:
     """How to pay when card payments are off."""
     contact = tenant.get("phone") or tenant.get("email") or ""
     return f"To pay, call us at {contact}." if contact else "To pay, call us."
@@ -72,10 +76,10 @@ def call_us(tenant: dict[str, Any]) -> str:
 class PayForm:
     """What the pay form asked for (to be checked, never trusted)."""
 
-    action: str
-    invoice_ids: list[int]
-    amount: str
-    key: str
+    action: str = ""
+    invoice_ids: list[int] = field(default_factory=list)
+    amount: str = ""
+    key: str = ""
 
 
 @dataclass
@@ -90,20 +94,27 @@ class Outcome:
     amount: str = ""  # the amount to show in the form again
 
 
-def read_pay_form(form: Mapping[str, list[str]]) -> PayForm | Outcome:
-    """Parse the pay form; ids that are not numbers are a tampered form (404)."""
+TAMPERED = "invoice"  # the problem of a pay form whose invoice ids name no invoice (404)
+
+
+def read_pay_form(form: Mapping[str, list[str]]) -> Checked[PayForm]:
+    """Read the pay form (`forms.Checked`). Ids that are not numbers are a tampered form:
+    the problem `TAMPERED`, answered 404. The amounts are checked by `begin`, against the
+    balances of the moment."""
     ids: list[int] = []
     for raw in form.get("invoice", [])[: MAX_SELECTED + 1]:
         invoice_id = record_id(raw)
         if invoice_id is None:  # not an id within the database's range: names no invoice
-            return Outcome(not_found=True)
+            return Checked(PayForm(), problems={TAMPERED: "No such invoice."})
         if invoice_id not in ids:
             ids.append(invoice_id)
-    return PayForm(
-        action=(form.get("action") or [""])[0],
-        invoice_ids=ids,
-        amount=(form.get("amount") or [""])[0].strip()[:40],
-        key=(form.get("key") or [""])[0],
+    return Checked(
+        PayForm(
+            action=(form.get("action") or [""])[0],
+            invoice_ids=ids,
+            amount=(form.get("amount") or [""])[0].strip()[:40],
+            key=(form.get("key") or [""])[0],
+        )
     )
 
 
@@ -134,7 +145,7 @@ def _part_amount(text: str, invoice: dict[str, Any], currency: str) -> tuple[int
 
 async def begin(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     customer_id: int,
     account_email: str,
     form: PayForm,
@@ -228,7 +239,7 @@ async def begin(
 
 async def _create_checkout(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     gateway: PaymentGateway,
     payment_id: int,
     amount_cents: int,
@@ -248,7 +259,7 @@ async def _create_checkout(
 
 async def _open_checkout(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     gateway: PaymentGateway,
     payment_id: int,
     invoices: list[dict[str, Any]],
@@ -278,7 +289,7 @@ async def _open_checkout(
 
 async def _resume(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     customer_id: int,
     existing: dict[str, Any],
     form: PayForm,
@@ -318,7 +329,7 @@ async def _resume(
 
 async def _release_holds(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     allocations: dict[int, int],
     account_email: str,
     key: str,
@@ -342,7 +353,7 @@ async def _release_holds(
 
 
 async def _current_checkout(
-    settings: Settings, tenant: dict[str, Any], gateway: PaymentGateway, pending: dict[str, Any]
+    settings: Settings, tenant: TenantRow, gateway: PaymentGateway, pending: dict[str, Any]
 ) -> Checkout | None:
     """The gateway's view of a pending payment. A payment whose checkout was never
     recorded (the request died half-way) is given up after a while, and one the gateway
@@ -370,7 +381,7 @@ async def _current_checkout(
 
 async def close_and_settle(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     gateway: PaymentGateway,
     payment: dict[str, Any],
     reason: str,
@@ -412,7 +423,7 @@ async def close_and_settle(
 
 async def settle(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     gateway: PaymentGateway,
     payment_id: int,
     checkout: Checkout,
@@ -432,7 +443,8 @@ async def settle(
     if payment["status"] == "failed" and checkout.succeeded:
         return await _late_success(settings, tenant, gateway, payment, checkout)
     if payment["status"] != "pending":
-        return payment["status"]  # a retried, replayed or late report: already done
+        result: str = payment["status"]
+        return result
     if checkout.succeeded and (
         checkout.amount_cents != payment["amount_cents"] or checkout.currency != tenant["currency"]
     ):
@@ -469,7 +481,7 @@ async def settle(
 
 async def _late_success(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     gateway: PaymentGateway,
     payment: dict[str, Any],
     reported: Checkout,
@@ -485,7 +497,8 @@ async def _late_success(
     # Ask the gateway itself: a replayed old report must not count a refunded charge.
     current = await gateway.get_checkout(reported.ref)
     if current is None or not current.succeeded:
-        return payment["status"]
+        result: str = payment["status"]
+        return result
     if current.amount_cents != payment["amount_cents"] or current.currency != tenant["currency"]:
         log.warning("payment %s: late success for another amount", payment["id"])
         await gateway.refund(current.ref)
@@ -518,7 +531,7 @@ async def _late_success(
 
 
 async def refresh(
-    settings: Settings, tenant: dict[str, Any], payment: dict[str, Any]
+    settings: Settings, tenant: TenantRow, payment: dict[str, Any]
 ) -> Checkout | None:
     """Bring a pending payment up to date by asking the gateway of its account (the
     customer came back before the callback). Returns the checkout, if the gateway knows it."""
@@ -535,9 +548,17 @@ async def refresh(
         return None
 
 
-async def failed_payment(
-    tenant: dict[str, Any], customer_id: int, payment_id: int
-) -> Outcome | None:
+def as_sentence(text: str) -> str:
+    """A reason as one sentence: capitalised, ending in exactly one full stop (a gateway's
+    reason may come with or without one), so it reads right before "You can try again."."""
+    text = text.strip().rstrip(".").rstrip()
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in "!?" else text + "."
+
+
+async def failed_payment(tenant: TenantRow, customer_id: int, payment_id: int) -> Outcome | None:
     """What to show on the Invoices tab after a payment failed: why (and that its charge
     was given back, if it was), with its invoices (and amount) chosen again so the
     customer can try again."""
@@ -547,11 +568,11 @@ async def failed_payment(
     if failed["refunded_at"] is not None:
         message = (
             f"Your payment of {money(failed['amount_cents'], tenant['currency'])} was refunded: "
-            f"{failed['failure_reason']} Your balances are unchanged."
+            f"{as_sentence(failed['failure_reason'])} Your balances are unchanged."
         )
     else:
         message = (
-            f"Your payment didn't go through: {failed['failure_reason']} "
+            f"Your payment didn't go through: {as_sentence(failed['failure_reason'])} "
             "Nothing was charged and your balances are unchanged. You can try again."
         )
     return Outcome(
@@ -561,12 +582,42 @@ async def failed_payment(
     )
 
 
-async def reconcile_customer(settings: Settings, tenant: dict[str, Any], customer_id: int) -> None:
+async def reconcile_customer(settings: Settings, tenant: TenantRow, customer_id: int) -> None:
     """Settle the customer's pending payments that have in fact ended at the gateway
     (a callback that never arrived must not leave a paid invoice looking unpaid), each
     with the gateway of the account it started on. Pages call it only when the session
     read flagged a pending payment."""
-    for payment in await db.pending_for_customer(tenant["id"], customer_id):
+    await _ask_gateways(settings, tenant, await db.pending_for_customer(tenant["id"], customer_id))
+
+
+async def reconcile_stale(settings: Settings, moment: datetime | None = None) -> int:
+    """Settle the pending payments of every business that are older than `STALE_AFTER`
+    and have in fact ended at the gateway (run by the background worker). A callback can
+    be lost for good — the sandbox delivers it once, from the process that took the card,
+    and that process may die right after the charge — and the customer may never come
+    back to a page that would ask: the money was taken, so the payment must be recorded
+    all the same. Returns how many payments were asked about."""
+    from portal.db import queries
+    from portal.db.tables import Tenant
+
+    before = (moment or datetime.now(UTC)) - STALE_AFTER
+    pending = await db.pending_since_before(before)
+    by_tenant: dict[int, list[dict[str, Any]]] = {}
+    for payment in pending:
+        by_tenant.setdefault(payment["tenant"], []).append(payment)
+    for tenant_id, payments in by_tenant.items():
+        row = await Tenant.select(Tenant.host).where(Tenant.id == tenant_id).first().run()
+        tenant = await queries.tenant_by_host(row["host"]) if row else None
+        if tenant is not None:
+            await _ask_gateways(settings, tenant, payments)
+    return len(pending)
+
+
+async def _ask_gateways(
+    settings: Settings, tenant: TenantRow, pending: list[dict[str, Any]]
+) -> None:
+    """Ask each pending payment's own gateway how it ended; settle those that did."""
+    for payment in pending:
         try:
             gateway = gateway_for(settings, payment["payment_account_id"])
             checkout = await _current_checkout(settings, tenant, gateway, payment)
@@ -577,7 +628,7 @@ async def reconcile_customer(settings: Settings, tenant: dict[str, Any], custome
 
 
 async def handle_callback(
-    settings: Settings, tenant: dict[str, Any], headers: Mapping[str, str], body: bytes
+    settings: Settings, tenant: TenantRow, headers: Mapping[str, str], body: bytes
 ) -> tuple[int, dict[str, str]]:
     """A gateway's callback: (HTTP status, JSON answer). Only a callback signed by one of
     this business's payment accounts (linked now or before) for one of its payments that

@@ -17,6 +17,7 @@ from portal import logs
 from portal.config import Settings
 from portal.db import payments as db
 from portal.db.engine import transaction
+from portal.db.rows import TenantRow
 from portal.db.tables import AuditEvent, Invoice, Payment
 from portal.formatting import format_datetime, money
 from portal.mail.alerts import raise_alert
@@ -27,7 +28,7 @@ from portal.payments.gateway import Checkout
 
 async def settle_payment(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     payment_id: int,
     checkout: Checkout,
     *,
@@ -125,6 +126,7 @@ async def settle_payment(
                 paid["account_email"],
                 "receipt",
                 {
+                    "name": await db.customer_name(tenant["id"], paid["customer"]),
                     "amount": money(paid["amount_cents"], currency),
                     "paid_at": format_datetime(moment, tenant["time_zone"]),
                     "card": card_text,
@@ -166,7 +168,7 @@ async def settle_payment(
 
 async def record_late_refund(
     settings: Settings,
-    tenant: dict[str, Any],
+    tenant: TenantRow,
     payment_id: int,
     checkout: Checkout,
     why: str,
