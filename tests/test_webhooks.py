@@ -220,3 +220,28 @@ async def test_only_admins_manage_webhooks_and_bad_addresses_are_refused(app, de
     refused = await post_form(admin, "/office/webhooks", {"url": "ftp://nope"})
     assert refused.status_code == 422 and "starting with https://" in refused.text
     assert not await t.WebhookEndpoint.exists().where(t.WebhookEndpoint.tenant == demo).run()
+
+
+async def test_a_booking_request_and_its_dismissal_are_events(app, settings):
+    from portal.db import bookings, office_bookings
+    from portal.db.queries import tenant_by_host
+
+    tenant_id = await empty_business("bookco")
+    await t.Customer.insert(t.Customer(tenant=tenant_id, external_id="C-77", name="Bo")).run()
+    customer = await t.Customer.select().where(t.Customer.tenant == tenant_id).first().run()
+    await t.Location.insert(
+        t.Location(tenant=tenant_id, customer=customer["id"], external_id="L-77", street="7 Oak")
+    ).run()
+    location = await t.Location.select().where(t.Location.tenant == tenant_id).first().run()
+    new = bookings.NewRequest(
+        customer["id"], location, "bo@book.example", "Repair", [], "", "key-77"
+    )
+    request_id = await bookings.insert_request(tenant_id, new)
+    tenant = await tenant_by_host("bookco")
+    await office_bookings.dismiss(settings, tenant, request_id, "No slots", "boss@bookco.example")
+    feed = await events.after(tenant_id)
+    assert [(e["type"], e["data"]["customer"]) for e in feed] == [
+        ("booking.requested", "C-77"),
+        ("booking.dismissed", "C-77"),
+    ]
+    assert all(e["data"]["booking_request_id"] == request_id for e in feed)
