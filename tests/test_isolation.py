@@ -51,6 +51,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/sandbox-gateway/checkout/{checkout_id:str}/cancel"): "capability",
     ("POST", "/payments/callback"): "signed",
     ("POST", "/memberships/card-callback"): "signed",
+    ("POST", "/payments/stripe/webhook"): "signed",  # tests/test_stripe_payments.py
     ("GET", "/sign-in"): "public",
     ("POST", "/sign-in"): "public",
     ("POST", "/sign-in/link"): "public",
@@ -100,6 +101,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/settings/logo/remove"): "office",
     ("POST", "/office/settings/payments/link"): "office",
     ("POST", "/office/settings/payments/unlink"): "office",
+    ("POST", "/office/settings/payments/stripe"): "office",
     ("POST", "/office/settings/{key:str}"): "office",
     ("GET", "/office/bookings"): "office",  # ?after= is a cursor into its own list
     ("GET", "/office/bookings/{request_id:int}"): "ids",
@@ -148,6 +150,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/csv"): "office",
     ("POST", "/office/csv/preview"): "office",  # the file rides in the form: no record ids
     ("POST", "/office/csv/import"): "office",
+    ("GET", "/office/invoices/{invoice_id:int}"): "ids",
+    ("GET", "/office/jobs/{job_id:int}"): "ids",
+    ("POST", "/office/payments/{payment_id:int}/refund"): "ids",
+    ("GET", "/office/payments"): "office",  # ?before= is a cursor into its own list
+    ("GET", "/office/payments.csv"): "office",
 }
 
 
@@ -188,6 +195,7 @@ def _id(c: Customer | None, slot: str) -> Any:
     return {
         "invoice": c.invoice_ids[0],
         "payment": c.payment_ids[-1],
+        "job": c.job_id,
         "location": c.location_id,
         "membership": c.membership_id,
         "card_update": c.card_update_id,
@@ -308,6 +316,29 @@ def office_probes(me: Business | None) -> list[Probe]:
     tomorrow = (date.today() + timedelta(days=1)).isoformat()
     book_form = {"date": tomorrow, "window": "08:00-12:00", "business_unit": "", "summary": "x"}
     return [
+        Probe(
+            "GET",
+            "/office/invoices/{invoice_id:int}",
+            "invoice",
+            lambda v: (f"/office/invoices/{v}", None),
+        ),
+        Probe("GET", "/office/jobs/{job_id:int}", "job", lambda v: (f"/office/jobs/{v}", None)),
+        Probe(
+            "POST",
+            "/office/payments/{payment_id:int}/refund",
+            "payment",
+            lambda v: (f"/office/payments/{v}/refund", {"invoice": str(inv), "reason": "x"}),
+        ),
+        Probe(
+            "POST",
+            "/office/payments/{payment_id:int}/refund",
+            "invoice",
+            lambda v: (
+                f"/office/payments/{own.payment_ids[-1] if own else 1}/refund",
+                {"invoice": str(v), "reason": "x"},
+            ),
+            "invoice",
+        ),
         Probe(
             "POST",
             "/office/alerts/{alert_id:int}/seen",

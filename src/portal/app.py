@@ -50,6 +50,7 @@ from portal.handlers import (
     office_csv,
     office_customers,
     office_emails,
+    office_money,
     office_notifications,
     office_settings,
     office_staff,
@@ -58,6 +59,7 @@ from portal.handlers import (
     public,
     scheduler,
 )
+from portal.payments.gateway import is_test_mode
 from portal.security import head_as_get, nonce_of, with_security_headers
 from portal.tenancy import BareDomain, MovedPermanently
 from portal.web import HTML, VARY, Renderer, csrf_token, see_other
@@ -109,6 +111,7 @@ def create_app(settings: Settings) -> PortalApp:
         route_handlers=[
             *office.ROUTES,
             *office_settings.ROUTES,
+            *office_money.ROUTES,
             *office_bookings.ROUTES,
             *office_customers.ROUTES,
             *office_notifications.ROUTES,
@@ -152,7 +155,10 @@ def create_app(settings: Settings) -> PortalApp:
                 "settings": settings,
                 "renderer": renderer,
                 "schema_gate": SchemaGate(),
-                "template_globals": {"base_domain": settings.base_domain},
+                "template_globals": {
+                    "base_domain": settings.base_domain,
+                    "test_mode": is_test_mode,
+                },
             }
         ),
         exception_handlers={

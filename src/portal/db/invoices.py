@@ -313,6 +313,7 @@ async def invoice_detail(
         )
         .where(
             (AuditEvent.tenant == tenant_id)
+            & (AuditEvent.action != "viewed")  # the office's trail shows views, not this one
             & (
                 (AuditEvent.invoice == invoice_id)
                 | ((AuditEvent.job == invoice["job_id"]) & AuditEvent.invoice.is_null())
@@ -323,15 +324,6 @@ async def invoice_detail(
         .run()
     )
     return invoice
-
-
-async def note_viewed(tenant_id: int, invoice: dict[str, Any]) -> None:
-    """A customer opened an invoice: the business's system may want to know (an event)."""
-    from portal.db import events
-
-    await events.emit(
-        tenant_id, "invoice.viewed", {"invoice": invoice["number"], "invoice_id": invoice["id"]}
-    )
 
 
 async def business_pdf(tenant_id: int, invoice_id: int) -> bytes | None:

@@ -237,6 +237,10 @@ class Payment(Table, tablename="payment"):
     created_at = Timestamptz(default=TimestamptzNow())
     completed_at = Timestamptz(null=True, default=None)
     refunded_at = Timestamptz(null=True, default=None)  # the charge was given back in full
+    # A bank debit (ACH) submitted and not yet settled: still pending, shown as
+    # "Processing" to the customer and the office until it settles or fails, days later.
+    processing_at = Timestamptz(null=True, default=None)
+    refunded_cents = Integer(default=0)  # given back so far (refunds, full or partial)
 
 
 class PaymentAllocation(Table, tablename="payment_allocation"):
@@ -248,6 +252,27 @@ class PaymentAllocation(Table, tablename="payment_allocation"):
     payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
     invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
     amount_cents = Integer()
+    refunded_cents = Integer(default=0)  # given back to the payer: owed on the invoice again
+
+
+class PaymentRefund(Table, tablename="payment_refund"):
+    """Money given back from a payment, in full or in part: by an administrator in the
+    office (recorded before the gateway is asked, as a payment is) or in the gateway's
+    own dashboard (learnt from its webhook)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
+    amount_cents = Integer()
+    reason = Varchar(length=200, default="")
+    status = Varchar(length=10, default="pending")  # pending | succeeded | failed
+    source = Varchar(length=10, default="office")  # office | gateway (its dashboard)
+    actor = Varchar(length=254, default="")  # the staff member's email
+    gateway_refund_id = Varchar(length=80, default="")  # re_... (Stripe)
+    failure_reason = Varchar(length=200, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    completed_at = Timestamptz(null=True, default=None)
 
 
 class Membership(Table, tablename="membership"):
@@ -652,6 +677,44 @@ class WebhookDelivery(Table, tablename="webhook_delivery"):
     delivered_at = Timestamptz(null=True, default=None)
 
 
+class StripeAccount(Table, tablename="stripe_account"):
+    """A Stripe account the business linked: its keys, encrypted at rest (Fernet, keyed by
+    PORTAL_ENCRYPTION_KEY; portal.payments.vault), and what the office may see of them.
+    `account_id` is the portal's payment account id ("stripe_acct_..."), the one payments
+    keep; it stays after an unlink so payments started on it still settle."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account_id = Varchar(length=80, unique=True)
+    stripe_account_id = Varchar(length=40)  # acct_...
+    secret_key = Text()  # encrypted: sk_... or rk_...
+    webhook_secret = Text()  # encrypted: whsec_...
+    key_hint = Varchar(length=40, default="")  # "sk_test_...4242": all the office sees again
+    livemode = Boolean(default=False)
+    bank_debits = Boolean(default=False)  # US bank accounts (ACH) offered beside cards
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class StripeEvent(Table, tablename="stripe_event"):
+    """A verified Stripe webhook, kept once per event id (Stripe sends some twice) and
+    processed after the answer (portal.payments.webhooks): an inbox."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account_id = Varchar(length=80)  # the portal's payment account whose secret verified it
+    event_id = Varchar(length=80)  # evt_...
+    type = Varchar(length=80)
+    object_id = Varchar(length=80, default="")
+    received_at = Timestamptz(default=TimestamptzNow())
+    locked_until = Timestamptz(null=True, default=None)
+    processed_at = Timestamptz(null=True, default=None)
+    attempts = Integer(default=0)
+    last_error = Varchar(length=300, default="")
+
+
 class HostRedirect(Table, tablename="host_redirect"):
     """A business's former host name: until `until`, `<old host>.<base domain>` answers
     301 to its new address, so links already emailed keep working."""
@@ -683,6 +746,7 @@ TABLES: list[type[Table]] = [
     PortalAccount,
     Payment,
     PaymentAllocation,
+    PaymentRefund,
     Membership,
     Visit,
     AuditEvent,
@@ -707,6 +771,8 @@ TABLES: list[type[Table]] = [
     WebhookEndpoint,
     WebhookDelivery,
     InvoiceDocument,
+    StripeAccount,
+    StripeEvent,
     HostRedirect,
     WorkerHeartbeat,
 ]
