@@ -516,6 +516,11 @@ def concrete(route: str, world, app) -> str:
         "alert_id": me.alert_id,
         "passkey_id": me.passkey_id,
         "key": "invoice_email",
+        # The office's sync pages (API keys, webhooks): ids of nothing, answered 404.
+        "key_id": 0,
+        "delivery_id": 0,
+        "endpoint_id": 0,
+        "switch": "off",
     }
     return re.sub(r"\{(\w+):\w+\}", lambda m: str(values[m.group(1)]), route)
 

@@ -357,3 +357,17 @@ async def invoice_detail(
     for event in invoice["trail"]:
         event["created_at"] = fast.timestamp(event["created_at"])
     return invoice
+
+
+async def business_pdf(tenant_id: int, invoice_id: int) -> bytes | None:
+    """The PDF the business's own system pushed for this invoice, if any (the caller has
+    checked the invoice is the customer's)."""
+    from portal.db.tables import InvoiceDocument
+
+    row = (
+        await InvoiceDocument.select(InvoiceDocument.pdf)
+        .where((InvoiceDocument.tenant == tenant_id) & (InvoiceDocument.invoice == invoice_id))
+        .first()
+        .run()
+    )
+    return bytes(row["pdf"]) if row else None

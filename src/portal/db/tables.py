@@ -603,6 +603,83 @@ class DomainEvent(Table, tablename="domain_event"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class ApiKey(Table, tablename="api_key"):
+    """A key the business's own system uses on the sync API (/api/v1/). The secret is shown
+    once when made; only its SHA-256 is kept. `prefix` (the key's first characters) finds
+    the row; the hash decides."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    name = Varchar(length=80)
+    prefix = Varchar(length=16, unique=True)
+    key_hash = Varchar(length=64)
+    scope = Varchar(length=10, default="read")  # read | write
+    created_by = Varchar(length=254, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_used_at = Timestamptz(null=True, default=None)
+    revoked_at = Timestamptz(null=True, default=None)
+
+
+class SyncRecord(Table, tablename="sync_record"):
+    """What the system of record last pushed for one of its records: which row it became,
+    the source's version (its `updated_at` in microseconds, or an explicit version) and a
+    digest of the content, so an older push never overwrites a newer one and an unchanged
+    one writes nothing. Unique on (tenant, kind, external_id). A delete keeps the row
+    (`deleted`) so a late, older upsert cannot bring the record back."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    kind = Varchar(length=20)  # business_unit | customer | job | invoice | membership
+    external_id = Varchar(length=64)
+    row_id = Integer(default=0)
+    version = BigInt(default=0)
+    digest = Varchar(length=32, default="")
+    deleted = Boolean(default=False)
+
+
+class InvoiceDocument(Table, tablename="invoice_document"):
+    """The business's own PDF of an invoice, pushed through the sync API: customers download
+    it instead of the one the portal draws. One per invoice (unique on invoice)."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
+    pdf = Bytea()
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class WebhookEndpoint(Table, tablename="webhook_endpoint"):
+    """A URL of the business's own system that hears about events, signed per Standard
+    Webhooks with `secret`. `last_event_id` is how far events were fanned out to it (it
+    hears of events from when it was added). Disabled after a delivery kept failing for
+    the whole retry schedule (about three days); the admins are emailed."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    url = Varchar(length=2000)
+    secret = Varchar(length=80)  # whsec_<base64>: the receiver needs it to verify
+    enabled = Boolean(default=True)
+    disabled_reason = Varchar(length=500, default="")
+    last_event_id = BigInt(default=0)
+    created_by = Varchar(length=254, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class WebhookDelivery(Table, tablename="webhook_delivery"):
+    """One event for one endpoint: sent until it is answered 2xx, with backoff
+    (`attempts`, `next_attempt_at`), claimed one row at a time like the mail outbox
+    (`locked_until`). Unique on (endpoint, event): each event is queued once."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    endpoint = ForeignKey(null=False, references=WebhookEndpoint, on_delete=OnDelete.cascade)
+    event = ForeignKey(null=False, references=DomainEvent, on_delete=OnDelete.cascade)
+    event_type = Varchar(length=60)
+    status = Varchar(length=10, default="pending")  # pending | delivered | failed
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz(default=TimestamptzNow())
+    locked_until = Timestamptz(null=True, default=None)
+    response_code = Integer(null=True, default=None)
+    last_error = Varchar(length=500, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    delivered_at = Timestamptz(null=True, default=None)
+
+
 class StripeAccount(Table, tablename="stripe_account"):
     """A Stripe account the business linked: its keys, encrypted at rest (Fernet, keyed by
     PORTAL_ENCRYPTION_KEY; portal.payments.vault), and what the office may see of them.
@@ -692,6 +769,11 @@ TABLES: list[type[Table]] = [
     StaffToken,
     ActivityEvent,
     DomainEvent,
+    ApiKey,
+    SyncRecord,
+    WebhookEndpoint,
+    WebhookDelivery,
+    InvoiceDocument,
     StripeAccount,
     StripeEvent,
     HostRedirect,

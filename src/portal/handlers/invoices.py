@@ -205,8 +205,11 @@ async def invoice_pdf_download(
             download_refused=download_refused(tenant),
             status_code=404,
         )
-    logo = await queries.tenant_logo(tenant["id"])
-    body = await anyio.to_thread.run_sync(invoice_pdf, tenant, invoice, logo)
+    # The business's own PDF (pushed through the sync API) when there is one.
+    body = await invoices_db.business_pdf(tenant["id"], invoice_id)
+    if body is None:
+        logo = await queries.tenant_logo(tenant["id"])
+        body = await anyio.to_thread.run_sync(invoice_pdf, tenant, invoice, logo)
     return Response(
         body,
         media_type="application/pdf",
