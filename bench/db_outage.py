@@ -81,7 +81,15 @@ async def main(seconds: float, loops: int, unix: bool) -> None:
     print(f"  while refused: {dict(collections.Counter(s for _, s, _ in during))}")
     print(f"  slowest answer while refused: {max((d for *_, d in during), default=0):.2f} s")
     print(f"  2 s after:     {dict(collections.Counter(s for _, s, _ in after))}")
-    warnings = [line for line in log.splitlines() if line.startswith("WARNING")]
+    # Plain lines ("WARNING …") or JSON lines ({"level": "warning", …}, issue 13's logs).
+    warnings = [
+        line
+        for line in log.splitlines()
+        if line.startswith("WARNING") or '"level": "warning"' in line
+    ]
+    for line in log.splitlines():
+        if "Traceback" in line:
+            print(f"    traceback in: {line[:300]}")
     print(f"  server log: {log.count('Traceback')} tracebacks, {len(warnings)} warnings")
     shown = warnings if len(warnings) <= 3 else [*warnings[:2], "  ...", warnings[-1]]
     for line in shown:

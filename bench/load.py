@@ -316,9 +316,9 @@ class Person:
                 "X-Forwarded-For": f"10.{n // 250}.{n % 250}.1",
             },
             timeout=60,
-            # Drop an idle connection before the server does (uvicorn closes them after
-            # 5 s): otherwise a request can cross the server's close on the wire, which a
-            # browser answers by retrying and this script would count as a failure.
+            # Drop an idle connection before the server might (uvicorn closed them after
+            # 5 s until PORTAL_KEEPALIVE_SECONDS, 75): otherwise a request can cross the
+            # server's close on the wire (a browser sends it again; so does `request`).
             limits=httpx.Limits(keepalive_expiry=2.5),
         )
         self.token = ""
@@ -331,9 +331,10 @@ class Person:
                 response = await self.client.request(method, path, **kw)
             except (httpx.RemoteProtocolError, httpx.ReadError):
                 # The server closed the connection without a byte of answer: the keep-alive
-                # race (uvicorn closes a connection idle for 5 s as a request, sent late
-                # by this loaded client, crosses it). A browser sends such a request again
-                # on a new connection; so does this script, once (counted).
+                # race (the server closes an idle connection as a request, sent late by
+                # this loaded client, crosses it), or the killed process. A browser sends
+                # such a request again on a new connection; so does this script, once
+                # (counted).
                 self.figures.resent += 1
                 response = await self.client.request(method, path, **kw)
         except httpx.HTTPError as exc:

@@ -43,7 +43,7 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 async def ask(app, monkeypatch, path: str, email: str) -> tuple[list[str], str]:
     async with make_client(app) as c:
-        token = await csrf_from(c, path)
+        token = await csrf_from(c, "/sign-in" if path == "/sign-in/link" else path)
         with statements(monkeypatch) as seen:
             response = await c.post(path, data={"_csrf_token": token, "email": email})
     assert response.status_code == 200
@@ -56,6 +56,9 @@ async def ask(app, monkeypatch, path: str, email: str) -> tuple[list[str], str]:
         ("/invite", "customer2011@example.net"),  # on a record, no account yet: gets a link
         ("/invite", JANE_EMAIL),  # already registered
         ("/forgot", JANE_EMAIL),  # registered: gets a reset link
+        ("/forgot", "customer2012@example.net"),  # never registered: "finish your account"
+        ("/sign-in/link", JANE_EMAIL),  # registered: gets a sign-in link
+        ("/sign-in/link", "customer2013@example.net"),  # never registered
     ],
 )
 async def test_known_and_unknown_emails_issue_the_same_statements(
@@ -72,12 +75,18 @@ async def test_known_and_unknown_emails_issue_the_same_statements(
 
 async def test_the_worker_sends_what_each_request_calls_for(app, demo, settings):
     await answer_pending(settings)
-    sent = {
-        row["to_addr"]: row["subject"]
-        for row in await t.OutboxEmail.select(t.OutboxEmail.to_addr, t.OutboxEmail.subject).run()
-    }
-    assert sent["customer2011@example.net"].startswith("Create your password")
-    assert sent[JANE_EMAIL] == "Reset your XYZ Services portal password"
+    sent: dict[str, list[str]] = {}
+    for row in await t.OutboxEmail.select(t.OutboxEmail.to_addr, t.OutboxEmail.subject).run():
+        sent.setdefault(row["to_addr"], []).append(row["subject"])
+    [invitation] = sent["customer2011@example.net"]
+    assert invitation.startswith("Create your password")
+    assert sent[JANE_EMAIL] == [
+        "You already have a XYZ Services portal account",
+        "Reset your XYZ Services portal password",
+        "Your sign-in link for the XYZ Services customer portal",
+    ]
+    finish = "Finish creating your XYZ Services portal account"
+    assert sent["customer2012@example.net"] == sent["customer2013@example.net"] == [finish]
     assert UNKNOWN not in sent
     assert await t.AccountRequest.count().run() == 0  # every request answered once
     assert await answer_pending(settings) == 0

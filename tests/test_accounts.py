@@ -116,10 +116,17 @@ async def test_invitation_answer_is_the_same_for_every_email(app, demo, other_bu
             # CSRF tokens and CSP nonces differ per request; nothing else may.
             answers[address] = re.sub(r"[0-9a-f]{128}|nonce=\"[^\"]+\"", "", response.text)
     assert len(set(answers.values())) == 1  # nothing in the page tells them apart
-    # Only Bob (on a record here, not registered) gets an email.
-    assert len(await emails_to(BOB)) == 1
+    # Bob (on a record here, not registered) gets his link; Jane (registered) the email
+    # that helps her: sign in, or reset her password.
+    assert [e["subject"] for e in await emails_to(BOB)] == [
+        "Create your password for the XYZ Services customer portal"
+    ]
+    [jane] = await emails_to(JANE_EMAIL)
+    assert jane["subject"] == "You already have a XYZ Services portal account"
+    assert "http://xyzplumbing.localhost:8000/sign-in" in jane["text_body"]
+    assert "http://xyzplumbing.localhost:8000/forgot" in jane["text_body"]
+    assert "token" not in jane["text_body"]
     assert await emails_to("nobody@example.com") == []
-    assert await emails_to(JANE_EMAIL) == []  # already registered
     assert await emails_to("olga@example.org") == []  # another business's customer
 
 
@@ -616,7 +623,10 @@ async def test_forgot_and_reset_password(app, demo):
         r = await post_form(c, "/forgot", {"email": "customer2008@example.net"})  # not registered
         assert SAME_ANSWER in text(r)
     assert await emails_to("nobody@example.com") == []
-    assert await emails_to("customer2008@example.net") == []
+    # On a record but never registered: not a reset link, the email that helps.
+    [finish] = await emails_to("customer2008@example.net")
+    assert finish["subject"] == "Finish creating your XYZ Services portal account"
+    assert "/confirm?token=" in link_in(finish)
 
     async with make_client(app) as other_device:
         await sign_in(other_device, JANE_EMAIL, JANE_PASSWORD)

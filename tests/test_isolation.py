@@ -51,8 +51,12 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/sandbox-gateway/checkout/{checkout_id:str}/cancel"): "capability",
     ("POST", "/payments/callback"): "signed",
     ("POST", "/memberships/card-callback"): "signed",
+    ("POST", "/payments/stripe/webhook"): "signed",  # tests/test_stripe_payments.py
     ("GET", "/sign-in"): "public",
     ("POST", "/sign-in"): "public",
+    ("POST", "/sign-in/link"): "public",
+    ("GET", "/sign-in/email"): "public",  # tokens: tests/test_email_links.py
+    ("POST", "/sign-in/email"): "public",
     ("POST", "/sign-out"): "public",
     ("GET", "/invite"): "public",
     ("POST", "/invite"): "public",
@@ -64,6 +68,13 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/reset"): "public",
     ("GET", "/account"): "customer",
     ("POST", "/account/password"): "customer",
+    ("GET", "/account/security"): "customer",  # own account only: tests/test_security_page.py
+    ("POST", "/account/security/sign-out-others"): "customer",
+    ("POST", "/account/passkeys/options"): "customer",  # passkeys: tests/test_passkeys.py
+    ("POST", "/account/passkeys"): "customer",
+    ("POST", "/account/passkeys/{passkey_id:int}/remove"): "ids",
+    ("POST", "/sign-in/passkey/options"): "public",
+    ("POST", "/sign-in/passkey"): "public",
     ("POST", "/account/customer"): "ids",
     ("GET", "/"): "public",
     ("GET", "/invoices"): "ids",
@@ -90,6 +101,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/settings/logo/remove"): "office",
     ("POST", "/office/settings/payments/link"): "office",
     ("POST", "/office/settings/payments/unlink"): "office",
+    ("POST", "/office/settings/payments/stripe"): "office",
     ("POST", "/office/settings/{key:str}"): "office",
     ("GET", "/office/bookings"): "office",  # ?after= is a cursor into its own list
     ("GET", "/office/bookings/{request_id:int}"): "ids",
@@ -126,6 +138,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/reset"): "public",
     ("GET", "/office/emails"): "office",  # ?before= is a cursor into its own list
     ("POST", "/office/emails/{email_id:int}/retry"): "ids",
+    ("GET", "/office/invoices/{invoice_id:int}"): "ids",
+    ("GET", "/office/jobs/{job_id:int}"): "ids",
+    ("POST", "/office/payments/{payment_id:int}/refund"): "ids",
+    ("GET", "/office/payments"): "office",  # ?before= is a cursor into its own list
+    ("GET", "/office/payments.csv"): "office",
 }
 
 
@@ -166,9 +183,11 @@ def _id(c: Customer | None, slot: str) -> Any:
     return {
         "invoice": c.invoice_ids[0],
         "payment": c.payment_ids[-1],
+        "job": c.job_id,
         "location": c.location_id,
         "membership": c.membership_id,
         "card_update": c.card_update_id,
+        "passkey": c.passkey_id,
         "booking": c.booking_id,
         "customer": c.id,
         "email": c.email_id,
@@ -258,6 +277,12 @@ def customer_probes(me: Customer | None) -> list[Probe]:
         ),
         Probe(
             "POST",
+            "/account/passkeys/{passkey_id:int}/remove",
+            "passkey",
+            lambda v: (f"/account/passkeys/{v}/remove", {}),
+        ),
+        Probe(
+            "POST",
             "/account/customer",
             "customer",
             lambda v: ("/account/customer", {"customer": str(v), "next": "/invoices"}),
@@ -276,6 +301,29 @@ def office_probes(me: Business | None) -> list[Probe]:
     tomorrow = (date.today() + timedelta(days=1)).isoformat()
     book_form = {"date": tomorrow, "window": "08:00-12:00", "business_unit": "", "summary": "x"}
     return [
+        Probe(
+            "GET",
+            "/office/invoices/{invoice_id:int}",
+            "invoice",
+            lambda v: (f"/office/invoices/{v}", None),
+        ),
+        Probe("GET", "/office/jobs/{job_id:int}", "job", lambda v: (f"/office/jobs/{v}", None)),
+        Probe(
+            "POST",
+            "/office/payments/{payment_id:int}/refund",
+            "payment",
+            lambda v: (f"/office/payments/{v}/refund", {"invoice": str(inv), "reason": "x"}),
+        ),
+        Probe(
+            "POST",
+            "/office/payments/{payment_id:int}/refund",
+            "invoice",
+            lambda v: (
+                f"/office/payments/{own.payment_ids[-1] if own else 1}/refund",
+                {"invoice": str(v), "reason": "x"},
+            ),
+            "invoice",
+        ),
         Probe(
             "POST",
             "/office/alerts/{alert_id:int}/seen",

@@ -47,12 +47,15 @@ from portal.handlers import (
     office_bookings,
     office_customers,
     office_emails,
+    office_money,
     office_notifications,
     office_settings,
     office_staff,
+    passkeys,
     public,
     scheduler,
 )
+from portal.payments.gateway import is_test_mode
 from portal.security import head_as_get, nonce_of, with_security_headers
 from portal.tenancy import BareDomain, MovedPermanently
 from portal.web import HTML, VARY, Renderer, csrf_token, see_other
@@ -90,6 +93,7 @@ def create_app(settings: Settings) -> PortalApp:
         path="/",
         route_handlers=[
             *account.ROUTES,
+            *passkeys.ROUTES,
             *customer.ROUTES,
             *invoices.ROUTES,
             *memberships.ROUTES,
@@ -103,6 +107,7 @@ def create_app(settings: Settings) -> PortalApp:
         route_handlers=[
             *office.ROUTES,
             *office_settings.ROUTES,
+            *office_money.ROUTES,
             *office_bookings.ROUTES,
             *office_customers.ROUTES,
             *office_notifications.ROUTES,
@@ -135,7 +140,10 @@ def create_app(settings: Settings) -> PortalApp:
                 "settings": settings,
                 "renderer": renderer,
                 "schema_gate": SchemaGate(),
-                "template_globals": {"base_domain": settings.base_domain},
+                "template_globals": {
+                    "base_domain": settings.base_domain,
+                    "test_mode": is_test_mode,
+                },
             }
         ),
         exception_handlers={

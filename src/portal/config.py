@@ -130,6 +130,17 @@ class Settings:
     worker_grace_seconds: float = 25.0
     # After a host change the old address answers 301 to the new one this many days.
     host_redirect_days: int = 90
+    # The key (Fernet, urlsafe base64 of 32 bytes) that encrypts the payment provider's
+    # keys at rest: its own setting, never PORTAL_SECRET_KEY, so rotating one never
+    # touches the other. Without it no Stripe account can be linked.
+    encryption_key: str = ""
+    # Where the Stripe SDK sends API calls: "" is Stripe itself; the test suites point it
+    # at the Stripe test double (tests/support/stripe_double.py).
+    stripe_api_base: str = ""
+    # A payment still pending this long is asked about at the gateway by the worker (a
+    # lost webhook never leaves a paid invoice unpaid).
+    reconcile_after_seconds: float = 600.0
+    reconcile_every_seconds: float = 60.0  # how often the worker's reconciliation runs
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -238,6 +249,14 @@ class Settings:
             ),
             host_redirect_days=_int(
                 env.get("PORTAL_HOST_REDIRECT_DAYS", "90"), "PORTAL_HOST_REDIRECT_DAYS", 0
+            ),
+            encryption_key=env.get("PORTAL_ENCRYPTION_KEY", ""),
+            stripe_api_base=env.get("PORTAL_STRIPE_API_BASE", ""),
+            reconcile_after_seconds=_seconds(
+                env.get("PORTAL_RECONCILE_AFTER_SECONDS", "600"), "PORTAL_RECONCILE_AFTER_SECONDS"
+            ),
+            reconcile_every_seconds=_seconds(
+                env.get("PORTAL_RECONCILE_EVERY_SECONDS", "60"), "PORTAL_RECONCILE_EVERY_SECONDS"
             ),
         )
 

@@ -64,8 +64,29 @@ def jobs(settings: Settings, backend: Backend, stop: asyncio.Event | None = None
         Job("answer account requests", lambda: answer_account_requests(settings)),
         Job("deliver emails", lambda: deliver_due(settings, backend, stop=stop)),
         Job("settle stale payments", lambda: reconcile_stale(settings), every=PAYMENTS_EVERY),
+        Job("process payment webhooks", lambda: process_payment_webhooks(settings)),
+        Job(
+            "reconcile Stripe payments and bank debits",
+            lambda: reconcile_payments(settings),
+            every=timedelta(seconds=settings.reconcile_every_seconds),
+        ),
         Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
     ]
+
+
+async def process_payment_webhooks(settings: Settings) -> None:
+    """Stripe events kept by the webhook endpoint and not processed yet (issue 14)."""
+    from portal.payments.webhooks import process_due
+
+    await process_due(settings)
+
+
+async def reconcile_payments(settings: Settings) -> None:
+    """Ask the gateway about payments pending too long: a lost webhook, a bank debit that
+    ended, a card page left open past its 30 minutes (issue 14)."""
+    from portal.payments.webhooks import reconcile
+
+    await reconcile(settings)
 
 
 async def answer_account_requests(settings: Settings) -> None:

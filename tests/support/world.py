@@ -66,6 +66,7 @@ class Customer:
     location_id: int = 0
     invoice_ids: list[int] = field(default_factory=list)
     payment_ids: list[int] = field(default_factory=list)
+    job_id: int = 0  # the job of the first invoice
     membership_id: int = 0
     card_update_id: int = 0
     booking_id: int = 0
@@ -76,6 +77,7 @@ class Customer:
     staff_id: int = 0
     failed_email_id: int = 0  # set by the failed_emails fixture
     alert_id: int = 0  # an office alert about this customer's payment
+    passkey_id: int = 0  # a passkey of this customer's portal account
     checkout_ids: list[str] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
 
@@ -238,12 +240,13 @@ async def _ids_of(business: Business) -> None:
         loc = await t.Location.select(t.Location.id).where(t.Location.customer == c.id).run()
         c.location_id = loc[0]["id"]
         inv = (
-            await t.Invoice.select(t.Invoice.id)
+            await t.Invoice.select(t.Invoice.id, t.Invoice.job)
             .where(t.Invoice.customer == c.id)
             .order_by(t.Invoice.id)
             .run()
         )
         c.invoice_ids = [r["id"] for r in inv]
+        c.job_id = inv[0]["job"]
         mem = await t.Membership.select(t.Membership.id).where(t.Membership.customer == c.id).run()
         c.membership_id = mem[0]["id"]
         email = (
@@ -261,6 +264,26 @@ async def _ids_of(business: Business) -> None:
             .run()
         )
         c.staff_id = staff["id"]  # a staff member of the customer's business
+
+
+async def _passkey(business: Business, c: Customer) -> None:
+    """A passkey on the customer's account (its key material is never checked here)."""
+    account = (
+        await t.PortalAccount.select(t.PortalAccount.id)
+        .where((t.PortalAccount.tenant == business.id) & (t.PortalAccount.email == c.email))
+        .first()
+        .run()
+    )
+    rows = await t.Passkey.insert(
+        t.Passkey(
+            tenant=business.id,
+            account=account["id"],
+            credential_id=f"credential-of-{c.key}",
+            public_key="not-a-key",
+            name="Chrome on Android",
+        )
+    ).run()
+    c.passkey_id = rows[0]["id"]
 
 
 async def _customer_activity(c: Customer) -> None:
@@ -388,6 +411,7 @@ async def build_world(app: Litestar) -> AsyncIterator[World]:
             c.client = make_client(app, base)
             clients.append(c.client)
             await sign_in(c.client, c.email, PASSWORD)
+            await _passkey(business, c)
             await _customer_activity(c)
             await _office_alert(app, c)
         business.admin_email = f"boss@{business.host}.example"
@@ -482,6 +506,7 @@ def concrete(route: str, world, app) -> str:
         "checkout_id": me.checkout_ids[0],
         "invoice_id": me.invoice_ids[0],
         "payment_id": me.payment_ids[-1],
+        "job_id": me.job_id,
         "membership_id": me.membership_id,
         "update_id": me.card_update_id,
         "request_id": me.booking_id,
@@ -489,6 +514,7 @@ def concrete(route: str, world, app) -> str:
         "email_id": me.email_id,
         "staff_id": me.staff_id,
         "alert_id": me.alert_id,
+        "passkey_id": me.passkey_id,
         "key": "invoice_email",
     }
     return re.sub(r"\{(\w+):\w+\}", lambda m: str(values[m.group(1)]), route)

@@ -1,9 +1,10 @@
-"""Links sent by email: a customer's confirmation (invitation) and password-reset links,
-and a staff member's password-reset link — who may get one, the token, the email
+"""Links sent by email: a customer's confirmation (invitation), password-reset and
+sign-in links, and a staff member's password-reset link — who may get one, the token, the email
 queued with it, and using a link once.
 
 Tokens are stored hashed (`tokens.py`), used once, bound to business and account (or
-staff member), and expire; a new password retires every link sent before it. Each
+staff member), and expire; a new password retires every link sent before it, but a new
+link never cancels an older one (mail scanners and impatient people ask twice). Each
 email is queued in the same transaction as its token.
 """
 
@@ -18,6 +19,7 @@ from portal.config import Settings
 from portal.db import accounts, activity
 from portal.db import staff as staff_db
 from portal.db.engine import transaction
+from portal.db.events import emit
 from portal.db.rows import TenantRow
 from portal.db.tables import AuthToken, PortalAccount, StaffToken
 from portal.mail.links import portal_url
@@ -33,7 +35,15 @@ def now() -> datetime:
 # --- customers: invitation (confirm) and reset links ------------------------------------------
 
 
-async def _new_link_token(tenant_id: int, account_id: int, purpose: str, hours: int) -> str:
+SIGN_IN_LINK_MINUTES = 15
+
+
+async def _new_link_token(
+    tenant_id: int, account_id: int, purpose: str, lifetime: timedelta
+) -> str:
+    """A new link token. Older links of the account stay valid until they expire or one
+    of them is used: a mail scanner that asks twice, or a customer who clicks "send me a
+    new link" before the first email arrived, must not kill the link they then open."""
     token, digest = new_token()
     await AuthToken.insert(
         AuthToken(
@@ -41,64 +51,108 @@ async def _new_link_token(tenant_id: int, account_id: int, purpose: str, hours: 
             account=account_id,
             purpose=purpose,
             token_hash=digest,
-            expires_at=now() + timedelta(hours=hours),
+            expires_at=now() + lifetime,
         )
     ).run()
     return token
 
 
-async def request_invitation(settings: Settings, tenant: TenantRow, email: str) -> bool:
-    """Queue a confirmation email if `email` is on a customer record of this business
-    and has no confirmed account. Returns whether an email was queued (never shown)."""
+async def _send_confirm_link(
+    settings: Settings,
+    tenant: TenantRow,
+    email: str,
+    account: dict[str, Any] | None,
+    template: str,
+) -> None:
+    """Queue `template` ("confirm" or "finish_account") with a create-your-password link,
+    making the unconfirmed account the link belongs to if there is none yet."""
+    if account is None:
+        rows = await PortalAccount.insert(PortalAccount(tenant=tenant["id"], email=email)).run()
+        account_id = rows[0]["id"]
+    else:
+        account_id = account["id"]
+    hours = settings.confirm_token_hours
+    token = await _new_link_token(tenant["id"], account_id, "confirm", timedelta(hours=hours))
+    link = portal_url(settings, tenant, f"/confirm?token={token}")
+    await queue_email(settings, tenant, email, template, {"link": link, "hours": hours})
+
+
+async def _send_already_registered(settings: Settings, tenant: TenantRow, email: str) -> None:
+    """The email for a registered customer who asked for an invitation: sign in, or reset."""
+    await queue_email(
+        settings,
+        tenant,
+        email,
+        "already_registered",
+        {
+            "sign_in_link": portal_url(settings, tenant, "/sign-in"),
+            "forgot_link": portal_url(settings, tenant, "/forgot"),
+        },
+    )
+
+
+async def request_invitation(settings: Settings, tenant: TenantRow, email: str) -> str:
+    """Answer an invitation request for `email`: a confirmation link if it is on a customer
+    record of this business without a confirmed account, "you already have an account"
+    if it has one, else nothing. Returns which email was queued ("" for none; never shown)."""
     async with transaction():
         if not await accounts.email_on_record(tenant["id"], email):
-            return False
+            return ""
         account = await accounts.account_by_email(tenant["id"], email)
         if account is not None and account["confirmed_at"] is not None:
-            return False
-        if account is None:
-            rows = await PortalAccount.insert(PortalAccount(tenant=tenant["id"], email=email)).run()
-            account_id = rows[0]["id"]
-        else:
-            account_id = account["id"]
-        token = await _new_link_token(
-            tenant["id"], account_id, "confirm", settings.confirm_token_hours
-        )
-        await queue_email(
-            settings,
-            tenant,
-            email,
-            "confirm",
-            {
-                "link": portal_url(settings, tenant, f"/confirm?token={token}"),
-                "hours": settings.confirm_token_hours,
-            },
-        )
-    return True
+            await _send_already_registered(settings, tenant, email)
+            return "already_registered"
+        await _send_confirm_link(settings, tenant, email, account, "confirm")
+    return "confirm"
 
 
-async def request_reset(settings: Settings, tenant: TenantRow, email: str) -> bool:
-    """Queue a password-reset email if `email` has a confirmed account here."""
+async def request_reset(settings: Settings, tenant: TenantRow, email: str) -> str:
+    """Answer a reset request: a reset link for a confirmed account here, "finish creating
+    your account" for an email on a record that never registered, else nothing."""
     async with transaction():
+        if not await accounts.email_on_record(tenant["id"], email):
+            return ""
         account = await accounts.account_by_email(tenant["id"], email)
         if account is None or account["confirmed_at"] is None:
-            return False
-        if not await accounts.email_on_record(tenant["id"], email):
-            return False
-        token = await _new_link_token(
-            tenant["id"], account["id"], "reset", settings.reset_token_hours
-        )
+            await _send_confirm_link(settings, tenant, email, account, "finish_account")
+            return "finish_account"
+        hours = settings.reset_token_hours
+        token = await _new_link_token(tenant["id"], account["id"], "reset", timedelta(hours=hours))
         await queue_email(
             settings,
             tenant,
             email,
             "reset",
+            {"link": portal_url(settings, tenant, f"/reset?token={token}"), "hours": hours},
+        )
+    return "reset"
+
+
+async def request_sign_in_link(settings: Settings, tenant: TenantRow, email: str) -> str:
+    """Answer "email me a sign-in link": a single-use link for 15 minutes for a confirmed
+    account here, "finish creating your account" for an email on a record that never
+    registered, else nothing."""
+    async with transaction():
+        if not await accounts.email_on_record(tenant["id"], email):
+            return ""
+        account = await accounts.account_by_email(tenant["id"], email)
+        if account is None or account["confirmed_at"] is None:
+            await _send_confirm_link(settings, tenant, email, account, "finish_account")
+            return "finish_account"
+        token = await _new_link_token(
+            tenant["id"], account["id"], "signin", timedelta(minutes=SIGN_IN_LINK_MINUTES)
+        )
+        await queue_email(
+            settings,
+            tenant,
+            email,
+            "sign_in_link",
             {
-                "link": portal_url(settings, tenant, f"/reset?token={token}"),
-                "hours": settings.reset_token_hours,
+                "link": portal_url(settings, tenant, f"/sign-in/email?token={token}"),
+                "minutes": SIGN_IN_LINK_MINUTES,
             },
         )
-    return True
+    return "sign_in_link"
 
 
 @dataclass
@@ -157,12 +211,31 @@ async def use_link(tenant_id: int, purpose: str, token: str, password_hash: str)
         if not claimed:
             return LinkCheck("used")
         await accounts.set_password(check.account_id, password_hash, moment)  # type: ignore[arg-type]
-        await (
-            PortalAccount.update({PortalAccount.confirmed_at: moment})
+        confirmed = (
+            await PortalAccount.update({PortalAccount.confirmed_at: moment})
             .where((PortalAccount.id == check.account_id) & PortalAccount.confirmed_at.is_null())
+            .returning(PortalAccount.id)
             .run()
         )
+        if confirmed:
+            await emit(tenant_id, "account.registered", {"account_id": check.account_id})
     return check
+
+
+async def use_sign_in_link(tenant_id: int, token: str) -> LinkCheck:
+    """Use a sign-in link once (the button on its page, never the GET). Two racing uses:
+    one wins. The account's other links stay as they are."""
+    async with transaction():
+        check = await check_link(tenant_id, "signin", token)
+        if check.problem:
+            return check
+        claimed = (
+            await AuthToken.update({AuthToken.used_at: now()})
+            .where((AuthToken.id == check.token_id) & AuthToken.used_at.is_null())
+            .returning(AuthToken.id)
+            .run()
+        )
+    return check if claimed else LinkCheck("used")
 
 
 # --- office staff: reset links sent by an administrator ----------------------------------------

@@ -83,6 +83,8 @@ async def start_session(
     kind: str,
     account_id: int | None = None,
     staff_id: int | None = None,
+    browser: str = "",
+    network: str = "",
 ) -> str:
     """Sign a browser in: drop any session its cookie named, make a new one, set the cookie
     on `response` (or later, with `attach_cookie`). Returns the new session's token."""
@@ -102,6 +104,8 @@ async def start_session(
             created_at=moment,
             last_seen_at=moment,
             expires_at=moment + timedelta(days=settings.session_absolute_days),
+            browser=browser[:120],
+            network=network[:64],
         )
     ).run()
     if response is not None:

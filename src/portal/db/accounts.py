@@ -12,7 +12,14 @@ from typing import Any
 
 from portal.db import fast
 from portal.db.engine import current_engine, transaction
-from portal.db.tables import AccountRequest, AuthToken, CustomerEmail, PortalAccount
+from portal.db.tables import (
+    AccountRequest,
+    AuthToken,
+    CustomerEmail,
+    PortalAccount,
+    Session,
+    SignInRecord,
+)
 
 
 def now() -> datetime:
@@ -113,3 +120,87 @@ async def record_sign_in(account_id: int) -> None:
         .where(PortalAccount.id == account_id)
         .run()
     )
+
+
+async def sign_ins_seen(tenant_id: int, account_id: int, device_hash: str) -> tuple[int, int]:
+    """(the account's sign-ins so far, how many of them from the browser `device_hash`)."""
+    rows = await fast.fetch(
+        """SELECT COUNT(*) AS sign_ins,
+            COALESCE(SUM(CASE WHEN device_hash = {} THEN 1 ELSE 0 END), 0) AS from_here
+        FROM sign_in_record WHERE tenant = {} AND account = {}""",
+        device_hash,
+        tenant_id,
+        account_id,
+    )
+    return int(rows[0]["sign_ins"]), int(rows[0]["from_here"])
+
+
+async def add_sign_in_record(
+    tenant_id: int,
+    account_id: int,
+    *,
+    method: str,
+    browser: str,
+    network: str,
+    device_hash: str,
+) -> None:
+    """Record a sign-in, and set the account's last sign-in time."""
+    moment = now()
+    await SignInRecord.insert(
+        SignInRecord(
+            tenant=tenant_id,
+            account=account_id,
+            method=method,
+            browser=browser[:120],
+            network=network[:64],
+            device_hash=device_hash,
+            signed_in_at=moment,
+        )
+    ).run()
+    await (
+        PortalAccount.update({PortalAccount.last_sign_in_at: moment})
+        .where(PortalAccount.id == account_id)
+        .run()
+    )
+
+
+RECENT_SIGN_INS = 10
+
+
+async def recent_sign_ins(tenant_id: int, account_id: int) -> list[dict[str, Any]]:
+    """The account's last sign-ins, newest first."""
+    rows: list[dict[str, Any]] = (
+        await SignInRecord.select(
+            SignInRecord.signed_in_at,
+            SignInRecord.method,
+            SignInRecord.browser,
+            SignInRecord.network,
+        )
+        .where((SignInRecord.tenant == tenant_id) & (SignInRecord.account == account_id))
+        .order_by(SignInRecord.id, ascending=False)
+        .limit(RECENT_SIGN_INS)
+        .run()
+    )
+    return rows
+
+
+async def active_sessions(tenant_id: int, account_id: int) -> list[dict[str, Any]]:
+    """The account's sessions that have not passed their absolute limit, most recently
+    active first (an idle one is deleted when next seen)."""
+    rows: list[dict[str, Any]] = (
+        await Session.select(
+            Session.id,
+            Session.browser,
+            Session.network,
+            Session.created_at,
+            Session.last_seen_at,
+        )
+        .where(
+            (Session.tenant == tenant_id)
+            & (Session.account == account_id)
+            & (Session.expires_at > now())
+        )
+        .order_by(Session.last_seen_at, ascending=False)
+        .run()
+    )
+    return rows

@@ -313,6 +313,7 @@ async def invoice_detail(
         )
         .where(
             (AuditEvent.tenant == tenant_id)
+            & (AuditEvent.action != "viewed")  # the office's trail shows views, not this one
             & (
                 (AuditEvent.invoice == invoice_id)
                 | ((AuditEvent.job == invoice["job_id"]) & AuditEvent.invoice.is_null())

@@ -152,7 +152,7 @@ async def list_requests(
     jobs = {}
     if booked:
         job_rows = (
-            await Job.select(Job.booking_request, Job.number, Job.scheduled_start)
+            await Job.select(Job.id, Job.booking_request, Job.number, Job.scheduled_start)
             .where((Job.tenant == tenant_id) & Job.booking_request.is_in(booked))
             .run()
         )
@@ -174,7 +174,7 @@ async def get_request(tenant_id: int, request_id: int) -> dict[str, Any] | None:
         return None
     row = _row(row)
     row["job"] = (
-        await Job.select(Job.number, Job.scheduled_start)
+        await Job.select(Job.id, Job.number, Job.scheduled_start)
         .where((Job.tenant == tenant_id) & (Job.booking_request == request_id))
         .first()
         .run()

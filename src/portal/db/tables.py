@@ -237,6 +237,10 @@ class Payment(Table, tablename="payment"):
     created_at = Timestamptz(default=TimestamptzNow())
     completed_at = Timestamptz(null=True, default=None)
     refunded_at = Timestamptz(null=True, default=None)  # the charge was given back in full
+    # A bank debit (ACH) submitted and not yet settled: still pending, shown as
+    # "Processing" to the customer and the office until it settles or fails, days later.
+    processing_at = Timestamptz(null=True, default=None)
+    refunded_cents = Integer(default=0)  # given back so far (refunds, full or partial)
 
 
 class PaymentAllocation(Table, tablename="payment_allocation"):
@@ -248,6 +252,27 @@ class PaymentAllocation(Table, tablename="payment_allocation"):
     payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
     invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
     amount_cents = Integer()
+    refunded_cents = Integer(default=0)  # given back to the payer: owed on the invoice again
+
+
+class PaymentRefund(Table, tablename="payment_refund"):
+    """Money given back from a payment, in full or in part: by an administrator in the
+    office (recorded before the gateway is asked, as a payment is) or in the gateway's
+    own dashboard (learnt from its webhook)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
+    amount_cents = Integer()
+    reason = Varchar(length=200, default="")
+    status = Varchar(length=10, default="pending")  # pending | succeeded | failed
+    source = Varchar(length=10, default="office")  # office | gateway (its dashboard)
+    actor = Varchar(length=254, default="")  # the staff member's email
+    gateway_refund_id = Varchar(length=80, default="")  # re_... (Stripe)
+    failure_reason = Varchar(length=200, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    completed_at = Timestamptz(null=True, default=None)
 
 
 class Membership(Table, tablename="membership"):
@@ -318,6 +343,61 @@ class Session(Table, tablename="session"):
     created_at = Timestamptz(default=TimestamptzNow())
     last_seen_at = Timestamptz(default=TimestamptzNow())
     expires_at = Timestamptz()  # absolute limit
+    # Shown on the customer's security page: "Chrome on Android", "203.0.113.x".
+    browser = Varchar(length=120, default="")
+    network = Varchar(length=64, default="")
+
+
+class SignInRecord(Table, tablename="sign_in_record"):
+    """One sign-in to a customer account: when, how, from which browser and (roughly) which
+    network. `device_hash` is the hash of the browser's long-lived device cookie, so a
+    sign-in from a browser never seen before can be told (and emailed about)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account = ForeignKey(
+        null=False, references=PortalAccount, on_delete=OnDelete.cascade, index=True
+    )
+    method = Varchar(length=10)  # password | link | passkey | confirm | reset
+    browser = Varchar(length=120, default="")
+    network = Varchar(length=64, default="")
+    device_hash = Varchar(length=64, default="")
+    signed_in_at = Timestamptz(default=TimestamptzNow())
+
+
+class Passkey(Table, tablename="passkey"):
+    """A WebAuthn credential of a customer account (the business's host is its relying
+    party). Only the public key is kept; the private key never leaves the authenticator."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account = ForeignKey(
+        null=False, references=PortalAccount, on_delete=OnDelete.cascade, index=True
+    )
+    credential_id = Varchar(length=1400, unique=True)  # base64url, up to 1023 bytes
+    public_key = Text()  # base64url COSE key
+    sign_count = Integer(default=0)
+    transports = Varchar(length=200, default="")
+    name = Varchar(length=120, default="")  # the browser it was added with
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_used_at = Timestamptz(null=True, default=None)
+
+
+class PasskeyChallenge(Table, tablename="passkey_challenge"):
+    """A WebAuthn challenge handed to a browser: used once, for a few minutes, bound to the
+    business, the purpose and (adding a passkey) the account."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account = ForeignKey(
+        references=PortalAccount, null=True, default=None, on_delete=OnDelete.cascade
+    )
+    purpose = Varchar(length=10)  # register | sign-in
+    challenge_hash = Varchar(length=64, unique=True)
+    expires_at = Timestamptz()
 
 
 class AuthToken(Table, tablename="auth_token"):
@@ -327,7 +407,7 @@ class AuthToken(Table, tablename="auth_token"):
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     account = ForeignKey(null=False, references=PortalAccount, on_delete=OnDelete.cascade)
-    purpose = Varchar(length=10)  # confirm | reset
+    purpose = Varchar(length=10)  # confirm | reset | signin
     token_hash = Varchar(length=64, unique=True)
     expires_at = Timestamptz()
     used_at = Timestamptz(null=True, default=None)
@@ -389,7 +469,7 @@ class AccountRequest(Table, tablename="account_request"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    kind = Varchar(length=10)  # invite | reset
+    kind = Varchar(length=10)  # invite | reset | signin
     email = Varchar(length=320)
     created_at = Timestamptz(default=TimestamptzNow())
 
@@ -520,6 +600,44 @@ class DomainEvent(Table, tablename="domain_event"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class StripeAccount(Table, tablename="stripe_account"):
+    """A Stripe account the business linked: its keys, encrypted at rest (Fernet, keyed by
+    PORTAL_ENCRYPTION_KEY; portal.payments.vault), and what the office may see of them.
+    `account_id` is the portal's payment account id ("stripe_acct_..."), the one payments
+    keep; it stays after an unlink so payments started on it still settle."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account_id = Varchar(length=80, unique=True)
+    stripe_account_id = Varchar(length=40)  # acct_...
+    secret_key = Text()  # encrypted: sk_... or rk_...
+    webhook_secret = Text()  # encrypted: whsec_...
+    key_hint = Varchar(length=40, default="")  # "sk_test_...4242": all the office sees again
+    livemode = Boolean(default=False)
+    bank_debits = Boolean(default=False)  # US bank accounts (ACH) offered beside cards
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class StripeEvent(Table, tablename="stripe_event"):
+    """A verified Stripe webhook, kept once per event id (Stripe sends some twice) and
+    processed after the answer (portal.payments.webhooks): an inbox."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account_id = Varchar(length=80)  # the portal's payment account whose secret verified it
+    event_id = Varchar(length=80)  # evt_...
+    type = Varchar(length=80)
+    object_id = Varchar(length=80, default="")
+    received_at = Timestamptz(default=TimestamptzNow())
+    locked_until = Timestamptz(null=True, default=None)
+    processed_at = Timestamptz(null=True, default=None)
+    attempts = Integer(default=0)
+    last_error = Varchar(length=300, default="")
+
+
 class HostRedirect(Table, tablename="host_redirect"):
     """A business's former host name: until `until`, `<old host>.<base domain>` answers
     301 to its new address, so links already emailed keep working."""
@@ -551,11 +669,15 @@ TABLES: list[type[Table]] = [
     PortalAccount,
     Payment,
     PaymentAllocation,
+    PaymentRefund,
     Membership,
     Visit,
     AuditEvent,
     Session,
     AuthToken,
+    SignInRecord,
+    Passkey,
+    PasskeyChallenge,
     OutboxEmail,
     NotificationTemplate,
     ThrottleCount,
@@ -567,6 +689,8 @@ TABLES: list[type[Table]] = [
     StaffToken,
     ActivityEvent,
     DomainEvent,
+    StripeAccount,
+    StripeEvent,
     HostRedirect,
     WorkerHeartbeat,
 ]

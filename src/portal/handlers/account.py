@@ -15,12 +15,10 @@ from portal.auth.guards import CustomerDep, safe_next
 from portal.auth.passwords import LaneBusy, hash_password, needs_rehash
 from portal.auth.policy import normalize, password_problem
 from portal.auth.sessions import (
-    attach_cookie,
     end_other_sessions,
     end_session,
     session_for_token,
     set_active_customer,
-    start_session,
 )
 from portal.auth.signin import (
     BUSY,
@@ -32,8 +30,10 @@ from portal.auth.signin import (
     refusal,
     sign_in_limits,
 )
+from portal.auth.signins import security_notice, sign_in_customer
 from portal.auth.throttle import Limit
 from portal.db import accounts
+from portal.db.passkeys import passkeys_of
 from portal.db.rows import TenantRow
 from portal.forms import clean_email
 from portal.mail.worker import wake
@@ -41,6 +41,8 @@ from portal.pages import invoices_page
 from portal.web import after_write, form_data, render, see_other
 
 HOUR = timedelta(hours=1)
+# A link's page never tells another site its token (the page's own links, its logo).
+NO_REFERRER = {"Referrer-Policy": "no-referrer"}
 
 
 def _page(
@@ -101,7 +103,16 @@ async def sign_in_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Re
     if await signed_in(request, "customer"):
         return see_other(request, next_path)
     notice = {"signed-out": "You're signed out."}.get(request.query_params.get("done", ""), "")
-    return _page(request, tenant, "sign_in", {"next": next_path, "email": "", "notice": notice})
+    return _page(request, tenant, "sign_in", _sign_in_context(next_path, "", notice))
+
+
+def _sign_in_context(next_path: str, email: str, notice: str = "") -> dict[str, Any]:
+    return {
+        "next": next_path,
+        "email": email,
+        "notice": notice,
+        "link_minutes": links.SIGN_IN_LINK_MINUTES,
+    }
 
 
 @post("/sign-in")
@@ -110,7 +121,7 @@ async def sign_in(request: Request[Any, Any, Any], tenant: TenantDep) -> Respons
     next_path = safe_next(form.get("next"))
     email, problem = clean_email(form.get("email", ""))
     password = normalize(form.get("password", "")[:MAX_FIELD])
-    context: dict[str, Any] = {"next": next_path, "email": email, "notice": ""}
+    context = _sign_in_context(next_path, email)
     if problem or not password:
         errors = {"email": problem} if problem else {"password": "Enter your password."}
         return _page(request, tenant, "sign_in", {**context, "errors": errors}, 422)
@@ -132,10 +143,8 @@ async def sign_in(request: Request[Any, Any, Any], tenant: TenantDep) -> Respons
     if needs_rehash(account["password_hash"]):
         with contextlib.suppress(LaneBusy):  # upgraded at a quieter sign-in instead
             await accounts.update_hash(account["id"], await hash_password(password, client))
-    await accounts.record_sign_in(account["id"])
-    token = await start_session(
-        request, None, tenant_id=tenant["id"], kind="customer", account_id=account["id"]
-    )
+    started = await sign_in_customer(request, tenant, account, "password")
+    token = started.token
 
     async def invoices_now() -> Response[Any]:
         # One round trip on a slow connection: answer with the Invoices page itself,
@@ -155,8 +164,7 @@ async def sign_in(request: Request[Any, Any, Any], tenant: TenantDep) -> Respons
         response = await after_write(request, next_path, invoices_now)
     else:
         response = see_other(request, next_path)
-    attach_cookie(request, response, token)
-    return response
+    return started.attach(response)
 
 
 @post("/sign-out")
@@ -178,12 +186,17 @@ def _sent_message(tenant: TenantRow) -> str:
 
 
 async def _email_request(
-    request: Request[Any, Any, Any], tenant: TenantRow, template: str, kind: str
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    template: str,
+    kind: str,
+    context: dict[str, Any] | None = None,
 ) -> Response[Any]:
-    """Invitation and reset requests: one answer whatever the email, throttled."""
+    """Invitation, reset and sign-in-link requests: one answer whatever the email,
+    throttled."""
     form = await form_data(request)
     email, problem = clean_email(form.get("email", ""))
-    context: dict[str, Any] = {"email": email}
+    context = {**(context or {}), "email": email}
     if problem:
         return _page(request, tenant, template, {**context, "errors": {"email": problem}}, 422)
     # The same statements whatever the email (issue 11.5): count, record, answer. The
@@ -199,7 +212,35 @@ async def _email_request(
         return _throttled(request, tenant, template, context, counted.wait)
     await account_requests.record(tenant["id"], kind, email)
     wake()
+    if template == "sign_in":  # the sign-in form stays, with the answer above it
+        return _page(request, tenant, template, {**context, "notice": _sent_message(tenant)})
     return _page(request, tenant, template, {**context, "sent": _sent_message(tenant)})
+
+
+@post("/sign-in/link")
+async def request_sign_in_link(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
+    """The sign-in form's "Email me a sign-in link": one answer for every email."""
+    form = await form_data(request)
+    context = _sign_in_context(safe_next(form.get("next")), "")
+    return await _email_request(request, tenant, "sign_in", "signin", context)
+
+
+@get("/sign-in/email")
+async def sign_in_link_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
+    """The emailed sign-in link's page: opening it uses nothing; its button signs in."""
+    return await _link_page(request, tenant, "signin")
+
+
+@post("/sign-in/email")
+async def sign_in_with_link(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
+    form = await form_data(request)
+    used = await links.use_sign_in_link(tenant["id"], form.get("token", "")[:200])
+    if used.problem:
+        return _link_problem(request, tenant, used.problem, "signin")
+    await throttle.clear(tenant["id"], email_limit("signin", used.email).key)
+    account = {"id": used.account_id, "email": used.email}
+    started = await sign_in_customer(request, tenant, account, "link")
+    return started.attach(see_other(request, "/invoices"))
 
 
 @get("/invite")
@@ -223,23 +264,29 @@ async def forgot(request: Request[Any, Any, Any], tenant: TenantDep) -> Response
     return await _email_request(request, tenant, "forgot", "reset")
 
 
-LINK_PAGES = {"confirm": ("confirm", "/invite"), "reset": ("reset", "/forgot")}
+LINK_TEMPLATES = {"confirm": "confirm", "reset": "reset", "signin": "sign_in_link"}
+
+
+def _link_problem(
+    request: Request[Any, Any, Any], tenant: TenantRow, problem: str, purpose: str
+) -> Response[Any]:
+    """An unknown (404), used or expired (410) link: what happened and a way to a new one."""
+    status = 404 if problem == "unknown" else 410
+    context = {"problem": problem, "purpose": purpose}
+    return _page(request, tenant, "link_problem", context, status)
 
 
 async def _link_page(
     request: Request[Any, Any, Any], tenant: TenantRow, purpose: str
 ) -> Response[Any]:
+    """An emailed link's page. A GET only looks the token up, never uses it: mail scanners
+    (Safe Links and the like) open every link, and the person must still find it working."""
     token = request.query_params.get("token", "")
     check = await links.check_link(tenant["id"], purpose, token)
     if check.problem:
-        return _page(
-            request,
-            tenant,
-            "link_problem",
-            {"problem": check.problem, "purpose": purpose},
-            410 if check.problem != "unknown" else 404,
-        )
-    return _page(request, tenant, purpose, {"token": token, "email": check.email})
+        return _link_problem(request, tenant, check.problem, purpose)
+    context = {"token": token, "email": check.email}
+    return _page(request, tenant, LINK_TEMPLATES[purpose], context, headers=NO_REFERRER)
 
 
 async def _use_link(
@@ -250,13 +297,7 @@ async def _use_link(
     password = normalize(form.get("password", "")[:MAX_FIELD])
     check = await links.check_link(tenant["id"], purpose, token)
     if check.problem:
-        return _page(
-            request,
-            tenant,
-            "link_problem",
-            {"problem": check.problem, "purpose": purpose},
-            410 if check.problem != "unknown" else 404,
-        )
+        return _link_problem(request, tenant, check.problem, purpose)
     problem = password_problem(password, business_name=tenant["name"], email=check.email)
     if problem:
         return _page(
@@ -273,18 +314,14 @@ async def _use_link(
         return _busy(request, tenant, purpose, context, busy.retry_after)
     used = await links.use_link(tenant["id"], purpose, token, password_hash)
     if used.problem:
-        return _page(
-            request, tenant, "link_problem", {"problem": used.problem, "purpose": purpose}, 410
-        )
+        return _link_problem(request, tenant, used.problem, purpose)
     await throttle.clear(tenant["id"], email_limit("signin", used.email).key)
     if purpose == "reset":
         await end_other_sessions(account_id=used.account_id)
-    await accounts.record_sign_in(used.account_id)  # type: ignore[arg-type]
-    response = see_other(request, "/invoices")
-    await start_session(
-        request, response, tenant_id=tenant["id"], kind="customer", account_id=used.account_id
-    )
-    return response
+        await security_notice(request.app.state.settings, tenant, used.email, "password")
+    account = {"id": used.account_id, "email": used.email}
+    started = await sign_in_customer(request, tenant, account, purpose)
+    return started.attach(see_other(request, "/invoices"))
 
 
 @get("/confirm")
@@ -378,7 +415,58 @@ async def change_password(
         return _account_page(request, tenant, viewer, {"form_error": BUSY}, 503, headers)
     await accounts.change_password(account["id"], new_hash)
     await end_other_sessions(account_id=account["id"], keep_session_id=viewer.session.id)
+    await security_notice(request.app.state.settings, tenant, account["email"], "password")
     return see_other(request, "/account?done=password")
+
+
+@get("/account/security")
+async def security_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
+    """Security: recent sign-ins, the browsers signed in now (sign out everywhere else)."""
+    done = request.query_params.get("done", "")
+    notice = {
+        "others": "You're signed out everywhere else.",
+        "passkey-added": "Your passkey was added. Next time, sign in with it.",
+        "passkey-removed": "The passkey was removed.",
+    }.get(done, "")
+    return await _security_page(request, tenant, viewer, {"notice": notice})
+
+
+async def _security_page(
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    viewer: Any,
+    context: dict[str, Any],
+    status: int = 200,
+) -> Response[Any]:
+    account_id = viewer.session.account_id
+    return render(
+        request,
+        "customer/security.html",
+        {
+            "tenant": tenant,
+            "viewer": viewer,
+            "tab": "account",
+            "notice": "",
+            "sign_ins": await accounts.recent_sign_ins(tenant["id"], account_id),
+            "sessions": await accounts.active_sessions(tenant["id"], account_id),
+            "passkeys": await passkeys_of(tenant["id"], account_id),
+            **context,
+        },
+        status_code=status,
+    )
+
+
+@post("/account/security/sign-out-others")
+async def sign_out_others(
+    request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
+) -> Response[Any]:
+    """Sign out every other browser of this account; this one stays signed in."""
+    await end_other_sessions(
+        account_id=viewer.session.account_id, keep_session_id=viewer.session.id
+    )
+    return see_other(request, "/account/security?done=others")
 
 
 @post("/account/customer")
@@ -398,6 +486,9 @@ ROUTES = [
     sign_in_page,
     sign_in,
     sign_out,
+    request_sign_in_link,
+    sign_in_link_page,
+    sign_in_with_link,
     invite_page,
     invite,
     forgot_page,
@@ -408,5 +499,7 @@ ROUTES = [
     reset,
     account_page,
     change_password,
+    security_page,
+    sign_out_others,
     switch_customer,
 ]
