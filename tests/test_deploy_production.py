@@ -247,7 +247,8 @@ async def test_after_a_host_change_links_and_redirects_carry_the_proxy(stack: St
         token = CSRF_FIELD.search(settings_page.text).group(1)
         moved = await admin.post(
             "/office/settings/host",
-            data={"_csrf_token": token, "host": MOVED_HOST, "move": "yes"},  # "Move portal"
+            # The move confirmed (with JavaScript the new name is checked and asked about first).
+            data={"_csrf_token": token, "host": MOVED_HOST, "move": "yes"},
             headers={"HX-Request": "true"},
         )
         new_public = f"https://{MOVED_HOST}.localhost:{stack.nginx.https_port}"
