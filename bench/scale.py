@@ -175,7 +175,7 @@ def serve(database_url: str) -> Server:
     """A `portal serve` process on the data set (migrated, no demo loaded). The sign-in
     throttle's hits of earlier runs are cleared first: every run signs ~25 customers in
     from 127.0.0.1, and a second run within 15 minutes would be refused."""
-    common.execute(database_url, "DELETE FROM throttle_hit")
+    common.execute(database_url, "DELETE FROM throttle_count")
     var_dir = Path(tempfile.mkdtemp(prefix="portal-scale-"))
     return start_servers(var_dir, 1, database_url, {"PORTAL_MAIL_WORKER": "0"}, load_demo=False)[0]
 

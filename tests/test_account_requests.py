@@ -3,42 +3,15 @@ email; the background worker looks the email up and decides what to send."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import pytest
 
 from portal.auth.account_requests import answer_pending
-from portal.db import fast
 from portal.db import tables as t
-from portal.db.engine import current_engine
 from portal.demo import JANE_EMAIL
 from tests.support.http import csrf_from, make_client
+from tests.support.statements import statements
 
 UNKNOWN = "nobody-here@example.com"
-
-
-@contextlib.contextmanager
-def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every SQL statement the app sends while the block runs (values left out): through
-    Piccolo's engine and through the plain-SQL read path."""
-    engine = current_engine()
-    seen: list[str] = []
-    real_run = type(engine).run_querystring
-    real_fetch = fast.fetch
-
-    async def run_querystring(self, querystring, in_pool=True):
-        seen.append(querystring.compile_string(engine_type=self.engine_type)[0])
-        return await real_run(self, querystring, in_pool)
-
-    async def fetch(sql, *args):
-        seen.append(sql)
-        return await real_fetch(sql, *args)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(type(engine), "run_querystring", run_querystring)
-        patch.setattr(fast, "fetch", fetch)
-        yield seen
 
 
 async def ask(app, monkeypatch, path: str, email: str) -> tuple[list[str], str]:

@@ -104,10 +104,13 @@ def test_customer_signs_in_over_http2_served_by_both_processes(
     seen = len(proxy.access_log())
     page.goto(base_url(proxy) + "/sign-in")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    # The stylesheet arrived and applies (it defines the page's colours).
+    # The stylesheet applies (it defines the page's colours): inline on the sign-in page,
+    # whose prefetch of the file the signed-in pages link comes through the proxy too.
     assert page.evaluate("getComputedStyle(document.body).getPropertyValue('--ink')")
 
-    stylesheet_url = page.evaluate("document.querySelector('link[rel=stylesheet]').href")
+    stylesheet_url = page.evaluate(
+        "document.querySelector('link[rel=stylesheet], link[rel=prefetch]').href"
+    )
     loaded = proxy.logged_since(seen, "GET " + stylesheet_url.split(str(proxy.https_port))[1])
     sign_in_page = [e for e in loaded if e["uri"] == "/sign-in"]
     stylesheet = [e for e in loaded if e["uri"].startswith("/static/") and ".css" in e["uri"]]

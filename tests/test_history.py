@@ -50,7 +50,8 @@ async def test_grouped_by_location_newest_first_paid_and_unpaid(jane, demo):
     cabin = await history_numbers(demo, "L-JANE-CABIN")
     assert numbers(sections[0]) == home[:5]
     assert numbers(sections[1]) == cabin[:5]
-    assert f"See all {len(home)} invoices at Home" in sections[0]
+    assert len(home) > 5 and "See all invoices at Home" in sections[0]
+    assert len(cabin) > 5 or "See all invoices at" not in sections[1]
     # Statuses: unpaid, partly paid, paid, job not finished.
     text = unescape(html)
     for status in ("Unpaid", "Partly paid", "Job not finished"):

@@ -41,6 +41,7 @@ NOWHERE = 2_000_000_000  # an id no table reaches in these tests
 ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/static/{name:path}"): "public",
     ("GET", "/logo/{version:int}"): "public",  # the logo of the host's own business only
+    ("GET", "/logo/{version:int}/2x"): "public",  # its 2× copy, the same way
     ("GET", "/_hello"): "public",
     # Operations: no business data (metrics only on the app port, never via the proxy).
     ("GET", "/healthz"): "public",

@@ -453,6 +453,46 @@ async def test_logo_is_stored_50_pixels_high_with_a_new_url(app, demo, fmt, mime
         assert Image.open(io.BytesIO((await boss.get(f"/logo/{newer}")).content)).size == (50, 50)
 
 
+async def test_logo_keeps_its_place_and_has_a_sharp_copy_for_2x_screens(app, demo):
+    """Issue 18.2: the header's logo has its width and height, so nothing moves when it
+    arrives, and a copy twice as large for phones' 2× screens when the upload has one."""
+    host = "logo-sharp"
+    async with business(app, host, open_portal=True) as boss:
+        await upload(boss, png(400, 200), "wide.png", "image/png")
+        version = (await tenant_row(host))["logo_version"]
+        page = (await boss.get("/office/settings")).text
+        assert (
+            f'<img src="/logo/{version}" srcset="/logo/{version}/2x 2x" alt="" width="100"'
+            ' height="50">' in page
+        )
+        sharp = await boss.get(f"/logo/{version}/2x")
+        assert sharp.status_code == 200 and "immutable" in sharp.headers["cache-control"]
+        assert Image.open(io.BytesIO(sharp.content)).size == (200, 100)
+        # Under 100 px high there is nothing sharper to offer: no srcset, no 2× copy.
+        await upload(boss, png(60, 40), "small.png", "image/png")
+        small = (await tenant_row(host))["logo_version"]
+        page = (await boss.get("/office/settings")).text
+        assert f'<img src="/logo/{small}" alt="" width="75" height="50">' in page
+        assert (await boss.get(f"/logo/{small}/2x")).status_code == 404
+        assert (await boss.get(f"/logo/{version}/2x")).status_code == 404  # the old one is gone
+
+
+async def test_logos_stored_before_their_width_was_kept_get_it_from_their_pixels(app, demo):
+    from importlib import import_module
+
+    backfill = import_module("portal.db.migrations.portal_2026_12_02t01_11_00_000000_logo_widths")
+    host = "logo-earlier"
+    async with business(app, host, open_portal=True):
+        await Tenant.update({Tenant.logo: png(240, 100), Tenant.logo_width: 0}).where(
+            Tenant.host == host
+        )
+        manager = await backfill.forwards()
+        for step in manager.raw:
+            await step()
+        row = await tenant_row(host)
+        assert row["logo_width"] == 120 and not row["logo_sharp"]
+
+
 def _bomb() -> bytes:
     buf = io.BytesIO()
     Image.new("1", (9000, 9000)).save(buf, format="PNG")  # 81 megapixels, a few KB

@@ -129,10 +129,12 @@ def test_installed_wheel_migrates_and_serves_the_sign_in_page_and_its_stylesheet
         page = body.decode()
         assert status == 200 and kind.startswith("text/html")
         assert "Sign in" in page
-        stylesheet = page.split('rel="stylesheet" href="', 1)[1].split('"', 1)[0]
-        status, kind, body = get(port, stylesheet)
+        sheet = (CHECKOUT / "static" / "app.css").read_bytes()
+        assert f"<style>{sheet.decode()}</style>" in page  # inline on the sign-in page
+        stylesheet = page.split('rel="prefetch" href="', 1)[1].split('"', 1)[0]
+        status, kind, body = get(port, stylesheet)  # the file the signed-in pages link
         assert status == 200 and kind.startswith("text/css")
-        assert body == (CHECKOUT / "static" / "app.css").read_bytes()
+        assert body == sheet
     finally:
         server.terminate()
         server.wait(timeout=10)

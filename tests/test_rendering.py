@@ -75,3 +75,25 @@ async def test_static_files_come_compressed_ahead_of_time(jane):
     assert forms["identity"] == (None, original)
     # Compressed once, at brotli's strongest setting (per request it would be quality 3).
     assert len(forms["br, gzip"][1]) == len(brotli.compress(original, quality=11))
+
+
+async def test_the_sign_in_page_paints_without_another_request(client):
+    """Issue 18.2: signed out (most likely a first visit), the stylesheet comes inside the
+    page and the file is only prefetched for the pages after signing in."""
+    page = (await client.get("/sign-in")).text
+    sheet = (Path(__file__).parents[1] / "static" / "app.css").read_text()
+    assert f"<style>{sheet}</style>" in page
+    assert 'rel="stylesheet"' not in page
+    assert re.search(r'<link rel="prefetch" href="/static/app\.[0-9a-f]{10}\.css">', page)
+
+
+async def test_signed_in_pages_link_the_cached_stylesheet(jane):
+    page = (await jane.get("/history")).text
+    assert "<style>" not in page
+    assert re.search(r'<link rel="stylesheet" href="/static/app\.[0-9a-f]{10}\.css">', page)
+
+
+@pytest.mark.parametrize("path", ["/sign-in", "/invite", "/forgot"])
+async def test_pages_describe_themselves_with_the_business_name(client, path):
+    page = (await client.get(path)).text
+    assert '<meta name="description" content="XYZ Services customer portal: see and pay' in page

@@ -67,16 +67,17 @@ WORK: dict[str, list[tuple[str, list[tuple[str, float, int]]]]] = {
 
 
 def _logo_png() -> str:
-    """A small logo (50 px high) drawn with Pillow, as base64: "XYZ" in large letters that
-    read at the header's size (Pillow's bundled scalable font; its tiny bitmap font, drawn
-    without a size, was unreadable)."""
+    """A small logo drawn with Pillow, as base64: "XYZ" in large letters that read at the
+    header's size (Pillow's bundled scalable font; its tiny bitmap font, drawn without a
+    size, was unreadable), 100 px high so it is sharp on a phone's 2× screen (shown 50 px
+    high)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    img = Image.new("RGB", (120, 50), (15, 76, 129))
+    img = Image.new("RGB", (240, 100), (15, 76, 129))
     draw = ImageDraw.Draw(img)
-    draw.rectangle((2, 2, 117, 47), outline=(255, 214, 102), width=3)
-    font = ImageFont.load_default(size=30)
-    draw.text((60, 25), "XYZ", fill=(255, 255, 255), font=font, anchor="mm", stroke_width=1)
+    draw.rectangle((4, 4, 235, 95), outline=(255, 214, 102), width=6)
+    font = ImageFont.load_default(size=60)
+    draw.text((120, 50), "XYZ", fill=(255, 255, 255), font=font, anchor="mm", stroke_width=2)
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
     return base64.b64encode(buf.getvalue()).decode()

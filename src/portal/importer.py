@@ -24,6 +24,7 @@ from portal.auth.policy import password_problem
 from portal.db import engine as db_engine
 from portal.db import tables as t
 from portal.forms import clean_host, multi_line, one_line
+from portal.logos import LogoFiles, read_logo
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -497,6 +498,15 @@ async def _ids(table: type[Table], tenant_id: int, key: str) -> dict[str, int]:
     return {r[key]: r["id"] for r in rows}
 
 
+async def _logo(encoded: str) -> LogoFiles:
+    """The business's logo as the office's upload makes it: 50 px high, with its width and
+    a copy 100 px high for 2× screens when the image is that large."""
+    logo, problem = await read_logo(base64.b64decode(encoded), "logo.png", "image/png")
+    if logo is None:
+        raise ImportProblem(f"business.logo_png_base64: {problem}")
+    return logo
+
+
 async def import_data(data: ImportFile) -> int:
     """Write a checked import file in one transaction; returns the new business's id."""
     b = data.business
@@ -507,6 +517,7 @@ async def import_data(data: ImportFile) -> int:
         for c in data.customers
         if c.portal_account is not None
     }
+    logo = await _logo(b.logo_png_base64) if b.logo_png_base64 else None
     async with db_engine.transaction():
         if await t.Tenant.exists().where(t.Tenant.host == b.host).run():
             raise ImportProblem(f"business.host: {b.host!r} is already used by another business")
@@ -519,9 +530,12 @@ async def import_data(data: ImportFile) -> int:
                 phone=b.phone,
                 time_zone=b.time_zone,
                 currency=b.currency,
-                logo=base64.b64decode(b.logo_png_base64) if b.logo_png_base64 else None,
-                logo_content_type="image/png" if b.logo_png_base64 else "",
-                logo_version=1 if b.logo_png_base64 else 0,
+                logo=logo.png if logo else None,
+                logo_2x=logo.png_2x or None if logo else None,
+                logo_width=logo.width if logo else 0,
+                logo_sharp=bool(logo and logo.png_2x),
+                logo_content_type="image/png" if logo else "",
+                logo_version=1 if logo else 0,
                 legal_accepted_at=portal.legal_accepted_at,
                 legal_accepted_by=portal.legal_accepted_by,
                 portal_enabled=portal.enabled,

@@ -9,6 +9,7 @@ import asyncio
 import io
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
@@ -70,19 +71,40 @@ def _format_name(fmt: str) -> str:
     return FORMAT_NAMES.get(fmt, fmt)
 
 
+@dataclass(frozen=True)
+class LogoFiles:
+    """A processed logo: PNG 50 px high, its copy 100 px high for 2× screens (empty when
+    the upload was under 100 px high: enlarged it would be no sharper) and its width in
+    CSS pixels (what pages reserve for it, so nothing moves when it arrives)."""
+
+    png: bytes
+    png_2x: bytes
+    width: int
+
+
 async def read_logo(
     data: bytes, filename: str, content_type: str, size: int | None = None
-) -> tuple[bytes, str | None]:
-    """`process_logo` in the logo thread (the event loop keeps serving meanwhile); `size`
-    is the whole upload's size in bytes when known (`data` may be only its start)."""
+) -> tuple[LogoFiles | None, str | None]:
+    """`process_logo_files` in the logo thread (the event loop keeps serving meanwhile);
+    `size` is the whole upload's size in bytes when known (`data` may be only its start)."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(LOGO_THREAD, process_logo, data, filename, content_type, size)
+    return await loop.run_in_executor(
+        LOGO_THREAD, process_logo_files, data, filename, content_type, size
+    )
 
 
 def process_logo(
     data: bytes, filename: str = "", content_type: str = "", size: int | None = None
 ) -> tuple[bytes, str | None]:
-    """Check an uploaded logo and return it as a PNG 50 px high (metadata dropped).
+    """`process_logo_files`, the PNG 50 px high only."""
+    files, problem = process_logo_files(data, filename, content_type, size)
+    return (files.png if files else b""), problem
+
+
+def process_logo_files(
+    data: bytes, filename: str = "", content_type: str = "", size: int | None = None
+) -> tuple[LogoFiles | None, str | None]:
+    """Check an uploaded logo and return it as PNGs 50 and 100 px high (metadata dropped).
 
     Refused: empty, over 2 MB, not an image, not PNG/JPEG/WebP, a file whose name or
     declared type says one image format while its content is another, a damaged file,
@@ -91,24 +113,24 @@ def process_logo(
     before it is converted or turned. Run it in the logo thread (`read_logo`).
     """
     if not data:
-        return b"", f"Choose a logo file to upload ({UPLOAD_KINDS})."
+        return None, f"Choose a logo file to upload ({UPLOAD_KINDS})."
     if len(data) > MAX_LOGO_BYTES:
         # Only the first 2 MB and a byte are read: say the real size when the upload knows
         # it, never the size of the part that was read.
         if size is None:
-            return b"", "That file is more than 2 MB; a logo can be at most 2 MB."
-        return b"", f"That file is {size / (1024 * 1024):.1f} MB; a logo can be at most 2 MB."
+            return None, "That file is more than 2 MB; a logo can be at most 2 MB."
+        return None, f"That file is {size / (1024 * 1024):.1f} MB; a logo can be at most 2 MB."
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return b"", "That image has far too many pixels for a logo. Use a smaller image."
+        return None, "That image has far too many pixels for a logo. Use a smaller image."
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return b"", f"That file isn't an image we can read. Upload {UPLOAD_KINDS}."
+        return None, f"That file isn't an image we can read. Upload {UPLOAD_KINDS}."
     actual = image.format or ""
     if actual not in ALLOWED_FORMATS:
-        return b"", f"That file is a {_format_name(actual)} image. Upload {UPLOAD_KINDS}."
+        return None, f"That file is a {_format_name(actual)} image. Upload {UPLOAD_KINDS}."
     extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     declared = [
         DECLARED_FORMATS.get(content_type.split(";")[0].strip().lower()),
@@ -116,38 +138,49 @@ def process_logo(
     ]
     for claim in declared:
         if claim is not None and claim != actual:
-            return b"", (
+            return None, (
                 f"That file says it is a {_format_name(claim)} image but it is really a "
                 f"{_format_name(actual)} image. Save it again as {UPLOAD_KINDS} and upload that."
             )
     width, height = image.size
     if width < 1 or height < 1:
-        return b"", f"That image file is damaged or incomplete. Upload {UPLOAD_KINDS}."
+        return None, f"That image file is damaged or incomplete. Upload {UPLOAD_KINDS}."
     if width * height > MAX_LOGO_PIXELS:
-        return b"", (
+        return None, (
             f"That image is {width} × {height} pixels ({width * height / 1e6:.0f} megapixels): "
             f"far too many pixels for a logo. A logo can have at most "
             f"{MAX_LOGO_PIXELS // 1_000_000} megapixels (4,000 × 4,000); save a smaller copy "
             "and upload that."
         )
     if width > height * MAX_LOGO_RATIO:
-        return b"", (
+        return None, (
             f"That image is {width} × {height} pixels: too wide for a logo 50 pixels high. "
             f"Use an image at most {MAX_LOGO_RATIO} times as wide as it is high."
         )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            resized = _decode_small(image)
-            out = io.BytesIO()
-            resized.save(out, format="PNG", optimize=True)
+            upright = _decode_small(image)
+            png = _png(upright, LOGO_HEIGHT)
+            png_2x = _png(upright, LOGO_HEIGHT * 2) if upright.height >= LOGO_HEIGHT * 2 else b""
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, EOFError):
-        return b"", f"That image file is damaged or incomplete. Upload {UPLOAD_KINDS}."
-    return out.getvalue(), None
+        return None, f"That image file is damaged or incomplete. Upload {UPLOAD_KINDS}."
+    width = max(1, round(upright.width * LOGO_HEIGHT / upright.height))
+    return LogoFiles(png=png, png_2x=png_2x, width=width), None
+
+
+def _png(image: Image.Image, height: int) -> bytes:
+    """`image` resized to `height` pixels high, as an optimised PNG."""
+    new_width = max(1, round(image.width * height / image.height))
+    out = io.BytesIO()
+    image.resize((new_width, height), Image.Resampling.LANCZOS).save(
+        out, format="PNG", optimize=True
+    )
+    return out.getvalue()
 
 
 def _decode_small(image: Image.Image) -> Image.Image:
-    """Decode `image` (opened, checked) into the logo: upright, RGB or RGBA, 50 px high.
+    """Decode `image` (opened, checked) for the logo: upright, RGB or RGBA, small.
     It is shrunk as early as it can be: a JPEG decodes straight at 1/2, 1/4 or 1/8 of
     its size, anything else is box-reduced right after decoding; converting and turning
     happen on the small copy."""
@@ -165,5 +198,4 @@ def _decode_small(image: Image.Image) -> Image.Image:
         image = image.reduce(factor)
     if orientation in TRANSPOSE:
         image = image.transpose(TRANSPOSE[orientation])
-    new_width = max(1, round(image.width * LOGO_HEIGHT / image.height))
-    return image.resize((new_width, LOGO_HEIGHT), Image.Resampling.LANCZOS)
+    return image

@@ -1,13 +1,19 @@
 """Security headers on every response, and a per-request CSP nonce for our scripts.
 
 The policy allows scripts only from our own origin carrying this request's nonce,
-no inline script or style, no eval, no plugins, no framing and no <base> tag. htmx
-is configured to need none of those (no injected indicator style, no hx-on).
+no inline script, no inline style but our own stylesheet (the signed-out pages carry
+it inline so they paint without waiting for another request; it is allowed by its
+hash, so nothing a page might contain can add a style), no eval, no plugins, no
+framing and no <base> tag. htmx is configured to need none of those (no injected
+indicator style, no hx-on).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
+from importlib import resources
 
 from litestar.enums import ScopeType
 from litestar.types import Message, Scope, Send
@@ -15,12 +21,24 @@ from litestar.types import Message, Scope, Send
 NONCE_KEY = "portal_csp_nonce"
 
 
+def inline_stylesheet() -> str:
+    """The text of static/app.css, as the signed-out pages inline it."""
+    return resources.files("portal.static").joinpath("app.css").read_text(encoding="utf-8")
+
+
+INLINE_STYLE_HASH = (
+    "'sha256-"
+    + base64.b64encode(hashlib.sha256(inline_stylesheet().encode()).digest()).decode()
+    + "'"
+)
+
+
 def csp(nonce: str) -> str:
     return "; ".join(
         [
             "default-src 'self'",
             f"script-src 'self' 'nonce-{nonce}'",
-            "style-src 'self'",
+            f"style-src 'self' {INLINE_STYLE_HASH}",
             "img-src 'self' data:",
             "connect-src 'self'",
             "font-src 'self'",

@@ -19,9 +19,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, nodes, select
 from litestar import Request, Response
 from litestar.status_codes import HTTP_200_OK
 from litestar.utils.scope.state import ScopeState
+from markupsafe import Markup
 
 from portal.formatting import FILTERS
-from portal.security import nonce_of
+from portal.security import inline_stylesheet, nonce_of
 
 TEMPLATES_DIR = Path(__file__).parent / "partials"
 HTML = "text/html"  # Litestar adds "; charset=utf-8"
@@ -134,6 +135,8 @@ class Renderer:
         # Shared macros, available in whole pages and in blocks rendered alone.
         self.env.globals["forms"] = self.env.get_template("macros/forms.html").module
         self.env.globals["invoice_tables"] = self.env.get_template("macros/invoices.html").module
+        self.env.globals["brand"] = self.env.get_template("macros/brand.html").module
+        self.env.globals["inline_css"] = Markup(inline_stylesheet())  # allowed by its CSP hash
 
     def compile_all(self) -> None:
         """Compile every template now (the server does this at start-up, so no customer

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from portal.db import events
-from portal.db.tables import BookingRequest, Job, Location
+from portal.db import events, fast
+from portal.db.tables import BookingRequest
 
 REQUESTS_PAGE = 20
 UPCOMING_LIMIT = 10
@@ -21,19 +21,11 @@ UPCOMING_LIMIT = 10
 
 async def customer_locations(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
     """The customer's service locations, by name and street."""
-    return await (
-        Location.select(
-            Location.id,
-            Location.name,
-            Location.street,
-            Location.city,
-            Location.state,
-            Location.zip,
-        )
-        .where((Location.tenant == tenant_id) & (Location.customer == customer_id))
-        .order_by(Location.name)
-        .order_by(Location.street)
-        .run()
+    return await fast.fetch(
+        """SELECT id, name, street, city, state, zip FROM location
+        WHERE tenant = {} AND customer = {} ORDER BY name, street""",
+        tenant_id,
+        customer_id,
     )
 
 
@@ -122,50 +114,38 @@ async def requests_for_customer(
 ) -> RequestsPage:
     """The customer's appointment requests, newest first (keyset on id), each with the
     booked job's times when there is one (`job_start`, `job_end`, `job_status`).
-    Two statements."""
-    where = (BookingRequest.tenant == tenant_id) & (BookingRequest.customer == customer_id)
+    One statement."""
+    keyset, args = "", [tenant_id, customer_id]
     if before is not None:
-        where = where & (BookingRequest.id < before)
-    rows = await (
-        BookingRequest.select(
-            BookingRequest.id,
-            BookingRequest.service_type,
-            BookingRequest.preferred_windows,
-            BookingRequest.notes,
-            BookingRequest.status,
-            BookingRequest.dismiss_reason,
-            BookingRequest.created_at,
-            BookingRequest.location.name.as_alias("location_name"),
-            BookingRequest.location.street.as_alias("location_street"),
-        )
-        .where(where)
-        .order_by(BookingRequest.id, ascending=False)
-        .limit(REQUESTS_PAGE + 1)
-        .run()
+        keyset = "AND r.id < {}"
+        args.append(before)
+    rows = await fast.fetch(
+        f"""SELECT r.id, r.service_type, r.preferred_windows, r.notes, r.status,
+            r.dismiss_reason, r.created_at,
+            l.name AS location_name, l.street AS location_street,
+            j.scheduled_start AS job_start, j.scheduled_end AS job_end, j.status AS job_status
+        FROM (
+            SELECT id, tenant, customer, location, service_type, preferred_windows, notes,
+                status, dismiss_reason, created_at
+            FROM booking_request r
+            WHERE tenant = {{}} AND customer = {{}} {keyset}
+            ORDER BY id DESC LIMIT {REQUESTS_PAGE + 1}
+        ) r
+        JOIN location l ON l.id = r.location
+        LEFT JOIN job j ON j.booking_request = r.id AND r.status = 'booked'
+            AND j.tenant = r.tenant AND j.customer = r.customer
+        ORDER BY r.id DESC""",
+        *args,
     )
     older = None
     if len(rows) > REQUESTS_PAGE:
         rows = rows[:REQUESTS_PAGE]
         older = rows[-1]["id"]
-    jobs: dict[int, dict[str, Any]] = {}
-    booked = [r["id"] for r in rows if r["status"] == "booked"]
-    if booked:
-        for job in await (
-            Job.select(Job.booking_request, Job.scheduled_start, Job.scheduled_end, Job.status)
-            .where(
-                (Job.tenant == tenant_id)
-                & (Job.customer == customer_id)
-                & Job.booking_request.is_in(booked)
-            )
-            .run()
-        ):
-            jobs[job["booking_request"]] = job
     for row in rows:
         row["preferred_windows"] = _windows(row["preferred_windows"])
-        booked_job = jobs.get(row["id"])
-        row["job_start"] = booked_job["scheduled_start"] if booked_job else None
-        row["job_end"] = booked_job["scheduled_end"] if booked_job else None
-        row["job_status"] = booked_job["status"] if booked_job else None
+        row["created_at"] = fast.timestamp(row["created_at"])
+        row["job_start"] = fast.timestamp(row["job_start"])
+        row["job_end"] = fast.timestamp(row["job_end"])
     return RequestsPage(rows=rows, older=older)
 
 
@@ -183,29 +163,21 @@ async def upcoming_appointments(
     tenant_id: int, customer_id: int, now: datetime
 ) -> list[dict[str, Any]]:
     """The customer's next booked jobs (scheduled or under way, not yet over), soonest first."""
-    return await (
-        Job.select(
-            Job.id,
-            Job.number,
-            Job.summary,
-            Job.status,
-            Job.scheduled_start,
-            Job.scheduled_end,
-            Job.location.name.as_alias("location_name"),
-            Job.location.street.as_alias("location_street"),
-        )
-        .where(
-            (Job.tenant == tenant_id)
-            & (Job.customer == customer_id)
-            & Job.status.is_in(["scheduled", "in_progress"])
-            & Job.scheduled_start.is_not_null()
-            & (
-                (Job.scheduled_end >= now)
-                | (Job.scheduled_end.is_null() & (Job.scheduled_start >= now))
-            )
-        )
-        .order_by(Job.scheduled_start)
-        .order_by(Job.id)
-        .limit(UPCOMING_LIMIT)
-        .run()
+    rows = await fast.fetch(
+        f"""SELECT j.id, j.number, j.summary, j.status, j.scheduled_start, j.scheduled_end,
+            l.name AS location_name, l.street AS location_street
+        FROM job j JOIN location l ON l.id = j.location
+        WHERE j.tenant = {{}} AND j.customer = {{}} AND j.status IN ('scheduled', 'in_progress')
+          AND j.scheduled_start IS NOT NULL
+          AND (j.scheduled_end >= {{}} OR (j.scheduled_end IS NULL AND j.scheduled_start >= {{}}))
+        ORDER BY j.scheduled_start, j.id
+        LIMIT {UPCOMING_LIMIT}""",
+        tenant_id,
+        customer_id,
+        now,
+        now,
     )
+    for row in rows:
+        row["scheduled_start"] = fast.timestamp(row["scheduled_start"])
+        row["scheduled_end"] = fast.timestamp(row["scheduled_end"])
+    return rows

@@ -44,6 +44,12 @@ def driver_sql(sql: str, dialect: str) -> str:
     return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))
 
 
+def dialect() -> str:
+    """The current engine's SQL dialect, "postgres" or "sqlite" (for the few reads whose
+    best form differs: PostgreSQL has LATERAL joins, SQLite does not)."""
+    return "postgres" if isinstance(current_engine(), PortalPostgresEngine) else "sqlite"
+
+
 @overload
 def timestamp(value: datetime | str) -> datetime: ...
 @overload

@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from piccolo.query.functions.aggregate import Min
-
+from portal.db import fast
 from portal.db.rows import TenantRow
-from portal.db.tables import Membership, Visit
 from portal.forms import MAX_ID
 
 STATUSES = ("active", "canceled", "expired", "suspended")
@@ -28,62 +26,42 @@ def visible_statuses(tenant: TenantRow) -> list[str]:
     return ["active", *[s for s in HIDEABLE if s in chosen]]
 
 
-def _columns() -> list[Any]:
-    loc = Membership.location
-    return [
-        Membership.id,
-        Membership.type_name,
-        Membership.status,
-        Membership.start_date,
-        Membership.end_date,
-        Membership.card_brand,
-        Membership.card_last4,
-        loc.name.as_alias("location_name"),
-        loc.street.as_alias("location_street"),
-        loc.city.as_alias("location_city"),
-        loc.state.as_alias("location_state"),
-        loc.zip.as_alias("location_zip"),
-    ]
+_COLUMNS = """
+    m.id, m.type_name, m.status, m.start_date, m.end_date, m.card_brand, m.card_last4,
+    l.name AS location_name, l.street AS location_street, l.city AS location_city,
+    l.state AS location_state, l.zip AS location_zip
+"""
 
 
-def _visible(tenant: TenantRow, customer_id: int) -> Any:
-    return (
-        (Membership.tenant == tenant["id"])
-        & (Membership.customer == customer_id)
-        & Membership.status.is_in(visible_statuses(tenant))
-    )
+def _visible(tenant: TenantRow) -> tuple[str, list[str]]:
+    """The WHERE clause of the customer's visible memberships (business and customer
+    placeholders first, then the statuses) and the statuses."""
+    statuses = visible_statuses(tenant)
+    placeholders = ", ".join(["{}"] * len(statuses))
+    return f"m.tenant = {{}} AND m.customer = {{}} AND m.status IN ({placeholders})", statuses
 
 
 async def memberships_for_customer(
     tenant: TenantRow, customer_id: int, today: date
 ) -> list[dict[str, Any]]:
     """The customer's visible memberships, active first, newest first; each with
-    `next_visit` (the next upcoming visit, or None). Two statements."""
-    rows = await (
-        Membership.select(*_columns())
-        .where(_visible(tenant, customer_id))
-        .order_by(Membership.start_date, ascending=False)
-        .order_by(Membership.id, ascending=False)
-        .run()
+    `next_visit` (the next upcoming visit, or None). One statement."""
+    where, statuses = _visible(tenant)
+    rows = await fast.fetch(
+        f"""SELECT {_COLUMNS},
+            (SELECT MIN(v.visit_date) FROM visit v
+             WHERE v.tenant = m.tenant AND v.membership = m.id AND v.status = 'upcoming'
+               AND v.visit_date >= {{}}) AS next_visit
+        FROM membership m JOIN location l ON l.id = m.location
+        WHERE {where}
+        ORDER BY CASE WHEN m.status = 'active' THEN 0 ELSE 1 END, m.start_date DESC, m.id DESC""",
+        today,
+        tenant["id"],
+        customer_id,
+        *statuses,
     )
-    # Active ones first; the query's order (newest first) is kept within each group.
-    rows.sort(key=lambda r: r["status"] != "active")
-    if not rows:
-        return rows
-    next_dates = await (
-        Visit.select(Visit.membership, Min(Visit.visit_date, alias="next_date"))
-        .where(
-            (Visit.tenant == tenant["id"])
-            & Visit.membership.is_in([r["id"] for r in rows])
-            & (Visit.status == "upcoming")
-            & (Visit.visit_date >= today)
-        )
-        .group_by(Visit.membership)
-        .run()
-    )
-    by_membership = {r["membership"]: _as_date(r["next_date"]) for r in next_dates}
     for row in rows:
-        row["next_visit"] = by_membership.get(row["id"])
+        row["next_visit"] = _as_date(row["next_visit"]) if row["next_visit"] else None
     return rows
 
 
@@ -91,12 +69,16 @@ async def membership_for_customer(
     tenant: TenantRow, customer_id: int, membership_id: int
 ) -> dict[str, Any] | None:
     """One visible membership of the customer, or None (foreign, hidden and unknown alike)."""
-    return await (
-        Membership.select(*_columns())
-        .where(_visible(tenant, customer_id) & (Membership.id == membership_id))
-        .first()
-        .run()
+    where, statuses = _visible(tenant)
+    rows = await fast.fetch(
+        f"""SELECT {_COLUMNS} FROM membership m JOIN location l ON l.id = m.location
+        WHERE {where} AND m.id = {{}}""",
+        tenant["id"],
+        customer_id,
+        *statuses,
+        membership_id,
     )
+    return rows[0] if rows else None
 
 
 @dataclass
@@ -121,52 +103,48 @@ def visits_cursor(value: str | None) -> tuple[date, int] | None:
         return None
 
 
+_VISIT_COLUMNS = "id, visit_date, window_start, window_end, description, status"
+
+
 async def visits(
     tenant_id: int, membership_id: int, today: date, before: tuple[date, int] | None = None
 ) -> Visits:
     """Upcoming visits (from `today` on, not yet done) and past visits, newest first,
-    paged by keyset on (date, id). Call only for a membership the viewer may see."""
-    scope = (Visit.tenant == tenant_id) & (Visit.membership == membership_id)
-    columns = [
-        Visit.id,
-        Visit.visit_date,
-        Visit.window_start,
-        Visit.window_end,
-        Visit.description,
-        Visit.status,
-    ]
-    upcoming_where = scope & (Visit.visit_date >= today) & (Visit.status != "completed")
-    upcoming = (
-        []
-        if before is not None
-        else await Visit.select(*columns)
-        .where(upcoming_where)
-        .order_by(Visit.visit_date)
-        .order_by(Visit.id)
-        .run()
-    )
+    paged by keyset on (date, id). Call only for a membership the viewer may see.
+    One statement: the upcoming ones (on the first page) and a page of past ones."""
     # Past: anything done, and anything whose day has gone by.
-    past_where = scope & ((Visit.visit_date < today) | (Visit.status == "completed"))
+    past_sql = f"""SELECT 1 AS past, {_VISIT_COLUMNS} FROM visit
+        WHERE tenant = {{}} AND membership = {{}}
+          AND (visit_date < {{}} OR status = 'completed') {{keyset}}
+        ORDER BY visit_date DESC, id DESC LIMIT {PAST_VISITS_PAGE + 1}"""
+    args: list[Any] = [tenant_id, membership_id, today]
     if before is not None:
-        day, ident = before
-        past_where = past_where & (
-            (Visit.visit_date < day) | ((Visit.visit_date == day) & (Visit.id < ident))
-        )
-    past = await (
-        Visit.select(*columns)
-        .where(past_where)
-        .order_by(Visit.visit_date, ascending=False)
-        .order_by(Visit.id, ascending=False)
-        .limit(PAST_VISITS_PAGE + 1)
-        .run()
-    )
+        past_sql = past_sql.replace("{keyset}", "AND (visit_date, id) < ({}, {})")
+        args += list(before)
+        sql = past_sql
+    else:
+        sql = f"""SELECT * FROM (
+            SELECT * FROM (
+                SELECT 0 AS past, {_VISIT_COLUMNS} FROM visit
+                WHERE tenant = {{}} AND membership = {{}} AND visit_date >= {{}}
+                  AND status <> 'completed'
+            ) upcoming
+            UNION ALL
+            SELECT * FROM ({past_sql.replace("{keyset}", "")}) past
+        ) visits
+        ORDER BY past, CASE WHEN past = 0 THEN visit_date END, CASE WHEN past = 0 THEN id END,
+            visit_date DESC, id DESC"""
+        args = [tenant_id, membership_id, today, *args]
+    upcoming: list[dict[str, Any]] = []
+    past: list[dict[str, Any]] = []
+    for row in await fast.fetch(sql, *args):
+        row["visit_date"] = _as_date(row["visit_date"])
+        (past if row.pop("past") else upcoming).append(row)
     earlier = None
     if len(past) > PAST_VISITS_PAGE:
         past = past[:PAST_VISITS_PAGE]
         last = past[-1]
-        earlier = f"{_as_date(last['visit_date']).isoformat()}_{last['id']}"
-    for row in (*upcoming, *past):
-        row["visit_date"] = _as_date(row["visit_date"])
+        earlier = f"{last['visit_date'].isoformat()}_{last['id']}"
     return Visits(upcoming=upcoming, past=past, earlier=earlier)
 
 

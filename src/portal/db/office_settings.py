@@ -217,9 +217,16 @@ async def accept_legal(tenant_id: int, staff_email: str) -> bool:
     return bool(rows)
 
 
-async def save_logo(tenant_id: int, png: bytes, actor: activity.Actor = activity.SYSTEM) -> None:
-    """Store a processed logo under a new version, so the logo's URL (cached as immutable)
-    changes. Versions grow with the clock, so a logo removed and uploaded again never
+async def save_logo(
+    tenant_id: int,
+    png: bytes,
+    actor: activity.Actor = activity.SYSTEM,
+    *,
+    png_2x: bytes = b"",
+    width: int = 0,
+) -> None:
+    """Store a processed logo (with its copy for 2× screens, if any, and its width in CSS
+    pixels) under a new version, so the logo's URL (cached as immutable) changes. Versions grow with the clock, so a logo removed and uploaded again never
     reuses an old URL."""
     async with transaction():
         row = await Tenant.select(Tenant.logo_version).where(Tenant.id == tenant_id).first().run()
@@ -237,6 +244,9 @@ async def save_logo(tenant_id: int, png: bytes, actor: activity.Actor = activity
             Tenant.update(
                 {
                     Tenant.logo: png,
+                    Tenant.logo_2x: png_2x or None,
+                    Tenant.logo_width: width,
+                    Tenant.logo_sharp: bool(png_2x),
                     Tenant.logo_content_type: "image/png",
                     Tenant.logo_version: version,
                 }
@@ -250,7 +260,16 @@ async def remove_logo(tenant_id: int, actor: activity.Actor = activity.SYSTEM) -
     """Drop the logo: the business's name shows alone in the header (version 0: no logo)."""
     async with transaction():
         await (
-            Tenant.update({Tenant.logo: None, Tenant.logo_content_type: "", Tenant.logo_version: 0})
+            Tenant.update(
+                {
+                    Tenant.logo: None,
+                    Tenant.logo_2x: None,
+                    Tenant.logo_width: 0,
+                    Tenant.logo_sharp: False,
+                    Tenant.logo_content_type: "",
+                    Tenant.logo_version: 0,
+                }
+            )
             .where(Tenant.id == tenant_id)
             .run()
         )

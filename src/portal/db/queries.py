@@ -19,6 +19,8 @@ TENANT_COLUMNS = [
     Tenant.time_zone,
     Tenant.currency,
     Tenant.logo_version,
+    Tenant.logo_width,
+    Tenant.logo_sharp,
     Tenant.legal_accepted_at,
     Tenant.legal_accepted_by,
     Tenant.portal_enabled,
@@ -41,6 +43,7 @@ def tenant_row(row: dict[str, Any]) -> TenantRow:
         "scheduler_enabled",
         "memberships_enabled",
         "payments_enabled",
+        "logo_sharp",
     ):
         row[toggle] = bool(row[toggle])  # SQLite keeps 0/1
     row["service_types"] = json.loads(row["service_types"] or "[]")
@@ -80,17 +83,19 @@ async def moved_host(old_host: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-async def tenant_logo(tenant_id: int) -> tuple[bytes, str] | None:
-    """The business's logo bytes and content type, if it has one."""
+async def tenant_logo(tenant_id: int, *, sharp: bool = False) -> tuple[bytes, str] | None:
+    """The business's logo bytes and content type, if it has one (`sharp`: its copy for
+    2× screens, if it has one)."""
+    column = Tenant.logo_2x if sharp else Tenant.logo
     row = (
-        await Tenant.select(Tenant.logo, Tenant.logo_content_type)
+        await Tenant.select(column.as_alias("image"), Tenant.logo_content_type)
         .where(Tenant.id == tenant_id)
         .first()
         .run()
     )
-    if not row or not row["logo"]:
+    if not row or not row["image"]:
         return None
-    return bytes(row["logo"]), row["logo_content_type"]
+    return bytes(row["image"]), row["logo_content_type"]
 
 
 async def business_units(tenant_id: int) -> list[dict[str, Any]]:

@@ -20,6 +20,8 @@ class TenantRow(TypedDict):
     time_zone: str
     currency: str
     logo_version: int
+    logo_width: int  # CSS pixels at 50 px high (0: not known)
+    logo_sharp: bool  # a copy for 2× screens exists (/logo/<version>/2x)
     legal_accepted_at: datetime | None
     legal_accepted_by: str
     portal_enabled: bool

@@ -49,6 +49,9 @@ class Tenant(Table, tablename="tenant"):
     logo = Bytea(null=True, default=None)
     logo_content_type = Varchar(length=40, default="")
     logo_version = Integer(default=0)
+    logo_2x = Bytea(null=True, default=None)  # the logo 100 px high, for 2× screens
+    logo_width = Integer(default=0)  # CSS pixels at 50 px high (0: not known)
+    logo_sharp = Boolean(default=False)  # logo_2x holds a copy
     # Portal settings (Settings › Customer Portal).
     legal_accepted_at = Timestamptz(null=True, default=None)
     legal_accepted_by = Varchar(length=254, default="")

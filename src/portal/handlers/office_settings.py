@@ -153,7 +153,7 @@ async def _logo_upload(request: Request[Any, Any, Any]) -> UploadFile | None:
     return upload
 
 
-async def _read_logo(upload: UploadFile) -> tuple[bytes, str | None]:
+async def _read_logo(upload: UploadFile) -> tuple[logos.LogoFiles | None, str | None]:
     data = await upload.read(logos.MAX_LOGO_BYTES + 1)
     size: int | None = None
     if len(data) > logos.MAX_LOGO_BYTES:  # too big: find its real size for the message
@@ -207,9 +207,9 @@ async def save_all(
     checked = rules.clean_form(keys, form, tenant, units)
     changes, values, errors = checked.clean, checked.values, checked.problems
     upload = await _logo_upload(request)
-    png = b""
+    logo = None
     if upload is not None:
-        png, problem = await _read_logo(upload)
+        logo, problem = await _read_logo(upload)
         if problem:
             errors["logo"] = problem
     if not errors:
@@ -233,8 +233,10 @@ async def save_all(
             errors=errors,
             form_error="Nothing was saved. Please correct the fields marked below.",
         )
-    if png:
-        await settings_db.save_logo(tenant["id"], png, _actor(staff))
+    if logo is not None:
+        await settings_db.save_logo(
+            tenant["id"], logo.png, _actor(staff), png_2x=logo.png_2x, width=logo.width
+        )
     if "host" in changes.columns:
         return await _moved(request, changes.columns["host"])
     return see_other(request, "/office/settings?saved=1")
@@ -301,12 +303,14 @@ async def upload_logo(
         return refusal
     upload = await _logo_upload(request)
     if upload is None:
-        png, problem = logos.process_logo(b"")
+        logo, problem = logos.process_logo_files(b"")
     else:
-        png, problem = await _read_logo(upload)
-    if problem:
-        return await _after_one(request, tenant, staff, "logo", {"logo": problem}, {})
-    await settings_db.save_logo(tenant["id"], png, _actor(staff))
+        logo, problem = await _read_logo(upload)
+    if problem or logo is None:
+        return await _after_one(request, tenant, staff, "logo", {"logo": problem or ""}, {})
+    await settings_db.save_logo(
+        tenant["id"], logo.png, _actor(staff), png_2x=logo.png_2x, width=logo.width
+    )
     return await _after_one(request, tenant, staff, "logo", {}, {})
 
 

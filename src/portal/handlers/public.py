@@ -43,10 +43,20 @@ async def logo(tenant: TenantDep, version: FromPath[int]) -> Response[bytes]:
     return Response(body, media_type=content_type, headers={"Cache-Control": IMMUTABLE})
 
 
+@get("/logo/{version:int}/2x", include_in_schema=False, opt=ALREADY_COMPRESSED)
+async def logo_2x(tenant: TenantDep, version: FromPath[int]) -> Response[bytes]:
+    """The logo twice as large, for 2× screens (`srcset`); 404 when there is none."""
+    found = await queries.tenant_logo(tenant["id"], sharp=True)
+    if found is None or version != tenant["logo_version"] or not tenant["logo_sharp"]:
+        raise NotFoundException()
+    body, content_type = found
+    return Response(body, media_type=content_type, headers={"Cache-Control": IMMUTABLE})
+
+
 @get("/_hello", include_in_schema=False, media_type="text/plain")
 async def hello() -> str:
     """Plain-text hello world: the baseline the throughput benchmark compares pages with."""
     return "Hello, world!"
 
 
-ROUTES = [static_file, logo, hello]
+ROUTES = [static_file, logo, logo_2x, hello]
