@@ -140,5 +140,6 @@ async def test_no_table_that_references_a_portal_account_holds_money():
         for fk in table._meta.foreign_key_columns
         if fk._foreign_key_meta.resolved_references is t.PortalAccount
     }
-    assert referencing == {t.Session, t.AuthToken}
+    # Sign-in data: sessions, links, sign-in records and passkeys (issue 16).
+    assert referencing == {t.Session, t.AuthToken, t.SignInRecord, t.Passkey, t.PasskeyChallenge}
     assert not referencing & money
