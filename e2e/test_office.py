@@ -210,8 +210,10 @@ def test_new_business_is_set_up_by_its_administrator(
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(new_base + "/office/settings?saved=moved")
     expect(page.get_by_role("link", name=new_base + "/")).to_be_visible()  # Share your portal
+    # A link to the old address (one already emailed) is redirected to the new one.
     customer.goto(base + "/sign-in")
-    expect(customer.get_by_role("heading", name="Page not found")).to_be_visible()
+    expect(customer).to_have_url(new_base + "/sign-in")
+    expect(customer.get_by_role("heading", name="Sign in to Brightwater Services")).to_be_visible()
     customer_sign_in(customer, new_base, f"pat@{host}.example")
     expect(customer.get_by_role("banner")).to_contain_text("Brightwater Services")
     customer.context.close()

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from portal.demo import JANE_EMAIL, JANE_PASSWORD
-from portal.testing import Server, start_servers, stop_server
+from portal.testing import CHEAP_HASHING_ENV, Server, start_servers, stop_server
 from tests.support.loopback import loopback_client
 from tests.support.proxies import PgBouncer, needs_pgbouncer, needs_postgres
 
@@ -82,7 +82,11 @@ async def test_a_minute_of_browsing_through_pgbouncer_has_no_server_error(
     portal(env, "demo")
     with PgBouncer(database_url) as bouncer:
         (server,) = start_servers(
-            var_dir, 1, bouncer.url, {"PORTAL_DB_STATEMENT_CACHE": "0"}, load_demo=False
+            var_dir,
+            1,
+            bouncer.url,
+            {"PORTAL_DB_STATEMENT_CACHE": "0", **CHEAP_HASHING_ENV},
+            load_demo=False,
         )
         try:
             deadline = time.monotonic() + LOAD_SECONDS

@@ -138,6 +138,25 @@ BAD_FILES = [
     ),
     ("unknown field", _set(["customers", 0, "colour"], "red"), ["customers[0]", "colour"]),
     ("reserved shape host", _set(["business", "host"], "Bad Host!"), ["business.host"]),
+    # The office's host rules, in the office's words (issue 17 item 10): never a regex.
+    ("reserved host www", _set(["business", "host"], "www"), ["business.host", "reserved"]),
+    ("reserved host admin", _set(["business", "host"], "admin"), ["business.host", "reserved"]),
+    ("punycode host", _set(["business", "host"], "xn--bcher-kva"), ["business.host", "reserved"]),
+    ("upper-case host", _set(["business", "host"], "AcmePlumbing"), ["business.host", "lowercase"]),
+    ("short host", _set(["business", "host"], "ab"), ["business.host", "3 to 40 characters"]),
+    (
+        "staff hash that is not argon2",
+        _set(["staff", 0], {"email": "boss@acme.example", "role": "admin", "password_hash": "x"}),
+        ["staff[0] (boss@acme.example).password_hash", "argon2id"],
+    ),
+    (
+        "customer hash that is not argon2",
+        _set(
+            ["customers", 0, "portal_account"],
+            {"email": "pat@example.org", "password_hash": "$2b$12$abcdefghijklmnopqrstuv"},
+        ),
+        ["customers[0] (C1).portal_account.password_hash", "argon2id"],
+    ),
     ("not json", None, ["not valid JSON"]),
 ]
 
@@ -151,6 +170,39 @@ async def test_bad_file_names_the_problem_and_imports_nothing(app, label, mutate
     for fragment in expected:
         assert fragment in str(info.value), (label, str(info.value))
     assert await counts() == before
+
+
+@pytest.mark.parametrize("host", ["www", "Bad Host!", "xn--bcher-kva", "AcmePlumbing"])
+def test_bad_host_is_answered_in_words_not_a_pattern(host):
+    """The importer refuses what the office refuses, with the office's sentence."""
+    from portal.forms import clean_host
+
+    data = small_business(host)
+    with pytest.raises(ImportProblem) as info:
+        import_file_check(data)
+    assert "[a-z" not in str(info.value) and "^" not in str(info.value)
+    office_problem = clean_host(host)[1]
+    if office_problem:  # upper case the office lowercases; the importer refuses it instead
+        assert office_problem in str(info.value)
+
+
+def import_file_check(data: dict) -> None:
+    from portal.importer import parse
+
+    parse(json.dumps(data))
+
+
+async def test_an_argon2id_hash_is_taken_as_it_is(app):
+    from portal.auth.passwords import hash_password
+
+    data = small_business("hashedplumbing")
+    data["staff"][0] = {
+        "email": "boss@acme.example",
+        "role": "admin",
+        "password_hash": await hash_password("correct horse"),
+    }
+    await import_file(json.dumps(data))
+    assert await t.StaffUser.exists().where(t.StaffUser.email == "boss@acme.example").run()
 
 
 async def test_duplicate_host_is_refused_and_rolls_back(app):

@@ -51,6 +51,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/sandbox-gateway/checkout/{checkout_id:str}/cancel"): "capability",
     ("POST", "/payments/callback"): "signed",
     ("POST", "/memberships/card-callback"): "signed",
+    ("POST", "/payments/stripe/webhook"): "signed",  # tests/test_stripe_payments.py
     ("GET", "/sign-in"): "public",
     ("POST", "/sign-in"): "public",
     ("POST", "/sign-in/link"): "public",
@@ -100,6 +101,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/settings/logo/remove"): "office",
     ("POST", "/office/settings/payments/link"): "office",
     ("POST", "/office/settings/payments/unlink"): "office",
+    ("POST", "/office/settings/payments/stripe"): "office",
     ("POST", "/office/settings/{key:str}"): "office",
     ("GET", "/office/bookings"): "office",  # ?after= is a cursor into its own list
     ("GET", "/office/bookings/{request_id:int}"): "ids",
@@ -136,6 +138,23 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/reset"): "public",
     ("GET", "/office/emails"): "office",  # ?before= is a cursor into its own list
     ("POST", "/office/emails/{email_id:int}/retry"): "ids",
+    # The sync API's office side (the API itself is its own app: tests/test_api_keys.py).
+    ("GET", "/office/api-keys"): "office",
+    ("POST", "/office/api-keys"): "office",
+    ("POST", "/office/api-keys/{key_id:int}/revoke"): "ids",
+    ("GET", "/office/webhooks"): "office",
+    ("POST", "/office/webhooks"): "office",
+    ("POST", "/office/webhooks/deliveries/{delivery_id:int}/retry"): "ids",
+    ("POST", "/office/webhooks/{endpoint_id:int}/{switch:str}"): "ids",
+    ("GET", "/office/csv"): "office",
+    ("POST", "/office/csv"): "office",
+    ("POST", "/office/csv/preview"): "office",  # the file rides in the form: no record ids
+    ("POST", "/office/csv/import"): "office",
+    ("GET", "/office/invoices/{invoice_id:int}"): "ids",
+    ("GET", "/office/jobs/{job_id:int}"): "ids",
+    ("POST", "/office/payments/{payment_id:int}/refund"): "ids",
+    ("GET", "/office/payments"): "office",  # ?before= is a cursor into its own list
+    ("GET", "/office/payments.csv"): "office",
 }
 
 
@@ -176,6 +195,7 @@ def _id(c: Customer | None, slot: str) -> Any:
     return {
         "invoice": c.invoice_ids[0],
         "payment": c.payment_ids[-1],
+        "job": c.job_id,
         "location": c.location_id,
         "membership": c.membership_id,
         "card_update": c.card_update_id,
@@ -185,6 +205,9 @@ def _id(c: Customer | None, slot: str) -> Any:
         "email": c.email_id,
         "staff": c.staff_id,
         "failed_email": c.failed_email_id,
+        "api_key": getattr(c, "api_key_id", NOWHERE),
+        "endpoint": getattr(c, "endpoint_id", NOWHERE),
+        "delivery": getattr(c, "delivery_id", NOWHERE),
         "alert": c.alert_id,
     }[slot]
 
@@ -293,6 +316,29 @@ def office_probes(me: Business | None) -> list[Probe]:
     tomorrow = (date.today() + timedelta(days=1)).isoformat()
     book_form = {"date": tomorrow, "window": "08:00-12:00", "business_unit": "", "summary": "x"}
     return [
+        Probe(
+            "GET",
+            "/office/invoices/{invoice_id:int}",
+            "invoice",
+            lambda v: (f"/office/invoices/{v}", None),
+        ),
+        Probe("GET", "/office/jobs/{job_id:int}", "job", lambda v: (f"/office/jobs/{v}", None)),
+        Probe(
+            "POST",
+            "/office/payments/{payment_id:int}/refund",
+            "payment",
+            lambda v: (f"/office/payments/{v}/refund", {"invoice": str(inv), "reason": "x"}),
+        ),
+        Probe(
+            "POST",
+            "/office/payments/{payment_id:int}/refund",
+            "invoice",
+            lambda v: (
+                f"/office/payments/{own.payment_ids[-1] if own else 1}/refund",
+                {"invoice": str(v), "reason": "x"},
+            ),
+            "invoice",
+        ),
         Probe(
             "POST",
             "/office/alerts/{alert_id:int}/seen",
@@ -420,6 +466,24 @@ def office_probes(me: Business | None) -> list[Probe]:
             "failed_email",
             lambda v: (f"/office/emails/{v}/retry", {}),
         ),
+        Probe(
+            "POST",
+            "/office/api-keys/{key_id:int}/revoke",
+            "api_key",
+            lambda v: (f"/office/api-keys/{v}/revoke", {}),
+        ),
+        Probe(
+            "POST",
+            "/office/webhooks/deliveries/{delivery_id:int}/retry",
+            "delivery",
+            lambda v: (f"/office/webhooks/deliveries/{v}/retry", {}),
+        ),
+        Probe(
+            "POST",
+            "/office/webhooks/{endpoint_id:int}/{switch:str}",
+            "endpoint",
+            lambda v: (f"/office/webhooks/{v}/off", {}),
+        ),
     ]
 
 
@@ -502,8 +566,36 @@ async def failed_emails(world: World, settings) -> None:
             )
 
 
+@pytest.fixture(scope="module")
+async def sync_setup(world: World) -> None:
+    """An API key, a webhook endpoint and a failed delivery for each business, for the
+    office's Revoke, Turn off and Retry now to be probed with."""
+    from portal.db import api_keys, events
+    from portal.db import webhooks as webhooks_db
+
+    for business in (world.a, world.b):
+        key_id, _ = await api_keys.create(business.id, f"Key of {business.key}", "read", "tests")
+        endpoint_id, _ = await webhooks_db.add_endpoint(
+            business.id, f"https://{business.host}.example/hooks", "tests"
+        )
+        event_id = await events.emit(business.id, "invoice.viewed", {"invoice": "X"})
+        rows = await t.WebhookDelivery.insert(
+            t.WebhookDelivery(
+                tenant=business.id,
+                endpoint=endpoint_id,
+                event=event_id,
+                event_type="invoice.viewed",
+                status="failed",
+            )
+        ).run()
+        for c in business.customers:
+            c.api_key_id, c.endpoint_id, c.delivery_id = key_id, endpoint_id, rows[0]["id"]
+
+
 @pytest.mark.parametrize("role", ["admin", "office"])
-async def test_office_ids_of_another_business_answer_like_missing_ids(world, role, failed_emails):
+async def test_office_ids_of_another_business_answer_like_missing_ids(
+    world, role, failed_emails, sync_setup
+):
     """Staff of business A (either role) asking for business B's records."""
     me, other = world.a, world.b
     client = me.admin if role == "admin" else me.office

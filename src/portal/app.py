@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from litestar import Litestar, Request, Response, Router
+from litestar import Litestar, Request, Response, Router, asgi
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
@@ -22,6 +22,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVI
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
 from portal import logs, metrics, payments
+from portal.api.app import create_api
 from portal.auth import passwords
 from portal.auth.context import resolve_context, resolve_tenant
 from portal.auth.guards import (
@@ -44,16 +45,21 @@ from portal.handlers import (
     memberships,
     office,
     office_activity,
+    office_api_keys,
     office_bookings,
+    office_csv,
     office_customers,
     office_emails,
+    office_money,
     office_notifications,
     office_settings,
     office_staff,
+    office_webhooks,
     passkeys,
     public,
     scheduler,
 )
+from portal.payments.gateway import is_test_mode
 from portal.security import head_as_get, nonce_of, with_security_headers
 from portal.tenancy import BareDomain, MovedPermanently
 from portal.web import HTML, VARY, Renderer, csrf_token, see_other
@@ -105,16 +111,28 @@ def create_app(settings: Settings) -> PortalApp:
         route_handlers=[
             *office.ROUTES,
             *office_settings.ROUTES,
+            *office_money.ROUTES,
             *office_bookings.ROUTES,
             *office_customers.ROUTES,
             *office_notifications.ROUTES,
             *office_staff.ROUTES,
             *office_emails.ROUTES,
+            *office_api_keys.ROUTES,
+            *office_csv.ROUTES,
+            *office_webhooks.ROUTES,
             *office_activity.ROUTES,
         ],
     )
+    # The sync API is its own app: its own schema, problem-details errors, no CSRF or cookies.
+    api = create_api(settings)
+
+    @asgi("/api/v1", is_mount=True, copy_scope=True)
+    async def sync_api(scope: Scope, receive: Receive, send: Send) -> None:
+        await api(scope, receive, send)
+
     app = PortalApp(
         route_handlers=[
+            sync_api,
             *health.ROUTES,
             *public.ROUTES,
             *payments.ROUTES,
@@ -137,7 +155,10 @@ def create_app(settings: Settings) -> PortalApp:
                 "settings": settings,
                 "renderer": renderer,
                 "schema_gate": SchemaGate(),
-                "template_globals": {"base_domain": settings.base_domain},
+                "template_globals": {
+                    "base_domain": settings.base_domain,
+                    "test_mode": is_test_mode,
+                },
             }
         ),
         exception_handlers={
@@ -158,6 +179,7 @@ def create_app(settings: Settings) -> PortalApp:
             cookie_httponly=True,
             cookie_samesite="lax",
             header_name="x-csrftoken",
+            exclude=["/api/v1"],  # key-authenticated, never a browser's cookie
         ),
         # Brotli quality 3: a 25-row page 10 % larger than at quality 5 for a third of
         # the time (docs/performance.md); gzip at its usual level for clients without.

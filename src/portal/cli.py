@@ -1,4 +1,4 @@
-"""`portal serve|migrate|demo|import|create-staff|domain|worker`."""
+"""`portal serve|migrate|demo|import|export|create-staff|domain|worker`."""
 
 from __future__ import annotations
 
@@ -77,6 +77,22 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         print(f"Import failed, nothing was imported.\n{path}: {exc}", file=sys.stderr)
         return 1
     print(f"Imported {path} (business id {tenant_id}).")
+    return 0
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    from portal.exporter import ExportProblem, export_business
+
+    try:
+        body = asyncio.run(_with_database(settings, lambda: export_business(args.host)))
+    except ExportProblem as exc:
+        print(f"Export failed: {exc}", file=sys.stderr)
+        return 1
+    if args.output in (None, "-"):
+        sys.stdout.buffer.write(body)
+    else:
+        Path(args.output).write_bytes(body)
+        print(f"Exported {args.host} to {args.output}.", file=sys.stderr)
     return 0
 
 
@@ -311,6 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("import", help="import a business from a JSON file (docs/import-format.md)")
     p.add_argument("file")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser(
+        "export", help="write a business in the import format (docs/import-format.md)"
+    )
+    p.add_argument("--host", required=True, help="the business's portal host name")
+    p.add_argument("--output", "-o", default=None, help="file to write (default: standard output)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("create-staff", help="add an office staff member", allow_abbrev=False)
     p.add_argument("--host", required=True, help="the business's portal host name")

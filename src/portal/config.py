@@ -23,6 +23,20 @@ def default_var_dir() -> Path:
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# Seconds before each retry of a failed webhook delivery: the Standard Webhooks schedule,
+# stretched to about three days.
+WEBHOOK_RETRY_SECONDS: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000, 50400, 86400)
+
+
+def _webhook_retries(env: dict[str, str]) -> tuple[float, ...]:
+    """PORTAL_WEBHOOK_RETRY_SECONDS, comma-separated seconds (the default when unset)."""
+    raw = env.get("PORTAL_WEBHOOK_RETRY_SECONDS", "")
+    if not raw.strip():
+        return WEBHOOK_RETRY_SECONDS
+    name = "PORTAL_WEBHOOK_RETRY_SECONDS"
+    return tuple(_seconds(x, name) for x in raw.split(",") if x.strip())
+
+
 class SettingsProblem(ValueError):
     """A setting that cannot be used: the message names the variable and what is wrong,
     in one line (the CLI prints it and exits non-zero instead of starting)."""
@@ -59,6 +73,8 @@ ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("PORTAL_WORKER_HEARTBEAT_SECONDS", "60", "/readyz: worker heartbeat older → not ready"),
     ("PORTAL_WORKER_GRACE_SECONDS", "25", "after SIGTERM, time to finish the email in flight"),
     ("PORTAL_HOST_REDIRECT_DAYS", "90", "an old host name redirects to the new this long"),
+    ("PORTAL_API_REQUESTS_PER_MINUTE", "600", "sync API requests a minute per key"),
+    ("PORTAL_WEBHOOK_RETRY_SECONDS", "5,300,…,86400", "seconds before each webhook retry"),
     ("PORTAL_CHEAP_PASSWORD_HASHING_FOR_TESTS", "0", "test suites only"),
     ("SENTRY_DSN", "unset", "reserved for Sentry; not read yet"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "unset", "for opentelemetry-instrument, not the app"),
@@ -116,6 +132,12 @@ class Settings:
     hash_max_wait_seconds: float = 3.0
     # argon2 at its smallest cost, for test suites only (never with https: see from_env).
     cheap_password_hashing_for_tests: bool = False
+    # The sync API: requests a minute per key (counted in the database, across processes).
+    api_requests_per_minute: int = 600
+    # Outgoing webhooks: seconds before each retry after a failed delivery (the Standard
+    # Webhooks schedule, stretched to about three days), and how long one may take.
+    webhook_retry_seconds: tuple[float, ...] = WEBHOOK_RETRY_SECONDS
+    webhook_timeout_seconds: float = 10.0
     # `portal serve`: worker processes and how long idle client connections stay open
     # (a phone reading a page keeps its connection for the next click).
     workers: int = 1
@@ -130,6 +152,17 @@ class Settings:
     worker_grace_seconds: float = 25.0
     # After a host change the old address answers 301 to the new one this many days.
     host_redirect_days: int = 90
+    # The key (Fernet, urlsafe base64 of 32 bytes) that encrypts the payment provider's
+    # keys at rest: its own setting, never PORTAL_SECRET_KEY, so rotating one never
+    # touches the other. Without it no Stripe account can be linked.
+    encryption_key: str = ""
+    # Where the Stripe SDK sends API calls: "" is Stripe itself; the test suites point it
+    # at the Stripe test double (tests/support/stripe_double.py).
+    stripe_api_base: str = ""
+    # A payment still pending this long is asked about at the gateway by the worker (a
+    # lost webhook never leaves a paid invoice unpaid).
+    reconcile_after_seconds: float = 600.0
+    reconcile_every_seconds: float = 60.0  # how often the worker's reconciliation runs
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -223,6 +256,12 @@ class Settings:
             hash_max_wait_seconds=_seconds(
                 env.get("PORTAL_HASH_MAX_WAIT", "3"), "PORTAL_HASH_MAX_WAIT"
             ),
+            api_requests_per_minute=_int(
+                env.get("PORTAL_API_REQUESTS_PER_MINUTE", "600"),
+                "PORTAL_API_REQUESTS_PER_MINUTE",
+                1,
+            ),
+            webhook_retry_seconds=_webhook_retries(env),
             cheap_password_hashing_for_tests=cheap_hashing,
             workers=_int(env.get("PORTAL_WORKERS", "1"), "PORTAL_WORKERS", 1),
             keepalive_seconds=_int(
@@ -238,6 +277,14 @@ class Settings:
             ),
             host_redirect_days=_int(
                 env.get("PORTAL_HOST_REDIRECT_DAYS", "90"), "PORTAL_HOST_REDIRECT_DAYS", 0
+            ),
+            encryption_key=env.get("PORTAL_ENCRYPTION_KEY", ""),
+            stripe_api_base=env.get("PORTAL_STRIPE_API_BASE", ""),
+            reconcile_after_seconds=_seconds(
+                env.get("PORTAL_RECONCILE_AFTER_SECONDS", "600"), "PORTAL_RECONCILE_AFTER_SECONDS"
+            ),
+            reconcile_every_seconds=_seconds(
+                env.get("PORTAL_RECONCILE_EVERY_SECONDS", "60"), "PORTAL_RECONCILE_EVERY_SECONDS"
             ),
         )
 

@@ -115,3 +115,44 @@ def parse_day(value: str) -> date | None:
     except ValueError:
         return None
     return None
+
+
+# --- host (Settings › Customer Portal, `portal import`, the sync API) -------------------------------------------------------------------------------------
+
+HOST_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$")
+# fmt: off
+RESERVED_HOSTS = frozenset({
+    "www", "www1", "www2", "web", "admin", "administrator", "api", "apis", "mail", "email",
+    "webmail", "mx", "mx1", "mx2", "smtp", "imap", "pop", "pop3", "ns", "ns1", "ns2", "ns3",
+    "ns4", "dns", "ftp", "sftp", "ssh", "vpn", "portal", "portals", "help", "support", "status",
+    "static", "assets", "cdn", "media", "images", "img", "files", "upload", "uploads", "download",
+    "downloads", "app", "apps", "localhost", "local", "test", "tests", "testing", "dev",
+    "develop", "development", "staging", "stage", "prod", "production", "demo", "sandbox",
+    "billing", "payments", "pay", "checkout", "invoice", "invoices", "login", "logout", "signin",
+    "signup", "sign-in", "sign-up", "register", "auth", "oauth", "sso", "account", "accounts",
+    "my", "office", "secure", "security", "dashboard", "console", "root", "system", "sys",
+    "server", "host", "hostmaster", "postmaster", "webmaster", "abuse", "noreply", "no-reply",
+    "info", "contact", "about", "blog", "docs", "documentation", "wiki", "news", "shop", "store",
+    "internal", "intranet", "example",
+})
+# fmt: on
+RESERVED_MESSAGE = "That name is reserved, please choose another."
+
+
+def clean_host(value: str) -> tuple[str, str | None]:
+    """A portal host name: 3–40 lowercase letters, digits and inner hyphens, not reserved.
+    (Whether another business has it is checked when saving.)"""
+    host = value.strip().lower()
+    if not host:
+        return host, "Enter a host name, for example xyzplumbing."
+    if len(host) < 3 or len(host) > 40:
+        return host, "Use 3 to 40 characters."
+    if not HOST_PATTERN.match(host):
+        return host, (
+            "Use only lowercase letters, digits and hyphens (not at the start or end), "
+            "for example xyz-plumbing."
+        )
+    # Reserved words, and punycode (xn--) names, which browsers show as other characters.
+    if host in RESERVED_HOSTS or host.startswith("xn--"):
+        return host, RESERVED_MESSAGE
+    return host, None

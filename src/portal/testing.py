@@ -211,7 +211,8 @@ def start_server(
         stderr=subprocess.STDOUT,
     )
     server = Server(port=port, var_dir=var_dir, process=process, env=env)
-    deadline = time.monotonic() + 30
+    # As long as start_servers allows: on a loaded machine the imports alone take seconds.
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError((var_dir / "server.log").read_text())

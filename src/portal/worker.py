@@ -1,5 +1,5 @@
 """The background worker: one loop that runs the portal's background jobs in turn —
-answering invitation and reset requests, delivering email, housekeeping — inside
+answering invitation and reset requests, delivering email and webhooks, housekeeping — inside
 `portal serve` or as `portal worker`. It sits beside the app (it calls into auth and
 mail alike); new background work is a new `Job` in `jobs`.
 """
@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from portal.api.webhooks import deliver_due as deliver_webhooks
 from portal.auth import throttle
 from portal.auth.account_requests import answer_pending
 from portal.config import Settings
@@ -63,9 +64,31 @@ def jobs(settings: Settings, backend: Backend, stop: asyncio.Event | None = None
     return [
         Job("answer account requests", lambda: answer_account_requests(settings)),
         Job("deliver emails", lambda: deliver_due(settings, backend, stop=stop)),
+        Job("deliver webhooks", lambda: deliver_webhooks(settings)),
         Job("settle stale payments", lambda: reconcile_stale(settings), every=PAYMENTS_EVERY),
+        Job("process payment webhooks", lambda: process_payment_webhooks(settings)),
+        Job(
+            "reconcile Stripe payments and bank debits",
+            lambda: reconcile_payments(settings),
+            every=timedelta(seconds=settings.reconcile_every_seconds),
+        ),
         Job("housekeeping", lambda: housekeeping(settings), every=HOUSEKEEPING_EVERY),
     ]
+
+
+async def process_payment_webhooks(settings: Settings) -> None:
+    """Stripe events kept by the webhook endpoint and not processed yet (issue 14)."""
+    from portal.payments.webhooks import process_due
+
+    await process_due(settings)
+
+
+async def reconcile_payments(settings: Settings) -> None:
+    """Ask the gateway about payments pending too long: a lost webhook, a bank debit that
+    ended, a card page left open past its 30 minutes (issue 14)."""
+    from portal.payments.webhooks import reconcile
+
+    await reconcile(settings)
 
 
 async def answer_account_requests(settings: Settings) -> None:

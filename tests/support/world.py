@@ -66,6 +66,7 @@ class Customer:
     location_id: int = 0
     invoice_ids: list[int] = field(default_factory=list)
     payment_ids: list[int] = field(default_factory=list)
+    job_id: int = 0  # the job of the first invoice
     membership_id: int = 0
     card_update_id: int = 0
     booking_id: int = 0
@@ -239,12 +240,13 @@ async def _ids_of(business: Business) -> None:
         loc = await t.Location.select(t.Location.id).where(t.Location.customer == c.id).run()
         c.location_id = loc[0]["id"]
         inv = (
-            await t.Invoice.select(t.Invoice.id)
+            await t.Invoice.select(t.Invoice.id, t.Invoice.job)
             .where(t.Invoice.customer == c.id)
             .order_by(t.Invoice.id)
             .run()
         )
         c.invoice_ids = [r["id"] for r in inv]
+        c.job_id = inv[0]["job"]
         mem = await t.Membership.select(t.Membership.id).where(t.Membership.customer == c.id).run()
         c.membership_id = mem[0]["id"]
         email = (
@@ -504,6 +506,7 @@ def concrete(route: str, world, app) -> str:
         "checkout_id": me.checkout_ids[0],
         "invoice_id": me.invoice_ids[0],
         "payment_id": me.payment_ids[-1],
+        "job_id": me.job_id,
         "membership_id": me.membership_id,
         "update_id": me.card_update_id,
         "request_id": me.booking_id,
@@ -513,6 +516,11 @@ def concrete(route: str, world, app) -> str:
         "alert_id": me.alert_id,
         "passkey_id": me.passkey_id,
         "key": "invoice_email",
+        # The office's sync pages (API keys, webhooks): ids of nothing, answered 404.
+        "key_id": 0,
+        "delivery_id": 0,
+        "endpoint_id": 0,
+        "switch": "off",
     }
     return re.sub(r"\{(\w+):\w+\}", lambda m: str(values[m.group(1)]), route)
 

@@ -264,6 +264,17 @@ async def verify_password(
     return matches
 
 
+def is_password_hash(value: str) -> bool:
+    """True if `value` is an argon2id hash this portal can verify (what an import or a
+    migration may bring instead of a password); anything else would lock its owner out."""
+    try:
+        from argon2 import Type, extract_parameters
+
+        return extract_parameters(value).type is Type.ID
+    except (InvalidHashError, ValueError):
+        return False
+
+
 def needs_rehash(stored_hash: str) -> bool:
     """True when the hash was made with weaker parameters than today's."""
     try:

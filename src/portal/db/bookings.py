@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from portal.db import events
 from portal.db.tables import BookingRequest, Job, Location
 
 REQUESTS_PAGE = 20
@@ -82,7 +83,18 @@ async def insert_request(tenant_id: int, new: NewRequest) -> int | None:
         .returning(BookingRequest.id)
         .run()
     )
-    return rows[0]["id"] if rows else None
+    if not rows:
+        return None
+    await events.emit(
+        tenant_id,
+        "booking.requested",
+        {
+            "booking_request_id": rows[0]["id"],
+            "customer": await events.customer_source_id(tenant_id, new.customer_id),
+            "service_type": new.service_type,
+        },
+    )
+    return int(rows[0]["id"])
 
 
 async def request_by_key(tenant_id: int, customer_id: int, key: str) -> int | None:

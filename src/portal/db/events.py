@@ -48,6 +48,19 @@ async def emit(tenant_id: int, type_: str, data: dict[str, Any]) -> int:
     return int(rows[0]["id"])
 
 
+async def customer_source_id(tenant_id: int, customer_id: int) -> str:
+    """The business's own id of a customer (what its system knows the customer by)."""
+    from portal.db.tables import Customer
+
+    row = (
+        await Customer.select(Customer.external_id)
+        .where((Customer.tenant == tenant_id) & (Customer.id == customer_id))
+        .first()
+        .run()
+    )
+    return row["external_id"] if row else ""
+
+
 async def after(tenant_id: int, cursor: int = 0, limit: int = 100) -> list[dict[str, Any]]:
     """The business's events with an id above `cursor`, oldest first, `limit` at most
     (keyset paging: the last id returned is the next cursor). `data` comes back parsed."""

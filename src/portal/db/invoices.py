@@ -313,6 +313,7 @@ async def invoice_detail(
         )
         .where(
             (AuditEvent.tenant == tenant_id)
+            & (AuditEvent.action != "viewed")  # the office's trail shows views, not this one
             & (
                 (AuditEvent.invoice == invoice_id)
                 | ((AuditEvent.job == invoice["job_id"]) & AuditEvent.invoice.is_null())
@@ -323,3 +324,17 @@ async def invoice_detail(
         .run()
     )
     return invoice
+
+
+async def business_pdf(tenant_id: int, invoice_id: int) -> bytes | None:
+    """The PDF the business's own system pushed for this invoice, if any (the caller has
+    checked the invoice is the customer's)."""
+    from portal.db.tables import InvoiceDocument
+
+    row = (
+        await InvoiceDocument.select(InvoiceDocument.pdf)
+        .where((InvoiceDocument.tenant == tenant_id) & (InvoiceDocument.invoice == invoice_id))
+        .first()
+        .run()
+    )
+    return bytes(row["pdf"]) if row else None

@@ -19,6 +19,7 @@ import asyncpg
 from piccolo.custom_types import Combinable
 
 from portal.config import Settings
+from portal.db import events
 from portal.db import office_notifications as notes
 from portal.db.engine import current_engine, transaction
 from portal.db.rows import TenantRow
@@ -152,7 +153,7 @@ async def list_requests(
     jobs = {}
     if booked:
         job_rows = (
-            await Job.select(Job.booking_request, Job.number, Job.scheduled_start)
+            await Job.select(Job.id, Job.booking_request, Job.number, Job.scheduled_start)
             .where((Job.tenant == tenant_id) & Job.booking_request.is_in(booked))
             .run()
         )
@@ -174,7 +175,7 @@ async def get_request(tenant_id: int, request_id: int) -> dict[str, Any] | None:
         return None
     row = _row(row)
     row["job"] = (
-        await Job.select(Job.number, Job.scheduled_start)
+        await Job.select(Job.id, Job.number, Job.scheduled_start)
         .where((Job.tenant == tenant_id) & (Job.booking_request == request_id))
         .first()
         .run()
@@ -341,6 +342,17 @@ async def book(
                     scheduled_end=end,
                 )
             ).run()
+            await events.emit(
+                tenant["id"],
+                "booking.booked",
+                {
+                    "booking_request_id": request_id,
+                    "customer": await events.customer_source_id(tenant["id"], request["customer"]),
+                    "job": number,
+                    "scheduled_start": start.isoformat(),
+                    "scheduled_end": end.isoformat(),
+                },
+            )
             await AuditEvent.insert(
                 AuditEvent(
                     tenant=tenant["id"],
@@ -444,6 +456,14 @@ async def _dismiss(
             raise AlreadyHandled(None)
         request = await get_request(tenant["id"], request_id)
         assert request is not None
+        await events.emit(
+            tenant["id"],
+            "booking.dismissed",
+            {
+                "booking_request_id": request_id,
+                "customer": await events.customer_source_id(tenant["id"], request["customer"]),
+            },
+        )
         to = request["account_email"] or await _first_email(tenant["id"], request["customer"])
         if to:
             await notes.queue_notification(

@@ -237,6 +237,10 @@ class Payment(Table, tablename="payment"):
     created_at = Timestamptz(default=TimestamptzNow())
     completed_at = Timestamptz(null=True, default=None)
     refunded_at = Timestamptz(null=True, default=None)  # the charge was given back in full
+    # A bank debit (ACH) submitted and not yet settled: still pending, shown as
+    # "Processing" to the customer and the office until it settles or fails, days later.
+    processing_at = Timestamptz(null=True, default=None)
+    refunded_cents = Integer(default=0)  # given back so far (refunds, full or partial)
 
 
 class PaymentAllocation(Table, tablename="payment_allocation"):
@@ -248,6 +252,27 @@ class PaymentAllocation(Table, tablename="payment_allocation"):
     payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
     invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
     amount_cents = Integer()
+    refunded_cents = Integer(default=0)  # given back to the payer: owed on the invoice again
+
+
+class PaymentRefund(Table, tablename="payment_refund"):
+    """Money given back from a payment, in full or in part: by an administrator in the
+    office (recorded before the gateway is asked, as a payment is) or in the gateway's
+    own dashboard (learnt from its webhook)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
+    amount_cents = Integer()
+    reason = Varchar(length=200, default="")
+    status = Varchar(length=10, default="pending")  # pending | succeeded | failed
+    source = Varchar(length=10, default="office")  # office | gateway (its dashboard)
+    actor = Varchar(length=254, default="")  # the staff member's email
+    gateway_refund_id = Varchar(length=80, default="")  # re_... (Stripe)
+    failure_reason = Varchar(length=200, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    completed_at = Timestamptz(null=True, default=None)
 
 
 class Membership(Table, tablename="membership"):
@@ -575,6 +600,121 @@ class DomainEvent(Table, tablename="domain_event"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class ApiKey(Table, tablename="api_key"):
+    """A key the business's own system uses on the sync API (/api/v1/). The secret is shown
+    once when made; only its SHA-256 is kept. `prefix` (the key's first characters) finds
+    the row; the hash decides."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    name = Varchar(length=80)
+    prefix = Varchar(length=16, unique=True)
+    key_hash = Varchar(length=64)
+    scope = Varchar(length=10, default="read")  # read | write
+    created_by = Varchar(length=254, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    last_used_at = Timestamptz(null=True, default=None)
+    revoked_at = Timestamptz(null=True, default=None)
+
+
+class SyncRecord(Table, tablename="sync_record"):
+    """What the system of record last pushed for one of its records: which row it became,
+    the source's version (its `updated_at` in microseconds, or an explicit version) and a
+    digest of the content, so an older push never overwrites a newer one and an unchanged
+    one writes nothing. Unique on (tenant, kind, external_id). A delete keeps the row
+    (`deleted`) so a late, older upsert cannot bring the record back."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    kind = Varchar(length=20)  # business_unit | customer | job | invoice | membership
+    external_id = Varchar(length=64)
+    row_id = Integer(default=0)
+    version = BigInt(default=0)
+    digest = Varchar(length=32, default="")
+    deleted = Boolean(default=False)
+
+
+class InvoiceDocument(Table, tablename="invoice_document"):
+    """The business's own PDF of an invoice, pushed through the sync API: customers download
+    it instead of the one the portal draws. One per invoice (unique on invoice)."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
+    pdf = Bytea()
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class WebhookEndpoint(Table, tablename="webhook_endpoint"):
+    """A URL of the business's own system that hears about events, signed per Standard
+    Webhooks with `secret`. `last_event_id` is how far events were fanned out to it (it
+    hears of events from when it was added). Disabled after a delivery kept failing for
+    the whole retry schedule (about three days); the admins are emailed."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    url = Varchar(length=2000)
+    secret = Varchar(length=80)  # whsec_<base64>: the receiver needs it to verify
+    enabled = Boolean(default=True)
+    disabled_reason = Varchar(length=500, default="")
+    last_event_id = BigInt(default=0)
+    created_by = Varchar(length=254, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class WebhookDelivery(Table, tablename="webhook_delivery"):
+    """One event for one endpoint: sent until it is answered 2xx, with backoff
+    (`attempts`, `next_attempt_at`), claimed one row at a time like the mail outbox
+    (`locked_until`). Unique on (endpoint, event): each event is queued once."""
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    endpoint = ForeignKey(null=False, references=WebhookEndpoint, on_delete=OnDelete.cascade)
+    event = ForeignKey(null=False, references=DomainEvent, on_delete=OnDelete.cascade)
+    event_type = Varchar(length=60)
+    status = Varchar(length=10, default="pending")  # pending | delivered | failed
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz(default=TimestamptzNow())
+    locked_until = Timestamptz(null=True, default=None)
+    response_code = Integer(null=True, default=None)
+    last_error = Varchar(length=500, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    delivered_at = Timestamptz(null=True, default=None)
+
+
+class StripeAccount(Table, tablename="stripe_account"):
+    """A Stripe account the business linked: its keys, encrypted at rest (Fernet, keyed by
+    PORTAL_ENCRYPTION_KEY; portal.payments.vault), and what the office may see of them.
+    `account_id` is the portal's payment account id ("stripe_acct_..."), the one payments
+    keep; it stays after an unlink so payments started on it still settle."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account_id = Varchar(length=80, unique=True)
+    stripe_account_id = Varchar(length=40)  # acct_...
+    secret_key = Text()  # encrypted: sk_... or rk_...
+    webhook_secret = Text()  # encrypted: whsec_...
+    key_hint = Varchar(length=40, default="")  # "sk_test_...4242": all the office sees again
+    livemode = Boolean(default=False)
+    bank_debits = Boolean(default=False)  # US bank accounts (ACH) offered beside cards
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class StripeEvent(Table, tablename="stripe_event"):
+    """A verified Stripe webhook, kept once per event id (Stripe sends some twice) and
+    processed after the answer (portal.payments.webhooks): an inbox."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    account_id = Varchar(length=80)  # the portal's payment account whose secret verified it
+    event_id = Varchar(length=80)  # evt_...
+    type = Varchar(length=80)
+    object_id = Varchar(length=80, default="")
+    received_at = Timestamptz(default=TimestamptzNow())
+    locked_until = Timestamptz(null=True, default=None)
+    processed_at = Timestamptz(null=True, default=None)
+    attempts = Integer(default=0)
+    last_error = Varchar(length=300, default="")
+
+
 class HostRedirect(Table, tablename="host_redirect"):
     """A business's former host name: until `until`, `<old host>.<base domain>` answers
     301 to its new address, so links already emailed keep working."""
@@ -606,6 +746,7 @@ TABLES: list[type[Table]] = [
     PortalAccount,
     Payment,
     PaymentAllocation,
+    PaymentRefund,
     Membership,
     Visit,
     AuditEvent,
@@ -625,6 +766,13 @@ TABLES: list[type[Table]] = [
     StaffToken,
     ActivityEvent,
     DomainEvent,
+    ApiKey,
+    SyncRecord,
+    WebhookEndpoint,
+    WebhookDelivery,
+    InvoiceDocument,
+    StripeAccount,
+    StripeEvent,
     HostRedirect,
     WorkerHeartbeat,
 ]

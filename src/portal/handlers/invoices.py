@@ -14,8 +14,8 @@ from litestar.params import FromPath
 from portal.auth.context import CustomerViewer, TenantDep
 from portal.auth.guards import CustomerDep
 from portal.db import invoices as invoices_db
+from portal.db import office_money, queries
 from portal.db import payments as payments_db
-from portal.db import queries
 from portal.db.rows import TenantRow
 from portal.forms import record_id
 from portal.pages import invoices_context, invoices_page, settle_lost_callbacks, tab_page
@@ -146,6 +146,7 @@ async def invoice_page(
     invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
     if invoice is None:
         raise NotFoundException()
+    await office_money.note_viewed(tenant["id"], invoice, viewer.session.email)
     tab = "invoices" if request.query_params.get("from") == "invoices" else "history"
     return _invoice_view(request, tenant, viewer, invoice, tab)
 
@@ -204,8 +205,11 @@ async def invoice_pdf_download(
             download_refused=download_refused(tenant),
             status_code=404,
         )
-    logo = await queries.tenant_logo(tenant["id"])
-    body = await anyio.to_thread.run_sync(invoice_pdf, tenant, invoice, logo)
+    # The business's own PDF (pushed through the sync API) when there is one.
+    body = await invoices_db.business_pdf(tenant["id"], invoice_id)
+    if body is None:
+        logo = await queries.tenant_logo(tenant["id"])
+        body = await anyio.to_thread.run_sync(invoice_pdf, tenant, invoice, logo)
     return Response(
         body,
         media_type="application/pdf",

@@ -23,7 +23,7 @@ from portal import settings_form as rules
 from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo, end_session
-from portal.db import activity, queries
+from portal.db import activity, queries, stripe_accounts
 from portal.db import office as office_db
 from portal.db import office_settings as settings_db
 from portal.db.activity import Actor
@@ -31,8 +31,9 @@ from portal.db.rows import TenantRow
 from portal.mail.links import portal_url
 from portal.pages import is_admin, office_page, refuse
 from portal.payments import accounts as payment_accounts
-from portal.payments import sandbox
-from portal.web import after_write, form_lists, renders_block, see_other
+from portal.payments import sandbox, stripe_link
+from portal.payments.webhooks import WEBHOOK_PATH
+from portal.web import after_write, form_data, form_lists, is_htmx, renders_block, see_other
 
 LOCKED_MESSAGE = "An administrator must accept the legal agreement before anything can be changed."
 ADMIN_MESSAGE = "Only an administrator can change the host, the legal agreement and payments."
@@ -110,6 +111,8 @@ async def _page(
             "address_for": lambda host: portal_url(settings, host, "/"),
             "snippet": share_snippet(url, tenant["name"]),
             "statuses": rules.HIDDEN_STATUSES,
+            "stripe_account": await stripe_accounts.shown(tenant["payment_account_id"]),
+            "webhook_url": portal_url(settings, tenant, WEBHOOK_PATH),
             "om": request.app.state.renderer.env.get_template("office/macros.html").module,
         },
         block=block,
@@ -124,6 +127,8 @@ SAVED_NOTICES = {
     "unlinked": "The payment account is unlinked. Card pages customers still had open on it "
     "were closed first, so nothing more can be paid into it; payments that had already gone "
     "through were recorded.",
+    "stripe": "The Stripe account is linked. Turn on card payments when you are ready.",
+    "keys": "The Stripe keys were replaced.",
 }
 
 
@@ -412,7 +417,36 @@ async def save_one(
     return await _after_one(request, tenant, staff, key, errors, values)
 
 
+# --- linking a Stripe account (portal.payments.stripe_link) --------------------------------------
+
+LINKED = "The Stripe account is linked. Turn on card payments when you are ready."
+KEYS_REPLACED = "The Stripe keys were replaced."
+
+
+@post("/settings/payments/stripe")
+async def link_stripe(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
+    """Check the pasted keys with Stripe, then store them sealed and link the account."""
+    refusal = await _refusal(request, tenant, staff, ["payments_enabled"])
+    if refusal:
+        return refusal
+    was_linked = bool(tenant["payment_account_id"])
+    result = await stripe_link.link(
+        request.app.state.settings, tenant, staff.email, await form_data(request)
+    )
+    block = BLOCKS["payments_enabled"] if is_htmx(request) else None
+    if result.errors:
+        return await _page(request, tenant, staff, block=block, status=422, errors=result.errors)
+    if not is_htmx(request):
+        return see_other(request, "/office/settings?saved=" + ("keys" if was_linked else "stripe"))
+    fresh = await office_db.tenant_by_id(tenant["id"])
+    notice = KEYS_REPLACED if was_linked else LINKED
+    return await _page(request, fresh, staff, block=block, notice=notice)
+
+
 ROUTES = [
+    link_stripe,
     settings_page,
     save_all,
     accept_legal,

@@ -75,6 +75,10 @@ class Checkout:
     merchant_reference: str
     card: Card | None = None
     failure_reason: str = ""
+    # A bank debit (ACH) submitted and not yet settled: still "open", nothing to apply
+    # yet, but the customer is done with the page (it cannot be closed any more).
+    processing: bool = False
+    payment_intent: str = ""  # Stripe's PaymentIntent id ("" for the sandbox)
 
     @property
     def is_final(self) -> bool:
@@ -128,6 +132,7 @@ class PaymentGateway(Protocol):
         description: str,
         return_url: str,
         callback_url: str,
+        metadata: Mapping[str, str] | None = None,
     ) -> Checkout:
         """A hosted card page for `amount_cents` (mode "payment") or to save a card
         (mode "setup", amount 0). The same `merchant_reference` returns the same
@@ -147,6 +152,12 @@ class PaymentGateway(Protocol):
         """Give back a succeeded payment in full."""
         ...
 
+    async def refund_amount(self, ref: str, amount_cents: int, *, key: str, reason: str) -> str:
+        """Give back `amount_cents` of a succeeded payment (all or part; the same `key`
+        never refunds twice) with the office's `reason`; returns the gateway's id of the
+        refund. Raises GatewayError with the gateway's reason when it refuses."""
+        ...
+
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackEvent:
         """Check a callback's signature over the raw `body` and parse it.
         Raises BadCallback."""
@@ -156,3 +167,24 @@ class PaymentGateway(Protocol):
 # What the registry (`registry.py`) holds per gateway: the class, called with the
 # settings and the merchant account it acts for.
 GatewayFactory = Callable[[Settings, str], PaymentGateway]
+
+
+def is_test_mode(account_id: str) -> bool:
+    """Whether payments on this account are tests (no real money moves): the sandbox
+    always, a Stripe account linked with test keys ("stripe_test_...")."""
+    return bool(account_id) and not account_id.startswith("stripe_live_")
+
+
+def allocation_metadata(allocations: Mapping[int, int]) -> dict[str, str]:
+    """A payment's allocations to invoices as checkout metadata: "id:cents,..." in values
+    of at most 500 characters."""
+    parts = [f"{invoice}:{cents}" for invoice, cents in sorted(allocations.items())]
+    chunks: list[str] = []
+    for part in parts:
+        if chunks and len(chunks[-1]) + 1 + len(part) <= 500:
+            chunks[-1] += "," + part
+        else:
+            chunks.append(part)
+    if len(chunks) == 1:
+        return {"allocations": chunks[0]}
+    return {f"allocations_{i + 1}": chunk for i, chunk in enumerate(chunks[:40])}

@@ -18,10 +18,13 @@ from portal.payments.gateway import (
     PaymentsUnavailable,
 )
 from portal.payments.sandbox import SandboxGateway
+from portal.payments.stripe_gateway import StripeGateway
 
 # Account id prefix -> gateway; the longest matching prefix wins.
 GATEWAYS: dict[str, GatewayFactory] = {
     "sandbox_acct_": SandboxGateway,
+    # "stripe_test_acct_..." / "stripe_live_acct_..." (portal.db.stripe_accounts)
+    "stripe_": StripeGateway,
 }
 
 

@@ -175,8 +175,10 @@ class SandboxGateway:
         description: str,
         return_url: str,
         callback_url: str,
+        metadata: Mapping[str, str] | None = None,
     ) -> Checkout:
-        """A hosted card page; the same merchant reference gives the same checkout."""
+        """A hosted card page; the same merchant reference gives the same checkout
+        (`metadata` is not kept: the portal's own rows hold the allocations)."""
         if mode not in MODES:
             raise GatewayError(f"unknown checkout mode {mode!r}")
         if mode == "payment" and amount_cents <= 0:
@@ -255,6 +257,19 @@ class SandboxGateway:
             .run()
         )
         return await self.get_checkout(ref)
+
+    async def refund_amount(self, ref: str, amount_cents: int, *, key: str, reason: str) -> str:
+        """A refund of a succeeded payment: in full, the checkout becomes "refunded"; in
+        part, nothing changes here (the sandbox keeps no balances: the portal's refund
+        row is the record)."""
+        found = await self.get_checkout(ref)
+        if found is None or found.mode != "payment" or found.status not in ("succeeded",):
+            raise GatewayError("only a payment that went through can be refunded")
+        if not 0 < amount_cents <= found.amount_cents:
+            raise GatewayError("a refund is more than the payment")
+        if amount_cents == found.amount_cents:
+            await self.refund(ref)
+        return f"sbr_{hashlib.sha256(f'{self.account_id}:{key}'.encode()).hexdigest()[:24]}"
 
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackEvent:
         """Check the signature over the raw body, then parse it (raises BadCallback)."""

@@ -40,6 +40,7 @@ from portal.payments.gateway import (
     GatewayError,
     PaymentGateway,
     PaymentsUnavailable,
+    allocation_metadata,
 )
 from portal.payments.registry import gateway_for, verify_callback
 
@@ -242,18 +243,20 @@ async def _create_checkout(
     tenant: TenantRow,
     gateway: PaymentGateway,
     payment_id: int,
-    amount_cents: int,
+    allocations: dict[int, int],
     description: str,
 ) -> Checkout:
-    """The payment's checkout: the same one each time (same merchant reference)."""
+    """The payment's checkout: the same one each time (same merchant reference), with the
+    allocations to invoices in its metadata."""
     return await gateway.create_checkout(
         mode="payment",
         merchant_reference=f"pay_{payment_id}",
-        amount_cents=amount_cents,
+        amount_cents=sum(allocations.values()),
         currency=tenant["currency"],
         description=description,
         return_url=portal_url(settings, tenant, f"/payments/{payment_id}"),
         callback_url=portal_url(settings, tenant, CALLBACK_PATH),
+        metadata=allocation_metadata(allocations),
     )
 
 
@@ -268,7 +271,7 @@ async def _open_checkout(
     """Ask the gateway for the payment's checkout (the same one if asked again)."""
     try:
         checkout = await _create_checkout(
-            settings, tenant, gateway, payment_id, sum(allocations.values()), db.describe(invoices)
+            settings, tenant, gateway, payment_id, allocations, db.describe(invoices)
         )
     except GatewayError as exc:
         # The gateway refused or could not be reached: no card page was given to the
@@ -404,7 +407,7 @@ async def close_and_settle(
             tenant,
             gateway,
             payment["id"],
-            full["amount_cents"],
+            {a["invoice"]: a["amount_cents"] for a in full["allocations"]},
             db.describe(full["allocations"]),
         )
     if found is not None and not found.is_final:
@@ -542,6 +545,10 @@ async def refresh(
         checkout = await _current_checkout(settings, tenant, gateway, payment)
         if checkout is not None and checkout.is_final:
             await settle(settings, tenant, gateway, payment["id"], checkout)
+        elif checkout is not None and checkout.processing:
+            from portal.payments import bank_debits  # a bank debit: days to settle
+
+            await bank_debits.mark_processing(tenant, payment["id"], checkout)
         return checkout
     except (GatewayError, PaymentsUnavailable) as exc:
         log.warning("payment %s: status unknown: %s", payment["id"], exc)

@@ -15,6 +15,7 @@ from typing import Any
 
 from portal import logs
 from portal.config import Settings
+from portal.db import events
 from portal.db import payments as db
 from portal.db.engine import transaction
 from portal.db.rows import TenantRow
@@ -23,7 +24,7 @@ from portal.formatting import format_datetime, money
 from portal.mail.alerts import raise_alert
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
-from portal.payments.gateway import Checkout
+from portal.payments.gateway import Checkout, is_test_mode
 
 
 async def settle_payment(
@@ -72,7 +73,13 @@ async def settle_payment(
                 }
             )
             .where((Payment.tenant == tenant["id"]) & (Payment.id == payment_id) & claimable)
-            .returning(Payment.account_email, Payment.amount_cents, Payment.kind, Payment.customer)
+            .returning(
+                Payment.account_email,
+                Payment.amount_cents,
+                Payment.kind,
+                Payment.customer,
+                Payment.payment_account_id,
+            )
             .run()
         )
         if not claimed:
@@ -131,6 +138,7 @@ async def settle_payment(
                     "paid_at": format_datetime(moment, tenant["time_zone"]),
                     "card": card_text,
                     "reference": checkout.ref,
+                    "test_mode": is_test_mode(paid["payment_account_id"]),
                     "lines": [
                         {
                             "number": line["number"],
@@ -143,6 +151,17 @@ async def settle_payment(
                     "link": portal_url(settings, tenant, f"/payments/{payment_id}"),
                 },
             )
+        await events.emit(
+            tenant["id"],
+            "payment.succeeded",
+            {
+                "payment_id": payment_id,
+                "amount_cents": paid["amount_cents"],
+                "invoices": [
+                    {"id": line["invoice"], "amount_cents": line["amount_cents"]} for line in lines
+                ],
+            },
+        )
         if late:
             amount = money(paid["amount_cents"], currency)
             balances = "; ".join(
