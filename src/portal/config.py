@@ -254,7 +254,7 @@ class Settings:
             trusted_proxies=parse_networks(env.get("PORTAL_TRUSTED_PROXIES", "")),
             hash_threads=_int(env.get("PORTAL_HASH_THREADS", "2"), "PORTAL_HASH_THREADS", 1),
             hash_max_wait_seconds=_seconds(
-                env.get("PORTAL_HASH_MAX_WAIT", "3"), "PORTAL_HASH_MAX_WAIT"
+                env.get("PORTAL_HASH_MAX_WAIT", "3"), "PORTAL_HASH_MAX_WAIT", zero_allowed=True
             ),
             api_requests_per_minute=_int(
                 env.get("PORTAL_API_REQUESTS_PER_MINUTE", "600"),
@@ -359,13 +359,16 @@ def _port(raw: str, name: str) -> int:
     return value
 
 
-def _seconds(raw: str, name: str) -> float:
+def _seconds(raw: str, name: str, *, zero_allowed: bool = False) -> float:
     try:
         value = float(raw.strip())
     except ValueError:
         raise SettingsProblem(f"{name}: {raw!r} is not a number of seconds") from None
+    if zero_allowed and value == 0:
+        return value
     if not value > 0:
-        raise SettingsProblem(f"{name}: {raw!r} must be more than 0 seconds")
+        floor = "0 or more" if zero_allowed else "more than 0"
+        raise SettingsProblem(f"{name}: {raw!r} must be {floor} seconds")
     return value
 
 
