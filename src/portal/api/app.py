@@ -74,7 +74,7 @@ class Problem(Exception):
         self.headers = headers or {}
         self.extra = extra
 
-    def response(self) -> Response:
+    def response(self) -> Response[Any]:
         body = {
             "type": PROBLEM_BASE + self.kind,
             "title": self.title,
@@ -103,7 +103,7 @@ class Caller(msgspec.Struct):
 # --- authentication, scope and rate limit ---------------------------------------------------
 
 
-async def _caller(request: Request) -> Caller:
+async def _caller(request: Request[Any, Any, Any]) -> Caller:
     """Dependency: the business of the host and the live key of that business, counted
     against the key's rate limit (kept in the database, so every process shares it)."""
     settings: Settings = request.app.state.settings
@@ -238,10 +238,9 @@ async def _put(caller: Caller, record: Record, path_id: str) -> RecordResult:
 
 WriterDep = NamedDependency[Caller]
 DEPS = {"caller": Provide(_caller), "writer": Provide(_writer, sync_to_thread=False)}
-LIMIT_ONE = {"request_max_body_size": MAX_RECORD_BYTES}
 
 
-@put("/business-units/{unit_id:str}", **LIMIT_ONE, tags=["records"])
+@put("/business-units/{unit_id:str}", request_max_body_size=MAX_RECORD_BYTES, tags=["records"])
 async def put_business_unit(
     writer: WriterDep, unit_id: FromPath[str], data: JSONBody[BusinessUnitRecord]
 ) -> RecordResult:
@@ -249,7 +248,7 @@ async def put_business_unit(
     return await _put(writer, data, unit_id)
 
 
-@put("/customers/{customer_id:str}", **LIMIT_ONE, tags=["records"])
+@put("/customers/{customer_id:str}", request_max_body_size=MAX_RECORD_BYTES, tags=["records"])
 async def put_customer(
     writer: WriterDep, customer_id: FromPath[str], data: JSONBody[CustomerRecord]
 ) -> RecordResult:
@@ -257,7 +256,7 @@ async def put_customer(
     return await _put(writer, data, customer_id)
 
 
-@put("/jobs/{number:str}", **LIMIT_ONE, tags=["records"])
+@put("/jobs/{number:str}", request_max_body_size=MAX_RECORD_BYTES, tags=["records"])
 async def put_job(
     writer: WriterDep, number: FromPath[str], data: JSONBody[JobRecord]
 ) -> RecordResult:
@@ -265,7 +264,7 @@ async def put_job(
     return await _put(writer, data, number)
 
 
-@put("/invoices/{number:str}", **LIMIT_ONE, tags=["records"])
+@put("/invoices/{number:str}", request_max_body_size=MAX_RECORD_BYTES, tags=["records"])
 async def put_invoice(
     writer: WriterDep, number: FromPath[str], data: JSONBody[InvoiceRecord]
 ) -> RecordResult:
@@ -273,7 +272,7 @@ async def put_invoice(
     return await _put(writer, data, number)
 
 
-@put("/memberships/{membership_id:str}", **LIMIT_ONE, tags=["records"])
+@put("/memberships/{membership_id:str}", request_max_body_size=MAX_RECORD_BYTES, tags=["records"])
 async def put_membership(
     writer: WriterDep, membership_id: FromPath[str], data: JSONBody[MembershipRecord]
 ) -> RecordResult:
@@ -344,7 +343,7 @@ class BulkOperation(Operation):
 )
 async def bulk(
     writer: WriterDep,
-    request: Request,
+    request: Request[Any, Any, Any],
 ) -> BulkResult:
     """Upsert or delete up to 10,000 records, one JSON object a line, in one transaction.
     Each line's `record` says what it is (business_unit, customer, job, invoice,
@@ -407,8 +406,9 @@ def _peek(line: bytes, *names: str) -> str:
     if not isinstance(value, dict):
         return ""
     for name in names:
-        if isinstance(value.get(name), str):
-            return value[name][:64]
+        field = value.get(name)
+        if isinstance(field, str):
+            return field[:64]
     return ""
 
 
@@ -428,11 +428,11 @@ async def events_feed(
 # --- errors ---------------------------------------------------------------------------------
 
 
-def _problem(request: Request, exc: Problem) -> Response:
+def _problem(request: Request[Any, Any, Any], exc: Problem) -> Response[Any]:
     return exc.response()
 
 
-def _invalid(request: Request, exc: ValidationException) -> Response:
+def _invalid(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
     """Litestar's own decoding of a record's body: the field it names, in a problem."""
     errors = []
     for entry in exc.extra if isinstance(exc.extra, list) else []:
@@ -451,7 +451,7 @@ def _invalid(request: Request, exc: ValidationException) -> Response:
     ).response()
 
 
-def _http(request: Request, exc: HTTPException) -> Response:
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if exc.status_code == 413:
         return Problem(
             413, "body-too-large", "The request body is too large", str(exc.detail)
@@ -467,7 +467,7 @@ def _http(request: Request, exc: HTTPException) -> Response:
     return Problem(exc.status_code, "bad-request", str(exc.detail)).response()
 
 
-def _crash(request: Request, exc: Exception) -> Response:
+def _crash(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if unavailable_in(exc):
         return Problem(
             503,

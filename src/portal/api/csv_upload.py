@@ -92,7 +92,7 @@ def read(raw: bytes) -> Sheet:
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
-        dialect = csv.excel  # type: ignore[assignment]
+        dialect = csv.excel
     rows = [row for row in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in row)]
     if len(rows) < 2:
         raise CsvProblem("The file needs a header row and at least one row of data.")

@@ -112,7 +112,8 @@ async def _raw(sql: str, *args: Any) -> list[dict[str, Any]]:
     engine = current_engine()
     txn = engine.current_transaction.get()
     if txn is None:
-        return await t.Tenant.raw(sql, *args).run()
+        result: list[dict[str, Any]] = await t.Tenant.raw(sql, *args).run()
+        return result
     with translated():
         if isinstance(engine, SQLiteEngine):
             cursor = await txn.connection.execute(driver_sql(sql, "sqlite"), args)
@@ -347,7 +348,8 @@ class _Batch:
             loc.id for item in all_items for loc in item.record.locations
         )
         owner: dict[str, str] = {}
-        kept_new, kept_changed = [], []
+        kept_new: list[_Item] = []
+        kept_changed: list[_Item] = []
         for item in all_items:
             problem = ""
             for j, loc in enumerate(item.record.locations):

@@ -25,6 +25,7 @@ import httpx
 from portal.config import Settings
 from portal.db import webhooks as webhooks_db
 from portal.db.engine import transaction
+from portal.db.queries import tenant_row
 from portal.db.tables import Tenant
 from portal.mail.outbox import queue_raw
 
@@ -92,7 +93,8 @@ async def _send(settings: Settings, client: httpx.AsyncClient, delivery: dict[st
         admins = await webhooks_db.disable_for_failures(
             endpoint, f"Turned off after {delivery['attempts']} failed attempts. {reason}"
         )
-        tenant = await Tenant.select().where(Tenant.id == endpoint["tenant"]).first().run()
+        row = await Tenant.select().where(Tenant.id == endpoint["tenant"]).first().run()
+        tenant = tenant_row(row) if row else None
         for admin in admins:
             await queue_raw(
                 settings,

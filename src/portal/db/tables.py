@@ -608,6 +608,8 @@ class ApiKey(Table, tablename="api_key"):
     once when made; only its SHA-256 is kept. `prefix` (the key's first characters) finds
     the row; the hash decides."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     name = Varchar(length=80)
     prefix = Varchar(length=16, unique=True)
@@ -651,6 +653,8 @@ class WebhookEndpoint(Table, tablename="webhook_endpoint"):
     hears of events from when it was added). Disabled after a delivery kept failing for
     the whole retry schedule (about three days); the admins are emailed."""
 
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     url = Varchar(length=2000)
     secret = Varchar(length=80)  # whsec_<base64>: the receiver needs it to verify
@@ -665,6 +669,8 @@ class WebhookDelivery(Table, tablename="webhook_delivery"):
     """One event for one endpoint: sent until it is answered 2xx, with backoff
     (`attempts`, `next_attempt_at`), claimed one row at a time like the mail outbox
     (`locked_until`). Unique on (endpoint, event): each event is queued once."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
     endpoint = ForeignKey(null=False, references=WebhookEndpoint, on_delete=OnDelete.cascade)

@@ -85,7 +85,7 @@ async def deliveries(tenant_id: int, limit: int = 50) -> list[dict[str, Any]]:
     """The business's latest deliveries, newest first, with their endpoint's URL."""
     return (
         await WebhookDelivery.select(
-            WebhookDelivery.all_columns(), WebhookDelivery.endpoint.url.as_alias("url")
+            *WebhookDelivery.all_columns(), WebhookDelivery.endpoint.url.as_alias("url")
         )
         .where(WebhookDelivery.tenant == tenant_id)
         .order_by(WebhookDelivery.id, ascending=False)

@@ -13,6 +13,7 @@ from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import api_keys
+from portal.db.rows import TenantRow
 from portal.pages import is_admin, office_page, refuse
 from portal.web import after_write, form_data
 
@@ -20,14 +21,14 @@ ADMINS_ONLY = "Only an administrator can see and manage API keys."
 
 
 async def _keys_page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     context: dict[str, Any] | None = None,
     *,
     block: str = "region",
     status: int = 200,
-) -> Response:
+) -> Response[Any]:
     return await office_page(
         request,
         tenant,
@@ -49,7 +50,9 @@ async def _keys_page(
 
 
 @get("/api-keys")
-async def keys_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def keys_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """The business's API keys and the form that makes one."""
     if not is_admin(staff):
         return await refuse(request, tenant, staff, ADMINS_ONLY, section="api-keys")
@@ -58,7 +61,9 @@ async def keys_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Res
 
 
 @post("/api-keys")
-async def create_key(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def create_key(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Make a key and show it, this once (so no redirect: the key is in this answer only)."""
     if not is_admin(staff):
         return await refuse(request, tenant, staff, ADMINS_ONLY, section="api-keys")
@@ -81,8 +86,8 @@ async def create_key(request: Request, tenant: TenantDep, staff: StaffDep) -> Re
 
 @post("/api-keys/{key_id:int}/revoke")
 async def revoke_key(
-    request: Request, tenant: TenantDep, staff: StaffDep, key_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, key_id: FromPath[int]
+) -> Response[Any]:
     """Revoke a key: the next request made with it is refused."""
     if not is_admin(staff):
         return await refuse(request, tenant, staff, ADMINS_ONLY, section="api-keys")

@@ -15,18 +15,19 @@ from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import activity
+from portal.db.rows import TenantRow
 from portal.pages import office_page
 from portal.web import after_write, form_data
 
 
 async def _page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     context: dict[str, Any] | None = None,
     *,
     status: int = 200,
-) -> Response:
+) -> Response[Any]:
     return await office_page(
         request,
         tenant,
@@ -49,7 +50,9 @@ async def _page(
 
 
 @get("/csv")
-async def csv_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def csv_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Step 1: choose what the file holds and the file."""
     done = request.query_params.get("imported", "")
     notice = f"Imported: {done} rows written." if done.isdigit() and len(done) < 7 else ""
@@ -79,7 +82,9 @@ async def _mapping_context(
 
 
 @post("/csv")
-async def upload(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def upload(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Step 2: the file is read; its columns are matched to the portal's fields."""
     try:
         form = await request.form()
@@ -108,8 +113,8 @@ async def upload(request: Request, tenant: TenantDep, staff: StaffDep) -> Respon
 
 
 async def _checked(
-    request: Request, tenant: dict[str, Any], staff: SessionInfo, dry_run: bool
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantRow, staff: SessionInfo, dry_run: bool
+) -> Response[Any]:
     form = await form_data(request)
     kind = form.get("kind", "")
     text = form.get("csv", "")
@@ -156,13 +161,17 @@ async def _checked(
 
 
 @post("/csv/preview")
-async def preview(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def preview(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Step 3: the dry run — nothing is written."""
     return await _checked(request, tenant, staff, dry_run=True)
 
 
 @post("/csv/import")
-async def import_rows(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def import_rows(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Write the rows the dry run showed (checked again: the data may have moved on)."""
     return await _checked(request, tenant, staff, dry_run=False)
 

@@ -14,6 +14,7 @@ from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import webhooks as webhooks_db
+from portal.db.rows import TenantRow
 from portal.mail.worker import wake
 from portal.pages import is_admin, office_page, refuse
 from portal.web import after_write, form_data
@@ -27,13 +28,13 @@ NOTICES = {
 
 
 async def _page(
-    request: Request,
-    tenant: dict[str, Any],
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
     staff: SessionInfo,
     context: dict[str, Any] | None = None,
     *,
     status: int = 200,
-) -> Response:
+) -> Response[Any]:
     return await office_page(
         request,
         tenant,
@@ -55,7 +56,9 @@ async def _page(
 
 
 @get("/webhooks")
-async def webhooks_page(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def webhooks_page(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Endpoints and the latest deliveries."""
     if not is_admin(staff):
         return await refuse(request, tenant, staff, ADMINS_ONLY, section="webhooks")
@@ -64,7 +67,9 @@ async def webhooks_page(request: Request, tenant: TenantDep, staff: StaffDep) ->
 
 
 @post("/webhooks")
-async def add_endpoint(request: Request, tenant: TenantDep, staff: StaffDep) -> Response:
+async def add_endpoint(
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep
+) -> Response[Any]:
     """Add an endpoint; its signing secret is shown this once."""
     if not is_admin(staff):
         return await refuse(request, tenant, staff, ADMINS_ONLY, section="webhooks")
@@ -77,7 +82,9 @@ async def add_endpoint(request: Request, tenant: TenantDep, staff: StaffDep) -> 
     return await _page(request, tenant, staff, {"new_secret": secret, "new_url": url})
 
 
-async def _done(request: Request, tenant: dict[str, Any], staff: SessionInfo, key: str) -> Response:
+async def _done(
+    request: Request[Any, Any, Any], tenant: TenantRow, staff: SessionInfo, key: str
+) -> Response[Any]:
     wake()
     return await after_write(
         request,
@@ -88,8 +95,8 @@ async def _done(request: Request, tenant: dict[str, Any], staff: SessionInfo, ke
 
 @post("/webhooks/deliveries/{delivery_id:int}/retry")
 async def retry_delivery(
-    request: Request, tenant: TenantDep, staff: StaffDep, delivery_id: FromPath[int]
-) -> Response:
+    request: Request[Any, Any, Any], tenant: TenantDep, staff: StaffDep, delivery_id: FromPath[int]
+) -> Response[Any]:
     """Send a delivery again now."""
     if not is_admin(staff):
         return await refuse(request, tenant, staff, ADMINS_ONLY, section="webhooks")
@@ -100,12 +107,12 @@ async def retry_delivery(
 
 @post("/webhooks/{endpoint_id:int}/{switch:str}")
 async def switch_endpoint(
-    request: Request,
+    request: Request[Any, Any, Any],
     tenant: TenantDep,
     staff: StaffDep,
     endpoint_id: FromPath[int],
     switch: FromPath[str],
-) -> Response:
+) -> Response[Any]:
     """Turn an endpoint on or off."""
     if not is_admin(staff):
         return await refuse(request, tenant, staff, ADMINS_ONLY, section="webhooks")
