@@ -63,14 +63,6 @@ def _with_late_logo(page: Page, url: str, js: bool) -> None:
         assert _places(page) == before, f"{url}: the page moved when the logo arrived"
         if js:
             shifts = page.evaluate("window.__shifts")
-            if (
-                sum(shifts)
-                and url.endswith("/sign-in")
-                and page.locator("[data-passkey-sign-in]").count()
-            ):
-                # Not the logo: static/passkeys.js (sign-in work in progress) shows the passkey
-                # button and hides the no-JavaScript note after load. Known, reported.
-                pytest.xfail(f"{url}: passkeys.js moves the sign-in form after load: {shifts}")
             assert sum(shifts) == 0, f"{url}: layout shifts {shifts}"
     finally:
         page.unroute("**/logo/**")
