@@ -253,7 +253,9 @@ def start_server_only(var_dir: Path, env: dict[str, str]) -> Server:
     while time.monotonic() < deadline:
         assert process.poll() is None, (var_dir / "server.log").read_text()
         try:
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": "localhost"})
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/healthz", headers={"Host": "localhost"}
+            )
             urllib.request.urlopen(req, timeout=1)
             return server
         except OSError:

@@ -33,6 +33,8 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from portal.db.engine import give_back_request_connection
+
 # argon2-cffi's default memory and time (64 MiB, 3 passes: above OWASP's floor of
 # 19 MiB and 2), in one lane: a hash then runs in one thread of ours, whose priority we
 # control, instead of fanning out into threads that compete with pages.
@@ -158,6 +160,8 @@ class HashingLane:
                 )
                 thread.start()
             self._ready.notify()
+        # Waiting for a hash holds no database connection (PostgreSQL's pool is shared).
+        await give_back_request_connection()
         return await future
 
     def _next_job(self, number: int) -> _Job | None:

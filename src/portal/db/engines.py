@@ -116,6 +116,16 @@ async def _give_back_request_connection(pool: Any) -> None:
                 await pool.release(connection)
 
 
+async def give_back_request_connection() -> None:
+    """The request's held connection goes back to the pool while the request waits for
+    something that is not the database (its turn for a password hash): 80 sign-ins waiting
+    in the hashing lane must not hold the pool and starve the one whose turn it is. The
+    request's next statement takes a connection again."""
+    held = REQUEST_CONNECTION.get()
+    if held is not None:
+        await _give_back_request_connection(held.pool)
+
+
 async def keep_session(connection: Any) -> None:
     """The pool's reset on release: nothing. The portal keeps no session state on a
     connection (no SET, LISTEN, advisory locks or cursors outside a transaction), so

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import fcntl
 import functools
 import io
@@ -97,11 +98,17 @@ async def analyze() -> None:
         await engine.run_ddl("ANALYZE")
 
 
+# The connection holding the advisory lock, while a run holds it: index builds use it too,
+# so a run needs two connections at most (this one and the pool's), not three.
+_LOCK_CONNECTION: contextvars.ContextVar[Any] = contextvars.ContextVar("lock_connection")
+
+
 @contextlib.asynccontextmanager
 async def _migration_lock() -> AsyncIterator[None]:
     engine = current_engine()
     if isinstance(engine, PostgresEngine):
         connection = await engine.get_new_connection()
+        token = _LOCK_CONNECTION.set(connection)
         try:
             # Asked again and again rather than waited for in one statement: a statement
             # waiting that long is an open transaction, which a CREATE INDEX CONCURRENTLY
@@ -112,6 +119,7 @@ async def _migration_lock() -> AsyncIterator[None]:
                 await asyncio.sleep(0.2)
             yield
         finally:
+            _LOCK_CONNECTION.reset(token)
             # Closing the session releases the lock, even when the unlock itself fails.
             with contextlib.suppress(Exception):
                 await connection.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
@@ -143,7 +151,10 @@ async def create_indexes(statements: list[str]) -> None:
         for statement in statements:
             await engine.run_ddl(statement)
         return
-    connection = await engine.get_new_connection()
+    shared = _LOCK_CONNECTION.get(
+        None
+    )  # the migration lock's idle session, outside any transaction
+    connection = shared if shared is not None else await engine.get_new_connection()
     try:
         await connection.execute(f"SET lock_timeout = '{INDEX_LOCK_TIMEOUT}'")
         for statement in statements:
@@ -157,7 +168,10 @@ async def create_indexes(statements: list[str]) -> None:
                 await connection.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
             await connection.execute(f"{head} CONCURRENTLY IF NOT EXISTS {name} {rest}")
     finally:
-        await connection.close()
+        if shared is None:
+            await connection.close()
+        else:
+            await connection.execute("RESET lock_timeout")
 
 
 def _index_parts(statement: str) -> tuple[str, str, str]:
