@@ -22,7 +22,7 @@ from typing import Any
 from portal.db import fast
 from portal.db.engine import current_engine, transaction
 from portal.db.invoices import _in_list, as_date
-from portal.db.tables import Customer, Invoice, Payment, PaymentAllocation
+from portal.db.tables import AuditEvent, Customer, Invoice, Payment, PaymentAllocation
 
 
 async def customer_name(tenant_id: int, customer_id: int) -> str:
@@ -338,3 +338,44 @@ def describe(invoices: list[dict[str, Any]]) -> str:
     more = f" and {len(invoices) - 6} more" if len(invoices) > 6 else ""
     word = "Invoice" if len(invoices) == 1 else "Invoices"
     return f"{word} {numbers}{more}"
+
+
+@dataclass(frozen=True)
+class TrailLine:
+    """One invoice's line in the audit trail of a payment or refund."""
+
+    job: int | None
+    invoice: int
+    amount_cents: int
+    detail: str
+
+
+async def record_on_invoices(
+    tenant_id: int,
+    *,
+    actor: str | None,
+    action: str,
+    reference: str | None,
+    at: datetime,
+    lines: list[TrailLine],
+) -> None:
+    """One audit-trail row per invoice a payment or refund touched, in one statement (in
+    the caller's transaction)."""
+    if not lines:
+        return
+    await AuditEvent.insert(
+        *[
+            AuditEvent(
+                tenant=tenant_id,
+                job=line.job,
+                invoice=line.invoice,
+                actor=actor,
+                action=action,
+                detail=line.detail,
+                amount_cents=line.amount_cents,
+                reference=reference,
+                created_at=at,
+            )
+            for line in lines
+        ]
+    ).run()

@@ -15,9 +15,10 @@ from typing import Any
 
 from portal.config import Settings
 from portal.db import events
+from portal.db import payments as db_payments
 from portal.db.engine import transaction
 from portal.db.rows import TenantRow
-from portal.db.tables import AuditEvent, Invoice, Payment, PaymentAllocation, PaymentRefund
+from portal.db.tables import Invoice, Payment, PaymentAllocation, PaymentRefund
 from portal.formatting import format_datetime, money
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
@@ -230,25 +231,23 @@ async def _reverse(
         if left == 0:
             break
     why = f": {refund['reason']}" if refund["reason"] else ""
-    await AuditEvent.insert(
-        *[
-            AuditEvent(
-                tenant=tenant["id"],
-                job=line["job"],
-                invoice=line["invoice"],
-                actor=refund["actor"],
-                action="refund",
-                detail=(
-                    f"Refunded {money(line['take'], currency)} of the online payment{why}; "
-                    f"{line['number']} balance now {money(line['balance_cents'], currency)}"
-                ),
-                amount_cents=line["take"],
-                reference=gateway_refund_id or payment["gateway_ref"],
-                created_at=moment,
+    await db_payments.record_on_invoices(
+        tenant["id"],
+        actor=refund["actor"],
+        action="refund",
+        reference=gateway_refund_id or payment["gateway_ref"],
+        at=moment,
+        lines=[
+            db_payments.TrailLine(
+                line["job"],
+                line["invoice"],
+                line["take"],
+                f"Refunded {money(line['take'], currency)} of the online payment{why}; "
+                f"{line['number']} balance now {money(line['balance_cents'], currency)}",
             )
             for line in lines
-        ]
-    ).run()
+        ],
+    )
     total = refund["amount_cents"]
     if payment["account_email"]:
         await queue_email(

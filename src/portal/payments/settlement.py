@@ -19,7 +19,7 @@ from portal.db import events
 from portal.db import payments as db
 from portal.db.engine import transaction
 from portal.db.rows import TenantRow
-from portal.db.tables import AuditEvent, Invoice, Payment
+from portal.db.tables import Invoice, Payment
 from portal.formatting import format_datetime, money
 from portal.mail.alerts import raise_alert
 from portal.mail.links import portal_url
@@ -107,25 +107,23 @@ async def settle_payment(
         recorded = f"Paid online in the customer portal ({card_text})"
         if late:
             recorded += f", recorded late: it had been reported as failed ({late_reason})"
-        await AuditEvent.insert(
-            *[
-                AuditEvent(
-                    tenant=tenant["id"],
-                    job=line["job_id"],
-                    invoice=line["invoice"],
-                    actor=paid["account_email"],
-                    action="payment",
-                    detail=(
-                        f"{recorded}; {line['number']} balance now "
-                        f"{money(line['balance_cents'], currency)}"
-                    ),
-                    amount_cents=line["amount_cents"],
-                    reference=checkout.ref,
-                    created_at=moment,
+        await db.record_on_invoices(
+            tenant["id"],
+            actor=paid["account_email"],
+            action="payment",
+            reference=checkout.ref,
+            at=moment,
+            lines=[
+                db.TrailLine(
+                    line["job_id"],
+                    line["invoice"],
+                    line["amount_cents"],
+                    f"{recorded}; {line['number']} balance now "
+                    f"{money(line['balance_cents'], currency)}",
                 )
                 for line in lines
-            ]
-        ).run()
+            ],
+        )
         if paid["account_email"]:
             await queue_email(
                 settings,
@@ -225,25 +223,21 @@ async def record_late_refund(
             return False
         payment = claimed[0]
         lines = await db.allocations(payment_id)
-        await AuditEvent.insert(
-            *[
-                AuditEvent(
-                    tenant=tenant["id"],
-                    job=line["job_id"],
-                    invoice=line["invoice"],
-                    actor=payment["account_email"],
-                    action="refund",
-                    detail=(
-                        f"A card payment in the customer portal ({card_text}) went through "
-                        f"after it was reported as failed; {why}, so it was refunded in full"
-                    ),
-                    amount_cents=line["amount_cents"],
-                    reference=checkout.ref,
-                    created_at=moment,
-                )
+        detail = (
+            f"A card payment in the customer portal ({card_text}) went through "
+            f"after it was reported as failed; {why}, so it was refunded in full"
+        )
+        await db.record_on_invoices(
+            tenant["id"],
+            actor=payment["account_email"],
+            action="refund",
+            reference=checkout.ref,
+            at=moment,
+            lines=[
+                db.TrailLine(line["job_id"], line["invoice"], line["amount_cents"], detail)
                 for line in lines
-            ]
-        ).run()
+            ],
+        )
         amount = money(payment["amount_cents"], currency)
         await raise_alert(
             settings,
