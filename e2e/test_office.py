@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.support.browser import import_business_into
 from tests.support.businesses import (
@@ -73,6 +74,18 @@ def logo_file(tmp_path: Path) -> Path:
     path = tmp_path / "logo.png"
     Image.new("RGB", (300, 150), (10, 120, 60)).save(path, format="PNG")
     return path
+
+
+def image_loaded(page: Page, img: Locator, timeout_s: float = 10.0) -> None:
+    """Wait until the image has finished loading.
+
+    Polled from Python: with scripting off the page's own timers do not run,
+    so ``page.wait_for_function`` checks once and then never again.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not img.evaluate("img => img.complete && img.naturalWidth > 0"):
+        assert time.monotonic() < deadline, "the image did not load"
+        page.wait_for_timeout(100)
 
 
 def test_new_business_is_set_up_by_its_administrator(
@@ -168,7 +181,7 @@ def test_new_business_is_set_up_by_its_administrator(
     logo = page.get_by_role("img", name="Current logo of Brightwater Services")
     expect(logo).to_be_visible()
     logo.element_handle().wait_for_element_state("visible")
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=logo.element_handle())
+    image_loaded(page, logo)
     assert logo.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [100, 50]
     expect(page.locator("#office-brand img")).to_be_visible()  # the office header shows it
     customer.reload()
