@@ -3,7 +3,9 @@
 Booking is safe under concurrency: the request is claimed with a conditional update
 (`status = 'new'`) inside a write transaction, and the unique index on
 `job.booking_request` backs it up, so two staff booking the same request at once make
-exactly one job; the other is told who booked it.
+exactly one job; the other is told who booked it. The transaction is the caller's
+(`portal.appointments.book` / `dismiss`), which queues the customer's email in it: this
+module only reads and writes rows.
 """
 
 from __future__ import annotations
