@@ -66,3 +66,17 @@ class InvoiceRow(TypedDict):
     # Over all the customer's open invoices, not only those listed.
     open_count: int
     open_total: int
+
+
+class GrantRow(TypedDict):
+    """A grant of access to a customer record (issue 16.4; `db/grants.py`)."""
+
+    id: int
+    customer_id: int
+    customer_name: str
+    invitee_email: str
+    role: str  # full | billing | view
+    granted_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+    locations: list[tuple[int, str]]  # (location id, location name), name order

@@ -1,0 +1,288 @@
+"""Issue 16.4: sharing a customer record — the rules of inviting, the invitation email and
+activity line, revoking by the owner, leaving, revoking by the office (auth/grants.py on
+db/grants.py), on the engine DATABASE_URL names."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from portal.auth import grants
+from portal.db import grants as grants_db
+from portal.db import tables as t
+from portal.db.queries import tenant_by_host
+from portal.importer import import_file
+from portal.mail.links import portal_url
+
+HOST = "shareplumb"
+OWNER = f"olive@{HOST}.example"
+NEIGHBOUR = f"ned@{HOST}.example"  # on another customer's record, registered
+PASSWORD = "grants-test-pass-2468"
+
+
+def business(host: str, name: str) -> dict[str, Any]:
+    """Olive Owner (two locations, registered) and Ned Neighbour (one, registered)."""
+    return {
+        "format": "portal-import/1",
+        "business": {
+            "host": host,
+            "name": name,
+            "email": f"hello@{host}.example",
+            "time_zone": "America/Denver",
+            "portal": {
+                "enabled": True,
+                "legal_accepted_by": f"boss@{host}.example",
+                "legal_accepted_at": "2026-01-05T15:00:00Z",
+            },
+        },
+        "business_units": [{"id": "PL", "name": "Plumbing"}],
+        "staff": [
+            {"email": f"boss@{host}.example", "name": "B", "role": "admin", "password": PASSWORD}
+        ],
+        "customers": [
+            {
+                "id": "C1",
+                "name": "Olive Owner",
+                "emails": [f"olive@{host}.example", f"olive.work@{host}.example"],
+                "locations": [
+                    {"id": "L1", "name": "Home", "street": "1 Elm Row"},
+                    {"id": "L2", "name": "Cabin", "street": "2 Pine Rd"},
+                ],
+                "portal_account": {"email": f"olive@{host}.example", "password": PASSWORD},
+            },
+            {
+                "id": "C2",
+                "name": "Ned Neighbour",
+                "emails": [f"ned@{host}.example"],
+                "locations": [{"id": "L3", "name": "Next door", "street": "3 Elm Row"}],
+                "portal_account": {"email": f"ned@{host}.example", "password": PASSWORD},
+            },
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+async def shop(app) -> dict[str, Any]:
+    """The business's row and its customers' and locations' ids (and another business's)."""
+    await import_file(json.dumps(business(HOST, "Shareplumb Services")))
+    await import_file(json.dumps(business("othershare", "Othershare Heating")))
+    tenant = await tenant_by_host(HOST)
+    other = await tenant_by_host("othershare")
+    assert tenant and other
+    ids: dict[str, Any] = {"tenant": tenant, "other": other}
+    for row in await t.Customer.select(
+        t.Customer.id, t.Customer.external_id, t.Customer.tenant
+    ).run():
+        ids[("customer", row["tenant"], row["external_id"])] = row["id"]
+    for row in await t.Location.select(
+        t.Location.id, t.Location.external_id, t.Location.tenant
+    ).run():
+        ids[("location", row["tenant"], row["external_id"])] = row["id"]
+    return ids
+
+
+def _c(shop: dict[str, Any], key: str, tenant: str = "tenant") -> int:
+    return shop[("customer", shop[tenant]["id"], key)]
+
+
+def _l(shop: dict[str, Any], key: str, tenant: str = "tenant") -> int:
+    return shop[("location", shop[tenant]["id"], key)]
+
+
+async def _check(shop, *, email="sam@elsewhere.example", role="billing", locations=None):
+    tenant_id = shop["tenant"]["id"]
+    if locations is None:
+        locations = [str(_l(shop, "L1"))]
+    return await grants.check_invite(
+        tenant_id, _c(shop, "C1"), OWNER, email=email, role=role, locations=locations
+    )
+
+
+async def _invite(settings, shop, email, role="billing", keys=("L1",)) -> int:
+    checked = await _check(shop, email=email, role=role, locations=[str(_l(shop, k)) for k in keys])
+    assert checked.ok, checked.problems
+    return await grants.invite(
+        settings, shop["tenant"], _c(shop, "C1"), "Olive Owner", OWNER, checked.clean
+    )
+
+
+async def _snapshot() -> list[Any]:
+    return [
+        await t.AccessGrant.select().order_by(t.AccessGrant.id).run(),
+        await t.AccessGrantLocation.select().order_by(t.AccessGrantLocation.id).run(),
+        await t.OutboxEmail.count().run(),
+        await t.ActivityEvent.count().run(),
+    ]
+
+
+async def test_an_invitation_is_checked_field_by_field(shop):
+    """Bad email, the owner's own or one on the record, an unknown role, no location or
+    another customer's (or business's) location: each gets its message, and checking
+    saves nothing."""
+    before = await _snapshot()
+    cases = [
+        ({"email": "not an email"}, "email", "like name@example.com"),
+        ({"email": ""}, "email", "Enter their email address."),
+        ({"email": OWNER.upper()}, "email", "already on your account"),
+        ({"email": f"olive.work@{HOST}.example"}, "email", "already on your account"),
+        ({"role": "admin"}, "role", "Choose what they may do."),
+        ({"role": ""}, "role", "Choose what they may do."),
+        ({"locations": []}, "locations", "Choose at least one location."),
+        ({"locations": ["", "x"]}, "locations", "Choose at least one location."),
+        ({"locations": [str(_l(shop, "L3"))]}, "locations", "Choose among your own locations."),
+        (
+            {"locations": [str(_l(shop, "L1")), str(_l(shop, "L1", "other"))]},
+            "locations",
+            "Choose among your own locations.",
+        ),
+        ({"locations": [str(_l(shop, "L1")), "abc"]}, "locations", "your own locations"),
+    ]
+    for fields, field, message in cases:
+        checked = await _check(shop, **fields)
+        assert not checked.ok, fields
+        assert message in checked.problems[field], (fields, checked.problems)
+    good = await _check(shop, email=" Sam@Elsewhere.example ", locations=[str(_l(shop, "L2"))] * 2)
+    assert good.ok, good.problems
+    assert good.clean == grants.Invitation(
+        email="sam@elsewhere.example", role="billing", location_ids=[_l(shop, "L2")]
+    )
+    assert await _snapshot() == before
+
+
+async def test_an_invitation_is_saved_with_its_email_and_activity_line(settings, shop):
+    """The grant and its locations, an email in words with a link to create an account (or,
+    for an email with an account, to sign in), an activity line: all together."""
+    tenant_id = shop["tenant"]["id"]
+    emails_before = await t.OutboxEmail.count().run()
+    grant_id = await _invite(settings, shop, "Pat.Partner@Elsewhere.example", "view", ("L1", "L2"))
+    [row] = await grants_db.given(tenant_id, _c(shop, "C1"))
+    assert row["id"] == grant_id
+    assert row["invitee_email"] == "pat.partner@elsewhere.example"
+    assert row["role"] == "view" and row["granted_by"] == OWNER
+    assert row["customer_name"] == "Olive Owner" and row["revoked_at"] is None
+    assert row["locations"] == [(_l(shop, "L2"), "Cabin"), (_l(shop, "L1"), "Home")]
+    assert await grants_db.held(tenant_id, "PAT.PARTNER@elsewhere.example") == [row]
+    assert await grants_db.live_grant_exists(tenant_id, "pat.partner@elsewhere.example")
+    assert not await grants_db.live_grant_exists(
+        shop["other"]["id"], "pat.partner@elsewhere.example"
+    )
+
+    [mail] = (
+        await t.OutboxEmail.select()
+        .where(t.OutboxEmail.to_addr == "pat.partner@elsewhere.example")
+        .run()
+    )
+    assert await t.OutboxEmail.count().run() == emails_before + 1
+    text = " ".join(mail["text_body"].split())
+    assert (
+        "Olive Owner shared their account at Shareplumb Services with you "
+        "(view only, Cabin and Home)." in text
+    )
+    link = portal_url(settings, shop["tenant"], "/invite?email=pat.partner%40elsewhere.example")
+    assert link in text, text
+    assert "Create your" in mail["html_body"]
+    [line] = (
+        await t.ActivityEvent.select()
+        .where((t.ActivityEvent.tenant == tenant_id) & (t.ActivityEvent.action == "grant.created"))
+        .run()
+    )
+    assert line["actor"] == OWNER and line["actor_kind"] == "customer"
+    assert "pat.partner@elsewhere.example" in line["subject"]
+    assert line["new_value"] == "View only; Cabin and Home"
+
+    # Ned already has an account here: his invitation links to signing in.
+    await _invite(settings, shop, NEIGHBOUR, "full", ("L2",))
+    [mail] = await t.OutboxEmail.select().where(t.OutboxEmail.to_addr == NEIGHBOUR).run()
+    text = " ".join(mail["text_body"].split())
+    assert "(full access, Cabin)" in text
+    assert portal_url(settings, shop["tenant"], "/sign-in") in text and "/invite" not in text
+
+
+async def test_the_same_email_twice_and_too_many_grants_are_refused(settings, shop):
+    await _invite(settings, shop, "twice@elsewhere.example")
+    before = await _snapshot()
+    checked = await _check(shop, email="TWICE@elsewhere.example", role="full")
+    assert "already shared your account with that email" in checked.problems["email"]
+    assert await _snapshot() == before
+    tenant_id = shop["tenant"]["id"]
+    live = len(await grants_db.given(tenant_id, _c(shop, "C1")))
+    for n in range(grants.MAX_LIVE_GRANTS - live):
+        await _invite(settings, shop, f"many{n}@elsewhere.example")
+    before = await _snapshot()
+    checked = await _check(shop, email="one-more@elsewhere.example")
+    assert "the most there can be" in checked.problems["form"]
+    assert await _snapshot() == before
+    # Revoked grants do not count: room again after one is removed.
+    first = (await grants_db.given(tenant_id, _c(shop, "C1")))[-1]
+    assert await grants.revoke_by_owner(tenant_id, _c(shop, "C1"), first["id"], OWNER)
+    assert (await _check(shop, email="one-more@elsewhere.example")).ok
+
+
+async def test_revoking_and_leaving_touch_only_their_own_grants(settings, shop):
+    """The owner revokes only grants of their record, a grantee leaves only grants to their
+    email, the office only its business's; revoked grants stay for the office's view."""
+    tenant_id = shop["tenant"]["id"]
+    olive, ned = _c(shop, "C1"), _c(shop, "C2")
+    for g in await grants_db.given(tenant_id, olive):  # a clean slate from the tests above
+        await grants.revoke_by_office(tenant_id, g["id"], "boss@x.example")
+    to_kim = await _invite(settings, shop, "kim@elsewhere.example", "full", ("L1",))
+    to_lee = await _invite(settings, shop, "lee@elsewhere.example", "view", ("L2",))
+    to_max = await _invite(settings, shop, "max@elsewhere.example", "billing", ("L1", "L2"))
+
+    before = await _snapshot()
+    refused = [
+        grants.revoke_by_owner(tenant_id, ned, to_kim, NEIGHBOUR),  # not Ned's record
+        grants.revoke_by_owner(shop["other"]["id"], olive, to_kim, OWNER),  # other business
+        grants.revoke_by_owner(tenant_id, olive, 2_000_000_000, OWNER),  # no such grant
+        grants.leave(tenant_id, to_kim, "lee@elsewhere.example"),  # not to Lee
+        grants.leave(shop["other"]["id"], to_kim, "kim@elsewhere.example"),
+        grants.revoke_by_office(shop["other"]["id"], to_kim, "boss@othershare.example"),
+    ]
+    for attempt in refused:
+        assert await attempt is False
+    assert await _snapshot() == before
+
+    assert await grants.revoke_by_owner(tenant_id, olive, to_kim, OWNER)
+    assert await grants.leave(tenant_id, to_lee, "LEE@elsewhere.example")
+    assert await grants.revoke_by_office(tenant_id, to_max, "boss@shareplumb.example")
+    # Each only once.
+    assert not await grants.revoke_by_owner(tenant_id, olive, to_kim, OWNER)
+    assert not await grants.leave(tenant_id, to_lee, "lee@elsewhere.example")
+    assert not await grants.revoke_by_office(tenant_id, to_max, "boss@shareplumb.example")
+
+    assert await grants_db.given(tenant_id, olive) == []
+    assert await grants_db.held(tenant_id, "kim@elsewhere.example") == []
+    assert not await grants_db.live_grant_exists(tenant_id, "lee@elsewhere.example")
+    history = {g["id"]: g for g in await grants_db.for_office(tenant_id, olive)}
+    assert all(history[g]["revoked_at"] is not None for g in (to_kim, to_lee, to_max))
+    by = {
+        r["id"]: r["revoked_by"]
+        for r in await t.AccessGrant.select()
+        .where(t.AccessGrant.id.is_in([to_kim, to_lee, to_max]))
+        .run()
+    }
+    assert by == {
+        to_kim: OWNER,
+        to_lee: "lee@elsewhere.example",
+        to_max: "office: boss@shareplumb.example",
+    }
+    lines = [
+        (r["action"], r["actor"], r["actor_kind"])
+        for r in await t.ActivityEvent.select()
+        .where(
+            (t.ActivityEvent.tenant == tenant_id)
+            & t.ActivityEvent.action.is_in(["grant.revoked", "grant.left"])
+        )
+        .order_by(t.ActivityEvent.id)
+        .run()
+    ][-3:]
+    assert lines == [
+        ("grant.revoked", OWNER, "customer"),
+        ("grant.left", "lee@elsewhere.example", "customer"),
+        ("grant.revoked", "boss@shareplumb.example", "staff"),
+    ]
+    # Newest first in every list.
+    newest = await grants_db.for_office(tenant_id, olive)
+    assert [g["id"] for g in newest[:3]] == [to_max, to_lee, to_kim]
