@@ -4,17 +4,25 @@ db/grants.py), on the engine DATABASE_URL names."""
 
 from __future__ import annotations
 
+import contextlib
+import html
 import json
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
 from portal.auth import grants
+from portal.auth.account_requests import answer_pending
 from portal.db import grants as grants_db
 from portal.db import tables as t
 from portal.db.queries import tenant_by_host
 from portal.importer import import_file
 from portal.mail.links import portal_url
+from tests.support.http import make_client, post_form, sign_in
+from tests.support.statements import recorded
 
 HOST = "shareplumb"
 OWNER = f"olive@{HOST}.example"
@@ -59,6 +67,28 @@ def business(host: str, name: str) -> dict[str, Any]:
                 "locations": [{"id": "L3", "name": "Next door", "street": "3 Elm Row"}],
                 "portal_account": {"email": f"ned@{host}.example", "password": PASSWORD},
             },
+        ],
+        "jobs": [
+            {
+                "number": f"J-{n}",
+                "customer": "C1",
+                "location": loc,
+                "business_unit": "PL",
+                "summary": f"Work at {place}",
+                "status": "completed",
+                "completed_at": "2026-10-01T15:00:00Z",
+            }
+            for n, loc, place in ((1, "L1", "Home"), (2, "L2", "Cabin"))
+        ],
+        "invoices": [
+            {
+                "number": f"INV-{place.upper()}",
+                "job": f"J-{n}",
+                "date": "2026-10-01",
+                "due_date": "2026-10-31",
+                "lines": [{"description": f"Repair at {place}", "unit_price_cents": 10000 * n}],
+            }
+            for n, place in ((1, "Home"), (2, "Cabin"))
         ],
     }
 
@@ -286,3 +316,103 @@ async def test_revoking_and_leaving_touch_only_their_own_grants(settings, shop):
     # Newest first in every list.
     newest = await grants_db.for_office(tenant_id, olive)
     assert [g["id"] for g in newest[:3]] == [to_max, to_lee, to_kim]
+
+
+# --- the session read: what a signed-in account sees ------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def registered(app, settings, email: str) -> AsyncIterator[httpx.AsyncClient]:
+    """Register `email` through the normal flow (/invite, the worker's email, the
+    create-your-password link): its signed-in client."""
+    async with make_client(app, f"http://{HOST}.localhost") as c:
+        await _register(c, settings, email)
+        yield c
+
+
+async def _register(c: httpx.AsyncClient, settings, email: str) -> None:
+    page = await c.get(f"/invite?email={email}")
+    assert f'value="{email}"' in page.text  # the sharing email's link fills the field in
+    answer = await post_form(c, "/invite", {"email": email})
+    assert answer.status_code in (200, 303), answer.text
+    await answer_pending(settings)
+    [row] = (
+        await t.OutboxEmail.select()
+        .where((t.OutboxEmail.to_addr == email) & t.OutboxEmail.text_body.like("%/confirm?token=%"))
+        .run()
+    )
+    link = re.search(r"http://\S+/confirm\?token=\S+", row["text_body"]).group(0)
+    path = link.split("localhost:8000", 1)[1]
+    token = path.split("token=", 1)[1]
+    done = await post_form(
+        c, "/confirm", {"token": token, "password": "shared-pass-13579"}, csrf_page=path
+    )
+    assert done.status_code == 303, done.text
+
+
+def _switcher(page: str) -> list[str]:
+    """The records in the "Viewing" switcher, as shown."""
+    return [
+        html.unescape(o) for o in re.findall(r'<option value="\d+"[^>]*>([^<]*)</option>', page)
+    ]
+
+
+async def test_a_grantee_registers_sees_the_record_and_loses_it_when_revoked(app, settings, shop):
+    """An email with a live grant registers like one on a record; its session read adds
+    the granted record (with the role) in the same one read; the next request after a
+    revoke no longer sees it, with the same session cookie."""
+    tenant_id = shop["tenant"]["id"]
+    olive = _c(shop, "C1")
+    for g in await grants_db.given(tenant_id, olive):
+        await grants.revoke_by_office(tenant_id, g["id"], "boss@x.example")
+    # Before any grant, the email is on no record: the worker sends it nothing.
+    emails = await t.OutboxEmail.count().run()
+    async with make_client(app, f"http://{HOST}.localhost") as c:
+        await post_form(c, "/invite", {"email": "sam@elsewhere.example"})
+    await answer_pending(settings)
+    assert await t.OutboxEmail.count().run() == emails
+
+    grant_id = await _invite(settings, shop, "sam@elsewhere.example", "billing", ("L2",))
+    async with registered(app, settings, "sam@elsewhere.example") as sam:
+        page = await sam.get("/account")
+        assert page.status_code == 200
+        assert "Olive Owner — billing" in html.unescape(page.text)
+        # Ned has his own record and a grant of Olive's: the switcher lists both.
+        to_ned = await _invite(settings, shop, NEIGHBOUR, "view", ("L1",))
+        async with make_client(app, f"http://{HOST}.localhost") as ned_client:
+            await sign_in(ned_client, NEIGHBOUR, PASSWORD)
+            page = await ned_client.get("/invoices")
+            assert _switcher(page.text) == ["Ned Neighbour", "Olive Owner — view only"]
+            assert await grants.revoke_by_owner(tenant_id, olive, to_ned, OWNER)
+            page = await ned_client.get("/invoices")
+            assert _switcher(page.text) == [] and "Olive Owner" not in page.text
+        assert await grants.revoke_by_owner(tenant_id, olive, grant_id, OWNER)
+        page = await sam.get("/account")
+        assert "Olive Owner" not in page.text
+        assert (await sam.get("/invoices")).status_code in (200, 404)
+        assert "Olive Owner" not in (await sam.get("/invoices")).text
+
+
+async def test_the_owner_beats_a_grant_and_the_read_stays_one_statement(
+    app, settings, shop, monkeypatch
+):
+    """An email both on a record and granted it sees it as its owner; the session read is
+    still the one statement (its UNION ALL) whatever the grants."""
+    tenant_id = shop["tenant"]["id"]
+    olive = _c(shop, "C1")
+    # A grant first, then the office puts the same email on the record.
+    await grants_db.create(
+        tenant_id, olive, "kit@elsewhere.example", "view", [_l(shop, "L1")], OWNER
+    )
+    async with registered(app, settings, "kit@elsewhere.example") as kit:
+        assert "Olive Owner — view only" in html.unescape((await kit.get("/invoices")).text)
+        await t.CustomerEmail.insert(
+            t.CustomerEmail(tenant=tenant_id, customer=olive, email="kit@elsewhere.example")
+        ).run()
+        with recorded(monkeypatch) as seen:
+            page = await kit.get("/invoices")
+        text = html.unescape(page.text)
+        assert "Olive Owner" in text and "view only" not in text
+        assert "INV-CABIN" in text  # every location: the owner's
+        session_reads = [sql for sql in seen.all if "token_hash" in sql]
+        assert len(session_reads) == 1 and "UNION ALL" in session_reads[0]

@@ -46,6 +46,43 @@ class CustomerViewer:
             raise NotFoundException()
         return self.customer["id"]
 
+    # --- issue 16.4: how the record being viewed is seen (owner, or a grant's role) ---------
+
+    @property
+    def access(self) -> str:
+        """"owner", or the role of the grant the record is seen by: "full" | "billing" |
+        "view" ("" with no record)."""
+        return self.customer["access"] if self.customer is not None else ""
+
+    @property
+    def location_ids(self) -> list[int] | None:
+        """The record's locations this account may see: None for the owner (every one)."""
+        return self.customer["location_ids"] if self.customer is not None else []
+
+    @property
+    def is_owner(self) -> bool:
+        return self.access == "owner"
+
+    @property
+    def can_pay(self) -> bool:
+        """Pay invoices: the owner, full access and billing."""
+        return self.access in ("owner", "full", "billing")
+
+    @property
+    def can_request(self) -> bool:
+        """Request appointments: the owner and full access."""
+        return self.access in ("owner", "full")
+
+    @property
+    def can_manage_cards(self) -> bool:
+        """Update the card on file: the owner and full access."""
+        return self.access in ("owner", "full")
+
+    def sees_location(self, location_id: int | None) -> bool:
+        """True if the record's location `location_id` is within what this account sees."""
+        ids = self.location_ids
+        return ids is None or location_id in ids
+
     @property
     def is_commercial(self) -> bool:
         return bool(self.customer and self.customer["kind"] == "commercial")

@@ -48,6 +48,11 @@ class CustomerRow(TypedDict):
     kind: str  # residential | commercial
     external_id: str
     pending_payments: bool  # a card payment of theirs waits for the gateway's answer
+    # How the account may see it (issue 16.4): "owner" (its email is on the record) or a
+    # grant's role, "full" | "billing" | "view"; and the granted locations' ids (None for
+    # an owner: every location).
+    access: str
+    location_ids: list[int] | None
 
 
 class InvoiceRow(TypedDict):
