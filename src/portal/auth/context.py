@@ -50,7 +50,7 @@ class CustomerViewer:
 
     @property
     def access(self) -> str:
-        """"owner", or the role of the grant the record is seen by: "full" | "billing" |
+        """The way the record is seen: "owner", or the role of the grant, "full" | "billing" |
         "view" ("" with no record)."""
         return self.customer["access"] if self.customer is not None else ""
 

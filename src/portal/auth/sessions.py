@@ -156,7 +156,7 @@ SESSION_COLUMNS = """
             AND p.status = 'pending') AS customer_pending_payments
 """
 OWNER_COLUMNS = "'owner' AS customer_access, NULL AS grant_id, NULL AS grant_location"
-GRANT_COLUMNS = 'g.role AS customer_access, g.id AS grant_id, gl.location AS grant_location'
+GRANT_COLUMNS = "g.role AS customer_access, g.id AS grant_id, gl.location AS grant_location"
 SESSION_JOINS = """
     LEFT JOIN portal_account a ON a.id = s.account
     LEFT JOIN staff_user u ON u.id = s.staff
