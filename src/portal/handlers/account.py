@@ -35,7 +35,7 @@ from portal.auth.throttle import Limit
 from portal.db import accounts
 from portal.db.passkeys import passkeys_of
 from portal.db.rows import TenantRow
-from portal.forms import clean_email
+from portal.forms import clean_email, one_line
 from portal.mail.worker import wake
 from portal.pages import invoices_page
 from portal.web import after_write, form_data, render, see_other
@@ -245,8 +245,11 @@ async def sign_in_with_link(request: Request[Any, Any, Any], tenant: TenantDep) 
 
 @get("/invite")
 async def invite_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
-    """Request an invitation: the email on the customer's record gets a confirmation link."""
-    return _page(request, tenant, "invite", {"email": ""})
+    """Request an invitation: the email on the customer's record (or one a customer shared
+    their record with, issue 16.4) gets a confirmation link. `?email=` fills the field in
+    (the link in a sharing email)."""
+    email = one_line(request.query_params.get("email", ""))[:254]
+    return _page(request, tenant, "invite", {"email": email})
 
 
 @post("/invite")
