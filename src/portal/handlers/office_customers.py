@@ -19,6 +19,7 @@ from portal.db import office_customers as customers
 from portal.db import privacy as privacy_db
 from portal.db.rows import TenantRow
 from portal.forms import clean_email, record_id
+from portal.mail import notifications
 from portal.mail.worker import wake
 from portal.pages import is_admin, office_page, refuse
 from portal.web import after_write, form_data, see_other
@@ -259,7 +260,9 @@ async def email_invoice(
             status=422,
             invoices_error=error,
         )
-    await customers.email_invoice(request.app.state.settings, tenant, who, invoice, to, staff.email)
+    await notifications.email_invoice(
+        request.app.state.settings, tenant, who, invoice, to, staff.email
+    )
     wake()
     notice = f"The invoice email is on its way: invoice {invoice['number']} to {to}."
     return await after_write(
