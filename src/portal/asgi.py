@@ -12,19 +12,22 @@ from __future__ import annotations
 import gc
 import sys
 
-from portal import logs
+from portal import logs, observability
 from portal.app import create_app
 from portal.config import Settings, SettingsProblem
 
 
 def build() -> object:
-    """The app for this process's environment, templates compiled up front."""
+    """The app for this process's environment, templates compiled up front (Sentry and
+    OpenTelemetry first, when settings switch them on)."""
     try:
         settings = Settings.from_env()
-    except SettingsProblem as problem:
-        sys.exit(f"portal: {problem}")
-    logs.configure(settings)
-    application = create_app(settings)
+        logs.configure(settings)
+        middleware = observability.start(settings)
+    except SettingsProblem as problem:  # one line and status 2, as `portal` commands do
+        print(f"portal: {problem}", file=sys.stderr)
+        sys.exit(2)
+    application = create_app(settings, middleware=middleware)
     application.state.renderer.compile_all()
     # Long-lived objects made at start-up (templates, routes) need no more garbage
     # collection; fewer, later collections keep rare long pauses out of request latency.
