@@ -1,10 +1,12 @@
 """`portal.asgi:app`: the portal built from the environment, for any ASGI server.
 
     uvicorn portal.asgi:app --workers 4 --no-proxy-headers --timeout-keep-alive 75
-    gunicorn portal.asgi:app -k uvicorn.workers.UvicornWorker -w 4
+    gunicorn portal.asgi:app -k uvicorn_worker.UvicornWorker -w 4 --forwarded-allow-ips ''
+    granian --interface asgi --workers 4 portal.asgi:app
 
-(`portal serve` runs uvicorn this way.) A setting that cannot be used stops the import
-with one line naming it.
+(`portal serve` runs uvicorn this way; docs/deploy.md, step 8, has the full commands: the
+server must believe no forwarded header, the portal's PORTAL_TRUSTED_PROXIES decides.) A
+setting that cannot be used stops the import with one line naming it, status 2.
 """
 
 from __future__ import annotations
