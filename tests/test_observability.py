@@ -320,3 +320,28 @@ def test_a_bad_dsn_or_sample_rate_is_one_line(tmp_path: Path):
     assert bad_dsn.returncode == 2
     [line] = bad_dsn.stderr.strip().splitlines()
     assert line.startswith("portal: PORTAL_SENTRY_DSN: not a Sentry DSN"), line
+
+
+def test_what_leaves_for_sentry_is_scrubbed():
+    """The scrubbing itself, on an event as Sentry's integrations build it (a request with
+    cookies, a body, a query and private headers; a log breadcrumb with a client address)."""
+    pytest.importorskip("sentry_sdk")
+    from portal.observability import _scrubbed
+
+    event = {
+        "request": {
+            "url": f"http://{DEMO_HOST}.localhost/reset?token={SECRET_TOKEN}",
+            "query_string": f"token={SECRET_TOKEN}",
+            "cookies": {"portal_session": "cookie-value-that-must-not-leave"},
+            "data": {"new_password": "a password that must not leave"},
+            "headers": {"Cookie": SECRET_COOKIE, "X-CSRFToken": "csrf", "User-Agent": "phone"},
+        },
+        "user": {"ip_address": "203.0.113.5"},
+        "breadcrumbs": {
+            "values": [{"category": "portal.events", "data": {"client": "203.0.113.5", "x": 1}}]
+        },
+    }
+    text = json.dumps(_scrubbed(event))
+    for secret in (*SECRETS, "a password that must not leave", "csrf", "203.0.113.5"):
+        assert secret not in text, secret
+    assert '"User-Agent": "phone"' in text and '"x": 1' in text

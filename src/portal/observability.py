@@ -113,6 +113,14 @@ def _scrubbed(event: dict[str, Any]) -> dict[str, Any]:
                 k: v for k, v in headers.items() if k.lower() not in _PRIVATE_HEADERS
             }
     event.pop("user", None)
+    # Log lines before the error are breadcrumbs: keep what happened, not the client's address.
+    breadcrumbs = event.get("breadcrumbs")
+    crumbs = breadcrumbs.get("values", []) if isinstance(breadcrumbs, dict) else []
+    for crumb in crumbs:
+        data = crumb.get("data") if isinstance(crumb, dict) else None
+        if isinstance(data, dict):
+            for key in ("client", "peer", "to_addr"):
+                data.pop(key, None)
     return event
 
 
