@@ -8,6 +8,7 @@ import contextlib
 import html
 import json
 import re
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +23,9 @@ from portal.db.queries import tenant_by_host
 from portal.importer import import_file
 from portal.mail.links import portal_url
 from tests.support.http import make_client, post_form, sign_in
+from tests.support.paying import submit_pay
 from tests.support.statements import recorded
+from tests.support.world import diff, snapshot
 
 HOST = "shareplumb"
 OWNER = f"olive@{HOST}.example"
@@ -43,6 +46,11 @@ def business(host: str, name: str) -> dict[str, Any]:
                 "enabled": True,
                 "legal_accepted_by": f"boss@{host}.example",
                 "legal_accepted_at": "2026-01-05T15:00:00Z",
+                "scheduler_enabled": True,
+                "service_types": ["Repair"],
+                "memberships_enabled": True,
+                "payment_account": f"sandbox_acct_{host}",
+                "payments_enabled": True,
             },
         },
         "business_units": [{"id": "PL", "name": "Plumbing"}],
@@ -90,6 +98,29 @@ def business(host: str, name: str) -> dict[str, Any]:
             }
             for n, place in ((1, "Home"), (2, "Cabin"))
         ],
+        "payments": [
+            {
+                "reference": f"P-{place.upper()}",
+                "customer": "C1",
+                "paid_at": "2026-10-05T10:00:00Z",
+                "card_brand": "Visa",
+                "card_last4": "4242",
+                "allocations": [{"invoice": f"INV-{place.upper()}", "amount_cents": 2500}],
+            }
+            for place in ("Home", "Cabin")
+        ],
+        "memberships": [
+            {
+                "id": f"M-{loc}",
+                "customer": "C1",
+                "location": loc,
+                "type": f"{place} Comfort Club",
+                "status": "active",
+                "start_date": "2026-01-01",
+                "card": {"brand": "Visa", "last4": "1111"},
+            }
+            for loc, place in (("L1", "Home"), ("L2", "Cabin"))
+        ],
     }
 
 
@@ -110,6 +141,13 @@ async def shop(app) -> dict[str, Any]:
         t.Location.id, t.Location.external_id, t.Location.tenant
     ).run():
         ids[("location", row["tenant"], row["external_id"])] = row["id"]
+    for table, kind, key in (
+        (t.Invoice, "invoice", t.Invoice.number),
+        (t.Membership, "membership", t.Membership.external_id),
+        (t.Payment, "payment", t.Payment.gateway_ref),
+    ):
+        for row in await table.select(table.id, key.as_alias("key"), table.tenant).run():
+            ids[(kind, row["tenant"], row["key"])] = row["id"]
     return ids
 
 
@@ -416,3 +454,203 @@ async def test_the_owner_beats_a_grant_and_the_read_stays_one_statement(
         assert "INV-CABIN" in text  # every location: the owner's
         session_reads = [sql for sql in seen.all if "token_hash" in sql]
         assert len(session_reads) == 1 and "UNION ALL" in session_reads[0]
+
+
+# --- what each role sees and may do -------------------------------------------------------------
+
+
+def _id(shop: dict[str, Any], kind: str, key: str) -> int:
+    return shop[(kind, shop["tenant"]["id"], key)]
+
+
+CABIN_STREET, HOME_STREET = "2 Pine Rd", "1 Elm Row"
+
+
+async def _day() -> str:
+    from datetime import date, timedelta
+
+    return (date.today() + timedelta(days=3)).isoformat()
+
+
+async def _request_form(client: httpx.AsyncClient, location_id: int) -> httpx.Response:
+    return await post_form(
+        client,
+        "/schedule",
+        {
+            "location": str(location_id),
+            "service_type": "Repair",
+            "date_1": await _day(),
+            "window_1": "any",
+            "notes": "",
+            "request_key": secrets.token_urlsafe(16),
+        },
+        csrf_page="/invoices",
+    )
+
+
+async def test_each_role_sees_only_its_locations_and_does_only_what_it_may(app, settings, shop):
+    """Grants to the Cabin only, one per role: each sees the Cabin's invoices, history,
+    payments, memberships and scheduler choices and nothing of the Home (404, like another
+    customer's); view-only cannot pay, request or manage cards, billing cannot request or
+    manage cards (403, nothing changed, the buttons hidden); full access can do all three."""
+    tenant_id = shop["tenant"]["id"]
+    olive = _c(shop, "C1")
+    for g in await grants_db.given(tenant_id, olive):
+        await grants.revoke_by_office(tenant_id, g["id"], "boss@x.example")
+    home, cabin = _l(shop, "L1"), _l(shop, "L2")
+    inv_home, inv_cabin = _id(shop, "invoice", "INV-HOME"), _id(shop, "invoice", "INV-CABIN")
+    pay_home, pay_cabin = _id(shop, "payment", "P-HOME"), _id(shop, "payment", "P-CABIN")
+    m_home, m_cabin = _id(shop, "membership", "M-L1"), _id(shop, "membership", "M-L2")
+    for role in ("view", "billing", "full"):
+        await _invite(settings, shop, f"{role}-grantee@elsewhere.example", role, ("L2",))
+    for role in ("view", "billing", "full"):
+        async with registered(app, settings, f"{role}-grantee@elsewhere.example") as c:
+            # What it sees: the Cabin's records, none of the Home's.
+            for path in ("/invoices", "/history", "/memberships", "/schedule"):
+                page = await c.get(path)
+                assert page.status_code == 200, (role, path)
+                assert HOME_STREET not in page.text and "INV-HOME" not in page.text, (role, path)
+                assert "Home Comfort Club" not in page.text, (role, path)
+            assert "INV-CABIN" in (await c.get("/invoices")).text
+            assert CABIN_STREET in (await c.get("/history")).text
+            assert "Cabin Comfort Club" in (await c.get("/memberships")).text
+            for path in (
+                f"/history?location={home}",
+                f"/invoices/{inv_home}",
+                f"/invoices/{inv_home}/pdf",
+                f"/payments/{pay_home}",
+                f"/memberships/{m_home}",
+            ):
+                answer = await c.get(path)
+                assert answer.status_code == 404, (role, path, answer.status_code)
+                assert HOME_STREET not in answer.text, (role, path)
+            for path in (
+                f"/history?location={cabin}",
+                f"/invoices/{inv_cabin}",
+                f"/invoices/{inv_cabin}/pdf",
+                f"/payments/{pay_cabin}",
+                f"/memberships/{m_cabin}",
+            ):
+                assert (await c.get(path)).status_code == 200, (role, path)
+
+            # What it may do: refused POSTs are 403 and change nothing.
+            invoices_page = (await c.get("/invoices")).text
+            visits_page = (await c.get(f"/memberships/{m_cabin}")).text
+            schedule_page = (await c.get("/schedule")).text
+            assert ("Pay in full" in invoices_page) == (role != "view"), role
+            assert ("Update payment card" in visits_page) == (role == "full"), role
+            assert ("Send request" in schedule_page) == (role == "full"), role
+            refused = []
+            if role == "view":
+                refused.append(("pay invoices", lambda: submit_pay(c, [inv_cabin])))
+            if role != "full":
+                refused.append(("request appointments", lambda: _request_form(c, cabin)))
+                refused.append(
+                    (
+                        "manage cards on file",
+                        lambda: post_form(
+                            c,
+                            f"/memberships/{m_cabin}/card",
+                            {"key": secrets.token_urlsafe(16)},
+                            csrf_page="/invoices",
+                        ),
+                    )
+                )
+            for wanted, attempt in refused:
+                before = await snapshot()
+                answer = await attempt()
+                assert answer.status_code == 403, (role, wanted, answer.status_code)
+                words = grants.ROLE_WORDS[role]
+                assert (
+                    f"Your access to Olive Owner is {words[0].lower() + words[1:]}: ask {OWNER} "
+                    f"if you need to {wanted}. Nothing was changed."
+                ) in html.unescape(answer.text), (role, wanted)
+                assert not diff(before, await snapshot()), (role, wanted)
+
+            # The Home's invoice cannot be paid, nor an appointment asked for there.
+            if role != "view":
+                before = await snapshot()
+                answer = await submit_pay(c, [inv_home])
+                assert answer.status_code == 404, (role, answer.status_code)
+                assert not diff(before, await snapshot()), role
+            if role == "billing":  # (its payment then holds the invoice for the others)
+                answer = await submit_pay(c, [inv_cabin])
+                assert answer.status_code == 303, (role, answer.text[:300])
+            if role == "full":
+                before = await snapshot()
+                answer = await _request_form(c, home)
+                assert answer.status_code == 422, answer.status_code
+                assert not diff(before, await snapshot())
+                assert (await _request_form(c, cabin)).status_code == 303
+                answer = await post_form(
+                    c,
+                    f"/memberships/{m_cabin}/card",
+                    {"key": secrets.token_urlsafe(16)},
+                    csrf_page=f"/memberships/{m_cabin}",
+                )
+                assert answer.status_code == 303, re.findall(r'role="alert"[^<]*<', answer.text)
+
+
+# --- a customer leaving: erasure, the sync API's delete, the export ----------------------------
+
+
+async def test_erasing_a_customer_revokes_their_grants_and_the_export_lists_them(shop):
+    """Privacy erasure revokes the grants of the record and those to the person's emails;
+    the customer's export lists both kinds of grant (before the erasure)."""
+    import io
+    import zipfile
+
+    from portal import privacy
+    from portal.db import activity
+    from portal.db import privacy as privacy_db
+
+    other = shop["other"]
+    tenant_id = other["id"]
+    olive, ned = _c(shop, "C1", "other"), _c(shop, "C2", "other")
+    given = await grants_db.create(
+        tenant_id, olive, "helper@elsewhere.example", "view", [_l(shop, "L1", "other")], "o@x"
+    )
+    held = await grants_db.create(
+        tenant_id, ned, "olive@othershare.example", "billing", [_l(shop, "L3", "other")], "n@x"
+    )
+    untouched = await grants_db.create(
+        tenant_id, ned, "someone@elsewhere.example", "full", [_l(shop, "L3", "other")], "n@x"
+    )
+    _, body = await privacy.export_zip(other, olive)
+    document = json.loads(zipfile.ZipFile(io.BytesIO(body)).read("customer.json"))
+    assert [g["id"] for g in document["access_grants"]["given"]] == [given]
+    assert [g["id"] for g in document["access_grants"]["held"]] == [held]
+    assert document["access_grants"]["given"][0]["invitee_email"] == "helper@elsewhere.example"
+
+    await privacy_db.erase(tenant_id, olive, activity.Actor("boss@othershare.example"))
+    live = {
+        r["id"]
+        for r in await t.AccessGrant.select(t.AccessGrant.id)
+        .where((t.AccessGrant.tenant == tenant_id) & t.AccessGrant.revoked_at.is_null())
+        .run()
+    }
+    assert given not in live and held not in live and untouched in live
+    assert not await grants_db.live_grant_exists(tenant_id, "olive@othershare.example")
+
+
+async def test_the_sync_api_deleting_a_customer_removes_their_grants(app, settings, shop):
+    """DELETE /api/v1/customers/<id>: the grants of that record go with it, and those to
+    its emails are revoked."""
+    from tests.support.api import api_client, new_key
+
+    tenant_id = shop["tenant"]["id"]
+    olive, ned = _c(shop, "C1"), _c(shop, "C2")
+    for g in await grants_db.given(tenant_id, olive):
+        await grants.revoke_by_office(tenant_id, g["id"], "boss@x.example")
+    to_ned = await grants_db.create(tenant_id, olive, NEIGHBOUR, "view", [_l(shop, "L1")], OWNER)
+    of_ned = await grants_db.create(
+        tenant_id, ned, "ned-helper@elsewhere.example", "view", [_l(shop, "L3")], NEIGHBOUR
+    )
+    async with api_client(app, HOST, await new_key(tenant_id)) as writer:
+        answer = await writer.delete("/customers/C2")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["result"] == "deleted"
+    assert not await t.AccessGrant.exists().where(t.AccessGrant.id == of_ned).run()
+    row = await t.AccessGrant.select().where(t.AccessGrant.id == to_ned).first().run()
+    assert row["revoked_at"] is not None and row["revoked_by"] == "api: customer deleted"
+    assert not await grants_db.live_grant_exists(tenant_id, NEIGHBOUR)

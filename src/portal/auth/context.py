@@ -18,6 +18,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 
 from portal.auth import sessions
+from portal.auth.grants import ROLE_WORDS
 from portal.auth.sessions import SessionInfo
 from portal.db import queries
 from portal.db.rows import CustomerRow, TenantRow
@@ -62,6 +63,18 @@ class CustomerViewer:
     @property
     def is_owner(self) -> bool:
         return self.access == "owner"
+
+    @property
+    def access_words(self) -> str:
+        """The access in words, mid-sentence: "view only", "billing — invoices, …"."""
+        words = ROLE_WORDS.get(self.access, self.access)
+        return words[:1].lower() + words[1:]
+
+    @property
+    def owner_email(self) -> str:
+        """Whom to ask for more access: the email the record's grant came from ("" for an
+        owner)."""
+        return self.customer["granted_by"] if self.customer is not None else ""
 
     @property
     def can_pay(self) -> bool:

@@ -155,8 +155,10 @@ SESSION_COLUMNS = """
     EXISTS (SELECT 1 FROM payment p WHERE p.customer = c.id AND p.tenant = s.tenant
             AND p.status = 'pending') AS customer_pending_payments
 """
-OWNER_COLUMNS = "'owner' AS customer_access, NULL AS grant_id, NULL AS grant_location"
-GRANT_COLUMNS = "g.role AS customer_access, g.id AS grant_id, gl.location AS grant_location"
+OWNER_COLUMNS = """'owner' AS customer_access, NULL AS grant_id, NULL AS grant_location,
+    NULL AS grant_owner"""
+GRANT_COLUMNS = """g.role AS customer_access, g.id AS grant_id, gl.location AS grant_location,
+    g.granted_by AS grant_owner"""
 SESSION_JOINS = """
     LEFT JOIN portal_account a ON a.id = s.account
     LEFT JOIN staff_user u ON u.id = s.staff
@@ -287,6 +289,7 @@ def customers_in(rows: list[dict[str, Any]]) -> list[CustomerRow]:
                 pending_payments=bool(r["customer_pending_payments"]),
                 access="owner",
                 location_ids=None,
+                granted_by="",
             )
             continue
         if known is None:
@@ -299,6 +302,7 @@ def customers_in(rows: list[dict[str, Any]]) -> list[CustomerRow]:
                 pending_payments=bool(r["customer_pending_payments"]),
                 access=access,
                 location_ids=[],
+                granted_by=r["grant_owner"] or "",
             )
         if known["access"] != "owner" and grant_of.get(customer_id) == r["grant_id"]:
             ids = known["location_ids"]

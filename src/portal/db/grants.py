@@ -224,3 +224,23 @@ async def live_grant(tenant_id: int, grant_id: int) -> GrantRow | None:
         & AccessGrant.revoked_at.is_null()
     )
     return found[0] if found else None
+
+
+async def revoke_for_person(tenant_id: int, customer_id: int, emails: list[str], *, by: str) -> int:
+    """A customer leaves (privacy erasure, the sync API's delete): revoke every live grant
+    of their record and every live grant to `emails` (those of theirs on no other record);
+    returns how many."""
+    count = await revoke_all(tenant_id, by=by, customer_id=customer_id)
+    if emails:
+        count += await revoke_all(tenant_id, by=by, emails=emails)
+    return count
+
+
+async def held_by_emails(tenant_id: int, emails: list[str]) -> list[GrantRow]:
+    """Every grant (live and revoked) to any of `emails`, newest first (the export)."""
+    if not emails:
+        return []
+    return await _rows(
+        (AccessGrant.tenant == tenant_id)
+        & AccessGrant.invitee_email.is_in([e.strip().lower() for e in emails])
+    )

@@ -53,6 +53,7 @@ class CustomerRow(TypedDict):
     # an owner: every location).
     access: str
     location_ids: list[int] | None
+    granted_by: str  # the owner's email a grant came from ("" for an owner)
 
 
 class InvoiceRow(TypedDict):
