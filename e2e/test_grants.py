@@ -142,7 +142,7 @@ def test_a_spouse_sees_only_the_shared_location_until_the_owner_revokes(
     expect(second.get_by_role("heading", name="Invoices", level=1)).to_be_visible()
     assert locations_on_invoices_tab(second) == {"Lake cabin"}
     expect(second.get_by_role("button", name="Pay in full")).to_have_count(0)
-    expect(second.get_by_text("Paying them is up to the account holder.")).to_be_visible()
+    expect(second.get_by_text(f"{JANE_EMAIL} can pay them")).to_be_visible()
     second.get_by_role("link", name="History", exact=True).click()
     expect(second.get_by_role("heading", name="History", level=1)).to_be_visible()
     expect(second.get_by_role("heading", name=re.compile("^Lake cabin"), level=2)).to_be_visible()
@@ -213,6 +213,10 @@ def test_a_property_manager_pays_for_one_customer_and_requests_for_another(
     expect(second.get_by_role("button", name="Send request")).to_be_visible()
     second.get_by_label("Viewing").select_option(label="Jane Doe — billing")
     second.get_by_role("button", name="Switch").click()
+    second.get_by_role("link", name="Scheduler", exact=True).click()
+    expect(second.get_by_role("heading", name="Scheduler", level=1)).to_be_visible()
+    expect(second.get_by_role("button", name="Send request")).to_have_count(0)
+    second.get_by_role("link", name="Invoices", exact=True).click()
     assert locations_on_invoices_tab(second) == {"Home"}
 
     # The office (the office role is enough) sees who has access to Jane's record and
