@@ -17,6 +17,7 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 
+from portal import logs
 from portal.auth import sessions
 from portal.auth.grants import ROLE_WORDS
 from portal.auth.sessions import SessionInfo
@@ -168,6 +169,7 @@ async def resolve_context(request: ASGIConnection[Any, Any, Any, Any]) -> Reques
         raise NotFoundException("No business here")
     context = RequestContext(tenant=tenant, session=session)
     request.state[_STATE_KEY] = context
+    logs.bind(business=tenant["host"])  # on every security or money event of the request
     return context
 
 

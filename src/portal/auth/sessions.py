@@ -74,6 +74,13 @@ class SessionInfo:
     # the session in the same query.
     customers: list[CustomerRow] = field(default_factory=list)
 
+    @property
+    def actor(self) -> str:
+        """Who this is in the event log: `customer:<account id>` or `staff:<staff id>`."""
+        if self.kind == "staff":
+            return f"staff:{self.staff_id}"
+        return f"customer:{self.account_id}"
+
 
 async def start_session(
     request: Request[Any, Any, Any],

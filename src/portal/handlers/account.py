@@ -9,6 +9,7 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 
+from portal import logs
 from portal.auth import account_requests, links, throttle
 from portal.auth.context import TenantDep, signed_in, viewer_for
 from portal.auth.guards import CustomerDep, safe_next
@@ -418,6 +419,13 @@ async def change_password(
         headers = {"Retry-After": str(busy.retry_after)}
         return _account_page(request, tenant, viewer, {"form_error": BUSY}, 503, headers)
     await accounts.change_password(account["id"], new_hash)
+    logs.event(
+        "password.changed",
+        "password changed",
+        tenant=tenant["id"],
+        actor=viewer.session.actor,
+        area="customer",
+    )
     await end_other_sessions(account_id=account["id"], keep_session_id=viewer.session.id)
     await security_notice(request.app.state.settings, tenant, account["email"], "password")
     return see_other(request, "/account?done=password")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from portal import logs
 from portal.config import Settings
 from portal.db import invoices as invoices_db
 from portal.db import payment_accounts
@@ -240,6 +241,15 @@ async def begin(
     if isinstance(started, db.Refusal):
         keep.message = started.message
         return keep
+    logs.event(
+        "payment.started",
+        "payment started",
+        tenant=tenant["id"],
+        payment=started,
+        amount_cents=sum(allocations.values()),
+        customer=customer_id,
+        gateway=gateway.name,
+    )
     return await _open_checkout(
         settings, tenant, gateway, started, invoices, allocations, account_email
     )
