@@ -15,8 +15,12 @@ from typing import Any
 from portal.db import events, fast
 from portal.db.tables import BookingRequest
 
-REQUESTS_PAGE = 20
-UPCOMING_LIMIT = 10
+# The Scheduler tab reads only what it shows (issue 18): a page of requests (older ones
+# through "Older requests") and the next few appointments ("See all" shows up to
+# UPCOMING_ALL).
+REQUESTS_PAGE = 5
+UPCOMING_SHOWN = 5
+UPCOMING_ALL = 100
 
 
 async def customer_locations(
@@ -171,10 +175,14 @@ def _windows(raw: str) -> list[dict[str, str]]:
 
 
 async def upcoming_appointments(
-    tenant_id: int, customer_id: int, now: datetime, location_ids: list[int] | None = None
+    tenant_id: int,
+    customer_id: int,
+    now: datetime,
+    location_ids: list[int] | None = None,
+    limit: int = UPCOMING_SHOWN + 1,
 ) -> list[dict[str, Any]]:
     """The customer's next booked jobs (scheduled or under way, not yet over), soonest first
-    (only at `location_ids`, a grant's, when given)."""
+    (only at `location_ids`, a grant's, when given), at most `limit` of them."""
     places, place_args = fast.within("j.location", location_ids)
     rows = await fast.fetch(
         f"""SELECT j.id, j.number, j.summary, j.status, j.scheduled_start, j.scheduled_end,
@@ -185,7 +193,7 @@ async def upcoming_appointments(
           AND (j.scheduled_end >= {{}} OR (j.scheduled_end IS NULL AND j.scheduled_start >= {{}}))
           {places}
         ORDER BY j.scheduled_start, j.id
-        LIMIT {UPCOMING_LIMIT}""",
+        LIMIT {int(limit)}""",
         tenant_id,
         customer_id,
         now,
