@@ -96,12 +96,19 @@ _OPEN_WHERE = """
 
 
 @lru_cache(maxsize=64)
-def open_invoices_sql(places: str = "", keyset: str = "", order: str = "") -> str:
+def open_invoices_sql(
+    places: str = "", keyset: str = "", order: str = "", limit: int = OPEN_PAGE + 1
+) -> str:
     """The Invoices tab's statement; `places` narrows it to a grant's locations (a
     `fast.within` clause on `i.location`, whose arguments follow each customer id: three
     times); `keyset` (on `i.invoice_date, i.id`, its two arguments after the third
-    `places`) picks a page, read in `order` ("" oldest first, or "DESC"). The arguments:
-    `open_invoices_args`."""
+    `places`) picks a page, read in `order` ("" oldest first, or "DESC"), `limit` rows.
+    The arguments: `open_invoices_args`.
+
+    The limit is written into the statement, not a parameter: PostgreSQL's generic plan
+    of the prepared statement, not knowing how few rows are wanted, read all 1,700 open
+    invoices of the biggest customer through `invoice_open_totals` and sorted them (6.6 ms
+    against 0.5 ms); with the number in it, it walks `invoice_open` in order and stops."""
     return f"""
     WITH every_open AS MATERIALIZED (
         SELECT COUNT(*) AS open_count, COALESCE(SUM(i.balance_cents), 0) AS open_total
@@ -127,7 +134,7 @@ def open_invoices_sql(places: str = "", keyset: str = "", order: str = "") -> st
         FROM invoice i JOIN job j ON j.id = i.job
         WHERE {_OPEN_WHERE}{places}{keyset}
         ORDER BY i.invoice_date {order}, i.id {order}
-        LIMIT {{}}
+        LIMIT {limit}
     ) i
     CROSS JOIN totals
     JOIN location l ON l.id = i.location
@@ -137,14 +144,13 @@ def open_invoices_sql(places: str = "", keyset: str = "", order: str = "") -> st
 
 
 def open_invoices_args(
-    tenant_id: int, customer_id: int, place_args: list[Any], keyset_args: list[Any], limit: int
+    tenant_id: int, customer_id: int, place_args: list[Any], keyset_args: list[Any]
 ) -> list[Any]:
     """The arguments of `open_invoices_sql`, in order."""
     return [
         *(tenant_id, customer_id, *place_args),
         *(tenant_id, customer_id, customer_id, *place_args),
         *(tenant_id, customer_id, *place_args, *keyset_args),
-        limit,
     ]
 
 
@@ -200,8 +206,8 @@ async def open_invoices(
     rows = cast(
         list[InvoiceRow],  # the columns of OPEN_INVOICES_SQL
         await fast.fetch(
-            open_invoices_sql(places, keyset, order),
-            *open_invoices_args(tenant_id, customer_id, place_args, keyset_args, page + 1),
+            open_invoices_sql(places, keyset, order, page + 1),
+            *open_invoices_args(tenant_id, customer_id, place_args, keyset_args),
         ),
     )
     more = len(rows) > page
