@@ -196,6 +196,7 @@ async def export_business(host: str) -> bytes:
                     )
                     for line in lines.get(i["id"], [])
                 ],
+                status=i["status"],
             )
             for i in invoices
         ],

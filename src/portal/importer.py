@@ -132,6 +132,9 @@ class InvoiceIn(Struct, kw_only=True):
     due_date: Day | None = None
     summary: Annotated[str, msgspec.Meta(max_length=300)] = ""
     lines: list[LineIn] = []
+    # "void": the business no longer bills it. It owes nothing, never shows as open and
+    # cannot be paid; it may carry no money (payments refunded first).
+    status: Literal["issued", "void"] = "issued"
 
 
 class AllocationIn(Struct, kw_only=True):
@@ -438,6 +441,11 @@ def _check_references(data: ImportFile) -> None:
             paid[a.invoice] = paid.get(a.invoice, 0) + a.amount_cents
     for i, inv in enumerate(data.invoices):
         total = invoice_total(inv)
+        if inv.status == "void" and paid.get(inv.number, 0):
+            raise ImportProblem(
+                f"invoices[{i}] ({inv.number}).status: a void invoice cannot have payments "
+                f"({paid[inv.number]} cents); refund them first"
+            )
         if paid.get(inv.number, 0) > total:
             raise ImportProblem(
                 f"invoices[{i}] ({inv.number}): payments ({paid[inv.number]} cents) exceed the total "
@@ -672,7 +680,8 @@ async def import_data(data: ImportFile) -> int:
                     "due_date": inv.due_date,
                     "summary": inv.summary or job.summary,
                     "total_cents": total,
-                    "balance_cents": total - paid.get(inv.number, 0),
+                    "balance_cents": 0 if inv.status == "void" else total - paid.get(inv.number, 0),
+                    "status": inv.status,
                 }
             )
         await _insert(t.Invoice, invoice_rows)

@@ -268,7 +268,8 @@ async def put_job(
 async def put_invoice(
     writer: WriterDep, number: FromPath[str], data: JSONBody[InvoiceRecord]
 ) -> RecordResult:
-    """Create or update an invoice with its lines by its number."""
+    """Create or update an invoice with its lines by its number; `"status": "void"` voids
+    it (409 while a payment is on it: refund first)."""
     return await _put(writer, data, number)
 
 

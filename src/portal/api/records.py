@@ -48,7 +48,8 @@ class JobRecord(JobIn, tag="job", tag_field="record", kw_only=True):
 class InvoiceRecord(InvoiceIn, tag="invoice", tag_field="record", kw_only=True):
     """An invoice with its lines. `balance_cents` is what the source says is still owed;
     left out, it is the total less the payments made in the portal. `pdf_base64`
-    optionally replaces the portal's own PDF of the invoice."""
+    optionally replaces the portal's own PDF of the invoice. `status` "void" voids it
+    (nothing owed, never payable; refused with 409 while money is on it)."""
 
     balance_cents: Cents | None = None
     pdf_base64: str | None = None

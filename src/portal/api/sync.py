@@ -41,6 +41,7 @@ from portal.api.records import (
     source_id,
     version_of,
 )
+from portal.db import events
 from portal.db import tables as t
 from portal.db.engine import current_engine, transaction
 from portal.db.fast import driver_sql
@@ -166,6 +167,30 @@ async def _select_in(
 
 def _bool(value: Any) -> bool:
     return bool(value)
+
+
+@dataclass
+class _Money:
+    """The money on an invoice at the moment of a push: paid (succeeded, less what was
+    refunded), held by payments still pending, and the invoice's stored status."""
+
+    paid: int = 0
+    held: int = 0
+    status: str = "issued"
+
+    def void_problem(self) -> str:
+        """Why the invoice cannot be voided now, or "" (money stays for the books)."""
+        if self.held:
+            return (
+                "$.status: a payment of this invoice is in progress; void it once the "
+                "payment has failed, or refund it once it has gone through"
+            )
+        if self.paid:
+            return (
+                f"$.status: {self.paid} cents were paid on this invoice; refund the payment "
+                "first, then void it"
+            )
+        return ""
 
 
 class _Batch:
@@ -317,6 +342,68 @@ class _Batch:
             sorted(set(numbers)),
         )
         return {r["number"]: r for r in rows}
+
+    async def _money_on(self, invoice_ids: Sequence[int]) -> dict[int, _Money]:
+        """What is paid and held on invoices about to change, and their status. On
+        PostgreSQL the rows are locked first (in id order, as starting a payment locks
+        them), so a payment cannot start on an invoice while a push voids it."""
+        if not invoice_ids:
+            return {}
+        ids = sorted(set(invoice_ids))
+        if _is_postgres():
+            await _select_in(
+                "SELECT id FROM invoice WHERE tenant = {} AND id IN ({in}) ORDER BY id FOR UPDATE",
+                self.tenant_id,
+                ids,
+            )
+        rows = await _select_in(
+            "SELECT i.id AS invoice, i.status AS status, "
+            "COALESCE(SUM(CASE WHEN p.status = 'succeeded' "
+            "THEN a.amount_cents - a.refunded_cents ELSE 0 END), 0) AS paid, "
+            "COALESCE(SUM(CASE WHEN p.status = 'pending' THEN a.amount_cents ELSE 0 END), 0) "
+            "AS held "
+            "FROM invoice i LEFT JOIN payment_allocation a ON a.invoice = i.id "
+            "LEFT JOIN payment p ON p.id = a.payment "
+            "WHERE i.tenant = {} AND i.id IN ({in}) GROUP BY i.id, i.status",
+            self.tenant_id,
+            ids,
+        )
+        return {r["invoice"]: _Money(int(r["paid"]), int(r["held"]), r["status"]) for r in rows}
+
+    async def _record_voids(self, voided: list[_Item], jobs: dict[str, dict[str, Any]]) -> None:
+        """A newly void invoice: a line in its job's audit trail and `invoice.voided` for the
+        events feed and webhooks, in the batch's transaction."""
+        if not voided:
+            return
+        await _insert(
+            "audit_event",
+            ("tenant", "job", "invoice", "actor", "action", "detail", "reference", "created_at"),
+            [
+                (
+                    self.tenant_id,
+                    jobs[item.record.job]["id"],
+                    item.row_id,
+                    "System of record",
+                    "voided",
+                    f"Invoice {item.outcome.id} voided: nothing is owed on it",
+                    "",
+                    self.now,
+                )
+                for item in voided
+            ],
+        )
+        await events.emit_many(
+            self.tenant_id,
+            "invoice.voided",
+            [
+                {
+                    "invoice_id": item.row_id,
+                    "number": item.outcome.id,
+                    "total_cents": importer.invoice_total(item.record),
+                }
+                for item in voided
+            ],
+        )
 
     # --- writers, one per kind ------------------------------------------------------------
 
@@ -514,18 +601,9 @@ class _Batch:
     async def invoices_(self, new: list[_Item], changed: list[_Item]) -> None:
         all_items = new + changed
         jobs = await self.jobs(i.record.job for i in all_items)
-        paid: dict[int, int] = {}
-        if changed:
-            rows = await _select_in(
-                "SELECT a.invoice AS invoice, SUM(a.amount_cents) AS paid "
-                "FROM payment_allocation a JOIN payment p ON p.id = a.payment "
-                "WHERE a.tenant = {} AND p.status = 'succeeded' AND a.invoice IN ({in}) "
-                "GROUP BY a.invoice",
-                self.tenant_id,
-                [i.row_id for i in changed],
-            )
-            paid = {r["invoice"]: int(r["paid"]) for r in rows}
+        money = await self._money_on([i.row_id for i in changed if i.row_id is not None])
         rows_new, kept_new, kept = [], [], []
+        voided: list[_Item] = []
         for item in all_items:
             inv = item.record
             job = jobs.get(inv.job)
@@ -533,19 +611,30 @@ class _Batch:
                 item.outcome.fail(f"$.job: unknown job {inv.job!r}")
                 continue
             total = importer.invoice_total(inv)
-            already = paid.get(item.row_id or 0, 0)
-            if already > total:
-                item.outcome.fail(
-                    f"$.lines: the total ({total} cents) is less than the payments made in "
-                    f"the portal ({already} cents)"
-                )
-                continue
-            balance = total - already
-            if inv.balance_cents is not None:
-                if inv.balance_cents > total:
-                    item.outcome.fail(f"$.balance_cents: more than the total ({total} cents)")
+            on_it = money.get(item.row_id or 0, _Money())
+            if inv.status == "void":
+                problem = on_it.void_problem()
+                if problem:
+                    item.outcome.fail(problem)
+                    item.outcome.conflict = True
                     continue
-                balance = min(balance, inv.balance_cents)
+                balance = 0
+                if item.row_id is not None and on_it.status != "void":
+                    voided.append(item)  # an invoice customers saw as owed: say so
+            else:
+                already = on_it.paid
+                if already > total:
+                    item.outcome.fail(
+                        f"$.lines: the total ({total} cents) is less than the payments made in "
+                        f"the portal ({already} cents)"
+                    )
+                    continue
+                balance = total - already
+                if inv.balance_cents is not None:
+                    if inv.balance_cents > total:
+                        item.outcome.fail(f"$.balance_cents: more than the total ({total} cents)")
+                        continue
+                    balance = min(balance, inv.balance_cents)
             values = (
                 job["customer"],
                 job["id"],
@@ -556,6 +645,7 @@ class _Batch:
                 inv.summary or "",
                 total,
                 balance,
+                inv.status,
             )
             kept.append(item)
             if item.row_id is None:
@@ -565,7 +655,7 @@ class _Batch:
                 await _raw(
                     "UPDATE invoice SET customer = {}, job = {}, location = {}, business_unit = {}, "
                     "invoice_date = {}, due_date = {}, summary = {}, total_cents = {}, "
-                    "balance_cents = {} WHERE tenant = {} AND id = {}",
+                    "balance_cents = {}, status = {} WHERE tenant = {} AND id = {}",
                     *values,
                     self.tenant_id,
                     item.row_id,
@@ -585,6 +675,7 @@ class _Batch:
                 "summary",
                 "total_cents",
                 "balance_cents",
+                "status",
                 "created_at",
             ),
             rows_new,
@@ -593,6 +684,7 @@ class _Batch:
         ids = {r["number"]: r["id"] for r in rows}
         for item in kept_new:
             self.remember("invoice", item, ids[item.outcome.id])
+        await self._record_voids(voided, jobs)
         fresh_ids = {id(i) for i in kept_new}
         changed_ids = [i.row_id for i in kept if id(i) not in fresh_ids]
         for chunk in _chunks(changed_ids, 500):

@@ -185,6 +185,10 @@ class Invoice(Table, tablename="invoice"):
     summary = Varchar(length=300, default="")
     total_cents = Integer()
     balance_cents = Integer()
+    # issued | void. The system of record voids an invoice it no longer bills; a void one
+    # owes nothing (balance 0, checked in the database), so every "balance > 0" read
+    # leaves it out, and it shows as Void in History and the office.
+    status = Varchar(length=8, default="issued")
     created_at = Timestamptz(default=TimestamptzNow())
 
 
