@@ -240,7 +240,9 @@ async def begin(
     if isinstance(started, db.Refusal):
         keep.message = started.message
         return keep
-    return await _open_checkout(settings, tenant, gateway, started, invoices, allocations)
+    return await _open_checkout(
+        settings, tenant, gateway, started, invoices, allocations, account_email
+    )
 
 
 async def _create_checkout(
@@ -250,9 +252,11 @@ async def _create_checkout(
     payment_id: int,
     allocations: dict[int, int],
     description: str,
+    customer_email: str,
 ) -> Checkout:
-    """The payment's checkout: the same one each time (same merchant reference), with the
-    allocations to invoices in its metadata."""
+    """The payment's checkout: the same one each time (same merchant reference and the
+    same arguments: the payment's own allocations and account email), with the
+    allocations to invoices in its metadata and the payer's email filled in."""
     return await gateway.create_checkout(
         mode="payment",
         merchant_reference=f"pay_{payment_id}",
@@ -262,6 +266,7 @@ async def _create_checkout(
         return_url=portal_url(settings, tenant, f"/payments/{payment_id}"),
         callback_url=portal_url(settings, tenant, CALLBACK_PATH),
         metadata=allocation_metadata(allocations),
+        customer_email=customer_email,
     )
 
 
@@ -272,11 +277,18 @@ async def _open_checkout(
     payment_id: int,
     invoices: list[dict[str, Any]],
     allocations: dict[int, int],
+    customer_email: str,
 ) -> Outcome:
     """Ask the gateway for the payment's checkout (the same one if asked again)."""
     try:
         checkout = await _create_checkout(
-            settings, tenant, gateway, payment_id, allocations, db.describe(invoices)
+            settings,
+            tenant,
+            gateway,
+            payment_id,
+            allocations,
+            db.describe(invoices),
+            customer_email,
         )
     except GatewayError as exc:
         # The gateway refused or could not be reached: no card page was given to the
@@ -327,7 +339,13 @@ async def _resume(
             )
             allocations = {a["invoice"]: a["amount_cents"] for a in existing["allocations"]}
             return await _open_checkout(
-                settings, tenant, gateway, existing["id"], invoices, allocations
+                settings,
+                tenant,
+                gateway,
+                existing["id"],
+                invoices,
+                allocations,
+                existing["account_email"],
             )
         checkout = await refresh(settings, tenant, existing)
         if checkout is not None and not checkout.is_final:
@@ -414,6 +432,7 @@ async def close_and_settle(
             payment["id"],
             {a["invoice"]: a["amount_cents"] for a in full["allocations"]},
             db.describe(full["allocations"]),
+            full["account_email"],
         )
     if found is not None and not found.is_final:
         closed = await gateway.cancel_checkout(found.ref)
