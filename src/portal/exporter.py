@@ -104,6 +104,7 @@ async def export_business(host: str) -> bytes:
     for v in await _rows(t.Visit, tid, t.Visit.visit_date, t.Visit.id):
         visits.setdefault(v["membership"], []).append(v)
     staff = await _rows(t.StaffUser, tid, t.StaffUser.email)
+    appointments = await _rows(t.Appointment, tid, t.Appointment.external_id)
 
     data = fmt.ImportFile(
         format="portal-import/1",
@@ -241,6 +242,19 @@ async def export_business(host: str) -> bytes:
                 ],
             )
             for m in memberships
+        ],
+        appointments=[
+            fmt.AppointmentIn(
+                id=a["external_id"],
+                customer=customer_id[a["customer"]],
+                location=location_id[a["location"]],
+                starts_at=_utc(a["starts_at"]),  # type: ignore[arg-type]
+                ends_at=_utc(a["ends_at"]),  # type: ignore[arg-type]
+                service_type=a["service_type"],
+                status=a["status"],
+                job=job_number[a["job"]] if a["job"] is not None else None,
+            )
+            for a in appointments
         ],
     )
     return msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n"

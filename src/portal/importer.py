@@ -176,6 +176,17 @@ class MembershipIn(Struct, kw_only=True):
     visits: list[VisitIn] = []
 
 
+class AppointmentIn(Struct, kw_only=True):
+    id: Id
+    customer: Id
+    location: Id
+    starts_at: UtcTime
+    ends_at: UtcTime
+    service_type: Annotated[str, msgspec.Meta(max_length=80)] = ""
+    status: Literal["scheduled", "in_progress", "completed", "canceled"] = "scheduled"
+    job: Id | None = None  # the job it is for (the same customer's), by number
+
+
 class ImportFile(Struct, kw_only=True):
     format: Literal["portal-import/1"]
     business: Business
@@ -186,6 +197,7 @@ class ImportFile(Struct, kw_only=True):
     invoices: list[InvoiceIn] = []
     payments: list[PaymentIn] = []
     memberships: list[MembershipIn] = []
+    appointments: list[AppointmentIn] = []
 
 
 class ImportProblem(Exception):
@@ -252,6 +264,11 @@ def clean_invoice(inv: InvoiceIn, where: str) -> None:
         _tidy(line, "description", f"{where}.lines[{k}]", required=True)
 
 
+def clean_appointment(a: AppointmentIn, where: str) -> None:
+    """An appointment's one-line text (raises ImportProblem)."""
+    _tidy(a, "service_type", where)
+
+
 def clean_membership(m: MembershipIn, where: str) -> None:
     """A membership's and its visits' one-line text (raises ImportProblem)."""
     _tidy(m, "type", where, required=True)
@@ -283,6 +300,8 @@ def _clean_text(data: ImportFile) -> None:
         clean_invoice(inv, f"invoices[{i}]")
     for i, m in enumerate(data.memberships):
         clean_membership(m, f"memberships[{i}]")
+    for i, a in enumerate(data.appointments):
+        clean_appointment(a, f"appointments[{i}]")
 
 
 def friendly_path(message: str) -> str:
@@ -461,6 +480,26 @@ def _check_references(data: ImportFile) -> None:
                 f"{where}.location: unknown location {m.location!r} for this customer"
             )
         check_membership(m, where)
+    _unique(data.appointments, "id", "appointments")
+    for i, appt in enumerate(data.appointments):
+        where = f"appointments[{i}] ({appt.id})"
+        if appt.customer not in customers:
+            raise ImportProblem(f"{where}.customer: unknown customer {appt.customer!r}")
+        if location_owner.get(appt.location) != appt.customer:
+            raise ImportProblem(
+                f"{where}.location: unknown location {appt.location!r} for this customer"
+            )
+        if appt.job is not None and job_customer.get(appt.job) != appt.customer:
+            raise ImportProblem(f"{where}.job: unknown job {appt.job!r} for this customer")
+        check_appointment(appt, where)
+
+
+def check_appointment(a: AppointmentIn, where: str) -> None:
+    """An appointment's own rules: it ends after it starts, within a few days."""
+    if a.ends_at <= a.starts_at:
+        raise ImportProblem(f"{where}.ends_at: must be after starts_at")
+    if (a.ends_at - a.starts_at).days >= 14:
+        raise ImportProblem(f"{where}.ends_at: an appointment lasts less than 14 days")
 
 
 def check_job(j: JobIn, where: str) -> None:
@@ -793,6 +832,23 @@ async def import_data(data: ImportFile) -> int:
                 }
                 for m in data.memberships
                 for v in m.visits
+            ],
+        )
+        await _insert(
+            t.Appointment,
+            [
+                {
+                    **tid,
+                    "customer": customer_ids[a.customer],
+                    "location": location_ids[a.location],
+                    "external_id": a.id,
+                    "service_type": a.service_type,
+                    "status": a.status,
+                    "starts_at": a.starts_at,
+                    "ends_at": a.ends_at,
+                    "job": job_ids[a.job] if a.job is not None else None,
+                }
+                for a in data.appointments
             ],
         )
     return tenant_id

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from portal.importer import (
+    AppointmentIn,
     BusinessUnitIn,
     Cents,
     CustomerIn,
@@ -20,7 +21,7 @@ from portal.importer import (
 )
 
 Version = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
-Kind = Literal["business_unit", "customer", "job", "invoice", "membership"]
+Kind = Literal["business_unit", "customer", "job", "invoice", "membership", "appointment"]
 
 
 class BusinessUnitRecord(BusinessUnitIn, tag="business_unit", tag_field="record", kw_only=True):
@@ -39,7 +40,8 @@ class CustomerRecord(CustomerIn, tag="customer", tag_field="record", kw_only=Tru
 
 
 class JobRecord(JobIn, tag="job", tag_field="record", kw_only=True):
-    """A job (an appointment is a job with status `scheduled` and its times)."""
+    """A job (a scheduled one with its times shows on the Scheduler unless an appointment
+    stands for it)."""
 
     updated_at: UtcTime | None = None
     version: Version | None = None
@@ -64,6 +66,18 @@ class MembershipRecord(MembershipIn, tag="membership", tag_field="record", kw_on
     version: Version | None = None
 
 
+class AppointmentRecord(AppointmentIn, tag="appointment", tag_field="record", kw_only=True):
+    """An appointment the business booked: a time window (`starts_at` to `ends_at`) at one
+    of the customer's locations, for a `service_type`, with its `status`; optionally the
+    `job` it is for (by number) and the portal's appointment request it answers
+    (`booking_request`: the `booking_request_id` of a `booking.requested` event). The
+    customer sees upcoming ones on the Scheduler tab."""
+
+    booking_request: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
+    updated_at: UtcTime | None = None
+    version: Version | None = None
+
+
 class DeleteRecord(msgspec.Struct, tag="delete", tag_field="record", forbid_unknown_fields=True):
     """Delete the record of `kind` with the source id `id` (refused while money records —
     payments — depend on it)."""
@@ -80,6 +94,7 @@ Record = (
     | JobRecord
     | InvoiceRecord
     | MembershipRecord
+    | AppointmentRecord
     | DeleteRecord
 )
 BulkLine = Record  # one line of an NDJSON batch
@@ -90,6 +105,7 @@ KIND_OF: dict[type, str] = {
     JobRecord: "job",
     InvoiceRecord: "invoice",
     MembershipRecord: "membership",
+    AppointmentRecord: "appointment",
 }
 
 

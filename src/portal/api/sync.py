@@ -11,7 +11,7 @@ batch are a fixed number per kind and chunk, never per record, except for change
 A record with a problem is reported (`Outcome.problem`) and skipped; the rest of the batch
 is written. Records that reference each other (a job's customer) may come in the same
 batch: kinds are written in dependency order (business units, customers, jobs, invoices,
-memberships), deletes last.
+memberships, appointments), deletes last.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from piccolo.engine.sqlite import SQLiteEngine
 from portal import importer
 from portal.api.records import (
     KIND_OF,
+    AppointmentRecord,
     BusinessUnitRecord,
     CustomerRecord,
     DeleteRecord,
@@ -50,7 +51,7 @@ from portal.importer import ImportProblem
 
 MAX_BATCH = 10_000
 CHUNK = 300  # rows per multi-row statement (bound by SQLite's and asyncpg's parameter limits)
-ORDER = ("business_unit", "customer", "job", "invoice", "membership")
+ORDER = ("business_unit", "customer", "job", "invoice", "membership", "appointment")
 _PROBLEM = re.compile(r"^\$\.?([^:]*): (.*)$", re.S)
 
 
@@ -225,6 +226,7 @@ class _Batch:
             "job": ("job", "number"),
             "invoice": ("invoice", "number"),
             "membership": ("membership", "external_id"),
+            "appointment": ("appointment", "external_id"),
         }[kind]
         rows = await _select_in(
             f"SELECT id, {key} AS k FROM {table} WHERE tenant = {{}} AND {key} IN ({{in}})",
@@ -828,6 +830,100 @@ class _Batch:
             ],
         )
 
+    async def appointments_(self, new: list[_Item], changed: list[_Item]) -> None:
+        all_items = new + changed
+        customers = await self.customers(i.record.customer for i in all_items)
+        locations = await self.locations(i.record.location for i in all_items)
+        jobs = await self.jobs(i.record.job for i in all_items if i.record.job is not None)
+        asked = sorted({i.record.booking_request for i in all_items if i.record.booking_request})
+        requests = {
+            r["id"]: r
+            for r in await _select_in(
+                "SELECT id, customer, status FROM booking_request "
+                "WHERE tenant = {} AND id IN ({in})",
+                self.tenant_id,
+                asked,
+            )
+        }
+        rows_new, kept_new, answered = [], [], set()
+        for item in all_items:
+            a: AppointmentRecord = item.record
+            customer = customers.get(a.customer)
+            if customer is None:
+                item.outcome.fail(f"$.customer: unknown customer {a.customer!r}")
+                continue
+            if locations.get(a.location, (0, None))[1] != customer:
+                item.outcome.fail(f"$.location: unknown location {a.location!r} for this customer")
+                continue
+            job = jobs.get(a.job) if a.job is not None else None
+            if a.job is not None and (job is None or job["customer"] != customer):
+                item.outcome.fail(f"$.job: unknown job {a.job!r} for this customer")
+                continue
+            request = requests.get(a.booking_request) if a.booking_request else None
+            if a.booking_request and (request is None or request["customer"] != customer):
+                item.outcome.fail(
+                    f"$.booking_request: no appointment request {a.booking_request} "
+                    "of this customer"
+                )
+                continue
+            if request is not None and request["status"] == "new":
+                answered.add(request["id"])
+            values = (
+                customer,
+                locations[a.location][0],
+                a.service_type,
+                a.status,
+                a.starts_at,
+                a.ends_at,
+                job["id"] if job else None,
+                request["id"] if request else None,
+            )
+            if item.row_id is None:
+                kept_new.append(item)
+                rows_new.append((self.tenant_id, a.id, *values, self.now))
+            else:
+                await _raw(
+                    "UPDATE appointment SET customer = {}, location = {}, service_type = {}, "
+                    "status = {}, starts_at = {}, ends_at = {}, job = {}, booking_request = {} "
+                    "WHERE tenant = {} AND id = {}",
+                    *values,
+                    self.tenant_id,
+                    item.row_id,
+                )
+                self.remember("appointment", item, item.row_id)
+        rows = await _insert(
+            "appointment",
+            (
+                "tenant",
+                "external_id",
+                "customer",
+                "location",
+                "service_type",
+                "status",
+                "starts_at",
+                "ends_at",
+                "job",
+                "booking_request",
+                "created_at",
+            ),
+            rows_new,
+            "id, external_id",
+        )
+        ids = {r["external_id"]: r["id"] for r in rows}
+        for item in kept_new:
+            self.remember("appointment", item, ids[item.outcome.id])
+        # A request the business booked in its own system is booked: it leaves the office's
+        # Bookings queue, and the customer's Scheduler shows it with the appointment's time.
+        for request_id in sorted(answered):
+            await _raw(
+                "UPDATE booking_request SET status = 'booked', handled_at = {}, "
+                "handled_by = {} WHERE tenant = {} AND id = {} AND status = 'new'",
+                self.now,
+                "System of record",
+                self.tenant_id,
+                request_id,
+            )
+
     # --- deletes ------------------------------------------------------------------------------
 
     async def delete(self, item: _Item) -> None:
@@ -929,6 +1025,9 @@ def _prepare(index: int, record: Record) -> _Item:
         elif isinstance(record, MembershipRecord):
             importer.clean_membership(record, "$")
             importer.check_membership(record, "$")
+        elif isinstance(record, AppointmentRecord):
+            importer.clean_appointment(record, "$")
+            importer.check_appointment(record, "$")
     except ImportProblem as problem:
         outcome.fail(str(problem))
         return item
@@ -984,6 +1083,7 @@ async def _push(
             "job": batch.jobs_,
             "invoice": batch.invoices_,
             "membership": batch.memberships_,
+            "appointment": batch.appointments_,
         }
         for kind in ORDER:
             if not by_kind[kind]:
