@@ -158,7 +158,19 @@ async def _select_in(
         # `= ANY(array)`: PostgreSQL hashes a long array, so this is one cheap statement
         # (IN (SELECT unnest(…)) was planned as a nested loop: seconds, not milliseconds).
         array_sql = sql.replace("IN ({in})", f"= ANY({{}}::{kind})")
-        return await _raw(array_sql, tenant_id, *extra, list(values)) if values else []
+        if not values:
+            return []
+        # asyncpg prepares each statement, and after five runs PostgreSQL may keep a generic
+        # plan, which cannot hash a parameter's array: every row was compared with every
+        # id (2.2 s for a lookup of 10,000 ids, against 9 ms planned for the values at
+        # hand; an unchanged re-push is mostly these lookups). So a lookup is planned for
+        # its own values; the batch's INSERTs keep their cached plans (planning a
+        # 2,000-row INSERT every time cost more than it saved).
+        await _raw("SET LOCAL plan_cache_mode = force_custom_plan")
+        try:
+            return await _raw(array_sql, tenant_id, *extra, list(values))
+        finally:
+            await _raw("SET LOCAL plan_cache_mode = auto")
     out: list[dict[str, Any]] = []
     for chunk in _chunks(list(values), 5000):
         marks = ", ".join(["{}"] * len(chunk))
