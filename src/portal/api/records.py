@@ -11,7 +11,6 @@ import msgspec
 from portal.importer import (
     AppointmentIn,
     BusinessUnitIn,
-    Cents,
     CustomerIn,
     Id,
     InvoiceIn,
@@ -53,8 +52,6 @@ class InvoiceRecord(InvoiceIn, tag="invoice", tag_field="record", kw_only=True):
     optionally replaces the portal's own PDF of the invoice. `status` "void" voids it
     (nothing owed, never payable; refused with 409 while money is on it)."""
 
-    balance_cents: Cents | None = None
-    pdf_base64: str | None = None
     updated_at: UtcTime | None = None
     version: Version | None = None
 

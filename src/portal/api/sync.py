@@ -16,8 +16,6 @@ memberships, appointments), deletes last.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -991,17 +989,6 @@ class _Batch:
         return ""
 
 
-def _pdf(encoded: str) -> bytes:
-    """An invoice's PDF from base64, or ImportProblem: it must be a PDF file."""
-    try:
-        pdf = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise ImportProblem("$.pdf_base64: not valid base64") from None
-    if not pdf.startswith(b"%PDF-"):
-        raise ImportProblem("$.pdf_base64: not a PDF file (it does not start with %PDF-)")
-    return pdf
-
-
 def _prepare(index: int, record: Record) -> _Item:
     """Check a record with the importer's rules and compute its digest."""
     if isinstance(record, DeleteRecord):
@@ -1033,7 +1020,7 @@ def _prepare(index: int, record: Record) -> _Item:
         elif isinstance(record, InvoiceRecord):
             importer.clean_invoice(record, "$")
             if record.pdf_base64 is not None:
-                item.pdf = _pdf(record.pdf_base64)
+                item.pdf = importer.invoice_pdf(record.pdf_base64, "$")
         elif isinstance(record, MembershipRecord):
             importer.clean_membership(record, "$")
             importer.check_membership(record, "$")
