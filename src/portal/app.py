@@ -269,10 +269,12 @@ class PortalApp(Litestar):
                 ]
             await inner_send(message)
 
+        log_context = logs.request_started(request_id, logs.host_of(http_scope))
         try:
             async with db_engine.one_connection_per_request():
                 await super().__call__(http_scope, receive, send_with_id)
         finally:
+            logs.request_finished(log_context)
             logs.request_line(http_scope, status, started)
             handler = http_scope.get("route_handler")
             route = next(iter(handler.paths)) if handler is not None else "(unrouted)"

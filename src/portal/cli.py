@@ -133,6 +133,14 @@ def cmd_create_staff(settings: Settings, args: argparse.Namespace) -> int:
     problem = asyncio.run(_with_database(settings, work))
     if problem:
         return refuse(problem)
+    logs.event(
+        "staff.added",
+        "staff member added (portal create-staff)",
+        tenant=tenant["id"],
+        business=args.host,
+        actor="operator",
+        role=args.role,
+    )
     print(f"Created {args.role} {args.email} for {args.host}.")
     return 0
 

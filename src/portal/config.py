@@ -11,6 +11,7 @@ import os
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -237,17 +238,7 @@ class Settings:
             public_port_is_listening_port=follows,
             run_mail_worker=_flag(env.get("PORTAL_MAIL_WORKER", "1"), "PORTAL_MAIL_WORKER"),
             mail_from=env.get("PORTAL_MAIL_FROM", f"portal@{base_domain}"),
-            db_pool_size=_int(env.get("PORTAL_DB_POOL_SIZE", "10"), "PORTAL_DB_POOL_SIZE", 1),
-            db_wait_seconds=_seconds(
-                env.get("PORTAL_DB_WAIT_SECONDS", "10"), "PORTAL_DB_WAIT_SECONDS"
-            ),
-            db_command_timeout=_seconds(
-                env.get("PORTAL_DB_COMMAND_TIMEOUT", "30"), "PORTAL_DB_COMMAND_TIMEOUT"
-            ),
-            db_application_name=env.get("PORTAL_DB_APPLICATION_NAME", "portal"),
-            db_statement_cache=_flag(
-                env.get("PORTAL_DB_STATEMENT_CACHE", "1"), "PORTAL_DB_STATEMENT_CACHE"
-            ),
+            **{f"db_{name}": value for name, value in database_options(env).items()},
             mail_retention_days=_int(
                 env.get("PORTAL_MAIL_RETENTION_DAYS", "30"), "PORTAL_MAIL_RETENTION_DAYS", 1
             ),
@@ -396,6 +387,24 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
                 f"PORTAL_TRUSTED_PROXIES: {part!r} is not an IP address or network"
             ) from None
     return tuple(networks)
+
+
+def database_options(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The database engine's options from PORTAL_DB_* (`engines.make_engine`'s keywords;
+    `Settings.db_<name>`): the app's settings and `piccolo_conf`'s engine read them alike,
+    so no engine of the portal's runs without the statement-cache setting."""
+    env = dict(os.environ if env is None else env)
+    return {
+        "pool_size": _int(env.get("PORTAL_DB_POOL_SIZE", "10"), "PORTAL_DB_POOL_SIZE", 1),
+        "wait_seconds": _seconds(env.get("PORTAL_DB_WAIT_SECONDS", "10"), "PORTAL_DB_WAIT_SECONDS"),
+        "command_timeout": _seconds(
+            env.get("PORTAL_DB_COMMAND_TIMEOUT", "30"), "PORTAL_DB_COMMAND_TIMEOUT"
+        ),
+        "application_name": env.get("PORTAL_DB_APPLICATION_NAME", "portal"),
+        "statement_cache": _flag(
+            env.get("PORTAL_DB_STATEMENT_CACHE", "1"), "PORTAL_DB_STATEMENT_CACHE"
+        ),
+    }
 
 
 def var_dir_from_env(env: dict[str, str]) -> Path:

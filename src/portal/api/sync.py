@@ -41,6 +41,7 @@ from portal.api.records import (
     version_of,
 )
 from portal.db import events
+from portal.db import grants as grants_db
 from portal.db import tables as t
 from portal.db.engine import current_engine, transaction
 from portal.db.fast import driver_sql
@@ -958,6 +959,8 @@ class _Batch:
                 item.outcome.fail(problem)
                 item.outcome.conflict = True
                 return
+            if kind == "customer":
+                await self._revoke_grants(row_id)
             table = kind
             await _raw(
                 f"DELETE FROM {table} WHERE tenant = {{}} AND id = {{}}", self.tenant_id, row_id
@@ -969,6 +972,22 @@ class _Batch:
             )
         else:
             self.changed_sync.append((known["id"], max(item.version, known["version"]), "", True))
+
+    async def _revoke_grants(self, customer_id: int) -> None:
+        """A customer deleted: the access grants of their record go with it (cascade), and
+        those to their emails on no other record are revoked (issue 16.4)."""
+        rows = await _raw(
+            """SELECT email FROM customer_email WHERE tenant = {} AND customer = {}
+            AND email NOT IN (SELECT email FROM customer_email
+                              WHERE tenant = {} AND customer <> {})""",
+            self.tenant_id,
+            customer_id,
+            self.tenant_id,
+            customer_id,
+        )
+        await grants_db.revoke_for_person(
+            self.tenant_id, customer_id, [r["email"] for r in rows], by="api: customer deleted"
+        )
 
     async def _delete_problem(self, kind: str, row_id: int) -> str:
         money = {

@@ -9,6 +9,7 @@ slip under the limit (auth/throttle.py).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -72,7 +73,12 @@ async def check_password(
     if counted.wait:
         metrics.sign_in(area, "locked")
         logs.event(
-            "signin.locked", "sign-in refused: too many attempts", tenant=tenant_id, client=client
+            "signin.locked",
+            "sign-in refused: too many attempts",
+            level=logging.WARNING,
+            tenant=tenant_id,
+            client=client,
+            area=area,
         )
         return PasswordCheck(too_many=counted.wait)
     try:

@@ -19,13 +19,20 @@ REQUESTS_PAGE = 20
 UPCOMING_LIMIT = 10
 
 
-async def customer_locations(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
-    """The customer's service locations, by name and street."""
+async def customer_locations(
+    tenant_id: int, customer_id: int, location_ids: list[int] | None = None
+) -> list[dict[str, Any]]:
+    """The customer's service locations, by name and street (only `location_ids`, a
+    grant's, when given)."""
+    places, place_args = fast.within("id", location_ids)
     return await fast.fetch(
         """SELECT id, name, street, city, state, zip FROM location
-        WHERE tenant = {} AND customer = {} ORDER BY name, street""",
+        WHERE tenant = {} AND customer = {}"""
+        + places
+        + " ORDER BY name, street",
         tenant_id,
         customer_id,
+        *place_args,
     )
 
 
@@ -110,15 +117,20 @@ class RequestsPage:
 
 
 async def requests_for_customer(
-    tenant_id: int, customer_id: int, before: int | None = None
+    tenant_id: int,
+    customer_id: int,
+    before: int | None = None,
+    location_ids: list[int] | None = None,
 ) -> RequestsPage:
     """The customer's appointment requests, newest first (keyset on id), each with the
     booked job's times when there is one (`job_start`, `job_end`, `job_status`) and those of
     the latest appointment the business's own system pushed for it (`appointment_start`,
-    `appointment_end`, `appointment_status`). One statement."""
-    keyset, args = "", [tenant_id, customer_id]
+    `appointment_end`, `appointment_status`). One statement. `location_ids`: only those
+    for a grant's locations (None: all)."""
+    places, args = fast.within("location", location_ids)
+    keyset, args = places, [tenant_id, customer_id, *args]
     if before is not None:
-        keyset = "AND r.id < {}"
+        keyset += " AND r.id < {}"
         args.append(before)
     rows = await fast.fetch(
         f"""SELECT r.id, r.service_type, r.preferred_windows, r.notes, r.status,
@@ -169,12 +181,15 @@ def _windows(raw: str) -> list[dict[str, str]]:
 
 
 async def upcoming_appointments(
-    tenant_id: int, customer_id: int, now: datetime
+    tenant_id: int, customer_id: int, now: datetime, location_ids: list[int] | None = None
 ) -> list[dict[str, Any]]:
     """The customer's next appointments, soonest first: those the business's own system
     pushed (`appointment`, not canceled or done, not yet over) and the booked jobs
-    (scheduled or under way, not yet over) that no pushed appointment already stands for.
-    `number` is the job's number ("" for an appointment without a job). One statement."""
+    (scheduled or under way, not yet over) that no pushed appointment already stands for,
+    only at `location_ids` (a grant's) when given. `number` is the job's number ("" for an
+    appointment without a job). One statement."""
+    jobs_at, job_args = fast.within("j.location", location_ids)
+    appointments_at, appointment_args = fast.within("a.location", location_ids)
     rows = await fast.fetch(
         f"""SELECT kind, id, number, summary, status, scheduled_start, scheduled_end,
             location_name, location_street
@@ -187,6 +202,7 @@ async def upcoming_appointments(
               AND (j.scheduled_end >= {{}}
                    OR (j.scheduled_end IS NULL AND j.scheduled_start >= {{}}))
               AND NOT EXISTS (SELECT 1 FROM appointment x WHERE x.job = j.id)
+              {jobs_at}
             UNION ALL
             SELECT 'appointment' AS kind, a.id, COALESCE(j.number, '') AS number,
                 a.service_type AS summary, a.status, a.starts_at AS scheduled_start,
@@ -196,6 +212,7 @@ async def upcoming_appointments(
             LEFT JOIN job j ON j.id = a.job
             WHERE a.tenant = {{}} AND a.customer = {{}}
               AND a.status IN ('scheduled', 'in_progress') AND a.ends_at >= {{}}
+              {appointments_at}
         ) upcoming
         ORDER BY scheduled_start, kind, id
         LIMIT {UPCOMING_LIMIT}""",
@@ -203,9 +220,11 @@ async def upcoming_appointments(
         customer_id,
         now,
         now,
+        *job_args,
         tenant_id,
         customer_id,
         now,
+        *appointment_args,
     )
     for row in rows:
         row["scheduled_start"] = fast.timestamp(row["scheduled_start"])

@@ -314,8 +314,11 @@ async def fail_payment(
     return bool(done)
 
 
-async def receipt(tenant_id: int, customer_id: int, payment_id: int) -> dict[str, Any] | None:
-    """A payment of this customer with what it paid on each invoice (2 statements)."""
+async def receipt(
+    tenant_id: int, customer_id: int, payment_id: int, location_ids: list[int] | None = None
+) -> dict[str, Any] | None:
+    """A payment of this customer with what it paid on each invoice (2 statements). With
+    `location_ids` (a grant's), only a payment whose every invoice is at one of them."""
     row = (
         await Payment.select()
         .where(
@@ -330,13 +333,17 @@ async def receipt(tenant_id: int, customer_id: int, payment_id: int) -> dict[str
         return None
     row["lines"] = await Invoice.raw(
         """SELECT i.id, i.number, i.invoice_date, i.summary, i.total_cents, i.balance_cents,
-            pa.amount_cents
+            pa.amount_cents, i.location AS location_id
         FROM payment_allocation pa JOIN invoice i ON i.id = pa.invoice
         WHERE pa.tenant = {} AND pa.payment = {}
         ORDER BY i.invoice_date, i.id""",
         tenant_id,
         payment_id,
     ).run()
+    if location_ids is not None and any(
+        line["location_id"] not in location_ids for line in row["lines"]
+    ):
+        return None  # a payment that reaches beyond the grant answers like a missing one
     for line in row["lines"]:
         line["invoice_date"] = as_date(line["invoice_date"])
     return row

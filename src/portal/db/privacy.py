@@ -18,7 +18,7 @@ from typing import Any
 from piccolo.columns import Text, Varchar
 from piccolo.table import Table
 
-from portal.db import activity
+from portal.db import activity, grants
 from portal.db.engine import transaction
 from portal.db.tables import (
     TABLES,
@@ -128,6 +128,11 @@ async def erase(tenant_id: int, customer_id: int, actor: activity.Actor) -> dict
                 await ThrottleCount.delete().where(
                     (ThrottleCount.tenant == tenant_id) & ThrottleCount.key.like(f"%{email}%")
                 )
+        # Access grants (issue 16.4): those of this record, and those to the person's own
+        # emails, are revoked (kept for the office's history; the text below erases them).
+        counts["grants"] = await grants.revoke_for_person(
+            tenant_id, customer_id, own, by=f"office: {actor.name}"
+        )
         await CustomerEmail.delete().where(
             (CustomerEmail.tenant == tenant_id) & (CustomerEmail.customer == customer_id)
         )
@@ -233,4 +238,10 @@ async def export_data(tenant_id: int, customer_id: int) -> dict[str, Any]:
         .where(where(BookingRequest))
         .order_by(BookingRequest.id),
         "card_updates": await CardUpdate.select().where(where(CardUpdate)),
+        # Issue 16.4: whom the customer shared their record with, and what was shared with
+        # the customer's emails (live and revoked).
+        "access_grants": {
+            "given": await grants.for_office(tenant_id, customer_id),
+            "held": await grants.held_by_emails(tenant_id, emails),
+        },
     }

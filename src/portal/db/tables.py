@@ -334,6 +334,37 @@ class AuditEvent(Table, tablename="audit_event"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class AccessGrant(Table, tablename="access_grant"):
+    """Issue 16.4: the owner of a customer record shares it with another person (by email)
+    for chosen locations, with a role: full (pay, request appointments, manage cards),
+    billing (invoices, history, pay) or view. Revoking sets `revoked_at` and deletes
+    nothing, so the office keeps the history. `granted_by` and `revoked_by` are emails kept
+    as text ("office: <staff email>" for the office), so erasing an account rewrites no
+    history. Indexes in the migration: (tenant, invitee_email) of the live grants (the
+    session read) and (tenant, customer)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    invitee_email = Varchar(length=254)  # lower-cased
+    role = Varchar(length=10)  # full | billing | view
+    granted_by = Varchar(length=254)
+    created_at = Timestamptz(default=TimestamptzNow())
+    revoked_at = Timestamptz(null=True, default=None)
+    revoked_by = Varchar(length=254, null=True, default=None)
+
+
+class AccessGrantLocation(Table, tablename="access_grant_location"):
+    """A location a grant reaches (unique per grant and location, in the migration)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    grant = ForeignKey(null=False, references=AccessGrant, on_delete=OnDelete.cascade)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
+
+
 class Session(Table, tablename="session"):
     """A signed-in browser. The cookie holds a random token; only its hash is stored."""
 
@@ -788,6 +819,8 @@ TABLES: list[type[Table]] = [
     Membership,
     Visit,
     AuditEvent,
+    AccessGrant,
+    AccessGrantLocation,
     Session,
     AuthToken,
     SignInRecord,

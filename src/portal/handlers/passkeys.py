@@ -14,6 +14,7 @@ from typing import Any
 from litestar import Request, Response, post
 from litestar.params import FromPath
 
+from portal import logs
 from portal.auth import passkeys, throttle
 from portal.auth.context import CustomerViewer, TenantDep
 from portal.auth.guards import CustomerDep, safe_next
@@ -65,6 +66,7 @@ async def add_passkey(
     )
     if not added:
         return _json({"error": "The passkey wasn't saved. Please try again."}, 422)
+    logs.event("passkey.added", "passkey added", tenant=tenant["id"], actor=viewer.session.actor)
     await security_notice(settings, tenant, viewer.session.email, "passkey added")
     return _json({"redirect": "/account/security?done=passkey-added"})
 
@@ -78,6 +80,13 @@ async def remove_passkey(
 ) -> Response[Any]:
     """Remove one of the account's passkeys (another account's: nothing happens)."""
     if await store.remove_passkey(tenant["id"], _account_id(viewer), passkey_id):
+        logs.event(
+            "passkey.removed",
+            "passkey removed",
+            tenant=tenant["id"],
+            actor=viewer.session.actor,
+            passkey=passkey_id,
+        )
         settings = request.app.state.settings
         await security_notice(settings, tenant, viewer.session.email, "passkey removed")
     return see_other(request, "/account/security?done=passkey-removed")
