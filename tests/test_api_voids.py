@@ -156,10 +156,14 @@ async def test_the_office_invoice_page_says_void_with_the_trail(app, voidco, wri
         page = text_of((await office.get(f"/office/invoices/{inv2}")).text)
         customer = await t.Customer.select(t.Customer.id).where(t.Customer.tenant == voidco).run()
         listing = text_of((await office.get(f"/office/customers/{customer[0]['id']}")).text)
+        job = text_of(
+            (await office.get(f"/office/jobs/{(await stored(voidco, 'INV-2'))['job']}")).text
+        )
     assert "Invoice INV-2 Void" in page and "This invoice is void" in page
     assert "Balance None: void" in page
     assert "Voided Invoice INV-2 voided" in page  # its line in the audit trail
     assert re.search(r"INV-2 .*?\$50\.00 Void Void: not sent", listing), listing
+    assert re.search(r"INV-2 · .*? · total \$50\.00 · Void", job), job
 
 
 async def test_an_invoice_with_money_on_it_is_not_voided(app, voidco, writer, val):
