@@ -135,6 +135,11 @@ async def _insert(
     """Multi-row INSERT, as many rows per statement as the drivers' parameter limits allow
     (32,767 on both); RETURNING rows if asked."""
     out: list[dict[str, Any]] = []
+    if not rows:
+        return out
+    if not returning and _is_postgres():
+        await _copy(table, columns, rows)
+        return out
     marks = "(" + ", ".join(["{}"] * len(columns)) + ")"
     for chunk in _chunks(rows, min(2000, 30_000 // len(columns))):
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join(
@@ -145,6 +150,18 @@ async def _insert(
         args = [value for row in chunk for value in row]
         out += await _raw(sql, *args)
     return out
+
+
+async def _copy(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Rows that need no ids back (lines, emails, sync records…) on PostgreSQL: COPY on
+    the batch's connection, in its transaction — one binary stream instead of statements
+    of 30,000 parameters each to parse, plan and bind."""
+    txn = current_engine().current_transaction.get()
+    assert txn is not None, "a batch's rows are written in its transaction"
+    with translated():
+        await txn.connection.copy_records_to_table(
+            table, records=[tuple(row) for row in rows], columns=list(columns)
+        )
 
 
 async def _select_in(
