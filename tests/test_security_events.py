@@ -183,7 +183,8 @@ async def test_passkeys_added_and_removed_are_logged(app, demo, events):
         await sign_in(c, JANE_EMAIL, JANE_PASSWORD)
         headers = {"Content-Type": "application/json", "X-CSRFToken": await token_of(c)}
         options = (await c.post("/account/passkeys/options", content="{}", headers=headers)).json()
-        answer = SoftAuthenticator().create(options, ORIGIN)
+        authenticator = SoftAuthenticator()
+        answer = authenticator.create(options, ORIGIN)
         added = await c.post("/account/passkeys", content=json.dumps(answer), headers=headers)
         assert added.status_code == 200
         row = await t.Passkey.select(t.Passkey.id).where(t.Passkey.account == account).first()
@@ -198,6 +199,16 @@ async def test_passkeys_added_and_removed_are_logged(app, demo, events):
     line = events.one("passkey.removed")
     from_request(line, removed)
     assert line["actor"] == f"customer:{account}" and line["passkey"] == row["id"]
+    # The removed passkey no longer signs in: a failed sign-in, with its request.
+    async with make_client(app) as c:
+        headers = {"Content-Type": "application/json", "X-CSRFToken": await token_of(c)}
+        options = (await c.post("/sign-in/passkey/options", content="{}", headers=headers)).json()
+        answer = authenticator.get(options, ORIGIN)
+        refused = await c.post("/sign-in/passkey", content=json.dumps(answer), headers=headers)
+        assert refused.status_code == 422
+    line = events.one("signin.failed")
+    from_request(line, refused)
+    assert line["area"] == "passkey"
 
 
 async def test_staff_changes_and_staff_passwords_are_logged(app, demo, settings, events):

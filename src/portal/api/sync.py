@@ -1007,22 +1007,50 @@ class _Batch:
         )
 
     async def _delete_problem(self, kind: str, row_id: int) -> str:
+        """Why `kind` `row_id` may not be deleted ("" when it may). Money records stay for the
+        books, and the database refuses a delete that would take one along (ON DELETE
+        RESTRICT): a customer, job or invoice with payments stays; a customer with jobs,
+        invoices or memberships, a job with invoices, a membership whose card was changed
+        through the portal and a business unit with jobs or invoices wait until those are
+        moved or deleted."""
         money = {
             "customer": "SELECT 1 AS x FROM payment WHERE tenant = {} AND customer = {} LIMIT 1",
             "job": "SELECT 1 AS x FROM payment_allocation a JOIN invoice i ON i.id = a.invoice "
             "WHERE a.tenant = {} AND i.job = {} LIMIT 1",
             "invoice": "SELECT 1 AS x FROM payment_allocation WHERE tenant = {} AND invoice = {} "
             "LIMIT 1",
-            "business_unit": "SELECT 1 AS x FROM job WHERE tenant = {} AND business_unit = {} "
+            "membership": "SELECT 1 AS x FROM card_update WHERE tenant = {} AND membership = {} "
             "LIMIT 1",
         }.get(kind)
         if money and await _raw(money, self.tenant_id, row_id):
-            if kind == "business_unit":
-                return "$.id: jobs still belong to this business unit; move or delete them first"
-            return (
-                f"$.id: payments were made on this {kind.replace('_', ' ')}; it stays for the books"
-            )
+            if kind == "membership":
+                return (
+                    "$.id: the card on file was changed through the portal for this membership; "
+                    "it stays for the books"
+                )
+            return f"$.id: payments were made on this {kind}; it stays for the books"
+        dependants = DEPENDANTS.get(kind, ())
+        for table, column, what in dependants:
+            sql = f"SELECT 1 AS x FROM {table} WHERE tenant = {{}} AND {column} = {{}} LIMIT 1"
+            if await _raw(sql, self.tenant_id, row_id):
+                return (
+                    f"$.id: {what} still belong to this {kind.replace('_', ' ')}; "
+                    "move or delete them first"
+                )
         return ""
+
+
+# What must be deleted before a record may be (each ON DELETE RESTRICT in the database):
+# kind → (table, column, what they are in words).
+DEPENDANTS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "business_unit": (("job", "business_unit", "jobs"), ("invoice", "business_unit", "invoices")),
+    "customer": (
+        ("job", "customer", "jobs"),
+        ("invoice", "customer", "invoices"),
+        ("membership", "customer", "memberships"),
+    ),
+    "job": (("invoice", "job", "invoices"),),
+}
 
 
 def _prepare(index: int, record: Record) -> _Item:

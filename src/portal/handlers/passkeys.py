@@ -8,6 +8,7 @@ say passkeys need it and offer the emailed sign-in link instead.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -106,10 +107,25 @@ async def sign_in_with_passkey(request: Request[Any, Any, Any], tenant: TenantDe
     limit = Limit(f"passkey:client:{client}", PER_CLIENT, timedelta(minutes=15))
     counted = await throttle.count(tenant["id"], [limit])
     if counted.wait:
+        logs.event(
+            "signin.locked",
+            "passkey sign-in refused: too many attempts",
+            level=logging.WARNING,
+            tenant=tenant["id"],
+            client=client,
+            area="passkey",
+        )
         minutes = throttle.minutes_text(counted.wait)
         return _json({"error": f"Too many attempts. Please try again in {minutes}."}, 429)
     checked = await passkeys.check_sign_in(request.app.state.settings, tenant, await request.body())
     if checked.account is None:
+        logs.event(
+            "signin.failed",
+            "passkey not accepted",
+            tenant=tenant["id"],
+            client=client,
+            area="passkey",
+        )
         return _json({"error": DIDNT_WORK}, 422)
     signed_in = await sign_in_customer(request, tenant, checked.account, "passkey")
     next_path = safe_next(request.query_params.get("next"))
