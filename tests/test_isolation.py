@@ -87,6 +87,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/sign-in/passkey/options"): "public",
     ("POST", "/sign-in/passkey"): "public",
     ("POST", "/account/customer"): "ids",
+    # Issue 16.4: People with access (the grant's rules: tests/test_grants.py).
+    ("GET", "/account/access"): "customer",
+    ("POST", "/account/access/invite"): "ids",
+    ("POST", "/account/access/{grant_id:int}/revoke"): "ids",
+    ("POST", "/account/access/{grant_id:int}/leave"): "ids",
     ("GET", "/"): "public",
     ("GET", "/invoices"): "ids",
     ("POST", "/invoices/pay"): "ids",
@@ -126,6 +131,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/customers/{customer_id:int}/emails/{email_id:int}/remove"): "ids",
     ("POST", "/office/customers/{customer_id:int}/invite"): "ids",
     ("POST", "/office/customers/{customer_id:int}/invoices/{invoice_id:int}/email"): "ids",
+    ("POST", "/office/customers/{customer_id:int}/grants/{grant_id:int}/revoke"): "ids",
     ("GET", "/office/notifications"): "office",
     ("GET", "/office/notifications/{key:str}"): "office",  # key: an email kind, not a record
     ("POST", "/office/notifications/{key:str}"): "office",
@@ -220,6 +226,7 @@ def _id(c: Customer | None, slot: str) -> Any:
         "endpoint": getattr(c, "endpoint_id", NOWHERE),
         "delivery": getattr(c, "delivery_id", NOWHERE),
         "alert": c.alert_id,
+        "grant": c.grant_id,
     }[slot]
 
 
@@ -306,6 +313,27 @@ def customer_probes(me: Customer | None) -> list[Probe]:
             "/account/passkeys/{passkey_id:int}/remove",
             "passkey",
             lambda v: (f"/account/passkeys/{v}/remove", {}),
+        ),
+        Probe(
+            "POST",
+            "/account/access/invite",
+            "location",
+            lambda v: (
+                "/account/access/invite",
+                {"email": "neighbour@example.org", "role": "view", "locations": str(v)},
+            ),
+        ),
+        Probe(
+            "POST",
+            "/account/access/{grant_id:int}/revoke",
+            "grant",
+            lambda v: (f"/account/access/{v}/revoke", {}),
+        ),
+        Probe(
+            "POST",
+            "/account/access/{grant_id:int}/leave",
+            "grant",
+            lambda v: (f"/account/access/{v}/leave", {}),
         ),
         Probe(
             "POST",
@@ -415,6 +443,18 @@ def office_probes(me: Business | None) -> list[Probe]:
             "/office/customers/{customer_id:int}/invite",
             "customer",
             lambda v: (f"/office/customers/{v}/invite", {"email": email}),
+        ),
+        Probe(
+            "POST",
+            "/office/customers/{customer_id:int}/grants/{grant_id:int}/revoke",
+            "customer",
+            lambda v: (f"/office/customers/{v}/grants/{own.grant_id if own else 1}/revoke", {}),
+        ),
+        Probe(
+            "POST",
+            "/office/customers/{customer_id:int}/grants/{grant_id:int}/revoke",
+            "grant",
+            lambda v: (f"/office/customers/{cust}/grants/{v}/revoke", {}),
         ),
         Probe(
             "POST",

@@ -38,6 +38,7 @@ from portal.db.health import SchemaGate
 from portal.db.outage import OUTAGE, RETRY_AFTER_SECONDS, unavailable_in
 from portal.forms import MAX_ID
 from portal.handlers import (
+    access,
     account,
     customer,
     health,
@@ -98,6 +99,7 @@ def create_app(settings: Settings, *, middleware: Sequence[Any] = ()) -> PortalA
         path="/",
         route_handlers=[
             *account.ROUTES,
+            *access.ROUTES,
             *passkeys.ROUTES,
             *customer.ROUTES,
             *invoices.ROUTES,

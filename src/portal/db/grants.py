@@ -70,6 +70,7 @@ async def _rows(where: Combinable) -> list[GrantRow]:
             AccessGrant.granted_by,
             AccessGrant.created_at,
             AccessGrant.revoked_at,
+            AccessGrant.revoked_by,
         )
         .where(where)
         .order_by(AccessGrant.created_at, ascending=False)
@@ -102,6 +103,7 @@ async def _rows(where: Combinable) -> list[GrantRow]:
             granted_by=g["granted_by"],
             created_at=g["created_at"],
             revoked_at=g["revoked_at"],
+            revoked_by=g["revoked_by"],
             locations=by_grant.get(g["id"], []),
         )
         for g in grants

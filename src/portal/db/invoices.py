@@ -24,7 +24,8 @@ CURSOR = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(\d{1,10})$", re.ASCII)
 
 _INVOICE_COLUMNS = """
     i.id, i.number, i.invoice_date, i.due_date, i.summary, i.total_cents, i.balance_cents,
-    i.location AS location_id, j.number AS job_number, j.summary AS job_summary,
+    i.status AS invoice_status, i.location AS location_id, j.number AS job_number,
+    j.summary AS job_summary,
     j.status AS job_status, l.name AS location_name, l.street AS location_street,
     l.city AS location_city, bu.name AS unit_name, bu.invoices_downloadable AS downloadable
 """
@@ -47,6 +48,8 @@ def as_date(value: Any) -> date | None:
 
 def status_of(invoice: dict[str, Any]) -> tuple[str, str]:
     """(label, badge style) of an invoice as the customer sees it."""
+    if invoice.get("invoice_status") == "void":
+        return "Void", ""
     if invoice["balance_cents"] <= 0:
         return "Paid", "ok"
     if invoice.get("job_status", "completed") != "completed":
@@ -61,8 +64,12 @@ def _invoice_row(row: dict[str, Any]) -> dict[str, Any]:
     row["due_date"] = as_date(row.get("due_date"))
     row["downloadable"] = bool(row["downloadable"])
     row["status"], row["status_style"] = status_of(row)
+    row["void"] = row.get("invoice_status") == "void"
     row["payable"] = (
-        row["balance_cents"] > 0 and row["total_cents"] > 0 and row["job_status"] == "completed"
+        not row["void"]
+        and row["balance_cents"] > 0
+        and row["total_cents"] > 0
+        and row["job_status"] == "completed"
     )
     return row
 
@@ -212,7 +219,8 @@ class History:
 _LOCATION_COLUMNS = "l.id AS loc_id, l.name AS loc_name, l.street AS loc_street, l.city AS loc_city"
 _PICKED_COLUMNS = """
     i.id, i.number, i.invoice_date, i.due_date, i.summary, i.total_cents, i.balance_cents,
-    i.location AS location_id, j.number AS job_number, j.summary AS job_summary,
+    i.status AS invoice_status, i.location AS location_id, j.number AS job_number,
+    j.summary AS job_summary,
     j.status AS job_status, l.name AS location_name, l.street AS location_street,
     l.city AS location_city, bu.name AS unit_name, bu.invoices_downloadable AS downloadable
 """
@@ -238,7 +246,7 @@ def located_invoices_sql(
     if dialect == "postgres":
         invoices = f"""LEFT JOIN LATERAL (
             SELECT v.id, v.number, v.invoice_date, v.due_date, v.summary, v.total_cents,
-                v.balance_cents, v.location, v.job, v.business_unit
+                v.balance_cents, v.status, v.location, v.job, v.business_unit
             FROM invoice v WHERE {pick}
         ) i ON TRUE"""
     else:
@@ -394,7 +402,10 @@ async def invoice_detail(
     )
     for payment in invoice["payments"]:
         payment["completed_at"] = fast.timestamp(payment["completed_at"])
-    invoice["paid_cents"] = invoice["total_cents"] - invoice["balance_cents"]
+    # A void invoice owes nothing and holds no money (payments are refunded first).
+    invoice["paid_cents"] = (
+        0 if invoice["void"] else invoice["total_cents"] - invoice["balance_cents"]
+    )
     invoice["trail"] = await fast.fetch(
         # The office's trail shows views ("viewed"); the customer's does not.
         """SELECT id, created_at, actor, action, detail, amount_cents, reference FROM audit_event

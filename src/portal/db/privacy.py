@@ -6,9 +6,10 @@ deletes their portal accounts (their sessions and sign-in links go with them: th
 foreign keys cascade) and the emails stored for them, and wipes every mention of the
 name, the emails, the phone and the streets from every text column of the business's
 tables. It never deletes a customer, location, job, invoice, payment or audit row: the
-books stay whole. (Those tables reference the customer with ON DELETE CASCADE, so a
-deleted customer would take its invoices and payments with it; erasing in place is what
-keeps them.) Nothing is erased when the customer is another business's.
+books stay whole. (The database would refuse such a delete anyway: every foreign key
+from a job, invoice, payment, allocation, refund, membership or card update is ON DELETE
+RESTRICT — tests/test_money_records.py — so erasing in place is the only way.) Nothing is
+erased when the customer is another business's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from portal.db.engine import transaction
 from portal.db.tables import (
     TABLES,
     AccountRequest,
+    Appointment,
     BookingRequest,
     CardUpdate,
     Customer,
@@ -237,6 +239,9 @@ async def export_data(tenant_id: int, customer_id: int) -> dict[str, Any]:
         "appointment_requests": await BookingRequest.select()
         .where(where(BookingRequest))
         .order_by(BookingRequest.id),
+        "appointments": await Appointment.select()
+        .where(where(Appointment))
+        .order_by(Appointment.id),
         "card_updates": await CardUpdate.select().where(where(CardUpdate)),
         # Issue 16.4: whom the customer shared their record with, and what was shared with
         # the customer's emails (live and revoked).

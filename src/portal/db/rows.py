@@ -85,4 +85,5 @@ class GrantRow(TypedDict):
     granted_by: str
     created_at: datetime
     revoked_at: datetime | None
+    revoked_by: str | None  # an email, or "office: <staff email>"
     locations: list[tuple[int, str]]  # (location id, location name), name order

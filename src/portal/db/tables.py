@@ -154,10 +154,12 @@ class Job(Table, tablename="job"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
-    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.restrict)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.restrict)
     business_unit = ForeignKey(null=False, references=BusinessUnit, on_delete=OnDelete.restrict)
-    booking_request = ForeignKey(references=BookingRequest, null=True, default=None)
+    booking_request = ForeignKey(
+        references=BookingRequest, null=True, default=None, on_delete=OnDelete.restrict
+    )
     number = Varchar(length=32)
     summary = Varchar(length=300, default="")
     status = Varchar(
@@ -175,9 +177,9 @@ class Invoice(Table, tablename="invoice"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
-    job = ForeignKey(null=False, references=Job, on_delete=OnDelete.cascade)
-    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.restrict)
+    job = ForeignKey(null=False, references=Job, on_delete=OnDelete.restrict)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.restrict)
     business_unit = ForeignKey(null=False, references=BusinessUnit, on_delete=OnDelete.restrict)
     number = Varchar(length=32)
     invoice_date = Date()
@@ -185,6 +187,10 @@ class Invoice(Table, tablename="invoice"):
     summary = Varchar(length=300, default="")
     total_cents = Integer()
     balance_cents = Integer()
+    # issued | void. The system of record voids an invoice it no longer bills; a void one
+    # owes nothing (balance 0, checked in the database), so every "balance > 0" read
+    # leaves it out, and it shows as Void in History and the office.
+    status = Varchar(length=8, default="issued")
     created_at = Timestamptz(default=TimestamptzNow())
 
 
@@ -222,7 +228,7 @@ class Payment(Table, tablename="payment"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.restrict)
     account_email = Varchar(length=254, default="")
     amount_cents = Integer()
     kind = Varchar(length=8, default="full")  # full | partial
@@ -252,8 +258,8 @@ class PaymentAllocation(Table, tablename="payment_allocation"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
-    invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
+    payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.restrict)
+    invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.restrict)
     amount_cents = Integer()
     refunded_cents = Integer(default=0)  # given back to the payer: owed on the invoice again
 
@@ -266,7 +272,7 @@ class PaymentRefund(Table, tablename="payment_refund"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
+    payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.restrict)
     amount_cents = Integer()
     reason = Varchar(length=200, default="")
     status = Varchar(length=10, default="pending")  # pending | succeeded | failed
@@ -284,8 +290,8 @@ class Membership(Table, tablename="membership"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
-    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.restrict)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.restrict)
     external_id = Varchar(length=64)
     type_name = Varchar(length=120)
     status = Varchar(length=10, default="active")  # active | canceled | expired | suspended
@@ -514,8 +520,8 @@ class CardUpdate(Table, tablename="card_update"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
-    membership = ForeignKey(null=False, references=Membership, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.restrict)
+    membership = ForeignKey(null=False, references=Membership, on_delete=OnDelete.restrict)
     account_email = Varchar(length=254, default="")
     idempotency_key = Varchar(length=64)
     payment_account_id = Varchar(length=80, default="")  # the account it started on
@@ -668,6 +674,31 @@ class SyncRecord(Table, tablename="sync_record"):
     deleted = Boolean(default=False)
 
 
+class Appointment(Table, tablename="appointment"):
+    """An appointment the business's own system booked (pushed through the sync API): a
+    time window at a customer's location for a kind of service, optionally linked to the
+    job it is for and to the portal's appointment request it answers. Customers see the
+    upcoming ones on the Scheduler. Unique on (tenant, external_id)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
+    external_id = Varchar(length=64)
+    service_type = Varchar(length=80, default="")
+    status = Varchar(
+        length=12, default="scheduled"
+    )  # scheduled | in_progress | completed | canceled
+    starts_at = Timestamptz()
+    ends_at = Timestamptz()
+    job = ForeignKey(references=Job, null=True, default=None, on_delete=OnDelete.set_null)
+    booking_request = ForeignKey(
+        references=BookingRequest, null=True, default=None, on_delete=OnDelete.set_null
+    )
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
 class InvoiceDocument(Table, tablename="invoice_document"):
     """The business's own PDF of an invoice, pushed through the sync API: customers download
     it instead of the one the portal draws. One per invoice (unique on invoice)."""
@@ -813,6 +844,7 @@ TABLES: list[type[Table]] = [
     WebhookEndpoint,
     WebhookDelivery,
     InvoiceDocument,
+    Appointment,
     StripeAccount,
     StripeEvent,
     HostRedirect,

@@ -250,7 +250,8 @@ async def invite_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Res
     their record with, issue 16.4) gets a confirmation link. `?email=` fills the field in
     (the link in a sharing email)."""
     email = one_line(request.query_params.get("email", ""))[:254]
-    return _page(request, tenant, "invite", {"email": email})
+    # Arriving from a sharing email: the page says why they are here.
+    return _page(request, tenant, "invite", {"email": email, "invited": bool(email)})
 
 
 @post("/invite")

@@ -54,6 +54,11 @@ def request_status(row: dict[str, Any], tz: str, today: date) -> tuple[str, str]
     if row["status"] == "dismissed":
         return "Closed", ""
     if row["status"] == "booked":
+        if row.get("appointment_start") is not None:  # the business's own booking
+            if row["appointment_status"] == "canceled":
+                return "Canceled", "bad"
+            when = appointment_text(row["appointment_start"], row["appointment_end"], tz, today)
+            return f"Booked for {when}", "ok"
         if row["job_status"] == "canceled":
             return "Canceled", "bad"
         if row["job_start"] is not None:
