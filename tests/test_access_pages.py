@@ -157,7 +157,10 @@ async def test_the_invitation_link_lands_on_registering_with_the_email(client, d
     page = await client.get("/invite", params={"email": "sam.doe@example.org"})
     assert page.status_code == 200
     text = words(page)
-    assert "Create your account" in text and "Someone shared their account" in text
+    assert (
+        "Create your account" in text
+        and "Someone shared their XYZ Services account with you" in text
+    )
     assert 'value="sam.doe@example.org"' in page.text
     plain = words(await client.get("/invite"))
     assert "Request an invitation" in plain and "Someone shared" not in plain
