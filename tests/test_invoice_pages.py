@@ -145,3 +145,30 @@ async def test_the_count_and_total_leave_out_invoices_of_unfinished_jobs(jane, d
     assert "25 of 60 open invoices shown" in after
     assert total_due(after) == total_due(before)
     assert listed(after) == sixty[:25]
+
+
+async def test_hostile_text_in_every_column_is_shown_as_text(jane, demo, sixty):
+    from portal.db.tables import BusinessUnit, Job, Location
+
+    evil = '<script>alert("x")</script>&'
+    made = await new_invoice(demo, total=4321, days_ago=900)  # the oldest: first on the page
+    (row,) = await Invoice.raw(
+        "SELECT job, location, business_unit FROM invoice WHERE id = {}", made["id"]
+    ).run()
+    await Invoice.update({Invoice.number: "N" + evil}).where(Invoice.id == made["id"]).run()
+    await Job.update({Job.summary: "J" + evil}).where(Job.id == row["job"]).run()
+    await (
+        Location.update({Location.name: "L" + evil, Location.street: "S" + evil})
+        .where(Location.id == row["location"])
+        .run()
+    )
+    await (
+        BusinessUnit.update({BusinessUnit.name: "U" + evil})
+        .where(BusinessUnit.id == row["business_unit"])
+        .run()
+    )
+    html = (await jane.get("/invoices")).text
+    assert "<script>" not in html
+    escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&amp;"
+    for prefix in "NJLSU":
+        assert prefix + escaped in html, prefix
