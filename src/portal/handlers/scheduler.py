@@ -200,21 +200,32 @@ def _base_context(
         "last_day": day_text(last, today),
         "locations": [],
         "appointments": [],
+        "more_appointments": False,
+        "every_appointment": False,
         "requests": bookings.RequestsPage(rows=[], older=None),
         "paged": False,
     }
 
 
 async def _lists(
-    tenant: TenantRow, viewer: CustomerViewer, now: datetime, before: int | None = None
+    tenant: TenantRow,
+    viewer: CustomerViewer,
+    now: datetime,
+    before: int | None = None,
+    every_appointment: bool = False,
 ) -> dict[str, Any]:
-    """The viewed customer's upcoming appointments and (a page of) their requests, at the
-    locations the viewer may see."""
+    """The viewed customer's next few upcoming appointments (up to UPCOMING_ALL with
+    `every_appointment`) and (a page of) their requests, at the locations the viewer may
+    see."""
     customer_id, places = viewer.customer_id, viewer.location_ids
+    shown = bookings.UPCOMING_ALL if every_appointment else bookings.UPCOMING_SHOWN
+    appointments = await bookings.upcoming_appointments(
+        tenant["id"], customer_id, now.astimezone(UTC), places, limit=shown + 1
+    )
     return {
-        "appointments": await bookings.upcoming_appointments(
-            tenant["id"], customer_id, now.astimezone(UTC), places
-        ),
+        "appointments": appointments[:shown],
+        "more_appointments": len(appointments) > shown and not every_appointment,
+        "every_appointment": every_appointment,
         "requests": await bookings.requests_for_customer(tenant["id"], customer_id, before, places),
     }
 
@@ -233,7 +244,8 @@ async def schedule(
             tenant["id"], customer_id, viewer.location_ids
         )
         before = record_id(request.query_params.get("before"))
-        context.update(await _lists(tenant, viewer, now, before), paged=before is not None)
+        every = request.query_params.get("appointments") == "all"
+        context.update(await _lists(tenant, viewer, now, before, every), paged=before is not None)
         requested = record_id(request.query_params.get("requested"))
         saved = next((r for r in context["requests"].rows if r["id"] == requested), None)
         if saved is not None:
