@@ -58,6 +58,22 @@ async def account_by_email(tenant_id: int, email: str) -> dict[str, Any] | None:
     )
 
 
+async def sign_in_account(tenant_id: int, email: str) -> dict[str, Any] | None:
+    """The account a sign-in form names ({"id", "email", "confirmed", "password_hash"}),
+    or None: one indexed read on the plain-SQL path (every sign-in that gets as far as
+    the hash makes it)."""
+    rows = await fast.fetch(
+        """SELECT id, email, confirmed_at IS NOT NULL AS confirmed, password_hash
+        FROM portal_account WHERE tenant = {} AND email = {}""",
+        tenant_id,
+        email,
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    return {**row, "confirmed": bool(row["confirmed"])}
+
+
 async def record_request(tenant_id: int, kind: str, email: str) -> None:
     """Record an invitation ("invite") or reset ("reset") request for the worker: one
     INSERT, the same whatever the email (nothing here looks the email up)."""
