@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e .
 	touch $@
 
+# The optional extras too: the tests run Sentry, OpenTelemetry, gunicorn and granian for real.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,sentry,otel,servers]"
 	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed

@@ -12,7 +12,14 @@ from tests.support.a11y import assert_accessible, assert_no_horizontal_scroll
 from tests.support.browser import sign_in
 
 PUBLIC_PAGES = ["/sign-in", "/invite", "/forgot", "/confirm?token=not-a-real-token"]
-CUSTOMER_PAGES = ["/invoices", "/history", "/memberships", "/schedule", "/account"]
+CUSTOMER_PAGES = [
+    "/invoices",
+    "/history",
+    "/memberships",
+    "/schedule",
+    "/account",
+    "/account/access",
+]
 
 
 @pytest.fixture(params=[1280, 320], ids=["desktop", "320px"])

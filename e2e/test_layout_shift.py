@@ -41,6 +41,19 @@ def _places(page: Page) -> list[dict | None]:
     ]
 
 
+def _stylesheets_applied(page: Page, url: str) -> None:
+    """Wait until every stylesheet has loaded: a browser paints nothing before, but the
+    layout read from outside the page is the unstyled one until then (seen on a loaded
+    machine). Polled from Python: with scripting off the page's timers do not run."""
+    for _ in range(200):
+        if page.evaluate(
+            "[...document.querySelectorAll('link[rel=stylesheet]')].every(l => l.sheet)"
+        ):
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"{url}: the stylesheet did not load")
+
+
 def _with_late_logo(page: Page, url: str, js: bool) -> None:
     """Open `url` with the logo held back until the page has painted, then let it come."""
     held: list[Route] = []
@@ -53,6 +66,7 @@ def _with_late_logo(page: Page, url: str, js: bool) -> None:
                 break
             page.wait_for_timeout(50)
         assert held, f"{url}: the page asked for no logo"
+        _stylesheets_applied(page, url)
         before = _places(page)
         for route in held:
             route.continue_()

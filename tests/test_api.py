@@ -367,6 +367,64 @@ async def test_a_delete_never_takes_money_records_with_it(app, bulkco, writer):
         .run()
     )
 
+    # Unpaid invoices are money records too: a customer or job they belong to waits until
+    # they are moved or deleted (the database would refuse the delete), and nothing changes.
+    before = await table_counts(bulkco)
+    for path, detail in (
+        ("/customers/C5", "jobs still belong to this customer; move or delete them first"),
+        ("/jobs/J5", "invoices still belong to this job; move or delete them first"),
+    ):
+        refused = await writer.delete(path)
+        assert refused.status_code == 409, (path, refused.text)
+        assert refused.json()["detail"].endswith(detail)
+    assert await table_counts(bulkco) == before
+    # Listed parent first, a batch deletes the children first: the whole customer goes.
+    numbers = range(6, INVOICES, CUSTOMERS)
+    lines = [
+        {"record": "delete", "kind": "customer", "id": "C6"},
+        *({"record": "delete", "kind": "job", "id": f"J{n}"} for n in numbers),
+        *({"record": "delete", "kind": "invoice", "id": f"INV-{n}"} for n in numbers),
+    ]
+    answer = await bulk(writer, lines)
+    assert answer.json() == {"counts": {"deleted": 21}, "errors": []}
+    after = await table_counts(bulkco)
+    assert (after["customer"], after["job"], after["invoice"]) == (
+        before["customer"] - 1,
+        before["job"] - 10,
+        before["invoice"] - 10,
+    )
+
+
+async def test_a_membership_whose_card_was_changed_in_the_portal_stays(app, bulkco, writer):
+    for number in ("M-CARD", "M-PLAIN"):
+        membership = {
+            "id": number,
+            "customer": "C8",
+            "location": "L8",
+            "type": "Comfort Club",
+            "start_date": "2026-01-01",
+        }
+        answer = await writer.put(f"/memberships/{number}", json=membership)
+        assert answer.status_code == 200, answer.text
+    row = await t.Membership.select().where(t.Membership.external_id == "M-CARD").first().run()
+    await t.CardUpdate.insert(
+        t.CardUpdate(
+            tenant=bulkco,
+            customer=row["customer"],
+            membership=row["id"],
+            idempotency_key="api-card-1",
+            status="succeeded",
+        )
+    ).run()
+    refused = await writer.delete("/memberships/M-CARD")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"].endswith(
+        "the card on file was changed through the portal for this membership; "
+        "it stays for the books"
+    )
+    assert await t.Membership.exists().where(t.Membership.id == row["id"]).run()
+    assert (await writer.delete("/memberships/M-PLAIN")).json()["result"] == "deleted"
+
 
 async def test_the_schema_describes_the_api_alone(app, bulkco, writer):
     answer = await writer.get("/openapi.json")

@@ -16,6 +16,7 @@ through the app itself.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -25,8 +26,17 @@ import httpx
 import pytest
 
 from portal.db import tables as t
-from tests.support.http import CSRF_FIELD, make_client
-from tests.support.world import Business, Customer, World, app_routes, diff, normalized, snapshot
+from tests.support.http import CSRF_FIELD, make_client, sign_in
+from tests.support.world import (
+    PASSWORD,
+    Business,
+    Customer,
+    World,
+    app_routes,
+    diff,
+    normalized,
+    snapshot,
+)
 
 NOWHERE = 2_000_000_000  # an id no table reaches in these tests
 
@@ -77,6 +87,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/sign-in/passkey/options"): "public",
     ("POST", "/sign-in/passkey"): "public",
     ("POST", "/account/customer"): "ids",
+    # Issue 16.4: People with access (the grant's rules: tests/test_grants.py).
+    ("GET", "/account/access"): "customer",
+    ("POST", "/account/access/invite"): "ids",
+    ("POST", "/account/access/{grant_id:int}/revoke"): "ids",
+    ("POST", "/account/access/{grant_id:int}/leave"): "ids",
     ("GET", "/"): "public",
     ("GET", "/invoices"): "ids",
     ("POST", "/invoices/pay"): "ids",
@@ -116,6 +131,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/office/customers/{customer_id:int}/emails/{email_id:int}/remove"): "ids",
     ("POST", "/office/customers/{customer_id:int}/invite"): "ids",
     ("POST", "/office/customers/{customer_id:int}/invoices/{invoice_id:int}/email"): "ids",
+    ("POST", "/office/customers/{customer_id:int}/grants/{grant_id:int}/revoke"): "ids",
     ("GET", "/office/notifications"): "office",
     ("GET", "/office/notifications/{key:str}"): "office",  # key: an email kind, not a record
     ("POST", "/office/notifications/{key:str}"): "office",
@@ -210,6 +226,7 @@ def _id(c: Customer | None, slot: str) -> Any:
         "endpoint": getattr(c, "endpoint_id", NOWHERE),
         "delivery": getattr(c, "delivery_id", NOWHERE),
         "alert": c.alert_id,
+        "grant": c.grant_id,
     }[slot]
 
 
@@ -296,6 +313,27 @@ def customer_probes(me: Customer | None) -> list[Probe]:
             "/account/passkeys/{passkey_id:int}/remove",
             "passkey",
             lambda v: (f"/account/passkeys/{v}/remove", {}),
+        ),
+        Probe(
+            "POST",
+            "/account/access/invite",
+            "location",
+            lambda v: (
+                "/account/access/invite",
+                {"email": "neighbour@example.org", "role": "view", "locations": str(v)},
+            ),
+        ),
+        Probe(
+            "POST",
+            "/account/access/{grant_id:int}/revoke",
+            "grant",
+            lambda v: (f"/account/access/{v}/revoke", {}),
+        ),
+        Probe(
+            "POST",
+            "/account/access/{grant_id:int}/leave",
+            "grant",
+            lambda v: (f"/account/access/{v}/leave", {}),
         ),
         Probe(
             "POST",
@@ -405,6 +443,18 @@ def office_probes(me: Business | None) -> list[Probe]:
             "/office/customers/{customer_id:int}/invite",
             "customer",
             lambda v: (f"/office/customers/{v}/invite", {"email": email}),
+        ),
+        Probe(
+            "POST",
+            "/office/customers/{customer_id:int}/grants/{grant_id:int}/revoke",
+            "customer",
+            lambda v: (f"/office/customers/{v}/grants/{own.grant_id if own else 1}/revoke", {}),
+        ),
+        Probe(
+            "POST",
+            "/office/customers/{customer_id:int}/grants/{grant_id:int}/revoke",
+            "grant",
+            lambda v: (f"/office/customers/{cust}/grants/{v}/revoke", {}),
         ),
         Probe(
             "POST",
@@ -728,3 +778,215 @@ async def test_signed_out_requests_to_id_routes_change_nothing(world, app):
             assert answer.status_code == 303, (path, answer.status_code)
             assert answer.headers["location"].startswith(page)
         assert not diff(before, await snapshot())
+
+
+# --- issue 16.4: requesters by grant role ------------------------------------------------------
+
+GRANT_ROLES = ["view", "billing", "full"]
+
+
+async def _grantee_account(business: Business, email: str) -> None:
+    """A confirmed portal account for `email` (on no record: what it sees is its grants)."""
+    from datetime import UTC, datetime
+
+    from portal.auth.passwords import hash_password
+
+    await t.PortalAccount.insert(
+        t.PortalAccount(
+            tenant=business.id,
+            email=email,
+            password_hash=await hash_password(PASSWORD),
+            confirmed_at=datetime.now(UTC),
+        )
+    ).run()
+
+
+@pytest.fixture(scope="module")
+async def grantees(world: World, app) -> dict[str, Customer]:
+    """A1 gets a second location (a cabin, with an invoice and a membership) and shares only
+    that one, once per role, with a person signed in: everything else of A1's (the home's
+    invoices, payments, membership, card update, request) is outside each grant."""
+    from portal.db import grants as grants_db
+    from tests.support.paying import new_invoice
+
+    owner = world.customer("A1")
+    rows = await t.Location.insert(
+        t.Location(
+            tenant=world.a.id,
+            customer=owner.id,
+            external_id="LA1-CABIN",
+            name="Cabin of A1",
+            street="99 Cabin Road",
+        )
+    ).run()
+    cabin = rows[0]["id"]
+    invoice = await new_invoice(world.a.id, "A1", location="LA1-CABIN")
+    rows = await t.Membership.insert(
+        t.Membership(
+            tenant=world.a.id,
+            customer=owner.id,
+            location=cabin,
+            external_id="M-A1-CABIN",
+            type_name="Cabin Club of A1",
+            status="active",
+            start_date=date.today() - timedelta(days=10),
+            card_brand="Visa",
+            card_last4="2222",
+        )
+    ).run()
+    membership = rows[0]["id"]
+    found: dict[str, Customer] = {}
+    for role in GRANT_ROLES:
+        email = f"{role}-grantee@elsewhere.example"
+        await grants_db.create(world.a.id, owner.id, email, role, [cabin], owner.email)
+        await _grantee_account(world.a, email)
+        client = make_client(app, f"http://{world.a.host}.localhost")
+        await sign_in(client, email, PASSWORD)
+        found[role] = Customer(
+            key=f"A1-{role}",
+            host=owner.host,
+            business_name=owner.business_name,
+            name=owner.name,
+            email=email,
+            markers=[],
+            id=owner.id,
+            location_id=cabin,
+            invoice_ids=[invoice["id"]],
+            payment_ids=[NOWHERE],
+            job_id=NOWHERE,
+            membership_id=membership,
+            card_update_id=NOWHERE,
+            booking_id=NOWHERE,
+            email_id=NOWHERE,
+            staff_id=NOWHERE,
+            passkey_id=NOWHERE,
+            client=client,
+        )
+    yield found
+    for grantee in found.values():
+        assert grantee.client is not None
+        await grantee.client.aclose()
+
+
+def _outside_the_grant(owner: Customer) -> Customer:
+    """The owner's records at the location that was not shared, as a victim: their ids,
+    and the text only those records contain (the owner's name and email are shown to a
+    grantee by right)."""
+    street = owner.markers[2]
+    return dataclasses.replace(
+        owner,
+        key=f"{owner.key}'s home",
+        markers=[street, f"INV-{owner.key}-", f"{street.split(' ', 1)[1]} Comfort Club"]
+        + [m for m in owner.markers if m.startswith("Gate code")],
+    )
+
+
+@pytest.mark.parametrize("role", GRANT_ROLES)
+async def test_grantees_asking_beyond_their_grant_get_what_a_missing_id_gets(world, grantees, role):
+    """A grantee of A1's cabin asking for A1's home records (invoices, history, visits,
+    PDFs, receipts, card updates, requests, by id), or another customer's or business's:
+    the same answer as a missing id, none of their data, nothing changed."""
+    me = grantees[role]
+    home = _outside_the_grant(world.customer("A1"))
+    victims = [home, world.customer("A2"), world.customer("B1")]
+    checked = 0
+    for probe in customer_probes(me):
+        before = await snapshot()
+        path, form = probe.make(_id(None, probe.slot))
+        reference = await send(me.client, probe.method, path, form, "/invoices")
+        assert reference.status_code < 500, (role, probe.route, reference.status_code)
+        assert not diff(before, await snapshot()), f"{role} {probe.route}: a missing id changed"
+        for victim in victims:
+            if victim is home and probe.slot == "customer":
+                continue  # A1's record is the one shared with them: switching to it is theirs
+            path, form = probe.make(_id(victim, probe.slot))
+            what = f"{role} grantee {probe.method} {path} ({victim.key}'s {probe.slot})"
+            answer = await send(me.client, probe.method, path, form, "/invoices")
+            assert_same_answer(reference, answer, what)
+            assert_no_data_of(victim, answer, what, other_business=victim.host != me.host)
+            changed = diff(before, await snapshot())
+            assert not changed, f"{what} changed {changed}"
+            checked += 1
+    assert checked == 3 * len(customer_probes(me)) - 1
+
+
+async def test_grant_roles_are_refused_what_they_may_not_do(world, grantees):
+    """View-only cannot pay, request appointments or manage cards; billing cannot request or
+    manage cards: each such request on the grant's own records is the 403 page and changes
+    nothing. Full access is refused none of them."""
+    day = (date.today() + timedelta(days=6)).isoformat()
+    cabin = grantees["full"]
+
+    def pay() -> tuple[str, dict]:
+        form = {"invoice": [str(cabin.invoice_ids[0])], "action": "full", "key": fresh_key()}
+        return "/invoices/pay", form
+
+    def request() -> tuple[str, dict]:
+        form = {
+            "location": str(cabin.location_id),
+            "service_type": "Repair",
+            "date_1": day,
+            "window_1": "any",
+            "notes": "",
+            "request_key": fresh_key(),
+        }
+        return "/schedule", form
+
+    def card() -> tuple[str, dict]:
+        return f"/memberships/{cabin.membership_id}/card", {"key": fresh_key()}
+
+    refused = {"view": [pay, request, card], "billing": [request, card], "full": []}
+    for role, actions in refused.items():
+        me = grantees[role]
+        for action in (pay, request, card):
+            path, form = action()
+            if action not in actions:
+                continue
+            before = await snapshot()
+            answer = await send(me.client, "POST", path, form, "/invoices")
+            assert answer.status_code == 403, (role, path, answer.status_code)
+            assert "Your access to Ava Alderwood is" in answer.text, (role, path)
+            assert "Nothing was changed." in answer.text, (role, path)
+            assert not diff(before, await snapshot()), (role, path)
+        # The card page's way back (a GET that settles with the gateway) likewise.
+        back = await me.client.get(f"/memberships/{cabin.membership_id}/card/{NOWHERE}")
+        assert back.status_code == (404 if role == "full" else 403), (role, back.status_code)
+
+
+async def test_a_revoked_grant_loses_access_on_its_next_request(world, app):
+    """The same session cookie, the request after the owner revokes: none of it is seen."""
+    from portal.auth import grants
+    from portal.db import grants as grants_db
+
+    owner = world.customer("A2")
+    email = "revoked-grantee@elsewhere.example"
+    grant_id = await grants_db.create(
+        world.a.id, owner.id, email, "full", [owner.location_id], owner.email
+    )
+    await _grantee_account(world.a, email)
+    async with make_client(app, f"http://{world.a.host}.localhost") as client:
+        await sign_in(client, email, PASSWORD)
+        paths = [
+            f"/invoices/{owner.invoice_ids[0]}",
+            f"/invoices/{owner.invoice_ids[0]}/pdf",
+            f"/history?location={owner.location_id}",
+            f"/memberships/{owner.membership_id}",
+            f"/payments/{owner.payment_ids[-1]}",
+        ]
+        for path in paths:
+            assert (await client.get(path)).status_code == 200, path
+        cookie = dict(client.cookies)
+        assert await grants.revoke_by_owner(world.a.id, owner.id, grant_id, owner.email)
+        assert dict(client.cookies) == cookie
+        for path in paths:
+            answer = await client.get(path)
+            # No record left to view: an id is a 404, a tab says there is nothing to show.
+            if path.startswith("/history"):
+                assert answer.status_code == 200 and "nothing to show" in answer.text, path
+            else:
+                assert answer.status_code == 404, (path, answer.status_code)
+            assert_no_data_of(owner, answer, path)
+        for path in ("/invoices", "/history", "/memberships", "/schedule"):
+            answer = await client.get(path)
+            assert answer.status_code == 200, path
+            assert_no_data_of(owner, answer, path)

@@ -109,3 +109,16 @@ def test_a_handler_importing_a_handler_breaks_the_contract(throwaway):
     assert result.returncode != 0
     assert "No handler imports another handler" in result.stdout
     assert "BROKEN" in result.stdout
+
+
+def test_the_data_layer_never_queues_an_email(throwaway):
+    # Once two db -> mail imports were let through (the notification templates queued their
+    # emails from db/); the contract ignores none now, so db/ importing mail/ is refused.
+    assert not any(c.get("ignore_imports") for c in CONFIG["contracts"])
+    project, packages = throwaway
+    _module(packages, "portal.mail.outbox")
+    _module(packages, "portal.db.office_notifications", "import portal.mail.outbox\n")
+    result = _lint(project, packages)
+    assert result.returncode != 0
+    assert "portal.db is not allowed to import portal.mail" in result.stdout
+    assert "portal.db.office_notifications -> portal.mail.outbox" in result.stdout

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from portal import appointments
 from portal.db import office_bookings as bookings
 from portal.db.tables import (
     BookingRequest,
@@ -232,6 +233,25 @@ async def test_bad_booking_input_changes_nothing(admin, change, field, message):
     assert await jobs_for(request_id) == []
 
 
+def test_the_book_job_form_is_checked_field_by_field():
+    tenant = {"time_zone": "America/Chicago"}
+    units = [{"id": 7, "name": "Plumbing"}]
+    day = local_today() + timedelta(days=2)
+    form = booking_form(day, 7, window="afternoon", summary="  Clear\nthe drain ")
+    checked = appointments.check_booking(tenant, form, units)
+    assert checked.ok and checked.values == form
+    assert checked.clean == bookings.Booking(day, "afternoon", 7, "Clear the drain")
+    bad = {"date": "2020-01-01", "window": "dawn", "business_unit": "8", "summary": ""}
+    refused = appointments.check_booking(tenant, bad, units)
+    assert refused.clean is None and refused.values == bad
+    assert refused.problems == {
+        "date": "Choose today or a later date.",
+        "window": "Choose an arrival window.",
+        "business_unit": "Choose a business unit.",
+        "summary": "Describe the job in a few words.",
+    }
+
+
 async def test_another_business_unit_cannot_be_used(admin):
     await import_business("unitbiz")
     request_id = await new_request(service_type="Foreign unit")
@@ -296,22 +316,21 @@ async def test_two_staff_booking_at_once_make_exactly_one_job(app, admin, office
                    "name": "XYZ Services", "currency": "USD", "logo_version": 0, "email": "",
                    "phone": ""}  # fmt: skip
     request_id = await new_request(service_type="Race")
-    checked = bookings.BookingForm(
+    checked = bookings.Booking(
         day=local_today() + timedelta(days=1),
         window="morning",
         unit_id=await unit_id(),
         summary="Race",
-        errors={},
     )
     outcomes = await asyncio.gather(
         *[
-            bookings.book(settings, tenant_dict, request_id, checked, f"staff{i}@x.example")
+            appointments.book(settings, tenant_dict, request_id, checked, f"staff{i}@x.example")
             for i in range(5)
         ],
         return_exceptions=True,
     )
     numbers = [o for o in outcomes if isinstance(o, str)]
-    refused = [o for o in outcomes if isinstance(o, bookings.AlreadyHandled)]
+    refused = [o for o in outcomes if isinstance(o, appointments.AlreadyHandled)]
     assert len(numbers) == 1 and len(refused) == 4, outcomes
     [job] = await jobs_for(request_id)
     assert job["number"] == numbers[0]
@@ -341,15 +360,14 @@ async def test_concurrent_bookings_of_different_requests_get_different_numbers(s
                    "name": "XYZ Services", "currency": "USD", "logo_version": 0, "email": "",
                    "phone": ""}  # fmt: skip
     ids = [await new_request(service_type=f"Parallel {i}") for i in range(4)]
-    checked = bookings.BookingForm(
+    checked = bookings.Booking(
         day=local_today() + timedelta(days=1),
         window="any",
         unit_id=await unit_id(),
         summary="Parallel",
-        errors={},
     )
     numbers = await asyncio.gather(
-        *[bookings.book(settings, tenant_dict, i, checked, ADMIN_EMAIL) for i in ids]
+        *[appointments.book(settings, tenant_dict, i, checked, ADMIN_EMAIL) for i in ids]
     )
     assert len(set(numbers)) == 4
 

@@ -22,6 +22,7 @@ from portal.db.tables import (
     Tenant,
 )
 from portal.demo import ADMIN_EMAIL, DEMO_HOST
+from portal.mail import notifications
 from portal.mail.backends import SMTPBackend
 from portal.mail.worker import deliver_due
 from portal.testing import free_port
@@ -58,32 +59,38 @@ def test_placeholders_are_filled_in():
     ],
 )
 def test_unknown_placeholder_or_unbalanced_brace_is_refused_naming_it(text, message):
-    errors = notes.check(INVOICE, "Subject", text)
-    assert message in errors["body"]
+    checked = notes.check(INVOICE, "Subject", text)
+    assert not checked.ok and message in checked.problems["body"]
 
 
 def test_placeholders_are_per_email():
     confirmed = notes.KINDS["booking_confirmed"]
-    assert notes.check(confirmed, "Booked", "Arriving {ArrivalWindow} on {AppointmentDate}") == {}
-    problem = notes.check(confirmed, "Booked", "Invoice {InvoiceNumber}")["body"]
+    assert notes.check(confirmed, "Booked", "Arriving {ArrivalWindow} on {AppointmentDate}").ok
+    problem = notes.check(confirmed, "Booked", "Invoice {InvoiceNumber}").problems["body"]
     assert "Unknown placeholder {InvoiceNumber}. This email can use {CustomerPortalLink}" in problem
     assert "{ArrivalWindow}" in problem
 
 
 def test_subject_is_one_line_and_both_parts_are_needed():
-    assert notes.check(INVOICE, "", "Body")["subject"] == "Enter a subject."
-    assert notes.check(INVOICE, "Two\nlines", "Body")["subject"] == "Keep the subject on one line."
-    assert notes.check(INVOICE, "Subject", "  ")["body"] == "Enter the email's text."
+    assert notes.check(INVOICE, "", "Body").problems == {"subject": "Enter a subject."}
+    # A line break in the subject (it would end the email's Subject header) is folded away,
+    # in what is saved and in what the form shows again.
+    folded = notes.check(INVOICE, "Two\nlines\u2028here", "One\r\ntwo")
+    assert folded.ok and folded.clean == notes.Wording("Two lines here", "One\ntwo")
+    assert folded.values == {"subject": "Two lines here", "body": "One\ntwo"}
+    assert notes.check(INVOICE, "Subject", "  ").problems == {"body": "Enter the email's text."}
 
 
 def test_every_default_wording_is_valid_and_links_to_the_portal():
     for kind in notes.KINDS.values():
-        assert notes.check(kind, kind.subject, kind.body) == {}, kind.key
+        assert notes.check(kind, kind.subject, kind.body).problems == {}, kind.key
         assert "{CustomerPortalLink}" in kind.body, kind.key
 
 
 def test_html_body_escapes_text_and_makes_links_clickable():
-    html = notes.body_html("Hi <b>Jane</b>\nline two\n\nGo to http://x.localhost:8000/sign-in.")
+    html = notifications.body_html(
+        "Hi <b>Jane</b>\nline two\n\nGo to http://x.localhost:8000/sign-in."
+    )
     assert "&lt;b&gt;Jane&lt;/b&gt;<br>" in html
     assert '<a href="http://x.localhost:8000/sign-in" style="color:#0f4c81">' in html
     assert "</a>.</p>" in html

@@ -346,6 +346,61 @@ def test_one_json_line_per_request_and_prometheus_metrics(tmp_path: Path, servin
     assert get(server.port, "/metrics", headers={"X-Forwarded-For": "203.0.113.9"})[0] == 404
 
 
+async def test_a_real_server_logs_security_events_with_the_request_and_business(
+    tmp_path: Path, serving: list
+):
+    """The server process's own standard error: a wrong password and a password change are
+    JSON event lines with the answer's request id, the business and who; no password."""
+    import httpx
+
+    from portal.demo import JANE_EMAIL, JANE_PASSWORD
+    from tests.support.http import CSRF_FIELD
+    from tests.support.loopback import loopback_client
+
+    url = f"sqlite:///{tmp_path}/portal.sqlite3"
+    env = env_for(tmp_path, url)
+    assert portal(env, "migrate", "--quiet").returncode == 0
+    assert portal(env, "demo").returncode == 0
+    server = Serving(env)
+    serving.append(server)
+
+    async def form(client: httpx.AsyncClient, page: str, path: str, data: dict):
+        token = CSRF_FIELD.search((await client.get(page)).text)
+        assert token, page
+        return await client.post(path, data={"_csrf_token": token.group(1), **data})
+
+    async with loopback_client(f"http://{DEMO_HOST}.localhost:{server.port}") as client:
+        sign_in = {"email": JANE_EMAIL}
+        wrong = await form(client, "/sign-in", "/sign-in", {**sign_in, "password": "wrong one"})
+        assert wrong.status_code == 422
+        right = await form(client, "/sign-in", "/sign-in", {**sign_in, "password": JANE_PASSWORD})
+        assert right.status_code == 303
+        new = {"current_password": JANE_PASSWORD, "new_password": "jane's brand new password"}
+        changed = await form(client, "/account", "/account/password", new)
+        assert changed.status_code == 303
+
+    def event(name: str) -> dict:
+        deadline = time.monotonic() + 5
+        while True:
+            for line in server.log.read_text().splitlines():
+                if line.startswith("{") and json.loads(line).get("event") == name:
+                    return json.loads(line)
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.1)
+
+    failed, password = event("signin.failed"), event("password.changed")
+    assert failed["request_id"] == wrong.headers["x-request-id"]
+    assert password["request_id"] == changed.headers["x-request-id"]
+    for line in (failed, password):
+        assert (
+            line["business"] == DEMO_HOST and line["host"] == f"{DEMO_HOST}.localhost:{server.port}"
+        )
+    assert password["actor"].startswith("customer:") and password["area"] == "customer"
+    # (The welcome banner above them shows the demo's passwords: the demo only.)
+    text = "\n".join(ln for ln in server.log.read_text().splitlines() if ln.startswith("{"))
+    assert "wrong one" not in text and JANE_PASSWORD not in text and "brand new" not in text
+
+
 def test_uvicorn_serves_the_module_level_app_with_several_workers(tmp_path: Path):
     """`portal.asgi:app` is an ordinary ASGI app: uvicorn itself, two worker processes."""
     url = f"sqlite:///{tmp_path}/portal.sqlite3"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 
-from portal.db.tables import BookingRequest, Customer, Location, Membership, Visit
+from portal.db.tables import BookingRequest, Customer, Location, Membership, PortalAccount, Visit
 from tests.support.paying import new_invoice
 from tests.support.statements import recorded
 
@@ -130,3 +130,46 @@ async def test_every_page_reads_in_a_fixed_number_of_plain_statements(jane, demo
         assert [q for q in after[name].all if q not in after[name].piccolo] == [
             q for q in before[name].all if q not in before[name].piccolo
         ], name
+
+
+async def test_a_grantee_reads_every_page_in_as_many_plain_statements(app, jane, demo, monkeypatch):
+    """Issue 16.4: a person Jane shared her record with (every location, full access) reads
+    each page in the same number of plain statements as Jane: the grant comes with the
+    session read, and each query only gains its locations."""
+    from datetime import UTC, datetime
+
+    from portal.auth.passwords import hash_password
+    from portal.db import grants as grants_db
+    from tests.support.http import make_client, sign_in
+
+    ids = await _jane(demo)
+    places = [
+        r["id"]
+        for r in await Location.select(Location.id)
+        .where((Location.tenant == demo) & (Location.customer == ids["customer"]))
+        .run()
+    ]
+    email = "jane-helper@example.net"
+    await grants_db.create(demo, ids["customer"], email, "full", places, "jane@example.com")
+    await PortalAccount.insert(
+        PortalAccount(
+            tenant=demo,
+            email=email,
+            password_hash=await hash_password("helper-pass-2468"),
+            confirmed_at=datetime.now(UTC),
+        )
+    ).run()
+    invoice = await new_invoice(demo, location="L-JANE-HOME", balance=0, days_ago=500)
+    for n in range(16):  # more than one page of the location's history, run alone too
+        await new_invoice(demo, location="L-JANE-HOME", days_ago=600 + n)
+    async with make_client(app) as helper:
+        await sign_in(helper, email, "helper-pass-2468")
+        paths = await _paths(helper, ids, invoice["id"])
+        theirs = await _statements(helper, monkeypatch, paths)
+    hers = await _statements(jane, monkeypatch, paths)
+    for name in paths:
+        reads = [q for q in theirs[name].all if q not in theirs[name].piccolo]
+        assert len(reads) == len([q for q in hers[name].all if q not in hers[name].piccolo]), name
+        assert 1 < len(reads) <= PAGES[name], (name, reads)
+        if name != "invoice":
+            assert theirs[name].piccolo == [], (name, theirs[name].piccolo)

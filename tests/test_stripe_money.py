@@ -9,12 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import pytest
 
 from portal.db.tables import Membership, OfficeAlert, OutboxEmail, Payment, PaymentRefund
-from portal.payments import webhooks
+from portal.payments import service, webhooks
 from tests.support.http import make_client, post_form
 from tests.support.paying import balances, new_invoice, path_of, submit_pay
 from tests.support.stripe_double import stripe_double_fixture
@@ -181,6 +182,28 @@ async def test_bank_debit_processing_then_failing_reopens_and_emails(
     assert "didn't go through" in email["subject"]
     invoices_tab = text_of(await jane.get("/invoices"))
     assert a["number"] in invoices_tab
+
+
+async def test_a_bank_debit_on_its_way_costs_no_stripe_call_per_page(jane, demo, account, app):
+    # A debit takes days; the customer keeps opening the portal meanwhile. Its end comes by
+    # webhook or the worker's paced reconciliation — never one Stripe call per page view.
+    a = await new_invoice(demo, total=6100)
+    started = await submit_pay(jane, [a["id"]])
+    paid = await pay_on_page(started.headers["location"], bank_account=GOOD_BANK)
+    await jane.get(path_of(paid.headers["location"]))
+    payment = await Payment.select().order_by(Payment.id, ascending=False).first().run()
+    assert payment["status"] == "pending" and payment["processing_at"] is not None
+    asked = len(account.requests)
+    for _ in range(3):
+        for tab in ("/invoices", "/history"):
+            assert (await jane.get(tab)).status_code == 200
+    # Nor does the worker's one-minute pass for lost card callbacks ask about it.
+    await service.reconcile_stale(app.state.settings, datetime.now(UTC) + timedelta(hours=1))
+    assert len(account.requests) == asked, [r for r in account.requests[asked:]]
+    account.finish_bank_debit(account.get(payment["gateway_ref"])["payment_intent"])
+    await webhooks.reconcile(app.state.settings.with_(reconcile_after_seconds=0))
+    done = await Payment.select().where(Payment.id == payment["id"]).first().run()
+    assert done["status"] == "succeeded"
 
 
 async def test_bank_debit_that_settles_is_paid(jane, demo, account, app):

@@ -223,7 +223,8 @@ async def test_only_admins_manage_webhooks_and_bad_addresses_are_refused(app, de
 
 
 async def test_a_booking_request_and_its_dismissal_are_events(app, settings):
-    from portal.db import bookings, office_bookings
+    from portal import appointments
+    from portal.db import bookings
     from portal.db.queries import tenant_by_host
 
     tenant_id = await empty_business("bookco")
@@ -238,7 +239,7 @@ async def test_a_booking_request_and_its_dismissal_are_events(app, settings):
     )
     request_id = await bookings.insert_request(tenant_id, new)
     tenant = await tenant_by_host("bookco")
-    await office_bookings.dismiss(settings, tenant, request_id, "No slots", "boss@bookco.example")
+    await appointments.dismiss(settings, tenant, request_id, "No slots", "boss@bookco.example")
     feed = await events.after(tenant_id)
     assert [(e["type"], e["data"]["customer"]) for e in feed] == [
         ("booking.requested", "C-77"),

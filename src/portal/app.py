@@ -7,7 +7,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -38,6 +38,7 @@ from portal.db.health import SchemaGate
 from portal.db.outage import OUTAGE, RETRY_AFTER_SECONDS, unavailable_in
 from portal.forms import MAX_ID
 from portal.handlers import (
+    access,
     account,
     customer,
     health,
@@ -62,14 +63,15 @@ from portal.handlers import (
 from portal.payments.gateway import is_test_mode
 from portal.security import head_as_get, nonce_of, with_security_headers
 from portal.tenancy import BareDomain, MovedPermanently
-from portal.web import HTML, VARY, Renderer, csrf_token, see_other
+from portal.web import HTML, VARY, App, Renderer, csrf_token, see_other
 from portal.worker import run_forever
 
 log = logging.getLogger("portal")
 
 
-def create_app(settings: Settings) -> PortalApp:
-    """Build the Litestar app for `settings` (binds the tables to its database)."""
+def create_app(settings: Settings, *, middleware: Sequence[Any] = ()) -> PortalApp:
+    """Build the Litestar app for `settings` (binds the tables to its database);
+    `middleware`: more ASGI middleware (OpenTelemetry's, from `portal.observability`)."""
     engine = db_engine.use_settings(settings)
     passwords.use_cost(cheap_for_tests=settings.cheap_password_hashing_for_tests)
     renderer = Renderer()
@@ -97,6 +99,7 @@ def create_app(settings: Settings) -> PortalApp:
         path="/",
         route_handlers=[
             *account.ROUTES,
+            *access.ROUTES,
             *passkeys.ROUTES,
             *customer.ROUTES,
             *invoices.ROUTES,
@@ -146,6 +149,7 @@ def create_app(settings: Settings) -> PortalApp:
             "staff": Provide(require_staff),
         },
         lifespan=[lifespan],
+        middleware=list(middleware),
         before_request=_ids_in_range,
         guards=[_schema_must_be_current],
         # Logging is the portal's own (portal/logs.py), not Litestar's default set-up.
@@ -206,6 +210,27 @@ class BeingUpgraded(Exception):
     """Migrations are pending: no page is served on a schema the code does not match."""
 
 
+# Exceptions that are answers, not errors: each has its page or redirect above.
+_ANSWERS: tuple[type[BaseException], ...] = (
+    BeingUpgraded,
+    BareDomain,
+    MovedPermanently,
+    PortalClosed,
+    SignInRequired,
+)
+
+
+def is_reportable(exc: BaseException) -> bool:
+    """Whether an exception a request ended in is an error worth reporting (to Sentry):
+    the 500 page, never a redirect to sign in, a closed portal, "being upgraded", a moved
+    host, a 4xx, or the database out of reach (its 503 is logged once per incident)."""
+    if isinstance(exc, _ANSWERS):
+        return False
+    if isinstance(exc, HTTPException):
+        return exc.status_code >= 500
+    return not unavailable_in(exc)
+
+
 async def _schema_must_be_current(connection: Any, handler: Any) -> None:
     """The first guard of every route but the health ones: while migrations are pending,
     every page is a 503 "being upgraded" (never a 500 from a missing table)."""
@@ -232,7 +257,7 @@ def request_id_of(scope: Scope, trusted: bool) -> str:
     return secrets.token_hex(8)
 
 
-class PortalApp(Litestar):
+class PortalApp(App):
     """Litestar, plus what must wrap every response, routing errors included:
     security headers with a per-request CSP nonce, and HEAD answered like GET."""
 
@@ -269,10 +294,12 @@ class PortalApp(Litestar):
                 ]
             await inner_send(message)
 
+        log_context = logs.request_started(request_id, logs.host_of(http_scope))
         try:
             async with db_engine.one_connection_per_request():
                 await super().__call__(http_scope, receive, send_with_id)
         finally:
+            logs.request_finished(log_context)
             logs.request_line(http_scope, status, started)
             handler = http_scope.get("route_handler")
             route = next(iter(handler.paths)) if handler is not None else "(unrouted)"

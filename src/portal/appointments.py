@@ -1,15 +1,27 @@
-"""A customer's appointment request (the Scheduler tab): saved together with its
-confirmation email, or not at all. The rows are `db/bookings.py`."""
+"""Appointment requests and their emails: a customer's request from the Scheduler tab,
+saved together with its confirmation email or not at all, and the office's answer under
+Bookings — a job booked or the request dismissed with a reason, each with its email to the
+customer in the same transaction. The rows are `db/bookings.py` and `db/office_bookings.py`;
+the emails' wording is the business's (`portal.mail.notifications`)."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 from portal.config import Settings
-from portal.db import bookings
+from portal.db import bookings, office_bookings
 from portal.db.engine import transaction
+from portal.db.office_bookings import WINDOWS, AlreadyHandled, Booking
 from portal.db.rows import TenantRow
+from portal.forms import Checked, count_text, multi_line, one_line
+from portal.mail.notifications import common_values, queue_notification
 from portal.mail.outbox import queue_email
+
+MAX_DAYS_AHEAD = 365  # a job is booked at most this many days ahead
+SUMMARY_MAX = 300
+REASON_MAX = 500
+REASON_READ = 2000  # characters of a dismissal reason read from the form (plus one)
 
 
 async def request_appointment(
@@ -31,3 +43,137 @@ async def request_appointment(
             return request_id, True
     existing = await bookings.request_by_key(tenant["id"], new.customer_id, new.idempotency_key)
     return existing, False
+
+
+# --- the office's Book-job and Dismiss forms ------------------------------------------------------
+
+
+def clean_visit_day(value: str, today: date) -> tuple[date | None, str | None]:
+    """The visit's date: from today, within a year (`MAX_DAYS_AHEAD` days)."""
+    try:
+        day = date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None, "Enter the date of the visit, like 2026-12-07."
+    if day < today:
+        return day, "Choose today or a later date."
+    if day > today + timedelta(days=MAX_DAYS_AHEAD):
+        return day, "Choose a date within the next year."
+    return day, None
+
+
+def clean_window(value: str) -> tuple[str, str | None]:
+    """An arrival window's key (`office_bookings.WINDOWS`)."""
+    return value, None if value in WINDOWS else "Choose an arrival window."
+
+
+def clean_unit(value: str, units: list[dict[str, Any]]) -> tuple[int | None, str | None]:
+    """One of the business's own units, by id (another business's is not among them)."""
+    unit_id: int | None = {str(u["id"]): u["id"] for u in units}.get(value)
+    return unit_id, None if unit_id is not None else "Choose a business unit."
+
+
+def clean_summary(value: str) -> tuple[str, str | None]:
+    """The job's summary: one line, up to `SUMMARY_MAX` characters."""
+    summary = one_line(value)
+    if not summary:
+        return summary, "Describe the job in a few words."
+    if len(summary) > SUMMARY_MAX:
+        return summary, f"Use at most {SUMMARY_MAX} characters (this has {len(summary)})."
+    return summary, None
+
+
+def check_booking(
+    tenant: TenantRow, form: dict[str, str], units: list[dict[str, Any]]
+) -> Checked[Booking | None]:
+    """Check a Book-job form (`forms.Checked`): the booking (None while there are
+    problems), the form to show again, the problems by field."""
+    day, day_problem = clean_visit_day(form.get("date", ""), office_bookings.local_today(tenant))
+    window, window_problem = clean_window(form.get("window", ""))
+    unit_id, unit_problem = clean_unit(form.get("business_unit", ""), units)
+    summary, summary_problem = clean_summary(form.get("summary", ""))
+    problems = {
+        field: problem
+        for field, problem in (
+            ("date", day_problem),
+            ("window", window_problem),
+            ("business_unit", unit_problem),
+            ("summary", summary_problem),
+        )
+        if problem
+    }
+    booking = None
+    if not problems and day is not None and unit_id is not None:
+        booking = Booking(day, window, unit_id, summary)
+    return Checked(booking, problems=problems, values=dict(form))
+
+
+def clean_reason(value: str) -> tuple[str, str | None]:
+    """Why a request is dismissed (the customer sees it): a few lines, up to 500 characters."""
+    reason = multi_line(value)
+    if not reason:
+        return reason, "Say why the request is dismissed (the customer sees it)."
+    if len(reason) > REASON_MAX:
+        count = count_text(len(value) if len(value) > REASON_READ else len(reason), REASON_READ)
+        return reason, f"Use at most {REASON_MAX} characters (this has {count})."
+    return reason, None
+
+
+async def book(
+    settings: Settings, tenant: TenantRow, request_id: int, booking: Booking, staff_email: str
+) -> str:
+    """Book a job from a request and email the customer the booking, together or not at
+    all; returns the job number. Call `portal.mail.worker.wake()` after.
+
+    Raises `AlreadyHandled` (with the request as it is now) when someone else booked or
+    dismissed it first: nothing is written.
+    """
+    try:
+        async with transaction():
+            number, request = await office_bookings.book_job(
+                tenant, request_id, booking, staff_email
+            )
+            to = await office_bookings.customer_email(tenant["id"], request)
+            if to:
+                await queue_notification(
+                    settings,
+                    tenant,
+                    to,
+                    "booking_confirmed",
+                    {
+                        **common_values(settings, tenant, request["customer_name"]),
+                        "ServiceType": request["service_type"],
+                        "ServiceAddress": request["address"],
+                        "AppointmentDate": office_bookings.appointment_text(booking.day),
+                        "ArrivalWindow": office_bookings.arrival_text(booking.window),
+                    },
+                )
+    except AlreadyHandled:
+        raise AlreadyHandled(await office_bookings.get_request(tenant["id"], request_id)) from None
+    return number
+
+
+async def dismiss(
+    settings: Settings, tenant: TenantRow, request_id: int, reason: str, staff_email: str
+) -> None:
+    """Close a request with a reason and email the reason to the customer, together or not
+    at all. Raises `AlreadyHandled` (with the request as it is now) if it is not new any
+    more. Call `portal.mail.worker.wake()` after."""
+    try:
+        async with transaction():
+            request = await office_bookings.dismiss_request(tenant, request_id, reason, staff_email)
+            to = await office_bookings.customer_email(tenant["id"], request)
+            if to:
+                await queue_notification(
+                    settings,
+                    tenant,
+                    to,
+                    "booking_dismissed",
+                    {
+                        **common_values(settings, tenant, request["customer_name"]),
+                        "ServiceType": request["service_type"],
+                        "ServiceAddress": request["address"],
+                        "Reason": reason,
+                    },
+                )
+    except AlreadyHandled:
+        raise AlreadyHandled(await office_bookings.get_request(tenant["id"], request_id)) from None

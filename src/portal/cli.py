@@ -133,6 +133,14 @@ def cmd_create_staff(settings: Settings, args: argparse.Namespace) -> int:
     problem = asyncio.run(_with_database(settings, work))
     if problem:
         return refuse(problem)
+    logs.event(
+        "staff.added",
+        "staff member added (portal create-staff)",
+        tenant=tenant["id"],
+        business=args.host,
+        actor="operator",
+        role=args.role,
+    )
     print(f"Created {args.role} {args.email} for {args.host}.")
     return 0
 
@@ -199,7 +207,10 @@ def _read_new_password(from_stdin: bool) -> tuple[str, str | None]:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run the worker until SIGTERM or SIGINT: then the email in flight is finished (or,
     past the grace period, released for another worker) before the process exits 0."""
+    from portal import observability
     from portal.worker import run_forever
+
+    observability.start(settings, process="worker")  # its errors to Sentry too, when set
 
     async def work() -> None:
         stop = asyncio.Event()
@@ -376,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         return result
     except KeyboardInterrupt:
         return 130
+    except SettingsProblem as problem:  # found once running (a DSN Sentry cannot use)
+        print(f"portal: {problem}", file=sys.stderr)
+        return 2
     except Exception as exc:
         # One line a person can act on; the traceback only when asked for (--debug).
         if args.debug:

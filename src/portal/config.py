@@ -6,11 +6,13 @@ app reads the environment.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -77,9 +79,26 @@ ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("PORTAL_API_REQUESTS_PER_MINUTE", "600", "sync API requests a minute per key"),
     ("PORTAL_WEBHOOK_RETRY_SECONDS", "5,300,…,86400", "seconds before each webhook retry"),
     ("PORTAL_CHEAP_PASSWORD_HASHING_FOR_TESTS", "0", "test suites only"),
-    ("SENTRY_DSN", "unset", "reserved for Sentry; not read yet"),
-    ("OTEL_EXPORTER_OTLP_ENDPOINT", "unset", "for opentelemetry-instrument, not the app"),
+    ("PORTAL_SENTRY_DSN", "unset: no Sentry", "errors to Sentry (needs portal[sentry])"),
+    ("PORTAL_SENTRY_ENVIRONMENT", "production", "Sentry's environment name"),
+    ("PORTAL_SENTRY_TRACES_SAMPLE_RATE", "0", "share of requests traced to Sentry (0 to 1)"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "unset: no tracing", "OTLP/HTTP traces (needs portal[otel])"),
+    ("PORTAL_OTEL", "0", "1: OpenTelemetry traces on (OTEL_* variables configure them)"),
+    ("OTEL_SERVICE_NAME", "portal", "the traces' service name"),
 )
+
+# What each optional integration needs installed (the extra that brings it, its modules).
+OPTIONAL_PACKAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sentry": ("sentry", ("sentry_sdk",)),
+    "otel": (
+        "otel",
+        (
+            "opentelemetry.sdk",
+            "opentelemetry.exporter.otlp.proto.http",
+            "opentelemetry.instrumentation.asgi",
+        ),
+    ),
+}
 
 SCHEMES = {"http": 80, "https": 443}
 
@@ -167,6 +186,14 @@ class Settings:
     # lost webhook never leaves a paid invoice unpaid).
     reconcile_after_seconds: float = 600.0
     reconcile_every_seconds: float = 60.0  # how often the worker's reconciliation runs
+    # Errors (and, at this sample rate, traces) to Sentry when a DSN is set; OpenTelemetry
+    # traces over OTLP/HTTP when on (the exporter reads the standard OTEL_* variables).
+    # Both optional packages (extras `sentry`, `otel`): never imported when off.
+    sentry_dsn: str = ""
+    sentry_environment: str = "production"
+    sentry_traces_sample_rate: float = 0.0
+    otel: bool = False
+    otel_service_name: str = "portal"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -225,6 +252,14 @@ class Settings:
                 "PORTAL_CHEAP_PASSWORD_HASHING_FOR_TESTS is for test suites only; "
                 "a portal served over https always hashes passwords at full cost"
             )
+        sentry_dsn = env.get("PORTAL_SENTRY_DSN", "").strip()
+        otel = bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()) or _flag(
+            env.get("PORTAL_OTEL", "0"), "PORTAL_OTEL"
+        )
+        if sentry_dsn:
+            _installed("sentry", "PORTAL_SENTRY_DSN is set")
+        if otel:
+            _installed("otel", "OpenTelemetry is on (OTEL_EXPORTER_OTLP_ENDPOINT or PORTAL_OTEL)")
         log_format = env.get("PORTAL_LOG_FORMAT", "json")
         if log_format not in ("json", "text"):
             raise SettingsProblem(f"PORTAL_LOG_FORMAT: {log_format!r} is neither json nor text")
@@ -241,17 +276,7 @@ class Settings:
             public_port_is_listening_port=follows,
             run_mail_worker=_flag(env.get("PORTAL_MAIL_WORKER", "1"), "PORTAL_MAIL_WORKER"),
             mail_from=env.get("PORTAL_MAIL_FROM", f"portal@{base_domain}"),
-            db_pool_size=_int(env.get("PORTAL_DB_POOL_SIZE", "10"), "PORTAL_DB_POOL_SIZE", 1),
-            db_wait_seconds=_seconds(
-                env.get("PORTAL_DB_WAIT_SECONDS", "10"), "PORTAL_DB_WAIT_SECONDS"
-            ),
-            db_command_timeout=_seconds(
-                env.get("PORTAL_DB_COMMAND_TIMEOUT", "30"), "PORTAL_DB_COMMAND_TIMEOUT"
-            ),
-            db_application_name=env.get("PORTAL_DB_APPLICATION_NAME", "portal"),
-            db_statement_cache=_flag(
-                env.get("PORTAL_DB_STATEMENT_CACHE", "1"), "PORTAL_DB_STATEMENT_CACHE"
-            ),
+            **{f"db_{name}": value for name, value in database_options(env).items()},
             mail_retention_days=_int(
                 env.get("PORTAL_MAIL_RETENTION_DAYS", "30"), "PORTAL_MAIL_RETENTION_DAYS", 1
             ),
@@ -293,6 +318,13 @@ class Settings:
             reconcile_every_seconds=_seconds(
                 env.get("PORTAL_RECONCILE_EVERY_SECONDS", "60"), "PORTAL_RECONCILE_EVERY_SECONDS"
             ),
+            sentry_dsn=sentry_dsn,
+            sentry_environment=env.get("PORTAL_SENTRY_ENVIRONMENT", "").strip() or "production",
+            sentry_traces_sample_rate=_share(
+                env.get("PORTAL_SENTRY_TRACES_SAMPLE_RATE", "0"), "PORTAL_SENTRY_TRACES_SAMPLE_RATE"
+            ),
+            otel=otel,
+            otel_service_name=env.get("OTEL_SERVICE_NAME", "").strip() or "portal",
         )
 
 
@@ -379,6 +411,32 @@ def _seconds(raw: str, name: str, *, zero_allowed: bool = False) -> float:
     return value
 
 
+def _share(raw: str, name: str) -> float:
+    """A fraction from 0 to 1 (a sample rate)."""
+    try:
+        value = float(raw.strip() or "0")
+    except ValueError:
+        raise SettingsProblem(f"{name}: {raw!r} is not a number from 0 to 1") from None
+    if not 0 <= value <= 1:
+        raise SettingsProblem(f"{name}: {raw!r} must be from 0 to 1")
+    return value
+
+
+def _installed(integration: str, because: str) -> None:
+    """Refuse to start, in one line, when an optional integration that a setting turns on
+    is not installed (found without importing it: the check costs nothing)."""
+    extra, modules = OPTIONAL_PACKAGES[integration]
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise SettingsProblem(
+                f"{because} but {module} is not installed: pip install 'portal[{extra}]'"
+            )
+
+
 def _flag(raw: str, name: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -403,6 +461,24 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
                 f"PORTAL_TRUSTED_PROXIES: {part!r} is not an IP address or network"
             ) from None
     return tuple(networks)
+
+
+def database_options(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The database engine's options from PORTAL_DB_* (`engines.make_engine`'s keywords;
+    `Settings.db_<name>`): the app's settings and `piccolo_conf`'s engine read them alike,
+    so no engine of the portal's runs without the statement-cache setting."""
+    env = dict(os.environ if env is None else env)
+    return {
+        "pool_size": _int(env.get("PORTAL_DB_POOL_SIZE", "10"), "PORTAL_DB_POOL_SIZE", 1),
+        "wait_seconds": _seconds(env.get("PORTAL_DB_WAIT_SECONDS", "10"), "PORTAL_DB_WAIT_SECONDS"),
+        "command_timeout": _seconds(
+            env.get("PORTAL_DB_COMMAND_TIMEOUT", "30"), "PORTAL_DB_COMMAND_TIMEOUT"
+        ),
+        "application_name": env.get("PORTAL_DB_APPLICATION_NAME", "portal"),
+        "statement_cache": _flag(
+            env.get("PORTAL_DB_STATEMENT_CACHE", "1"), "PORTAL_DB_STATEMENT_CACHE"
+        ),
+    }
 
 
 def var_dir_from_env(env: dict[str, str]) -> Path:

@@ -2,14 +2,20 @@
 
 Every line has `time`, `level`, `logger` and `message`; a request's line adds
 `request_id`, `host`, `method`, `route`, `status` and `duration_ms`. Security and money
-events (sign-in failures, lockouts, payment state changes, failed emails) are ordinary
-log calls with an `event` field, so an operator can filter on it:
+events (sign-ins, lockouts, password and staff changes, passkeys, payment state changes,
+failed emails) are log lines with an `event` field, so an operator can filter on it:
 
-    log.info("sign-in failed", extra={"event": "signin.failed", "host": "xyzplumbing"})
+    logs.event("password.changed", "password changed", actor="customer:12", area="customer")
+
+Made during a request, an event carries that request's `request_id`, `host` (the Host
+header) and `business` (the business's host name) without its caller passing them
+(`request_started`, `bind`). An event never carries a password, a token or card data: a
+field whose name says it would (`password`, `token`, `secret`, `card_number`…) is left out.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -72,9 +78,49 @@ def configure(settings: Any) -> None:
         logging.getLogger(name).propagate = True
 
 
-def event(name: str, message: str, **fields: Any) -> None:
-    """A security or money event: one log line with `event` = `name`."""
-    events_log.info(message, extra={"event": name, **fields})
+# The request being answered: its id, Host header and (once known) business. One dict per
+# request, set by the app before anything runs and filled in by `bind`: a dependency that
+# Litestar resolves in a task of its own shares the same dict, so what it binds is seen.
+_REQUEST: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "portal_log_request", default=None
+)
+# Never in an event line, whatever a caller passes.
+_SECRET_WORDS = ("password", "token", "secret", "card_number", "cvc")
+
+
+def request_started(request_id: str, host: str) -> contextvars.Token[dict[str, Any] | None]:
+    """Events from here on (in this task and the tasks it starts) carry the request's id
+    and host; `request_finished(token)` ends that."""
+    return _REQUEST.set({"request_id": request_id, "host": host})
+
+
+def request_finished(token: contextvars.Token[dict[str, Any] | None]) -> None:
+    _REQUEST.reset(token)
+
+
+def bind(**fields: Any) -> None:
+    """Add fields (e.g. `business`) to every event of the request being answered."""
+    current = _REQUEST.get()
+    if current is not None:
+        current.update(fields)
+
+
+def request_fields() -> dict[str, Any]:
+    """The request's id, host and business (empty outside a request)."""
+    return dict(_REQUEST.get() or {})
+
+
+def event(name: str, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
+    """A security or money event: one log line with `event` = `name`, the request's id,
+    host and business, and `fields` (by convention `actor`: `customer:<account id>`,
+    `staff:<staff id>`, `gateway`, `worker` or `operator`; ids, never emails or secrets)."""
+    kept = {k: v for k, v in fields.items() if not any(w in k.lower() for w in _SECRET_WORDS)}
+    events_log.log(level, message, extra={"event": name, **request_fields(), **kept})
+
+
+def host_of(scope: Any) -> str:
+    """The Host header of an ASGI scope ("" without one)."""
+    return _host(scope)
 
 
 def request_line(scope: Any, status: int, started: float) -> None:

@@ -47,6 +47,33 @@ def tab_page(
     )
 
 
+def refuse_customer(
+    request: Request[Any, Any, Any],
+    tenant: TenantRow,
+    viewer: CustomerViewer,
+    tab: str,
+    wanted: str,
+) -> Response[Any]:
+    """The 403 page for what the viewer's grant does not allow (issue 16.4): "Your access
+    to <customer> is <role words>: ask <owner email> …". Nothing was changed. An htmx
+    request gets the tab's region, retargeted to the whole of it."""
+    customer = viewer.customer["name"] if viewer.customer else ""
+    ask = viewer.owner_email or "the account's owner"
+    message = (
+        f"Your access to {customer} is {viewer.access_words}: ask {ask} if you need to {wanted}."
+    )
+    return tab_page(
+        request,
+        tenant,
+        viewer,
+        tab,
+        {"message": message},
+        template="customer/refused.html",
+        status_code=403,
+        headers={"HX-Retarget": "#portal", "HX-Reswap": "innerHTML"},
+    )
+
+
 # --- the office ---------------------------------------------------------------------------------
 
 
@@ -143,7 +170,7 @@ async def invoices_context(
 ) -> dict[str, Any]:
     """What the Invoices tab shows: the viewed customer's open invoices and the pay form."""
     rows = (
-        await invoices_db.open_invoices(tenant["id"], viewer.customer["id"])
+        await invoices_db.open_invoices(tenant["id"], viewer.customer["id"], viewer.location_ids)
         if viewer.customer
         else []
     )
@@ -174,7 +201,7 @@ async def invoices_page(
     selected = [i for i in map(record_id, request.query_params.getall("select", [])) if i]
     retry = record_id(request.query_params.get("retry"))
     failed = (
-        await service.failed_payment(tenant, viewer.customer["id"], retry)
+        await service.failed_payment(tenant, viewer.customer["id"], retry, viewer.location_ids)
         if retry and viewer.customer
         else None
     )

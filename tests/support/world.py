@@ -23,6 +23,7 @@ from litestar import Litestar
 from piccolo.engine.sqlite import SQLiteEngine
 
 from portal.db import engine as db_engine
+from portal.db import grants as grants_db
 from portal.db import tables as t
 from portal.db.queries import tenant_by_host
 from portal.importer import import_file
@@ -78,6 +79,7 @@ class Customer:
     failed_email_id: int = 0  # set by the failed_emails fixture
     alert_id: int = 0  # an office alert about this customer's payment
     passkey_id: int = 0  # a passkey of this customer's portal account
+    grant_id: int = 0  # this customer's record shared with a helper (issue 16.4)
     checkout_ids: list[str] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
 
@@ -412,6 +414,14 @@ async def build_world(app: Litestar) -> AsyncIterator[World]:
             clients.append(c.client)
             await sign_in(c.client, c.email, PASSWORD)
             await _passkey(business, c)
+            c.grant_id = await grants_db.create(
+                business.id,
+                c.id,
+                f"helper-of-{c.key.lower()}@example.org",
+                "view",
+                [c.location_id],
+                c.email,
+            )
             await _customer_activity(c)
             await _office_alert(app, c)
         business.admin_email = f"boss@{business.host}.example"
@@ -515,6 +525,7 @@ def concrete(route: str, world, app) -> str:
         "staff_id": me.staff_id,
         "alert_id": me.alert_id,
         "passkey_id": me.passkey_id,
+        "grant_id": me.grant_id,
         "key": "invoice_email",
         # The office's sync pages (API keys, webhooks): ids of nothing, answered 404.
         "key_id": 0,

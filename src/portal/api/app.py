@@ -50,6 +50,7 @@ from portal.db import api_keys, events, queries
 from portal.db.outage import unavailable_in
 from portal.importer import friendly_path
 from portal.tenancy import host_label
+from portal.web import App
 
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://portal.example/problems/"  # stable names for each kind of problem
@@ -483,7 +484,7 @@ def _crash(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 
 def create_api(settings: Settings) -> Litestar:
     """The API app (mounted at /api/v1 by create_app)."""
-    return Litestar(
+    return App(
         route_handlers=[
             put_business_unit,
             put_customer,

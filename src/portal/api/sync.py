@@ -41,6 +41,7 @@ from portal.api.records import (
     source_id,
     version_of,
 )
+from portal.db import grants as grants_db
 from portal.db import tables as t
 from portal.db.engine import current_engine, transaction
 from portal.db.fast import driver_sql
@@ -760,6 +761,8 @@ class _Batch:
                 item.outcome.fail(problem)
                 item.outcome.conflict = True
                 return
+            if kind == "customer":
+                await self._revoke_grants(row_id)
             table = kind
             await _raw(
                 f"DELETE FROM {table} WHERE tenant = {{}} AND id = {{}}", self.tenant_id, row_id
@@ -772,23 +775,67 @@ class _Batch:
         else:
             self.changed_sync.append((known["id"], max(item.version, known["version"]), "", True))
 
+    async def _revoke_grants(self, customer_id: int) -> None:
+        """A customer deleted: the access grants of their record go with it (cascade), and
+        those to their emails on no other record are revoked (issue 16.4)."""
+        rows = await _raw(
+            """SELECT email FROM customer_email WHERE tenant = {} AND customer = {}
+            AND email NOT IN (SELECT email FROM customer_email
+                              WHERE tenant = {} AND customer <> {})""",
+            self.tenant_id,
+            customer_id,
+            self.tenant_id,
+            customer_id,
+        )
+        await grants_db.revoke_for_person(
+            self.tenant_id, customer_id, [r["email"] for r in rows], by="api: customer deleted"
+        )
+
     async def _delete_problem(self, kind: str, row_id: int) -> str:
+        """Why `kind` `row_id` may not be deleted ("" when it may). Money records stay for the
+        books, and the database refuses a delete that would take one along (ON DELETE
+        RESTRICT): a customer, job or invoice with payments stays; a customer with jobs,
+        invoices or memberships, a job with invoices, a membership whose card was changed
+        through the portal and a business unit with jobs or invoices wait until those are
+        moved or deleted."""
         money = {
             "customer": "SELECT 1 AS x FROM payment WHERE tenant = {} AND customer = {} LIMIT 1",
             "job": "SELECT 1 AS x FROM payment_allocation a JOIN invoice i ON i.id = a.invoice "
             "WHERE a.tenant = {} AND i.job = {} LIMIT 1",
             "invoice": "SELECT 1 AS x FROM payment_allocation WHERE tenant = {} AND invoice = {} "
             "LIMIT 1",
-            "business_unit": "SELECT 1 AS x FROM job WHERE tenant = {} AND business_unit = {} "
+            "membership": "SELECT 1 AS x FROM card_update WHERE tenant = {} AND membership = {} "
             "LIMIT 1",
         }.get(kind)
         if money and await _raw(money, self.tenant_id, row_id):
-            if kind == "business_unit":
-                return "$.id: jobs still belong to this business unit; move or delete them first"
-            return (
-                f"$.id: payments were made on this {kind.replace('_', ' ')}; it stays for the books"
-            )
+            if kind == "membership":
+                return (
+                    "$.id: the card on file was changed through the portal for this membership; "
+                    "it stays for the books"
+                )
+            return f"$.id: payments were made on this {kind}; it stays for the books"
+        dependants = DEPENDANTS.get(kind, ())
+        for table, column, what in dependants:
+            sql = f"SELECT 1 AS x FROM {table} WHERE tenant = {{}} AND {column} = {{}} LIMIT 1"
+            if await _raw(sql, self.tenant_id, row_id):
+                return (
+                    f"$.id: {what} still belong to this {kind.replace('_', ' ')}; "
+                    "move or delete them first"
+                )
         return ""
+
+
+# What must be deleted before a record may be (each ON DELETE RESTRICT in the database):
+# kind → (table, column, what they are in words).
+DEPENDANTS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "business_unit": (("job", "business_unit", "jobs"), ("invoice", "business_unit", "invoices")),
+    "customer": (
+        ("job", "customer", "jobs"),
+        ("invoice", "customer", "invoices"),
+        ("membership", "customer", "memberships"),
+    ),
+    "job": (("invoice", "job", "invoices"),),
+}
 
 
 def _pdf(encoded: str) -> bytes:

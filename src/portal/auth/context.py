@@ -17,7 +17,9 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 
+from portal import logs
 from portal.auth import sessions
+from portal.auth.grants import ROLE_WORDS
 from portal.auth.sessions import SessionInfo
 from portal.db import queries
 from portal.db.rows import CustomerRow, TenantRow
@@ -45,6 +47,55 @@ class CustomerViewer:
         if self.customer is None:
             raise NotFoundException()
         return self.customer["id"]
+
+    # --- issue 16.4: how the record being viewed is seen (owner, or a grant's role) ---------
+
+    @property
+    def access(self) -> str:
+        """The way the record is seen: "owner", or the role of the grant, "full" | "billing" |
+        "view" ("" with no record)."""
+        return self.customer["access"] if self.customer is not None else ""
+
+    @property
+    def location_ids(self) -> list[int] | None:
+        """The record's locations this account may see: None for the owner (every one)."""
+        return self.customer["location_ids"] if self.customer is not None else []
+
+    @property
+    def is_owner(self) -> bool:
+        return self.access == "owner"
+
+    @property
+    def access_words(self) -> str:
+        """The access in words, mid-sentence: "view only", "billing — invoices, …"."""
+        words = ROLE_WORDS.get(self.access, self.access)
+        return words[:1].lower() + words[1:]
+
+    @property
+    def owner_email(self) -> str:
+        """Whom to ask for more access: the email the record's grant came from ("" for an
+        owner)."""
+        return self.customer["granted_by"] if self.customer is not None else ""
+
+    @property
+    def can_pay(self) -> bool:
+        """Pay invoices: the owner, full access and billing."""
+        return self.access in ("owner", "full", "billing")
+
+    @property
+    def can_request(self) -> bool:
+        """Request appointments: the owner and full access."""
+        return self.access in ("owner", "full")
+
+    @property
+    def can_manage_cards(self) -> bool:
+        """Update the card on file: the owner and full access."""
+        return self.access in ("owner", "full")
+
+    def sees_location(self, location_id: int | None) -> bool:
+        """True if the record's location `location_id` is within what this account sees."""
+        ids = self.location_ids
+        return ids is None or location_id in ids
 
     @property
     def is_commercial(self) -> bool:
@@ -118,6 +169,7 @@ async def resolve_context(request: ASGIConnection[Any, Any, Any, Any]) -> Reques
         raise NotFoundException("No business here")
     context = RequestContext(tenant=tenant, session=session)
     request.state[_STATE_KEY] = context
+    logs.bind(business=tenant["host"])  # on every security or money event of the request
     return context
 
 

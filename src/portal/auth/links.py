@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from portal import logs
 from portal.auth.tokens import new_token, token_hash
 from portal.config import Settings
 from portal.db import accounts, activity
@@ -194,6 +195,13 @@ async def check_link(tenant_id: int, purpose: str, token: str) -> LinkCheck:
     return LinkCheck(None, row["id"], row["account"], row["email"])
 
 
+# What using a customer's link does, in the event log: (event, message) by purpose.
+PASSWORD_EVENTS = {
+    "confirm": ("password.created", "password created from the confirmation link"),
+    "reset": ("password.reset", "password changed from a reset link"),
+}
+
+
 async def use_link(tenant_id: int, purpose: str, token: str, password_hash: str) -> LinkCheck:
     """Use a confirm/reset token once: set the password, confirm the account and retire
     every other outstanding token of the account. Two racing uses: one wins."""
@@ -219,6 +227,8 @@ async def use_link(tenant_id: int, purpose: str, token: str, password_hash: str)
         )
         if confirmed:
             await emit(tenant_id, "account.registered", {"account_id": check.account_id})
+    name, words = PASSWORD_EVENTS[purpose]
+    logs.event(name, words, tenant=tenant_id, actor=f"customer:{check.account_id}", area="customer")
     return check
 
 
@@ -235,7 +245,16 @@ async def use_sign_in_link(tenant_id: int, token: str) -> LinkCheck:
             .returning(AuthToken.id)
             .run()
         )
-    return check if claimed else LinkCheck("used")
+    if not claimed:
+        return LinkCheck("used")
+    logs.event(
+        "signin.link_used",
+        "signed in with an emailed link",
+        tenant=tenant_id,
+        actor=f"customer:{check.account_id}",
+        area="customer",
+    )
+    return check
 
 
 # --- office staff: reset links sent by an administrator ----------------------------------------
@@ -344,4 +363,11 @@ async def use_reset_link(tenant_id: int, token: str, password_hash: str) -> Staf
         if not claimed:
             return StaffLink("used")
         await staff_db.set_password(link.staff_id, password_hash, moment)  # type: ignore[arg-type]
+    logs.event(
+        "password.reset",
+        "password changed from a reset link",
+        tenant=tenant_id,
+        actor=f"staff:{link.staff_id}",
+        area="staff",
+    )
     return link

@@ -74,6 +74,13 @@ class SessionInfo:
     # the session in the same query.
     customers: list[CustomerRow] = field(default_factory=list)
 
+    @property
+    def actor(self) -> str:
+        """Who this is in the event log: `customer:<account id>` or `staff:<staff id>`."""
+        if self.kind == "staff":
+            return f"staff:{self.staff_id}"
+        return f"customer:{self.account_id}"
+
 
 async def start_session(
     request: Request[Any, Any, Any],
@@ -135,9 +142,15 @@ async def end_session(request: Request[Any, Any, Any], response: Response[Any]) 
 
 
 # Every signed-in request reads its session, and a customer's session the customer
-# records its email is on (each with a flag: does it have a payment waiting for the
+# records its account may see (each with a flag: does it have a payment waiting for the
 # gateway?): one plain SQL read (see portal.db.fast), a row per record. Pages of a
 # business read it together with the business (`tenant_and_session`).
+#
+# The records are those listing the account's email (the owner's, `access` "owner") and,
+# in a second branch of the same statement (UNION ALL), those shared with that email by a
+# live access grant (issue 16.4; `access` the grant's role), a row per granted location.
+# Each branch is an indexed lookup on its own (customer_email by email, the live grants'
+# partial index by email); a revoked grant is simply not found by the next request.
 SESSION_COLUMNS = """
     s.id AS session_id, s.tenant AS session_tenant, s.kind AS session_kind,
     s.account AS session_account, s.staff AS session_staff,
@@ -149,26 +162,48 @@ SESSION_COLUMNS = """
     EXISTS (SELECT 1 FROM payment p WHERE p.customer = c.id AND p.tenant = s.tenant
             AND p.status = 'pending') AS customer_pending_payments
 """
+OWNER_COLUMNS = """'owner' AS customer_access, NULL AS grant_id, NULL AS grant_location,
+    NULL AS grant_owner"""
+GRANT_COLUMNS = """g.role AS customer_access, g.id AS grant_id, gl.location AS grant_location,
+    g.granted_by AS grant_owner"""
 SESSION_JOINS = """
     LEFT JOIN portal_account a ON a.id = s.account
     LEFT JOIN staff_user u ON u.id = s.staff
     LEFT JOIN customer_email ce ON ce.tenant = s.tenant AND ce.email = a.email
     LEFT JOIN customer c ON c.id = ce.customer AND c.tenant = s.tenant
 """
+GRANT_JOINS = """
+    JOIN portal_account a ON a.id = s.account
+    LEFT JOIN staff_user u ON u.id = s.staff
+    JOIN access_grant g ON g.tenant = s.tenant AND g.invitee_email = a.email
+        AND g.revoked_at IS NULL
+    JOIN customer c ON c.id = g.customer AND c.tenant = s.tenant
+    JOIN access_grant_location gl ON gl."grant" = g.id AND gl.tenant = s.tenant
+"""
 _SESSION_SQL = f"""
-    SELECT {SESSION_COLUMNS} FROM session s {SESSION_JOINS}
+    SELECT {SESSION_COLUMNS}, {OWNER_COLUMNS} FROM session s {SESSION_JOINS}
     WHERE s.token_hash = {{}}
-    ORDER BY c.name, c.id
+    UNION ALL
+    SELECT {SESSION_COLUMNS}, {GRANT_COLUMNS} FROM session s {GRANT_JOINS}
+    WHERE s.token_hash = {{}}
+    ORDER BY customer_name, customer_id, grant_id, grant_location
 """
 
 
+_TENANT_COLUMNS = ", ".join("t." + name for name in queries.TENANT_COLUMN_NAMES)
 TENANT_AND_SESSION_SQL = f"""
-    SELECT {", ".join("t." + name for name in queries.TENANT_COLUMN_NAMES)}, {SESSION_COLUMNS}
+    SELECT {_TENANT_COLUMNS}, {SESSION_COLUMNS}, {OWNER_COLUMNS}
     FROM tenant t
     LEFT JOIN session s ON s.tenant = t.id AND s.token_hash = {{}}
     {SESSION_JOINS}
     WHERE t.host = {{}}
-    ORDER BY c.name, c.id
+    UNION ALL
+    SELECT {_TENANT_COLUMNS}, {SESSION_COLUMNS}, {GRANT_COLUMNS}
+    FROM tenant t
+    JOIN session s ON s.tenant = t.id AND s.token_hash = {{}}
+    {GRANT_JOINS}
+    WHERE t.host = {{}}
+    ORDER BY customer_name, customer_id, grant_id, grant_location
 """
 
 
@@ -177,7 +212,8 @@ async def tenant_and_session(
 ) -> tuple[TenantRow | None, SessionInfo | None]:
     """The business with this host and the live session `token` names there, in one read
     (every signed-in page needs both)."""
-    rows = await fast.fetch(TENANT_AND_SESSION_SQL, token_hash(token), host)
+    digest = token_hash(token)
+    rows = await fast.fetch(TENANT_AND_SESSION_SQL, digest, host, digest, host)
     if not rows:
         return None, None
     tenant = queries.tenant_row({name: rows[0][name] for name in queries.TENANT_COLUMN_NAMES})
@@ -193,7 +229,8 @@ def session_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
 async def _load_token(settings: Settings, token: str | None, tenant_id: int) -> SessionInfo | None:
     if not token or len(token) > 100:
         return None
-    rows = await fast.fetch(_SESSION_SQL, token_hash(token))
+    digest = token_hash(token)
+    rows = await fast.fetch(_SESSION_SQL, digest, digest)
     return await session_from_rows(settings, rows, tenant_id)
 
 
@@ -233,18 +270,52 @@ async def session_from_rows(
         role=(row["staff_role"] or "") if is_staff else "",
         active_customer_id=row["session_active_customer_id"],
         created_at=fast.timestamp(row["session_created_at"]),
-        customers=[
-            CustomerRow(
-                id=r["customer_id"],
+        customers=customers_in(rows),
+    )
+
+
+def customers_in(rows: list[dict[str, Any]]) -> list[CustomerRow]:
+    """The customer records in a session read's rows, in name order: the owner's (access
+    "owner", every location) and the granted ones (the grant's role and locations). A
+    record the account owns is never also a granted one (owner beats grant); two live grants
+    of one record to one email (a race past check_invite) count as the older one."""
+    found: dict[int, CustomerRow] = {}
+    grant_of: dict[int, int] = {}
+    for r in rows:
+        customer_id = r["customer_id"]
+        if customer_id is None:
+            continue
+        access = r["customer_access"]
+        known = found.get(customer_id)
+        if access == "owner":
+            found[customer_id] = CustomerRow(
+                id=customer_id,
                 name=r["customer_name"],
                 kind=r["customer_kind"],
                 external_id=r["customer_external_id"],
                 pending_payments=bool(r["customer_pending_payments"]),
+                access="owner",
+                location_ids=None,
+                granted_by="",
             )
-            for r in rows
-            if r["customer_id"] is not None
-        ],
-    )
+            continue
+        if known is None:
+            grant_of[customer_id] = r["grant_id"]
+            found[customer_id] = known = CustomerRow(
+                id=customer_id,
+                name=r["customer_name"],
+                kind=r["customer_kind"],
+                external_id=r["customer_external_id"],
+                pending_payments=bool(r["customer_pending_payments"]),
+                access=access,
+                location_ids=[],
+                granted_by=r["grant_owner"] or "",
+            )
+        if known["access"] != "owner" and grant_of.get(customer_id) == r["grant_id"]:
+            ids = known["location_ids"]
+            if ids is not None and r["grant_location"] not in ids:
+                ids.append(r["grant_location"])
+    return list(found.values())  # in the read's order: by name
 
 
 async def end_other_sessions(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -160,7 +161,12 @@ async def check_password(
     if counted.wait:
         metrics.sign_in(area, "locked")
         logs.event(
-            "signin.locked", "sign-in refused: too many attempts", tenant=tenant_id, client=client
+            "signin.locked",
+            "sign-in refused: too many attempts",
+            level=logging.WARNING,
+            tenant=tenant_id,
+            client=client,
+            area=area,
         )
         return PasswordCheck(too_many=counted.wait), None
     try:

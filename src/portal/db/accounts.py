@@ -41,12 +41,18 @@ async def customers_for_email(tenant_id: int, email: str) -> list[dict[str, Any]
 
 
 async def email_on_record(tenant_id: int, email: str) -> bool:
-    """True if `email` is on one of this business's customer records."""
-    return (
-        await CustomerEmail.exists()
-        .where((CustomerEmail.tenant == tenant_id) & (CustomerEmail.email == email))
-        .run()
-    )
+    """True if `email` may have a portal account here: it is on one of this business's
+    customer records, or a live access grant (issue 16.4) was made to it. One read."""
+    rows = await CustomerEmail.raw(
+        """SELECT EXISTS (SELECT 1 FROM customer_email WHERE tenant = {} AND email = {})
+        OR EXISTS (SELECT 1 FROM access_grant WHERE tenant = {} AND invitee_email = {}
+                   AND revoked_at IS NULL) AS known""",
+        tenant_id,
+        email,
+        tenant_id,
+        email.lower(),
+    ).run()
+    return bool(rows and rows[0]["known"])
 
 
 async def account_by_email(tenant_id: int, email: str) -> dict[str, Any] | None:

@@ -19,13 +19,20 @@ REQUESTS_PAGE = 20
 UPCOMING_LIMIT = 10
 
 
-async def customer_locations(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
-    """The customer's service locations, by name and street."""
+async def customer_locations(
+    tenant_id: int, customer_id: int, location_ids: list[int] | None = None
+) -> list[dict[str, Any]]:
+    """The customer's service locations, by name and street (only `location_ids`, a
+    grant's, when given)."""
+    places, place_args = fast.within("id", location_ids)
     return await fast.fetch(
         """SELECT id, name, street, city, state, zip FROM location
-        WHERE tenant = {} AND customer = {} ORDER BY name, street""",
+        WHERE tenant = {} AND customer = {}"""
+        + places
+        + " ORDER BY name, street",
         tenant_id,
         customer_id,
+        *place_args,
     )
 
 
@@ -110,14 +117,18 @@ class RequestsPage:
 
 
 async def requests_for_customer(
-    tenant_id: int, customer_id: int, before: int | None = None
+    tenant_id: int,
+    customer_id: int,
+    before: int | None = None,
+    location_ids: list[int] | None = None,
 ) -> RequestsPage:
     """The customer's appointment requests, newest first (keyset on id), each with the
     booked job's times when there is one (`job_start`, `job_end`, `job_status`).
-    One statement."""
-    keyset, args = "", [tenant_id, customer_id]
+    One statement. `location_ids`: only those for a grant's locations (None: all)."""
+    places, args = fast.within("location", location_ids)
+    keyset, args = places, [tenant_id, customer_id, *args]
     if before is not None:
-        keyset = "AND r.id < {}"
+        keyset += " AND r.id < {}"
         args.append(before)
     rows = await fast.fetch(
         f"""SELECT r.id, r.service_type, r.preferred_windows, r.notes, r.status,
@@ -160,9 +171,11 @@ def _windows(raw: str) -> list[dict[str, str]]:
 
 
 async def upcoming_appointments(
-    tenant_id: int, customer_id: int, now: datetime
+    tenant_id: int, customer_id: int, now: datetime, location_ids: list[int] | None = None
 ) -> list[dict[str, Any]]:
-    """The customer's next booked jobs (scheduled or under way, not yet over), soonest first."""
+    """The customer's next booked jobs (scheduled or under way, not yet over), soonest first
+    (only at `location_ids`, a grant's, when given)."""
+    places, place_args = fast.within("j.location", location_ids)
     rows = await fast.fetch(
         f"""SELECT j.id, j.number, j.summary, j.status, j.scheduled_start, j.scheduled_end,
             l.name AS location_name, l.street AS location_street
@@ -170,12 +183,14 @@ async def upcoming_appointments(
         WHERE j.tenant = {{}} AND j.customer = {{}} AND j.status IN ('scheduled', 'in_progress')
           AND j.scheduled_start IS NOT NULL
           AND (j.scheduled_end >= {{}} OR (j.scheduled_end IS NULL AND j.scheduled_start >= {{}}))
+          {places}
         ORDER BY j.scheduled_start, j.id
         LIMIT {UPCOMING_LIMIT}""",
         tenant_id,
         customer_id,
         now,
         now,
+        *place_args,
     )
     for row in rows:
         row["scheduled_start"] = fast.timestamp(row["scheduled_start"])

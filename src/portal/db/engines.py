@@ -53,6 +53,14 @@ class PortalPostgresEngine(PostgresEngine):
         self.pool_size = pool_size
         self.wait_seconds = wait_seconds
 
+    async def check_version(self) -> None:
+        """Nothing at construction. Piccolo's own check opens a connection of its own
+        (without the pool's settings) just to warn about PostgreSQL before 10: behind
+        pgbouncer in transaction mode its cached `SHOW server_version` met another
+        client's prepared statement ("prepared statement … already exists", a warning at
+        every start), and with the database down it warned at import. The portal connects
+        only through its pool, with the settings' options."""
+
     async def _run_in_pool(self, query: str, args: Any = None) -> Any:
         async with self.connection() as connection:
             return await connection.fetch(query, *(args or []))

@@ -101,3 +101,14 @@ def close_readers() -> None:
     ident = threading.get_ident()
     for key in [k for k in _readers if k[1] == ident]:
         _readers.pop(key).close()
+
+
+def within(column: str, location_ids: list[int] | None) -> tuple[str, list[int]]:
+    """A customer query's clause for the locations the viewer may see (issue 16.4):
+    `" AND <column> IN ({}, …)"` and its arguments for a grant's locations, nothing for
+    an owner (None: every location), a clause that matches nothing for no location."""
+    if location_ids is None:
+        return "", []
+    if not location_ids:
+        return " AND 1 = 0", []
+    return f" AND {column} IN ({', '.join(['{}'] * len(location_ids))})", list(location_ids)

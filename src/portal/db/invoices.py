@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any, cast
 
 from portal.db import fast
@@ -84,11 +85,18 @@ _OPEN_WHERE = """
     i.tenant = {} AND i.customer = {} AND i.balance_cents > 0 AND i.total_cents > 0
     AND j.status = 'completed'
 """
-OPEN_INVOICES_SQL = f"""
+
+
+@lru_cache(maxsize=64)
+def open_invoices_sql(places: str = "") -> str:
+    """The Invoices tab's statement; `places` narrows it to a grant's locations (a
+    `fast.within` clause on `i.location`, whose arguments follow each customer id)."""
+    where = _OPEN_WHERE + places
+    return f"""
     WITH totals AS MATERIALIZED (
         SELECT COUNT(*) AS open_count, SUM(i.balance_cents) AS open_total
         FROM invoice i JOIN job j ON j.id = i.job
-        WHERE {_OPEN_WHERE}
+        WHERE {where}
     )
     SELECT i.id, i.number, i.invoice_date, i.total_cents, i.balance_cents, i.job_summary,
         l.name AS location_name, l.street AS location_street, bu.name AS unit_name,
@@ -97,7 +105,7 @@ OPEN_INVOICES_SQL = f"""
         SELECT i.id, i.number, i.invoice_date, i.total_cents, i.balance_cents, i.location,
             i.business_unit, j.summary AS job_summary
         FROM invoice i JOIN job j ON j.id = i.job
-        WHERE {_OPEN_WHERE}
+        WHERE {where}
         ORDER BY i.invoice_date, i.id
         LIMIT {{}}
     ) i
@@ -108,30 +116,51 @@ OPEN_INVOICES_SQL = f"""
 """
 
 
-async def open_invoices(tenant_id: int, customer_id: int) -> list[InvoiceRow]:
+OPEN_INVOICES_SQL = open_invoices_sql()
+
+
+async def open_invoices(
+    tenant_id: int, customer_id: int, location_ids: list[int] | None = None
+) -> list[InvoiceRow]:
     """Unpaid invoices of completed jobs, over $0, oldest first (the Invoices tab), at most
     MAX_OPEN_INVOICES of them: just the columns the tab shows, as the driver gives them
     (`invoice_date` is ISO text on SQLite; the template's `date` filter reads both), and
-    `open_count` / `open_total` over all of them. One statement."""
+    `open_count` / `open_total` over all of them. One statement. `location_ids`: only
+    those locations' (a grant's; None: every location)."""
+    places, place_args = fast.within("i.location", location_ids)
     rows = await fast.fetch(
-        OPEN_INVOICES_SQL, tenant_id, customer_id, tenant_id, customer_id, MAX_OPEN_INVOICES
+        open_invoices_sql(places),
+        tenant_id,
+        customer_id,
+        *place_args,
+        tenant_id,
+        customer_id,
+        *place_args,
+        MAX_OPEN_INVOICES,
     )
     return cast(list[InvoiceRow], rows)  # the columns of OPEN_INVOICES_SQL
 
 
 async def customer_invoices(
-    tenant_id: int, customer_id: int, invoice_ids: list[int]
+    tenant_id: int,
+    customer_id: int,
+    invoice_ids: list[int],
+    location_ids: list[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """These invoices if they are the customer's (any status); others are simply absent."""
+    """These invoices if they are the customer's (any status) and at `location_ids` (a
+    grant's; None: any); others are simply absent."""
     if not invoice_ids:
         return []
+    places, place_args = fast.within("i.location", location_ids)
     rows = await Invoice.raw(
         f"""SELECT {_INVOICE_COLUMNS}, i.job AS job_id {_INVOICE_JOINS}
-        WHERE i.tenant = {{}} AND i.customer = {{}} AND i.id IN ({_in_list(invoice_ids)})
-        ORDER BY i.invoice_date, i.id""",
+        WHERE i.tenant = {{}} AND i.customer = {{}} AND i.id IN ({_in_list(invoice_ids)})"""
+        + places
+        + " ORDER BY i.invoice_date, i.id",
         tenant_id,
         customer_id,
         *invoice_ids,
+        *place_args,
     ).run()
     return [_invoice_row(r) for r in rows]
 
@@ -189,14 +218,19 @@ _PICKED_COLUMNS = """
 """
 
 
-def located_invoices_sql(dialect: str, condition: str, order: str, limit: int) -> str:
+def located_invoices_sql(
+    dialect: str, condition: str, order: str, limit: int, places: str = ""
+) -> str:
     """Every location of a customer (by name), each with at most `limit` of its invoices
     over $0 that meet `condition` (on alias `v`, placeholders first in the arguments),
     newest (`order` DESC) or oldest (ASC) first: one statement that reads only the rows
     it returns, each location's through the index (customer, location, date, id).
 
     PostgreSQL takes them with a LATERAL join. SQLite has none; there the invoice rows
-    are looked up by id from a correlated subquery that runs once per location."""
+    are looked up by id from a correlated subquery that runs once per location.
+
+    `places` narrows the locations to a grant's (a `fast.within` clause on `l.id`, its
+    arguments after the business and customer)."""
     pick = f"""
         v.tenant = l.tenant AND v.customer = l.customer AND v.location = l.id
         AND v.total_cents > 0 {condition}
@@ -214,17 +248,25 @@ def located_invoices_sql(dialect: str, condition: str, order: str, limit: int) -
         {invoices}
         LEFT JOIN job j ON j.id = i.job
         LEFT JOIN business_unit bu ON bu.id = i.business_unit
-        WHERE l.tenant = {{}} AND l.customer = {{}}
+        WHERE l.tenant = {{}} AND l.customer = {{}}{places}
         ORDER BY l.name, l.id, i.invoice_date {order}, i.id {order}"""
 
 
 async def _located(
-    condition: str, args: list[Any], order: str, limit: int, tenant_id: int, customer_id: int
+    condition: str,
+    args: list[Any],
+    order: str,
+    limit: int,
+    tenant_id: int,
+    customer_id: int,
+    location_ids: list[int] | None,
 ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """(location, its invoices) for every location of the customer, in name order."""
-    sql = located_invoices_sql(fast.dialect(), condition, order, limit)
+    """(location, its invoices) for every location of the customer the viewer may see
+    (`location_ids`: a grant's; None: all), in name order."""
+    places, place_args = fast.within("l.id", location_ids)
+    sql = located_invoices_sql(fast.dialect(), condition, order, limit, places)
     grouped: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
-    for row in await fast.fetch(sql, *args, tenant_id, customer_id):
+    for row in await fast.fetch(sql, *args, tenant_id, customer_id, *place_args):
         if not grouped or grouped[-1][0]["id"] != row["loc_id"]:
             location = {
                 "id": row["loc_id"],
@@ -238,12 +280,15 @@ async def _located(
     return grouped
 
 
-async def history(tenant_id: int, customer_id: int) -> History:
+async def history(
+    tenant_id: int, customer_id: int, location_ids: list[int] | None = None
+) -> History:
     """Every location's newest invoices (paid and unpaid, never $0), and whether it has
-    more than those. One statement, reading at most HISTORY_PREVIEW + 1 invoices a location."""
+    more than those. One statement, reading at most HISTORY_PREVIEW + 1 invoices a location.
+    `location_ids`: only those locations (a grant's; None: every one)."""
     result = History()
     for location, rows in await _located(
-        "", [], "DESC", HISTORY_PREVIEW + 1, tenant_id, customer_id
+        "", [], "DESC", HISTORY_PREVIEW + 1, tenant_id, customer_id, location_ids
     ):
         result.locations.append(location)
         if rows:  # locations without invoices are left out
@@ -261,9 +306,10 @@ async def location_history(
     older: Cursor | None = None,
     newer: Cursor | None = None,
     page_size: int = HISTORY_PAGE,
+    location_ids: list[int] | None = None,
 ) -> History | None:
     """One page of a location's invoices, newest first (keyset: older/newer than a cursor).
-    None if the location is not the customer's. One statement (two when walking back
+    None if the location is not the customer's (or not among `location_ids`, a grant's). One statement (two when walking back
     to the newest page), reading at most `page_size` + 1 invoices."""
     condition, order = "AND v.location = {}", "DESC"
     args: list[Any] = [location_id]
@@ -276,7 +322,9 @@ async def location_history(
     elif older is not None:
         condition += " AND (v.invoice_date, v.id) < ({}, {})"
         args += [older.day, older.id]
-    grouped = await _located(condition, args, order, page_size + 1, tenant_id, customer_id)
+    grouped = await _located(
+        condition, args, order, page_size + 1, tenant_id, customer_id, location_ids
+    )
     locations = [location for location, _ in grouped]
     found = next(((loc, rows) for loc, rows in grouped if loc["id"] == location_id), None)
     if found is None:
@@ -285,7 +333,9 @@ async def location_history(
     more = len(rows) > page_size
     if newer is not None and not more:
         # Back at the newest invoices: show the first page as it is anywhere else.
-        return await location_history(tenant_id, customer_id, location_id, page_size=page_size)
+        return await location_history(
+            tenant_id, customer_id, location_id, page_size=page_size, location_ids=location_ids
+        )
     rows = rows[:page_size]
     if order == "ASC":
         rows.reverse()
@@ -306,19 +356,23 @@ async def location_history(
 
 
 async def invoice_detail(
-    tenant_id: int, customer_id: int, invoice_id: int
+    tenant_id: int, customer_id: int, invoice_id: int, location_ids: list[int] | None = None
 ) -> dict[str, Any] | None:
     """An invoice with its lines, payments and audit trail; None unless it is this
-    customer's and over $0 (4 statements, straight to the driver)."""
+    customer's, at one of `location_ids` (a grant's; None: any) and over $0 (4 statements,
+    straight to the driver)."""
+    places, place_args = fast.within("i.location", location_ids)
     rows = await fast.fetch(
         f"""SELECT {_INVOICE_COLUMNS}, i.job AS job_id, c.name AS customer_name,
             l.state AS location_state, l.zip AS location_zip
         {_INVOICE_JOINS}
         JOIN customer c ON c.id = i.customer
-        WHERE i.tenant = {{}} AND i.customer = {{}} AND i.id = {{}} AND i.total_cents > 0""",
+        WHERE i.tenant = {{}} AND i.customer = {{}} AND i.id = {{}} AND i.total_cents > 0"""
+        + places,
         tenant_id,
         customer_id,
         invoice_id,
+        *place_args,
     )
     if not rows:
         return None

@@ -33,20 +33,24 @@ _COLUMNS = """
 """
 
 
-def _visible(tenant: TenantRow) -> tuple[str, list[str]]:
+def _visible(tenant: TenantRow, location_ids: list[int] | None) -> tuple[str, list[Any]]:
     """The WHERE clause of the customer's visible memberships (business and customer
-    placeholders first, then the statuses) and the statuses."""
+    placeholders first, then the statuses and a grant's locations) and the arguments
+    after the business and customer."""
     statuses = visible_statuses(tenant)
     placeholders = ", ".join(["{}"] * len(statuses))
-    return f"m.tenant = {{}} AND m.customer = {{}} AND m.status IN ({placeholders})", statuses
+    places, place_args = fast.within("m.location", location_ids)
+    where = f"m.tenant = {{}} AND m.customer = {{}} AND m.status IN ({placeholders})" + places
+    return where, [*statuses, *place_args]
 
 
 async def memberships_for_customer(
-    tenant: TenantRow, customer_id: int, today: date
+    tenant: TenantRow, customer_id: int, today: date, location_ids: list[int] | None = None
 ) -> list[dict[str, Any]]:
     """The customer's visible memberships, active first, newest first; each with
-    `next_visit` (the next upcoming visit, or None). One statement."""
-    where, statuses = _visible(tenant)
+    `next_visit` (the next upcoming visit, or None). One statement. `location_ids`: only
+    those at a grant's locations (None: every location)."""
+    where, statuses = _visible(tenant, location_ids)
     rows = await fast.fetch(
         f"""SELECT {_COLUMNS},
             (SELECT MIN(v.visit_date) FROM visit v
@@ -66,10 +70,11 @@ async def memberships_for_customer(
 
 
 async def membership_for_customer(
-    tenant: TenantRow, customer_id: int, membership_id: int
+    tenant: TenantRow, customer_id: int, membership_id: int, location_ids: list[int] | None = None
 ) -> dict[str, Any] | None:
-    """One visible membership of the customer, or None (foreign, hidden and unknown alike)."""
-    where, statuses = _visible(tenant)
+    """One visible membership of the customer, or None (foreign, hidden, at a location
+    outside `location_ids` — a grant's — and unknown alike)."""
+    where, statuses = _visible(tenant, location_ids)
     rows = await fast.fetch(
         f"""SELECT {_COLUMNS} FROM membership m JOIN location l ON l.id = m.location
         WHERE {where} AND m.id = {{}}""",

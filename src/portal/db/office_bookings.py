@@ -3,7 +3,9 @@
 Booking is safe under concurrency: the request is claimed with a conditional update
 (`status = 'new'`) inside a write transaction, and the unique index on
 `job.booking_request` backs it up, so two staff booking the same request at once make
-exactly one job; the other is told who booked it.
+exactly one job; the other is told who booked it. The transaction is the caller's
+(`portal.appointments.book` / `dismiss`), which queues the customer's email in it: this
+module only reads and writes rows.
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from piccolo.custom_types import Combinable
 
-from portal.config import Settings
 from portal.db import events
-from portal.db import office_notifications as notes
-from portal.db.engine import current_engine, transaction
+from portal.db.engine import current_engine
 from portal.db.rows import TenantRow
 from portal.db.tables import (
     AuditEvent,
@@ -32,7 +32,6 @@ from portal.db.tables import (
     Tenant,
 )
 from portal.formatting import format_date, format_day
-from portal.forms import count_text, multi_line, one_line
 
 # Arrival windows, in the business's local time: (label, start hour, end hour).
 WINDOWS: dict[str, tuple[str, int, int]] = {
@@ -42,7 +41,6 @@ WINDOWS: dict[str, tuple[str, int, int]] = {
 }
 PREFERENCE_LABELS = {"morning": "morning", "afternoon": "afternoon", "any": "any time"}
 PAGE_SIZE = 20
-MAX_DAYS_AHEAD = 365
 
 
 def _hour_text(hour: int) -> str:
@@ -196,46 +194,14 @@ def default_slot(tenant: TenantRow, request: dict[str, Any]) -> tuple[str, str]:
     return (today + timedelta(days=1)).isoformat(), "morning"
 
 
-@dataclass
-class BookingForm:
-    """A checked Book-job form."""
+@dataclass(frozen=True)
+class Booking:
+    """A checked Book-job form (`portal.appointments.check_booking`): what to book."""
 
-    day: date | None
+    day: date
     window: str
-    unit_id: int | None
+    unit_id: int
     summary: str
-    errors: dict[str, str]
-
-
-async def check_booking(
-    tenant: TenantRow, form: dict[str, str], units: list[dict[str, Any]]
-) -> BookingForm:
-    """Check a Book-job form: a date from today within a year, a window, one of the
-    business's units, and a summary."""
-    errors: dict[str, str] = {}
-    day: date | None = None
-    try:
-        day = date.fromisoformat(form.get("date", "").strip()[:10])
-    except ValueError:
-        errors["date"] = "Enter the date of the visit, like 2026-12-07."
-    today = local_today(tenant)
-    if day is not None and day < today:
-        errors["date"] = "Choose today or a later date."
-    elif day is not None and day > today + timedelta(days=MAX_DAYS_AHEAD):
-        errors["date"] = "Choose a date within the next year."
-    window = form.get("window", "")
-    if window not in WINDOWS:
-        errors["window"] = "Choose an arrival window."
-    unit_ids = {str(u["id"]): u["id"] for u in units}
-    unit_id = unit_ids.get(form.get("business_unit", ""))
-    if unit_id is None:
-        errors["business_unit"] = "Choose a business unit."
-    summary = one_line(form.get("summary", ""))
-    if not summary:
-        errors["summary"] = "Describe the job in a few words."
-    elif len(summary) > 300:
-        errors["summary"] = f"Use at most 300 characters (this has {len(summary)})."
-    return BookingForm(day, window, unit_id, summary, errors)
 
 
 def scheduled_times(tenant: TenantRow, day: date, window: str) -> tuple[datetime, datetime]:
@@ -290,104 +256,87 @@ async def _lock_numbering(tenant_id: int) -> None:
         await Tenant.raw("SELECT id FROM tenant WHERE id = {} FOR UPDATE", tenant_id).run()
 
 
-async def book(
-    settings: Settings,
-    tenant: TenantRow,
-    request_id: int,
-    checked: BookingForm,
-    staff_email: str,
-) -> str:
-    """Book a job from a request; returns the job number.
+async def book_job(
+    tenant: TenantRow, request_id: int, booking: Booking, staff_email: str
+) -> tuple[str, dict[str, Any]]:
+    """Book a job from a request, inside the caller's transaction (`portal.appointments.book`,
+    which emails the customer in it); returns the job number and the request.
 
-    Raises `AlreadyHandled` when the request is not new any more (nothing is written).
+    Raises `AlreadyHandled(None)` when the request is not new any more, or when the unique
+    index on `job.booking_request` caught a second job for it (roll back then).
     """
-    assert checked.day is not None and checked.unit_id is not None
-    start, end = scheduled_times(tenant, checked.day, checked.window)
-    moment = datetime.now(UTC)
+    start, end = scheduled_times(tenant, booking.day, booking.window)
+    claimed = (
+        await BookingRequest.update(
+            {
+                BookingRequest.status: "booked",
+                BookingRequest.handled_at: datetime.now(UTC),
+                BookingRequest.handled_by: staff_email,
+            }
+        )
+        .where(
+            (BookingRequest.tenant == tenant["id"])
+            & (BookingRequest.id == request_id)
+            & (BookingRequest.status == "new")
+        )
+        .returning(BookingRequest.id)
+        .run()
+    )
+    if not claimed:
+        raise AlreadyHandled(None)
+    request = await get_request(tenant["id"], request_id)
+    assert request is not None
+    await _lock_numbering(tenant["id"])
+    number = await _next_job_number(tenant["id"])
     try:
-        async with transaction():
-            claimed = (
-                await BookingRequest.update(
-                    {
-                        BookingRequest.status: "booked",
-                        BookingRequest.handled_at: moment,
-                        BookingRequest.handled_by: staff_email,
-                    }
-                )
-                .where(
-                    (BookingRequest.tenant == tenant["id"])
-                    & (BookingRequest.id == request_id)
-                    & (BookingRequest.status == "new")
-                )
-                .returning(BookingRequest.id)
-                .run()
+        rows = await Job.insert(
+            Job(
+                tenant=tenant["id"],
+                customer=request["customer"],
+                location=request["location"],
+                business_unit=booking.unit_id,
+                booking_request=request_id,
+                number=number,
+                summary=booking.summary,
+                status="scheduled",
+                scheduled_start=start,
+                scheduled_end=end,
             )
-            if not claimed:
-                raise AlreadyHandled(None)
-            request = await get_request(tenant["id"], request_id)
-            assert request is not None
-            await _lock_numbering(tenant["id"])
-            number = await _next_job_number(tenant["id"])
-            rows = await Job.insert(
-                Job(
-                    tenant=tenant["id"],
-                    customer=request["customer"],
-                    location=request["location"],
-                    business_unit=checked.unit_id,
-                    booking_request=request_id,
-                    number=number,
-                    summary=checked.summary,
-                    status="scheduled",
-                    scheduled_start=start,
-                    scheduled_end=end,
-                )
-            ).run()
-            await events.emit(
-                tenant["id"],
-                "booking.booked",
-                {
-                    "booking_request_id": request_id,
-                    "customer": await events.customer_source_id(tenant["id"], request["customer"]),
-                    "job": number,
-                    "scheduled_start": start.isoformat(),
-                    "scheduled_end": end.isoformat(),
-                },
-            )
-            await AuditEvent.insert(
-                AuditEvent(
-                    tenant=tenant["id"],
-                    job=rows[0]["id"],
-                    actor=staff_email,
-                    action="booked",
-                    detail=(
-                        f"Booked from the customer's appointment request for "
-                        f"{request['service_type']}"
-                    ),
-                )
-            ).run()
-            to = request["account_email"] or await _first_email(tenant["id"], request["customer"])
-            if to:
-                await notes.queue_notification(
-                    settings,
-                    tenant,
-                    to,
-                    "booking_confirmed",
-                    {
-                        **notes.common_values(settings, tenant, request["customer_name"]),
-                        "ServiceType": request["service_type"],
-                        "ServiceAddress": request["address"],
-                        "AppointmentDate": appointment_text(checked.day),
-                        "ArrivalWindow": arrival_text(checked.window),
-                    },
-                )
-    except AlreadyHandled:
-        raise AlreadyHandled(await get_request(tenant["id"], request_id)) from None
+        ).run()
     except (sqlite3.IntegrityError, asyncpg.UniqueViolationError) as exc:
         # The unique index on job.booking_request caught a second job for the request.
         if "booking_request" not in str(exc):
             raise
-        raise AlreadyHandled(await get_request(tenant["id"], request_id)) from None
-    return number
+        raise AlreadyHandled(None) from None
+    await events.emit(
+        tenant["id"],
+        "booking.booked",
+        {
+            "booking_request_id": request_id,
+            "customer": await events.customer_source_id(tenant["id"], request["customer"]),
+            "job": number,
+            "scheduled_start": start.isoformat(),
+            "scheduled_end": end.isoformat(),
+        },
+    )
+    await AuditEvent.insert(
+        AuditEvent(
+            tenant=tenant["id"],
+            job=rows[0]["id"],
+            actor=staff_email,
+            action="booked",
+            detail=f"Booked from the customer's appointment request for {request['service_type']}",
+        )
+    ).run()
+    return number, request
+
+
+async def customer_email(tenant_id: int, request: dict[str, Any]) -> str:
+    """Where to email about a request: the account that made it, else the customer's
+    first contact email ("" when the record has none)."""
+    if request["account_email"]:
+        return str(request["account_email"])
+    return await _first_email(tenant_id, request["customer"])
 
 
 async def _first_email(tenant_id: int, customer_id: int) -> str:
@@ -401,83 +350,42 @@ async def _first_email(tenant_id: int, customer_id: int) -> str:
     return row["email"] if row else ""
 
 
-REASON_READ = 2000  # characters of a dismissal reason read from the form (plus one)
-
-
-def clean_reason(value: str) -> tuple[str, str | None]:
-    """Why a request is dismissed (the customer sees it): a few lines, up to 500 characters."""
-    reason = multi_line(value)
-    if not reason:
-        return reason, "Say why the request is dismissed (the customer sees it)."
-    if len(reason) > 500:
-        count = count_text(len(value) if len(value) > REASON_READ else len(reason), REASON_READ)
-        return reason, f"Use at most 500 characters (this has {count})."
-    return reason, None
-
-
-async def dismiss(
-    settings: Settings,
-    tenant: TenantRow,
-    request_id: int,
-    reason: str,
-    staff_email: str,
-) -> None:
-    """Close a request with a reason and email the reason to the customer (in the same
-    transaction); raises `AlreadyHandled` if it is not new any more. Call
-    `portal.mail.worker.wake()` after."""
-    try:
-        await _dismiss(settings, tenant, request_id, reason, staff_email)
-    except AlreadyHandled:
-        raise AlreadyHandled(await get_request(tenant["id"], request_id)) from None
-
-
-async def _dismiss(
-    settings: Settings, tenant: TenantRow, request_id: int, reason: str, staff_email: str
-) -> None:
-    async with transaction():
-        rows = await (
-            BookingRequest.update(
-                {
-                    BookingRequest.status: "dismissed",
-                    BookingRequest.dismiss_reason: reason,
-                    BookingRequest.handled_at: datetime.now(UTC),
-                    BookingRequest.handled_by: staff_email,
-                }
-            )
-            .where(
-                (BookingRequest.tenant == tenant["id"])
-                & (BookingRequest.id == request_id)
-                & (BookingRequest.status == "new")
-            )
-            .returning(BookingRequest.id)
-            .run()
-        )
-        if not rows:
-            raise AlreadyHandled(None)
-        request = await get_request(tenant["id"], request_id)
-        assert request is not None
-        await events.emit(
-            tenant["id"],
-            "booking.dismissed",
+async def dismiss_request(
+    tenant: TenantRow, request_id: int, reason: str, staff_email: str
+) -> dict[str, Any]:
+    """Close a request with a reason, inside the caller's transaction
+    (`portal.appointments.dismiss`, which emails the reason in it); returns the request.
+    Raises `AlreadyHandled(None)` if it is not new any more."""
+    rows = await (
+        BookingRequest.update(
             {
-                "booking_request_id": request_id,
-                "customer": await events.customer_source_id(tenant["id"], request["customer"]),
-            },
+                BookingRequest.status: "dismissed",
+                BookingRequest.dismiss_reason: reason,
+                BookingRequest.handled_at: datetime.now(UTC),
+                BookingRequest.handled_by: staff_email,
+            }
         )
-        to = request["account_email"] or await _first_email(tenant["id"], request["customer"])
-        if to:
-            await notes.queue_notification(
-                settings,
-                tenant,
-                to,
-                "booking_dismissed",
-                {
-                    **notes.common_values(settings, tenant, request["customer_name"]),
-                    "ServiceType": request["service_type"],
-                    "ServiceAddress": request["address"],
-                    "Reason": reason,
-                },
-            )
+        .where(
+            (BookingRequest.tenant == tenant["id"])
+            & (BookingRequest.id == request_id)
+            & (BookingRequest.status == "new")
+        )
+        .returning(BookingRequest.id)
+        .run()
+    )
+    if not rows:
+        raise AlreadyHandled(None)
+    request = await get_request(tenant["id"], request_id)
+    assert request is not None
+    await events.emit(
+        tenant["id"],
+        "booking.dismissed",
+        {
+            "booking_request_id": request_id,
+            "customer": await events.customer_source_id(tenant["id"], request["customer"]),
+        },
+    )
+    return request
 
 
 async def units(tenant_id: int) -> list[dict[str, Any]]:

@@ -16,10 +16,7 @@ import asyncpg
 from piccolo.columns.combination import WhereRaw
 from piccolo.custom_types import Combinable
 
-from portal.config import Settings
-from portal.db import office_notifications as notes
 from portal.db.engine import transaction
-from portal.db.rows import TenantRow
 from portal.db.tables import (
     AuditEvent,
     Customer,
@@ -244,27 +241,19 @@ async def invoice_for_customer(
     )
 
 
-async def email_invoice(
-    settings: Settings,
-    tenant: TenantRow,
-    who: dict[str, Any],
-    invoice: dict[str, Any],
-    to: str,
-    staff_email: str,
+async def note_invoice_emailed(
+    tenant_id: int, invoice: dict[str, Any], to: str, staff_email: str
 ) -> None:
-    """Queue the business's invoice email for `invoice` to `to` (one of the customer's
-    emails), and note it in the invoice's audit trail."""
-    values = notes.invoice_values(settings, tenant, who["name"], invoice)
-    async with transaction():
-        await notes.queue_notification(settings, tenant, to, "invoice_email", values)
-        await AuditEvent.insert(
-            AuditEvent(
-                tenant=tenant["id"],
-                job=invoice["job"],
-                invoice=invoice["id"],
-                actor=staff_email,
-                action="emailed",
-                detail=f"Invoice {invoice['number']} emailed to {to}",
-                created_at=datetime.now(UTC),
-            )
-        ).run()
+    """Note in the invoice's audit trail that it was emailed to `to` (in the transaction
+    that queues the email: `portal.mail.notifications.email_invoice`)."""
+    await AuditEvent.insert(
+        AuditEvent(
+            tenant=tenant_id,
+            job=invoice["job"],
+            invoice=invoice["id"],
+            actor=staff_email,
+            action="emailed",
+            detail=f"Invoice {invoice['number']} emailed to {to}",
+            created_at=datetime.now(UTC),
+        )
+    ).run()

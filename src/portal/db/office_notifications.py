@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from markupsafe import Markup, escape
-
-from portal.config import Settings
 from portal.db import activity
 from portal.db.engine import transaction
-from portal.db.rows import TenantRow
 from portal.db.tables import Customer, CustomerEmail, Invoice, NotificationTemplate
-from portal.formatting import format_date, money
-from portal.forms import is_one_line, multi_line, one_line
-from portal.mail.links import portal_url
-from portal.mail.outbox import queue_email
+from portal.forms import Checked, multi_line, one_line
 
 COMMON = ("CustomerPortalLink", "CustomerName", "BusinessName")
 INVOICE = ("InvoiceNumber", "AmountDue", "DueDate")
@@ -179,32 +172,60 @@ def parse(text: str, allowed: tuple[str, ...]) -> list[tuple[str, str]]:
     return parts
 
 
-def clean_draft(subject: str, body: str) -> tuple[str, str]:
-    """A subject and body as typed, cleaned: the subject on one line (a line separator in
-    it would break the email's Subject header), the body with one kind of line break."""
-    return one_line(subject[: MAX_SUBJECT * 2]), multi_line(body[: MAX_BODY * 2])
+@dataclass(frozen=True)
+class Wording:
+    """A checked subject and body, as they are saved."""
+
+    subject: str
+    body: str
 
 
-def check(kind: Kind, subject: str, body: str) -> dict[str, str]:
-    """Problems with a subject and body, by field ({} when both can be saved)."""
-    errors: dict[str, str] = {}
+def _placeholder_problem(kind: Kind, text: str) -> str | None:
+    try:
+        parse(text, kind.placeholders)
+    except TemplateProblem as exc:
+        return str(exc)
+    return None
+
+
+def clean_subject(kind: Kind, value: str) -> tuple[str, str | None]:
+    """(subject, problem) for a typed subject: folded onto one line (a line separator in it
+    would break the email's Subject header), at most `MAX_SUBJECT` characters, only `kind`'s
+    placeholders."""
+    subject = one_line(value[: MAX_SUBJECT * 2])
     if not subject.strip():
-        errors["subject"] = "Enter a subject."
-    elif len(subject) > MAX_SUBJECT:
-        errors["subject"] = f"Use at most {MAX_SUBJECT} characters (this has {len(subject)})."
-    elif not is_one_line(subject):
-        errors["subject"] = "Keep the subject on one line."
+        return subject, "Enter a subject."
+    if len(subject) > MAX_SUBJECT:
+        return subject, f"Use at most {MAX_SUBJECT} characters (this has {len(subject)})."
+    return subject, _placeholder_problem(kind, subject)
+
+
+def clean_body(kind: Kind, value: str) -> tuple[str, str | None]:
+    """(body, problem) for a typed email text: one kind of line break, at most `MAX_BODY`
+    characters, only `kind`'s placeholders."""
+    body = multi_line(value[: MAX_BODY * 2])
     if not body.strip():
-        errors["body"] = "Enter the email's text."
-    elif len(body) > MAX_BODY:
-        errors["body"] = f"Use at most {MAX_BODY:,} characters (this has {len(body):,})."
-    for field, text in (("subject", subject), ("body", body)):
-        if field not in errors:
-            try:
-                parse(text, kind.placeholders)
-            except TemplateProblem as exc:
-                errors[field] = str(exc)
-    return errors
+        return body, "Enter the email's text."
+    if len(body) > MAX_BODY:
+        return body, f"Use at most {MAX_BODY:,} characters (this has {len(body):,})."
+    return body, _placeholder_problem(kind, body)
+
+
+def check(kind: Kind, subject: str, body: str) -> Checked[Wording]:
+    """Check a typed subject and body (`forms.Checked`): the wording to save, the values to
+    show again (as cleaned), the problems by field."""
+    clean_subject_text, subject_problem = clean_subject(kind, subject)
+    clean_body_text, body_problem = clean_body(kind, body)
+    problems = {
+        field: problem
+        for field, problem in (("subject", subject_problem), ("body", body_problem))
+        if problem
+    }
+    return Checked(
+        Wording(clean_subject_text, clean_body_text),
+        problems=problems,
+        values={"subject": clean_subject_text, "body": clean_body_text},
+    )
 
 
 def render(text: str, allowed: tuple[str, ...], values: dict[str, str]) -> str:
@@ -300,75 +321,7 @@ async def reset(tenant_id: int, key: str, actor: activity.Actor = activity.SYSTE
             )
 
 
-# --- values and sending ---------------------------------------------------------------------------
-
-
-def sign_in_link(settings: Settings, tenant: TenantRow) -> str:
-    """{CustomerPortalLink}: the business's real portal sign-in page."""
-    return portal_url(settings, tenant, "/sign-in")
-
-
-def common_values(settings: Settings, tenant: TenantRow, customer_name: str) -> dict[str, str]:
-    return {
-        "CustomerPortalLink": sign_in_link(settings, tenant),
-        "CustomerName": customer_name,
-        "BusinessName": tenant["name"],
-    }
-
-
-def invoice_values(
-    settings: Settings, tenant: TenantRow, customer_name: str, invoice: dict[str, Any]
-) -> dict[str, str]:
-    """Placeholder values of an invoice email."""
-    due: date | None = invoice.get("due_date")
-    return {
-        **common_values(settings, tenant, customer_name),
-        "InvoiceNumber": invoice["number"],
-        "AmountDue": money(invoice["balance_cents"], tenant["currency"]),
-        "DueDate": format_date(due) if due else "on receipt",
-    }
-
-
-async def queue_notification(
-    settings: Settings,
-    tenant: TenantRow,
-    to: str,
-    key: str,
-    values: dict[str, str],
-) -> int:
-    """Queue the business's `key` email to `to` with `values` (call inside the transaction
-    that causes it; call `portal.mail.worker.wake()` after commit)."""
-    kind = KINDS[key]
-    text = await wording(tenant["id"], key)
-    subject = render(text["subject"], kind.placeholders, values)
-    body = render(text["body"], kind.placeholders, values)
-    return await queue_email(
-        settings,
-        tenant,
-        to,
-        "notification",
-        {"subject": subject, "body": body, "body_html": body_html(body)},
-    )
-
-
-URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)]")
-
-
-def body_html(body: str) -> Markup:
-    """An email body as HTML: paragraphs at blank lines, line breaks kept, links clickable."""
-    paragraphs = []
-    for block in re.split(r"\n\s*\n", body.strip()):
-        pieces = []
-        pos = 0
-        for match in URL.finditer(block):
-            pieces.append(escape(block[pos : match.start()]))
-            url = escape(match.group(0))
-            pieces.append(Markup(f'<a href="{url}" style="color:#0f4c81">{url}</a>'))
-            pos = match.end()
-        pieces.append(escape(block[pos:]))
-        html = Markup("").join(pieces).replace("\n", Markup("<br>\n"))
-        paragraphs.append(Markup('<p style="margin:0 0 14px">') + html + Markup("</p>"))
-    return Markup("\n").join(paragraphs)
+# --- preview ---------------------------------------------------------------------------------------
 
 
 async def preview_customer(tenant_id: int, key: str) -> dict[str, Any] | None:
@@ -407,26 +360,3 @@ async def preview_customer(tenant_id: int, key: str) -> dict[str, Any] | None:
         .run()
     )
     return {**row, "invoice": None} if row else None
-
-
-def sample_values(
-    settings: Settings, tenant: TenantRow, key: str, customer: dict[str, Any] | None
-) -> dict[str, str]:
-    """Values for a preview: the customer's real data, with example booking details."""
-    name = customer["name"] if customer else "Jane Customer"
-    values = common_values(settings, tenant, name)
-    invoice = customer.get("invoice") if customer else None
-    if invoice:
-        values.update(invoice_values(settings, tenant, name, invoice))
-    else:
-        values.update({"InvoiceNumber": "INV-0000", "AmountDue": money(0), "DueDate": "on receipt"})
-    values.update(
-        {
-            "ServiceType": (tenant["service_types"] or ["Plumbing repair"])[0],
-            "ServiceAddress": "12 Oak Street, Springfield",
-            "PreferredTimes": "Mon, Dec 7 (morning); Tue, Dec 8 (any time)",
-            "AppointmentDate": "Monday, December 7, 2026",
-            "ArrivalWindow": "between 8 AM and 12 PM",
-        }
-    )
-    return values

@@ -119,11 +119,15 @@ async def pending_for_invoices(tenant_id: int, invoice_ids: list[int]) -> list[d
 
 
 async def pending_for_customer(tenant_id: int, customer_id: int) -> list[dict[str, Any]]:
-    """The customer's payments still waiting for the gateway's answer (asked on each
-    Invoices and History page: one plain SQL read, see portal.db.fast)."""
+    """The customer's card payments still waiting for the gateway's answer (asked on each
+    Invoices and History page: one plain SQL read, see portal.db.fast). Bank debits on
+    their way are left out: they take days, and asking the gateway on every page view
+    would cost one API call per view; their end comes by webhook or the worker's paced
+    reconciliation (payments.webhooks.reconcile)."""
     rows = await fast.fetch(
         """SELECT id, gateway_ref, account_email, created_at, payment_account_id, amount_cents
-        FROM payment WHERE tenant = {} AND customer = {} AND status = 'pending' ORDER BY id""",
+        FROM payment WHERE tenant = {} AND customer = {} AND status = 'pending'
+        AND processing_at IS NULL ORDER BY id""",
         tenant_id,
         customer_id,
     )
@@ -133,8 +137,10 @@ async def pending_for_customer(tenant_id: int, customer_id: int) -> list[dict[st
 
 
 async def pending_since_before(moment: datetime, limit: int = 100) -> list[dict[str, Any]]:
-    """Payments of every business still waiting for the gateway's answer, started before
-    `moment` (oldest first, at most `limit`): for the worker to ask their gateway."""
+    """Card payments of every business still waiting for the gateway's answer, started
+    before `moment` (oldest first, at most `limit`): for the worker to ask their gateway.
+    Bank debits on their way are left out (paced by payments.webhooks.reconcile): a pile
+    of them, days old, would otherwise fill every batch and be asked about every minute."""
     return (
         await Payment.select(
             Payment.id,
@@ -145,7 +151,11 @@ async def pending_since_before(moment: datetime, limit: int = 100) -> list[dict[
             Payment.payment_account_id,
             Payment.amount_cents,
         )
-        .where((Payment.status == "pending") & (Payment.created_at < moment))
+        .where(
+            (Payment.status == "pending")
+            & (Payment.created_at < moment)
+            & Payment.processing_at.is_null()
+        )
         .order_by(Payment.id)
         .limit(limit)
         .run()
@@ -304,8 +314,11 @@ async def fail_payment(
     return bool(done)
 
 
-async def receipt(tenant_id: int, customer_id: int, payment_id: int) -> dict[str, Any] | None:
-    """A payment of this customer with what it paid on each invoice (2 statements)."""
+async def receipt(
+    tenant_id: int, customer_id: int, payment_id: int, location_ids: list[int] | None = None
+) -> dict[str, Any] | None:
+    """A payment of this customer with what it paid on each invoice (2 statements). With
+    `location_ids` (a grant's), only a payment whose every invoice is at one of them."""
     row = (
         await Payment.select()
         .where(
@@ -320,13 +333,17 @@ async def receipt(tenant_id: int, customer_id: int, payment_id: int) -> dict[str
         return None
     row["lines"] = await Invoice.raw(
         """SELECT i.id, i.number, i.invoice_date, i.summary, i.total_cents, i.balance_cents,
-            pa.amount_cents
+            pa.amount_cents, i.location AS location_id
         FROM payment_allocation pa JOIN invoice i ON i.id = pa.invoice
         WHERE pa.tenant = {} AND pa.payment = {}
         ORDER BY i.invoice_date, i.id""",
         tenant_id,
         payment_id,
     ).run()
+    if location_ids is not None and any(
+        line["location_id"] not in location_ids for line in row["lines"]
+    ):
+        return None  # a payment that reaches beyond the grant answers like a missing one
     for line in row["lines"]:
         line["invoice_date"] = as_date(line["invoice_date"])
     return row

@@ -1,16 +1,22 @@
 """Piccolo configuration module (PICCOLO_CONF points here).
 
-`DB` starts as the engine named by `DATABASE_URL` (or the default SQLite file) so
-that Piccolo's own commands work; `portal.db.engine.use_database` replaces it (the factory is
-`engines.py`, which imports no table: Piccolo reads `DB` while the tables are defined) when
-the app or a test picks a database.
+`DB` starts as the engine named by `DATABASE_URL` (or the default SQLite file) so that
+Piccolo's own commands work, with the app's PORTAL_DB_* options (the statement cache off
+behind pgbouncer); building it connects to nothing. `portal.db.engine.use_database`
+replaces it (the factory is `engines.py`, which imports no table: Piccolo reads `DB` while
+the tables are defined) when the app or a test picks a database.
 """
 
 from piccolo.conf.apps import AppRegistry
 
-from portal.config import database_url_from_env
+from portal.config import SettingsProblem, database_options, database_url_from_env
 from portal.db.engines import make_engine
 
-DB = make_engine(database_url_from_env())
+try:
+    _OPTIONS = database_options()
+except SettingsProblem:  # reported in one line by Settings.from_env, which every start runs
+    _OPTIONS = {}
+
+DB = make_engine(database_url_from_env(), **_OPTIONS)
 
 APP_REGISTRY = AppRegistry(apps=["portal.db.piccolo_app"])

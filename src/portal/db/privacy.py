@@ -6,9 +6,10 @@ deletes their portal accounts (their sessions and sign-in links go with them: th
 foreign keys cascade) and the emails stored for them, and wipes every mention of the
 name, the emails, the phone and the streets from every text column of the business's
 tables. It never deletes a customer, location, job, invoice, payment or audit row: the
-books stay whole. (Those tables reference the customer with ON DELETE CASCADE, so a
-deleted customer would take its invoices and payments with it; erasing in place is what
-keeps them.) Nothing is erased when the customer is another business's.
+books stay whole. (The database would refuse such a delete anyway: every foreign key
+from a job, invoice, payment, allocation, refund, membership or card update is ON DELETE
+RESTRICT — tests/test_money_records.py — so erasing in place is the only way.) Nothing is
+erased when the customer is another business's.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from piccolo.columns import Text, Varchar
 from piccolo.table import Table
 
-from portal.db import activity
+from portal.db import activity, grants
 from portal.db.engine import transaction
 from portal.db.tables import (
     TABLES,
@@ -128,6 +129,11 @@ async def erase(tenant_id: int, customer_id: int, actor: activity.Actor) -> dict
                 await ThrottleCount.delete().where(
                     (ThrottleCount.tenant == tenant_id) & ThrottleCount.key.like(f"%{email}%")
                 )
+        # Access grants (issue 16.4): those of this record, and those to the person's own
+        # emails, are revoked (kept for the office's history; the text below erases them).
+        counts["grants"] = await grants.revoke_for_person(
+            tenant_id, customer_id, own, by=f"office: {actor.name}"
+        )
         await CustomerEmail.delete().where(
             (CustomerEmail.tenant == tenant_id) & (CustomerEmail.customer == customer_id)
         )
@@ -233,4 +239,10 @@ async def export_data(tenant_id: int, customer_id: int) -> dict[str, Any]:
         .where(where(BookingRequest))
         .order_by(BookingRequest.id),
         "card_updates": await CardUpdate.select().where(where(CardUpdate)),
+        # Issue 16.4: whom the customer shared their record with, and what was shared with
+        # the customer's emails (live and revoked).
+        "access_grants": {
+            "given": await grants.for_office(tenant_id, customer_id),
+            "held": await grants.held_by_emails(tenant_id, emails),
+        },
     }

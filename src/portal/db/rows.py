@@ -48,6 +48,12 @@ class CustomerRow(TypedDict):
     kind: str  # residential | commercial
     external_id: str
     pending_payments: bool  # a card payment of theirs waits for the gateway's answer
+    # How the account may see it (issue 16.4): "owner" (its email is on the record) or a
+    # grant's role, "full" | "billing" | "view"; and the granted locations' ids (None for
+    # an owner: every location).
+    access: str
+    location_ids: list[int] | None
+    granted_by: str  # the owner's email a grant came from ("" for an owner)
 
 
 class InvoiceRow(TypedDict):
@@ -66,3 +72,18 @@ class InvoiceRow(TypedDict):
     # Over all the customer's open invoices, not only those listed.
     open_count: int
     open_total: int
+
+
+class GrantRow(TypedDict):
+    """A grant of access to a customer record (issue 16.4; `db/grants.py`)."""
+
+    id: int
+    customer_id: int
+    customer_name: str
+    invitee_email: str
+    role: str  # full | billing | view
+    granted_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+    revoked_by: str | None  # an email, or "office: <staff email>"
+    locations: list[tuple[int, str]]  # (location id, location name), name order

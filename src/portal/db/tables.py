@@ -154,10 +154,12 @@ class Job(Table, tablename="job"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
-    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.restrict)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.restrict)
     business_unit = ForeignKey(null=False, references=BusinessUnit, on_delete=OnDelete.restrict)
-    booking_request = ForeignKey(references=BookingRequest, null=True, default=None)
+    booking_request = ForeignKey(
+        references=BookingRequest, null=True, default=None, on_delete=OnDelete.restrict
+    )
     number = Varchar(length=32)
     summary = Varchar(length=300, default="")
     status = Varchar(
@@ -175,9 +177,9 @@ class Invoice(Table, tablename="invoice"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
-    job = ForeignKey(null=False, references=Job, on_delete=OnDelete.cascade)
-    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.restrict)
+    job = ForeignKey(null=False, references=Job, on_delete=OnDelete.restrict)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.restrict)
     business_unit = ForeignKey(null=False, references=BusinessUnit, on_delete=OnDelete.restrict)
     number = Varchar(length=32)
     invoice_date = Date()
@@ -222,7 +224,7 @@ class Payment(Table, tablename="payment"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.restrict)
     account_email = Varchar(length=254, default="")
     amount_cents = Integer()
     kind = Varchar(length=8, default="full")  # full | partial
@@ -252,8 +254,8 @@ class PaymentAllocation(Table, tablename="payment_allocation"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
-    invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.cascade)
+    payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.restrict)
+    invoice = ForeignKey(null=False, references=Invoice, on_delete=OnDelete.restrict)
     amount_cents = Integer()
     refunded_cents = Integer(default=0)  # given back to the payer: owed on the invoice again
 
@@ -266,7 +268,7 @@ class PaymentRefund(Table, tablename="payment_refund"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.cascade)
+    payment = ForeignKey(null=False, references=Payment, on_delete=OnDelete.restrict)
     amount_cents = Integer()
     reason = Varchar(length=200, default="")
     status = Varchar(length=10, default="pending")  # pending | succeeded | failed
@@ -284,8 +286,8 @@ class Membership(Table, tablename="membership"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
-    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.restrict)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.restrict)
     external_id = Varchar(length=64)
     type_name = Varchar(length=120)
     status = Varchar(length=10, default="active")  # active | canceled | expired | suspended
@@ -328,6 +330,37 @@ class AuditEvent(Table, tablename="audit_event"):
     amount_cents = Integer(null=True, default=None)
     reference = Varchar(length=80, default="")
     created_at = Timestamptz(default=TimestamptzNow())
+
+
+class AccessGrant(Table, tablename="access_grant"):
+    """Issue 16.4: the owner of a customer record shares it with another person (by email)
+    for chosen locations, with a role: full (pay, request appointments, manage cards),
+    billing (invoices, history, pay) or view. Revoking sets `revoked_at` and deletes
+    nothing, so the office keeps the history. `granted_by` and `revoked_by` are emails kept
+    as text ("office: <staff email>" for the office), so erasing an account rewrites no
+    history. Indexes in the migration: (tenant, invitee_email) of the live grants (the
+    session read) and (tenant, customer)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    invitee_email = Varchar(length=254)  # lower-cased
+    role = Varchar(length=10)  # full | billing | view
+    granted_by = Varchar(length=254)
+    created_at = Timestamptz(default=TimestamptzNow())
+    revoked_at = Timestamptz(null=True, default=None)
+    revoked_by = Varchar(length=254, null=True, default=None)
+
+
+class AccessGrantLocation(Table, tablename="access_grant_location"):
+    """A location a grant reaches (unique per grant and location, in the migration)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    grant = ForeignKey(null=False, references=AccessGrant, on_delete=OnDelete.cascade)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
 
 
 class Session(Table, tablename="session"):
@@ -483,8 +516,8 @@ class CardUpdate(Table, tablename="card_update"):
     id: Serial  # the primary key Piccolo adds (declared for the type checker)
 
     tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
-    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
-    membership = ForeignKey(null=False, references=Membership, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.restrict)
+    membership = ForeignKey(null=False, references=Membership, on_delete=OnDelete.restrict)
     account_email = Varchar(length=254, default="")
     idempotency_key = Varchar(length=64)
     payment_account_id = Varchar(length=80, default="")  # the account it started on
@@ -759,6 +792,8 @@ TABLES: list[type[Table]] = [
     Membership,
     Visit,
     AuditEvent,
+    AccessGrant,
+    AccessGrantLocation,
     Session,
     AuthToken,
     SignInRecord,

@@ -9,6 +9,7 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 
+from portal import logs
 from portal.auth import account_requests, links, throttle
 from portal.auth.context import TenantDep, signed_in, viewer_for
 from portal.auth.guards import CustomerDep, safe_next
@@ -38,7 +39,7 @@ from portal.auth.throttle import Limit
 from portal.db import accounts
 from portal.db.passkeys import passkeys_of
 from portal.db.rows import TenantRow
-from portal.forms import clean_email
+from portal.forms import clean_email, one_line
 from portal.mail.worker import wake
 from portal.pages import invoices_page
 from portal.web import after_write, form_data, render, see_other
@@ -256,8 +257,12 @@ async def sign_in_with_link(request: Request[Any, Any, Any], tenant: TenantDep) 
 
 @get("/invite")
 async def invite_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
-    """Request an invitation: the email on the customer's record gets a confirmation link."""
-    return _page(request, tenant, "invite", {"email": ""})
+    """Request an invitation: the email on the customer's record (or one a customer shared
+    their record with, issue 16.4) gets a confirmation link. `?email=` fills the field in
+    (the link in a sharing email)."""
+    email = one_line(request.query_params.get("email", ""))[:254]
+    # Arriving from a sharing email: the page says why they are here.
+    return _page(request, tenant, "invite", {"email": email, "invited": bool(email)})
 
 
 @post("/invite")
@@ -429,6 +434,13 @@ async def change_password(
         headers = {"Retry-After": str(busy.retry_after)}
         return _account_page(request, tenant, viewer, {"form_error": BUSY}, 503, headers)
     await accounts.change_password(account["id"], new_hash)
+    logs.event(
+        "password.changed",
+        "password changed",
+        tenant=tenant["id"],
+        actor=viewer.session.actor,
+        area="customer",
+    )
     await end_other_sessions(account_id=account["id"], keep_session_id=viewer.session.id)
     await security_notice(request.app.state.settings, tenant, account["email"], "password")
     return see_other(request, "/account?done=password")

@@ -18,7 +18,13 @@ from portal.db import office_money, queries
 from portal.db import payments as payments_db
 from portal.db.rows import TenantRow
 from portal.forms import record_id
-from portal.pages import invoices_context, invoices_page, settle_lost_callbacks, tab_page
+from portal.pages import (
+    invoices_context,
+    invoices_page,
+    refuse_customer,
+    settle_lost_callbacks,
+    tab_page,
+)
 from portal.payments import service
 from portal.pdf import invoice_pdf
 from portal.web import form_lists, see_other
@@ -51,11 +57,18 @@ async def pay(
 ) -> Response[Any]:
     """Pay in full (one or more invoices) or part of one invoice: on to the card page."""
     customer_id = _customer_id(viewer)
+    if not viewer.can_pay:  # a view-only grant (issue 16.4): refused, nothing changes
+        return refuse_customer(request, tenant, viewer, "invoices", "pay invoices")
     form = service.read_pay_form(await form_lists(request))
     if not form.ok:  # a tampered form names no invoice
         raise NotFoundException()
     outcome = await service.begin(
-        request.app.state.settings, tenant, customer_id, viewer.session.email, form.clean
+        request.app.state.settings,
+        tenant,
+        customer_id,
+        viewer.session.email,
+        form.clean,
+        viewer.location_ids,
     )
     if outcome.not_found:
         raise NotFoundException()
@@ -82,13 +95,15 @@ async def payment_page(
     """Where the gateway sends the customer back: the receipt, a failed payment's
     message (on the Invoices tab, to try again), or a payment not finished yet."""
     customer_id = _customer_id(viewer)
-    payment = await payments_db.receipt(tenant["id"], customer_id, payment_id)
+    payment = await payments_db.receipt(tenant["id"], customer_id, payment_id, viewer.location_ids)
     if payment is None:
         raise NotFoundException()
     checkout = None
     if payment["status"] == "pending":
         checkout = await service.refresh(request.app.state.settings, tenant, payment)
-        payment = await payments_db.receipt(tenant["id"], customer_id, payment_id)
+        payment = await payments_db.receipt(
+            tenant["id"], customer_id, payment_id, viewer.location_ids
+        )
         assert payment is not None
     if payment["status"] == "failed":
         return see_other(request, f"/invoices?retry={payment_id}")
@@ -122,6 +137,7 @@ async def history(
                     location_id,
                     older=invoices_db.Cursor.parse(params.get("older")),
                     newer=invoices_db.Cursor.parse(params.get("newer")),
+                    location_ids=viewer.location_ids,
                 )
                 if location_id
                 else None
@@ -130,7 +146,9 @@ async def history(
                 raise NotFoundException()
             context["history"] = found
         else:
-            context["history"] = await invoices_db.history(tenant["id"], viewer.customer["id"])
+            context["history"] = await invoices_db.history(
+                tenant["id"], viewer.customer["id"], viewer.location_ids
+            )
     return tab_page(request, tenant, viewer, "history", context)
 
 
@@ -143,7 +161,9 @@ async def invoice_page(
 ) -> Response[Any]:
     """One invoice: lines, totals, payments and its audit trail, under the tab the customer
     came from (`?from=invoices`, else History)."""
-    invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
+    invoice = await invoices_db.invoice_detail(
+        tenant["id"], _customer_id(viewer), invoice_id, viewer.location_ids
+    )
     if invoice is None:
         raise NotFoundException()
     await office_money.note_viewed(tenant["id"], invoice, viewer.session.email)
@@ -192,7 +212,9 @@ async def invoice_pdf_download(
 ) -> Response[Any]:
     """The invoice as a PDF, only for business units the office allowed (else 404: the
     invoice's page, saying why and whom to call)."""
-    invoice = await invoices_db.invoice_detail(tenant["id"], _customer_id(viewer), invoice_id)
+    invoice = await invoices_db.invoice_detail(
+        tenant["id"], _customer_id(viewer), invoice_id, viewer.location_ids
+    )
     if invoice is None:
         raise NotFoundException()
     if not invoice["downloadable"]:

@@ -16,7 +16,7 @@ from portal.db import memberships as db
 from portal.db.rows import TenantRow
 from portal.formatting import business_now, day_text, window_text
 from portal.forms import record_id
-from portal.pages import tab_page
+from portal.pages import refuse_customer, tab_page
 from portal.payments import card_updates
 from portal.payments.service import as_sentence, new_key
 from portal.web import form_data, see_other
@@ -48,7 +48,7 @@ async def memberships(
     _require_memberships(tenant)
     today = business_now(tenant).date()
     rows = (
-        await db.memberships_for_customer(tenant, viewer.customer["id"], today)
+        await db.memberships_for_customer(tenant, viewer.customer["id"], today, viewer.location_ids)
         if viewer.customer
         else []
     )
@@ -69,8 +69,10 @@ async def membership_visits(
     wanted = record_id(membership_id)
     if viewer.customer is None or wanted is None:
         raise NotFoundException()
-    membership = await db.membership_for_customer(tenant, viewer.customer["id"], wanted)
-    if membership is None:  # another customer's, hidden by the settings, or none at all
+    membership = await db.membership_for_customer(
+        tenant, viewer.customer["id"], wanted, viewer.location_ids
+    )
+    if membership is None:  # another customer's, hidden, not granted, or none at all
         raise NotFoundException()
     return await _visits_page(request, tenant, viewer, membership)
 
@@ -89,7 +91,7 @@ async def _visits_page(
     visits = await db.visits(tenant["id"], membership["id"], today, before)
     card_notice = ""
     update_id = record_id(request.query_params.get("card"))
-    if update_id is not None and viewer.customer is not None:
+    if update_id is not None and viewer.customer is not None and viewer.can_manage_cards:
         update = await card_db.get(tenant["id"], update_id, viewer.customer["id"])
         if update is not None and update["membership"] == membership["id"]:
             card_notice, failed = _card_outcome(update)
@@ -100,7 +102,8 @@ async def _visits_page(
         "membership": membership,
         "visits": visits,
         "paged": before is not None,
-        "can_update_card": membership["status"] in card_updates.BILLING_STATUSES,
+        "can_update_card": membership["status"] in card_updates.BILLING_STATUSES
+        and viewer.can_manage_cards,
         "card_key": new_key(),
         "card_notice": card_notice,
         "card_error": card_error,
@@ -142,7 +145,9 @@ async def _visible_membership(
     wanted = record_id(membership_id)
     if viewer.customer is None or wanted is None:
         raise NotFoundException()
-    membership = await db.membership_for_customer(tenant, viewer.customer["id"], wanted)
+    membership = await db.membership_for_customer(
+        tenant, viewer.customer["id"], wanted, viewer.location_ids
+    )
     if membership is None:
         raise NotFoundException()
     return membership
@@ -157,6 +162,8 @@ async def update_card(
 ) -> Response[Any]:
     """Update payment card: off to the gateway's hosted card page (no card number here)."""
     membership = await _visible_membership(tenant, viewer, membership_id)
+    if not viewer.can_manage_cards:  # billing and view-only grants (issue 16.4)
+        return refuse_customer(request, tenant, viewer, "memberships", "manage cards on file")
     started = await card_updates.start(
         request.app.state.settings,
         tenant,
@@ -188,6 +195,8 @@ async def card_return(
 ) -> Response[Any]:
     """Back from the card page: settle with the gateway if its callback has not come yet."""
     membership = await _visible_membership(tenant, viewer, membership_id)
+    if not viewer.can_manage_cards:
+        return refuse_customer(request, tenant, viewer, "memberships", "manage cards on file")
     wanted = record_id(update_id)
     update = await card_db.get(tenant["id"], wanted, viewer.customer_id) if wanted else None
     if update is None or update["membership"] != membership["id"]:

@@ -28,6 +28,7 @@ KINDS = {
     "payment_account.": "Payment account",
     "template.": "Email templates",
     "staff.": "Staff",
+    "grant.": "Shared access",
 }
 ACTIONS = {
     "setting.changed": "Setting changed",
@@ -43,6 +44,9 @@ ACTIONS = {
     "staff.disabled": "Staff member disabled",
     "staff.enabled": "Staff member enabled",
     "staff.reset_link_sent": "Password reset link sent",
+    "grant.created": "Access shared",
+    "grant.revoked": "Shared access removed",
+    "grant.left": "Shared access given up",
 }
 
 

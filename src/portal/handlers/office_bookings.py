@@ -9,6 +9,7 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal import appointments
 from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
@@ -138,21 +139,21 @@ async def book(
         k: v for k, v in (await form_data(request)).items() if k in BOOK_FIELDS
     }
     units = await bookings.units(tenant["id"])
-    checked = await bookings.check_booking(tenant, form, units)
-    if checked.errors:
+    checked = appointments.check_booking(tenant, form, units)
+    if checked.clean is None:
         return await _one(
             request,
             tenant,
             staff,
             booking,
             mode="book",
-            form=form,
-            errors=checked.errors,
+            form=checked.values,
+            errors=checked.problems,
             status=422,
         )
     settings = request.app.state.settings
     try:
-        number = await bookings.book(settings, tenant, request_id, checked, staff.email)
+        number = await appointments.book(settings, tenant, request_id, checked.clean, staff.email)
     except bookings.AlreadyHandled as exc:
         current = exc.request or booking
         return await _one(
@@ -193,7 +194,9 @@ async def dismiss(
     """Close a request with a reason."""
     booking = await _request_or_404(tenant, request_id)
     form = await form_data(request)
-    reason, problem = bookings.clean_reason(form.get("reason", "")[: bookings.REASON_READ + 1])
+    reason, problem = appointments.clean_reason(
+        form.get("reason", "")[: appointments.REASON_READ + 1]
+    )
     if problem:
         return await _one(
             request,
@@ -206,7 +209,9 @@ async def dismiss(
             status=422,
         )
     try:
-        await bookings.dismiss(request.app.state.settings, tenant, request_id, reason, staff.email)
+        await appointments.dismiss(
+            request.app.state.settings, tenant, request_id, reason, staff.email
+        )
     except bookings.AlreadyHandled as exc:
         return await _one(
             request,

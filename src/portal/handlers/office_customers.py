@@ -10,15 +10,17 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
 from portal import privacy
-from portal.auth import links
+from portal.auth import grants, links
 from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
 from portal.auth.sessions import SessionInfo
 from portal.db import activity
+from portal.db import grants as grants_db
 from portal.db import office_customers as customers
 from portal.db import privacy as privacy_db
 from portal.db.rows import TenantRow
 from portal.forms import clean_email, record_id
+from portal.mail import notifications
 from portal.mail.worker import wake
 from portal.pages import is_admin, office_page, refuse
 from portal.web import after_write, form_data, see_other
@@ -60,6 +62,7 @@ DONE = {
     # Queued, not sent yet: delivery happens in the background and may fail (Office › Emails).
     "emailed": "The invoice email is on its way.",
 }
+ACCESS_DONE = {"revoked": "Access was revoked: that person no longer sees this customer."}
 ERASED = (
     "This customer's personal data is erased: their name, emails, phone and addresses are "
     "replaced, their portal sign-in and stored emails deleted. Invoices, payments and the "
@@ -82,10 +85,12 @@ async def _customer_page(
     invoices_notice: str = "",
     invoices_error: str = "",
     privacy_error: str = "",
+    access_notice: str = "",
 ) -> Response[Any]:
     after = record_id(request.query_params.get("after"))
     rows, next_after = await customers.invoices(tenant["id"], who["id"], after)
     done = DONE.get(request.query_params.get("done", ""), "")
+    access_notice = access_notice or ACCESS_DONE.get(request.query_params.get("done", ""), "")
     if done and request.query_params.get("done") == "emailed":
         invoices_notice = invoices_notice or done
     elif done:
@@ -109,6 +114,9 @@ async def _customer_page(
             "invoices_error": invoices_error,
             "privacy_notice": ERASED if request.query_params.get("done") == "erased" else "",
             "privacy_error": privacy_error,
+            "access": await grants_db.for_office(tenant["id"], who["id"]),
+            "access_notice": access_notice,
+            "role_words": grants.ROLE_WORDS,
         },
         block=block,
         status_code=status,
@@ -259,7 +267,9 @@ async def email_invoice(
             status=422,
             invoices_error=error,
         )
-    await customers.email_invoice(request.app.state.settings, tenant, who, invoice, to, staff.email)
+    await notifications.email_invoice(
+        request.app.state.settings, tenant, who, invoice, to, staff.email
+    )
     wake()
     notice = f"The invoice email is on its way: invoice {invoice['number']} to {to}."
     return await after_write(
@@ -267,6 +277,31 @@ async def email_invoice(
         f"/office/customers/{customer_id}?done=emailed",
         lambda: _customer_page(
             request, tenant, staff, who, block="invoices", invoices_notice=notice
+        ),
+    )
+
+
+@post("/customers/{customer_id:int}/grants/{grant_id:int}/revoke")
+async def revoke_grant(
+    request: Request[Any, Any, Any],
+    tenant: TenantDep,
+    staff: StaffDep,
+    customer_id: FromPath[int],
+    grant_id: FromPath[int],
+) -> Response[Any]:
+    """Take away a person's access to this customer (any staff role; in the activity log).
+    Another customer's or business's grant, or one already revoked, answers 404."""
+    who = await _customer_or_404(tenant, customer_id)
+    grant = await grants_db.live_grant(tenant["id"], grant_id)
+    if grant is None or grant["customer_id"] != customer_id:
+        raise NotFoundException()  # another customer's (or business's), or revoked already
+    if not await grants.revoke_by_office(tenant["id"], grant_id, staff.email):
+        raise NotFoundException()
+    return await after_write(
+        request,
+        f"/office/customers/{customer_id}?done=revoked#access",
+        lambda: _customer_page(
+            request, tenant, staff, who, block="access", access_notice=ACCESS_DONE["revoked"]
         ),
     )
 
@@ -336,6 +371,7 @@ ROUTES = [
     remove_email,
     invite,
     email_invoice,
+    revoke_grant,
     export_customer,
     erase_customer,
 ]

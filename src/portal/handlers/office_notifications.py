@@ -18,6 +18,8 @@ from portal.db import activity
 from portal.db import office_bookings as bookings
 from portal.db import office_notifications as notes
 from portal.db.rows import TenantRow
+from portal.forms import Checked
+from portal.mail import notifications
 from portal.pages import office_page
 from portal.web import after_write, form_data, see_other
 
@@ -55,7 +57,7 @@ async def _preview_values(
         if latest is not None:
             day, window = bookings.default_slot(tenant, latest)
             values = {
-                **notes.common_values(settings, tenant, latest["customer_name"]),
+                **notifications.common_values(settings, tenant, latest["customer_name"]),
                 "ServiceType": latest["service_type"],
                 "ServiceAddress": latest["address"],
                 "PreferredTimes": bookings.preferences_text(latest["windows"]) or "no preference",
@@ -64,7 +66,7 @@ async def _preview_values(
             }
             return values, f"Preview with {latest['customer_name']}'s latest appointment request."
     who = await notes.preview_customer(tenant["id"], kind.key)
-    values = notes.sample_values(settings, tenant, kind.key, who)
+    values = notifications.sample_values(settings, tenant, kind.key, who)
     if who is None:
         return values, "Preview with example data (this business has no customers yet)."
     if who.get("invoice"):
@@ -134,9 +136,9 @@ async def edit_page(
     return await _editor(request, tenant, staff, _kind(key), notice=notice)
 
 
-async def _draft(request: Request[Any, Any, Any]) -> tuple[str, str]:
+async def _checked(request: Request[Any, Any, Any], kind: notes.Kind) -> Checked[notes.Wording]:
     form = await form_data(request)
-    return notes.clean_draft(form.get("subject", ""), form.get("body", ""))
+    return notes.check(kind, form.get("subject", ""), form.get("body", ""))
 
 
 @post("/notifications/{key:str}")
@@ -145,21 +147,21 @@ async def save(
 ) -> Response[Any]:
     """Save the wording; an unknown placeholder or unbalanced brace is refused, naming it."""
     kind = _kind(key)
-    subject, body = await _draft(request)
-    errors = notes.check(kind, subject, body)
-    if errors:
+    checked = await _checked(request, kind)
+    wording = checked.clean
+    if not checked.ok:
         return await _editor(
             request,
             tenant,
             staff,
             kind,
-            subject=subject,
-            body=body,
-            errors=errors,
+            subject=wording.subject,
+            body=wording.body,
+            errors=checked.problems,
             block="editor",
             status=422,
         )
-    await notes.save(tenant["id"], key, subject, body, activity.Actor(staff.email))
+    await notes.save(tenant["id"], key, wording.subject, wording.body, activity.Actor(staff.email))
     return await after_write(
         request,
         f"/office/notifications/{key}?done=saved",
@@ -173,19 +175,20 @@ async def preview(
 ) -> Response[Any]:
     """Show the draft filled in with a real customer's data (nothing is saved)."""
     kind = _kind(key)
-    subject, body = await _draft(request)
-    errors = notes.check(kind, subject, body)
+    checked = await _checked(request, kind)
     return await _editor(
         request,
         tenant,
         staff,
         kind,
-        subject=subject,
-        body=body,
-        errors=errors,
-        notice="" if errors else "This is a preview: nothing is saved until you press Save.",
+        subject=checked.clean.subject,
+        body=checked.clean.body,
+        errors=checked.problems,
+        notice=""
+        if checked.problems
+        else "This is a preview: nothing is saved until you press Save.",
         block="editor",
-        status=422 if errors else 200,
+        status=200 if checked.ok else 422,
     )
 
 

@@ -16,6 +16,7 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from portal import logs
 from portal.auth import links, throttle
 from portal.auth.context import TenantDep
 from portal.auth.guards import StaffDep
@@ -121,6 +122,9 @@ async def change_password(
         context = {"form_error": BUSY}
         return await _password_page(request, tenant, staff, context, 503, headers)
     await staff_db.change_password(member["id"], new_hash)
+    logs.event(
+        "password.changed", "password changed", tenant=tenant["id"], actor=staff.actor, area="staff"
+    )
     await end_other_sessions(staff_id=member["id"], keep_session_id=staff.id)
     notice = PASSWORD_NOTICES["changed"]
     return await after_write(
@@ -284,6 +288,14 @@ async def add_staff(
             request, tenant, staff, block="members", new=new, errors=errors, status=422
         )
     wake()
+    logs.event(
+        "staff.added",
+        "staff member added",
+        tenant=tenant["id"],
+        actor=staff.actor,
+        staff_member=member["id"],
+        role=role,
+    )
     return await _changed(request, tenant, staff, "added", member["id"])
 
 
@@ -298,11 +310,20 @@ async def change_role(
         return refusal
     role = (await form_data(request)).get("role", "")
     try:
-        await staff_db.set_role(tenant["id"], staff_id, role, activity.Actor(staff.email))
+        changed = await staff_db.set_role(tenant["id"], staff_id, role, activity.Actor(staff.email))
     except LookupError:
         raise NotFoundException() from None
     except staff_db.StaffProblem as problem:
         return await _refused_change(request, tenant, staff, str(problem))
+    if changed is not None:
+        logs.event(
+            "staff.role_changed",
+            "staff member's role changed",
+            tenant=tenant["id"],
+            actor=staff.actor,
+            staff_member=staff_id,
+            role=role,
+        )
     return await _changed(request, tenant, staff, "role", staff_id)
 
 
@@ -322,7 +343,15 @@ async def _set_disabled(
         raise NotFoundException() from None
     except staff_db.StaffProblem as problem:
         return await _refused_change(request, tenant, staff, str(problem))
-    return await _changed(request, tenant, staff, "disabled" if disabled else "enabled", staff_id)
+    done = "disabled" if disabled else "enabled"
+    logs.event(
+        f"staff.{done}",
+        f"staff member {'disabled' if disabled else 're-enabled'}",
+        tenant=tenant["id"],
+        actor=staff.actor,
+        staff_member=staff_id,
+    )
+    return await _changed(request, tenant, staff, done, staff_id)
 
 
 @post("/staff/{staff_id:int}/disable")
@@ -374,6 +403,13 @@ async def send_reset_link(
         settings, tenant, member, {"name": staff.name, "email": staff.email}
     )
     wake()
+    logs.event(
+        "staff.reset_link_sent",
+        "password reset link sent to a staff member",
+        tenant=tenant["id"],
+        actor=staff.actor,
+        staff_member=member["id"],
+    )
     return await after_write(
         request,
         f"/office/staff?sent={member['id']}",

@@ -8,12 +8,14 @@ say passkeys need it and offer the emailed sign-in link instead.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from typing import Any
 
 from litestar import Request, Response, post
 from litestar.params import FromPath
 
+from portal import logs
 from portal.auth import passkeys, throttle
 from portal.auth.context import CustomerViewer, TenantDep
 from portal.auth.guards import CustomerDep, safe_next
@@ -65,6 +67,7 @@ async def add_passkey(
     )
     if not added:
         return _json({"error": "The passkey wasn't saved. Please try again."}, 422)
+    logs.event("passkey.added", "passkey added", tenant=tenant["id"], actor=viewer.session.actor)
     await security_notice(settings, tenant, viewer.session.email, "passkey added")
     return _json({"redirect": "/account/security?done=passkey-added"})
 
@@ -78,6 +81,13 @@ async def remove_passkey(
 ) -> Response[Any]:
     """Remove one of the account's passkeys (another account's: nothing happens)."""
     if await store.remove_passkey(tenant["id"], _account_id(viewer), passkey_id):
+        logs.event(
+            "passkey.removed",
+            "passkey removed",
+            tenant=tenant["id"],
+            actor=viewer.session.actor,
+            passkey=passkey_id,
+        )
         settings = request.app.state.settings
         await security_notice(settings, tenant, viewer.session.email, "passkey removed")
     return see_other(request, "/account/security?done=passkey-removed")
@@ -97,10 +107,25 @@ async def sign_in_with_passkey(request: Request[Any, Any, Any], tenant: TenantDe
     limit = Limit(f"passkey:client:{client}", PER_CLIENT, timedelta(minutes=15))
     counted = await throttle.count(tenant["id"], [limit])
     if counted.wait:
+        logs.event(
+            "signin.locked",
+            "passkey sign-in refused: too many attempts",
+            level=logging.WARNING,
+            tenant=tenant["id"],
+            client=client,
+            area="passkey",
+        )
         minutes = throttle.minutes_text(counted.wait)
         return _json({"error": f"Too many attempts. Please try again in {minutes}."}, 429)
     checked = await passkeys.check_sign_in(request.app.state.settings, tenant, await request.body())
     if checked.account is None:
+        logs.event(
+            "signin.failed",
+            "passkey not accepted",
+            tenant=tenant["id"],
+            client=client,
+            area="passkey",
+        )
         return _json({"error": DIDNT_WORK}, 422)
     signed_in = await sign_in_customer(request, tenant, checked.account, "passkey")
     next_path = safe_next(request.query_params.get("next"))

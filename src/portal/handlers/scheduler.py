@@ -26,7 +26,7 @@ from portal.formatting import appointment_text, business_now, day_text, window_t
 from portal.forms import Checked, parse_day, record_id
 from portal.mail.links import portal_url
 from portal.mail.worker import wake
-from portal.pages import tab_page
+from portal.pages import refuse_customer, tab_page
 from portal.web import after_write, form_data, renders_block
 
 OTHER = "Other"
@@ -201,14 +201,16 @@ def _base_context(
 
 
 async def _lists(
-    tenant: TenantRow, customer_id: int, now: datetime, before: int | None = None
+    tenant: TenantRow, viewer: CustomerViewer, now: datetime, before: int | None = None
 ) -> dict[str, Any]:
-    """The customer's upcoming appointments and (a page of) their requests."""
+    """The viewed customer's upcoming appointments and (a page of) their requests, at the
+    locations the viewer may see."""
+    customer_id, places = viewer.customer_id, viewer.location_ids
     return {
         "appointments": await bookings.upcoming_appointments(
-            tenant["id"], customer_id, now.astimezone(UTC)
+            tenant["id"], customer_id, now.astimezone(UTC), places
         ),
-        "requests": await bookings.requests_for_customer(tenant["id"], customer_id, before),
+        "requests": await bookings.requests_for_customer(tenant["id"], customer_id, before, places),
     }
 
 
@@ -222,9 +224,11 @@ async def schedule(
     context = _base_context(tenant, request.app.state.settings, now)
     if viewer.customer is not None:
         customer_id = viewer.customer["id"]
-        context["locations"] = await bookings.customer_locations(tenant["id"], customer_id)
+        context["locations"] = await bookings.customer_locations(
+            tenant["id"], customer_id, viewer.location_ids
+        )
         before = record_id(request.query_params.get("before"))
-        context.update(await _lists(tenant, customer_id, now, before), paged=before is not None)
+        context.update(await _lists(tenant, viewer, now, before), paged=before is not None)
         requested = record_id(request.query_params.get("requested"))
         saved = next((r for r in context["requests"].rows if r["id"] == requested), None)
         if saved is not None:
@@ -253,8 +257,12 @@ async def request_appointment(
     context = _base_context(tenant, settings, now, form)
     if viewer.customer is None:  # the layout explains; nothing to save for
         return tab_page(request, tenant, viewer, "schedule", context, status_code=409)
+    if not viewer.can_request:  # billing and view-only grants (issue 16.4)
+        return refuse_customer(request, tenant, viewer, "schedule", "request appointments")
     customer_id = viewer.customer["id"]
-    context["locations"] = await bookings.customer_locations(tenant["id"], customer_id)
+    context["locations"] = await bookings.customer_locations(
+        tenant["id"], customer_id, viewer.location_ids
+    )
     checked = validate(
         form,
         context["locations"],
@@ -285,14 +293,14 @@ async def request_appointment(
             form.key = RequestForm().key
         context.update(errors=errors, form_error=_error_summary(errors))
         if renders_block(request, "request_form") is None:  # the whole page comes back
-            context.update(await _lists(tenant, customer_id, now))
+            context.update(await _lists(tenant, viewer, now))
         return tab_page(
             request, tenant, viewer, "schedule", context, block="request_form", status_code=422
         )
 
     async def thanks() -> Response[Any]:
         # A fresh form with the thank-you note, and the list of requests brought up to date.
-        context.update(await _lists(tenant, customer_id, now), form=RequestForm())
+        context.update(await _lists(tenant, viewer, now), form=RequestForm())
         saved = next((r for r in context["requests"].rows if r["id"] == request_id), None)
         context["notice"] = _received_message(saved) if saved else ""
         return tab_page(request, tenant, viewer, "schedule", context, block="request_saved")

@@ -21,6 +21,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from portal import logs
 from portal.config import Settings
 from portal.db.engine import current_engine
 from portal.db.tables import OutboxEmail
@@ -69,7 +70,7 @@ async def claim(limit: int = 1, now: datetime | None = None) -> list[dict[str, A
             ORDER BY next_attempt_at, id LIMIT {{}} {skip_locked}
         )
         RETURNING id, message_id, to_addr, from_name, reply_to, subject, text_body,
-                  html_body, attempts, last_error""",
+                  html_body, attempts, last_error, tenant""",
         moment + LEASE,
         moment,
         MAX_ATTEMPTS,
@@ -113,7 +114,9 @@ async def give_up_on_abandoned(now: datetime | None = None) -> int:
     lease ran out): the cap holds, so they are not tried an extra time."""
     moment = now or datetime.now(UTC)
     rows = (
-        await OutboxEmail.select(OutboxEmail.id, OutboxEmail.attempts, OutboxEmail.last_error)
+        await OutboxEmail.select(
+            OutboxEmail.id, OutboxEmail.tenant, OutboxEmail.attempts, OutboxEmail.last_error
+        )
         .where(
             (OutboxEmail.status == "pending")
             & (OutboxEmail.attempts >= MAX_ATTEMPTS)
@@ -122,9 +125,22 @@ async def give_up_on_abandoned(now: datetime | None = None) -> int:
         .run()
     )
     for row in rows:
-        log.warning("email %s abandoned after %s attempts", row["id"], row["attempts"])
+        _failed(row, f"email {row['id']} abandoned after {row['attempts']} attempts")
         await _finish(row["id"], status="failed", last_error=_gave_up(row, row["last_error"]))
     return len(rows)
+
+
+def _failed(row: dict[str, Any], message: str) -> None:
+    """An email that will not be sent: one `email.failed` event (its id and business, not
+    its recipient; the office's Emails page shows who it was for)."""
+    logs.event(
+        "email.failed",
+        message,
+        level=logging.WARNING,
+        tenant=row.get("tenant"),
+        email_id=row["id"],
+        actor="worker",
+    )
 
 
 def _gave_up(row: dict[str, Any], reason: str) -> str:
@@ -142,7 +158,7 @@ async def _deliver(
     try:
         message = build_message(row, settings)
     except Exception as exc:  # whatever the cause, retrying the same row cannot help
-        log.warning("email %s could not be built: %s", row["id"], exc)
+        _failed(row, f"email {row['id']} could not be built: {exc}")
         await _finish(
             row["id"], status="failed", last_error=f"This email could not be built: {exc}"
         )
@@ -156,7 +172,7 @@ async def _deliver(
         await asyncio.shield(release(row))
         raise
     except PermanentFailure as exc:
-        log.warning("email %s to %s failed for good: %s", row["id"], row["to_addr"], exc)
+        _failed(row, f"email {row['id']} failed for good: {exc}")
         await _finish(
             row["id"], status="failed", last_error=f"The mail server refused it for good: {exc}"
         )
@@ -164,9 +180,7 @@ async def _deliver(
     except Exception as exc:  # TemporaryFailure, or anything unexpected: try again later
         reason = str(exc) if isinstance(exc, TemporaryFailure) else f"{type(exc).__name__}: {exc}"
         if row["attempts"] >= MAX_ATTEMPTS:
-            log.warning(
-                "email %s gave up after %s attempts: %s", row["id"], row["attempts"], reason
-            )
+            _failed(row, f"email {row['id']} gave up after {row['attempts']} attempts: {reason}")
             await _finish(row["id"], status="failed", last_error=_gave_up(row, reason))
             return "failed"
         delay = retry_delay(row["attempts"])

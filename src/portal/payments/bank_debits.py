@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from portal import logs
 from portal.config import Settings
 from portal.db import events
 from portal.db import payments as payments_db
@@ -94,5 +95,13 @@ async def fail_processing(
                     "link": portal_url(settings, tenant, "/invoices"),
                 },
             )
+    logs.event(
+        "payment.failed",
+        "bank debit failed",
+        tenant=tenant["id"],
+        payment=payment_id,
+        amount_cents=paid["amount_cents"],
+        actor="gateway",
+    )
     wake()
     return True

@@ -133,10 +133,12 @@ class PaymentGateway(Protocol):
         return_url: str,
         callback_url: str,
         metadata: Mapping[str, str] | None = None,
+        customer_email: str = "",
     ) -> Checkout:
         """A hosted card page for `amount_cents` (mode "payment") or to save a card
         (mode "setup", amount 0). The same `merchant_reference` returns the same
-        checkout. Raises GatewayError."""
+        checkout (asked again, pass the same arguments). `customer_email` fills in the
+        page's email field where it has one. Raises GatewayError."""
         ...
 
     async def get_checkout(self, ref: str) -> Checkout | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from portal import logs
 from portal.config import Settings
 from portal.db import events
 from portal.db import payments as db_payments
@@ -91,6 +92,7 @@ async def fail(tenant_id: int, refund_id: int, reason: str) -> None:
         )
         .run()
     )
+    logs.event("refund.failed", "refund refused by the gateway", tenant=tenant_id, refund=refund_id)
 
 
 async def by_gateway_id(tenant_id: int, gateway_refund_id: str) -> dict[str, Any] | None:
@@ -139,6 +141,7 @@ async def apply(
         if not claimed:
             return False
         await _reverse(settings, tenant, claimed[0], gateway_refund_id, moment)
+    _refunded(tenant, claimed[0], "office")
     return True
 
 
@@ -180,7 +183,19 @@ async def record_external(
             )
         ).run()
         await _reverse(settings, tenant, refund, gateway_refund_id, moment)
+    _refunded(tenant, refund, "gateway")
     return True
+
+
+def _refunded(tenant: TenantRow, refund: dict[str, Any], source: str) -> None:
+    logs.event(
+        "refund.succeeded",
+        "refund made",
+        tenant=tenant["id"],
+        payment=refund["payment"],
+        amount_cents=refund["amount_cents"],
+        source=source,
+    )
 
 
 async def _reverse(

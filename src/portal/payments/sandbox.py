@@ -176,9 +176,11 @@ class SandboxGateway:
         return_url: str,
         callback_url: str,
         metadata: Mapping[str, str] | None = None,
+        customer_email: str = "",
     ) -> Checkout:
         """A hosted card page; the same merchant reference gives the same checkout
-        (`metadata` is not kept: the portal's own rows hold the allocations)."""
+        (`metadata` is not kept: the portal's own rows hold the allocations; the
+        sandbox's page asks for no email, so `customer_email` is unused)."""
         if mode not in MODES:
             raise GatewayError(f"unknown checkout mode {mode!r}")
         if mode == "payment" and amount_cents <= 0:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from portal import logs
 from portal.config import Settings
 from portal.db import invoices as invoices_db
 from portal.db import payment_accounts
@@ -150,8 +151,11 @@ async def begin(
     customer_id: int,
     account_email: str,
     form: PayForm,
+    location_ids: list[int] | None = None,
 ) -> Outcome:
-    """Start paying the selected invoices; the amount always comes from the database."""
+    """Start paying the selected invoices; the amount always comes from the database.
+    `location_ids`: a grant's locations, the only ones whose invoices it may pay (None:
+    the owner, any)."""
     keep = Outcome(selected=form.invoice_ids)
     if not tenant["card_payments"]:
         keep.message = f"Card payments aren't available online. {call_us(tenant)}"
@@ -172,8 +176,10 @@ async def begin(
     gateway = gateway_for(settings, tenant["payment_account_id"])
     existing = await db.payment_by_key(tenant["id"], form.key)
     if existing is not None:
-        return await _resume(settings, tenant, customer_id, existing, form)
-    invoices = await invoices_db.customer_invoices(tenant["id"], customer_id, form.invoice_ids)
+        return await _resume(settings, tenant, customer_id, existing, form, location_ids)
+    invoices = await invoices_db.customer_invoices(
+        tenant["id"], customer_id, form.invoice_ids, location_ids
+    )
     if len(invoices) != len(form.invoice_ids):
         return Outcome(not_found=True)  # another customer's, another business's, or none
     for invoice in invoices:
@@ -227,15 +233,26 @@ async def begin(
         existing = await db.payment_by_key(tenant["id"], form.key)
         if existing is None:
             raise
-        return await _resume(settings, tenant, customer_id, existing, form)
+        return await _resume(settings, tenant, customer_id, existing, form, location_ids)
     if isinstance(started, db.KeyUsed):
         existing = await db.payment_by_key(tenant["id"], form.key)
         assert existing is not None
-        return await _resume(settings, tenant, customer_id, existing, form)
+        return await _resume(settings, tenant, customer_id, existing, form, location_ids)
     if isinstance(started, db.Refusal):
         keep.message = started.message
         return keep
-    return await _open_checkout(settings, tenant, gateway, started, invoices, allocations)
+    logs.event(
+        "payment.started",
+        "payment started",
+        tenant=tenant["id"],
+        payment=started,
+        amount_cents=sum(allocations.values()),
+        customer=customer_id,
+        gateway=gateway.name,
+    )
+    return await _open_checkout(
+        settings, tenant, gateway, started, invoices, allocations, account_email
+    )
 
 
 async def _create_checkout(
@@ -245,9 +262,11 @@ async def _create_checkout(
     payment_id: int,
     allocations: dict[int, int],
     description: str,
+    customer_email: str,
 ) -> Checkout:
-    """The payment's checkout: the same one each time (same merchant reference), with the
-    allocations to invoices in its metadata."""
+    """The payment's checkout: the same one each time (same merchant reference and the
+    same arguments: the payment's own allocations and account email), with the
+    allocations to invoices in its metadata and the payer's email filled in."""
     return await gateway.create_checkout(
         mode="payment",
         merchant_reference=f"pay_{payment_id}",
@@ -257,6 +276,7 @@ async def _create_checkout(
         return_url=portal_url(settings, tenant, f"/payments/{payment_id}"),
         callback_url=portal_url(settings, tenant, CALLBACK_PATH),
         metadata=allocation_metadata(allocations),
+        customer_email=customer_email,
     )
 
 
@@ -267,11 +287,18 @@ async def _open_checkout(
     payment_id: int,
     invoices: list[dict[str, Any]],
     allocations: dict[int, int],
+    customer_email: str,
 ) -> Outcome:
     """Ask the gateway for the payment's checkout (the same one if asked again)."""
     try:
         checkout = await _create_checkout(
-            settings, tenant, gateway, payment_id, allocations, db.describe(invoices)
+            settings,
+            tenant,
+            gateway,
+            payment_id,
+            allocations,
+            db.describe(invoices),
+            customer_email,
         )
     except GatewayError as exc:
         # The gateway refused or could not be reached: no card page was given to the
@@ -296,6 +323,7 @@ async def _resume(
     customer_id: int,
     existing: dict[str, Any],
     form: PayForm,
+    location_ids: list[int] | None = None,
 ) -> Outcome:
     """The same form sent again (double click, refresh): carry on with its payment."""
     same = (
@@ -318,11 +346,20 @@ async def _resume(
                 await close_and_settle(settings, tenant, gateway, existing, ACCOUNT_CHANGED)
                 return Outcome(redirect=f"/payments/{existing['id']}")
             invoices = await invoices_db.customer_invoices(
-                tenant["id"], customer_id, [a["invoice"] for a in existing["allocations"]]
+                tenant["id"],
+                customer_id,
+                [a["invoice"] for a in existing["allocations"]],
+                location_ids,
             )
             allocations = {a["invoice"]: a["amount_cents"] for a in existing["allocations"]}
             return await _open_checkout(
-                settings, tenant, gateway, existing["id"], invoices, allocations
+                settings,
+                tenant,
+                gateway,
+                existing["id"],
+                invoices,
+                allocations,
+                existing["account_email"],
             )
         checkout = await refresh(settings, tenant, existing)
         if checkout is not None and not checkout.is_final:
@@ -409,6 +446,7 @@ async def close_and_settle(
             payment["id"],
             {a["invoice"]: a["amount_cents"] for a in full["allocations"]},
             db.describe(full["allocations"]),
+            full["account_email"],
         )
     if found is not None and not found.is_final:
         closed = await gateway.cancel_checkout(found.ref)
@@ -565,11 +603,13 @@ def as_sentence(text: str) -> str:
     return text if text[-1] in "!?" else text + "."
 
 
-async def failed_payment(tenant: TenantRow, customer_id: int, payment_id: int) -> Outcome | None:
+async def failed_payment(
+    tenant: TenantRow, customer_id: int, payment_id: int, location_ids: list[int] | None = None
+) -> Outcome | None:
     """What to show on the Invoices tab after a payment failed: why (and that its charge
     was given back, if it was), with its invoices (and amount) chosen again so the
-    customer can try again."""
-    failed = await db.receipt(tenant["id"], customer_id, payment_id)
+    customer can try again (`location_ids`: a grant's, whose payments only)."""
+    failed = await db.receipt(tenant["id"], customer_id, payment_id, location_ids)
     if failed is None or failed["status"] != "failed":
         return None
     if failed["refunded_at"] is not None:

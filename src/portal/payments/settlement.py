@@ -50,7 +50,13 @@ async def settle_payment(
         reason = checkout.failure_reason or "The payment did not go through."
         done = await db.fail_payment(tenant["id"], payment_id, reason, checkout.ref)
         if done:
-            logs.event("payment.failed", "payment failed", tenant=tenant["id"], payment=payment_id)
+            logs.event(
+                "payment.failed",
+                "payment failed",
+                tenant=tenant["id"],
+                payment=payment_id,
+                actor="gateway",
+            )
         return "failed" if done else "unchanged"
     moment = db.now()
     card = checkout.card
@@ -179,7 +185,14 @@ async def settle_payment(
                 ),
                 reference=checkout.ref,
             )
-    logs.event("payment.succeeded", "payment succeeded", tenant=tenant["id"], payment=payment_id)
+    logs.event(
+        "payment.succeeded",
+        "payment succeeded" + (" late" if late else ""),
+        tenant=tenant["id"],
+        payment=payment_id,
+        amount_cents=paid["amount_cents"],
+        actor="gateway",
+    )
     return "succeeded"
 
 
@@ -253,6 +266,14 @@ async def record_late_refund(
             ),
             reference=checkout.ref,
         )
+    logs.event(
+        "payment.refunded",
+        "late card payment refunded in full",
+        tenant=tenant["id"],
+        payment=payment_id,
+        amount_cents=payment["amount_cents"],
+        actor="gateway",
+    )
     return True
 
 

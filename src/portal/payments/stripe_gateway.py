@@ -197,10 +197,12 @@ class StripeGateway:
         return_url: str,
         callback_url: str,
         metadata: Mapping[str, str] | None = None,
+        customer_email: str = "",
     ) -> Checkout:
         """A Checkout Session; the same merchant reference gives the same session (the
-        idempotency key is derived from it). `callback_url` is unused: Stripe reports
-        by webhook to the business's endpoint."""
+        idempotency key is derived from it, so a second call must send the same
+        arguments). `callback_url` is unused: Stripe reports by webhook to the business's
+        endpoint. `customer_email` pre-fills the payment page's email (and receipt)."""
         if mode not in MODES:
             raise GatewayError(f"unknown checkout mode {mode!r}")
         client = await self.client()
@@ -226,6 +228,8 @@ class StripeGateway:
                 }
             ]
             params["payment_intent_data"] = {"metadata": meta, "description": description[:250]}
+            if customer_email:
+                params["customer_email"] = customer_email
         else:
             params["currency"] = currency.lower()
             params["setup_intent_data"] = {"metadata": meta, "description": description[:250]}
