@@ -212,7 +212,7 @@ async def measure(
     sizes = 0
     profiler = cProfile.Profile() if profile else None
     counter.count = 0
-    meter.start()
+    await asyncio.to_thread(meter.start)  # (it asks PostgreSQL for its backends' pids)
     cpu, wall = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
@@ -223,7 +223,7 @@ async def measure(
     if profiler:
         profiler.disable()
     app_s, wall_s = time.process_time() - cpu, time.perf_counter() - wall
-    database = meter.stop().database
+    database = (await asyncio.to_thread(meter.stop)).database
     if profiler:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
@@ -285,12 +285,9 @@ class HeldLane:
         self.lane.seconds_per_hash = per_hash
 
 
-async def run(database_url: str, n: int, profile: set[str], var: Path) -> list[Row]:
-    from portal import logs
-    from portal.app import create_app
-    from portal.config import Settings
-    from portal.db import engine as db_engine
-
+def prepare(database_url: str, var: Path) -> dict[str, str]:
+    """Migrate, load the demo and the bench business, ANALYZE; the environment a server
+    would get."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -305,7 +302,16 @@ async def run(database_url: str, n: int, profile: set[str], var: Path) -> list[R
     data.write_text(json.dumps(bench_business()))
     portal_command(env, "import", str(data))
     analyze(database_url)
+    return env
 
+
+async def run(env: dict[str, str], n: int, profile: set[str], var: Path) -> list[Row]:
+    from portal import logs
+    from portal.app import create_app
+    from portal.config import Settings
+    from portal.db import engine as db_engine
+
+    database_url = env["DATABASE_URL"]
     settings = Settings.from_env(env)
     log_file = open(var / "server.log", "w")  # noqa: ASYNC230, SIM115 - the app's log
     real_stderr, sys.stderr = sys.stderr, log_file
@@ -385,7 +391,7 @@ def main() -> None:
         recreate_postgres_database(url)
     try:
         profile = {p for p in args.profile.split(",") if p}
-        rows = asyncio.run(run(url, args.n, profile, var))
+        rows = asyncio.run(run(prepare(url, var), args.n, profile, var))
     finally:
         if not url.startswith("sqlite"):
             drop_postgres_database(url)

@@ -23,6 +23,10 @@ hashing threads' nice 5 would rank them below the clients as well as the pages. 
   address its own client: the lane is shared fairly, so everyone waits; past the bound
   the answer is "busy, try again in a moment").
 
+Jane's p50 and p99 are over her sign-ins that signed her in (303); "p99 any answer" is
+over all of them, "busy" (503, past the sign-in deadline or the lane's bound) included, and
+the target is met only when every answer signed her in and that p99 is within 1.5 s.
+
 Beside what the clients saw, the server's own time for each answer (from its access log's
 `duration_ms`): Jane's sign-ins and the storm's answers by status. A client's time much
 longer than the server's is time spent waiting to be read (the event loop busy elsewhere).
@@ -84,12 +88,17 @@ class Signer:
         return r.status_code, time.perf_counter() - started
 
 
-async def customer(port: int, until: float, times: list[float], statuses: Counter) -> None:
-    """Jane signs in every half second (her sign-ins are what the target is about)."""
+async def customer(
+    port: int, until: float, times: list[float], every: list[float], statuses: Counter
+) -> None:
+    """Jane signs in every half second (her sign-ins are what the target is about).
+    `times`: her sign-ins that signed her in (303); `every`: all her answers, "busy" too
+    (a sign-in cut off by its deadline must not drop out of the percentiles)."""
     jane = Signer(port, DEMO_HOST, "198.51.100.10")
     while time.perf_counter() < until:
         status, took = await jane.sign_in(JANE_EMAIL, JANE_PASSWORD)
         statuses[status] += 1
+        every.append(took)
         if status == 303:
             times.append(took)
         await asyncio.sleep(0.5)
@@ -101,10 +110,14 @@ async def hostile(port: int, kind: str, until: float, statuses: Counter) -> None
         address = f"203.0.113.{n + 1}" if kind == "80 addresses" else "203.0.113.200"
         signer = Signer(port, BENCH_HOST, address)
         while time.perf_counter() < until:
-            if kind == "right":
-                status, _ = await signer.sign_in(BENCH_EMAIL, BENCH_PASSWORD)
-            else:
-                status, _ = await signer.sign_in(f"guess{n}@bench.example", "wrong-guess")
+            try:
+                if kind == "right":
+                    status, _ = await signer.sign_in(BENCH_EMAIL, BENCH_PASSWORD)
+                else:
+                    status, _ = await signer.sign_in(f"guess{n}@bench.example", "wrong-guess")
+            except httpx.HTTPError as exc:  # counted, and the client goes on (as a bot does)
+                statuses[type(exc).__name__] += 1
+                continue
             statuses[status] += 1
         await signer.client.aclose()
 
@@ -131,6 +144,7 @@ async def scenario(
     meter.start()
     until = time.perf_counter() + seconds + 1
     times: list[float] = []
+    every: list[float] = []
     jane: Counter = Counter()
     answers: multiprocessing.Queue = multiprocessing.Queue()
     storm = None
@@ -139,7 +153,7 @@ async def scenario(
             target=storm_process, args=(port, kind, seconds + 1, answers), daemon=True
         )
         storm.start()
-    task = asyncio.create_task(customer(port, until, times, jane))
+    task = asyncio.create_task(customer(port, until, times, every, jane))
     await asyncio.sleep(1)  # the storm is under way before measuring the tab
     tab = await open_loop(port, request, rate, seconds, connections=16)
     await task
@@ -152,6 +166,7 @@ async def scenario(
         "kind": kind,
         "tab": tab,
         "times": sorted(times),
+        "every": sorted(every),
         "jane": jane,
         "storm": statuses,
         "window": (began, time.time()),
@@ -240,14 +255,18 @@ def report(args: argparse.Namespace, results: list[dict]) -> None:
     for r in results:
         tab, times = r["tab"], r["times"]
         p99 = pct(times, 99)
-        target = "" if r["kind"] == "quiet" else f"{'yes' if p99 <= 1500 else 'NO'}"
-        storm = ", ".join(f"{k}: {v}" for k, v in sorted(r["storm"].items())) or "—"
+        p99_every = pct(r["every"], 99)
+        # Met: every answer signed her in, and 99 % of them within 1.5 s.
+        met = p99_every <= 1500 and set(r["jane"]) == {303}
+        target = "" if r["kind"] == "quiet" else f"{'yes' if met else 'NO'}"
+        storm = ", ".join(f"{k}: {v}" for k, v in sorted(r["storm"].items(), key=str)) or "—"
         jane = ", ".join(f"{k}: {v}" for k, v in sorted(r["jane"].items()))
         rows.append(
             [
                 r["kind"],
                 f"{pct(times, 50):.0f}",
                 f"{p99:.0f}",
+                f"{p99_every:.0f}",
                 target if r["kind"] != "80 addresses" else "(no target)",
                 jane,
                 f"{tab.pct(99):.1f} ({tab.pct(99) / calm:.2f}×)",
@@ -267,6 +286,7 @@ def report(args: argparse.Namespace, results: list[dict]) -> None:
                 "hostile sign-ins",
                 "Jane p50 ms",
                 "Jane p99 ms",
+                "Jane p99 any answer ms",
                 "≤ 1.5 s",
                 "Jane's answers",
                 "tab p99 ms",
