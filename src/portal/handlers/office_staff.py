@@ -23,7 +23,17 @@ from portal.auth.guards import StaffDep
 from portal.auth.passwords import LaneBusy, hash_password
 from portal.auth.policy import normalize
 from portal.auth.sessions import SessionInfo, end_other_sessions, start_session
-from portal.auth.signin import BUSY, MAX_FIELD, check_password, client_of, email_limit, refusal
+from portal.auth.signin import (
+    BUSY,
+    MAX_FIELD,
+    TOO_SLOW,
+    TooSlow,
+    bounded,
+    check_password,
+    client_of,
+    email_limit,
+    refusal,
+)
 from portal.auth.staff import add_staff as add_staff_member
 from portal.auth.staff import staff_password_problem
 from portal.db import activity
@@ -81,16 +91,19 @@ async def change_password(
     form = await form_data(request)
     current = normalize(form.get("current_password", "")[:MAX_FIELD])
     new = normalize(form.get("new_password", "")[:MAX_FIELD])
-    member = await office_db.staff_by_email(tenant["id"], staff.email)
     client = client_of(request)
+
+    async def lookup() -> tuple[dict[str, Any] | None, str | None]:
+        member = await office_db.staff_by_email(tenant["id"], staff.email)
+        return member, member["password_hash"] if member else None
+
     # Guessing the current password counts against the same limit as signing in.
-    check = await check_password(
-        tenant["id"],
-        [email_limit("staff-signin", staff.email)],
-        client,
-        member["password_hash"] if member else None,
-        current,
-    )
+    limits = [email_limit("staff-signin", staff.email)]
+    try:
+        async with bounded(request.app.state.settings.sign_in_deadline_seconds):
+            check, member = await check_password(tenant["id"], limits, client, current, lookup)
+    except TooSlow:
+        check, member = TOO_SLOW, None
     if not check.right or member is None:
         status, message, headers = refusal(check)
         if status == 422:
