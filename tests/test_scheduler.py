@@ -341,6 +341,21 @@ async def test_bad_requests_get_a_clear_message_and_save_nothing(jane, changes, 
     assert await count_emails() == before_emails
 
 
+async def test_a_date_typed_month_first_comes_back_as_the_pickers_date(jane):
+    """12/3/2026 is read as a date: with another problem on the form, it comes back in the
+    date picker's own format (a picker shows nothing for a value it cannot read)."""
+    day = business_today() + timedelta(days=5)
+    typed = f"{day.month}/{day.day}/{day.year}"
+    before = await count_requests()
+    data = await valid_request(jane, date_1=typed, service_type="")
+    response = await jane.post("/schedule", data=data)
+    assert response.status_code == 422
+    assert "Choose what the visit is for." in htmllib.unescape(response.text)
+    assert f'id="f-date_1" name="date_1" type="date" value="{day.isoformat()}"' in response.text
+    assert 'id="f-date_1-error"' not in response.text
+    assert await count_requests() == before
+
+
 async def test_bad_request_with_htmx_gets_only_the_form_back(jane):
     before = await count_requests()
     data = await valid_request(jane, date_1=_days(-3), notes="Keep this note")
