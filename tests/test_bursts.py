@@ -52,9 +52,11 @@ async def servers(tmp_path_factory, database, sink) -> AsyncIterator[list[Server
     env = {
         "PORTAL_SMTP_URL": sink.url,
         "PORTAL_TRUSTED_PROXIES": "127.0.0.1",
-        # A long bound on the hashing lane's wait, so that its "busy" answers (which do
-        # not count as attempts) never hide what the throttles let through.
+        # A long bound on the hashing lane's wait and on a whole sign-in, so that "busy"
+        # answers (which do not count as attempts) never hide what the throttles let
+        # through, however loaded the machine.
         "PORTAL_HASH_MAX_WAIT": "60",
+        "PORTAL_SIGN_IN_DEADLINE": "120",
     }
     count = 2 if engine_kind() == "postgres" else 1
     started = await asyncio.to_thread(start_servers, var, count, database, env)
@@ -149,12 +151,40 @@ async def test_thirty_simultaneous_wrong_passwords_are_checked_at_most_ten_times
         await portal.close()
 
 
+async def throttle_hits(database: str, key: str) -> int:
+    """The count stored for a throttle key at the demo business (read straight from the
+    database)."""
+    sql = (
+        "SELECT hits FROM throttle_count WHERE key = {} AND tenant = "
+        "(SELECT id FROM tenant WHERE host = {})"
+    )
+    if engine_kind() == "postgres":
+        conn = await asyncpg.connect(database)
+        try:
+            return await conn.fetchval(sql.format("$1", "$2"), key, DEMO_HOST) or 0
+        finally:
+            await conn.close()
+    with sqlite3.connect(database.removeprefix("sqlite:///")) as conn:
+        row = conn.execute(sql.format("?", "?"), (key, DEMO_HOST)).fetchone()
+        return row[0] if row else 0
+
+
 async def test_eighty_simultaneous_attempts_from_one_address_are_checked_at_most_fifty_times(
-    portal, servers
+    portal, servers, database
 ):
     guesses = [{"email": f"ghost{n}@example.com", "password": "wrong guess"} for n in range(80)]
     statuses = await portal.burst("/sign-in", guesses, client="203.0.113.20")
     assert statuses == {422: 50, 429: 30}, statuses
+    # Once over its limit, the address is refused by a read: 30 more attempts write
+    # nothing (before, each one counted again: a write on SQLite's one write lock).
+    key = "signin:client:203.0.113.20"
+    counted = await throttle_hits(database, key)
+    more = await portal.burst("/sign-in", guesses[:30], client="203.0.113.20")
+    assert more == {429: 30}, more
+    assert await throttle_hits(database, key) == counted
+    # (In the burst itself, those that came after the 50th count were already refused by
+    # the read: between 50 and 80 were counted.)
+    assert 50 <= counted <= 80, counted
     # The lock is for that address at this business only: Jane, elsewhere, signs in; the
     # same address signs in at another business.
     jane = {"email": JANE_EMAIL, "password": JANE_PASSWORD}
@@ -172,24 +202,33 @@ async def test_a_customer_signs_in_promptly_while_one_client_storms_the_sign_in(
     """80 wrong sign-ins from one client, all to one process, while Jane signs in from
     another address. Before: she waited behind all 80 hashes (16.7 s in the review)."""
     one = Portal(servers[:1])
+    hashed: list[float] = []  # when each of the storm's checked (422) answers came
+
+    async def guess(n: int) -> int:
+        form = {"email": f"storm{n}@example.com", "password": "wrong"}
+        response = await one.post(0, "/sign-in", form, "203.0.113.30")
+        if response.status_code == 422:
+            hashed.append(time.monotonic())
+        return response.status_code
+
     try:
         jane = {"email": JANE_EMAIL, "password": JANE_PASSWORD}
-        started = time.monotonic()
         assert (await one.post(0, "/sign-in", jane, "198.51.100.3")).status_code == 303
-        quiet = time.monotonic() - started  # one sign-in on this machine, right now
-        guesses = [{"email": f"storm{n}@example.com", "password": "wrong"} for n in range(80)]
-        storm = asyncio.ensure_future(one.burst("/sign-in", guesses, client="203.0.113.30"))
+        await one._form(servers[0], "/sign-in")  # the CSRF token first: the storm is at once
+        storm = asyncio.gather(*[guess(n) for n in range(80)])
         await asyncio.sleep(0.2)  # the storm's requests are in
-        started = time.monotonic()
         answer = await one.post(0, "/sign-in", jane, "198.51.100.3")
-        took = time.monotonic() - started
-        statuses = await storm
+        answered = time.monotonic()
+        statuses = Counter(await storm)
     finally:
         await one.close()
     assert answer.status_code == 303
-    # Her turn comes after the hashes already running and at most one of the storm's per
-    # thread: a few sign-ins' time, not 50 of them (the storm's share of its address's limit).
-    assert took < max(4.0, 8 * quiet), f"{took:.1f} s vs {quiet:.2f} s quiet ({statuses})"
+    # Her turn does not come after the storm's: it holds one of the two hashing threads,
+    # hers starts on the other. So when she is in, most of the storm's 50 checked guesses
+    # (its address's limit) are still to come, however slow this machine is right now
+    # (timed against a quiet sign-in, this was flaky on a loaded machine).
+    before = sum(1 for at in hashed if at < answered)
+    assert before < 25, f"{before} of the storm's {len(hashed)} checked guesses came first"
     assert statuses[200] == 0 and set(statuses) <= {422, 429, 503}, statuses
 
 

@@ -70,6 +70,7 @@ ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("PORTAL_DB_STATEMENT_CACHE", "1", "0 behind pgbouncer in transaction mode"),
     ("PORTAL_HASH_THREADS", "2", "password-hashing threads per process"),
     ("PORTAL_HASH_MAX_WAIT", "3", "seconds a sign-in waits for a hashing thread"),
+    ("PORTAL_SIGN_IN_DEADLINE", "5", "seconds a sign-in may take in all before it says busy"),
     ("PORTAL_LOG_FORMAT", "json", "json (one object a line) or text"),
     ("PORTAL_METRICS", "1", "0: no /metrics endpoint"),
     ("PORTAL_WORKER_HEARTBEAT_SECONDS", "60", "/readyz: worker heartbeat older → not ready"),
@@ -149,6 +150,9 @@ class Settings:
     # one before it is answered "busy, try again in a moment" (auth/passwords.py).
     hash_threads: int = 2
     hash_max_wait_seconds: float = 3.0
+    # The longest a whole sign-in may take (database waits, the wait for a hashing thread
+    # and the hash together) before it is answered "busy, try again in a moment".
+    sign_in_deadline_seconds: float = 5.0
     # argon2 at its smallest cost, for test suites only (never with https: see from_env).
     cheap_password_hashing_for_tests: bool = False
     # The sync API: requests a minute per key (counted in the database, across processes).
@@ -280,6 +284,9 @@ class Settings:
             hash_threads=_int(env.get("PORTAL_HASH_THREADS", "2"), "PORTAL_HASH_THREADS", 1),
             hash_max_wait_seconds=_seconds(
                 env.get("PORTAL_HASH_MAX_WAIT", "3"), "PORTAL_HASH_MAX_WAIT", zero_allowed=True
+            ),
+            sign_in_deadline_seconds=_seconds(
+                env.get("PORTAL_SIGN_IN_DEADLINE", "5"), "PORTAL_SIGN_IN_DEADLINE"
             ),
             api_requests_per_minute=_int(
                 env.get("PORTAL_API_REQUESTS_PER_MINUTE", "600"),

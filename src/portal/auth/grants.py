@@ -11,7 +11,7 @@ emails and writes the activity lines, each in the transaction of its change.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -21,7 +21,7 @@ from portal.config import Settings
 from portal.db import accounts, activity
 from portal.db import grants as grants_db
 from portal.db.engine import transaction
-from portal.db.rows import TenantRow
+from portal.db.rows import GrantRow, TenantRow
 from portal.forms import Checked, clean_email, record_id
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
@@ -67,6 +67,40 @@ class Invitation:
     location_ids: list[int]
 
 
+def clean_invitee_email(value: str) -> tuple[str, str | None]:
+    """The invitee's email (`forms.clean_email`, its messages about "their" email)."""
+    email, problem = clean_email(value)
+    return email, problem.replace("your email address", "their email address") if problem else None
+
+
+def clean_new_invitee(
+    email: str, owner_email: str, on_record: Collection[str], live: Sequence[GrantRow]
+) -> tuple[str, str | None]:
+    """A valid email that does not see the record already: not the owner's own nor one on
+    the record (`on_record`), and without a live grant for it (`live`: the customer's)."""
+    if email == owner_email.strip().lower() or email in on_record:
+        return email, "That email is already on your account: it sees everything."
+    if any(g["invitee_email"] == email for g in live):
+        return email, ALREADY_SHARED
+    return email, None
+
+
+def clean_role(value: str) -> tuple[str, str | None]:
+    """One of `ROLES`."""
+    return value, None if value in ROLES else "Choose what they may do."
+
+
+def clean_locations(values: Sequence[str], own: Collection[int]) -> tuple[list[int], str | None]:
+    """At least one location, every one of them the owner's (`own`); ids in order, once."""
+    wanted = [record_id(value) for value in values]
+    location_ids = sorted({n for n in wanted if n is not None})
+    if not location_ids:
+        return location_ids, "Choose at least one location."
+    if None in wanted or any(n not in own for n in location_ids):
+        return location_ids, "Choose among your own locations."
+    return location_ids, None
+
+
 async def check_invite(
     tenant_id: int,
     customer_id: int,
@@ -76,33 +110,31 @@ async def check_invite(
     role: str,
     locations: Sequence[str],
 ) -> Checked[Invitation]:
-    """Check the owner's invitation form (fields `email`, `role`, `locations`): a valid
-    email, not the owner's own nor one on the customer's record, no live grant to it for
-    this customer already; a known role; at least one location, every one the owner's;
+    """Check the owner's invitation form (fields `email`, `role`, `locations`; `forms.Checked`):
+    a valid email, not the owner's own nor one on the customer's record, no live grant to it
+    for this customer already; a known role; at least one location, every one the owner's;
     at most MAX_LIVE_GRANTS live grants per customer."""
-    problems: dict[str, str] = {}
-    clean, problem = clean_email(email)
-    if problem:
-        problems["email"] = problem.replace("your email address", "their email address")
+    clean, email_problem = clean_invitee_email(email)
     live = await grants_db.given(tenant_id, customer_id)
-    if not problem:
-        if clean == owner_email.strip().lower() or clean in await grants_db.record_emails(
-            tenant_id, customer_id
-        ):
-            problems["email"] = "That email is already on your account: it sees everything."
-        elif any(g["invitee_email"] == clean for g in live):
-            problems["email"] = ALREADY_SHARED
-    if role not in ROLES:
-        problems["role"] = "Choose what they may do."
-    wanted = [record_id(value) for value in locations]
+    if not email_problem:
+        on_record = await grants_db.record_emails(tenant_id, customer_id)
+        clean, email_problem = clean_new_invitee(clean, owner_email, on_record, live)
+    role, role_problem = clean_role(role)
     own = await grants_db.owner_location_ids(tenant_id, customer_id)
-    location_ids = sorted({n for n in wanted if n is not None})
-    if not location_ids:
-        problems["locations"] = "Choose at least one location."
-    elif None in wanted or any(n not in own for n in location_ids):
-        problems["locations"] = "Choose among your own locations."
+    location_ids, locations_problem = clean_locations(locations, own)
+    form_problem = None
     if len(live) >= MAX_LIVE_GRANTS:
-        problems["form"] = TOO_MANY
+        form_problem = TOO_MANY
+    problems = {
+        field: problem
+        for field, problem in (
+            ("email", email_problem),
+            ("role", role_problem),
+            ("locations", locations_problem),
+            ("form", form_problem),
+        )
+        if problem
+    }
     return Checked(
         clean=Invitation(email=clean, role=role, location_ids=location_ids),
         problems=problems,

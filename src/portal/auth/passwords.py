@@ -134,19 +134,30 @@ class HashingLane:
             wait = self.expected_wait(client)
         return max(1, math.ceil(wait - self.max_wait)) if wait > self.max_wait else None
 
-    async def run(self, client: str | None, work: Callable[..., Any], *args: Any) -> Any:
+    async def run(
+        self,
+        client: str | None,
+        work: Callable[..., Any],
+        *args: Any,
+        budget: float | None = None,
+    ) -> Any:
         """Run `work(*args)` on a hashing thread in `client`'s turn. Raises `LaneBusy`
         when the wait would be too long; `client=None` (import, command line) waits its
-        turn without a bound."""
+        turn without a bound. `budget`: the seconds the caller has left for the wait and
+        the hash together (a sign-in's deadline): the wait is bounded by what is left of
+        it after one hash, too, so a hash is never started that could not finish in time."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         key = client or ""
         with self._lock:
             wait = self.expected_wait(key)
-            if client is not None and wait > self.max_wait:
-                raise LaneBusy(max(1, math.ceil(wait - self.max_wait)))
+            max_wait = self.max_wait
+            if budget is not None:
+                max_wait = max(0.0, min(max_wait, budget - self.seconds_per_hash))
+            if client is not None and wait > max_wait:
+                raise LaneBusy(max(1, math.ceil(wait - max_wait)))
             # A little grace: a job picked up as soon as it was queued is never late.
-            deadline = time.monotonic() + self.max_wait + GRACE if client is not None else None
+            deadline = time.monotonic() + max_wait + GRACE if client is not None else None
             queue = self._queues.get(key)
             if queue is None:
                 queue = self._queues[key] = deque()
@@ -260,11 +271,15 @@ def _verify(stored_hash: str | None, password: str) -> bool:
 
 
 async def verify_password(
-    stored_hash: str | None, password: str, client: str | None = None
+    stored_hash: str | None,
+    password: str,
+    client: str | None = None,
+    budget: float | None = None,
 ) -> bool:
     """True if `password` matches `stored_hash`; an empty hash still costs one verify.
-    Runs in the lane in `client`'s turn; raises `LaneBusy` when the lane is full."""
-    matches: bool = await LANE.run(client, _verify, stored_hash, password)
+    Runs in the lane in `client`'s turn; raises `LaneBusy` when the lane is full (or
+    the wait and the hash would not fit in `budget` seconds)."""
+    matches: bool = await LANE.run(client, _verify, stored_hash, password, budget=budget)
     return matches
 
 

@@ -135,7 +135,7 @@ async def _record(
     it is not the account's first sign-in, queue the "new sign-in" email in the same
     transaction. Returns whether it was queued."""
     async with transaction():
-        sign_ins, from_here = await accounts.sign_ins_seen(tenant["id"], account["id"], device_hash)
+        before, from_here = await accounts.sign_ins_seen(tenant["id"], account["id"], device_hash)
         await accounts.add_sign_in_record(
             tenant["id"],
             account["id"],
@@ -144,7 +144,7 @@ async def _record(
             network=network,
             device_hash=device_hash,
         )
-        new_browser = sign_ins > 0 and from_here == 0
+        new_browser = before and not from_here
         if new_browser:
             await queue_email(
                 settings,

@@ -13,6 +13,13 @@ different count, and at most N of them see a count within the limit. (Checking f
 counting afterwards let 30 simultaneous wrong passwords all be evaluated against a limit
 of 10.) An attempt that turns out not to count is taken back: `Counted.succeeded` (a
 right password) and `Counted.release` (never evaluated: the hashing lane was busy).
+
+A key already over its limit is refused by a read alone, with nothing written: its
+window does not move however often it is tried, so counting those attempts would change
+nothing but cost every storming request a write (on SQLite, the one write lock every
+sign-in shares). The read is the plain-SQL path (db/fast.py: on SQLite the event loop's
+own read connection, no thread); the count-and-check above stays the one atomic step for
+every attempt the read lets through.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from portal.db import fast
 from portal.db.tables import ThrottleCount
 
 UPSERT = """INSERT INTO throttle_count (tenant, key, hits, resets_at) VALUES {rows}
@@ -65,6 +73,8 @@ class Counted:
 
     async def _take_back(self, keys: list[str]) -> None:
         for key in keys:
+            if key not in self.windows:
+                continue  # never counted (refused by the read)
             # Only in the window it was counted in: a new window owes nothing.
             await (
                 ThrottleCount.update({ThrottleCount.hits: ThrottleCount.hits - 1})
@@ -82,16 +92,42 @@ def now() -> int:
     return int(time.time())
 
 
+async def already_over(tenant_id: int, limits: list[Limit]) -> int | None:
+    """Seconds until the fullest key's window ends, if a key is already at its limit (the
+    next attempt would be over it); else None. One read, nothing written."""
+    if not limits:
+        return None
+    marks = ", ".join(["{}"] * len(limits))
+    rows = await fast.fetch(
+        f"SELECT key, hits, resets_at FROM throttle_count WHERE tenant = {{}} AND key IN ({marks})",
+        tenant_id,
+        *[lim.key for lim in limits],
+    )
+    by_key = {lim.key: lim for lim in limits}
+    moment = now()
+    waits = [
+        row["resets_at"] - moment
+        for row in rows
+        if row["resets_at"] > moment and row["hits"] >= by_key[row["key"]].hits
+    ]
+    return max(1, max(waits)) if waits else None
+
+
 async def count(tenant_id: int, limits: list[Limit]) -> Counted:
     """Count one attempt against each limit and say whether any is now over.
 
-    One statement for all the keys; keys in a fixed order, so two requests for the same
-    pair of keys lock their rows in the same order (no deadlock on PostgreSQL).
+    A key already over its limit answers from a read, writing nothing (see the module
+    docstring). Otherwise one statement for all the keys; keys in a fixed order, so two
+    requests for the same pair of keys lock their rows in the same order (no deadlock on
+    PostgreSQL).
     """
     limits = sorted({lim.key: lim for lim in limits}.values(), key=lambda lim: lim.key)
     counted = Counted(tenant_id, limits)
     if not limits:
         return counted
+    counted.wait = await already_over(tenant_id, limits)
+    if counted.wait:
+        return counted  # nothing counted, so nothing to take back
     moment = now()
     values: list[object] = []
     for lim in limits:

@@ -64,6 +64,22 @@ async def account_by_email(tenant_id: int, email: str) -> dict[str, Any] | None:
     )
 
 
+async def sign_in_account(tenant_id: int, email: str) -> dict[str, Any] | None:
+    """The account a sign-in form names ({"id", "email", "confirmed", "password_hash"}),
+    or None: one indexed read on the plain-SQL path (every sign-in that gets as far as
+    the hash makes it)."""
+    rows = await fast.fetch(
+        """SELECT id, email, confirmed_at IS NOT NULL AS confirmed, password_hash
+        FROM portal_account WHERE tenant = {} AND email = {}""",
+        tenant_id,
+        email,
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    return {**row, "confirmed": bool(row["confirmed"])}
+
+
 async def record_request(tenant_id: int, kind: str, email: str) -> None:
     """Record an invitation ("invite") or reset ("reset") request for the worker: one
     INSERT, the same whatever the email (nothing here looks the email up)."""
@@ -128,17 +144,21 @@ async def record_sign_in(account_id: int) -> None:
     )
 
 
-async def sign_ins_seen(tenant_id: int, account_id: int, device_hash: str) -> tuple[int, int]:
-    """(the account's sign-ins so far, how many of them from the browser `device_hash`)."""
+async def sign_ins_seen(tenant_id: int, account_id: int, device_hash: str) -> tuple[bool, bool]:
+    """(has the account signed in before, has it from the browser `device_hash`): two
+    index lookups, however many sign-ins the account has had (not a count of them all)."""
     rows = await fast.fetch(
-        """SELECT COUNT(*) AS sign_ins,
-            COALESCE(SUM(CASE WHEN device_hash = {} THEN 1 ELSE 0 END), 0) AS from_here
-        FROM sign_in_record WHERE tenant = {} AND account = {}""",
-        device_hash,
+        """SELECT
+            EXISTS (SELECT 1 FROM sign_in_record WHERE tenant = {} AND account = {}) AS seen_before,
+            EXISTS (SELECT 1 FROM sign_in_record
+                WHERE account = {} AND device_hash = {} AND tenant = {}) AS from_here""",
         tenant_id,
         account_id,
+        account_id,
+        device_hash,
+        tenant_id,
     )
-    return int(rows[0]["sign_ins"]), int(rows[0]["from_here"])
+    return bool(rows[0]["seen_before"]), bool(rows[0]["from_here"])
 
 
 async def add_sign_in_record(

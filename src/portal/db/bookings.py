@@ -15,8 +15,12 @@ from typing import Any
 from portal.db import events, fast
 from portal.db.tables import BookingRequest
 
-REQUESTS_PAGE = 20
-UPCOMING_LIMIT = 10
+# The Scheduler tab reads only what it shows (issue 18): a page of requests (older ones
+# through "Older requests") and the next few appointments ("See all" shows up to
+# UPCOMING_ALL).
+REQUESTS_PAGE = 5
+UPCOMING_SHOWN = 5
+UPCOMING_ALL = 100
 
 
 async def customer_locations(
@@ -181,13 +185,17 @@ def _windows(raw: str) -> list[dict[str, str]]:
 
 
 async def upcoming_appointments(
-    tenant_id: int, customer_id: int, now: datetime, location_ids: list[int] | None = None
+    tenant_id: int,
+    customer_id: int,
+    now: datetime,
+    location_ids: list[int] | None = None,
+    limit: int = UPCOMING_SHOWN + 1,
 ) -> list[dict[str, Any]]:
     """The customer's next appointments, soonest first: those the business's own system
     pushed (`appointment`, not canceled or done, not yet over) and the booked jobs
     (scheduled or under way, not yet over) that no pushed appointment already stands for,
-    only at `location_ids` (a grant's) when given. `number` is the job's number ("" for an
-    appointment without a job). One statement."""
+    only at `location_ids` (a grant's) when given, at most `limit` of them. `number` is the
+    job's number ("" for an appointment without a job). One statement."""
     jobs_at, job_args = fast.within("j.location", location_ids)
     appointments_at, appointment_args = fast.within("a.location", location_ids)
     rows = await fast.fetch(
@@ -215,7 +223,7 @@ async def upcoming_appointments(
               {appointments_at}
         ) upcoming
         ORDER BY scheduled_start, kind, id
-        LIMIT {UPCOMING_LIMIT}""",
+        LIMIT {int(limit)}""",
         tenant_id,
         customer_id,
         now,

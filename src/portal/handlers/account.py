@@ -24,14 +24,17 @@ from portal.auth.sessions import (
 from portal.auth.signin import (
     BUSY,
     MAX_FIELD,
+    TOO_SLOW,
     WINDOW,
+    TooSlow,
+    bounded,
     check_password,
     client_of,
     email_limit,
     refusal,
     sign_in_limits,
 )
-from portal.auth.signins import security_notice, sign_in_customer
+from portal.auth.signins import SignedIn, security_notice, sign_in_customer
 from portal.auth.throttle import Limit
 from portal.db import accounts
 from portal.db.passkeys import passkeys_of
@@ -127,24 +130,32 @@ async def sign_in(request: Request[Any, Any, Any], tenant: TenantDep) -> Respons
         errors = {"email": problem} if problem else {"password": "Enter your password."}
         return _page(request, tenant, "sign_in", {**context, "errors": errors}, 422)
     client = client_of(request)
-    account = await accounts.account_by_email(tenant["id"], email)
-    usable = account is not None and account["confirmed_at"] is not None
-    # An unknown email still costs one verify, so the answer's timing tells nothing.
-    check = await check_password(
-        tenant["id"],
-        sign_in_limits("signin", email, client),
-        client,
-        account["password_hash"] if account is not None and usable else None,
-        password,
-    )
-    if not check.right or account is None:
+
+    async def lookup() -> tuple[dict[str, Any] | None, str | None]:
+        # An unknown email still costs one verify, so the answer's timing tells nothing.
+        account = await accounts.sign_in_account(tenant["id"], email)
+        usable = account is not None and account["confirmed"]
+        return account, account["password_hash"] if account is not None and usable else None
+
+    settings = request.app.state.settings
+    started: SignedIn | None = None
+    try:
+        async with bounded(settings.sign_in_deadline_seconds):
+            check, account = await check_password(
+                tenant["id"], sign_in_limits("signin", email, client), client, password, lookup
+            )
+            if check.right and account is not None:
+                if needs_rehash(account["password_hash"]):
+                    with contextlib.suppress(LaneBusy):  # upgraded at a quieter sign-in
+                        new_hash = await hash_password(password, client)
+                        await accounts.update_hash(account["id"], new_hash)
+                started = await sign_in_customer(request, tenant, account, "password")
+    except TooSlow:
+        check, started = TOO_SLOW, None
+    if not check.right or started is None:
         status, message, headers = refusal(check)
         context["form_error"] = message
         return _page(request, tenant, "sign_in", context, status, headers)
-    if needs_rehash(account["password_hash"]):
-        with contextlib.suppress(LaneBusy):  # upgraded at a quieter sign-in instead
-            await accounts.update_hash(account["id"], await hash_password(password, client))
-    started = await sign_in_customer(request, tenant, account, "password")
     token = started.token
 
     async def invoices_now() -> Response[Any]:
@@ -395,15 +406,19 @@ async def change_password(
     form = await form_data(request)
     current = normalize(form.get("current_password", "")[:MAX_FIELD])
     new = normalize(form.get("new_password", "")[:MAX_FIELD])
-    account = await accounts.account_by_email(tenant["id"], viewer.session.email)
     client = client_of(request)
-    check = await check_password(
-        tenant["id"],
-        [email_limit("signin", viewer.session.email)],
-        client,
-        account["password_hash"] if account else None,
-        current,
-    )
+
+    async def lookup() -> tuple[dict[str, Any] | None, str | None]:
+        account = await accounts.account_by_email(tenant["id"], viewer.session.email)
+        return account, account["password_hash"] if account else None
+
+    try:
+        async with bounded(request.app.state.settings.sign_in_deadline_seconds):
+            check, account = await check_password(
+                tenant["id"], [email_limit("signin", viewer.session.email)], client, current, lookup
+            )
+    except TooSlow:
+        check, account = TOO_SLOW, None
     if not check.right or account is None:
         status, message, headers = refusal(check)
         if status == 422:

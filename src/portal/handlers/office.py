@@ -21,7 +21,16 @@ from portal.auth.guards import StaffDep, safe_next
 from portal.auth.passwords import LaneBusy, hash_password, needs_rehash
 from portal.auth.policy import normalize
 from portal.auth.sessions import end_session, start_session
-from portal.auth.signin import MAX_FIELD, check_password, client_of, refusal, sign_in_limits
+from portal.auth.signin import (
+    MAX_FIELD,
+    TOO_SLOW,
+    TooSlow,
+    bounded,
+    check_password,
+    client_of,
+    refusal,
+    sign_in_limits,
+)
 from portal.db import office as office_db
 from portal.db import office_alerts
 from portal.db.rows import TenantRow
@@ -80,25 +89,30 @@ async def sign_in(request: Request[Any, Any, Any], tenant: TenantDep) -> Respons
         errors = {"email": problem} if problem else {"password": "Enter your password."}
         return _sign_in_page(request, tenant, {**context, "errors": errors}, 422)
     client = client_of(request)
-    staff = await office_db.staff_by_email(tenant["id"], email)
-    # An unknown email still costs one verify, so the answer's timing tells nothing.
-    check = await check_password(
-        tenant["id"],
-        sign_in_limits("staff-signin", email, client),
-        client,
-        staff["password_hash"] if staff else None,
-        password,
-    )
+
+    async def lookup() -> tuple[dict[str, Any] | None, str | None]:
+        # An unknown email still costs one verify, so the answer's timing tells nothing.
+        staff = await office_db.staff_by_email(tenant["id"], email)
+        return staff, staff["password_hash"] if staff else None
+
+    response = see_other(request, next_path)
+    try:
+        async with bounded(request.app.state.settings.sign_in_deadline_seconds):
+            limits = sign_in_limits("staff-signin", email, client)
+            check, staff = await check_password(tenant["id"], limits, client, password, lookup)
+            if check.right and staff is not None:
+                if needs_rehash(staff["password_hash"]):
+                    with contextlib.suppress(LaneBusy):  # upgraded at a quieter sign-in
+                        new_hash = await hash_password(password, client)
+                        await office_db.update_staff_hash(staff["id"], new_hash)
+                await start_session(
+                    request, response, tenant_id=tenant["id"], kind="staff", staff_id=staff["id"]
+                )
+    except TooSlow:
+        check, staff = TOO_SLOW, None
     if not check.right or staff is None:
         status, message, headers = refusal(check)
         return _sign_in_page(request, tenant, {**context, "form_error": message}, status, headers)
-    if needs_rehash(staff["password_hash"]):
-        with contextlib.suppress(LaneBusy):  # upgraded at a quieter sign-in instead
-            await office_db.update_staff_hash(staff["id"], await hash_password(password, client))
-    response = see_other(request, next_path)
-    await start_session(
-        request, response, tenant_id=tenant["id"], kind="staff", staff_id=staff["id"]
-    )
     return response
 
 

@@ -23,14 +23,23 @@ from portal.auth.guards import StaffDep
 from portal.auth.passwords import LaneBusy, hash_password
 from portal.auth.policy import normalize
 from portal.auth.sessions import SessionInfo, end_other_sessions, start_session
-from portal.auth.signin import BUSY, MAX_FIELD, check_password, client_of, email_limit, refusal
+from portal.auth.signin import (
+    BUSY,
+    MAX_FIELD,
+    TOO_SLOW,
+    TooSlow,
+    bounded,
+    check_password,
+    client_of,
+    email_limit,
+    refusal,
+)
 from portal.auth.staff import add_staff as add_staff_member
-from portal.auth.staff import staff_password_problem
+from portal.auth.staff import check_new_staff, staff_password_problem
 from portal.db import activity
 from portal.db import office as office_db
 from portal.db import staff as staff_db
 from portal.db.rows import TenantRow
-from portal.forms import clean_email, count_text, one_line
 from portal.mail.worker import wake
 from portal.pages import ROLE_NAMES, is_admin, office_page, refuse
 from portal.web import after_write, form_data, render, see_other
@@ -81,16 +90,19 @@ async def change_password(
     form = await form_data(request)
     current = normalize(form.get("current_password", "")[:MAX_FIELD])
     new = normalize(form.get("new_password", "")[:MAX_FIELD])
-    member = await office_db.staff_by_email(tenant["id"], staff.email)
     client = client_of(request)
+
+    async def lookup() -> tuple[dict[str, Any] | None, str | None]:
+        member = await office_db.staff_by_email(tenant["id"], staff.email)
+        return member, member["password_hash"] if member else None
+
     # Guessing the current password counts against the same limit as signing in.
-    check = await check_password(
-        tenant["id"],
-        [email_limit("staff-signin", staff.email)],
-        client,
-        member["password_hash"] if member else None,
-        current,
-    )
+    limits = [email_limit("staff-signin", staff.email)]
+    try:
+        async with bounded(request.app.state.settings.sign_in_deadline_seconds):
+            check, member = await check_password(tenant["id"], limits, client, current, lookup)
+    except TooSlow:
+        check, member = TOO_SLOW, None
     if not check.right or member is None:
         status, message, headers = refusal(check)
         if status == 422:
@@ -243,36 +255,30 @@ async def add_staff(
     refusal = await _admins_only(request, tenant, staff)
     if refusal:
         return refusal
-    form = await form_data(request)
-    name = one_line(form.get("name", "")[:1001])
-    email, email_problem = clean_email(form.get("email", ""))
-    role = form.get("role", "")
-    errors: dict[str, str] = {}
-    if not name:
-        errors["name"] = "Enter their name."
-    elif len(name) > 120:
-        errors["name"] = f"Use at most 120 characters (this has {count_text(len(name), 1000)})."
-    if email_problem:
-        errors["email"] = email_problem.replace("your email", "their email")
-    if role not in staff_db.ROLES:
-        errors["role"] = "Choose Administrator or Office."
-    new = {"name": name, "email": email, "role": role if role in staff_db.ROLES else "office"}
+    checked = check_new_staff(await form_data(request))
+    problems, new = dict(checked.problems), checked.clean
     member: dict[str, Any] | None = None
-    if not errors:
+    if new is not None:
         try:
             member = await add_staff_member(
                 request.app.state.settings,
                 tenant,
-                name=name,
-                email=email,
-                role=role,
+                name=new.name,
+                email=new.email,
+                role=new.role,
                 added_by={"name": staff.name, "email": staff.email},
             )
         except staff_db.StaffProblem as problem:
-            errors["email"] = str(problem)
+            problems["email"] = str(problem)
     if member is None:
         return await _staff_page(
-            request, tenant, staff, block="members", new=new, errors=errors, status=422
+            request,
+            tenant,
+            staff,
+            block="members",
+            new=checked.values,
+            errors=problems,
+            status=422,
         )
     wake()
     logs.event(
@@ -281,7 +287,7 @@ async def add_staff(
         tenant=tenant["id"],
         actor=staff.actor,
         staff_member=member["id"],
-        role=role,
+        role=member["role"],
     )
     return await _changed(request, tenant, staff, "added", member["id"])
 
