@@ -164,7 +164,7 @@ async def invite(
 
     `check_invite` ran before, outside any transaction, so two invitations sent at once can
     both pass it: here the customer's grants are locked (PostgreSQL: the customer's row,
-    FOR UPDATE; SQLite: the immediate transaction holds the write lock) and the email and
+    FOR NO KEY UPDATE; SQLite: the immediate transaction holds the write lock) and the email and
     the limit checked again. The loser raises `InviteRefused` with the message a second
     try gets; the partial unique index `access_grant_live_once` backs the email rule."""
     try:

@@ -66,12 +66,14 @@ async def create(
 
 async def lock_live_emails(tenant_id: int, customer_id: int) -> list[str]:
     """Inside the transaction that adds a grant: lock the customer's grants till it ends
-    (PostgreSQL: the customer's row, FOR UPDATE, so invitations to one record take turns
-    across processes; SQLite: the immediate transaction already holds the write lock) and
-    return the emails of its live grants, as committed before this turn."""
+    (PostgreSQL: the customer's row, FOR NO KEY UPDATE, so invitations to one record take
+    turns across processes — the weaker lock leaves rows that merely reference the
+    customer, a pushed invoice say, free to be written meanwhile; SQLite: the immediate
+    transaction already holds the write lock) and return the emails of its live grants, as
+    committed before this turn."""
     if current_engine().engine_type == "postgres":
         await Customer.raw(
-            "SELECT id FROM customer WHERE tenant = {} AND id = {} FOR UPDATE",
+            "SELECT id FROM customer WHERE tenant = {} AND id = {} FOR NO KEY UPDATE",
             tenant_id,
             customer_id,
         ).run()
