@@ -125,7 +125,14 @@ def test_pages_through_open_invoices_and_pays_two_on_the_second_page(
     expect(page.locator("td[data-label='Total due']")).to_have_text(money(due))
     expect(page.get_by_role("link", name="Next 25 invoices")).to_have_count(0)
 
-    # Previous and Next again, as a customer looking around would.
+    # Back to the first page and forward again with the browser's buttons, then
+    # Previous and Next, as a customer looking around would.
+    page.go_back()
+    expect(page.get_by_role("checkbox", name="Select INV-P000")).to_be_visible()
+    expect(page.get_by_role("checkbox", name="Select INV-P025")).to_have_count(0)
+    page.go_forward()
+    expect(page.get_by_role("checkbox", name="Select INV-P025")).to_be_visible()
+    expect(page.get_by_role("link", name="Invoices", exact=True)).to_be_visible()
     page.get_by_role("link", name="Previous 25 invoices").click()
     expect(page.get_by_role("checkbox", name="Select INV-P000")).to_be_visible()
     page.get_by_role("link", name="Next 25 invoices").click()

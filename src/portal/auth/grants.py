@@ -10,9 +10,12 @@ emails and writes the activity lines, each in the transaction of its change.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
+
+import asyncpg
 
 from portal.config import Settings
 from portal.db import accounts, activity
@@ -32,11 +35,27 @@ ROLE_WORDS = {
 # Short words for an email's sentence ("… with you (billing, at Home)").
 ROLE_SHORT = {"full": "full access", "billing": "billing", "view": "view only"}
 MAX_LIVE_GRANTS = 20  # per customer record
+ALREADY_SHARED = (
+    "You have already shared your account with that email. Remove that access first to change it."
+)
+TOO_MANY = (
+    f"You have shared your account {MAX_LIVE_GRANTS} times, the most there can be. "
+    "Remove someone's access first."
+)
 
 # What each role may do beyond reading (the owner may do everything).
 CAN_PAY = frozenset({"owner", "full", "billing"})
 CAN_REQUEST = frozenset({"owner", "full"})
 CAN_MANAGE_CARDS = frozenset({"owner", "full"})
+
+
+class InviteRefused(Exception):
+    """The invitation lost a race to another one (the same email, or the last free grant)
+    after `check_invite` passed: the same problems a sequential second try gets."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__(problems)
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -62,10 +81,7 @@ def clean_new_invitee(
     if email == owner_email.strip().lower() or email in on_record:
         return email, "That email is already on your account: it sees everything."
     if any(g["invitee_email"] == email for g in live):
-        return email, (
-            "You have already shared your account with that email. Remove that access "
-            "first to change it."
-        )
+        return email, ALREADY_SHARED
     return email, None
 
 
@@ -108,10 +124,7 @@ async def check_invite(
     location_ids, locations_problem = clean_locations(locations, own)
     form_problem = None
     if len(live) >= MAX_LIVE_GRANTS:
-        form_problem = (
-            f"You have shared your account {MAX_LIVE_GRANTS} times, the most there can be. "
-            "Remove someone's access first."
-        )
+        form_problem = TOO_MANY
     problems = {
         field: problem
         for field, problem in (
@@ -147,8 +160,33 @@ async def invite(
 ) -> int:
     """Save a checked invitation, queue its email and write its activity line, together
     or not at all; returns the grant's id. The email links to the registration page (with
-    the email filled in) when that email has no confirmed account here, else to sign in."""
+    the email filled in) when that email has no confirmed account here, else to sign in.
+
+    `check_invite` ran before, outside any transaction, so two invitations sent at once can
+    both pass it: here the customer's grants are locked (PostgreSQL: the customer's row,
+    FOR NO KEY UPDATE; SQLite: the immediate transaction holds the write lock) and the email and
+    the limit checked again. The loser raises `InviteRefused` with the message a second
+    try gets; the partial unique index `access_grant_live_once` backs the email rule."""
+    try:
+        return await _save(settings, tenant, customer_id, owner_name, owner_email, invitation)
+    except (sqlite3.IntegrityError, asyncpg.UniqueViolationError) as exc:
+        raise InviteRefused({"email": ALREADY_SHARED}) from exc
+
+
+async def _save(
+    settings: Settings,
+    tenant: TenantRow,
+    customer_id: int,
+    owner_name: str,
+    owner_email: str,
+    invitation: Invitation,
+) -> int:
     async with transaction():
+        live = await grants_db.lock_live_emails(tenant["id"], customer_id)
+        if invitation.email in live:
+            raise InviteRefused({"email": ALREADY_SHARED})
+        if len(live) >= MAX_LIVE_GRANTS:
+            raise InviteRefused({"form": TOO_MANY})
         grant_id = await grants_db.create(
             tenant["id"],
             customer_id,
