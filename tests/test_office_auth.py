@@ -150,3 +150,24 @@ async def test_signing_in_as_staff_replaces_a_customer_session(app, demo):
         await staff_sign_in(c, ADMIN_EMAIL, ADMIN_PASSWORD)
         assert (await c.get("/office/settings")).status_code == 200
         assert (await c.get("/invoices", follow_redirects=False)).status_code == 303
+
+
+async def test_both_sign_in_forms_name_one_problem_at_a_time_the_emails_first(app, demo):
+    """The customers' and the office's sign-in forms share one check: a missing or bad
+    email is named (not the password too), then a missing password; the email typed is
+    kept."""
+    no_email, bad_email = "Enter your email address.", "Enter an email address like name@"
+    no_password = "Enter your password."
+    cases = (
+        ({"email": "", "password": ""}, no_email),
+        ({"email": "not an email", "password": ""}, bad_email),
+        ({"email": "Sam@Example.com ", "password": ""}, no_password),
+    )
+    async with make_client(app) as c:
+        for path in ("/sign-in", "/office/sign-in"):
+            for form, message in cases:
+                response = await post_form(c, path, form, csrf_page=path)
+                assert response.status_code == 422, (path, form)
+                shown = [m for m in (no_email, bad_email, no_password) if m in response.text]
+                assert shown == [message], (path, form)
+            assert 'value="sam@example.com"' in response.text

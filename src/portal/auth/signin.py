@@ -33,9 +33,10 @@ from litestar.connection import ASGIConnection
 from portal import logs, metrics
 from portal.auth import throttle
 from portal.auth.passwords import LANE, LaneBusy, verify_password
-from portal.auth.policy import READ_LIMIT
+from portal.auth.policy import READ_LIMIT, normalize
 from portal.auth.throttle import Limit
 from portal.db.engine import give_back_request_connection
+from portal.forms import Checked, clean_email
 from portal.forwarded import client_ip, client_key
 
 WINDOW = timedelta(minutes=15)
@@ -115,6 +116,35 @@ async def _take_back_once_counted(counting: asyncio.Task[throttle.Counted]) -> N
     counted = await counting
     if not counted.wait:
         await counted.release()
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A sign-in form as checked: the email (normalized) and the password to verify."""
+
+    email: str
+    password: str
+
+
+def clean_sign_in_password(value: str) -> tuple[str, str | None]:
+    """The password as typed (read up to `MAX_FIELD` characters, normalized): any but
+    none (the policy is for choosing one, not for signing in)."""
+    password = normalize(value[:MAX_FIELD])
+    return password, None if password else "Enter your password."
+
+
+def check_sign_in_form(form: dict[str, str]) -> Checked[Credentials | None]:
+    """Check a sign-in form, the customers' or the office's (`forms.Checked`): the
+    credentials to verify (None while there is a problem), the email to show again, and one
+    problem at a time — the email's first."""
+    email, email_problem = clean_email(form.get("email", ""))
+    password, password_problem = clean_sign_in_password(form.get("password", ""))
+    values = {"email": email}
+    if email_problem:
+        return Checked(None, {"email": email_problem}, values)
+    if password_problem:
+        return Checked(None, {"password": password_problem}, values)
+    return Checked(Credentials(email, password), values=values)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from portal.auth.signin import (
     TooSlow,
     bounded,
     check_password,
+    check_sign_in_form,
     client_of,
     email_limit,
     refusal,
@@ -123,12 +124,12 @@ def _sign_in_context(next_path: str, email: str, notice: str = "") -> dict[str, 
 async def sign_in(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     form = await form_data(request)
     next_path = safe_next(form.get("next"))
-    email, problem = clean_email(form.get("email", ""))
-    password = normalize(form.get("password", "")[:MAX_FIELD])
+    checked = check_sign_in_form(form)
+    email = checked.values["email"]
     context = _sign_in_context(next_path, email)
-    if problem or not password:
-        errors = {"email": problem} if problem else {"password": "Enter your password."}
-        return _page(request, tenant, "sign_in", {**context, "errors": errors}, 422)
+    if checked.clean is None:
+        return _page(request, tenant, "sign_in", {**context, "errors": checked.problems}, 422)
+    password = checked.clean.password
     client = client_of(request)
 
     async def lookup() -> tuple[dict[str, Any] | None, str | None]:

@@ -19,14 +19,13 @@ from litestar.params import FromPath
 from portal.auth.context import TenantDep, signed_in
 from portal.auth.guards import StaffDep, safe_next
 from portal.auth.passwords import LaneBusy, hash_password, needs_rehash
-from portal.auth.policy import normalize
 from portal.auth.sessions import end_session, start_session
 from portal.auth.signin import (
-    MAX_FIELD,
     TOO_SLOW,
     TooSlow,
     bounded,
     check_password,
+    check_sign_in_form,
     client_of,
     refusal,
     sign_in_limits,
@@ -34,7 +33,6 @@ from portal.auth.signin import (
 from portal.db import office as office_db
 from portal.db import office_alerts
 from portal.db.rows import TenantRow
-from portal.forms import clean_email
 from portal.web import after_write, form_data, render, see_other
 
 # --- sign in / out ---------------------------------------------------------------------------
@@ -82,12 +80,12 @@ def _office_next(value: str | None) -> str:
 async def sign_in(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
     form = await form_data(request)
     next_path = _office_next(form.get("next"))
-    email, problem = clean_email(form.get("email", ""))
-    password = normalize(form.get("password", "")[:MAX_FIELD])
+    checked = check_sign_in_form(form)
+    email = checked.values["email"]
     context: dict[str, Any] = {"next": next_path, "email": email}
-    if problem or not password:
-        errors = {"email": problem} if problem else {"password": "Enter your password."}
-        return _sign_in_page(request, tenant, {**context, "errors": errors}, 422)
+    if checked.clean is None:
+        return _sign_in_page(request, tenant, {**context, "errors": checked.problems}, 422)
+    password = checked.clean.password
     client = client_of(request)
 
     async def lookup() -> tuple[dict[str, Any] | None, str | None]:
