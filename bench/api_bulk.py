@@ -101,8 +101,8 @@ async def run(url: str, label: str, customers: int, invoices: int) -> None:
     from portal.config import Settings
     from portal.db import api_keys
     from portal.db import engine as db_engine
-    from portal.db.importer import import_file
     from portal.db.migrate import migrate
+    from portal.importer import import_file
 
     settings = Settings(
         database_url=url,

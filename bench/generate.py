@@ -370,14 +370,17 @@ async def insert(engine: Any, rows: dict[str, list[tuple]]) -> None:
 
 async def fix_sequences(engine: Any) -> None:
     """Sequences past the ids given, then ANALYZE: the planner's statistics, as after an
-    import (without them PostgreSQL plans the tabs' joins blind)."""
+    import (without them PostgreSQL plans the tabs' joins blind). On PostgreSQL a VACUUM
+    too: autovacuum does it soon after a bulk load in a deployment (docs/deploy.md has it
+    on; this machine's test server runs with it off), and without the visibility map it
+    sets an index-only scan reads every row's table page as well ("Heap Fetches")."""
     if engine.engine_type == "postgres":
         async with engine.pool.acquire() as conn:
             for table in COLUMNS:
                 await conn.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 1)) FROM {table}"
                 )
-            await conn.execute("ANALYZE")
+            await conn.execute("VACUUM ANALYZE")
     else:
         await engine._run_in_new_connection("ANALYZE")
 
@@ -421,7 +424,7 @@ async def generate(database_url: str, businesses: int) -> None:
         print(
             f"Generated {businesses} businesses, {ids.next.get('customer', 1) - 1:,} customers, "
             f"{ids.next.get('invoice', 1) - 1:,} invoices in {loaded:.0f} s "
-            f"(+ {time.monotonic() - started - loaded:.0f} s for ANALYZE).",
+            f"(+ {time.monotonic() - started - loaded:.0f} s for (VACUUM) ANALYZE).",
             flush=True,
         )
     finally:

@@ -248,10 +248,10 @@ def report(engine: str, small: dict, large: dict) -> tuple[list[list[str]], list
                 f"{b_s.cpu_ms:.2f}",
                 verdict(b_s.cpu_ms / r_s.cpu_ms) if r_s else "",
                 f"{r_l.cpu_ms:.2f}" if r_l else "",
-                f"{b_l.cpu_ms:.2f}",
-                verdict(b_l.cpu_ms / r_l.cpu_ms) if r_l else "",
-                verdict(r_l.cpu_ms / r_s.cpu_ms) if r_s else "",
-                verdict(b_l.cpu_ms / b_s.cpu_ms),
+                f"{b_l.cpu_ms:.2f}" if b_l else "",
+                verdict(b_l.cpu_ms / r_l.cpu_ms) if r_l and b_l else "",
+                verdict(r_l.cpu_ms / r_s.cpu_ms) if r_s and r_l else "",
+                verdict(b_l.cpu_ms / b_s.cpu_ms) if b_l else "",
             ]
         )
         latency_rows.append(
@@ -263,6 +263,8 @@ def report(engine: str, small: dict, large: dict) -> tuple[list[list[str]], list
         )
     first, deep = "A location's history, first page", "A location's history, 16th page"
     for label, data in (("small", small), ("1 M", large)):
+        if (deep, "biggest") not in data:  # --small-only: no 1 M database measured
+            continue
         ratio = data[deep, "biggest"].cpu_ms / data[first, "biggest"].cpu_ms
         cpu_rows.append(
             [
@@ -431,7 +433,22 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=20, help="random small customers")
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--explain-only", action="store_true")
+    parser.add_argument(
+        "--small-only",
+        action="store_true",
+        help="only the small databases (biggest ÷ random; no 1 M figures, plans of the small)",
+    )
+    parser.add_argument(
+        "--postgres-prefix",
+        default="portal_bench",
+        help="PostgreSQL bench databases <prefix>_small and <prefix>_large",
+    )
     args = parser.parse_args()
+    small_pg, large_pg = (
+        f"postgresql://postgres@127.0.0.1:5432/{args.postgres_prefix}_{size}"
+        for size in ("small", "large")
+    )
+    DATABASES["PostgreSQL"] = (small_pg, large_pg)
     cpu_rows, latency_rows, plans = [], [], []
     for engine, (small_url, large_url) in DATABASES.items():
         if engine not in args.engines:
@@ -440,12 +457,15 @@ def main() -> None:
         if not args.explain_only:
             print(f"{engine}, small database", flush=True)
             small = measure(small_url, args.customers, args.seed)
-            print(f"{engine}, 1 M database", flush=True)
-            large = measure(large_url, args.customers, args.seed)
+            large = {}
+            if not args.small_only:
+                print(f"{engine}, 1 M database", flush=True)
+                large = measure(large_url, args.customers, args.seed)
             c, lat = report(engine, small, large)
             cpu_rows += c
             latency_rows += lat
-        plans += [f"== {engine}, biggest customer, 1 M database", *explain_big(large_url)]
+        explained, label = (small_url, "small") if args.small_only else (large_url, "1 M")
+        plans += [f"== {engine}, biggest customer, {label} database", *explain_big(explained)]
     if cpu_rows:
         print()
         print("Server CPU per request, ms (app + database); ratios ≤ 1.2")

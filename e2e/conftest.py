@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from portal.db.engine import sqlite_path
 from portal.testing import (
@@ -21,6 +21,10 @@ from portal.testing import (
     stop_server,
 )
 from tests.support.databases import make_template
+
+# An expectation waits as long as an action (10 s, below): on a busy machine an answer that
+# hashes a password can take longer than Playwright's default 5 s.
+expect.set_options(timeout=10_000)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -116,6 +116,28 @@ def test_the_record_switcher_reads_in_whole_words_and_switches(
     )
 
 
+def test_switching_records_stays_on_the_tab_the_person_is_on(server, acme, page: Page, js: bool):
+    """Open Invoices, go to History (an htmx swap with JavaScript on), switch record: the
+    other record's History, not the Invoices tab the page was first loaded on."""
+    sign_in(page, server.base_url, *acme)
+    page.goto(server.url("/invoices"))
+    page.get_by_role("link", name="History", exact=True).click()
+    expect(page).to_have_url(server.url("/history"))
+    expect(page.get_by_role("heading", name="History", level=1)).to_be_visible()
+    switcher = page.locator("form.switch")
+    switcher.get_by_label("Viewing").select_option(label="Maple Court HOA")
+    switcher.get_by_role("button", name="Switch").click()
+    expect(page).to_have_url(server.url("/history"))
+    expect(page.get_by_role("heading", name="History", level=1)).to_be_visible()
+    expect(page.get_by_role("link", name="History", exact=True)).to_have_attribute(
+        "aria-current", "page"
+    )
+    expect(page.locator("form.switch").get_by_label("Viewing")).to_have_value(
+        page.locator("form.switch option", has_text="Maple Court HOA").get_attribute("value")
+    )
+    expect(page.locator("main")).to_contain_text("3 Maple Court")
+
+
 def test_a_declined_card_is_explained_in_whole_sentences(server, page: Page, js: bool):
     sign_in(page, server.base_url)
     page.get_by_role("link", name="Memberships").click()

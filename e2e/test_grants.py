@@ -23,7 +23,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from portal.demo import JANE_EMAIL, OFFICE_EMAIL, OFFICE_PASSWORD
 from portal.testing import MailSink, Server, first_link, stop_server
-from tests.support.browser import add_portal_account, sign_in
+from tests.support.a11y import assert_accessible
+from tests.support.browser import add_portal_account, broken_words, fits_the_width, sign_in
 
 SAME_ANSWER = "If this email is on your account with XYZ Services, we've sent you a link."
 BOB_EMAIL = "bob@example.com"
@@ -342,3 +343,101 @@ def test_a_grantee_sees_the_shared_location_and_the_controls_of_their_role(
         expect(page.locator("#request-appointment")).to_contain_text(
             f"Your access to Jane Doe is {ROLE_SHORT[role]}"
         )
+
+
+# --- the access pages at phone width -----------------------------------------------------------
+
+LONG_EMAILS = ("sam.doe@example.org", "pm-team@valley-rentals.example", "old.tenant@example.net")
+
+
+def share_widely(server) -> None:
+    """Jane's record shared with three people (two live, one revoked by the office, two
+    locations on one), and Bob's shared with Jane: every row both pages can draw."""
+    moment = datetime.now(UTC).isoformat()
+    with sqlite3.connect(server.var_dir / "portal.sqlite3") as db:
+        tenant, jane = db.execute(
+            "SELECT tenant, customer FROM customer_email WHERE email = 'jane@example.com'"
+        ).fetchone()
+        (bob,) = db.execute(
+            "SELECT customer FROM customer_email WHERE email = 'bob@example.com'"
+        ).fetchone()
+        places = {
+            key: db.execute(
+                "SELECT id FROM location WHERE tenant = ? AND external_id = ?", (tenant, key)
+            ).fetchone()[0]
+            for key in ("L-JANE-HOME", "L-JANE-CABIN", "L-BOB")
+        }
+        rows = [
+            (jane, LONG_EMAILS[0], "view", None, ["L-JANE-HOME"]),
+            (jane, LONG_EMAILS[1], "billing", None, ["L-JANE-HOME", "L-JANE-CABIN"]),
+            (jane, LONG_EMAILS[2], "full", "office: office@xyzservices.example", ["L-JANE-HOME"]),
+            (bob, JANE_EMAIL, "full", None, ["L-BOB"]),
+        ]
+        for customer, email, role, revoked_by, keys in rows:
+            grant = db.execute(
+                "INSERT INTO access_grant (tenant, customer, invitee_email, role, granted_by,"
+                " created_at, revoked_at, revoked_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tenant,
+                    customer,
+                    email,
+                    role,
+                    "bob@example.com" if customer == bob else JANE_EMAIL,
+                    moment,
+                    moment if revoked_by else None,
+                    revoked_by,
+                ),
+            ).lastrowid
+            for key in keys:
+                db.execute(
+                    'INSERT INTO access_grant_location (tenant, "grant", location) VALUES (?, ?, ?)',
+                    (tenant, grant, places[key]),
+                )
+
+
+@pytest.fixture(scope="module")
+def shared(server) -> Server:
+    share_widely(server)
+    return server
+
+
+@pytest.mark.parametrize("width", [1280, 360, 320])
+def test_the_access_pages_fit_a_phone_and_break_between_words(
+    shared: Server, browser: Browser, width: int
+):
+    """People with access (the owner's) and Who has access (the office's), with live and
+    revoked grants: nothing sticks out sideways, no word wraps mid-word (the tables squeezed
+    "Locations" at 1280 px; stacked at 360 px an email or the "Revoked … by office: …" badge
+    broke mid-word beside its label) and axe finds nothing, on a desktop and on a phone."""
+    ctx = browser.new_context(viewport={"width": width, "height": 800}, bypass_csp=True)
+    ctx.set_default_timeout(10_000)
+    page = ctx.new_page()
+    sign_in(page, shared.base_url)
+    page.get_by_label("Viewing").select_option(label="Jane Doe")
+    page.get_by_role("button", name="Switch").click()
+    expect(page.get_by_label("Viewing")).to_have_value(
+        page.locator("form.switch option", has_text="Jane Doe").get_attribute("value")
+    )
+    page.goto(shared.url("/account/access"))
+    main = page.locator("main")
+    for email in (*LONG_EMAILS[:2], "Bob Stone"):
+        expect(main).to_contain_text(email)
+    assert fits_the_width(page), "People with access sticks out sideways"
+    assert broken_words(main) == [], "People with access"
+    assert_accessible(page)
+
+    page.get_by_role("button", name="Sign out").click()
+    page.goto(shared.url("/office/sign-in"))
+    page.get_by_label("Email").fill(OFFICE_EMAIL)
+    page.get_by_label("Password").fill(OFFICE_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Settings › Customer Portal")).to_be_visible()
+    page.goto(shared.url("/office/customers?q=jane"))
+    page.get_by_role("link", name="Jane Doe").click()
+    who = page.locator("#access")
+    for email in (JANE_EMAIL, *LONG_EMAILS):
+        expect(who).to_contain_text(email)
+    assert fits_the_width(page), "Who has access sticks out sideways"
+    assert broken_words(who) == [], "Who has access"
+    assert_accessible(page)
+    ctx.close()

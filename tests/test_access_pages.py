@@ -157,7 +157,10 @@ async def test_the_invitation_link_lands_on_registering_with_the_email(client, d
     page = await client.get("/invite", params={"email": "sam.doe@example.org"})
     assert page.status_code == 200
     text = words(page)
-    assert "Create your account" in text and "Someone shared their account" in text
+    assert (
+        "Create your account" in text
+        and "Someone shared their XYZ Services account with you" in text
+    )
     assert 'value="sam.doe@example.org"' in page.text
     plain = words(await client.get("/invite"))
     assert "Request an invitation" in plain and "Someone shared" not in plain
@@ -194,3 +197,42 @@ async def test_the_office_sees_who_has_access_and_revokes(app, demo, office):
     assert row["revoked_at"] is not None
     activity = await t.ActivityEvent.select().where(t.ActivityEvent.tenant == int(demo)).run()
     assert any("tenant@example.org" in f"{a['subject']} {a['old_value']}" for a in activity)
+
+
+async def test_odd_invitations_get_clear_messages_and_save_nothing(app, demo, jane):
+    """Control characters, very long or stuffed fields: a 422 with the problem at its field
+    and nothing saved, never a 500. An email on another customer's record of this business
+    (a neighbour, a property manager) or a staff member's is a person like any other: the
+    invitation is saved. A NUL byte is dropped from every form field (`web.form_lists`:
+    PostgreSQL cannot store one), so "sam\x00@…" invites sam@…, stored without it."""
+    _, locations = await jane_record(demo)
+    home = str(locations["Home"])
+    before = await grant_count()
+    bad = [
+        ({"email": "sam@example.org\r\nBcc: x@evil.example"}, "email", "like name@example.com"),
+        ({"email": "sam\u202e@example.org"}, "email", "like name@example.com"),
+        ({"email": "sam\x7f\x1b@example.org"}, "email", "like name@example.com"),
+        ({"email": "sam\u200b@example.org"}, "email", "like name@example.com"),
+        ({"email": "\t\x0b\x0c "}, "email", "Enter their email address."),
+        ({"email": "s" * 250 + "@example.org"}, "email", "like name@example.com"),
+        ({"email": "sam@" + "a" * 10_000 + ".org"}, "email", "like name@example.com"),
+        ({"role": "v" * 10_000}, "role", "Choose what they may do."),
+        ({"locations": "9" * 5_000}, "locations", "Choose at least one location."),
+        ({"locations": [home, *["x"] * 2_000]}, "locations", "your own locations"),
+    ]
+    for fields, field, message in bad:
+        data = {"email": "sam.other@example.org", "role": "view", "locations": home, **fields}
+        answer = await post(jane, "/account/access/invite", data)
+        assert answer.status_code == 422, (fields, answer.status_code)
+        assert f'id="f-{field}-error"' in answer.text, fields
+        assert message in words(answer), (fields, words(answer)[:300])
+    assert await grant_count() == before
+
+    for email in ("facilities@acme.example", OFFICE_EMAIL.upper(), "sam.nul\x00@example.org"):
+        answer = await post(
+            jane, "/account/access/invite", {"email": email, "role": "view\x00", "locations": home}
+        )
+        assert answer.status_code == 303, (email, answer.text[:300])
+        assert email.lower().replace("\x00", "") in words(await jane.get("/account/access"))
+    assert await grant_count() == before + 3
+    assert await t.AccessGrant.exists().where(t.AccessGrant.invitee_email == "sam.nul@example.org")

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import html
+import importlib
 import json
 import re
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -654,3 +658,58 @@ async def test_the_sync_api_deleting_a_customer_removes_their_grants(app, settin
     row = await t.AccessGrant.select().where(t.AccessGrant.id == to_ned).first().run()
     assert row["revoked_at"] is not None and row["revoked_by"] == "api: customer deleted"
     assert not await grants_db.live_grant_exists(tenant_id, NEIGHBOUR)
+
+
+async def test_an_invitation_that_lost_a_race_is_refused_and_saves_nothing(settings, shop):
+    """Two invitations to one email both pass the form's check (sent at once); the second
+    to be saved gets the sequential message and saves nothing, and the database itself
+    refuses a second live grant to that email for the record (tests/test_grants_processes.py
+    races real requests)."""
+    tenant_id, customer_id = shop["tenant"]["id"], _c(shop, "C1")
+    for grant in await grants_db.given(tenant_id, customer_id):  # room under the limit
+        await grants.revoke_by_owner(tenant_id, customer_id, grant["id"], OWNER)
+    first = await _check(shop, email="race@elsewhere.example")
+    second = await _check(shop, email="Race@elsewhere.example", role="full")
+    assert first.ok and second.ok
+    await grants.invite(settings, shop["tenant"], customer_id, "Olive Owner", OWNER, first.clean)
+    before = await _snapshot()
+    with pytest.raises(grants.InviteRefused) as refused:
+        await grants.invite(
+            settings, shop["tenant"], customer_id, "Olive Owner", OWNER, second.clean
+        )
+    assert refused.value.problems == {"email": grants.ALREADY_SHARED}
+    assert await _snapshot() == before
+    with pytest.raises((sqlite3.IntegrityError, asyncpg.UniqueViolationError)):
+        await grants_db.create(
+            tenant_id, customer_id, "race@elsewhere.example", "view", [_l(shop, "L1")], OWNER
+        )
+    assert await _snapshot() == before
+
+
+async def test_the_upgrade_revokes_a_second_live_grant_then_holds_one_per_email(shop):
+    """The migration that adds `access_grant_live_once`, on a database where a race left two
+    live grants to one email for one record: the older stays, the newer is revoked saying
+    why, and from then on the database refuses a second one."""
+    migration = importlib.import_module(
+        "portal.db.migrations.portal_2026_12_02t10_00_00_000000_access_grant_live_once"
+    )
+    tenant_id, customer_id = shop["tenant"]["id"], _c(shop, "C1")
+    await t.AccessGrant.raw("DROP INDEX access_grant_live_once").run()
+    email = "raced.twice@elsewhere.example"
+    first, second = [
+        await grants_db.create(tenant_id, customer_id, email, "view", [_l(shop, "L1")], OWNER)
+        for _ in range(2)
+    ]
+    other = await grants_db.create(
+        tenant_id, customer_id, "only.once@elsewhere.example", "view", [_l(shop, "L1")], OWNER
+    )
+    await t.AccessGrant.raw(
+        migration.REVOKE_SECONDS, datetime.now(UTC), "upgrade: a second live grant"
+    ).run()
+    await t.AccessGrant.raw(migration.INDEX).run()
+    live = {g["id"] for g in await grants_db.given(tenant_id, customer_id)}
+    assert first in live and other in live and second not in live
+    [row] = await t.AccessGrant.select(t.AccessGrant.revoked_by).where(t.AccessGrant.id == second)
+    assert row["revoked_by"] == "upgrade: a second live grant"
+    with pytest.raises((sqlite3.IntegrityError, asyncpg.UniqueViolationError)):
+        await grants_db.create(tenant_id, customer_id, email, "full", [_l(shop, "L2")], OWNER)

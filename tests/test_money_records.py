@@ -408,6 +408,17 @@ class Driver:
         return {r["name"] for r in rows}
 
 
+def _as_before(after: dict, before: dict) -> dict:
+    """`after`'s rows with only the columns `before`'s rows of the same table had."""
+    shaped = {}
+    for table, found in after.items():
+        names = set(before[table][0]) if before.get(table) else None
+        shaped[table] = [
+            {k: v for k, v in row.items() if names is None or k in names} for row in found
+        ]
+    return shaped
+
+
 async def test_the_migration_keeps_every_row_index_and_trigger(tmp_path: Path, database_url):
     async with fresh_database(tmp_path) as url:
         migrate_database(url, RESTRICT_MIGRATION)
@@ -425,14 +436,16 @@ async def test_the_migration_keeps_every_row_index_and_trigger(tmp_path: Path, d
             assert await db.rows() == rows
         migrate_database(url)
         async with Driver(url) as db, Driver(database_url) as current:
-            assert await db.rows() == rows
+            # Later migrations may add columns (e.g. the invoice's status): the rows kept
+            # are compared on the columns they had.
+            assert _as_before(await db.rows(), rows) == rows
             assert await db.schema_objects() == await current.schema_objects()
             if db.sqlite:
                 assert db.connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
                 assert db.connection.execute("PRAGMA foreign_key_check").fetchall() == []
             with pytest.raises(REFUSED):
                 await db.fetch("DELETE FROM customer WHERE id = {}", ids["customer"])
-            assert await db.rows() == rows
+            assert _as_before(await db.rows(), rows) == rows
             # The invoice's balance is still checked by its triggers (SQLite) / constraint.
             with pytest.raises((sqlite3.IntegrityError, asyncpg.exceptions.CheckViolationError)):
                 await db.fetch(

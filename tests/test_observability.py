@@ -92,18 +92,27 @@ class Ingest:
         raise AssertionError(f"nothing arrived: {[(r.path, r.body[:200]) for r in self.received]}")
 
 
-def sentry_events(received: Received) -> list[dict[str, Any]]:
-    """The `event` items of a Sentry envelope (header line, then item header + payload)."""
+def sentry_items(received: Received, kind: str) -> list[dict[str, Any]]:
+    """The items of type `kind` of a Sentry envelope (a header line, then item header and
+    payload lines)."""
     if not received.path.endswith("/envelope/"):
         return []
     lines = received.body.split(b"\n")
-    events, i = [], 1
+    items, i = [], 1
     while i + 1 < len(lines):
         header = json.loads(lines[i])
-        if header.get("type") == "event":
-            events.append(json.loads(lines[i + 1]))
+        if header.get("type") == kind:
+            items.append(json.loads(lines[i + 1]))
         i += 2
-    return events
+    return items
+
+
+def sentry_events(received: Received) -> list[dict[str, Any]]:
+    return sentry_items(received, "event")
+
+
+def sentry_transactions(received: Received) -> list[dict[str, Any]]:
+    return sentry_items(received, "transaction")
 
 
 def spans(received: Received) -> list[Any]:
@@ -187,6 +196,7 @@ def server(tmp_path_factory, sentry: Ingest, otlp: Ingest) -> Iterator[int]:
         **base_env(tmp_path),
         "PORTAL_SENTRY_DSN": f"http://publickey@127.0.0.1:{sentry.port}/1",
         "PORTAL_SENTRY_ENVIRONMENT": "observability-test",
+        "PORTAL_SENTRY_TRACES_SAMPLE_RATE": "1",  # every request a Sentry transaction too
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp.port}",
         "OTEL_SERVICE_NAME": "portal-under-test",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # export spans within 0.1 s, not 5 s
@@ -242,6 +252,15 @@ def test_an_error_reaches_sentry_with_the_request_id_and_nothing_private(
     request = event.get("request", {})
     assert "cookies" not in request and "query_string" not in request and "data" not in request
     assert "user" not in event
+    # At PORTAL_SENTRY_TRACES_SAMPLE_RATE=1 the request is a transaction too, as scrubbed.
+    [traced] = sentry.wait_for(
+        lambda r: [
+            t
+            for t in sentry_transactions(r)
+            if t["tags"].get("request_id") == event["tags"]["request_id"]
+        ]
+    )
+    assert "query_string" not in traced.get("request", {})
     raw = b"\n".join(r.body for r in sentry.received)
     for secret in SECRETS:
         assert secret.encode() not in raw, secret

@@ -155,3 +155,22 @@ async def test_a_file_that_is_not_a_csv_or_a_mapping_left_out_is_explained(app, 
         assert refused.status_code == 422 and "Choose the column that holds the name." in text(
             refused
         )
+
+
+async def test_a_column_not_in_the_file_and_another_unit_are_named_and_nothing_changes(app, csvco):
+    """A forged mapping: a column the file does not have, a unit not the business's. Each
+    gets its message beside its field, the rest of the mapping is kept, nothing is read."""
+    before = await t.Invoice.count().where(t.Invoice.tenant == csvco).run()
+    async with office(app) as client:
+        fields = form_fields((await upload(client, "invoices", INVOICES_CSV)).text)
+        assert fields["map_number"] == "Invoice #" and fields["unit"] == "PL"
+        refused = await client.post(
+            "/office/csv/preview", data={**fields, "map_description": "Notes", "unit": "HVAC"}
+        )
+    assert refused.status_code == 422
+    page = text(refused)
+    assert "Choose one of the file's columns." in page
+    assert "Choose the business unit these invoices are for." in page
+    assert form_fields(refused.text)["map_number"] == "Invoice #"
+    assert "Dry run" not in page
+    assert await t.Invoice.count().where(t.Invoice.tenant == csvco).run() == before

@@ -13,7 +13,7 @@ from html import unescape
 import pytest
 
 from portal.mail.links import portal_url
-from portal.payments.cards import brand_of, check_card, check_expiry, luhn_ok
+from portal.payments.cards import brand_of, check_card, clean_expiry, luhn_ok
 from portal.payments.gateway import BadCallback, GatewayError
 from portal.payments.registry import gateway_for
 from portal.payments.sandbox import SIGNATURE_HEADER, SandboxGateway
@@ -250,21 +250,21 @@ def test_brand(number, brand):
 
 def test_expiry_is_good_through_the_end_of_its_month():
     today = date(2026, 5, 31)
-    assert check_expiry("05 / 26", today) is None
-    assert check_expiry("5/2026", today) is None
-    assert check_expiry("0526", today) is None
+    assert clean_expiry("05 / 26", today)[1] is None
+    assert clean_expiry("5/2026", today)[1] is None
+    assert clean_expiry("0526", today)[1] is None
     assert (
-        check_expiry("04 / 26", today)
+        clean_expiry("04 / 26", today)[1]
         == "This card has expired. Check the date or use another card."
     )
-    assert check_expiry("05 / 99", today) == "Check the expiry year."
+    assert clean_expiry("05 / 99", today)[1] == "Check the expiry year."
 
 
 def test_test_cards_decide_the_outcome():
     today = date(2026, 1, 1)
-    good = check_card("4242 4242 4242 4242", "12/30", "123", today)
-    assert good.ok and good.decline_reason is None and (good.brand, good.last4) == ("Visa", "4242")
-    declined = check_card("4000 0000 0000 0002", "12/30", "123", today)
-    assert declined.ok and declined.decline_reason == "Your card was declined."
-    amex = check_card("3782 822463 10005", "12/30", "1234", today)
-    assert amex.ok and amex.brand == "American Express"
+    good = check_card("4242 4242 4242 4242", "12/30", "123", today).clean
+    assert good and good.decline_reason is None and (good.brand, good.last4) == ("Visa", "4242")
+    declined = check_card("4000 0000 0000 0002", "12/30", "123", today).clean
+    assert declined and declined.decline_reason == "Your card was declined."
+    amex = check_card("3782 822463 10005", "12/30", "1234", today).clean
+    assert amex and amex.brand == "American Express"

@@ -81,6 +81,22 @@ async def test_a_wrong_key_is_refused_and_nothing_changes(admin, account):
     assert await StripeAccount.select().run() == before
 
 
+async def test_malformed_keys_are_named_by_field_and_stripe_is_not_asked(admin, account):
+    before, asked = await StripeAccount.select().run(), len(account.requests)
+    answer = await post_form(
+        admin,
+        "/office/settings/payments/stripe",
+        {"stripe_secret_key": "pk_test_123", "stripe_webhook_secret": "  "},
+        csrf_page="/office/settings",
+    )
+    assert answer.status_code == 422
+    text = unescape(answer.text)
+    assert "Paste the secret key (sk_live_… or sk_test_…) or a restricted key (rk_…)" in text
+    assert "Paste the webhook endpoint's signing secret (whsec_…)" in text
+    assert len(account.requests) == asked
+    assert await StripeAccount.select().run() == before
+
+
 async def test_pay_two_invoices_in_full_through_checkout(jane, demo, account, app):
     a = await new_invoice(demo, total=21000)
     b = await new_invoice(demo, total=18050)

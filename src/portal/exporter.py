@@ -3,8 +3,11 @@
 same bytes.
 
 Fields come out in the format's order, lists in a fixed order (by the business's own ids,
-then by row), times in UTC. What the format cannot carry is left out: staff and portal
-accounts without a password hash, payments that did not succeed, and pushed invoice PDFs.
+then by row), times in UTC. Payments come out whatever their state (pending, failed,
+refunded, with their refunds), invoices with their pushed PDF and, when the business set
+one, their balance. What the format cannot carry is left out: portal accounts without a
+password hash (a sign-up not finished), the link from an appointment to the portal's
+appointment request, and the sync API's versions and digests.
 A business unit without a source id (made in the office) gets `BU<row id>`, which the next
 import keeps. A portal account goes with the first customer (by id) listing its email.
 """
@@ -91,19 +94,41 @@ async def export_business(host: str) -> bytes:
     lines: dict[int, list[dict[str, Any]]] = {}
     for line in await _rows(t.InvoiceLine, tid, t.InvoiceLine.position, t.InvoiceLine.id):
         lines.setdefault(line["invoice"], []).append(line)
-    payments = [
-        p
-        for p in await _rows(t.Payment, tid, t.Payment.id)
-        if p["status"] == "succeeded" and p["refunded_at"] is None
-    ]
+    payments = await _rows(t.Payment, tid, t.Payment.id)
     allocations: dict[int, list[dict[str, Any]]] = {}
     for a in await _rows(t.PaymentAllocation, tid, t.PaymentAllocation.id):
         allocations.setdefault(a["payment"], []).append(a)
+    refunds: dict[int, list[dict[str, Any]]] = {}
+    for r in await _rows(t.PaymentRefund, tid, t.PaymentRefund.id):
+        refunds.setdefault(r["payment"], []).append(r)
+    paid: dict[int, int] = {}  # by invoice: succeeded payments less what was refunded
+    for p in payments:
+        if p["status"] == "succeeded":
+            for a in allocations.get(p["id"], []):
+                paid[a["invoice"]] = (
+                    paid.get(a["invoice"], 0) + a["amount_cents"] - a["refunded_cents"]
+                )
+    documents = {
+        d["invoice"]: bytes(d["pdf"])
+        for d in await t.InvoiceDocument.select(t.InvoiceDocument.invoice, t.InvoiceDocument.pdf)
+        .where(t.InvoiceDocument.tenant == tid)
+        .run()
+    }
+
+    def balance_given(invoice: dict[str, Any]) -> int | None:
+        """The invoice's balance when it is not what its total and payments make it (the
+        business said less is owed), else None (the import works it out)."""
+        if invoice["status"] == "void":
+            return None
+        worked_out = fmt.expected_balance(invoice["total_cents"], paid.get(invoice["id"], 0), None)
+        return None if invoice["balance_cents"] == worked_out else invoice["balance_cents"]
+
     memberships = await _rows(t.Membership, tid, t.Membership.external_id)
     visits: dict[int, list[dict[str, Any]]] = {}
     for v in await _rows(t.Visit, tid, t.Visit.visit_date, t.Visit.id):
         visits.setdefault(v["membership"], []).append(v)
     staff = await _rows(t.StaffUser, tid, t.StaffUser.email)
+    appointments = await _rows(t.Appointment, tid, t.Appointment.external_id)
 
     data = fmt.ImportFile(
         format="portal-import/1",
@@ -140,10 +165,14 @@ async def export_business(host: str) -> bytes:
         ],
         staff=[
             fmt.StaffIn(
-                email=s["email"], name=s["name"], role=s["role"], password_hash=s["password_hash"]
+                email=s["email"],
+                name=s["name"],
+                role=s["role"],
+                # No hash: invited, no password chosen yet (they use "Forgot your password?").
+                password_hash=s["password_hash"] if is_password_hash(s["password_hash"]) else None,
+                disabled_at=_utc(s["disabled_at"]),
             )
             for s in staff
-            if is_password_hash(s["password_hash"])
         ],
         customers=[
             fmt.CustomerIn(
@@ -196,6 +225,11 @@ async def export_business(host: str) -> bytes:
                     )
                     for line in lines.get(i["id"], [])
                 ],
+                status=i["status"],
+                balance_cents=balance_given(i),
+                pdf_base64=base64.b64encode(documents[i["id"]]).decode()
+                if i["id"] in documents
+                else None,
             )
             for i in invoices
         ],
@@ -208,10 +242,30 @@ async def export_business(host: str) -> bytes:
                 card_last4=p["card_last4"],
                 allocations=[
                     fmt.AllocationIn(
-                        invoice=invoice_number[a["invoice"]], amount_cents=a["amount_cents"]
+                        invoice=invoice_number[a["invoice"]],
+                        amount_cents=a["amount_cents"],
+                        refunded_cents=a["refunded_cents"],
                     )
                     for a in allocations.get(p["id"], [])
                 ],
+                status=p["status"],
+                failure_reason=p["failure_reason"],
+                refunded_at=_utc(p["refunded_at"]),
+                refunds=[
+                    fmt.RefundIn(
+                        amount_cents=r["amount_cents"],
+                        status=r["status"],
+                        reason=r["reason"],
+                        source=r["source"],
+                        actor=r["actor"],
+                        reference=r["gateway_refund_id"],
+                        failure_reason=r["failure_reason"],
+                        created_at=_utc(r["created_at"]),  # type: ignore[arg-type]
+                        completed_at=_utc(r["completed_at"]),
+                    )
+                    for r in refunds.get(p["id"], [])
+                ],
+                payment_account=p["payment_account_id"],
             )
             for p in payments
             if allocations.get(p["id"])
@@ -240,6 +294,19 @@ async def export_business(host: str) -> bytes:
                 ],
             )
             for m in memberships
+        ],
+        appointments=[
+            fmt.AppointmentIn(
+                id=a["external_id"],
+                customer=customer_id[a["customer"]],
+                location=location_id[a["location"]],
+                starts_at=_utc(a["starts_at"]),  # type: ignore[arg-type]
+                ends_at=_utc(a["ends_at"]),  # type: ignore[arg-type]
+                service_type=a["service_type"],
+                status=a["status"],
+                job=job_number[a["job"]] if a["job"] is not None else None,
+            )
+            for a in appointments
         ],
     )
     return msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n"

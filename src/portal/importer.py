@@ -76,6 +76,10 @@ class StaffIn(Struct, kw_only=True):
     role: Literal["admin", "office"] = "office"
     password: Annotated[str, msgspec.Meta(min_length=8, max_length=128)] | None = None
     password_hash: str | None = None
+    # Neither: an invited member who has not chosen a password yet (signs in after
+    # "Forgot your password?"). Set: a member who may not sign in (an administrator
+    # disabled them).
+    disabled_at: UtcTime | None = None
 
 
 class LocationIn(Struct, kw_only=True):
@@ -132,20 +136,48 @@ class InvoiceIn(Struct, kw_only=True):
     due_date: Day | None = None
     summary: Annotated[str, msgspec.Meta(max_length=300)] = ""
     lines: list[LineIn] = []
+    # "void": the business no longer bills it. It owes nothing, never shows as open and
+    # cannot be paid; it may carry no money (payments refunded first).
+    status: Literal["issued", "void"] = "issued"
+    # What is still owed when the business says it is less than the total less the
+    # payments (paid outside the portal); left out, it is exactly that.
+    balance_cents: Cents | None = None
+    # The business's own PDF of the invoice, shown instead of the one the portal draws.
+    pdf_base64: str | None = None
 
 
 class AllocationIn(Struct, kw_only=True):
     invoice: Id
     amount_cents: Annotated[int, msgspec.Meta(gt=0)]
+    refunded_cents: Annotated[int, msgspec.Meta(ge=0)] = 0  # given back: owed again
+
+
+class RefundIn(Struct, kw_only=True):
+    amount_cents: Annotated[int, msgspec.Meta(gt=0)]
+    status: Literal["pending", "succeeded", "failed"] = "succeeded"
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    source: Literal["office", "gateway"] = "office"
+    actor: Annotated[str, msgspec.Meta(max_length=254)] = ""  # the staff member's email
+    reference: Annotated[str, msgspec.Meta(max_length=80)] = ""  # the gateway's refund id
+    failure_reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    created_at: UtcTime
+    completed_at: UtcTime | None = None
 
 
 class PaymentIn(Struct, kw_only=True):
     reference: Id
     customer: Id
-    paid_at: UtcTime
+    paid_at: UtcTime  # when it went through (or, pending or failed, when it started)
     card_brand: Annotated[str, msgspec.Meta(max_length=20)] = ""
     card_last4: Annotated[str, msgspec.Meta(pattern=r"^([0-9]{4})?$")] = ""
     allocations: list[AllocationIn]
+    status: Literal["succeeded", "pending", "failed"] = "succeeded"
+    failure_reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    refunded_at: UtcTime | None = None  # the charge was given back in full
+    refunds: list[RefundIn] = []
+    # The payment account it was made on: a pending one is settled, and a refund made,
+    # through it (`reference` is that gateway's own id of the payment).
+    payment_account: Annotated[str, msgspec.Meta(max_length=80)] = ""
 
 
 class VisitIn(Struct, kw_only=True):
@@ -173,6 +205,17 @@ class MembershipIn(Struct, kw_only=True):
     visits: list[VisitIn] = []
 
 
+class AppointmentIn(Struct, kw_only=True):
+    id: Id
+    customer: Id
+    location: Id
+    starts_at: UtcTime
+    ends_at: UtcTime
+    service_type: Annotated[str, msgspec.Meta(max_length=80)] = ""
+    status: Literal["scheduled", "in_progress", "completed", "canceled"] = "scheduled"
+    job: Id | None = None  # the job it is for (the same customer's), by number
+
+
 class ImportFile(Struct, kw_only=True):
     format: Literal["portal-import/1"]
     business: Business
@@ -183,6 +226,7 @@ class ImportFile(Struct, kw_only=True):
     invoices: list[InvoiceIn] = []
     payments: list[PaymentIn] = []
     memberships: list[MembershipIn] = []
+    appointments: list[AppointmentIn] = []
 
 
 class ImportProblem(Exception):
@@ -249,6 +293,11 @@ def clean_invoice(inv: InvoiceIn, where: str) -> None:
         _tidy(line, "description", f"{where}.lines[{k}]", required=True)
 
 
+def clean_appointment(a: AppointmentIn, where: str) -> None:
+    """An appointment's one-line text (raises ImportProblem)."""
+    _tidy(a, "service_type", where)
+
+
 def clean_membership(m: MembershipIn, where: str) -> None:
     """A membership's and its visits' one-line text (raises ImportProblem)."""
     _tidy(m, "type", where, required=True)
@@ -280,6 +329,8 @@ def _clean_text(data: ImportFile) -> None:
         clean_invoice(inv, f"invoices[{i}]")
     for i, m in enumerate(data.memberships):
         clean_membership(m, f"memberships[{i}]")
+    for i, a in enumerate(data.appointments):
+        clean_appointment(a, f"appointments[{i}]")
 
 
 def friendly_path(message: str) -> str:
@@ -367,8 +418,6 @@ def _check_references(data: ImportFile) -> None:
         if email in staff_emails:
             raise ImportProblem(f"staff[{i}].email: {email!r} is used twice")
         staff_emails[email] = i
-        if not (s.password or s.password_hash):
-            raise ImportProblem(f"staff[{i}] ({email}): needs password or password_hash")
         _check_password(s.password, s.password_hash, b.name, email, f"staff[{i}] ({email})")
     customers = _unique(data.customers, "id", "customers")
     location_owner: dict[str, str] = {}
@@ -418,7 +467,8 @@ def _check_references(data: ImportFile) -> None:
         if inv.job not in jobs:
             raise ImportProblem(f"invoices[{i}] ({inv.number}).job: unknown job {inv.job!r}")
     _unique(data.payments, "reference", "payments")
-    paid: dict[str, int] = {}
+    paid: dict[str, int] = {}  # by succeeded payments, less what was refunded
+    held: dict[str, int] = {}  # by pending payments
     for i, p in enumerate(data.payments):
         where = f"payments[{i}] ({p.reference})"
         if p.customer not in customers:
@@ -435,9 +485,30 @@ def _check_references(data: ImportFile) -> None:
                 raise ImportProblem(
                     f"{where}.allocations[{k}].invoice: {a.invoice!r} belongs to another customer"
                 )
-            paid[a.invoice] = paid.get(a.invoice, 0) + a.amount_cents
+            if a.refunded_cents > a.amount_cents:
+                raise ImportProblem(
+                    f"{where}.allocations[{k}].refunded_cents: more than its amount_cents"
+                )
+            if p.status == "succeeded":
+                paid[a.invoice] = paid.get(a.invoice, 0) + a.amount_cents - a.refunded_cents
+            elif p.status == "pending":
+                held[a.invoice] = held.get(a.invoice, 0) + a.amount_cents
+        if sum(r.amount_cents for r in p.refunds if r.status == "succeeded") > sum(
+            a.amount_cents for a in p.allocations
+        ):
+            raise ImportProblem(f"{where}.refunds: more was refunded than the payment's amount")
     for i, inv in enumerate(data.invoices):
         total = invoice_total(inv)
+        where = f"invoices[{i}] ({inv.number})"
+        if inv.status == "void" and (paid.get(inv.number, 0) or held.get(inv.number, 0)):
+            raise ImportProblem(
+                f"{where}.status: a void invoice cannot have payments on it "
+                f"({paid.get(inv.number, 0) + held.get(inv.number, 0)} cents); refund them first"
+            )
+        if inv.balance_cents is not None and inv.balance_cents > total:
+            raise ImportProblem(f"{where}.balance_cents: more than the total ({total} cents)")
+        if inv.pdf_base64 is not None:
+            invoice_pdf(inv.pdf_base64, where)
         if paid.get(inv.number, 0) > total:
             raise ImportProblem(
                 f"invoices[{i}] ({inv.number}): payments ({paid[inv.number]} cents) exceed the total "
@@ -453,6 +524,26 @@ def _check_references(data: ImportFile) -> None:
                 f"{where}.location: unknown location {m.location!r} for this customer"
             )
         check_membership(m, where)
+    _unique(data.appointments, "id", "appointments")
+    for i, appt in enumerate(data.appointments):
+        where = f"appointments[{i}] ({appt.id})"
+        if appt.customer not in customers:
+            raise ImportProblem(f"{where}.customer: unknown customer {appt.customer!r}")
+        if location_owner.get(appt.location) != appt.customer:
+            raise ImportProblem(
+                f"{where}.location: unknown location {appt.location!r} for this customer"
+            )
+        if appt.job is not None and job_customer.get(appt.job) != appt.customer:
+            raise ImportProblem(f"{where}.job: unknown job {appt.job!r} for this customer")
+        check_appointment(appt, where)
+
+
+def check_appointment(a: AppointmentIn, where: str) -> None:
+    """An appointment's own rules: it ends after it starts, within a few days."""
+    if a.ends_at <= a.starts_at:
+        raise ImportProblem(f"{where}.ends_at: must be after starts_at")
+    if (a.ends_at - a.starts_at).days >= 14:
+        raise ImportProblem(f"{where}.ends_at: an appointment lasts less than 14 days")
 
 
 def check_job(j: JobIn, where: str) -> None:
@@ -468,6 +559,24 @@ def check_membership(m: MembershipIn, where: str) -> None:
     for k, v in enumerate(m.visits):
         if v.window_end <= v.window_start:
             raise ImportProblem(f"{where}.visits[{k}].window_end: must be after window_start")
+
+
+def invoice_pdf(encoded: str, where: str) -> bytes:
+    """An invoice's own PDF from base64, or ImportProblem naming `where`: a PDF file."""
+    try:
+        pdf = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImportProblem(f"{where}.pdf_base64: not valid base64") from None
+    if not pdf.startswith(b"%PDF-"):
+        raise ImportProblem(f"{where}.pdf_base64: not a PDF file (it does not start with %PDF-)")
+    return pdf
+
+
+def expected_balance(total: int, paid: int, balance_cents: int | None) -> int:
+    """What an invoice still owes: its total less what was paid (net of refunds), or less
+    when the business says so (`balance_cents`); never below 0."""
+    balance = max(total - paid, 0)
+    return balance if balance_cents is None else min(balance, balance_cents)
 
 
 def invoice_total(inv: InvoiceIn) -> int:
@@ -511,7 +620,10 @@ async def import_data(data: ImportFile) -> int:
     """Write a checked import file in one transaction; returns the new business's id."""
     b = data.business
     # Hash passwords before the transaction: hashing is slow and needs no lock.
-    staff_hashes = [s.password_hash or await hash_password(s.password or "") for s in data.staff]
+    staff_hashes = [
+        s.password_hash or (await hash_password(s.password) if s.password else "")
+        for s in data.staff
+    ]
     account_hashes = {
         c.id: c.portal_account.password_hash or await hash_password(c.portal_account.password or "")
         for c in data.customers
@@ -578,6 +690,7 @@ async def import_data(data: ImportFile) -> int:
                     "name": s.name,
                     "role": s.role,
                     "password_hash": h,
+                    "disabled_at": s.disabled_at,
                 }
                 for s, h in zip(data.staff, staff_hashes, strict=True)
             ],
@@ -655,7 +768,8 @@ async def import_data(data: ImportFile) -> int:
         paid: dict[str, int] = {}
         for p in data.payments:
             for a in p.allocations:
-                paid[a.invoice] = paid.get(a.invoice, 0) + a.amount_cents
+                if p.status == "succeeded":
+                    paid[a.invoice] = paid.get(a.invoice, 0) + a.amount_cents - a.refunded_cents
         invoice_rows = []
         for inv in data.invoices:
             job = jobs_by_number[inv.job]
@@ -672,11 +786,26 @@ async def import_data(data: ImportFile) -> int:
                     "due_date": inv.due_date,
                     "summary": inv.summary or job.summary,
                     "total_cents": total,
-                    "balance_cents": total - paid.get(inv.number, 0),
+                    "balance_cents": 0
+                    if inv.status == "void"
+                    else expected_balance(total, paid.get(inv.number, 0), inv.balance_cents),
+                    "status": inv.status,
                 }
             )
         await _insert(t.Invoice, invoice_rows)
         invoice_ids = await _ids(t.Invoice, tenant_id, "number")
+        await _insert(
+            t.InvoiceDocument,
+            [
+                {
+                    **tid,
+                    "invoice": invoice_ids[inv.number],
+                    "pdf": invoice_pdf(inv.pdf_base64, inv.number),
+                }
+                for inv in data.invoices
+                if inv.pdf_base64 is not None
+            ],
+        )
         await _insert(
             t.InvoiceLine,
             [
@@ -701,15 +830,19 @@ async def import_data(data: ImportFile) -> int:
                     "customer": customer_ids[p.customer],
                     "amount_cents": sum(a.amount_cents for a in p.allocations),
                     "kind": "full",
-                    "status": "succeeded",
+                    "status": p.status,
+                    "failure_reason": p.failure_reason,
+                    "refunded_at": p.refunded_at,
+                    "refunded_cents": sum(a.refunded_cents for a in p.allocations),
                     "idempotency_key": f"import:{p.reference}",
                     "gateway": "import",
+                    "payment_account_id": p.payment_account,
                     "gateway_ref": p.reference,
                     "card_brand": p.card_brand,
                     "card_last4": p.card_last4,
                     "source": "import",
                     "created_at": p.paid_at,
-                    "completed_at": p.paid_at,
+                    "completed_at": p.paid_at if p.status != "pending" else None,
                 }
                 for p in data.payments
             ],
@@ -728,9 +861,30 @@ async def import_data(data: ImportFile) -> int:
                     "payment": payment_ids[p.reference],
                     "invoice": invoice_ids[a.invoice],
                     "amount_cents": a.amount_cents,
+                    "refunded_cents": a.refunded_cents,
                 }
                 for p in data.payments
                 for a in p.allocations
+            ],
+        )
+        await _insert(
+            t.PaymentRefund,
+            [
+                {
+                    **tid,
+                    "payment": payment_ids[p.reference],
+                    "amount_cents": r.amount_cents,
+                    "reason": r.reason,
+                    "status": r.status,
+                    "source": r.source,
+                    "actor": r.actor,
+                    "gateway_refund_id": r.reference,
+                    "failure_reason": r.failure_reason,
+                    "created_at": r.created_at,
+                    "completed_at": r.completed_at,
+                }
+                for p in data.payments
+                for r in p.refunds
             ],
         )
         await _insert(
@@ -748,6 +902,7 @@ async def import_data(data: ImportFile) -> int:
                     "created_at": p.paid_at,
                 }
                 for p in data.payments
+                if p.status == "succeeded"
                 for a in p.allocations
             ],
         )
@@ -784,6 +939,23 @@ async def import_data(data: ImportFile) -> int:
                 }
                 for m in data.memberships
                 for v in m.visits
+            ],
+        )
+        await _insert(
+            t.Appointment,
+            [
+                {
+                    **tid,
+                    "customer": customer_ids[a.customer],
+                    "location": location_ids[a.location],
+                    "external_id": a.id,
+                    "service_type": a.service_type,
+                    "status": a.status,
+                    "starts_at": a.starts_at,
+                    "ends_at": a.ends_at,
+                    "job": job_ids[a.job] if a.job is not None else None,
+                }
+                for a in data.appointments
             ],
         )
     return tenant_id

@@ -167,17 +167,39 @@ async def invoices_context(
     message: str = "",
     notice: str = "",
     errors: dict[str, str] | None = None,
+    start: invoices_db.Cursor | None = None,
+    before: invoices_db.Cursor | None = None,
 ) -> dict[str, Any]:
-    """What the Invoices tab shows: the viewed customer's open invoices and the pay form."""
-    rows = (
-        await invoices_db.open_invoices(tenant["id"], viewer.customer["id"], viewer.location_ids)
-        if viewer.customer
-        else []
-    )
+    """What the Invoices tab shows: a page of the viewed customer's open invoices (the
+    first, or from `start` on, or the one `before`) and the pay form. Chosen invoices
+    (`selected`) that are not on that page bring the page of the oldest of them."""
+    page = invoices_db.OpenInvoices()
+    if viewer.customer:
+        customer_id, places = viewer.customer["id"], viewer.location_ids
+        page = await invoices_db.open_invoices(
+            tenant["id"], customer_id, places, start=start, before=before
+        )
+        shown = {row["id"] for row in page.rows}
+        if selected and not shown.issuperset(selected):
+            # E.g. "Pay this invoice" on an invoice further down the list, or a failed
+            # payment's invoices: show the page that starts with the oldest chosen one.
+            chosen = await invoices_db.customer_invoices(
+                tenant["id"], customer_id, list(selected), places
+            )
+            payable = [i for i in chosen if i["payable"]]
+            if payable:
+                first = payable[0]  # customer_invoices: oldest first
+                page = await invoices_db.open_invoices(
+                    tenant["id"],
+                    customer_id,
+                    places,
+                    start=invoices_db.Cursor(first["invoice_date"], first["id"]),
+                )
     return {
-        "rows": rows,
-        "open_count": rows[0]["open_count"] if rows else 0,
-        "total_due": int(rows[0]["open_total"]) if rows else 0,
+        "page": page,
+        "rows": page.rows,
+        "open_count": page.open_count,
+        "total_due": page.total_due,
         "selected": set(selected or []),
         "amount": amount,
         "key": service.new_key(),
@@ -198,8 +220,11 @@ async def invoices_page(
 ) -> Response[Any]:
     """The Invoices tab (also rendered whole as the answer to an htmx sign-in)."""
     await settle_lost_callbacks(request, tenant, viewer)
-    selected = [i for i in map(record_id, request.query_params.getall("select", [])) if i]
-    retry = record_id(request.query_params.get("retry"))
+    params = request.query_params
+    selected = [i for i in map(record_id, params.getall("select", [])) if i]
+    start = invoices_db.Cursor.parse(params.get("from"))
+    before = invoices_db.Cursor.parse(params.get("before"))
+    retry = record_id(params.get("retry"))
     failed = (
         await service.failed_payment(tenant, viewer.customer["id"], retry, viewer.location_ids)
         if retry and viewer.customer
@@ -212,7 +237,13 @@ async def invoices_page(
             selected=failed.selected,
             amount=failed.amount,
             message=failed.message,
+            start=start,
+            before=before,
         )
     else:
-        context = await invoices_context(tenant, viewer, selected=selected)
+        context = await invoices_context(
+            tenant, viewer, selected=selected, start=start, before=before
+        )
+    if block == "region" and request.headers.get("HX-Target", "").endswith("#pay-form"):
+        block = "form"  # "Next 25 invoices" / "Previous" swap the list and its pay form only
     return tab_page(request, tenant, viewer, "invoices", context, block=block, headers=headers)

@@ -289,7 +289,7 @@ async def form_lists(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
 class App(Litestar):
     """Litestar, without one start-up cost: its own set-up step imports OpenTelemetry's
     ASGI instrumentation whenever that is installed (the `otel` extra), switched on or
-    not (about 0.3 s and 60 modules at every start). Here only when the app was given
+    not (57 modules, about 20 ms, at every start of every process). Here only when given
     Litestar's OpenTelemetry middleware (`portal.observability`); its module's name is
     read, nothing imported. The portal and its sync API are built on this."""
 

@@ -50,6 +50,31 @@ def text_lines(locator: Any) -> int:
     return locator.evaluate(_LINES)
 
 
+_BROKEN_WORDS = """el => {
+  const broken = [];
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const box = node.parentElement && node.parentElement.getBoundingClientRect();
+    if (!box || box.width === 0) continue;  // not shown (visually-hidden labels, closed)
+    for (const m of node.data.matchAll(/[^\\s\\-\u2013\u2014]+/g)) {
+      const range = document.createRange();
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      const tops = new Set();
+      for (const r of range.getClientRects()) if (r.width > 0) tops.add(Math.round(r.top));
+      if (tops.size > 1) broken.push(m[0]);
+    }
+  }
+  return broken;
+}"""
+
+
+def broken_words(locator: Any) -> list[str]:
+    """The words inside `locator` that wrap across lines mid-word ("Revok" / "e"); a
+    break at a hyphen or a dash is a break between words."""
+    return list(locator.evaluate(_BROKEN_WORDS))
+
+
 def fits_the_width(page: Page) -> bool:
     """Nothing on the page sticks out sideways (no horizontal scrolling)."""
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

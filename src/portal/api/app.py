@@ -33,6 +33,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from portal.api import sync
 from portal.api.records import (
+    AppointmentRecord,
     BulkLine,
     BusinessUnitRecord,
     CustomerRecord,
@@ -261,7 +262,7 @@ async def put_customer(
 async def put_job(
     writer: WriterDep, number: FromPath[str], data: JSONBody[JobRecord]
 ) -> RecordResult:
-    """Create or update a job (or an appointment: a scheduled job) by its number."""
+    """Create or update a job by its number."""
     return await _put(writer, data, number)
 
 
@@ -269,7 +270,8 @@ async def put_job(
 async def put_invoice(
     writer: WriterDep, number: FromPath[str], data: JSONBody[InvoiceRecord]
 ) -> RecordResult:
-    """Create or update an invoice with its lines by its number."""
+    """Create or update an invoice with its lines by its number; `"status": "void"` voids
+    it (409 while a payment is on it: refund first)."""
     return await _put(writer, data, number)
 
 
@@ -279,6 +281,16 @@ async def put_membership(
 ) -> RecordResult:
     """Create or update a membership or contract with its visits by the source's id."""
     return await _put(writer, data, membership_id)
+
+
+@put("/appointments/{appointment_id:str}", request_max_body_size=MAX_RECORD_BYTES, tags=["records"])
+async def put_appointment(
+    writer: WriterDep, appointment_id: FromPath[str], data: JSONBody[AppointmentRecord]
+) -> RecordResult:
+    """Create or update an appointment (a booked time window at a customer's location,
+    optionally for a job and answering an appointment request) by the source's id. The
+    customer sees upcoming ones on the Scheduler tab."""
+    return await _put(writer, data, appointment_id)
 
 
 async def _delete(
@@ -316,6 +328,7 @@ DELETES = [
     _delete_handler("jobs", "job", "a job"),
     _delete_handler("invoices", "invoice", "an invoice"),
     _delete_handler("memberships", "membership", "a membership or contract"),
+    _delete_handler("appointments", "appointment", "an appointment"),
 ]
 
 
@@ -327,7 +340,8 @@ class BulkOperation(Operation):
         self.request_body = RequestBody(
             required=True,
             description="One record a line (JSON), each naming itself in `record`: "
-            "business_unit, customer, job, invoice, membership or delete; at most 10,000.",
+            "business_unit, customer, job, invoice, membership, appointment or delete; "
+            "at most 10,000.",
             content={
                 "application/x-ndjson": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
             },
@@ -348,7 +362,7 @@ async def bulk(
 ) -> BulkResult:
     """Upsert or delete up to 10,000 records, one JSON object a line, in one transaction.
     Each line's `record` says what it is (business_unit, customer, job, invoice,
-    membership, delete). A refused record is listed with its line, field and reason; the
+    membership, appointment, delete). A refused record is listed with its line, field and reason; the
     others are written."""
     body = await request.body()
     lines = [line for line in body.split(b"\n") if line.strip()]
@@ -491,6 +505,7 @@ def create_api(settings: Settings) -> Litestar:
             put_job,
             put_invoice,
             put_membership,
+            put_appointment,
             *DELETES,
             bulk,
             events_feed,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -18,7 +19,7 @@ import msgspec
 
 from portal.api import sync
 from portal.api.records import CustomerRecord, InvoiceRecord, JobRecord, Record
-from portal.forms import parse_day
+from portal.forms import Checked, parse_day
 from portal.importer import friendly_path
 
 MAX_BYTES = 2_000_000
@@ -115,16 +116,50 @@ def guess_mapping(kind: str, columns: list[str]) -> dict[str, str]:
     return mapping
 
 
-def mapping_problems(kind: str, mapping: dict[str, str], columns: list[str]) -> dict[str, str]:
-    """Required fields without a column, and columns that are not in the file."""
-    problems = {}
+def clean_column(
+    value: str, columns: list[str], label: str, required: bool
+) -> tuple[str, str | None]:
+    """The file's column chosen for a field: one of the file's; none only when the field
+    is not required."""
+    if value and value not in columns:
+        return value, "Choose one of the file's columns."
+    if required and not value:
+        return value, f"Choose the column that holds the {label.lower()}."
+    return value, None
+
+
+def clean_unit(value: str, unit_ids: Collection[str]) -> tuple[str, str | None]:
+    """The business unit open invoices are for: one of the business's (`unit_ids`)."""
+    return value, None if value in unit_ids else "Choose the business unit these invoices are for."
+
+
+@dataclass(frozen=True)
+class ColumnChoice:
+    """A checked mapping form: each field's column ("" for none), and the unit."""
+
+    mapping: dict[str, str]
+    unit: str
+
+
+def check_mapping(
+    kind: str, form: dict[str, str], columns: list[str], unit_ids: Collection[str]
+) -> Checked[ColumnChoice | None]:
+    """Check the mapping form of a file of `kind` (`forms.Checked`): the columns to read
+    (None while there are problems), the form to show again (`mapping`, `unit`), the
+    problems by field (the field's key; `unit`). Only open invoices need a unit."""
+    mapping: dict[str, str] = {}
+    problems: dict[str, str] = {}
     for key, label, required, _ in FIELDS[kind]:
-        column = mapping.get(key, "")
-        if column and column not in columns:
-            problems[key] = "Choose one of the file's columns."
-        elif required and not column:
-            problems[key] = f"Choose the column that holds the {label.lower()}."
-    return problems
+        mapping[key], problem = clean_column(form.get(f"map_{key}", ""), columns, label, required)
+        if problem:
+            problems[key] = problem
+    unit = form.get("unit", "")
+    if kind == "invoices":
+        unit, problem = clean_unit(unit, unit_ids)
+        if problem:
+            problems["unit"] = problem
+    values = {"mapping": mapping, "unit": unit}
+    return Checked(None if problems else ColumnChoice(mapping, unit), problems, values)
 
 
 def _cents(text: str) -> int | None:

@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 import msgspec
 
 from portal.importer import (
+    AppointmentIn,
     BusinessUnitIn,
-    Cents,
     CustomerIn,
     Id,
     InvoiceIn,
@@ -20,7 +20,7 @@ from portal.importer import (
 )
 
 Version = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
-Kind = Literal["business_unit", "customer", "job", "invoice", "membership"]
+Kind = Literal["business_unit", "customer", "job", "invoice", "membership", "appointment"]
 
 
 class BusinessUnitRecord(BusinessUnitIn, tag="business_unit", tag_field="record", kw_only=True):
@@ -39,7 +39,8 @@ class CustomerRecord(CustomerIn, tag="customer", tag_field="record", kw_only=Tru
 
 
 class JobRecord(JobIn, tag="job", tag_field="record", kw_only=True):
-    """A job (an appointment is a job with status `scheduled` and its times)."""
+    """A job (a scheduled one with its times shows on the Scheduler unless an appointment
+    stands for it)."""
 
     updated_at: UtcTime | None = None
     version: Version | None = None
@@ -48,10 +49,9 @@ class JobRecord(JobIn, tag="job", tag_field="record", kw_only=True):
 class InvoiceRecord(InvoiceIn, tag="invoice", tag_field="record", kw_only=True):
     """An invoice with its lines. `balance_cents` is what the source says is still owed;
     left out, it is the total less the payments made in the portal. `pdf_base64`
-    optionally replaces the portal's own PDF of the invoice."""
+    optionally replaces the portal's own PDF of the invoice. `status` "void" voids it
+    (nothing owed, never payable; refused with 409 while money is on it)."""
 
-    balance_cents: Cents | None = None
-    pdf_base64: str | None = None
     updated_at: UtcTime | None = None
     version: Version | None = None
 
@@ -59,6 +59,18 @@ class InvoiceRecord(InvoiceIn, tag="invoice", tag_field="record", kw_only=True):
 class MembershipRecord(MembershipIn, tag="membership", tag_field="record", kw_only=True):
     """A membership (residential) or contract (commercial) with its visits."""
 
+    updated_at: UtcTime | None = None
+    version: Version | None = None
+
+
+class AppointmentRecord(AppointmentIn, tag="appointment", tag_field="record", kw_only=True):
+    """An appointment the business booked: a time window (`starts_at` to `ends_at`) at one
+    of the customer's locations, for a `service_type`, with its `status`; optionally the
+    `job` it is for (by number) and the portal's appointment request it answers
+    (`booking_request`: the `booking_request_id` of a `booking.requested` event). The
+    customer sees upcoming ones on the Scheduler tab."""
+
+    booking_request: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
     updated_at: UtcTime | None = None
     version: Version | None = None
 
@@ -79,6 +91,7 @@ Record = (
     | JobRecord
     | InvoiceRecord
     | MembershipRecord
+    | AppointmentRecord
     | DeleteRecord
 )
 BulkLine = Record  # one line of an NDJSON batch
@@ -89,6 +102,7 @@ KIND_OF: dict[type, str] = {
     JobRecord: "job",
     InvoiceRecord: "invoice",
     MembershipRecord: "membership",
+    AppointmentRecord: "appointment",
 }
 
 

@@ -10,15 +10,18 @@ emails and writes the activity lines, each in the transaction of its change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
+
+import asyncpg
 
 from portal.config import Settings
 from portal.db import accounts, activity
 from portal.db import grants as grants_db
 from portal.db.engine import transaction
-from portal.db.rows import TenantRow
+from portal.db.rows import GrantRow, TenantRow
 from portal.forms import Checked, clean_email, record_id
 from portal.mail.links import portal_url
 from portal.mail.outbox import queue_email
@@ -32,11 +35,27 @@ ROLE_WORDS = {
 # Short words for an email's sentence ("… with you (billing, at Home)").
 ROLE_SHORT = {"full": "full access", "billing": "billing", "view": "view only"}
 MAX_LIVE_GRANTS = 20  # per customer record
+ALREADY_SHARED = (
+    "You have already shared your account with that email. Remove that access first to change it."
+)
+TOO_MANY = (
+    f"You have shared your account {MAX_LIVE_GRANTS} times, the most there can be. "
+    "Remove someone's access first."
+)
 
 # What each role may do beyond reading (the owner may do everything).
 CAN_PAY = frozenset({"owner", "full", "billing"})
 CAN_REQUEST = frozenset({"owner", "full"})
 CAN_MANAGE_CARDS = frozenset({"owner", "full"})
+
+
+class InviteRefused(Exception):
+    """The invitation lost a race to another one (the same email, or the last free grant)
+    after `check_invite` passed: the same problems a sequential second try gets."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__(problems)
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -48,6 +67,40 @@ class Invitation:
     location_ids: list[int]
 
 
+def clean_invitee_email(value: str) -> tuple[str, str | None]:
+    """The invitee's email (`forms.clean_email`, its messages about "their" email)."""
+    email, problem = clean_email(value)
+    return email, problem.replace("your email address", "their email address") if problem else None
+
+
+def clean_new_invitee(
+    email: str, owner_email: str, on_record: Collection[str], live: Sequence[GrantRow]
+) -> tuple[str, str | None]:
+    """A valid email that does not see the record already: not the owner's own nor one on
+    the record (`on_record`), and without a live grant for it (`live`: the customer's)."""
+    if email == owner_email.strip().lower() or email in on_record:
+        return email, "That email is already on your account: it sees everything."
+    if any(g["invitee_email"] == email for g in live):
+        return email, ALREADY_SHARED
+    return email, None
+
+
+def clean_role(value: str) -> tuple[str, str | None]:
+    """One of `ROLES`."""
+    return value, None if value in ROLES else "Choose what they may do."
+
+
+def clean_locations(values: Sequence[str], own: Collection[int]) -> tuple[list[int], str | None]:
+    """At least one location, every one of them the owner's (`own`); ids in order, once."""
+    wanted = [record_id(value) for value in values]
+    location_ids = sorted({n for n in wanted if n is not None})
+    if not location_ids:
+        return location_ids, "Choose at least one location."
+    if None in wanted or any(n not in own for n in location_ids):
+        return location_ids, "Choose among your own locations."
+    return location_ids, None
+
+
 async def check_invite(
     tenant_id: int,
     customer_id: int,
@@ -57,39 +110,31 @@ async def check_invite(
     role: str,
     locations: Sequence[str],
 ) -> Checked[Invitation]:
-    """Check the owner's invitation form (fields `email`, `role`, `locations`): a valid
-    email, not the owner's own nor one on the customer's record, no live grant to it for
-    this customer already; a known role; at least one location, every one the owner's;
+    """Check the owner's invitation form (fields `email`, `role`, `locations`; `forms.Checked`):
+    a valid email, not the owner's own nor one on the customer's record, no live grant to it
+    for this customer already; a known role; at least one location, every one the owner's;
     at most MAX_LIVE_GRANTS live grants per customer."""
-    problems: dict[str, str] = {}
-    clean, problem = clean_email(email)
-    if problem:
-        problems["email"] = problem.replace("your email address", "their email address")
+    clean, email_problem = clean_invitee_email(email)
     live = await grants_db.given(tenant_id, customer_id)
-    if not problem:
-        if clean == owner_email.strip().lower() or clean in await grants_db.record_emails(
-            tenant_id, customer_id
-        ):
-            problems["email"] = "That email is already on your account: it sees everything."
-        elif any(g["invitee_email"] == clean for g in live):
-            problems["email"] = (
-                "You have already shared your account with that email. Remove that access "
-                "first to change it."
-            )
-    if role not in ROLES:
-        problems["role"] = "Choose what they may do."
-    wanted = [record_id(value) for value in locations]
+    if not email_problem:
+        on_record = await grants_db.record_emails(tenant_id, customer_id)
+        clean, email_problem = clean_new_invitee(clean, owner_email, on_record, live)
+    role, role_problem = clean_role(role)
     own = await grants_db.owner_location_ids(tenant_id, customer_id)
-    location_ids = sorted({n for n in wanted if n is not None})
-    if not location_ids:
-        problems["locations"] = "Choose at least one location."
-    elif None in wanted or any(n not in own for n in location_ids):
-        problems["locations"] = "Choose among your own locations."
+    location_ids, locations_problem = clean_locations(locations, own)
+    form_problem = None
     if len(live) >= MAX_LIVE_GRANTS:
-        problems["form"] = (
-            f"You have shared your account {MAX_LIVE_GRANTS} times, the most there can be. "
-            "Remove someone's access first."
+        form_problem = TOO_MANY
+    problems = {
+        field: problem
+        for field, problem in (
+            ("email", email_problem),
+            ("role", role_problem),
+            ("locations", locations_problem),
+            ("form", form_problem),
         )
+        if problem
+    }
     return Checked(
         clean=Invitation(email=clean, role=role, location_ids=location_ids),
         problems=problems,
@@ -115,8 +160,33 @@ async def invite(
 ) -> int:
     """Save a checked invitation, queue its email and write its activity line, together
     or not at all; returns the grant's id. The email links to the registration page (with
-    the email filled in) when that email has no confirmed account here, else to sign in."""
+    the email filled in) when that email has no confirmed account here, else to sign in.
+
+    `check_invite` ran before, outside any transaction, so two invitations sent at once can
+    both pass it: here the customer's grants are locked (PostgreSQL: the customer's row,
+    FOR NO KEY UPDATE; SQLite: the immediate transaction holds the write lock) and the email and
+    the limit checked again. The loser raises `InviteRefused` with the message a second
+    try gets; the partial unique index `access_grant_live_once` backs the email rule."""
+    try:
+        return await _save(settings, tenant, customer_id, owner_name, owner_email, invitation)
+    except (sqlite3.IntegrityError, asyncpg.UniqueViolationError) as exc:
+        raise InviteRefused({"email": ALREADY_SHARED}) from exc
+
+
+async def _save(
+    settings: Settings,
+    tenant: TenantRow,
+    customer_id: int,
+    owner_name: str,
+    owner_email: str,
+    invitation: Invitation,
+) -> int:
     async with transaction():
+        live = await grants_db.lock_live_emails(tenant["id"], customer_id)
+        if invitation.email in live:
+            raise InviteRefused({"email": ALREADY_SHARED})
+        if len(live) >= MAX_LIVE_GRANTS:
+            raise InviteRefused({"form": TOO_MANY})
         grant_id = await grants_db.create(
             tenant["id"],
             customer_id,

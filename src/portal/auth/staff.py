@@ -5,6 +5,7 @@ customers': auth/policy.py)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -18,7 +19,10 @@ from portal.db import staff as staff_db
 from portal.db.engine import transaction
 from portal.db.rows import TenantRow
 from portal.db.tables import StaffUser, Tenant
-from portal.forms import one_line
+from portal.forms import Checked, clean_email, count_text, one_line
+
+NAME_MAX = 120
+NAME_READ = 1000  # characters of a name read from the form (plus one)
 
 
 def staff_password_problem(password: str, tenant: Mapping[str, Any], email: str) -> str | None:
@@ -68,6 +72,62 @@ async def create_staff(host: str, email: str, name: str, role: str, password: st
         )
     ).run()
     return None
+
+
+# --- the office's Add staff form ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewStaff:
+    """A checked Add staff form, ready to add."""
+
+    name: str
+    email: str
+    role: str
+
+
+def clean_name(value: str) -> tuple[str, str | None]:
+    """A staff member's name: one line, up to `NAME_MAX` characters."""
+    name = one_line(value[: NAME_READ + 1])
+    if not name:
+        return name, "Enter their name."
+    if len(name) > NAME_MAX:
+        return (
+            name,
+            f"Use at most {NAME_MAX} characters (this has {count_text(len(name), NAME_READ)}).",
+        )
+    return name, None
+
+
+def clean_staff_email(value: str) -> tuple[str, str | None]:
+    """Their email (`forms.clean_email`, its messages about "their" email)."""
+    email, problem = clean_email(value)
+    return email, problem.replace("your email", "their email") if problem else None
+
+
+def clean_role(value: str) -> tuple[str, str | None]:
+    """One of `db.staff.ROLES`."""
+    return value, None if value in staff_db.ROLES else "Choose Administrator or Office."
+
+
+def check_new_staff(form: Mapping[str, str]) -> Checked[NewStaff | None]:
+    """Check the Add staff form (`forms.Checked`): the staff member to add (None while
+    there are problems), the form to show again, the problems by field. Whether the email
+    is on the staff already is found when adding (`add_staff`)."""
+    name, name_problem = clean_name(form.get("name", ""))
+    email, email_problem = clean_staff_email(form.get("email", ""))
+    role, role_problem = clean_role(form.get("role", ""))
+    problems = {
+        field: problem
+        for field, problem in (
+            ("name", name_problem),
+            ("email", email_problem),
+            ("role", role_problem),
+        )
+        if problem
+    }
+    values = {"name": name, "email": email, "role": role if not role_problem else "office"}
+    return Checked(None if problems else NewStaff(name, email, role), problems, values)
 
 
 async def add_staff(

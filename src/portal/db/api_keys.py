@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from portal.db import activity
 from portal.db.engine import transaction
 from portal.db.tables import ApiKey
-from portal.forms import one_line
+from portal.forms import Checked, one_line
 
 SCOPES = {"read": "Read only", "write": "Read and write"}
 MAX_NAME = 80
@@ -39,6 +40,33 @@ def clean_name(value: str) -> tuple[str, str | None]:
     if len(name) > MAX_NAME:
         return name, f"Use at most {MAX_NAME} characters (this has {len(name)})."
     return name, None
+
+
+def clean_scope(value: str) -> tuple[str, str | None]:
+    """What the key may do: one of `SCOPES`."""
+    return value, None if value in SCOPES else "Choose what the key may do."
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A checked New key form, ready to make."""
+
+    name: str
+    scope: str
+
+
+def check_new_key(form: dict[str, str]) -> Checked[NewKey | None]:
+    """Check the office's New key form (`forms.Checked`): the key to make (None while there
+    are problems), the form to show again, the problems by field."""
+    name, name_problem = clean_name(form.get("name", "")[:1000])
+    scope, scope_problem = clean_scope(form.get("scope", ""))
+    problems = {
+        field: problem
+        for field, problem in (("name", name_problem), ("scope", scope_problem))
+        if problem
+    }
+    values = {"name": name, "scope": scope}
+    return Checked(None if problems else NewKey(name, scope), problems, values)
 
 
 async def create(tenant_id: int, name: str, scope: str, created_by: str) -> tuple[int, str]:

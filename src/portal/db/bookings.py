@@ -15,8 +15,12 @@ from typing import Any
 from portal.db import events, fast
 from portal.db.tables import BookingRequest
 
-REQUESTS_PAGE = 20
-UPCOMING_LIMIT = 10
+# The Scheduler tab reads only what it shows (issue 18): a page of requests (older ones
+# through "Older requests") and the next few appointments ("See all" shows up to
+# UPCOMING_ALL).
+REQUESTS_PAGE = 5
+UPCOMING_SHOWN = 5
+UPCOMING_ALL = 100
 
 
 async def customer_locations(
@@ -123,8 +127,10 @@ async def requests_for_customer(
     location_ids: list[int] | None = None,
 ) -> RequestsPage:
     """The customer's appointment requests, newest first (keyset on id), each with the
-    booked job's times when there is one (`job_start`, `job_end`, `job_status`).
-    One statement. `location_ids`: only those for a grant's locations (None: all)."""
+    booked job's times when there is one (`job_start`, `job_end`, `job_status`) and those of
+    the latest appointment the business's own system pushed for it (`appointment_start`,
+    `appointment_end`, `appointment_status`). One statement. `location_ids`: only those
+    for a grant's locations (None: all)."""
     places, args = fast.within("location", location_ids)
     keyset, args = places, [tenant_id, customer_id, *args]
     if before is not None:
@@ -134,7 +140,9 @@ async def requests_for_customer(
         f"""SELECT r.id, r.service_type, r.preferred_windows, r.notes, r.status,
             r.dismiss_reason, r.created_at,
             l.name AS location_name, l.street AS location_street,
-            j.scheduled_start AS job_start, j.scheduled_end AS job_end, j.status AS job_status
+            j.scheduled_start AS job_start, j.scheduled_end AS job_end, j.status AS job_status,
+            ap.starts_at AS appointment_start, ap.ends_at AS appointment_end,
+            ap.status AS appointment_status
         FROM (
             SELECT id, tenant, customer, location, service_type, preferred_windows, notes,
                 status, dismiss_reason, created_at
@@ -145,6 +153,10 @@ async def requests_for_customer(
         JOIN location l ON l.id = r.location
         LEFT JOIN job j ON j.booking_request = r.id AND r.status = 'booked'
             AND j.tenant = r.tenant AND j.customer = r.customer
+        LEFT JOIN appointment ap ON ap.id = (
+            SELECT MAX(x.id) FROM appointment x
+            WHERE x.booking_request = r.id AND x.tenant = r.tenant AND x.customer = r.customer
+        )
         ORDER BY r.id DESC""",
         *args,
     )
@@ -157,6 +169,8 @@ async def requests_for_customer(
         row["created_at"] = fast.timestamp(row["created_at"])
         row["job_start"] = fast.timestamp(row["job_start"])
         row["job_end"] = fast.timestamp(row["job_end"])
+        row["appointment_start"] = fast.timestamp(row["appointment_start"])
+        row["appointment_end"] = fast.timestamp(row["appointment_end"])
     return RequestsPage(rows=rows, older=older)
 
 
@@ -171,26 +185,54 @@ def _windows(raw: str) -> list[dict[str, str]]:
 
 
 async def upcoming_appointments(
-    tenant_id: int, customer_id: int, now: datetime, location_ids: list[int] | None = None
+    tenant_id: int,
+    customer_id: int,
+    now: datetime,
+    location_ids: list[int] | None = None,
+    limit: int = UPCOMING_SHOWN + 1,
 ) -> list[dict[str, Any]]:
-    """The customer's next booked jobs (scheduled or under way, not yet over), soonest first
-    (only at `location_ids`, a grant's, when given)."""
-    places, place_args = fast.within("j.location", location_ids)
+    """The customer's next appointments, soonest first: those the business's own system
+    pushed (`appointment`, not canceled or done, not yet over) and the booked jobs
+    (scheduled or under way, not yet over) that no pushed appointment already stands for,
+    only at `location_ids` (a grant's) when given, at most `limit` of them. `number` is the
+    job's number ("" for an appointment without a job). One statement."""
+    jobs_at, job_args = fast.within("j.location", location_ids)
+    appointments_at, appointment_args = fast.within("a.location", location_ids)
     rows = await fast.fetch(
-        f"""SELECT j.id, j.number, j.summary, j.status, j.scheduled_start, j.scheduled_end,
-            l.name AS location_name, l.street AS location_street
-        FROM job j JOIN location l ON l.id = j.location
-        WHERE j.tenant = {{}} AND j.customer = {{}} AND j.status IN ('scheduled', 'in_progress')
-          AND j.scheduled_start IS NOT NULL
-          AND (j.scheduled_end >= {{}} OR (j.scheduled_end IS NULL AND j.scheduled_start >= {{}}))
-          {places}
-        ORDER BY j.scheduled_start, j.id
-        LIMIT {UPCOMING_LIMIT}""",
+        f"""SELECT kind, id, number, summary, status, scheduled_start, scheduled_end,
+            location_name, location_street
+        FROM (
+            SELECT 'job' AS kind, j.id, j.number, j.summary, j.status, j.scheduled_start,
+                j.scheduled_end, l.name AS location_name, l.street AS location_street
+            FROM job j JOIN location l ON l.id = j.location
+            WHERE j.tenant = {{}} AND j.customer = {{}}
+              AND j.status IN ('scheduled', 'in_progress') AND j.scheduled_start IS NOT NULL
+              AND (j.scheduled_end >= {{}}
+                   OR (j.scheduled_end IS NULL AND j.scheduled_start >= {{}}))
+              AND NOT EXISTS (SELECT 1 FROM appointment x WHERE x.job = j.id)
+              {jobs_at}
+            UNION ALL
+            SELECT 'appointment' AS kind, a.id, COALESCE(j.number, '') AS number,
+                a.service_type AS summary, a.status, a.starts_at AS scheduled_start,
+                a.ends_at AS scheduled_end, l.name AS location_name,
+                l.street AS location_street
+            FROM appointment a JOIN location l ON l.id = a.location
+            LEFT JOIN job j ON j.id = a.job
+            WHERE a.tenant = {{}} AND a.customer = {{}}
+              AND a.status IN ('scheduled', 'in_progress') AND a.ends_at >= {{}}
+              {appointments_at}
+        ) upcoming
+        ORDER BY scheduled_start, kind, id
+        LIMIT {int(limit)}""",
         tenant_id,
         customer_id,
         now,
         now,
-        *place_args,
+        *job_args,
+        tenant_id,
+        customer_id,
+        now,
+        *appointment_args,
     )
     for row in rows:
         row["scheduled_start"] = fast.timestamp(row["scheduled_start"])

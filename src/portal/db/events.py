@@ -26,6 +26,7 @@ EVENT_TYPES = (
     "card.updated",
     "account.registered",
     "invoice.viewed",
+    "invoice.voided",
 )
 
 
@@ -46,6 +47,25 @@ async def emit(tenant_id: int, type_: str, data: dict[str, Any]) -> int:
         .run()
     )
     return int(rows[0]["id"])
+
+
+async def emit_many(tenant_id: int, type_: str, data: list[dict[str, Any]]) -> None:
+    """`emit` for several changes of one kind at once (a sync batch voiding invoices): one
+    multi-row insert, the events in the order given."""
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type_!r}")
+    if not data:
+        return
+    await DomainEvent.insert(
+        *[
+            DomainEvent(
+                tenant=tenant_id,
+                type=type_,
+                data=json.dumps(d, separators=(",", ":"), sort_keys=True, default=str),
+            )
+            for d in data
+        ]
+    ).run()
 
 
 async def customer_source_id(tenant_id: int, customer_id: int) -> str:

@@ -14,9 +14,15 @@ from typing import Any
 
 from piccolo.custom_types import Combinable
 
-from portal.db.engine import transaction
+from portal.db.engine import current_engine, transaction
 from portal.db.rows import GrantRow
-from portal.db.tables import AccessGrant, AccessGrantLocation, CustomerEmail, Location
+from portal.db.tables import (
+    AccessGrant,
+    AccessGrantLocation,
+    Customer,
+    CustomerEmail,
+    Location,
+)
 
 ROLES = ("full", "billing", "view")
 
@@ -56,6 +62,31 @@ async def create(
             ]
         ).run()
     return grant_id
+
+
+async def lock_live_emails(tenant_id: int, customer_id: int) -> list[str]:
+    """Inside the transaction that adds a grant: lock the customer's grants till it ends
+    (PostgreSQL: the customer's row, FOR NO KEY UPDATE, so invitations to one record take
+    turns across processes — the weaker lock leaves rows that merely reference the
+    customer, a pushed invoice say, free to be written meanwhile; SQLite: the immediate
+    transaction already holds the write lock) and return the emails of its live grants, as
+    committed before this turn."""
+    if current_engine().engine_type == "postgres":
+        await Customer.raw(
+            "SELECT id FROM customer WHERE tenant = {} AND id = {} FOR NO KEY UPDATE",
+            tenant_id,
+            customer_id,
+        ).run()
+    rows: list[dict[str, Any]] = (
+        await AccessGrant.select(AccessGrant.invitee_email)
+        .where(
+            (AccessGrant.tenant == tenant_id)
+            & (AccessGrant.customer == customer_id)
+            & AccessGrant.revoked_at.is_null()
+        )
+        .run()
+    )
+    return [str(r["invitee_email"]) for r in rows]
 
 
 async def _rows(where: Combinable) -> list[GrantRow]:

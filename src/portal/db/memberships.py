@@ -18,6 +18,7 @@ from portal.forms import MAX_ID
 STATUSES = ("active", "canceled", "expired", "suspended")
 HIDEABLE = ("canceled", "expired", "suspended")
 PAST_VISITS_PAGE = 20
+MEMBERSHIPS_SHOWN = 5  # the Memberships tab lists this many until "Show all" is chosen
 
 
 def visible_statuses(tenant: TenantRow) -> list[str]:
@@ -45,12 +46,18 @@ def _visible(tenant: TenantRow, location_ids: list[int] | None) -> tuple[str, li
 
 
 async def memberships_for_customer(
-    tenant: TenantRow, customer_id: int, today: date, location_ids: list[int] | None = None
+    tenant: TenantRow,
+    customer_id: int,
+    today: date,
+    location_ids: list[int] | None = None,
+    *,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """The customer's visible memberships, active first, newest first; each with
     `next_visit` (the next upcoming visit, or None). One statement. `location_ids`: only
-    those at a grant's locations (None: every location)."""
+    those at a grant's locations (None: every location); `limit`: at most that many."""
     where, statuses = _visible(tenant, location_ids)
+    most = f" LIMIT {int(limit)}" if limit is not None else ""
     rows = await fast.fetch(
         f"""SELECT {_COLUMNS},
             (SELECT MIN(v.visit_date) FROM visit v
@@ -58,7 +65,8 @@ async def memberships_for_customer(
                AND v.visit_date >= {{}}) AS next_visit
         FROM membership m JOIN location l ON l.id = m.location
         WHERE {where}
-        ORDER BY CASE WHEN m.status = 'active' THEN 0 ELSE 1 END, m.start_date DESC, m.id DESC""",
+        ORDER BY CASE WHEN m.status = 'active' THEN 0 ELSE 1 END, m.start_date DESC, m.id DESC"""
+        + most,
         today,
         tenant["id"],
         customer_id,

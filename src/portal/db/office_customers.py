@@ -164,6 +164,7 @@ async def invoices(
             Invoice.summary,
             Invoice.total_cents,
             Invoice.balance_cents,
+            Invoice.status,
             Invoice.business_unit.name.as_alias("unit_name"),
             Invoice.job.status.as_alias("job_status"),
         )
@@ -230,6 +231,7 @@ async def invoice_for_customer(
             Invoice.due_date,
             Invoice.balance_cents,
             Invoice.total_cents,
+            Invoice.status,
         )
         .where(
             (Invoice.tenant == tenant_id)

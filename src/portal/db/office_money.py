@@ -207,7 +207,8 @@ async def job_page(tenant_id: int, job_id: int) -> dict[str, Any] | None:
         return None
     job = rows[0]
     job["invoices"] = await Invoice.raw(
-        """SELECT id, number, invoice_date, total_cents, balance_cents, summary FROM invoice
+        """SELECT id, number, invoice_date, total_cents, balance_cents, summary, status
+        FROM invoice
         WHERE tenant = {} AND job = {} ORDER BY invoice_date, id""",
         tenant_id,
         job_id,

@@ -24,6 +24,7 @@ from portal.db.engine import transaction
 from portal.db.tables import (
     TABLES,
     AccountRequest,
+    Appointment,
     BookingRequest,
     CardUpdate,
     Customer,
@@ -238,6 +239,9 @@ async def export_data(tenant_id: int, customer_id: int) -> dict[str, Any]:
         "appointment_requests": await BookingRequest.select()
         .where(where(BookingRequest))
         .order_by(BookingRequest.id),
+        "appointments": await Appointment.select()
+        .where(where(Appointment))
+        .order_by(Appointment.id),
         "card_updates": await CardUpdate.select().where(where(CardUpdate)),
         # Issue 16.4: whom the customer shared their record with, and what was shared with
         # the customer's emails (live and revoked).

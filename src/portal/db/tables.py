@@ -187,6 +187,10 @@ class Invoice(Table, tablename="invoice"):
     summary = Varchar(length=300, default="")
     total_cents = Integer()
     balance_cents = Integer()
+    # issued | void. The system of record voids an invoice it no longer bills; a void one
+    # owes nothing (balance 0, checked in the database), so every "balance > 0" read
+    # leaves it out, and it shows as Void in History and the office.
+    status = Varchar(length=8, default="issued")
     created_at = Timestamptz(default=TimestamptzNow())
 
 
@@ -670,6 +674,31 @@ class SyncRecord(Table, tablename="sync_record"):
     deleted = Boolean(default=False)
 
 
+class Appointment(Table, tablename="appointment"):
+    """An appointment the business's own system booked (pushed through the sync API): a
+    time window at a customer's location for a kind of service, optionally linked to the
+    job it is for and to the portal's appointment request it answers. Customers see the
+    upcoming ones on the Scheduler. Unique on (tenant, external_id)."""
+
+    id: Serial  # the primary key Piccolo adds (declared for the type checker)
+
+    tenant = ForeignKey(null=False, references=Tenant, on_delete=OnDelete.cascade)
+    customer = ForeignKey(null=False, references=Customer, on_delete=OnDelete.cascade)
+    location = ForeignKey(null=False, references=Location, on_delete=OnDelete.cascade)
+    external_id = Varchar(length=64)
+    service_type = Varchar(length=80, default="")
+    status = Varchar(
+        length=12, default="scheduled"
+    )  # scheduled | in_progress | completed | canceled
+    starts_at = Timestamptz()
+    ends_at = Timestamptz()
+    job = ForeignKey(references=Job, null=True, default=None, on_delete=OnDelete.set_null)
+    booking_request = ForeignKey(
+        references=BookingRequest, null=True, default=None, on_delete=OnDelete.set_null
+    )
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
 class InvoiceDocument(Table, tablename="invoice_document"):
     """The business's own PDF of an invoice, pushed through the sync API: customers download
     it instead of the one the portal draws. One per invoice (unique on invoice)."""
@@ -815,6 +844,7 @@ TABLES: list[type[Table]] = [
     WebhookEndpoint,
     WebhookDelivery,
     InvoiceDocument,
+    Appointment,
     StripeAccount,
     StripeEvent,
     HostRedirect,

@@ -123,14 +123,25 @@ async def invite(
             values=checked.values,
             errors=checked.problems,
         )
-    await grants.invite(
-        request.app.state.settings,
-        tenant,
-        viewer.customer["id"],
-        viewer.customer["name"],
-        viewer.session.email,
-        checked.clean,
-    )
+    try:
+        await grants.invite(
+            request.app.state.settings,
+            tenant,
+            viewer.customer["id"],
+            viewer.customer["name"],
+            viewer.session.email,
+            checked.clean,
+        )
+    except grants.InviteRefused as refused:  # lost a race to an invitation sent at once
+        return await _page(
+            request,
+            tenant,
+            viewer,
+            block="access",
+            status=422,
+            values=checked.values,
+            errors=refused.problems,
+        )
     wake()
     return await after_write(
         request,

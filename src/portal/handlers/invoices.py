@@ -46,8 +46,10 @@ def _file_name(number: str) -> str:
 async def invoices(
     request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
 ) -> Response[Any]:
-    """Invoices tab: unpaid invoices for completed jobs, oldest first, to pay online.
-    `?select=<id>` ticks an invoice; `?retry=<payment>` explains a failed payment."""
+    """Invoices tab: unpaid invoices for completed jobs, oldest first, to pay online, a
+    page at a time (`?from=<cursor>`: the page starting at that invoice, `?before=`: the
+    page before it). `?select=<id>` ticks an invoice (and shows its page);
+    `?retry=<payment>` explains a failed payment."""
     return await invoices_page(request, tenant, viewer)
 
 
@@ -59,7 +61,8 @@ async def pay(
     customer_id = _customer_id(viewer)
     if not viewer.can_pay:  # a view-only grant (issue 16.4): refused, nothing changes
         return refuse_customer(request, tenant, viewer, "invoices", "pay invoices")
-    form = service.read_pay_form(await form_lists(request))
+    values = await form_lists(request)
+    form = service.read_pay_form(values)
     if not form.ok:  # a tampered form names no invoice
         raise NotFoundException()
     outcome = await service.begin(
@@ -81,6 +84,7 @@ async def pay(
         amount=form.clean.amount,
         message=outcome.message,
         errors=outcome.errors,
+        start=invoices_db.Cursor.parse((values.get("from") or [""])[0]),  # the page it was on
     )
     return tab_page(request, tenant, viewer, "invoices", context, block="form", status_code=422)
 

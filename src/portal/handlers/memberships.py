@@ -44,16 +44,31 @@ def _formatters(today: date) -> dict[str, Any]:
 async def memberships(
     request: Request[Any, Any, Any], tenant: TenantDep, viewer: CustomerDep
 ) -> Response[Any]:
-    """The customer's memberships (contracts), in the statuses the office shows."""
+    """The customer's memberships (contracts), in the statuses the office shows: the
+    first few, or every one with `?all=1` ("Show all …"), so the tab reads only what it
+    shows however many a customer has."""
     _require_memberships(tenant)
     today = business_now(tenant).date()
+    every = request.query_params.get("all") == "1"
+    shown = None if every else db.MEMBERSHIPS_SHOWN
     rows = (
-        await db.memberships_for_customer(tenant, viewer.customer["id"], today, viewer.location_ids)
+        await db.memberships_for_customer(
+            tenant,
+            viewer.customer["id"],
+            today,
+            viewer.location_ids,
+            limit=None if shown is None else shown + 1,
+        )
         if viewer.customer
         else []
     )
+    more = shown is not None and len(rows) > shown
     return tab_page(
-        request, tenant, viewer, "memberships", {**_formatters(today), "memberships": rows}
+        request,
+        tenant,
+        viewer,
+        "memberships",
+        {**_formatters(today), "memberships": rows[:shown] if more else rows, "more": more},
     )
 
 

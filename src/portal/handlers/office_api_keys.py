@@ -67,21 +67,15 @@ async def create_key(
     """Make a key and show it, this once (so no redirect: the key is in this answer only)."""
     if not is_admin(staff):
         return await refuse(request, tenant, staff, ADMINS_ONLY, section="api-keys")
-    form = await form_data(request)
-    name, problem = api_keys.clean_name(form.get("name", "")[:1000])
-    scope = form.get("scope", "")
-    errors: dict[str, str] = {}
-    if problem:
-        errors["name"] = problem
-    if scope not in api_keys.SCOPES:
-        errors["scope"] = "Choose what the key may do."
-    values = {"name": name, "scope": scope}
+    checked = api_keys.check_new_key(await form_data(request))
     block = "keys"  # an htmx form swaps its region; without JavaScript the whole page
-    if errors:
-        context = {"errors": errors, "values": values}
+    new = checked.clean
+    if new is None:
+        context = {"errors": checked.problems, "values": checked.values}
         return await _keys_page(request, tenant, staff, context, block=block, status=422)
-    _, key = await api_keys.create(tenant["id"], name, scope, staff.email)
-    return await _keys_page(request, tenant, staff, {"new_key": key, "new_name": name}, block=block)
+    _, key = await api_keys.create(tenant["id"], new.name, new.scope, staff.email)
+    made = {"new_key": key, "new_name": new.name}
+    return await _keys_page(request, tenant, staff, made, block=block)
 
 
 @post("/api-keys/{key_id:int}/revoke")

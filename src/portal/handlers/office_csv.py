@@ -59,15 +59,19 @@ async def csv_page(
     return await _page(request, tenant, staff, {"notice": notice})
 
 
-async def _mapping_context(
-    tenant_id: int,
+async def _units(tenant_id: int, kind: str) -> list[tuple[str, str]]:
+    """The business units a file of open invoices may be for (none for other kinds)."""
+    return await sync.unit_choices(tenant_id) if kind == "invoices" else []
+
+
+def _mapping_context(
     kind: str,
     sheet: csv_upload.Sheet,
     text: str,
     mapping: dict[str, str],
     unit: str,
+    units: list[tuple[str, str]],
 ) -> dict[str, Any]:
-    units = await sync.unit_choices(tenant_id) if kind == "invoices" else []
     return {
         "step": "map",
         "kind": kind,
@@ -108,7 +112,8 @@ async def upload(
         )
     text = raw.decode("utf-8-sig")
     mapping = csv_upload.guess_mapping(kind, sheet.columns)
-    context = await _mapping_context(tenant["id"], kind, sheet, text, mapping, "")
+    units = await _units(tenant["id"], kind)
+    context = _mapping_context(kind, sheet, text, mapping, "", units)
     return await _page(request, tenant, staff, context)
 
 
@@ -128,15 +133,17 @@ async def _checked(
         return await _page(
             request, tenant, staff, {"kind": kind, "form_error": str(problem)}, status=422
         )
-    mapping = {key: form.get(f"map_{key}", "") for key, *_ in csv_upload.FIELDS[kind]}
-    unit = form.get("unit", "")
-    context = await _mapping_context(tenant["id"], kind, sheet, text, mapping, unit)
-    errors = csv_upload.mapping_problems(kind, mapping, sheet.columns)
-    if kind == "invoices" and unit not in {u for u, _ in context["units"]}:
-        errors["unit"] = "Choose the business unit these invoices are for."
-    if errors:
-        return await _page(request, tenant, staff, {**context, "errors": errors}, status=422)
-    preview = await csv_upload.run(tenant["id"], kind, sheet, mapping, unit=unit, dry_run=dry_run)
+    units = await _units(tenant["id"], kind)
+    checked = csv_upload.check_mapping(kind, form, sheet.columns, {u for u, _ in units})
+    shown = checked.values
+    context = _mapping_context(kind, sheet, text, shown["mapping"], shown["unit"], units)
+    choice = checked.clean
+    if choice is None:
+        context["errors"] = checked.problems
+        return await _page(request, tenant, staff, context, status=422)
+    preview = await csv_upload.run(
+        tenant["id"], kind, sheet, choice.mapping, unit=choice.unit, dry_run=dry_run
+    )
     if dry_run:
         return await _page(
             request, tenant, staff, {**context, "step": "preview", "preview": preview}

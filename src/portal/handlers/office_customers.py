@@ -251,7 +251,9 @@ async def email_invoice(
     form = await form_data(request)
     to = form.get("to", "").strip().lower()
     addresses = [e["email"] for e in who["emails"]]
-    if not addresses:
+    if invoice["status"] == "void":
+        error = f"Invoice {invoice['number']} is void: there is nothing to send."
+    elif not addresses:
         error = "This customer has no email. Add one under Contact emails first."
     elif to not in addresses:
         error = "Choose one of the customer's emails."

@@ -35,12 +35,11 @@ from portal.auth.signin import (
     refusal,
 )
 from portal.auth.staff import add_staff as add_staff_member
-from portal.auth.staff import staff_password_problem
+from portal.auth.staff import check_new_staff, staff_password_problem
 from portal.db import activity
 from portal.db import office as office_db
 from portal.db import staff as staff_db
 from portal.db.rows import TenantRow
-from portal.forms import clean_email, count_text, one_line
 from portal.mail.worker import wake
 from portal.pages import ROLE_NAMES, is_admin, office_page, refuse
 from portal.web import after_write, form_data, render, see_other
@@ -256,36 +255,30 @@ async def add_staff(
     refusal = await _admins_only(request, tenant, staff)
     if refusal:
         return refusal
-    form = await form_data(request)
-    name = one_line(form.get("name", "")[:1001])
-    email, email_problem = clean_email(form.get("email", ""))
-    role = form.get("role", "")
-    errors: dict[str, str] = {}
-    if not name:
-        errors["name"] = "Enter their name."
-    elif len(name) > 120:
-        errors["name"] = f"Use at most 120 characters (this has {count_text(len(name), 1000)})."
-    if email_problem:
-        errors["email"] = email_problem.replace("your email", "their email")
-    if role not in staff_db.ROLES:
-        errors["role"] = "Choose Administrator or Office."
-    new = {"name": name, "email": email, "role": role if role in staff_db.ROLES else "office"}
+    checked = check_new_staff(await form_data(request))
+    problems, new = dict(checked.problems), checked.clean
     member: dict[str, Any] | None = None
-    if not errors:
+    if new is not None:
         try:
             member = await add_staff_member(
                 request.app.state.settings,
                 tenant,
-                name=name,
-                email=email,
-                role=role,
+                name=new.name,
+                email=new.email,
+                role=new.role,
                 added_by={"name": staff.name, "email": staff.email},
             )
         except staff_db.StaffProblem as problem:
-            errors["email"] = str(problem)
+            problems["email"] = str(problem)
     if member is None:
         return await _staff_page(
-            request, tenant, staff, block="members", new=new, errors=errors, status=422
+            request,
+            tenant,
+            staff,
+            block="members",
+            new=checked.values,
+            errors=problems,
+            status=422,
         )
     wake()
     logs.event(
@@ -294,7 +287,7 @@ async def add_staff(
         tenant=tenant["id"],
         actor=staff.actor,
         staff_member=member["id"],
-        role=role,
+        role=member["role"],
     )
     return await _changed(request, tenant, staff, "added", member["id"])
 

@@ -8,9 +8,6 @@ with their status and their upcoming booked appointments.
 
 from __future__ import annotations
 
-import re
-import secrets
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -18,23 +15,27 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 
 from portal import appointments
+from portal.appointments import (
+    FORM_UNREADABLE,
+    NOTES_MAX,
+    OTHER,
+    TIMES_OF_DAY,
+    RequestForm,
+    check_request,
+    read_form,
+)
 from portal.auth.context import CustomerViewer, TenantDep
 from portal.auth.guards import CustomerDep
 from portal.db import bookings
 from portal.db.rows import TenantRow
 from portal.formatting import appointment_text, business_now, day_text, window_text
-from portal.forms import Checked, parse_day, record_id
+from portal.forms import record_id
 from portal.mail.links import portal_url
 from portal.mail.worker import wake
 from portal.pages import refuse_customer, tab_page
 from portal.web import after_write, form_data, renders_block
 
-OTHER = "Other"
-WINDOWS = {"any": "Any time", "morning": "Morning", "afternoon": "Afternoon"}
 CHOICES = ("First choice", "Second choice", "Third choice")
-NOTES_MAX = 1000
-KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-FORM_UNREADABLE = "This form could not be read. Check your choices and send it again."
 
 
 # --- dates and times as customers read them (the shared pieces are in portal/formatting.py) ---
@@ -46,7 +47,7 @@ def choice_text(choice: dict[str, str], today: date | None = None) -> str:
         day = day_text(date.fromisoformat(choice["date"]), today)
     except (KeyError, ValueError):
         return ""
-    return f"{day} · {WINDOWS.get(choice.get('window', 'any'), 'Any time').lower()}"
+    return f"{day} · {TIMES_OF_DAY.get(choice.get('window', 'any'), 'Any time').lower()}"
 
 
 def request_status(row: dict[str, Any], tz: str, today: date) -> tuple[str, str]:
@@ -54,6 +55,11 @@ def request_status(row: dict[str, Any], tz: str, today: date) -> tuple[str, str]
     if row["status"] == "dismissed":
         return "Closed", ""
     if row["status"] == "booked":
+        if row.get("appointment_start") is not None:  # the business's own booking
+            if row["appointment_status"] == "canceled":
+                return "Canceled", "bad"
+            when = appointment_text(row["appointment_start"], row["appointment_end"], tz, today)
+            return f"Booked for {when}", "ok"
         if row["job_status"] == "canceled":
             return "Canceled", "bad"
         if row["job_start"] is not None:
@@ -77,94 +83,6 @@ def _formatters(tenant: TenantRow, today: date) -> dict[str, Any]:
     }
 
 
-# --- the request form -------------------------------------------------------------------------
-
-
-@dataclass
-class RequestForm:
-    """What the customer typed (kept when the form comes back with errors)."""
-
-    location: str = ""
-    service_type: str = ""
-    dates: list[str] = field(default_factory=lambda: ["", "", ""])
-    windows: list[str] = field(default_factory=lambda: ["any", "any", "any"])
-    notes: str = ""
-    key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-
-
-def read_form(values: dict[str, str]) -> RequestForm:
-    """The request form's fields, trimmed to sane lengths (the notes are checked, not cut)."""
-    return RequestForm(
-        location=values.get("location", "")[:20],
-        service_type=values.get("service_type", "")[:200],
-        dates=[values.get(f"date_{i}", "")[:40] for i in (1, 2, 3)],
-        windows=[values.get(f"window_{i}", "any")[:20] for i in (1, 2, 3)],
-        notes=values.get("notes", "").replace("\x00", "").replace("\r\n", "\n").strip(),
-        key=values.get("request_key", "")[:100],
-    )
-
-
-def validate(
-    form: RequestForm,
-    locations: list[dict[str, Any]],
-    service_types: list[str],
-    today: date,
-    max_days: int,
-) -> Checked[dict[str, Any]]:
-    """Check a request (`forms.Checked`: the clean values to save, the problems by field;
-    a problem means save nothing). The form itself is what is shown again."""
-    errors: dict[str, str] = {}
-    clean: dict[str, Any] = {}
-    location = next((loc for loc in locations if str(loc["id"]) == form.location.strip()), None)
-    if location is None:
-        errors["location"] = (
-            "Choose the service location."
-            if not form.location
-            else "Choose one of your service locations."
-        )
-    clean["location"] = location
-    if form.service_type not in [*service_types, OTHER]:
-        errors["service_type"] = "Choose what the visit is for."
-    clean["service_type"] = form.service_type
-    last = today + timedelta(days=max_days)
-    choices: list[dict[str, str]] = []
-    for i, (raw, window) in enumerate(zip(form.dates, form.windows, strict=True), start=1):
-        if not raw.strip():
-            if i == 1:
-                errors["date_1"] = "Choose a date for your first choice."
-            continue
-        day = parse_day(raw)
-        if day is not None:  # shown again as the date picker's format
-            form.dates[i - 1] = day.isoformat()
-        if window not in WINDOWS:
-            errors[f"window_{i}"] = "Choose morning, afternoon or any time."
-        if day is None:
-            errors[f"date_{i}"] = "Enter the date like 2026-12-03."
-        elif day < today:
-            errors[f"date_{i}"] = f"That date has passed. Choose {day_text(today, today)} or later."
-        elif day > last:
-            errors[f"date_{i}"] = (
-                f"We take requests up to {max_days} days ahead. "
-                f"Choose a date by {day_text(last, today)}."
-            )
-        elif {"date": day.isoformat(), "window": window} in choices:
-            errors[f"date_{i}"] = "You already chose this date and time of day."
-        else:
-            choices.append({"date": day.isoformat(), "window": window})
-    clean["preferred_windows"] = choices
-    if len(form.notes) > NOTES_MAX:
-        errors["notes"] = (
-            f"Notes can be up to {NOTES_MAX:,} characters; yours have {len(form.notes):,}. "
-            "Please shorten them."
-        )
-    elif form.service_type == OTHER and not form.notes:
-        errors["notes"] = "Tell us in the notes what you need done."
-    clean["notes"] = form.notes
-    if not KEY.match(form.key):
-        errors["form"] = FORM_UNREADABLE
-    return Checked(clean, problems=errors)
-
-
 # --- pages ------------------------------------------------------------------------------------
 
 
@@ -185,7 +103,7 @@ def _base_context(
         "errors": {},
         "form_error": "",
         "notice": "",
-        "windows": WINDOWS,
+        "windows": TIMES_OF_DAY,
         "choices": CHOICES,
         "other": OTHER,
         "notes_max": NOTES_MAX,
@@ -195,21 +113,32 @@ def _base_context(
         "last_day": day_text(last, today),
         "locations": [],
         "appointments": [],
+        "more_appointments": False,
+        "every_appointment": False,
         "requests": bookings.RequestsPage(rows=[], older=None),
         "paged": False,
     }
 
 
 async def _lists(
-    tenant: TenantRow, viewer: CustomerViewer, now: datetime, before: int | None = None
+    tenant: TenantRow,
+    viewer: CustomerViewer,
+    now: datetime,
+    before: int | None = None,
+    every_appointment: bool = False,
 ) -> dict[str, Any]:
-    """The viewed customer's upcoming appointments and (a page of) their requests, at the
-    locations the viewer may see."""
+    """The viewed customer's next few upcoming appointments (up to UPCOMING_ALL with
+    `every_appointment`) and (a page of) their requests, at the locations the viewer may
+    see."""
     customer_id, places = viewer.customer_id, viewer.location_ids
+    shown = bookings.UPCOMING_ALL if every_appointment else bookings.UPCOMING_SHOWN
+    appointments = await bookings.upcoming_appointments(
+        tenant["id"], customer_id, now.astimezone(UTC), places, limit=shown + 1
+    )
     return {
-        "appointments": await bookings.upcoming_appointments(
-            tenant["id"], customer_id, now.astimezone(UTC), places
-        ),
+        "appointments": appointments[:shown],
+        "more_appointments": len(appointments) > shown and not every_appointment,
+        "every_appointment": every_appointment,
         "requests": await bookings.requests_for_customer(tenant["id"], customer_id, before, places),
     }
 
@@ -228,7 +157,8 @@ async def schedule(
             tenant["id"], customer_id, viewer.location_ids
         )
         before = record_id(request.query_params.get("before"))
-        context.update(await _lists(tenant, viewer, now, before), paged=before is not None)
+        every = request.query_params.get("appointments") == "all"
+        context.update(await _lists(tenant, viewer, now, before, every), paged=before is not None)
         requested = record_id(request.query_params.get("requested"))
         saved = next((r for r in context["requests"].rows if r["id"] == requested), None)
         if saved is not None:
@@ -263,14 +193,15 @@ async def request_appointment(
     context["locations"] = await bookings.customer_locations(
         tenant["id"], customer_id, viewer.location_ids
     )
-    checked = validate(
+    checked = check_request(
         form,
         context["locations"],
         tenant["service_types"],
         now.date(),
         settings.booking_max_days_ahead,
     )
-    clean, errors = checked.clean, checked.problems
+    clean, errors, form = checked.clean, dict(checked.problems), checked.values["form"]
+    context["form"] = form
     request_id: int | None = None
     if not errors:
         new = bookings.NewRequest(

@@ -7,8 +7,10 @@ Nothing here stores or logs a card number; callers keep only brand and last four
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
+
+from portal.forms import Checked
 
 # Test cards: number -> decline reason (None: the payment succeeds).
 TEST_CARDS: dict[str, str | None] = {
@@ -59,71 +61,87 @@ def brand_of(digits: str) -> str:
 
 
 @dataclass
-class CardCheck:
-    """The result of checking a card form: errors by field, or the card and its outcome."""
+class Card:
+    """A card as checked: its brand, last four digits and outcome (never the number)."""
 
-    errors: dict[str, str] = field(default_factory=dict)
     brand: str = ""
     last4: str = ""
     decline_reason: str | None = None  # None: the card is accepted
 
-    @property
-    def ok(self) -> bool:
-        return not self.errors
 
-
-def check_expiry(value: str, today: date) -> str | None:
-    """A problem with an "MM / YY" expiry date, or None."""
-    match = EXPIRY.match((value or "").strip())
+def clean_expiry(value: str, today: date) -> tuple[str, str | None]:
+    """An "MM / YY" expiry date as typed (trimmed), and its problem: the card is good until
+    the end of its expiry month."""
+    value = (value or "").strip()
+    match = EXPIRY.match(value)
     if not match:
-        return "Enter the expiry date as MM / YY, for example 04 / 29."
+        return value, "Enter the expiry date as MM / YY, for example 04 / 29."
     if match.group(1):
         month, year = int(match.group(1)), int(match.group(2))
     else:
         month, year = int(match.group(3)), int(match.group(4))
     if not 1 <= month <= 12:
-        return "Enter a month from 01 to 12."
+        return value, "Enter a month from 01 to 12."
     if year < 100:
         year += 2000
-    # A card is good until the end of its expiry month.
     if (year, month) < (today.year, today.month):
-        return "This card has expired. Check the date or use another card."
+        return value, "This card has expired. Check the date or use another card."
     if year > today.year + MAX_YEARS_AHEAD:
-        return "Check the expiry year."
-    return None
+        return value, "Check the expiry year."
+    return value, None
 
 
-def check_card(number: str, expiry: str, cvc: str, today: date) -> CardCheck:
-    """Check what was typed on the card page, as a card provider would."""
-    result = CardCheck()
-    digits = digits_only(number)
+def clean_number(value: str) -> tuple[str, str | None]:
+    """The card number's digits (spaces and dashes dropped): a valid number (Luhn) that is
+    one of the test cards."""
+    digits = digits_only(value)
     if not digits:
-        result.errors["number"] = "Enter the card number."
-    elif not digits.isdigit():
-        result.errors["number"] = "Enter the card number using digits only."
-    elif not 12 <= len(digits) <= 19 or not luhn_ok(digits):
-        result.errors["number"] = "That card number isn't valid. Check it and try again."
-    elif digits not in TEST_CARDS:
-        result.errors["number"] = (
+        return digits, "Enter the card number."
+    if not digits.isdigit():
+        return digits, "Enter the card number using digits only."
+    if not 12 <= len(digits) <= 19 or not luhn_ok(digits):
+        return digits, "That card number isn't valid. Check it and try again."
+    if digits not in TEST_CARDS:
+        return digits, (
             "This is a test payment page: use a test card such as 4242 4242 4242 4242. "
             "Real cards are never charged here."
         )
-    problem = check_expiry(expiry, today)
-    if problem:
-        result.errors["expiry"] = problem
-    code = (cvc or "").strip()
+    return digits, None
+
+
+def clean_cvc(value: str, digits: str) -> tuple[str, str | None]:
+    """The security code: 4 digits on American Express cards (by the number's `digits`),
+    3 on others."""
+    code = (value or "").strip()
     amex = brand_of(digits) == "American Express" if digits.isdigit() else False
     if not code:
-        result.errors["cvc"] = "Enter the security code (CVC) from the back of the card."
-    elif not code.isdigit() or len(code) != (4 if amex else 3):
-        result.errors["cvc"] = (
+        return code, "Enter the security code (CVC) from the back of the card."
+    if not code.isdigit() or len(code) != (4 if amex else 3):
+        return code, (
             "The security code is 4 digits on American Express cards."
             if amex
             else "The security code is the 3 digits on the back of the card."
         )
-    if result.errors:
-        return result
-    result.brand = brand_of(digits)
-    result.last4 = digits[-4:]
-    result.decline_reason = TEST_CARDS[digits]
-    return result
+    return code, None
+
+
+def check_card(number: str, expiry: str, cvc: str, today: date) -> Checked[Card | None]:
+    """Check what was typed on the card page, as a card provider would (`forms.Checked`):
+    the card (None while there are problems), the expiry to show again (never the number
+    or the code), the problems by field."""
+    digits, number_problem = clean_number(number)
+    _, expiry_problem = clean_expiry(expiry, today)
+    _, cvc_problem = clean_cvc(cvc, digits)
+    problems = {
+        field: problem
+        for field, problem in (
+            ("number", number_problem),
+            ("expiry", expiry_problem),
+            ("cvc", cvc_problem),
+        )
+        if problem
+    }
+    card = None
+    if not problems:
+        card = Card(brand_of(digits), digits[-4:], TEST_CARDS[digits])
+    return Checked(card, problems=problems, values={"expiry": expiry})

@@ -19,7 +19,7 @@ from portal.db.engine import transaction
 from portal.db.payments import payment as payment_row
 from portal.db.rows import TenantRow
 from portal.formatting import money
-from portal.forms import one_line
+from portal.forms import Checked, one_line
 from portal.mail import alerts as office_alerts
 from portal.mail.worker import wake
 from portal.payments import refund_records as db
@@ -50,6 +50,50 @@ class RefundOutcome:
     not_found: bool = False
 
 
+@dataclass(frozen=True)
+class RefundForm:
+    """A checked refund form: how much (cents) and why."""
+
+    amount_cents: int
+    reason: str
+
+
+def clean_reason(value: str) -> tuple[str, str | None]:
+    """Why the payment is refunded (the customer reads it): one line, cut at `MAX_REASON`."""
+    reason = one_line(value)[:MAX_REASON]
+    if not reason:
+        return reason, "Say why you are refunding (the customer sees it in their email)."
+    return reason, None
+
+
+def clean_amount(value: str, left: int, currency: str) -> tuple[int | None, str | None]:
+    """The amount to refund in cents: up to the `left` cents not refunded yet; empty means
+    all of it."""
+    amount = left if not value.strip() else parse_cents(value)
+    if amount is None or not 0 < amount <= left:
+        return amount, (
+            f"Enter an amount from $0.01 to {money(left, currency)}, or leave it empty to refund it all."
+        )
+    return amount, None
+
+
+def check_refund(
+    amount_text: str, reason_text: str, left: int, currency: str
+) -> Checked[RefundForm | None]:
+    """Check the refund form (`forms.Checked`): the refund (None while there are problems),
+    the problems by field. (The office's invoice page shows the form again empty.)"""
+    reason, reason_problem = clean_reason(reason_text)
+    amount, amount_problem = clean_amount(amount_text, left, currency)
+    problems = {
+        field: problem
+        for field, problem in (("reason", reason_problem), ("amount", amount_problem))
+        if problem
+    }
+    if problems or amount is None:
+        return Checked(None, problems)
+    return Checked(RefundForm(amount, reason))
+
+
 async def refund(
     settings: Settings,
     tenant: TenantRow,
@@ -66,18 +110,10 @@ async def refund(
     left = payment["left_cents"]
     if left <= 0:
         return RefundOutcome(message="This payment has been refunded in full already.")
-    reason = one_line(reason_text)[:MAX_REASON]
-    errors: dict[str, str] = {}
-    if not reason:
-        errors["reason"] = "Say why you are refunding (the customer sees it in their email)."
-    amount = left if not amount_text.strip() else parse_cents(amount_text)
-    if amount is None or not 0 < amount <= left:
-        errors["amount"] = (
-            f"Enter an amount from $0.01 to {money(left, currency)}, or leave it empty to refund it all."
-        )
-    if errors:
-        return RefundOutcome(errors=errors)
-    assert amount is not None
+    checked = check_refund(amount_text, reason_text, left, currency)
+    if checked.clean is None:
+        return RefundOutcome(errors=checked.problems)
+    amount, reason = checked.clean.amount_cents, checked.clean.reason
     refund_id = await db.start(tenant["id"], payment_id, amount, reason, staff_email)
     if refund_id is None:
         return RefundOutcome(

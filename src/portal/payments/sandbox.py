@@ -460,14 +460,16 @@ async def submit_card(request: Request[Any, Any, Any], checkout_id: FromPath[str
                 "decline_reason": "Too many attempts on the card page.",
             }
             return await _finish(request, row, changes, moment)
-        return await _page(request, row, errors=check.errors, values=values, status_code=422)
-    if check.decline_reason:
-        changes = {"status": "declined", "decline_reason": check.decline_reason}
+        return await _page(request, row, errors=check.problems, values=values, status_code=422)
+    card = check.clean
+    assert card is not None
+    if card.decline_reason:
+        changes = {"status": "declined", "decline_reason": card.decline_reason}
     else:
         changes = {
             "status": "succeeded",
-            "card_brand": check.brand,
-            "card_last4": check.last4,
+            "card_brand": card.brand,
+            "card_last4": card.last4,
             "card_token": "tok_sbx_" + secrets.token_urlsafe(18) if row["mode"] == "setup" else "",
         }
     return await _finish(request, row, changes, moment)

@@ -184,7 +184,12 @@ async def begin(
         return Outcome(not_found=True)  # another customer's, another business's, or none
     for invoice in invoices:
         if not invoice["payable"]:
-            if invoice["total_cents"] <= 0:
+            if invoice["void"]:
+                keep.message = (
+                    f"{invoice['number']} was voided by {tenant['name']}: nothing is owed on it, "
+                    "so nothing was charged."
+                )
+            elif invoice["total_cents"] <= 0:
                 keep.message = f"{invoice['number']} has nothing to pay."
             elif invoice["balance_cents"] <= 0:
                 keep.message = f"{invoice['number']} is already paid, so nothing was charged."

@@ -16,6 +16,7 @@ from portal.config import Settings
 from portal.db import activity, stripe_accounts
 from portal.db import office_settings as rules
 from portal.db.rows import TenantRow
+from portal.forms import Checked
 from portal.payments.gateway import GatewayError
 from portal.payments.stripe_gateway import KeyRefused, check_key
 from portal.vault import VaultUnavailable, hint
@@ -32,29 +33,69 @@ class LinkResult:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StripeKeys:
+    """The keys pasted in the Link Stripe form, well-formed (not yet checked with Stripe)."""
+
+    secret_key: str
+    webhook_secret: str
+    bank_debits: bool
+
+
+def clean_secret_key(value: str) -> tuple[str, str | None]:
+    """A secret key (`sk_live_…`, `sk_test_…`) or a restricted key (`rk_…`), as pasted."""
+    key = value.strip()
+    if not SECRET_KEY.match(key):
+        return key, (
+            "Paste the secret key (sk_live_… or sk_test_…) or a restricted key (rk_…) "
+            "from the Stripe Dashboard › Developers › API keys."
+        )
+    return key, None
+
+
+def clean_webhook_secret(value: str) -> tuple[str, str | None]:
+    """The webhook endpoint's signing secret (`whsec_…`), as pasted."""
+    secret = value.strip()
+    if not WEBHOOK_SECRET.match(secret):
+        return secret, (
+            "Paste the webhook endpoint's signing secret (whsec_…) from the Stripe "
+            "Dashboard › Developers › Webhooks."
+        )
+    return secret, None
+
+
+def check_keys(form: dict[str, str]) -> Checked[StripeKeys | None]:
+    """Check the Link Stripe form (`forms.Checked`): the keys (None while there are
+    problems) and the problems by field. No values to show again: secrets are never
+    shown, the form comes back empty."""
+    secret, secret_problem = clean_secret_key(form.get("stripe_secret_key", ""))
+    webhook_secret, webhook_problem = clean_webhook_secret(form.get("stripe_webhook_secret", ""))
+    problems = {
+        field: problem
+        for field, problem in (
+            ("stripe_secret_key", secret_problem),
+            ("stripe_webhook_secret", webhook_problem),
+        )
+        if problem
+    }
+    if problems:
+        return Checked(None, problems)
+    return Checked(StripeKeys(secret, webhook_secret, form.get("stripe_bank_debits") == "yes"))
+
+
 async def link(
     settings: Settings,
     tenant: TenantRow,
     staff_email: str,
     form: dict[str, str],
 ) -> LinkResult:
-    """Check and link a Stripe account from the settings form."""
-    secret = form.get("stripe_secret_key", "").strip()
-    webhook_secret = form.get("stripe_webhook_secret", "").strip()
-    bank_debits = form.get("stripe_bank_debits") == "yes"
-    errors: dict[str, str] = {}
-    if not SECRET_KEY.match(secret):
-        errors["stripe_secret_key"] = (
-            "Paste the secret key (sk_live_… or sk_test_…) or a restricted key (rk_…) "
-            "from the Stripe Dashboard › Developers › API keys."
-        )
-    if not WEBHOOK_SECRET.match(webhook_secret):
-        errors["stripe_webhook_secret"] = (
-            "Paste the webhook endpoint's signing secret (whsec_…) from the Stripe "
-            "Dashboard › Developers › Webhooks."
-        )
-    if errors:
-        return LinkResult(errors=errors)
+    """Check and link a Stripe account from the settings form: the form first
+    (`check_keys`), then the key with Stripe."""
+    checked = check_keys(form)
+    keys = checked.clean
+    if keys is None:
+        return LinkResult(errors=checked.problems)
+    secret, webhook_secret = keys.secret_key, keys.webhook_secret
     if not settings.encryption_key:
         return LinkResult(
             errors={
@@ -90,7 +131,7 @@ async def link(
             secret_key=secret,
             webhook_secret=webhook_secret,
             livemode=found.livemode,
-            bank_debits=bank_debits,
+            bank_debits=keys.bank_debits,
         )
     except VaultUnavailable:
         return LinkResult(errors={"stripe_secret_key": "PORTAL_ENCRYPTION_KEY is not a valid key."})
