@@ -37,9 +37,10 @@ WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
 @asynccontextmanager
-async def full_lane() -> AsyncIterator[None]:
-    """The process's hashing lane full: one thread, held by one job, one more queued (both
-    wait on an event), and hashes said to take a second, so any sign-in now is refused."""
+async def full_lane(hog: str = "192.0.2.250") -> AsyncIterator[None]:
+    """The process's hashing lane full: one thread, held by one job of client `hog`, one
+    more queued (both wait on an event), and hashes said to take a second, so any sign-in
+    now is refused."""
     lane = passwords.LANE
     saved = (lane.threads, lane.max_wait, lane.seconds_per_hash)
     gate, started = threading.Event(), threading.Event()
@@ -50,10 +51,10 @@ async def full_lane() -> AsyncIterator[None]:
 
     lane.configure(threads=1, max_wait=0.05)
     lane.seconds_per_hash = 1.0
-    jobs = [asyncio.ensure_future(lane.run("192.0.2.250", hold))]
+    jobs = [asyncio.ensure_future(lane.run(hog, hold))]
     try:
         assert await asyncio.to_thread(started.wait, 10)
-        jobs.append(asyncio.ensure_future(lane.run("192.0.2.250", hold)))
+        jobs.append(asyncio.ensure_future(lane.run(hog, hold)))
         await asyncio.sleep(0)
         yield
     finally:
@@ -92,6 +93,27 @@ async def test_a_busy_sign_in_reads_nothing_but_the_business(app, demo, monkeypa
         assert "portal_account" not in seen.all[0] and "throttle_count" not in seen.all[0]
     # With htmx, the form's block alone: a small answer.
     assert swapped.text.lstrip().startswith("<form") and len(swapped.content) < 3000
+
+
+async def test_the_storming_clients_refusals_are_paced_and_others_answered_at_once(app, demo):
+    """A client whose own hashes fill its share is answered "busy" no sooner than a hash
+    would take (a storm that resends at once flooded the event loop with 220 refusals a
+    second); a client with nothing waiting — the real customer — is answered at once."""
+    async with make_client(app) as c:  # the in-process client is 127.0.0.1
+        token = await csrf_from(c, "/sign-in")
+        form = {"_csrf_token": token, "email": JANE_EMAIL, "password": JANE_PASSWORD}
+        async with full_lane(hog="127.0.0.1"):
+            started = time.monotonic()
+            storm = await c.post("/sign-in", data=form, headers=FRAGMENT)
+            storm_seconds = time.monotonic() - started
+        async with full_lane():  # the lane is full of another client's hashes
+            started = time.monotonic()
+            other = await c.post("/sign-in", data=form, headers=FRAGMENT)
+            other_seconds = time.monotonic() - started
+    assert storm.status_code == other.status_code == 503
+    assert BUSY in storm.text and BUSY in other.text
+    assert storm_seconds >= 0.9, storm_seconds  # held back (PACE_SECONDS)
+    assert other_seconds < 0.9, other_seconds  # not held back
 
 
 async def test_a_throttled_sign_in_is_one_read_and_writes_nothing(app, demo, monkeypatch):

@@ -134,6 +134,11 @@ class HashingLane:
             wait = self.expected_wait(client)
         return max(1, math.ceil(wait - self.max_wait)) if wait > self.max_wait else None
 
+    def has_work_of(self, client: str) -> bool:
+        """Whether `client` has a hash waiting or running (its own share is in use)."""
+        with self._lock:
+            return bool(self._queues.get(client)) or self._running_by[client] > 0
+
     async def run(
         self,
         client: str | None,

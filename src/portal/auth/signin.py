@@ -48,6 +48,7 @@ NO_MATCH = "That email and password don't match our records. Check both and try 
 PER_EMAIL = 10  # wrong passwords per email and business in the window
 PER_CLIENT = 50  # wrong passwords per client address and business in the window
 TOO_SLOW_RETRY_AFTER = 2  # seconds, for a sign-in that ran past its deadline
+PACE_SECONDS = 1.0  # the longest a storming client's refusal (busy, too many) is held back
 
 T = TypeVar("T")
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -186,6 +187,13 @@ async def check_password(
     busy = LANE.refusal(client)
     if busy:  # answered before any database work: a storm's surplus costs next to nothing
         metrics.sign_in(area, "busy")
+        if LANE.has_work_of(client):
+            # The client's own hashes fill its share: answer it no sooner than a hash
+            # would. A storm that resends at once otherwise floods the event loop (and the
+            # machine's cores) with refusals; a client with nothing waiting (the real
+            # customer behind the storm) is answered at once.
+            await give_back_request_connection()
+            await asyncio.sleep(min(busy, PACE_SECONDS))
         return PasswordCheck(busy=busy), None
     counted = await _count(tenant_id, limits)
     if counted.wait:
@@ -198,6 +206,9 @@ async def check_password(
             client=client,
             area=area,
         )
+        # Over its limit: paced like a storm's "busy" (a resend at once gains nothing).
+        await give_back_request_connection()
+        await asyncio.sleep(min(counted.wait, PACE_SECONDS))
         return PasswordCheck(too_many=counted.wait), None
     try:
         holder, stored_hash = await lookup()
