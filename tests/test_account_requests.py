@@ -3,10 +3,14 @@ email; the background worker looks the email up and decides what to send."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from portal.auth import links
 from portal.auth.account_requests import answer_pending
 from portal.db import tables as t
+from portal.db.office import tenant_by_id
 from portal.demo import JANE_EMAIL
 from tests.support.http import csrf_from, make_client
 from tests.support.statements import statements
@@ -63,3 +67,30 @@ async def test_the_worker_sends_what_each_request_calls_for(app, demo, settings)
     assert UNKNOWN not in sent
     assert await t.AccountRequest.count().run() == 0  # every request answered once
     assert await answer_pending(settings) == 0
+
+
+async def test_two_workers_answering_one_email_at_once_both_send(app, demo, settings):
+    """Two workers (two `portal serve` or `portal worker` processes on PostgreSQL) taking
+    two invitation requests for one never-registered email at the same moment: both make
+    "the" account, and the second used to fail on the unique (tenant, email), so its
+    request was dropped and its email never sent (tests/test_bursts.py saw 4 emails for 5
+    accepted requests). Now the second insert waits for the first and does nothing."""
+    tenant = await tenant_by_id(demo)
+    for n in range(5):  # each round a fresh email, so the two answers really race
+        email = f"customer{2040 + n}@example.net"
+        await t.CustomerEmail.insert(
+            t.CustomerEmail(tenant=demo, customer=(await first_customer(demo)), email=email)
+        ).run()
+        answers = await asyncio.gather(
+            links.request_invitation(settings, tenant, email),
+            links.request_invitation(settings, tenant, email),
+        )
+        assert answers == ["confirm", "confirm"]
+        accounts = await t.PortalAccount.count().where(t.PortalAccount.email == email).run()
+        queued = await t.OutboxEmail.count().where(t.OutboxEmail.to_addr == email).run()
+        assert (accounts, queued) == (1, 2)
+
+
+async def first_customer(tenant_id: int) -> int:
+    row = await t.Customer.select(t.Customer.id).where(t.Customer.tenant == tenant_id).first().run()
+    return row["id"]

@@ -68,8 +68,7 @@ async def _send_confirm_link(
     """Queue `template` ("confirm" or "finish_account") with a create-your-password link,
     making the unconfirmed account the link belongs to if there is none yet."""
     if account is None:
-        rows = await PortalAccount.insert(PortalAccount(tenant=tenant["id"], email=email)).run()
-        account_id = rows[0]["id"]
+        account_id = await accounts.unconfirmed_account(tenant["id"], email)
     else:
         account_id = account["id"]
     hours = settings.confirm_token_hours

@@ -55,6 +55,29 @@ async def email_on_record(tenant_id: int, email: str) -> bool:
     return bool(rows and rows[0]["known"])
 
 
+async def unconfirmed_account(tenant_id: int, email: str) -> int:
+    """The id of the account for `email` here, made (not confirmed yet) if there is none.
+    Two workers answering requests for one email at once make one account: the second
+    insert waits for the first's transaction and does nothing; the account is then read
+    (before, the second failed on the unique (tenant, email) and its email was dropped)."""
+    rows = await (
+        PortalAccount.insert(PortalAccount(tenant=tenant_id, email=email))
+        .on_conflict(target=(PortalAccount.tenant, PortalAccount.email), action="DO NOTHING")
+        .returning(PortalAccount.id)
+        .run()
+    )
+    if rows:
+        return int(rows[0]["id"])
+    found = await (
+        PortalAccount.select(PortalAccount.id)
+        .where((PortalAccount.tenant == tenant_id) & (PortalAccount.email == email))
+        .first()
+        .run()
+    )
+    assert found is not None  # the conflicting row exists: it was committed before ours
+    return int(found["id"])
+
+
 async def account_by_email(tenant_id: int, email: str) -> dict[str, Any] | None:
     return (
         await PortalAccount.select()
