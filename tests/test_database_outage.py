@@ -454,3 +454,27 @@ async def test_a_bug_is_still_a_500_with_its_traceback_logged(app, demo, caplog,
         r.levelname == "ERROR" and r.exc_info and "OSError" in repr(r.exc_info[1])
         for r in caplog.records
     )
+
+
+@postgres_only
+async def test_a_connection_dropped_between_two_statements_of_a_request_is_replaced(
+    app, demo, database_url
+):
+    """A request keeps one pooled connection for its statements (issue 18). When the
+    server drops it between two of them (a restart, an outage's first second), asyncpg
+    takes it back into the pool by itself; the request's next statement used the dead
+    handle and failed with "connection has been released back to the pool" — a 500 in
+    the outage tests on CI. It now takes a live connection."""
+    from portal.db import fast
+    from portal.db.engine import one_connection_per_request
+
+    async with one_connection_per_request():
+        [row] = await fast.fetch("SELECT pg_backend_pid() AS pid")
+        other = await asyncpg.connect(database_url)
+        try:
+            await other.execute("SELECT pg_terminate_backend($1)", row["pid"])
+        finally:
+            await other.close()
+        await asyncio.sleep(0.3)  # asyncpg sees the socket close and detaches the handle
+        [again] = await fast.fetch("SELECT pg_backend_pid() AS pid")
+    assert again["pid"] != row["pid"]

@@ -333,7 +333,12 @@ def test_one_json_line_per_request_and_prometheus_metrics(tmp_path: Path, servin
     assert logged["host"] == f"{DEMO_HOST}.localhost" and logged["method"] == "GET"
     assert logged["route"] == "/sign-in" and logged["status"] == 200
     assert logged["duration_ms"] >= 0 and logged["time"].startswith("20")
-    status, headers, text = get(server.port, "/metrics")
+    # Two processes, each with its own counts (without PROMETHEUS_MULTIPROC_DIR): ask until
+    # the one that answered the sign-in page answers /metrics too.
+    for _ in range(30):
+        status, headers, text = get(server.port, "/metrics")
+        if "portal_request_duration_seconds_bucket" in text:
+            break
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     for name in (
         "portal_request_duration_seconds_bucket",

@@ -77,6 +77,11 @@ class PortalPostgresEngine(PostgresEngine):
                 yield connection
             return
         async with held.lock:
+            if held.connection is not None and getattr(held.connection, "_con", None) is None:
+                # The server dropped it between two of the request's statements (a restart,
+                # an outage): asyncpg has already taken it back into the pool, and using it
+                # would raise "released back to the pool" (a 500). Take a live one.
+                held.connection = None
             if held.connection is None:
                 held.connection = await self.pool.acquire(timeout=self.wait_seconds)
             yield held.connection
