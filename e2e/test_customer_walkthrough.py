@@ -244,6 +244,9 @@ def test_phone_numbers_and_history_rows_read_right_on_a_phone(
         assert text_lines(phone) == 1, "the phone number breaks across lines"
     sign_in(page, server.base_url)
     page.get_by_role("link", name="History", exact=True).click()
+    # Measured once History is shown (JS off the click starts a navigation: measuring at
+    # once can find no document at all).
+    expect(page.get_by_role("heading", name="History", level=1)).to_be_visible()
     assert fits_the_width(page)
     # An Electrical invoice has no download: its row shows no empty "Download" label.
     row = page.get_by_role("row").filter(has_text="Electrical").first
