@@ -169,6 +169,13 @@ def sign_in_limits(area: str, email: str, client: str) -> list[Limit]:
     return [email_limit(area, email), Limit(f"{area}:client:{client}", PER_CLIENT, WINDOW)]
 
 
+async def _paced(retry_after: int) -> None:
+    """Hold a storming client's refusal back (at most PACE_SECONDS, never longer than it
+    is told to wait), holding no database connection meanwhile."""
+    await give_back_request_connection()
+    await asyncio.sleep(min(retry_after, PACE_SECONDS))
+
+
 async def check_password(
     tenant_id: int,
     limits: list[Limit],
@@ -192,8 +199,7 @@ async def check_password(
             # would. A storm that resends at once otherwise floods the event loop (and the
             # machine's cores) with refusals; a client with nothing waiting (the real
             # customer behind the storm) is answered at once.
-            await give_back_request_connection()
-            await asyncio.sleep(min(busy, PACE_SECONDS))
+            await _paced(busy)
         return PasswordCheck(busy=busy), None
     counted = await _count(tenant_id, limits)
     if counted.wait:
@@ -207,8 +213,7 @@ async def check_password(
             area=area,
         )
         # Over its limit: paced like a storm's "busy" (a resend at once gains nothing).
-        await give_back_request_connection()
-        await asyncio.sleep(min(counted.wait, PACE_SECONDS))
+        await _paced(counted.wait)
         return PasswordCheck(too_many=counted.wait), None
     try:
         holder, stored_hash = await lookup()
