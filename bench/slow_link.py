@@ -60,13 +60,16 @@ from portal.testing import Server, free_port, stop_server
 
 BANDWIDTH = 400_000 / 8  # bytes a second, each way
 TIMEOUT = 180_000
-DEBUG = False  # True: print each step's requests
+DEBUG = os.environ.get('BENCH_DEBUG') == '1'  # True: print each step's requests
 
 MARKS_SCRIPT = """
 (() => {
   const mark = (name) => window.__benchMark(name, performance.timeOrigin + performance.now());
   document.addEventListener('click', () => mark('click'), true);
   document.addEventListener('htmx:after:settle', () => mark('swapped'));
+  for (const e of ['before:request', 'before:response', 'before:swap', 'after:swap']) {
+    document.addEventListener('htmx:' + e, () => mark(e));
+  }
   window.addEventListener('DOMContentLoaded', () => mark('loaded'));
 })();
 """
@@ -178,6 +181,7 @@ def run_profile(rtt_ms: int, think: float, tls: bool, cpu_slowdown: float) -> li
                 page.wait_for_timeout(25)
             record(step, (marks[end] - marks["click"]) / 1000, trips, 0, before)
             if DEBUG:
+                print(step, {k: round(v - marks["click"]) for k, v in marks.items()})
                 print(
                     step,
                     [

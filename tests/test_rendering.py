@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
+import io
 import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
+from portal.db.tables import Tenant
+from portal.pages import INLINE_LOGO_MAX_BYTES
 
 HX_PARTIAL = {"HX-Request": "true", "HX-Request-Type": "partial"}
 
@@ -85,6 +91,45 @@ async def test_the_sign_in_page_paints_without_another_request(client):
     assert f"<style>{sheet}</style>" in page
     assert 'rel="stylesheet"' not in page
     assert re.search(r'<link rel="prefetch" href="/static/app\.[0-9a-f]{10}\.css">', page)
+
+
+async def test_a_signed_out_page_needs_no_other_request_and_a_large_logo_stays_a_file(client, demo):
+    """On a first visit over a slow link every file after the page costs a round trip
+    (and, on HTTP/1.1, a new connection): the signed-out pages carry our scripts and a
+    small logo inside them; signed-in pages link the cached files."""
+    page = (await client.get("/sign-in")).text
+    static = Path(__file__).parents[1] / "static"
+    for script in ("htmx-4.0.1.min.js", "app.js", "passkeys.js"):
+        assert f">{(static / script).read_text()}</script>" in page, script
+    assert "<script src=" not in page
+    logo = re.search(
+        r'<img src="data:image/png;base64,([^"]+)" alt="" width="(\d+)" height="50">', page
+    )
+    assert logo, "the logo inside the page, with its size"
+    before = await Tenant.select().where(Tenant.id == 1).first().run()
+    assert base64.b64decode(logo.group(1)) == before["logo_2x"]  # the 2× copy
+    assert "/logo/" not in page
+    # A logo larger than 8 KB (a photo, say) stays a file, cached after the first visit.
+    big = Image.effect_noise((400, 100), 90).convert("RGB")
+    for field, size in ((Tenant.logo, (200, 50)), (Tenant.logo_2x, (400, 100))):
+        out = io.BytesIO()
+        big.resize(size).save(out, "PNG")
+        assert out.tell() > INLINE_LOGO_MAX_BYTES
+        await (
+            Tenant.update({field: out.getvalue(), Tenant.logo_version: 2})
+            .where(Tenant.id == 1)
+            .run()
+        )
+    page = (await client.get("/forgot")).text
+    assert '<img src="/logo/2" srcset="/logo/2/2x 2x"' in page
+    assert "data:image" not in page
+    await (
+        Tenant.update(
+            {Tenant.logo: before["logo"], Tenant.logo_2x: before["logo_2x"], Tenant.logo_version: 1}
+        )
+        .where(Tenant.id == 1)
+        .run()
+    )
 
 
 async def test_signed_in_pages_link_the_cached_stylesheet(jane):

@@ -159,6 +159,7 @@ def create_app(settings: Settings, *, middleware: Sequence[Any] = ()) -> PortalA
                 "settings": settings,
                 "renderer": renderer,
                 "schema_gate": SchemaGate(),
+                "inline_logos": {},  # pages.inline_logo: (business, version) -> data: URL
                 "template_globals": {
                     "base_domain": settings.base_domain,
                     "test_mode": is_test_mode,

@@ -6,6 +6,7 @@ handler imports another handler.
 
 from __future__ import annotations
 
+from base64 import b64encode
 from typing import Any
 
 from litestar import Request, Response
@@ -14,13 +15,41 @@ from portal.auth.context import CustomerViewer
 from portal.auth.sessions import SessionInfo
 from portal.db import invoices as invoices_db
 from portal.db import office as office_db
-from portal.db import office_alerts
+from portal.db import office_alerts, queries
 from portal.db.rows import TenantRow
 from portal.forms import record_id
 from portal.payments import service
 from portal.web import render, renders_block
 
 ROLE_NAMES = {"admin": "Administrator", "office": "Office"}
+
+# A signed-out page is most often a first visit on an empty cache, where the logo as a
+# file costs one more round trip (and, on HTTP/1.1, a new connection) after the page. A
+# logo up to this size comes inside the page instead; a larger one stays a file.
+INLINE_LOGO_MAX_BYTES = 8 * 1024
+
+
+async def inline_logo(request: Request[Any, Any, Any], tenant: TenantRow) -> str:
+    """The business's logo as a `data:` URL for a signed-out page — its 2× copy when it
+    has one small enough (sharp on phones, scaled down elsewhere), else the 1× one — or
+    "" when it has no logo or it is too large. Read once per app and logo version."""
+    version = tenant["logo_version"]
+    if not version:
+        return ""
+    cache: dict[tuple[int, int], str] = request.app.state.inline_logos
+    key = (tenant["id"], version)
+    found = cache.get(key)
+    if found is None:
+        found = ""
+        for sharp in (True, False) if tenant["logo_sharp"] else (False,):
+            image = await queries.tenant_logo(tenant["id"], sharp=sharp)
+            if image is not None and len(image[0]) <= INLINE_LOGO_MAX_BYTES:
+                found = f"data:{image[1]};base64,{b64encode(image[0]).decode()}"
+                break
+        if len(cache) >= 1000:  # many businesses on one server: start again
+            cache.clear()
+        cache[key] = found
+    return found
 
 
 def tab_page(

@@ -138,6 +138,7 @@ class Renderer:
         self.env.globals["invoice_tables"] = self.env.get_template("macros/invoices.html").module
         self.env.globals["brand"] = self.env.get_template("macros/brand.html").module
         self.env.globals["inline_css"] = Markup(inline_stylesheet())  # allowed by its CSP hash
+        self.env.globals["inline_script"] = self.inline_script
 
     def compile_all(self) -> None:
         """Compile every template now (the server does this at start-up, so no customer
@@ -148,6 +149,11 @@ class Renderer:
     def static_url(self, name: str) -> str:
         """URL of a static file by its plain name, e.g. `static_url('app.css')`."""
         return self._static_by_name[name].url
+
+    def inline_script(self, name: str) -> Markup:
+        """A static script's text, to put inside a `<script nonce>` on a page that should
+        need no other request (the signed-out pages); our own files, free of `</script>`."""
+        return Markup(self._static_by_name[name].body.decode())
 
     def render_string(
         self, template_name: str, context: dict[str, Any], block: str | None = None

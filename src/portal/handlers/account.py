@@ -42,15 +42,15 @@ from portal.db.passkeys import passkeys_of
 from portal.db.rows import TenantRow
 from portal.forms import clean_email, one_line
 from portal.mail.worker import wake
-from portal.pages import invoices_page
-from portal.web import after_write, form_data, render, see_other
+from portal.pages import inline_logo, invoices_page
+from portal.web import after_write, form_data, render, renders_block, see_other
 
 HOUR = timedelta(hours=1)
 # A link's page never tells another site its token (the page's own links, its logo).
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
 
 
-def _page(
+async def _page(
     request: Request[Any, Any, Any],
     tenant: TenantRow,
     template: str,
@@ -58,17 +58,22 @@ def _page(
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response[Any]:
+    """A signed-out page (`auth/<template>.html`), or its form for htmx. A page opened
+    (GET) carries its logo inside it when the logo is small: most often a first visit."""
+    logo = ""
+    if request.method == "GET" and renders_block(request, "form") is None:
+        logo = await inline_logo(request, tenant)
     return render(
         request,
         f"auth/{template}.html",
-        {"tenant": tenant, **context},
+        {"tenant": tenant, "inline_logo": logo, **context},
         block="form",
         status_code=status,
         headers=headers,
     )
 
 
-def _throttled(
+async def _throttled(
     request: Request[Any, Any, Any],
     tenant: TenantRow,
     template: str,
@@ -76,7 +81,7 @@ def _throttled(
     wait: int,
 ) -> Response[Any]:
     message = f"Too many attempts. Please try again in {throttle.minutes_text(wait)}."
-    return _page(
+    return await _page(
         request,
         tenant,
         template,
@@ -86,7 +91,7 @@ def _throttled(
     )
 
 
-def _busy(
+async def _busy(
     request: Request[Any, Any, Any],
     tenant: TenantRow,
     template: str,
@@ -95,7 +100,7 @@ def _busy(
 ) -> Response[Any]:
     """503 with Retry-After, the form kept and the message in it (htmx 4 swaps a 503)."""
     context = {**context, "form_error": BUSY}
-    return _page(request, tenant, template, context, 503, {"Retry-After": str(wait)})
+    return await _page(request, tenant, template, context, 503, {"Retry-After": str(wait)})
 
 
 # --- sign in / out ---------------------------------------------------------------------------
@@ -108,7 +113,7 @@ async def sign_in_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Re
     if await signed_in(request, "customer"):
         return see_other(request, next_path)
     notice = {"signed-out": "You're signed out."}.get(request.query_params.get("done", ""), "")
-    return _page(request, tenant, "sign_in", _sign_in_context(next_path, "", notice))
+    return await _page(request, tenant, "sign_in", _sign_in_context(next_path, "", notice))
 
 
 def _sign_in_context(next_path: str, email: str, notice: str = "") -> dict[str, Any]:
@@ -128,7 +133,7 @@ async def sign_in(request: Request[Any, Any, Any], tenant: TenantDep) -> Respons
     email = checked.values["email"]
     context = _sign_in_context(next_path, email)
     if checked.clean is None:
-        return _page(request, tenant, "sign_in", {**context, "errors": checked.problems}, 422)
+        return await _page(request, tenant, "sign_in", {**context, "errors": checked.problems}, 422)
     password = checked.clean.password
     client = client_of(request)
 
@@ -156,7 +161,7 @@ async def sign_in(request: Request[Any, Any, Any], tenant: TenantDep) -> Respons
     if not check.right or started is None:
         status, message, headers = refusal(check)
         context["form_error"] = message
-        return _page(request, tenant, "sign_in", context, status, headers)
+        return await _page(request, tenant, "sign_in", context, status, headers)
     token = started.token
 
     async def invoices_now() -> Response[Any]:
@@ -211,7 +216,9 @@ async def _email_request(
     email, problem = clean_email(form.get("email", ""))
     context = {**(context or {}), "email": email}
     if problem:
-        return _page(request, tenant, template, {**context, "errors": {"email": problem}}, 422)
+        return await _page(
+            request, tenant, template, {**context, "errors": {"email": problem}}, 422
+        )
     # The same statements whatever the email (issue 11.5): count, record, answer. The
     # worker looks the email up and decides what to send.
     counted = await throttle.count(
@@ -222,12 +229,12 @@ async def _email_request(
         ],
     )
     if counted.wait:
-        return _throttled(request, tenant, template, context, counted.wait)
+        return await _throttled(request, tenant, template, context, counted.wait)
     await account_requests.record(tenant["id"], kind, email)
     wake()
     if template == "sign_in":  # the sign-in form stays, with the answer above it
-        return _page(request, tenant, template, {**context, "notice": _sent_message(tenant)})
-    return _page(request, tenant, template, {**context, "sent": _sent_message(tenant)})
+        return await _page(request, tenant, template, {**context, "notice": _sent_message(tenant)})
+    return await _page(request, tenant, template, {**context, "sent": _sent_message(tenant)})
 
 
 @post("/sign-in/link")
@@ -249,7 +256,7 @@ async def sign_in_with_link(request: Request[Any, Any, Any], tenant: TenantDep) 
     form = await form_data(request)
     used = await links.use_sign_in_link(tenant["id"], form.get("token", "")[:200])
     if used.problem:
-        return _link_problem(request, tenant, used.problem, "signin")
+        return await _link_problem(request, tenant, used.problem, "signin")
     await throttle.clear(tenant["id"], email_limit("signin", used.email).key)
     account = {"id": used.account_id, "email": used.email}
     started = await sign_in_customer(request, tenant, account, "link")
@@ -263,7 +270,7 @@ async def invite_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Res
     (the link in a sharing email)."""
     email = one_line(request.query_params.get("email", ""))[:254]
     # Arriving from a sharing email: the page says why they are here.
-    return _page(request, tenant, "invite", {"email": email, "invited": bool(email)})
+    return await _page(request, tenant, "invite", {"email": email, "invited": bool(email)})
 
 
 @post("/invite")
@@ -273,7 +280,7 @@ async def invite(request: Request[Any, Any, Any], tenant: TenantDep) -> Response
 
 @get("/forgot")
 async def forgot_page(request: Request[Any, Any, Any], tenant: TenantDep) -> Response[Any]:
-    return _page(request, tenant, "forgot", {"email": ""})
+    return await _page(request, tenant, "forgot", {"email": ""})
 
 
 @post("/forgot")
@@ -284,13 +291,13 @@ async def forgot(request: Request[Any, Any, Any], tenant: TenantDep) -> Response
 LINK_TEMPLATES = {"confirm": "confirm", "reset": "reset", "signin": "sign_in_link"}
 
 
-def _link_problem(
+async def _link_problem(
     request: Request[Any, Any, Any], tenant: TenantRow, problem: str, purpose: str
 ) -> Response[Any]:
     """An unknown (404), used or expired (410) link: what happened and a way to a new one."""
     status = 404 if problem == "unknown" else 410
     context = {"problem": problem, "purpose": purpose}
-    return _page(request, tenant, "link_problem", context, status)
+    return await _page(request, tenant, "link_problem", context, status)
 
 
 async def _link_page(
@@ -301,9 +308,9 @@ async def _link_page(
     token = request.query_params.get("token", "")
     check = await links.check_link(tenant["id"], purpose, token)
     if check.problem:
-        return _link_problem(request, tenant, check.problem, purpose)
+        return await _link_problem(request, tenant, check.problem, purpose)
     context = {"token": token, "email": check.email}
-    return _page(request, tenant, LINK_TEMPLATES[purpose], context, headers=NO_REFERRER)
+    return await _page(request, tenant, LINK_TEMPLATES[purpose], context, headers=NO_REFERRER)
 
 
 async def _use_link(
@@ -314,10 +321,10 @@ async def _use_link(
     password = normalize(form.get("password", "")[:MAX_FIELD])
     check = await links.check_link(tenant["id"], purpose, token)
     if check.problem:
-        return _link_problem(request, tenant, check.problem, purpose)
+        return await _link_problem(request, tenant, check.problem, purpose)
     problem = password_problem(password, business_name=tenant["name"], email=check.email)
     if problem:
-        return _page(
+        return await _page(
             request,
             tenant,
             purpose,
@@ -328,10 +335,10 @@ async def _use_link(
         password_hash = await hash_password(password, client_of(request))
     except LaneBusy as busy:
         context = {"token": token, "email": check.email}
-        return _busy(request, tenant, purpose, context, busy.retry_after)
+        return await _busy(request, tenant, purpose, context, busy.retry_after)
     used = await links.use_link(tenant["id"], purpose, token, password_hash)
     if used.problem:
-        return _link_problem(request, tenant, used.problem, purpose)
+        return await _link_problem(request, tenant, used.problem, purpose)
     await throttle.clear(tenant["id"], email_limit("signin", used.email).key)
     if purpose == "reset":
         await end_other_sessions(account_id=used.account_id)
