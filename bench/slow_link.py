@@ -60,7 +60,7 @@ from portal.testing import Server, free_port, stop_server
 
 BANDWIDTH = 400_000 / 8  # bytes a second, each way
 TIMEOUT = 180_000
-DEBUG = os.environ.get('BENCH_DEBUG') == '1'  # True: print each step's requests
+DEBUG = os.environ.get("BENCH_DEBUG") == "1"  # True: print each step's requests
 
 MARKS_SCRIPT = """
 (() => {
