@@ -9,15 +9,19 @@ customer, on a small and a 1 M-invoice database, on SQLite and PostgreSQL.
     # then
     .venv/bin/python -m bench.scale                # --engines SQLite,PostgreSQL --customers 20
 
-For each database one `portal serve` process serves it. Signed in over HTTP:
+Both databases of an engine are served at once, one `portal serve` process each. Signed in over HTTP:
 `--customers` ordinary customers drawn at random across all its businesses (10 invoices,
 a membership with four visits), and the biggest customer of five businesses (bench0–4:
 5,000 invoices at one location, 1,700 unpaid, 20 contracts of 24 visits, 300
 appointment requests). Every view a customer has — Invoices, History, a location's
 history (first page, and for the biggest customer its 16th page through the keyset
 cursor), Memberships, a membership's visits, Scheduler, an invoice, a receipt — is
-requested as the htmx fragment a tab switch fetches, 20 a second for 4 s (open loop),
-the requests going round the group's customers. Measured: server CPU per request from
+requested as the htmx fragment a tab switch fetches, 20 a second for 4 s (open loop;
+`--rate`, `--seconds`), the requests going round the group's customers. The four groups
+of a view (random and biggest, small and 1 M database) are measured in alternation, in
+five short rounds each (forwards, then backwards), and each figure is the median of its
+rounds: a group measured minutes after another carried the machine's drift into their
+ratio (cells moved by up to 0.4 between runs). Measured: server CPU per request from
 /proc (app process plus, on PostgreSQL, its database backends; see bench/cpu.py) and
 latency p50/p95. CPU is what the ratios use: on a shared two-core machine it moves far
 less than latency does.
@@ -38,6 +42,7 @@ import argparse
 import asyncio
 import random
 import sqlite3
+import statistics
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -182,55 +187,87 @@ def serve(database_url: str) -> Server:
     return start_servers(var_dir, 1, database_url, {"PORTAL_MAIL_WORKER": "0"}, load_demo=False)[0]
 
 
-def measure(database_url: str, count: int, seed: int) -> dict[tuple[str, str], Measured]:
-    """{(view, "random" | "biggest"): figures} on one database."""
-    small, big = customers(database_url, count, seed)
-    server = serve(database_url)
+ROUNDS = 5  # each group measured in this many short rounds, in alternation; the median counts
+
+
+def measure(
+    database_urls: list[str], count: int, seed: int
+) -> list[dict[tuple[str, str], Measured]]:
+    """[{(view, "random" | "biggest"): figures} for each database], all served at once.
+
+    The groups (each database's random and biggest customers) are measured in
+    alternation, ROUNDS short rounds each, in turn forwards and backwards, and each
+    figure is the median of its rounds: the machine drifts over minutes, and a group
+    measured minutes after another would carry the drift into their ratio."""
+    servers: list[Server] = []
     try:
-        for c in small + big:
-            c.cookie = sign_in_cookie(server, c.host, c.email, c.password)
-        out = {}
+        people: list[tuple[Server, str, list[Any], list[Any]]] = []
+        for url in database_urls:
+            small, big = customers(url, count, seed)
+            server = serve(url)
+            servers.append(server)
+            for c in small + big:
+                c.cookie = sign_in_cookie(server, c.host, c.email, c.password)
+            people.append((server, url, small, big))
+        outs: list[dict[tuple[str, str], Measured]] = [{} for _ in database_urls]
+        seconds = max(SECONDS / ROUNDS, 1.0)
         for view in VIEWS:
-            for group, people in (("random", small), ("biggest", big)):
-                requests = [
-                    build_request(
-                        c.paths[view],
-                        {
-                            "Host": f"{c.host}.localhost:{server.port}",
-                            "Cookie": c.cookie,
-                            "Accept-Encoding": "br",
-                            "Connection": "keep-alive",
-                            **FRAGMENT,
-                        },
-                    )
-                    for c in people
-                    if view in c.paths
-                ]
-                if not requests:
-                    continue
+            arms = []
+            for index, (server, url, small, big) in enumerate(people):
+                for group, who in (("random", small), ("biggest", big)):
+                    requests = [
+                        build_request(
+                            c.paths[view],
+                            {
+                                "Host": f"{c.host}.localhost:{server.port}",
+                                "Cookie": c.cookie,
+                                "Accept-Encoding": "br",
+                                "Connection": "keep-alive",
+                                **FRAGMENT,
+                            },
+                        )
+                        for c in who
+                        if view in c.paths
+                    ]
+                    if requests:
+                        arms.append((index, group, server, url, requests))
+            rounds: dict[tuple[int, str], list[tuple[float, float, float]]] = {}
+            for _, _, server, _, requests in arms:
                 run(open_loop(server.port, requests, RATE, 1, connections=4))  # warm up
-                meter = CpuMeter([server.process.pid], database_url)
-                meter.start()
-                result = run(open_loop(server.port, requests, RATE, SECONDS, connections=4))
-                spent = meter.stop()
-                assert set(result.statuses) == {200} and not result.errors, (
-                    view,
-                    group,
-                    result.statuses,
-                )
-                out[view, group] = Measured(
-                    (spent.app + spent.database) * 1000 / result.count,
-                    result.pct(50),
-                    result.pct(95),
+            for n in range(ROUNDS):
+                for index, group, server, url, requests in arms if n % 2 == 0 else arms[::-1]:
+                    meter = CpuMeter([server.process.pid], url)
+                    meter.start()
+                    result = run(open_loop(server.port, requests, RATE, seconds, connections=4))
+                    spent = meter.stop()
+                    assert set(result.statuses) == {200} and not result.errors, (
+                        view,
+                        group,
+                        result.statuses,
+                    )
+                    rounds.setdefault((index, group), []).append(
+                        (
+                            (spent.app + spent.database) * 1000 / result.count,
+                            result.pct(50),
+                            result.pct(95),
+                        )
+                    )
+            for (index, group), figures in rounds.items():
+                outs[index][view, group] = Measured(
+                    statistics.median(f[0] for f in figures),
+                    statistics.median(f[1] for f in figures),
+                    statistics.median(f[2] for f in figures),
                 )
                 print(
-                    f"  {view} ({group}): {out[view, group].cpu_ms:.2f} ms CPU, "
-                    f"p95 {out[view, group].p95:.1f} ms",
+                    f"  {view} ({group}, database {index + 1}): "
+                    f"{outs[index][view, group].cpu_ms:.2f} ms CPU "
+                    f"(rounds {', '.join(f'{f[0]:.2f}' for f in figures)})",
                     flush=True,
                 )
-        return out
+        return outs
     finally:
-        stop_server(server)
+        for server in servers:
+            stop_server(server)
 
 
 def verdict(ratio: float) -> str:
@@ -461,12 +498,10 @@ def main() -> None:
             continue
         small_url, large_url = absolute(small_url), absolute(large_url)
         if not args.explain_only:
-            print(f"{engine}, small database", flush=True)
-            small = measure(small_url, args.customers, args.seed)
-            large = {}
-            if not args.small_only:
-                print(f"{engine}, 1 M database", flush=True)
-                large = measure(large_url, args.customers, args.seed)
+            print(f"{engine}: the small and the 1 M database, served at once", flush=True)
+            urls = [small_url] if args.small_only else [small_url, large_url]
+            measured = measure(urls, args.customers, args.seed)
+            small, large = measured[0], (measured[1] if len(measured) > 1 else {})
             c, lat = report(engine, small, large)
             cpu_rows += c
             latency_rows += lat
