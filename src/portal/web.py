@@ -123,6 +123,10 @@ class Renderer:
         self.static = load_static()
         self._parent_cache: dict[str, list[str]] = {}
         self._static_by_name = {f.name: f for f in self.static.values()}
+        # Decoded once: the signed-out pages put these inside every page they render.
+        self._script_text = {
+            f.name: Markup(f.body.decode()) for f in self.static.values() if f.name.endswith(".js")
+        }
         self.env = PortalEnvironment(
             loader=FileSystemLoader(TEMPLATES_DIR),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -153,7 +157,7 @@ class Renderer:
     def inline_script(self, name: str) -> Markup:
         """A static script's text, to put inside a `<script nonce>` on a page that should
         need no other request (the signed-out pages); our own files, free of `</script>`."""
-        return Markup(self._static_by_name[name].body.decode())
+        return self._script_text[name]
 
     def render_string(
         self, template_name: str, context: dict[str, Any], block: str | None = None
