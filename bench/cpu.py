@@ -7,8 +7,10 @@ One `portal serve` process (the bench business, ANALYZEd after import; PostgreSQ
 database of its own, `portal_bench_cpu`) and one bare Litestar hello world
 (bench/bare_hello.py: no middleware, served the same way) both pinned to core 0; this
 script, the load, on core 1. Each route is requested at a modest fixed rate (open
-loop) after a warm-up; the CPU the server process spent meanwhile — and on PostgreSQL
-the CPU of the database backends serving it — is read from /proc before and after:
+loop) after a warm-up, in `--rounds` short rounds with the routes in alternation
+(forwards, then backwards; each figure the median round, the rounds printed); the CPU
+the server process spent meanwhile — and on PostgreSQL the CPU of the database backends
+serving it — is read from /proc before and after:
 
     ms CPU per request = (app CPU + database CPU) ÷ requests answered
 
@@ -36,6 +38,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import common, loadgen
 from bench.common import BENCH_HOST, CpuMeter, bench_server, postgres_database, sign_in_cookie
@@ -165,7 +168,7 @@ def run(engine: str, env: dict[str, str], args: argparse.Namespace) -> list[Figu
                 "nobody": "",
             }
             control = build_request("/_hello", {"Host": "localhost", "Connection": "keep-alive"})
-            out = []
+            prepared = []
             for route in routes(database_url):
                 port = bare_port if route.who == "bare" else server.port
                 headers = {
@@ -179,19 +182,33 @@ def run(engine: str, env: dict[str, str], args: argparse.Namespace) -> list[Figu
                 request = build_request(route.path, headers)
                 pids = [bare.pid] if route.who == "bare" else [server.process.pid]
                 meter = CpuMeter(pids, "" if route.who == "bare" else database_url)
+                prepared.append((route, port, headers, request, meter))
                 loadgen.run(open_loop(port, request, args.rate, 1.5, connections=16))  # warm up
-                meter.start()
-                result, ctl = loadgen.run(
-                    measure_one(port, request, control, bare_port, args.rate, args.seconds)
-                )
-                spent = meter.stop()
-                if route.who == "bare":  # the control's own requests ran on this process too
-                    spent.app *= result.count / (result.count + ctl.count)
-                assert set(result.statuses) == {200} and not result.errors, (
-                    route.path,
-                    result.statuses,
-                    result.errors,
-                )
+            # Every route measured in args.rounds short rounds, in turn forwards and
+            # backwards, each figure the median of its rounds: one pass, a route after
+            # another, carried the machine's drift (and the new process's warm-up) into
+            # the ratios (hello ÷ fragment 0.25 and 0.43 in two runs of the same code).
+            rounds: dict[str, list[tuple[loadgen.Result, loadgen.Result, Any]]] = {}
+            for n in range(args.rounds):
+                for route, port, _, request, meter in prepared[:: 1 if n % 2 == 0 else -1]:
+                    meter.start()
+                    result, ctl = loadgen.run(
+                        measure_one(
+                            port, request, control, bare_port, args.rate, args.seconds / args.rounds
+                        )
+                    )
+                    spent = meter.stop()
+                    if route.who == "bare":  # the control's own requests ran on this process too
+                        spent.app *= result.count / (result.count + ctl.count)
+                    assert set(result.statuses) == {200} and not result.errors, (
+                        route.path,
+                        result.statuses,
+                        result.errors,
+                    )
+                    rounds.setdefault(route.name, []).append((result, ctl, spent))
+            out = []
+            for route, port, headers, _, meter in prepared:
+                measured = rounds[route.name]
                 fastest = fastest_cpu = None
                 if args.max_seconds:
                     meter.start()
@@ -199,13 +216,17 @@ def run(engine: str, env: dict[str, str], args: argparse.Namespace) -> list[Figu
                     at_max = meter.stop()
                     fastest = found["rps"]
                     fastest_cpu = (at_max.app + at_max.database) * 1000 / found["requests"]
+                app_ms = [spent.app * 1000 / result.count for result, _, spent in measured]
+                db_ms = [spent.database * 1000 / result.count for result, _, spent in measured]
+                middle = _median_round([a + d for a, d in zip(app_ms, db_ms, strict=True)])
+                result, ctl, _ = measured[middle]
                 out.append(
                     Figures(
                         route,
-                        result.count,
-                        result.rate,
-                        spent.app * 1000 / result.count,
-                        spent.database * 1000 / result.count,
+                        sum(r.count for r, _, _ in measured),
+                        sum(r.rate for r, _, _ in measured) / len(measured),
+                        app_ms[middle],
+                        db_ms[middle],
                         result.pct(50),
                         result.pct(99),
                         ctl.pct(50),
@@ -214,11 +235,22 @@ def run(engine: str, env: dict[str, str], args: argparse.Namespace) -> list[Figu
                         fastest_cpu,
                     )
                 )
-                print(f"  {engine} {route.name}: {out[-1].cpu_ms:.2f} ms CPU/request", flush=True)
+                rounds_text = ", ".join(f"{a + d:.2f}" for a, d in zip(app_ms, db_ms, strict=True))
+                print(
+                    f"  {engine} {route.name}: {out[-1].cpu_ms:.2f} ms CPU/request"
+                    f" (rounds: {rounds_text})",
+                    flush=True,
+                )
             return out
     finally:
         bare.terminate()
         bare.wait(timeout=10)
+
+
+def _median_round(values: list[float]) -> int:
+    """The index of the median of `values` (the lower middle one of an even count)."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    return order[(len(values) - 1) // 2]
 
 
 def report(engine: str, figures: list[Figures]) -> list[list[str]]:
@@ -268,6 +300,9 @@ def main() -> None:
     parser.add_argument("--engines", default="sqlite,postgres")
     parser.add_argument("--rate", type=float, default=100, help="requests a second per route")
     parser.add_argument("--seconds", type=float, default=8, help="measured seconds per route")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="rounds each route is measured in, alternating"
+    )
     parser.add_argument("--max-seconds", type=int, default=5, help="wrk seconds (0: skip)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})  # the load on core 1; the servers on core 0
