@@ -130,6 +130,10 @@ async def test_every_page_reads_in_a_fixed_number_of_plain_statements(jane, demo
         assert [q for q in after[name].all if q not in after[name].piccolo] == [
             q for q in before[name].all if q not in before[name].piccolo
         ], name
+    # Viewed once already: the second view writes nothing (no transaction, no statement
+    # beyond the page's reads), where the first recorded the view.
+    assert before["invoice"].piccolo, before["invoice"].all
+    assert after["invoice"].piccolo == [], after["invoice"].piccolo
 
 
 async def test_a_grantee_reads_every_page_in_as_many_plain_statements(app, jane, demo, monkeypatch):

@@ -350,7 +350,11 @@ async def pays_invoice(tenant_id: int, payment_id: int, invoice_id: int) -> bool
 
 async def note_viewed(tenant_id: int, invoice: dict[str, Any], email: str) -> None:
     """The customer's account opened the invoice: recorded once per account in the
-    invoice's audit trail (the office's "viewed by the customer"), with `invoice.viewed`."""
+    invoice's audit trail (the office's "viewed by the customer"), with `invoice.viewed`.
+    An invoice read by `invoices.invoice_detail` says who has viewed it already: a repeat
+    view writes nothing and opens no transaction."""
+    if email in invoice.get("viewed_by", ()):
+        return
     async with transaction():
         seen = (
             await AuditEvent.count()
