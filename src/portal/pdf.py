@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
-
-from fpdf import FPDF
-from fpdf.enums import XPos, YPos
-from fpdf.fonts import FontFace
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from portal.db.invoices import as_date
 from portal.db.rows import TenantRow
 from portal.formatting import format_date, money
+
+if TYPE_CHECKING:
+    from fpdf import FPDF
 
 log = logging.getLogger("portal.pdf")
 
@@ -56,31 +57,43 @@ def _when(value: date | datetime | str | None, tz: str) -> str:
     return format_date(as_date(value))
 
 
-class _InvoicePDF(FPDF):
-    def __init__(self, tenant: TenantRow) -> None:
-        super().__init__(orientation="portrait", unit="mm", format="Letter")
-        self.tenant = tenant
-        self.set_margins(16, 16, 16)
-        self.set_auto_page_break(auto=True, margin=18)
+@cache
+def _document() -> Callable[[TenantRow], FPDF]:
+    """fpdf2's document with the invoice's footer. fpdf2 is imported on the first PDF,
+    not when the portal starts: with fontTools it is about a quarter of a second of every
+    process's start-up (each server, each command), and most processes never draw one."""
+    from fpdf import FPDF
 
-    def footer(self) -> None:
-        self.set_y(-14)
-        self.set_font("Helvetica", size=8)
-        self.set_text_color(*MUTED)
-        contact = " | ".join(
-            p for p in (self.tenant["name"], self.tenant["phone"], self.tenant["email"]) if p
-        )
-        self.cell(0, 5, plain(contact), align="L")
-        self.cell(0, 5, f"Page {self.page_no()} of {{nb}}", align="R")
+    class InvoicePDF(FPDF):
+        def __init__(self, tenant: TenantRow) -> None:
+            super().__init__(orientation="portrait", unit="mm", format="Letter")
+            self.tenant = tenant
+            self.set_margins(16, 16, 16)
+            self.set_auto_page_break(auto=True, margin=18)
+
+        def footer(self) -> None:
+            self.set_y(-14)
+            self.set_font("Helvetica", size=8)
+            self.set_text_color(*MUTED)
+            contact = " | ".join(
+                p for p in (self.tenant["name"], self.tenant["phone"], self.tenant["email"]) if p
+            )
+            self.cell(0, 5, plain(contact), align="L")
+            self.cell(0, 5, f"Page {self.page_no()} of {{nb}}", align="R")
+
+    return InvoicePDF
 
 
 def invoice_pdf(
     tenant: TenantRow, invoice: dict[str, Any], logo: tuple[bytes, str] | None
 ) -> bytes:
     """The PDF of an invoice (as loaded by `portal.db.invoices.invoice_detail`)."""
+    from fpdf.enums import XPos, YPos  # loaded with fpdf by _document
+    from fpdf.fonts import FontFace
+
     currency = tenant["currency"]
     tz = tenant["time_zone"]
-    pdf = _InvoicePDF(tenant)
+    pdf = _document()(tenant)
     pdf.set_title(plain(f"Invoice {invoice['number']}"))
     pdf.set_author(plain(tenant["name"]))
     pdf.set_creator("Customer Portal")

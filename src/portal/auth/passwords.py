@@ -245,16 +245,29 @@ class HashingLane:
 
 
 LANE = HashingLane()
+_COST = PRODUCTION_COST
 # Verified against when the email is unknown, so that answer takes as long as a real one.
-_DUMMY_HASH = HASHER.hash("not a real password, only for timing")
+# Made by `use_cost` (create_app calls it), not at import: a hash at production cost is a
+# fifth of a second of CPU for every process that imports this module (each command, each
+# server the test suite starts), most of which never verify a password.
+_DUMMY_HASH: str | None = None
 
 
 def use_cost(*, cheap_for_tests: bool) -> None:
-    """Hash with the production parameters, or (test suites only) the cheapest ones."""
-    global HASHER, _DUMMY_HASH
-    wanted = _hasher(TEST_COST if cheap_for_tests else PRODUCTION_COST)
-    if wanted.check_needs_rehash(_DUMMY_HASH):  # made with the other parameters
-        HASHER, _DUMMY_HASH = wanted, wanted.hash("not a real password, only for timing")
+    """Hash with the production parameters, or (test suites only) the cheapest ones; the
+    unknown-email hash is made now, so no sign-in waits for it."""
+    global HASHER, _COST, _DUMMY_HASH
+    wanted = TEST_COST if cheap_for_tests else PRODUCTION_COST
+    if wanted != _COST:
+        HASHER, _COST, _DUMMY_HASH = _hasher(wanted), wanted, None
+    _dummy_hash()
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:  # two threads may both make it: the same kind of hash
+        _DUMMY_HASH = HASHER.hash("not a real password, only for timing")
+    return _DUMMY_HASH
 
 
 def hash_password_sync(password: str) -> str:
@@ -270,7 +283,7 @@ async def hash_password(password: str, client: str | None = None) -> str:
 
 def _verify(stored_hash: str | None, password: str) -> bool:
     try:
-        return HASHER.verify(stored_hash or _DUMMY_HASH, password) and bool(stored_hash)
+        return HASHER.verify(stored_hash or _dummy_hash(), password) and bool(stored_hash)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
