@@ -83,9 +83,11 @@ class Link:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None:
-            for task in asyncio.all_tasks(self._loop):
-                self._loop.call_soon_threadsafe(task.cancel)
+        # The link's loop may have ended already (its thread is a daemon): nothing to stop.
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed between the check and the call
+                for task in asyncio.all_tasks(self._loop):
+                    self._loop.call_soon_threadsafe(task.cancel)
 
     async def _connection(
         self,
