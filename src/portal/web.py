@@ -105,10 +105,10 @@ def escaped_text(value: Any) -> str:
     a plain `str` would be escaped twice)."""
     if value is None:
         return ""
-    text = value if type(value) is str else str(value)
     # The same entities as MarkupSafe writes, so a page spells every escape one way.
     return (
-        text.replace("&", "&amp;")
+        str(value)
+        .replace("&", "&amp;")
         .replace(">", "&gt;")
         .replace("<", "&lt;")
         .replace("'", "&#39;")

@@ -245,7 +245,6 @@ class HashingLane:
 
 
 LANE = HashingLane()
-_COST = PRODUCTION_COST
 # Verified against when the email is unknown, so that answer takes as long as a real one.
 # Made by `use_cost` (create_app calls it), not at import: a hash at production cost is a
 # fifth of a second of CPU for every process that imports this module (each command, each
@@ -256,10 +255,10 @@ _DUMMY_HASH: str | None = None
 def use_cost(*, cheap_for_tests: bool) -> None:
     """Hash with the production parameters, or (test suites only) the cheapest ones; the
     unknown-email hash is made now, so no sign-in waits for it."""
-    global HASHER, _COST, _DUMMY_HASH
+    global HASHER, _DUMMY_HASH
     wanted = TEST_COST if cheap_for_tests else PRODUCTION_COST
-    if wanted != _COST:
-        HASHER, _COST, _DUMMY_HASH = _hasher(wanted), wanted, None
+    if wanted != {name: getattr(HASHER, name) for name in wanted}:
+        HASHER, _DUMMY_HASH = _hasher(wanted), None
     _dummy_hash()
 
 
